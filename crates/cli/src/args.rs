@@ -1,0 +1,462 @@
+//! From the flags as typed to a resolved scan configuration (ripgrep's
+//! low-args/high-args split: [`crate::flags`] knows spelling, this module
+//! knows meaning).
+//!
+//! Every error is a [`UsageError`] naming the offending flag or value;
+//! the binary prints it on one line and exits with status 2.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portolan_engine::{TimingConfig, TimingTemplate};
+use portolan_targets::{PortList, Protocol};
+
+use crate::flags::{FlagId, Given, ParsedArgs};
+
+/// A command line that parses but does not make sense.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// What the user asked for, beyond the scan itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Scan ports.
+    Scan,
+    /// `-sL`: list the targets and send nothing.
+    List,
+    /// `-h`
+    Help,
+    /// `-V`
+    Version,
+    /// `--man`
+    Man,
+}
+
+/// An output file request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFile {
+    /// `None` for standard output (`-`).
+    pub path: Option<PathBuf>,
+}
+
+/// The resolved configuration of one run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// What to do.
+    pub mode: Mode,
+    /// Target specs, from the command line and `-iL`.
+    pub targets: Vec<String>,
+    /// Exclusion specs, from `--exclude` and `--excludefile`.
+    pub excludes: Vec<String>,
+    /// `-6`.
+    pub prefer_ipv6: bool,
+    /// TCP ports to scan, sorted.
+    pub tcp_ports: Vec<u16>,
+    /// Scan order key.
+    pub seed: Option<u64>,
+    /// `-r` turns it off.
+    pub randomize: bool,
+    /// Timing knobs.
+    pub timing: TimingConfig,
+    /// `--max-hostgroup`.
+    pub max_hostgroup: Option<u32>,
+    /// `-oN`.
+    pub normal_out: Option<OutputFile>,
+    /// `-oJ`.
+    pub json_out: Option<OutputFile>,
+    /// `--append-output`.
+    pub append: bool,
+    /// `--open`.
+    pub open_only: bool,
+    /// `--reason`.
+    pub reason: bool,
+    /// `-v` level.
+    pub verbosity: u8,
+    /// `--stats-every`.
+    pub stats_every: Option<Duration>,
+    /// `--no-progress`.
+    pub no_progress: bool,
+    /// `-S`.
+    pub source: Option<std::net::IpAddr>,
+    /// `-e`.
+    pub interface: Option<String>,
+}
+
+/// Parses nmap's time specifications: a number with an optional unit
+/// (`ms`, `s`, `m`, `h`); a bare number is seconds.
+pub fn parse_time(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let secs = n * scale;
+    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+}
+
+fn value<'a>(g: &'a Given) -> &'a str {
+    g.value.as_deref().unwrap_or("")
+}
+
+fn bad_value(g: &Given, expected: &str) -> UsageError {
+    usage(format!(
+        "invalid value \"{}\" for {}: expected {expected}",
+        value(g),
+        g.spelled
+    ))
+}
+
+fn number<T: std::str::FromStr>(g: &Given, expected: &str) -> Result<T, UsageError> {
+    value(g).trim().parse().map_err(|_| bad_value(g, expected))
+}
+
+fn time(g: &Given) -> Result<Duration, UsageError> {
+    parse_time(value(g)).ok_or_else(|| bad_value(g, "a time such as 500ms, 2s, 5m or 1h"))
+}
+
+fn rate(g: &Given) -> Result<f64, UsageError> {
+    let r: f64 = number(g, "a positive number of probes per second")?;
+    if r.is_finite() && r > 0.0 {
+        Ok(r)
+    } else {
+        Err(bad_value(g, "a positive number of probes per second"))
+    }
+}
+
+fn level(g: &Given, letter: char) -> Result<u8, UsageError> {
+    match g.value.as_deref() {
+        None => Ok(1),
+        Some(v) if v.chars().all(|c| c == letter) => Ok(1 + v.len().min(9) as u8),
+        Some(v) => v
+            .parse::<u8>()
+            .map_err(|_| bad_value(g, "a level such as 2, or repeated letters")),
+    }
+}
+
+fn output_file(g: &Given) -> Result<OutputFile, UsageError> {
+    match value(g) {
+        "" => Err(bad_value(g, "a file name, or - for standard output")),
+        "-" => Ok(OutputFile { path: None }),
+        p => Ok(OutputFile {
+            path: Some(PathBuf::from(p)),
+        }),
+    }
+}
+
+/// Resolves parsed flags into a [`Config`]. Reads `-iL` and
+/// `--excludefile` files through `read_list`.
+pub fn resolve(
+    parsed: &ParsedArgs,
+    read_list: &dyn Fn(&str) -> Result<Vec<String>, String>,
+) -> Result<Config, UsageError> {
+    let mut mode = Mode::Scan;
+    let mut targets = parsed.positional.clone();
+    let mut excludes = Vec::new();
+    let mut template = TimingTemplate::Normal;
+    let mut overrides: Vec<&Given> = Vec::new();
+    let mut port_spec: Option<&Given> = None;
+    let mut exclude_ports: Option<&Given> = None;
+    let mut top: Option<usize> = None;
+    let mut cfg = Config {
+        mode: Mode::Scan,
+        targets: Vec::new(),
+        excludes: Vec::new(),
+        prefer_ipv6: false,
+        tcp_ports: Vec::new(),
+        seed: None,
+        randomize: true,
+        timing: TimingConfig::from_template(TimingTemplate::Normal),
+        max_hostgroup: None,
+        normal_out: None,
+        json_out: None,
+        append: false,
+        open_only: false,
+        reason: false,
+        verbosity: 0,
+        stats_every: None,
+        no_progress: false,
+        source: None,
+        interface: None,
+    };
+
+    for g in &parsed.flags {
+        match g.id {
+            FlagId::Help => mode = Mode::Help,
+            FlagId::Version => {
+                if mode != Mode::Help {
+                    mode = Mode::Version
+                }
+            }
+            FlagId::Man => mode = Mode::Man,
+            FlagId::InputList => {
+                let list = read_list(value(g)).map_err(|e| usage(format!("-iL: {e}")))?;
+                targets.extend(list);
+            }
+            FlagId::Exclude => excludes.extend(portolan_targets::split_exclude_list(value(g))),
+            FlagId::ExcludeFile => {
+                let list = read_list(value(g)).map_err(|e| usage(format!("--excludefile: {e}")))?;
+                excludes.extend(list);
+            }
+            FlagId::NoResolve | FlagId::ResolveAll => {}
+            FlagId::Ipv6 => cfg.prefer_ipv6 = true,
+            FlagId::Ping => match value(g) {
+                "n" | "N" => {}
+                _ => {
+                    return Err(usage(format!(
+                        "-P{}: host discovery probes are not available yet; use -Pn \
+                         (hosts are treated as up)",
+                        value(g)
+                    )));
+                }
+            },
+            FlagId::Scan => {
+                for letter in value(g).chars() {
+                    match letter {
+                        'T' => {}
+                        'L' => mode = Mode::List,
+                        'S' => {
+                            return Err(usage(
+                                "-sS: the raw-packet SYN scan is not available yet; \
+                                 use -sT (the TCP connect scan)",
+                            ));
+                        }
+                        'n' | 'U' | 'Y' | 'Z' | 'A' | 'W' | 'M' | 'F' | 'N' | 'X' | 'O' | 'I'
+                        | 'V' | 'C' | 'R' => {
+                            return Err(usage(format!(
+                                "-s{letter}: this scan type is not available yet; \
+                                 use -sT (the TCP connect scan) or -sL"
+                            )));
+                        }
+                        other => {
+                            return Err(usage(format!(
+                                "invalid scan type \"-s{other}\" in \"{}{}\"",
+                                g.spelled,
+                                value(g)
+                            )));
+                        }
+                    }
+                }
+            }
+            FlagId::Ports => port_spec = Some(g),
+            FlagId::ExcludePorts => exclude_ports = Some(g),
+            FlagId::Fast => top = Some(100),
+            FlagId::TopPorts => {
+                let n: usize = number(g, "a number of ports from 1 to 65535")?;
+                if !(1..=65535).contains(&n) {
+                    return Err(bad_value(g, "a number of ports from 1 to 65535"));
+                }
+                top = Some(n);
+            }
+            FlagId::NoRandomize => cfg.randomize = false,
+            FlagId::Seed => cfg.seed = Some(number(g, "a whole number")?),
+            FlagId::Timing => {
+                template = TimingTemplate::parse(value(g)).ok_or_else(|| {
+                    bad_value(g, "0-5 or paranoid|sneaky|polite|normal|aggressive|insane")
+                })?
+            }
+            FlagId::OutNormal => cfg.normal_out = Some(output_file(g)?),
+            FlagId::OutJson => cfg.json_out = Some(output_file(g)?),
+            FlagId::OutXml | FlagId::OutGrep | FlagId::OutAll => {
+                return Err(usage(format!(
+                    "{}: this output format is not available yet; use -oN or -oJ",
+                    g.spelled
+                )));
+            }
+            FlagId::AppendOutput => cfg.append = true,
+            FlagId::Open => cfg.open_only = true,
+            FlagId::Reason => cfg.reason = true,
+            FlagId::Verbose => cfg.verbosity = cfg.verbosity.saturating_add(level(g, 'v')?),
+            FlagId::Debug => {
+                level(g, 'd')?;
+            }
+            FlagId::StatsEvery => cfg.stats_every = Some(time(g)?),
+            FlagId::NoProgress => cfg.no_progress = true,
+            FlagId::Source => {
+                cfg.source = Some(
+                    value(g)
+                        .parse()
+                        .map_err(|_| bad_value(g, "an IPv4 or IPv6 address"))?,
+                )
+            }
+            FlagId::Interface => cfg.interface = Some(value(g).to_string()),
+            FlagId::SourcePort => {
+                let _: u16 = number(g, "a port number")?;
+            }
+            FlagId::MinRate
+            | FlagId::MaxRate
+            | FlagId::MaxRetries
+            | FlagId::HostTimeout
+            | FlagId::MinRttTimeout
+            | FlagId::MaxRttTimeout
+            | FlagId::InitialRttTimeout
+            | FlagId::MinParallelism
+            | FlagId::MaxParallelism
+            | FlagId::ScanDelay
+            | FlagId::MaxScanDelay
+            | FlagId::MinHostgroup
+            | FlagId::MaxHostgroup => overrides.push(g),
+        }
+    }
+
+    // Timing: the template first, then single knobs, whatever the order.
+    let mut t = TimingConfig::from_template(template);
+    let mut max_scan_delay: Option<Duration> = None;
+    for g in overrides {
+        match g.id {
+            FlagId::MinRate => t.min_rate = Some(rate(g)?),
+            FlagId::MaxRate => t.max_rate = Some(rate(g)?),
+            FlagId::MaxRetries => t.max_retries = number(g, "a number from 0 to 50")?,
+            FlagId::HostTimeout => {
+                let d = time(g)?;
+                t.host_timeout = (!d.is_zero()).then_some(d);
+            }
+            FlagId::MinRttTimeout => t.min_rtt_timeout = time(g)?,
+            FlagId::MaxRttTimeout => t.max_rtt_timeout = time(g)?,
+            FlagId::InitialRttTimeout => t.initial_rtt_timeout = time(g)?,
+            FlagId::MinParallelism => t.min_parallelism = number(g, "a positive number")?,
+            FlagId::MaxParallelism => {
+                t.max_parallelism = number(g, "a positive number")?;
+                if t.max_parallelism == 0 {
+                    return Err(bad_value(g, "a positive number"));
+                }
+            }
+            FlagId::ScanDelay => t.scan_delay = time(g)?,
+            FlagId::MaxScanDelay => max_scan_delay = Some(time(g)?),
+            FlagId::MinHostgroup => {
+                let _: u32 = number(g, "a positive number")?;
+            }
+            FlagId::MaxHostgroup => {
+                let n: u32 = number(g, "a positive number")?;
+                if n == 0 {
+                    return Err(bad_value(g, "a positive number"));
+                }
+                cfg.max_hostgroup = Some(n);
+            }
+            _ => {}
+        }
+    }
+    if t.max_retries > 50 {
+        return Err(usage(format!(
+            "--max-retries {}: at most 50 retransmissions",
+            t.max_retries
+        )));
+    }
+    if let Some(cap) = max_scan_delay {
+        t.scan_delay = t.scan_delay.min(cap);
+    }
+    cfg.timing = t.normalized();
+
+    // Ports.
+    let mut ports = match (port_spec, top) {
+        (Some(g), _) => portolan_targets::parse_ports(value(g))
+            .map_err(|e| usage(format!("{}: {e}", g.spelled)))?,
+        (None, n) => {
+            let n = n.unwrap_or(1000);
+            PortList {
+                tcp: portolan_targets::top_ports(Protocol::Tcp, n),
+                udp: Vec::new(),
+                sctp: Vec::new(),
+            }
+        }
+    };
+    if let Some(g) = exclude_ports {
+        let ex = portolan_targets::parse_ports(value(g))
+            .map_err(|e| usage(format!("{}: {e}", g.spelled)))?;
+        ports.remove(&ex);
+    }
+    cfg.tcp_ports = ports.tcp;
+
+    cfg.mode = mode;
+    cfg.targets = targets;
+    cfg.excludes = excludes;
+    if cfg.mode == Mode::Scan || cfg.mode == Mode::List {
+        if cfg.targets.is_empty() {
+            return Err(usage(
+                "no targets were specified: give addresses, networks or names, or -iL FILE",
+            ));
+        }
+        if cfg.mode == Mode::Scan && cfg.tcp_ports.is_empty() {
+            return Err(usage(
+                "no TCP ports to scan: the port list is empty (check -p and --exclude-ports)",
+            ));
+        }
+    }
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::parse;
+
+    fn cfg(args: &[&str]) -> Result<Config, String> {
+        let parsed = parse(args.iter().copied()).map_err(|e| e.to_string())?;
+        resolve(&parsed, &|p| Err(format!("cannot read {p}"))).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn times_parse_like_nmap() {
+        assert_eq!(parse_time("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_time("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_time("1.5m"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_time("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_time("5x"), None);
+        assert_eq!(parse_time(""), None);
+        assert_eq!(parse_time("-1"), None);
+    }
+
+    #[test]
+    fn template_then_overrides_in_any_order() {
+        let c = cfg(&["--max-retries", "3", "-T4", "198.18.0.1"]).unwrap();
+        assert_eq!(c.timing.max_retries, 3);
+        assert_eq!(c.timing.max_rtt_timeout, Duration::from_millis(1250));
+        let c = cfg(&["-T5", "--min-rate", "1000", "--host-timeout", "0", "x"]).unwrap();
+        assert_eq!(c.timing.min_rate, Some(1000.0));
+        assert_eq!(c.timing.host_timeout, None);
+    }
+
+    #[test]
+    fn ports_default_to_top_thousand() {
+        let c = cfg(&["198.18.0.1"]).unwrap();
+        assert_eq!(c.tcp_ports.len(), 1000);
+        let c = cfg(&["-F", "198.18.0.1"]).unwrap();
+        assert_eq!(c.tcp_ports.len(), 100);
+        let c = cfg(&["-p-", "--exclude-ports", "1-1000", "198.18.0.1"]).unwrap();
+        assert_eq!(c.tcp_ports.len(), 65535 - 1000);
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert_eq!(
+            cfg(&["-T9", "x"]).unwrap_err(),
+            "invalid value \"9\" for -T: expected 0-5 or paranoid|sneaky|polite|normal|aggressive|insane"
+        );
+        assert!(
+            cfg(&["--min-rate", "fast", "x"])
+                .unwrap_err()
+                .contains("\"fast\"")
+        );
+        assert!(cfg(&["-p", "70000", "x"]).unwrap_err().contains("70000"));
+        assert!(cfg(&[]).unwrap_err().contains("no targets"));
+        assert!(cfg(&["-sQ", "x"]).unwrap_err().contains("-sQ"));
+        assert!(cfg(&["-iL", "nope.txt"]).unwrap_err().contains("nope.txt"));
+        assert!(
+            cfg(&["-p", "U:53", "x"])
+                .unwrap_err()
+                .contains("no TCP ports")
+        );
+    }
+}

@@ -1,0 +1,811 @@
+//! The flag table: the one source of truth for parsing, `--help` and the
+//! man page (ripgrep's `flags/defs.rs` model).
+//!
+//! nmap parses with `getopt_long_only`, so its long options take one dash
+//! as well as two (`-oX`, `-iL`, `-min-rate`), while single letters take
+//! their values attached or separate (`-p22`, `-p 22`, `-T4`, `-PS443`,
+//! `-sS`). clap cannot express that, hence this small parser. Rules, in
+//! order, for an argument starting with `-`:
+//! 1. `--` ends the flags; everything after it is a target.
+//! 2. `--name[=value]` or `-name[=value]` where `name` is a long name in
+//!    the table: that flag (a value comes after `=` or as the next
+//!    argument).
+//! 3. Otherwise the first letter after the dash is a short flag: a switch
+//!    (further letters are more short flags, as in `-nv`), or a flag with a
+//!    value (the rest of the argument, or the next argument if the rest is
+//!    empty), or a flag with an optional attached value (`-PS`, `-v3`).
+//!
+//! Errors name the offending argument. Nothing here panics.
+
+use std::fmt::Write as _;
+
+/// What a flag does, independent of how it was spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum FlagId {
+    // Targets
+    InputList,
+    Exclude,
+    ExcludeFile,
+    NoResolve,
+    ResolveAll,
+    Ipv6,
+    // Discovery
+    Ping,
+    // Techniques
+    Scan,
+    // Ports
+    Ports,
+    ExcludePorts,
+    Fast,
+    TopPorts,
+    NoRandomize,
+    Seed,
+    // Timing
+    Timing,
+    MinRate,
+    MaxRate,
+    MaxRetries,
+    HostTimeout,
+    MinRttTimeout,
+    MaxRttTimeout,
+    InitialRttTimeout,
+    MinParallelism,
+    MaxParallelism,
+    ScanDelay,
+    MaxScanDelay,
+    MinHostgroup,
+    MaxHostgroup,
+    // Output
+    OutNormal,
+    OutJson,
+    OutXml,
+    OutGrep,
+    OutAll,
+    AppendOutput,
+    Open,
+    Reason,
+    Verbose,
+    Debug,
+    StatsEvery,
+    NoProgress,
+    // Misc
+    Interface,
+    Source,
+    SourcePort,
+    Help,
+    Version,
+    Man,
+}
+
+/// How a flag takes its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// No value.
+    Switch,
+    /// A required value, attached or as the next argument.
+    Value,
+    /// An optional value, attached only (`-PS` or `-PS443`).
+    Attached,
+}
+
+/// A section of `--help` and of the man page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Targets,
+    Discovery,
+    Techniques,
+    Ports,
+    Timing,
+    Output,
+    Misc,
+}
+
+impl Section {
+    const ALL: [Section; 7] = [
+        Section::Targets,
+        Section::Discovery,
+        Section::Techniques,
+        Section::Ports,
+        Section::Timing,
+        Section::Output,
+        Section::Misc,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Section::Targets => "TARGET SPECIFICATION",
+            Section::Discovery => "HOST DISCOVERY",
+            Section::Techniques => "SCAN TECHNIQUES",
+            Section::Ports => "PORT SPECIFICATION AND SCAN ORDER",
+            Section::Timing => "TIMING AND PERFORMANCE",
+            Section::Output => "OUTPUT",
+            Section::Misc => "MISC",
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct FlagDef {
+    /// What it does.
+    pub id: FlagId,
+    /// One-letter names (short) and longer names (long), without dashes.
+    pub names: &'static [&'static str],
+    /// How it takes a value.
+    pub arity: Arity,
+    /// How `--help` shows the flag and its value.
+    pub usage: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// Where it is listed.
+    pub section: Section,
+}
+
+macro_rules! flag {
+    ($id:ident, [$($n:literal),+], $arity:ident, $sec:ident, $usage:literal, $help:literal) => {
+        FlagDef {
+            id: FlagId::$id,
+            names: &[$($n),+],
+            arity: Arity::$arity,
+            usage: $usage,
+            help: $help,
+            section: Section::$sec,
+        }
+    };
+}
+
+/// Every flag Portolan knows.
+pub static FLAGS: &[FlagDef] = &[
+    flag!(
+        InputList,
+        ["iL"],
+        Value,
+        Targets,
+        "-iL <file>",
+        "Read targets from a file (- for standard input); # starts a comment"
+    ),
+    flag!(
+        Exclude,
+        ["exclude"],
+        Value,
+        Targets,
+        "--exclude <host1[,host2]...>",
+        "Exclude hosts or networks"
+    ),
+    flag!(
+        ExcludeFile,
+        ["excludefile"],
+        Value,
+        Targets,
+        "--excludefile <file>",
+        "Exclude the hosts or networks listed in a file"
+    ),
+    flag!(
+        NoResolve,
+        ["n"],
+        Switch,
+        Targets,
+        "-n",
+        "Never do reverse DNS resolution"
+    ),
+    flag!(
+        ResolveAll,
+        ["R"],
+        Switch,
+        Targets,
+        "-R",
+        "Always resolve (reverse DNS arrives with host discovery)"
+    ),
+    flag!(
+        Ipv6,
+        ["6"],
+        Switch,
+        Targets,
+        "-6",
+        "Prefer IPv6 addresses when resolving host names"
+    ),
+    flag!(
+        Ping,
+        ["P"],
+        Value,
+        Discovery,
+        "-Pn",
+        "Treat all hosts as online (the only mode so far: discovery probes arrive with host discovery)"
+    ),
+    flag!(
+        Scan,
+        ["s"],
+        Value,
+        Techniques,
+        "-sT / -sS / -sL",
+        "TCP connect scan (the default) / TCP SYN scan (needs the raw engine) / list targets only"
+    ),
+    flag!(
+        Ports,
+        ["p"],
+        Value,
+        Ports,
+        "-p <port ranges>",
+        "Only scan these ports: -p22; -p1-65535; -p-; -p U:53,T:21-25,80"
+    ),
+    flag!(
+        ExcludePorts,
+        ["exclude-ports"],
+        Value,
+        Ports,
+        "--exclude-ports <port ranges>",
+        "Exclude these ports from the scan"
+    ),
+    flag!(
+        Fast,
+        ["F"],
+        Switch,
+        Ports,
+        "-F",
+        "Fast mode: scan the 100 most common ports"
+    ),
+    flag!(
+        TopPorts,
+        ["top-ports"],
+        Value,
+        Ports,
+        "--top-ports <number>",
+        "Scan the <number> most common ports"
+    ),
+    flag!(
+        NoRandomize,
+        ["r"],
+        Switch,
+        Ports,
+        "-r",
+        "Scan hosts and ports in order instead of a keyed random order"
+    ),
+    flag!(
+        Seed,
+        ["seed"],
+        Value,
+        Ports,
+        "--seed <number>",
+        "Key of the random order, to reproduce a scan's order"
+    ),
+    flag!(
+        Timing,
+        ["T"],
+        Value,
+        Timing,
+        "-T<0-5>",
+        "Timing template: paranoid, sneaky, polite, normal, aggressive, insane"
+    ),
+    flag!(
+        MinRate,
+        ["min-rate"],
+        Value,
+        Timing,
+        "--min-rate <number>",
+        "Send at least <number> probes per second"
+    ),
+    flag!(
+        MaxRate,
+        ["max-rate"],
+        Value,
+        Timing,
+        "--max-rate <number>",
+        "Send at most <number> probes per second"
+    ),
+    flag!(
+        MaxRetries,
+        ["max-retries"],
+        Value,
+        Timing,
+        "--max-retries <tries>",
+        "Retransmissions per port at most"
+    ),
+    flag!(
+        HostTimeout,
+        ["host-timeout"],
+        Value,
+        Timing,
+        "--host-timeout <time>",
+        "Give up on a host after this long"
+    ),
+    flag!(
+        MinRttTimeout,
+        ["min-rtt-timeout"],
+        Value,
+        Timing,
+        "--min-rtt-timeout <time>",
+        "Shortest probe timeout"
+    ),
+    flag!(
+        MaxRttTimeout,
+        ["max-rtt-timeout"],
+        Value,
+        Timing,
+        "--max-rtt-timeout <time>",
+        "Longest probe timeout"
+    ),
+    flag!(
+        InitialRttTimeout,
+        ["initial-rtt-timeout"],
+        Value,
+        Timing,
+        "--initial-rtt-timeout <time>",
+        "Probe timeout before any round trip is measured"
+    ),
+    flag!(
+        MinParallelism,
+        ["min-parallelism"],
+        Value,
+        Timing,
+        "--min-parallelism <number>",
+        "Probes in flight at least"
+    ),
+    flag!(
+        MaxParallelism,
+        ["max-parallelism"],
+        Value,
+        Timing,
+        "--max-parallelism <number>",
+        "Probes in flight at most"
+    ),
+    flag!(
+        ScanDelay,
+        ["scan-delay"],
+        Value,
+        Timing,
+        "--scan-delay <time>",
+        "Wait at least this long between probes to a host"
+    ),
+    flag!(
+        MaxScanDelay,
+        ["max-scan-delay"],
+        Value,
+        Timing,
+        "--max-scan-delay <time>",
+        "Longest delay between probes to a host"
+    ),
+    flag!(
+        MinHostgroup,
+        ["min-hostgroup"],
+        Value,
+        Timing,
+        "--min-hostgroup <size>",
+        "Hosts scanned side by side at least"
+    ),
+    flag!(
+        MaxHostgroup,
+        ["max-hostgroup"],
+        Value,
+        Timing,
+        "--max-hostgroup <size>",
+        "Hosts scanned side by side at most"
+    ),
+    flag!(
+        OutNormal,
+        ["oN"],
+        Value,
+        Output,
+        "-oN <file>",
+        "Write normal output to a file (- for standard output)"
+    ),
+    flag!(
+        OutJson,
+        ["oJ"],
+        Value,
+        Output,
+        "-oJ <file>",
+        "Write JSON lines to a file (- for standard output)"
+    ),
+    flag!(
+        OutXml,
+        ["oX"],
+        Value,
+        Output,
+        "-oX <file>",
+        "Write nmap XML (arrives with the output formats)"
+    ),
+    flag!(
+        OutGrep,
+        ["oG"],
+        Value,
+        Output,
+        "-oG <file>",
+        "Write grepable output (arrives with the output formats)"
+    ),
+    flag!(
+        OutAll,
+        ["oA"],
+        Value,
+        Output,
+        "-oA <basename>",
+        "Write the main formats at once (arrives with the output formats)"
+    ),
+    flag!(
+        AppendOutput,
+        ["append-output"],
+        Switch,
+        Output,
+        "--append-output",
+        "Append to output files instead of overwriting them"
+    ),
+    flag!(
+        Open,
+        ["open"],
+        Switch,
+        Output,
+        "--open",
+        "Show only open (or possibly open) ports"
+    ),
+    flag!(
+        Reason,
+        ["reason"],
+        Switch,
+        Output,
+        "--reason",
+        "Show the evidence for each port's state"
+    ),
+    flag!(
+        Verbose,
+        ["v"],
+        Attached,
+        Output,
+        "-v",
+        "More verbose (-vv or -v2 for more)"
+    ),
+    flag!(
+        Debug,
+        ["d"],
+        Attached,
+        Output,
+        "-d",
+        "Debugging output (-dd or -d2 for more)"
+    ),
+    flag!(
+        StatsEvery,
+        ["stats-every"],
+        Value,
+        Output,
+        "--stats-every <time>",
+        "Print a status line at this interval"
+    ),
+    flag!(
+        NoProgress,
+        ["no-progress"],
+        Switch,
+        Output,
+        "--no-progress",
+        "Never draw the progress bar"
+    ),
+    flag!(
+        Interface,
+        ["e"],
+        Value,
+        Misc,
+        "-e <iface>",
+        "Use this network interface"
+    ),
+    flag!(
+        Source,
+        ["S"],
+        Value,
+        Misc,
+        "-S <IP address>",
+        "Use this source address"
+    ),
+    flag!(
+        SourcePort,
+        ["g", "source-port"],
+        Value,
+        Misc,
+        "-g/--source-port <port>",
+        "Use this source port (raw scans)"
+    ),
+    flag!(
+        Help,
+        ["h", "help"],
+        Switch,
+        Misc,
+        "-h/--help",
+        "Print this help"
+    ),
+    flag!(
+        Version,
+        ["V", "version"],
+        Switch,
+        Misc,
+        "-V/--version",
+        "Print the version"
+    ),
+    flag!(
+        Man,
+        ["man"],
+        Switch,
+        Misc,
+        "--man",
+        "Print the man page (roff)"
+    ),
+];
+
+/// One flag as given on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Given {
+    /// Which flag.
+    pub id: FlagId,
+    /// How it was spelled, for error messages (`-p`, `--min-rate`).
+    pub spelled: String,
+    /// Its value, if it takes one.
+    pub value: Option<String>,
+}
+
+/// What the command line holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedArgs {
+    /// Flags in the order given.
+    pub flags: Vec<Given>,
+    /// Targets.
+    pub positional: Vec<String>,
+}
+
+/// A command line that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlagError {
+    /// Not in the table.
+    #[error("unknown flag \"{0}\" (see --help)")]
+    Unknown(String),
+    /// A flag that needs a value came last.
+    #[error("flag \"{0}\" needs a value")]
+    MissingValue(String),
+    /// A switch was given a value with `=`.
+    #[error("flag \"{0}\" takes no value")]
+    UnexpectedValue(String),
+}
+
+fn find_long(name: &str) -> Option<&'static FlagDef> {
+    FLAGS
+        .iter()
+        .find(|f| f.names.iter().any(|n| n.len() > 1 && *n == name))
+}
+
+fn find_short(c: char) -> Option<&'static FlagDef> {
+    let mut buf = [0u8; 4];
+    let s: &str = c.encode_utf8(&mut buf);
+    FLAGS.iter().find(|f| f.names.contains(&s))
+}
+
+/// Parses a command line (without the program name).
+pub fn parse<I, S>(args: I) -> Result<ParsedArgs, FlagError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut out = ParsedArgs::default();
+    let mut it = args.into_iter().map(Into::into);
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            out.positional.extend(it.by_ref());
+            break;
+        }
+        if arg == "-" || !arg.starts_with('-') {
+            out.positional.push(arg);
+            continue;
+        }
+        let body = arg.strip_prefix("--").unwrap_or(&arg[1..]);
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        if let Some(def) = find_long(name) {
+            let spelled = format!("{}{name}", if arg.starts_with("--") { "--" } else { "-" });
+            let value = match (def.arity, inline) {
+                (Arity::Switch, Some(_)) => return Err(FlagError::UnexpectedValue(spelled)),
+                (Arity::Switch, None) => None,
+                (Arity::Attached, v) => v,
+                (Arity::Value, Some(v)) => Some(v),
+                (Arity::Value, None) => Some(
+                    it.next()
+                        .ok_or_else(|| FlagError::MissingValue(spelled.clone()))?,
+                ),
+            };
+            out.flags.push(Given {
+                id: def.id,
+                spelled,
+                value,
+            });
+            continue;
+        }
+        if arg.starts_with("--") {
+            return Err(FlagError::Unknown(arg));
+        }
+        // Short flags, possibly bundled.
+        let mut rest = &arg[1..];
+        while let Some(c) = rest.chars().next() {
+            rest = &rest[c.len_utf8()..];
+            let def = find_short(c).ok_or_else(|| FlagError::Unknown(arg.clone()))?;
+            let spelled = format!("-{c}");
+            match def.arity {
+                Arity::Switch => out.flags.push(Given {
+                    id: def.id,
+                    spelled,
+                    value: None,
+                }),
+                Arity::Attached => {
+                    out.flags.push(Given {
+                        id: def.id,
+                        spelled,
+                        value: (!rest.is_empty()).then(|| rest.to_string()),
+                    });
+                    break;
+                }
+                Arity::Value => {
+                    let value = if rest.is_empty() {
+                        it.next()
+                            .ok_or_else(|| FlagError::MissingValue(spelled.clone()))?
+                    } else {
+                        rest.to_string()
+                    };
+                    out.flags.push(Given {
+                        id: def.id,
+                        spelled,
+                        value: Some(value),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The text of `--help`.
+pub fn help_text(version: &str) -> String {
+    let mut s = format!(
+        "Portolan {version}: a network port scanner with nmap's flags\n\
+         Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n"
+    );
+    let width = FLAGS.iter().map(|f| f.usage.len()).max().unwrap_or(0);
+    for section in Section::ALL {
+        let _ = writeln!(s, "{}:", section.title());
+        if section == Section::Targets {
+            let _ = writeln!(
+                s,
+                "  Can pass host names, IP addresses, networks, etc.\n  \
+                 Ex: scanme.example, 198.18.0.0/24, 198.18.0-3.1-254, fd00::/120"
+            );
+        }
+        for f in FLAGS.iter().filter(|f| f.section == section) {
+            let _ = writeln!(s, "  {:<width$}  {}", f.usage, f.help);
+        }
+    }
+    s.push_str(
+        "EXAMPLES:\n  portolan -p 1-1024 127.0.0.1\n  portolan -sT -p- -T4 --open 198.18.0.0/24\n",
+    );
+    s
+}
+
+/// The man page, in roff.
+pub fn man_page(version: &str) -> String {
+    let esc = |t: &str| t.replace('\\', "\\e").replace('-', "\\-");
+    let mut s = format!(
+        ".TH PORTOLAN 1 \"\" \"Portolan {version}\" \"User Commands\"\n\
+         .SH NAME\nportolan \\- network port scanner with nmap's flags\n\
+         .SH SYNOPSIS\n.B portolan\n[\\fIscan type\\fR] [\\fIoptions\\fR] \\fItargets\\fR\n\
+         .SH DESCRIPTION\nPortolan finds which ports of which hosts are open, closed or \
+         filtered, and reports the evidence for each state.\n"
+    );
+    for section in Section::ALL {
+        let _ = writeln!(s, ".SH {}", section.title());
+        for f in FLAGS.iter().filter(|f| f.section == section) {
+            let _ = writeln!(s, ".TP\n.B {}\n{}", esc(f.usage), esc(f.help));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(args: &[&str]) -> Vec<(FlagId, Option<String>)> {
+        parse(args.iter().copied())
+            .unwrap()
+            .flags
+            .into_iter()
+            .map(|g| (g.id, g.value))
+            .collect()
+    }
+
+    fn v(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn nmap_spellings_parse() {
+        assert_eq!(
+            ids(&["-sT", "-p-", "-T4", "-Pn", "-n", "-oN", "out.txt"]),
+            vec![
+                (FlagId::Scan, v("T")),
+                (FlagId::Ports, v("-")),
+                (FlagId::Timing, v("4")),
+                (FlagId::Ping, v("n")),
+                (FlagId::NoResolve, None),
+                (FlagId::OutNormal, v("out.txt")),
+            ]
+        );
+        assert_eq!(
+            ids(&[
+                "-p",
+                "22,80",
+                "-iL",
+                "-",
+                "--min-rate",
+                "500",
+                "-min-rate=7"
+            ]),
+            vec![
+                (FlagId::Ports, v("22,80")),
+                (FlagId::InputList, v("-")),
+                (FlagId::MinRate, v("500")),
+                (FlagId::MinRate, v("7")),
+            ]
+        );
+        assert_eq!(
+            ids(&["-PS443", "-vv", "-nv", "--top-ports=10", "-oX", "-"]),
+            vec![
+                (FlagId::Ping, v("S443")),
+                (FlagId::Verbose, v("v")),
+                (FlagId::NoResolve, None),
+                (FlagId::Verbose, None),
+                (FlagId::TopPorts, v("10")),
+                (FlagId::OutXml, v("-")),
+            ]
+        );
+    }
+
+    #[test]
+    fn positional_and_double_dash() {
+        let p = parse(["198.18.0.1", "-p", "22", "--", "-weird"]).unwrap();
+        assert_eq!(p.positional, vec!["198.18.0.1", "-weird"]);
+    }
+
+    #[test]
+    fn errors_name_the_argument() {
+        assert_eq!(
+            parse(["-x"]).unwrap_err().to_string(),
+            "unknown flag \"-x\" (see --help)"
+        );
+        assert_eq!(
+            parse(["--bogus"]).unwrap_err(),
+            FlagError::Unknown("--bogus".into())
+        );
+        assert_eq!(
+            parse(["-p"]).unwrap_err(),
+            FlagError::MissingValue("-p".into())
+        );
+        assert_eq!(
+            parse(["--open=yes"]).unwrap_err(),
+            FlagError::UnexpectedValue("--open".into())
+        );
+    }
+
+    #[test]
+    fn table_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for f in FLAGS {
+            for n in f.names {
+                assert!(seen.insert(*n), "duplicate flag name {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn help_and_man_list_every_flag() {
+        let help = help_text("0");
+        let man = man_page("0");
+        for f in FLAGS {
+            assert!(help.contains(f.usage), "{} missing from help", f.usage);
+            assert!(man.contains(f.help.split(' ').next().unwrap()));
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The `portolan` binary: flags in, a scan run, results out.
+//!
+//! This is the only crate that talks to the terminal. It resolves the
+//! command line ([`flags`], [`args`]), builds the targets and the scan
+//! plan, runs the transport, and feeds the engine's events to the sinks
+//! the user asked for. Exit status: 0 on success (also when standard
+//! output closes early), 1 on a runtime failure, 2 on bad usage, 130 when
+//! interrupted.
+
+mod args;
+mod flags;
+mod progress;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use portolan_engine::{PortState, ScanEvent, ScanPlan, Scheduler};
+use portolan_output::jsonl::JsonLinesSink;
+use portolan_output::normal::NormalSink;
+use portolan_output::{OutputOptions, ScanInfo, ScanSummary, Sink};
+use portolan_targets::{Protocol, SystemResolver, TargetList};
+use portolan_transport::Control;
+use portolan_transport::connect::{self, ConnectOptions};
+
+use crate::args::{Config, Mode, OutputFile, UsageError};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<io::Error>())
+                .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("portolan: error: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let parsed =
+        flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
+    let read_list =
+        |path: &str| portolan_targets::read_target_file(path).map_err(|e| e.to_string());
+    let config = args::resolve(&parsed, &read_list)?;
+    match config.mode {
+        Mode::Help => {
+            print!("{}", flags::help_text(VERSION));
+            Ok(ExitCode::SUCCESS)
+        }
+        Mode::Version => {
+            println!("Portolan version {VERSION}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Mode::Man => {
+            print!("{}", flags::man_page(VERSION));
+            Ok(ExitCode::SUCCESS)
+        }
+        Mode::List => list_targets(&config),
+        Mode::Scan => scan(&config, argv),
+    }
+}
+
+fn build_targets(config: &Config) -> Result<TargetList, UsageError> {
+    let options = portolan_targets::TargetOptions {
+        prefer_ipv6: config.prefer_ipv6,
+    };
+    TargetList::parse_with(&config.targets, &config.excludes, &SystemResolver, options)
+        .map_err(|e| UsageError(e.to_string()))
+}
+
+/// `-sL`: one line per target, nothing sent.
+fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
+    let targets = build_targets(config)?;
+    let start = Instant::now();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    writeln!(
+        out,
+        "Starting Portolan {VERSION} at {}",
+        portolan_output::time::minute_utc(SystemTime::now())
+    )?;
+    let mut count: u64 = 0;
+    for t in targets.iter() {
+        count += 1;
+        match &t.name {
+            Some(name) => writeln!(
+                out,
+                "Portolan scan report for {} ({})",
+                portolan_output::escape::for_terminal(name),
+                t.addr
+            )?,
+            None => writeln!(out, "Portolan scan report for {}", t.addr)?,
+        }
+    }
+    writeln!(
+        out,
+        "Portolan done: {count} IP address{} (0 hosts up) scanned in {:.2} seconds",
+        if count == 1 { "" } else { "es" },
+        start.elapsed().as_secs_f64()
+    )?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_output(file: &OutputFile, append: bool) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match &file.path {
+        None => Box::new(io::stdout()),
+        Some(path) => {
+            let f: File = if append {
+                OpenOptions::new().create(true).append(true).open(path)
+            } else {
+                File::create(path)
+            }
+            .with_context(|| format!("cannot open output file {}", path.display()))?;
+            Box::new(BufWriter::new(f))
+        }
+    })
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
+    let targets = build_targets(config)?;
+    let options = OutputOptions {
+        open_only: config.open_only,
+        reason: config.reason,
+    };
+    let stdout_taken = [&config.normal_out, &config.json_out]
+        .iter()
+        .any(|o| o.as_ref().is_some_and(|f| f.path.is_none()));
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if !stdout_taken {
+        sinks.push(Box::new(NormalSink::new(io::stdout(), options)));
+    }
+    if let Some(f) = &config.normal_out {
+        sinks.push(Box::new(NormalSink::new(
+            open_output(f, config.append)?,
+            options,
+        )));
+    }
+    if let Some(f) = &config.json_out {
+        sinks.push(Box::new(JsonLinesSink::new(
+            open_output(f, config.append)?,
+            options,
+        )));
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&interrupted))
+            .context("cannot install the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .context("cannot install the signal handler")?;
+    }
+
+    let start_wall = SystemTime::now();
+    let start = Instant::now();
+    let info = ScanInfo {
+        version: VERSION,
+        args: argv,
+        start: start_wall,
+        scan_type: "connect",
+        proto: Protocol::Tcp,
+        port_count: config.tcp_ports.len(),
+    };
+    for s in &mut sinks {
+        s.begin(&info)?;
+    }
+
+    let plan = ScanPlan {
+        targets,
+        ports: config.tcp_ports.clone(),
+        proto: Protocol::Tcp,
+        silent_state: PortState::Filtered,
+        seed: config.seed.unwrap_or_else(random_seed),
+        randomize: config.randomize,
+        max_hostgroup: config.max_hostgroup,
+        timing: config.timing.clone(),
+    };
+    let mut scheduler = Scheduler::new(plan, start);
+    let show_bar = !config.no_progress && io::stderr().is_terminal();
+    let mut progress = progress::Progress::new(
+        scheduler.planned_ports(),
+        start,
+        show_bar,
+        config.stats_every,
+    );
+
+    let bar = progress.bar();
+    let mut write_error: Option<io::Error> = None;
+    let failed = std::cell::Cell::new(false);
+    let mut observer = |s: &Scheduler, now: Instant| {
+        progress.update(s, now);
+        if interrupted.load(Ordering::Relaxed) || failed.get() {
+            Control::Interrupt
+        } else {
+            Control::Continue
+        }
+    };
+    let mut sink_event = |event: ScanEvent| {
+        if write_error.is_some() {
+            return;
+        }
+        let mut write = || {
+            sinks.iter_mut().try_for_each(|s| match &event {
+                ScanEvent::Port(p) => s.port(p),
+                ScanEvent::HostDone(h) => s.host(h),
+            })
+        };
+        // Keep the progress bar from tearing text written to the terminal.
+        let result = match (&bar, &event) {
+            (Some(bar), ScanEvent::HostDone(_)) => bar.suspend(write),
+            _ => write(),
+        };
+        if let Err(e) = result {
+            write_error = Some(e);
+            failed.set(true);
+        }
+    };
+    let connect_options = ConnectOptions {
+        source: config.source,
+        device: config.interface.clone(),
+    };
+    connect::run(
+        &mut scheduler,
+        &connect_options,
+        &mut observer,
+        &mut sink_event,
+    )
+    .context("the connect scan failed")?;
+    progress.finish();
+    if let Some(e) = write_error {
+        return Err(anyhow::Error::new(e).context("writing results failed"));
+    }
+    let was_interrupted = interrupted.load(Ordering::Relaxed);
+    let summary = ScanSummary {
+        stats: *scheduler.stats(),
+        elapsed: start.elapsed(),
+        end: SystemTime::now(),
+        interrupted: was_interrupted,
+    };
+    for s in &mut sinks {
+        s.end(&summary)?;
+    }
+    Ok(if was_interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

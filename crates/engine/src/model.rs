@@ -1,0 +1,223 @@
+//! The result model: what a scan found about each port and host, and why.
+//!
+//! Every state carries the evidence that proved it ([`Reason`]), as nmap's
+//! `--reason` does. The strings returned by `as_str` are nmap's, so that
+//! output written from these values reads the same to nmap's consumers.
+//! Nothing here allocates except [`HostReport::ports`].
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use portolan_targets::{Protocol, Target};
+
+/// The state of one port, with nmap's six values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortState {
+    /// Something accepted the connection or answered the probe.
+    Open,
+    /// The host answered that nothing listens there.
+    Closed,
+    /// Something stopped the probe or its answer (silence, ICMP unreachable).
+    Filtered,
+    /// Reachable, but open or closed is not known (ACK scan).
+    Unfiltered,
+    /// Silence that may be an open port or a filter (UDP, FIN, NULL, Xmas).
+    OpenFiltered,
+    /// Closed or filtered (idle scan).
+    ClosedFiltered,
+}
+
+impl PortState {
+    /// All states, in the order reports list them.
+    pub const ALL: [PortState; 6] = [
+        PortState::Open,
+        PortState::Closed,
+        PortState::Filtered,
+        PortState::Unfiltered,
+        PortState::OpenFiltered,
+        PortState::ClosedFiltered,
+    ];
+
+    /// nmap's name for the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortState::Open => "open",
+            PortState::Closed => "closed",
+            PortState::Filtered => "filtered",
+            PortState::Unfiltered => "unfiltered",
+            PortState::OpenFiltered => "open|filtered",
+            PortState::ClosedFiltered => "closed|filtered",
+        }
+    }
+
+    /// Index into per-state counters (`[u64; 6]`).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The evidence behind a state: nmap's reason names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The TCP handshake completed or a SYN-ACK came back.
+    SynAck,
+    /// A TCP RST came back to a raw probe.
+    Reset,
+    /// `connect()` was refused (the kernel saw a RST).
+    ConnRefused,
+    /// Nothing came back after every try.
+    NoResponse,
+    /// ICMP host unreachable (IPv4 type 3 code 1, IPv6 type 1 code 3).
+    HostUnreach,
+    /// ICMP network unreachable (IPv4 type 3 code 0, IPv6 type 1 code 0).
+    NetUnreach,
+    /// ICMP protocol unreachable (IPv4 type 3 code 2).
+    ProtoUnreach,
+    /// ICMP port unreachable (IPv4 type 3 code 3, IPv6 type 1 code 4).
+    PortUnreach,
+    /// ICMP communication administratively prohibited (IPv4 type 3 code 13,
+    /// IPv6 type 1 code 1).
+    AdminProhibited,
+    /// ICMP network administratively prohibited (IPv4 type 3 code 9).
+    NetProhibited,
+    /// ICMP host administratively prohibited (IPv4 type 3 code 10).
+    HostProhibited,
+    /// The user said so (`-Pn` treats hosts as up).
+    UserSet,
+}
+
+impl Reason {
+    /// nmap's name for the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SynAck => "syn-ack",
+            Reason::Reset => "reset",
+            Reason::ConnRefused => "conn-refused",
+            Reason::NoResponse => "no-response",
+            Reason::HostUnreach => "host-unreach",
+            Reason::NetUnreach => "net-unreach",
+            Reason::ProtoUnreach => "proto-unreach",
+            Reason::PortUnreach => "port-unreach",
+            Reason::AdminProhibited => "admin-prohibited",
+            Reason::NetProhibited => "net-prohibited",
+            Reason::HostProhibited => "host-prohibited",
+            Reason::UserSet => "user-set",
+        }
+    }
+}
+
+/// What a transport learned from one probe's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The state the answer proves.
+    pub state: PortState,
+    /// The evidence.
+    pub reason: Reason,
+    /// The IP TTL or hop limit of the answer, when the transport saw it.
+    pub ttl: Option<u8>,
+}
+
+/// One port's final outcome, as stored in a [`HostReport`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortOutcome {
+    /// The port number.
+    pub port: u16,
+    /// The protocol scanned.
+    pub proto: Protocol,
+    /// The state found.
+    pub state: PortState,
+    /// The evidence for it.
+    pub reason: Reason,
+    /// TTL of the answer, if one came and the transport saw it.
+    pub reason_ttl: Option<u8>,
+    /// How many probes were sent for this port.
+    pub tries: u8,
+}
+
+/// One port's final outcome, with the host it belongs to: streamed as soon
+/// as the port is resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortResult {
+    /// The scanned host.
+    pub addr: IpAddr,
+    /// The outcome.
+    pub outcome: PortOutcome,
+}
+
+/// Whether a host was found up, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostStatus {
+    /// Up, with the evidence.
+    Up(Reason),
+    /// Down: no probe answered.
+    Down,
+    /// Given up after `--host-timeout`; its port results are discarded, as
+    /// nmap does.
+    TimedOut,
+    /// The scan was interrupted before this host finished; the ports listed
+    /// are those resolved so far.
+    Interrupted,
+}
+
+/// Round-trip timing of one host, for reports (`<times srtt rttvar to>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HostTimes {
+    /// Smoothed round-trip time, if any answer came.
+    pub srtt: Option<Duration>,
+    /// Round-trip variation.
+    pub rttvar: Option<Duration>,
+    /// The probe timeout in force when the host finished.
+    pub timeout: Duration,
+}
+
+/// Everything known about one host when it is done.
+#[derive(Clone, Debug)]
+pub struct HostReport {
+    /// The host, with the name the user typed, if any.
+    pub target: Target,
+    /// Up, down, timed out or interrupted.
+    pub status: HostStatus,
+    /// Per-port outcomes, sorted by protocol and port.
+    pub ports: Vec<PortOutcome>,
+    /// Timing figures.
+    pub times: HostTimes,
+    /// When the first probe to this host was sent.
+    pub started: Instant,
+    /// When the host was done.
+    pub finished: Instant,
+}
+
+impl HostReport {
+    /// How many ports are in each state, indexed by [`PortState::index`].
+    pub fn state_counts(&self) -> [u64; 6] {
+        let mut counts = [0u64; 6];
+        for p in &self.ports {
+            counts[p.state.index()] += 1;
+        }
+        counts
+    }
+}
+
+/// Counters for the whole scan, for progress displays and the summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Hosts whose scan has finished (any status).
+    pub hosts_done: u64,
+    /// Hosts found up.
+    pub hosts_up: u64,
+    /// Probes handed to the transport, retransmissions included.
+    pub probes_sent: u64,
+    /// Probes that were retransmissions.
+    pub retransmissions: u64,
+    /// Answers accepted.
+    pub replies: u64,
+    /// Answers that arrived for a probe already resolved or cancelled.
+    pub late_replies: u64,
+    /// Ports resolved so far.
+    pub ports_done: u64,
+    /// Ports resolved per state, indexed by [`PortState::index`].
+    pub ports_by_state: [u64; 6],
+    /// Times the congestion windows were reduced after evidence of loss.
+    pub window_decreases: u64,
+}

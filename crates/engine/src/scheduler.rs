@@ -1,0 +1,1251 @@
+//! The scan scheduler: decides which probe goes next, when a probe has
+//! timed out, when to retry, and what each answer means for the port.
+//!
+//! It is sans-IO (the quinn-proto model): the caller passes `now` and the
+//! answers its transport received; the scheduler hands out [`Probe`]s to
+//! send, ids of probes whose resources the transport must release, and
+//! [`ScanEvent`]s. It never reads a clock, sleeps or touches a socket, so
+//! tests drive it in virtual time.
+//!
+//! Order: hosts are visited in a keyed pseudo-random order and taken in
+//! groups; within a group the (host, port) pairs are visited in a second
+//! keyed order, so that probes spread across hosts and ports. Memory is
+//! bounded by the group size, not by the number of targets.
+//!
+//! Timing: one window per host and one for the scan (see
+//! [`crate::timing::Window`]), per-host round-trip estimates for
+//! timeouts, a rate limiter, and nmap's adaptive retry count (a port is
+//! tried at most one time more than the most tries any answered port of
+//! the host needed, and never more than `max_retries + 1` times).
+//!
+//! Allocation: per group and per host; none per probe except amortised
+//! growth of reused queues and heaps.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use portolan_targets::{Permutation, Protocol, Target, TargetList};
+
+use crate::model::{
+    HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, Reply, ScanStats,
+};
+use crate::timing::{RateLimiter, RttEstimator, TimingConfig, Window};
+
+/// What to scan and how.
+#[derive(Debug)]
+pub struct ScanPlan {
+    /// The targets, with their exclusions.
+    pub targets: TargetList,
+    /// The ports to probe on every target, for `proto`.
+    pub ports: Vec<u16>,
+    /// The protocol of the ports.
+    pub proto: Protocol,
+    /// What silence means after every try (filtered for SYN and connect
+    /// scans, open|filtered for UDP and FIN scans).
+    pub silent_state: PortState,
+    /// Key of the pseudo-random order (`--seed`).
+    pub seed: u64,
+    /// Visit hosts and ports in a keyed random order (off with `-r`).
+    pub randomize: bool,
+    /// Hosts scanned side by side at most; `None` picks a size from the
+    /// number of ports.
+    pub max_hostgroup: Option<u32>,
+    /// Timing knobs.
+    pub timing: TimingConfig,
+}
+
+/// Identifies one probe in flight. Transports use it as their handle
+/// (for example as a poll token); a stale id is recognised and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProbeId(u64);
+
+impl ProbeId {
+    /// The id as a number, e.g. for a `mio::Token`.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// Back from [`ProbeId::as_u64`].
+    pub fn from_u64(v: u64) -> ProbeId {
+        ProbeId(v)
+    }
+
+    /// The slot part: a small dense index that transports may use to
+    /// index their own tables (always below the most probes in flight).
+    pub fn slot(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+
+    fn new(slot: u32, generation: u32) -> ProbeId {
+        ProbeId(u64::from(generation) << 32 | u64::from(slot))
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// One probe for the transport to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Its id, to report its answer with.
+    pub id: ProbeId,
+    /// Where it goes.
+    pub addr: IpAddr,
+    /// The port probed.
+    pub port: u16,
+    /// The protocol.
+    pub proto: Protocol,
+    /// 0 for the first try, 1 for the first retransmission, ...
+    pub try_no: u8,
+}
+
+/// What the scheduler reports, in order.
+#[derive(Clone, Debug)]
+pub enum ScanEvent {
+    /// A port was resolved.
+    Port(PortResult),
+    /// A host is done; its report lists all its ports.
+    HostDone(Box<HostReport>),
+}
+
+/// A probe in flight, in the slab.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    host: u32,
+    port: u16,
+    try_no: u8,
+    sent_at: Instant,
+    generation: u32,
+    live: bool,
+}
+
+/// The scan state of one host.
+#[derive(Debug)]
+struct HostScan {
+    target: Target,
+    /// Ports not resolved yet, including those not sent yet.
+    unresolved: u32,
+    /// Probes in flight.
+    outstanding: u32,
+    /// (port, try) ready to send: retries, and first tries deferred while
+    /// the host's window was full.
+    queue: VecDeque<(u16, u8)>,
+    in_ready: bool,
+    rtt: RttEstimator,
+    window: Window,
+    max_successful_try: u8,
+    started: Option<Instant>,
+    next_allowed: Option<Instant>,
+    results: Vec<PortOutcome>,
+    timed_out: bool,
+    reported: bool,
+    /// Unique per host of the scan (slots are reused).
+    serial: u64,
+}
+
+/// A group of hosts whose (host, port) pairs are being handed out.
+#[derive(Debug)]
+struct Group {
+    hosts: Vec<u32>,
+    order: Permutation,
+    next: u128,
+}
+
+/// The scheduler. See the module documentation.
+#[derive(Debug)]
+pub struct Scheduler {
+    targets: TargetList,
+    ports: Vec<u16>,
+    proto: Protocol,
+    silent_state: PortState,
+    seed: u64,
+    randomize: bool,
+    timing: TimingConfig,
+    group_size: u32,
+
+    host_order: Permutation,
+    host_cursor: u128,
+    groups_built: u64,
+    group: Option<Group>,
+    more_now: bool,
+
+    hosts: Vec<Option<HostScan>>,
+    free_hosts: Vec<u32>,
+    active_hosts: u32,
+    ready: VecDeque<u32>,
+    delayed: BinaryHeap<Reverse<(Instant, u32)>>,
+    queued: usize,
+    host_deadlines: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    hosts_created: u64,
+
+    slab: Vec<InFlight>,
+    free_slots: Vec<u32>,
+    in_flight: u32,
+    max_in_flight: u32,
+    timeouts: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    cancels: Vec<ProbeId>,
+
+    window: Window,
+    global_rtt: RttEstimator,
+    rate: RateLimiter,
+    stats: ScanStats,
+    events: VecDeque<ScanEvent>,
+    interrupted: bool,
+}
+
+/// (host, port) pairs handed out per group, which sets the group size.
+const PAIRS_PER_GROUP: u32 = 1 << 16;
+/// Largest host group.
+const MAX_GROUP: u32 = 16_384;
+/// Deferred first tries kept at most before the order pauses.
+const MAX_QUEUED: usize = 1 << 16;
+/// Host indexes examined per call while skipping excluded hosts.
+const SKIP_BUDGET: u32 = 1 << 16;
+
+impl Scheduler {
+    /// A scheduler for `plan`, starting at `now`.
+    pub fn new(plan: ScanPlan, now: Instant) -> Scheduler {
+        let timing = plan.timing.normalized();
+        let host_count = plan.targets.host_count();
+        let nports = plan.ports.len().max(1) as u32;
+        let auto = (PAIRS_PER_GROUP / nports).clamp(1, MAX_GROUP);
+        let group_size = plan.max_hostgroup.unwrap_or(auto).max(1);
+        let host_order = if plan.randomize {
+            Permutation::new(host_count, plan.seed)
+        } else {
+            Permutation::identity(host_count)
+        };
+        Scheduler {
+            window: Window::new(
+                timing.initial_window,
+                timing.min_parallelism,
+                timing.max_parallelism,
+            ),
+            rate: RateLimiter::new(now, timing.min_rate, timing.max_rate),
+            max_in_flight: timing.max_parallelism,
+            targets: plan.targets,
+            ports: plan.ports,
+            proto: plan.proto,
+            silent_state: plan.silent_state,
+            seed: plan.seed,
+            randomize: plan.randomize,
+            timing,
+            group_size,
+            host_order,
+            host_cursor: 0,
+            groups_built: 0,
+            group: None,
+            more_now: false,
+            hosts: Vec::new(),
+            free_hosts: Vec::new(),
+            active_hosts: 0,
+            ready: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            queued: 0,
+            host_deadlines: BinaryHeap::new(),
+            hosts_created: 0,
+            slab: Vec::new(),
+            free_slots: Vec::new(),
+            in_flight: 0,
+            timeouts: BinaryHeap::new(),
+            cancels: Vec::new(),
+            global_rtt: RttEstimator::default(),
+            stats: ScanStats::default(),
+            events: VecDeque::new(),
+            interrupted: false,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ScanStats {
+        &self.stats
+    }
+
+    /// Probes in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// (host, port) pairs the scan plans at most (exclusions may make it
+    /// fewer), for progress displays.
+    pub fn planned_ports(&self) -> u128 {
+        self.targets
+            .host_count()
+            .saturating_mul(self.ports.len() as u128)
+    }
+
+    /// Lowers (or raises) the most probes in flight, e.g. to what the
+    /// open-file limit allows.
+    pub fn set_max_in_flight(&mut self, max: u32) {
+        self.max_in_flight = max.max(1);
+    }
+
+    /// The most probes in flight allowed now.
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
+    /// Whether the scan is over: every host done, or interrupted and every
+    /// probe released.
+    pub fn is_finished(&self) -> bool {
+        let released = self.cancels.is_empty() && self.in_flight == 0;
+        if self.interrupted {
+            return released;
+        }
+        released
+            && self.active_hosts == 0
+            && self.group.is_none()
+            && self.host_cursor >= self.host_order.len()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ScanEvent> {
+        self.events.pop_front()
+    }
+
+    /// Stops the scan: no new probes; every probe in flight is cancelled
+    /// (see [`Scheduler::poll_cancel`]) and every unfinished host is
+    /// reported as interrupted with the ports resolved so far.
+    pub fn interrupt(&mut self, now: Instant) {
+        if self.interrupted {
+            return;
+        }
+        self.interrupted = true;
+        for slot in 0..self.slab.len() {
+            if self.slab[slot].live {
+                let id = ProbeId::new(slot as u32, self.slab[slot].generation);
+                self.release(slot as u32);
+                self.cancels.push(id);
+            }
+        }
+        for h in 0..self.hosts.len() as u32 {
+            if let Some(host) = self.hosts[h as usize].as_mut() {
+                host.queue.clear();
+                host.outstanding = 0;
+                if !host.reported {
+                    self.report_host(h, HostStatus::Interrupted, now);
+                }
+            }
+        }
+        self.group = None;
+        self.ready.clear();
+    }
+
+    /// The earliest time at which calling the scheduler again can make
+    /// progress: a timeout, a host deadline, a scan delay or rate slot.
+    pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        if self.more_now {
+            return Some(now);
+        }
+        let mut t: Option<Instant> = None;
+        let mut consider = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        if let Some(Reverse((d, _, _))) = self.timeouts.peek() {
+            consider(*d);
+        }
+        if let Some(Reverse((d, _, _))) = self.host_deadlines.peek() {
+            consider(*d);
+        }
+        if let Some(Reverse((d, _))) = self.delayed.peek() {
+            consider(*d);
+        }
+        if !self.interrupted {
+            if let Some(d) = self.rate.min_rate_due() {
+                consider(d);
+            }
+            if let Some(d) = self.rate.next_allowed(now) {
+                consider(d);
+            }
+        }
+        t
+    }
+
+    /// Handles timeouts and host deadlines due at `now`, and returns one
+    /// probe whose transport resources must be released (its socket
+    /// closed). Call until it returns `None`.
+    pub fn poll_cancel(&mut self, now: Instant) -> Option<ProbeId> {
+        if let Some(id) = self.cancels.pop() {
+            return Some(id);
+        }
+        self.expire_hosts(now);
+        if let Some(id) = self.cancels.pop() {
+            return Some(id);
+        }
+        while let Some(&Reverse((deadline, slot, generation))) = self.timeouts.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timeouts.pop();
+            let entry = self.slab[slot as usize];
+            if !entry.live || entry.generation != generation {
+                continue;
+            }
+            self.on_timeout(slot, now);
+            return Some(ProbeId::new(slot, generation));
+        }
+        None
+    }
+
+    /// The next probe to send, if the windows, the rate and the order
+    /// allow one now.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<Probe> {
+        self.more_now = false;
+        if self.interrupted || self.in_flight >= self.max_in_flight {
+            return None;
+        }
+        if self.rate.next_allowed(now).is_some() {
+            return None;
+        }
+        let forced = self.rate.behind_min_rate(now);
+        if !forced && self.in_flight >= self.window.allowed() {
+            return None;
+        }
+        while let Some(&Reverse((due, h))) = self.delayed.peek() {
+            if due > now {
+                break;
+            }
+            self.delayed.pop();
+            if let Some(host) = self.hosts[h as usize].as_mut() {
+                host.in_ready = false;
+            }
+            self.mark_ready(h);
+        }
+        // Retries and deferred first tries come first.
+        for _ in 0..self.ready.len() {
+            let Some(h) = self.ready.pop_front() else {
+                break;
+            };
+            let blocked = self.host_blocked(h, now, forced);
+            let host = self.hosts[h as usize].as_mut().expect("ready host is live");
+            if host.queue.is_empty() || host.timed_out {
+                host.in_ready = false;
+                continue;
+            }
+            if let Some(until) = blocked {
+                // Stays marked while it waits in the delay heap.
+                host.in_ready = until.is_some();
+                if let Some(until) = until {
+                    self.delayed.push(Reverse((until, h)));
+                }
+                continue;
+            }
+            let (port, try_no) = host.queue.pop_front().expect("queue is not empty");
+            if host.queue.is_empty() {
+                host.in_ready = false;
+            } else {
+                self.ready.push_back(h);
+            }
+            self.queued -= 1;
+            return Some(self.dispatch(h, port, try_no, now));
+        }
+        // Then the next first tries in the order.
+        while self.queued < MAX_QUEUED {
+            let (h, port) = self.next_fresh_pair()?;
+            match self.host_blocked(h, now, forced) {
+                None => return Some(self.dispatch(h, port, 0, now)),
+                Some(until) => {
+                    let host = self.hosts[h as usize].as_mut().expect("live host");
+                    host.queue.push_back((port, 0));
+                    self.queued += 1;
+                    if let Some(until) = until
+                        && !host.in_ready
+                    {
+                        host.in_ready = true;
+                        self.delayed.push(Reverse((until, h)));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Reports the answer to a probe. Returns false (and counts a late
+    /// reply) if the probe is no longer in flight.
+    pub fn on_reply(&mut self, id: ProbeId, reply: Reply, now: Instant) -> bool {
+        let Some(entry) = self.live_entry(id) else {
+            self.stats.late_replies += 1;
+            return false;
+        };
+        self.release(id.slot() as u32);
+        self.stats.replies += 1;
+        let rtt = now.saturating_duration_since(entry.sent_at);
+        self.global_rtt.sample(rtt);
+        let aggressive = self.timing.aggressive_growth;
+        let host = self.hosts[entry.host as usize]
+            .as_mut()
+            .expect("probe's host is live");
+        host.rtt.sample(rtt);
+        if entry.try_no > 0 {
+            // An earlier try went unanswered: evidence of loss.
+            let a = host.window.on_loss(entry.sent_at, now);
+            let b = self.window.on_loss(entry.sent_at, now);
+            if a || b {
+                self.stats.window_decreases += 1;
+            }
+        } else {
+            host.window.on_success(aggressive);
+            self.window.on_success(aggressive);
+        }
+        host.max_successful_try = host.max_successful_try.max(entry.try_no);
+        self.resolve(
+            entry.host,
+            entry.port,
+            reply.state,
+            reply.reason,
+            reply.ttl,
+            entry.try_no + 1,
+            now,
+        );
+        self.mark_ready_if_queued(entry.host);
+        true
+    }
+
+    /// Reports that the transport could not send a probe for lack of a
+    /// local resource (file descriptors, ephemeral ports, buffers): the
+    /// same try is queued again and the most probes in flight is lowered
+    /// to what was in flight.
+    pub fn on_not_sent(&mut self, id: ProbeId, now: Instant) {
+        let Some(entry) = self.live_entry(id) else {
+            return;
+        };
+        self.release(id.slot() as u32);
+        self.stats.probes_sent -= 1;
+        if entry.try_no > 0 {
+            self.stats.retransmissions -= 1;
+        }
+        self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
+        let host = self.hosts[entry.host as usize].as_mut().expect("live host");
+        host.queue.push_front((entry.port, entry.try_no));
+        self.queued += 1;
+        self.mark_ready(entry.host);
+        let _ = now;
+    }
+
+    fn live_entry(&self, id: ProbeId) -> Option<InFlight> {
+        let entry = *self.slab.get(id.slot())?;
+        (entry.live && entry.generation == id.generation()).then_some(entry)
+    }
+
+    /// Frees a slot and the counters of the probe in it.
+    fn release(&mut self, slot: u32) {
+        let entry = &mut self.slab[slot as usize];
+        entry.live = false;
+        entry.generation = entry.generation.wrapping_add(1);
+        let host = entry.host;
+        self.free_slots.push(slot);
+        self.in_flight -= 1;
+        if let Some(h) = self.hosts[host as usize].as_mut() {
+            h.outstanding = h.outstanding.saturating_sub(1);
+        }
+    }
+
+    fn on_timeout(&mut self, slot: u32, now: Instant) {
+        let entry = self.slab[slot as usize];
+        self.release(slot);
+        let max_retries = self.timing.max_retries;
+        let host = self.hosts[entry.host as usize].as_mut().expect("live host");
+        host.window.on_silence();
+        let allowed_tries = max_retries.min(host.max_successful_try.saturating_add(1)) + 1;
+        if entry.try_no + 1 < allowed_tries && !host.timed_out {
+            host.queue.push_back((entry.port, entry.try_no + 1));
+            self.queued += 1;
+            self.mark_ready(entry.host);
+        } else {
+            let state = self.silent_state;
+            self.resolve(
+                entry.host,
+                entry.port,
+                state,
+                Reason::NoResponse,
+                None,
+                entry.try_no + 1,
+                now,
+            );
+            self.mark_ready_if_queued(entry.host);
+        }
+    }
+
+    /// Gives up on hosts past `--host-timeout`.
+    fn expire_hosts(&mut self, now: Instant) {
+        while let Some(&Reverse((deadline, h, serial))) = self.host_deadlines.peek() {
+            if deadline > now {
+                break;
+            }
+            self.host_deadlines.pop();
+            let Some(host) = self.hosts[h as usize].as_mut() else {
+                continue;
+            };
+            if host.serial != serial || host.reported || host.timed_out {
+                continue;
+            }
+            host.timed_out = true;
+            let dropped = host.queue.len();
+            host.queue.clear();
+            self.queued -= dropped;
+            for slot in 0..self.slab.len() {
+                let e = self.slab[slot];
+                if e.live && e.host == h {
+                    self.release(slot as u32);
+                    self.cancels.push(ProbeId::new(slot as u32, e.generation));
+                }
+            }
+            self.report_host(h, HostStatus::TimedOut, now);
+            // Queued and in-flight ports are given up with the host; the
+            // ports the order has yet to hand out are skipped as they
+            // come up, and the host is freed after the last of them.
+            let left = self.pairs_left_for(h);
+            self.hosts[h as usize]
+                .as_mut()
+                .expect("live host")
+                .unresolved = left;
+            self.free_host_if_done(h);
+        }
+    }
+
+    /// How many first tries the current group has yet to hand out for
+    /// host `h`.
+    fn pairs_left_for(&self, h: u32) -> u32 {
+        let Some(group) = &self.group else {
+            return 0;
+        };
+        let Some(local) = group.hosts.iter().position(|&x| x == h) else {
+            return 0;
+        };
+        let n = group.hosts.len() as u128;
+        let total = n * self.ports.len() as u128;
+        let mut left = 0;
+        for i in group.next..total {
+            if group.order.apply(i) % n == local as u128 {
+                left += 1;
+            }
+        }
+        left
+    }
+
+    /// Whether host `h` may not get a probe now: `None` if it may;
+    /// `Some(Some(t))` if its scan delay holds it until `t`;
+    /// `Some(None)` if its window is full.
+    fn host_blocked(&self, h: u32, now: Instant, forced: bool) -> Option<Option<Instant>> {
+        let host = self.hosts[h as usize].as_ref().expect("live host");
+        if let Some(t) = host.next_allowed
+            && t > now
+        {
+            return Some(Some(t));
+        }
+        if !forced && host.outstanding >= host.window.allowed() {
+            return Some(None);
+        }
+        None
+    }
+
+    fn mark_ready(&mut self, h: u32) {
+        if let Some(host) = self.hosts[h as usize].as_mut()
+            && !host.in_ready
+            && !host.queue.is_empty()
+        {
+            host.in_ready = true;
+            self.ready.push_back(h);
+        }
+    }
+
+    fn mark_ready_if_queued(&mut self, h: u32) {
+        if self.hosts[h as usize].is_some() {
+            self.mark_ready(h);
+        }
+    }
+
+    fn dispatch(&mut self, h: u32, port: u16, try_no: u8, now: Instant) -> Probe {
+        let scan_delay = self.timing.scan_delay;
+        let host_timeout = self.timing.host_timeout;
+        let initial = self
+            .global_rtt
+            .timeout(&self.timing, self.timing.initial_rtt_timeout);
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        if host.started.is_none() {
+            host.started = Some(now);
+            if let Some(limit) = host_timeout {
+                self.host_deadlines
+                    .push(Reverse((now + limit, h, host.serial)));
+            }
+        }
+        host.outstanding += 1;
+        if !scan_delay.is_zero() {
+            host.next_allowed = Some(now + scan_delay);
+        }
+        let timeout = host.rtt.timeout(&self.timing, initial);
+        let addr = host.target.addr;
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.slab.push(InFlight {
+                    host: h,
+                    port,
+                    try_no,
+                    sent_at: now,
+                    generation: 0,
+                    live: false,
+                });
+                (self.slab.len() - 1) as u32
+            }
+        };
+        let entry = &mut self.slab[slot as usize];
+        *entry = InFlight {
+            host: h,
+            port,
+            try_no,
+            sent_at: now,
+            generation: entry.generation,
+            live: true,
+        };
+        let id = ProbeId::new(slot, entry.generation);
+        self.timeouts
+            .push(Reverse((now + timeout, slot, entry.generation)));
+        self.in_flight += 1;
+        self.stats.probes_sent += 1;
+        if try_no > 0 {
+            self.stats.retransmissions += 1;
+        }
+        self.rate.on_sent();
+        Probe {
+            id,
+            addr,
+            port,
+            proto: self.proto,
+            try_no,
+        }
+    }
+
+    /// The next (host, port) pair in the order, building host groups as
+    /// needed.
+    fn next_fresh_pair(&mut self) -> Option<(u32, u16)> {
+        loop {
+            if let Some(group) = self.group.as_mut() {
+                let n = group.hosts.len() as u128;
+                if group.next < group.order.len() {
+                    let j = group.order.apply(group.next);
+                    group.next += 1;
+                    let h = group.hosts[(j % n) as usize];
+                    let port = self.ports[(j / n) as usize];
+                    let host = self.hosts[h as usize].as_mut().expect("group host is live");
+                    if host.timed_out {
+                        host.unresolved -= 1;
+                        self.free_host_if_done(h);
+                        continue;
+                    }
+                    return Some((h, port));
+                }
+                self.group = None;
+            }
+            if self.host_cursor >= self.host_order.len() || self.ports.is_empty() {
+                self.host_cursor = self.host_order.len();
+                return None;
+            }
+            if self.active_hosts >= self.group_size.saturating_mul(4) {
+                return None;
+            }
+            self.build_group();
+            if self.group.is_none() && self.host_cursor < self.host_order.len() {
+                // Skipped a long run of excluded hosts: come back soon.
+                self.more_now = true;
+                return None;
+            }
+        }
+    }
+
+    fn build_group(&mut self) {
+        let mut members = Vec::new();
+        let mut examined = 0;
+        let total = self.host_order.len();
+        while self.host_cursor < total
+            && (members.len() as u32) < self.group_size
+            && examined < SKIP_BUDGET
+        {
+            let index = self.host_order.apply(self.host_cursor);
+            self.host_cursor += 1;
+            examined += 1;
+            if let Some(target) = self.targets.host_at(index) {
+                members.push(self.new_host(target));
+            }
+        }
+        if members.is_empty() {
+            return;
+        }
+        let pairs = members.len() as u128 * self.ports.len() as u128;
+        let key = self.seed ^ self.groups_built.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.groups_built += 1;
+        let order = if self.randomize {
+            Permutation::new(pairs, key)
+        } else {
+            Permutation::identity(pairs)
+        };
+        self.group = Some(Group {
+            hosts: members,
+            order,
+            next: 0,
+        });
+    }
+
+    fn new_host(&mut self, target: Target) -> u32 {
+        let t = &self.timing;
+        let host = HostScan {
+            target,
+            unresolved: self.ports.len() as u32,
+            outstanding: 0,
+            queue: VecDeque::new(),
+            in_ready: false,
+            rtt: RttEstimator::default(),
+            window: Window::new(t.initial_window, t.min_parallelism, t.max_parallelism),
+            max_successful_try: 0,
+            started: None,
+            next_allowed: None,
+            results: Vec::new(),
+            timed_out: false,
+            reported: false,
+            serial: self.hosts_created,
+        };
+        self.hosts_created += 1;
+        self.active_hosts += 1;
+        match self.free_hosts.pop() {
+            Some(h) => {
+                self.hosts[h as usize] = Some(host);
+                h
+            }
+            None => {
+                self.hosts.push(Some(host));
+                (self.hosts.len() - 1) as u32
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &mut self,
+        h: u32,
+        port: u16,
+        state: PortState,
+        reason: Reason,
+        ttl: Option<u8>,
+        tries: u8,
+        now: Instant,
+    ) {
+        let proto = self.proto;
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        if host.reported {
+            return;
+        }
+        let outcome = PortOutcome {
+            port,
+            proto,
+            state,
+            reason,
+            reason_ttl: ttl,
+            tries,
+        };
+        host.results.push(outcome);
+        host.unresolved -= 1;
+        let addr = host.target.addr;
+        let done = host.unresolved == 0;
+        self.stats.ports_done += 1;
+        self.stats.ports_by_state[state.index()] += 1;
+        self.events
+            .push_back(ScanEvent::Port(PortResult { addr, outcome }));
+        if done {
+            self.report_host(h, HostStatus::Up(Reason::UserSet), now);
+            self.free_host_if_done(h);
+        }
+    }
+
+    fn report_host(&mut self, h: u32, status: HostStatus, now: Instant) {
+        let fallback_timeout = self
+            .global_rtt
+            .timeout(&self.timing, self.timing.initial_rtt_timeout);
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        host.reported = true;
+        let mut ports = std::mem::take(&mut host.results);
+        if status == HostStatus::TimedOut {
+            ports.clear();
+        }
+        ports.sort_unstable_by_key(|p| p.port);
+        let report = HostReport {
+            target: host.target.clone(),
+            status,
+            ports,
+            times: HostTimes {
+                srtt: host.rtt.srtt(),
+                rttvar: host.rtt.rttvar(),
+                timeout: host.rtt.timeout(&self.timing, fallback_timeout),
+            },
+            started: host.started.unwrap_or(now),
+            finished: now,
+        };
+        self.stats.hosts_done += 1;
+        if matches!(status, HostStatus::Up(_)) {
+            self.stats.hosts_up += 1;
+        }
+        self.events.push_back(ScanEvent::HostDone(Box::new(report)));
+    }
+
+    fn free_host_if_done(&mut self, h: u32) {
+        let Some(host) = self.hosts[h as usize].as_ref() else {
+            return;
+        };
+        if host.reported && host.unresolved == 0 && host.outstanding == 0 {
+            self.hosts[h as usize] = None;
+            self.free_hosts.push(h);
+            self.active_hosts -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::TimingTemplate;
+    use portolan_targets::SystemResolver;
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::time::Duration;
+
+    fn plan(
+        targets: &[&str],
+        excludes: &[&str],
+        ports: Vec<u16>,
+        timing: TimingConfig,
+    ) -> ScanPlan {
+        let t: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+        let x: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        ScanPlan {
+            targets: TargetList::parse(&t, &x, &SystemResolver).unwrap(),
+            ports,
+            proto: Protocol::Tcp,
+            silent_state: PortState::Filtered,
+            seed: 7,
+            randomize: true,
+            max_hostgroup: None,
+            timing,
+        }
+    }
+
+    fn fast() -> TimingConfig {
+        TimingConfig::from_template(TimingTemplate::Aggressive)
+    }
+
+    /// What a simulated run produced.
+    struct Run {
+        ports: BTreeMap<(IpAddr, u16), PortOutcome>,
+        hosts: Vec<HostReport>,
+        probes: Vec<(Instant, Probe)>,
+        stats: ScanStats,
+        elapsed: Duration,
+    }
+
+    /// Runs a scan in virtual time against a simulated network that
+    /// answers a probe with `Some((reply, delay))` or drops it.
+    fn simulate(
+        plan: ScanPlan,
+        mut network: impl FnMut(&Probe) -> Option<(Reply, Duration)>,
+        mut interrupt_at: Option<Instant>,
+    ) -> Run {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(plan, t0);
+        let mut now = t0;
+        let mut pending: BinaryHeap<Reverse<(Instant, u64, PortState, Reason)>> = BinaryHeap::new();
+        let mut run = Run {
+            ports: BTreeMap::new(),
+            hosts: Vec::new(),
+            probes: Vec::new(),
+            stats: ScanStats::default(),
+            elapsed: Duration::ZERO,
+        };
+        for _ in 0..10_000_000 {
+            if interrupt_at.is_some_and(|t| now >= t) {
+                s.interrupt(now);
+                interrupt_at = None;
+            }
+            while s.poll_cancel(now).is_some() {}
+            while let Some(p) = s.poll_probe(now) {
+                run.probes.push((now, p));
+                if let Some((reply, delay)) = network(&p) {
+                    pending.push(Reverse((
+                        now + delay,
+                        p.id.as_u64(),
+                        reply.state,
+                        reply.reason,
+                    )));
+                }
+            }
+            while let Some(e) = s.poll_event() {
+                match e {
+                    ScanEvent::Port(r) => {
+                        let dup = run.ports.insert((r.addr, r.outcome.port), r.outcome);
+                        assert!(dup.is_none(), "port reported twice: {r:?}");
+                    }
+                    ScanEvent::HostDone(h) => run.hosts.push(*h),
+                }
+            }
+            if s.is_finished() {
+                run.stats = *s.stats();
+                run.elapsed = now - t0;
+                return run;
+            }
+            let next_reply = pending.peek().map(|Reverse((t, ..))| *t);
+            let next = [next_reply, s.next_wakeup(now), interrupt_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("the scheduler stalled with nothing to wait for");
+            now = now.max(next);
+            while let Some(Reverse((t, id, state, reason))) = pending.peek().copied() {
+                if t > now {
+                    break;
+                }
+                pending.pop();
+                s.on_reply(
+                    ProbeId::from_u64(id),
+                    Reply {
+                        state,
+                        reason,
+                        ttl: None,
+                    },
+                    now,
+                );
+            }
+        }
+        panic!("simulation did not finish");
+    }
+
+    fn answer(state: PortState, reason: Reason) -> Option<(Reply, Duration)> {
+        Some((
+            Reply {
+                state,
+                reason,
+                ttl: None,
+            },
+            Duration::from_micros(200),
+        ))
+    }
+
+    #[test]
+    fn every_pair_is_resolved_once_with_its_evidence() {
+        let run = simulate(
+            plan(&["198.18.0.1-4"], &[], (1..=300).collect(), fast()),
+            |p| {
+                if p.port % 50 == 0 {
+                    answer(PortState::Open, Reason::SynAck)
+                } else if p.port > 280 {
+                    None
+                } else {
+                    answer(PortState::Closed, Reason::ConnRefused)
+                }
+            },
+            None,
+        );
+        assert_eq!(run.ports.len(), 4 * 300);
+        assert_eq!(run.hosts.len(), 4);
+        for ((_, port), o) in &run.ports {
+            let expected = if port % 50 == 0 {
+                (PortState::Open, Reason::SynAck, 1)
+            } else if *port > 280 {
+                // Tried once more than the most any answered port needed.
+                (PortState::Filtered, Reason::NoResponse, 2)
+            } else {
+                (PortState::Closed, Reason::ConnRefused, 1)
+            };
+            assert_eq!((o.state, o.reason, o.tries), expected, "port {port}");
+        }
+        for h in &run.hosts {
+            assert_eq!(h.ports.len(), 300);
+            assert!(h.ports.windows(2).all(|w| w[0].port < w[1].port));
+            assert_eq!(h.status, HostStatus::Up(Reason::UserSet));
+            assert!(h.times.srtt.is_some());
+        }
+        assert_eq!(run.stats.ports_by_state[PortState::Open.index()], 4 * 6);
+        assert_eq!(run.stats.retransmissions, 4 * 19);
+        assert_eq!(run.stats.window_decreases, 0);
+    }
+
+    #[test]
+    fn lost_first_tries_are_recovered_and_slow_the_window() {
+        // Every port's first try is lost once for ports divisible by 7.
+        let mut seen: HashSet<(IpAddr, u16)> = HashSet::new();
+        let run = simulate(
+            plan(&["198.18.0.1"], &[], (1..=1000).collect(), fast()),
+            |p| {
+                if p.port % 7 == 0 && seen.insert((p.addr, p.port)) {
+                    None
+                } else {
+                    answer(PortState::Closed, Reason::ConnRefused)
+                }
+            },
+            None,
+        );
+        assert!(run.ports.values().all(|o| o.state == PortState::Closed));
+        assert!(
+            run.ports
+                .iter()
+                .all(|((_, p), o)| o.tries == if p % 7 == 0 { 2 } else { 1 })
+        );
+        assert!(run.stats.window_decreases >= 1);
+    }
+
+    #[test]
+    fn order_is_keyed_spread_and_reproducible() {
+        let order = |seed| {
+            let mut p = plan(&["198.18.0.0/30"], &[], (1..=64).collect(), fast());
+            p.seed = seed;
+            let run = simulate(p, |_| answer(PortState::Closed, Reason::ConnRefused), None);
+            run.probes
+                .iter()
+                .map(|(_, p)| (p.addr, p.port))
+                .collect::<Vec<_>>()
+        };
+        let a = order(1);
+        assert_eq!(a.len(), 4 * 64);
+        assert_eq!(a, order(1));
+        assert_ne!(a, order(2));
+        let distinct: HashSet<_> = a.iter().collect();
+        assert_eq!(distinct.len(), a.len());
+        // Spread: the first 16 probes do not all go to one host.
+        let hosts: HashSet<_> = a[..16].iter().map(|(h, _)| h).collect();
+        assert!(hosts.len() > 1);
+        // Not sequential ports.
+        assert!(a.windows(2).any(|w| w[1].1 != w[0].1 + 1));
+    }
+
+    #[test]
+    fn no_randomize_scans_in_order() {
+        let mut p = plan(&["198.18.0.1"], &[], (1..=20).collect(), fast());
+        p.randomize = false;
+        let run = simulate(p, |_| answer(PortState::Closed, Reason::ConnRefused), None);
+        let ports: Vec<u16> = run.probes.iter().map(|(_, p)| p.port).collect();
+        assert_eq!(ports, (1..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn excluded_hosts_are_never_probed() {
+        let run = simulate(
+            plan(
+                &["198.18.0.0/28"],
+                &["198.18.0.0/30", "198.18.0.9"],
+                vec![80],
+                fast(),
+            ),
+            |_| answer(PortState::Open, Reason::SynAck),
+            None,
+        );
+        let hosts: HashSet<IpAddr> = run.probes.iter().map(|(_, p)| p.addr).collect();
+        assert_eq!(hosts.len(), 16 - 5);
+        assert!(!hosts.contains(&"198.18.0.9".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn silent_host_is_given_up_after_host_timeout() {
+        let mut t = fast();
+        t.host_timeout = Some(Duration::from_secs(2));
+        let run = simulate(
+            plan(&["198.18.0.1", "198.18.0.2"], &[], (1..=5000).collect(), t),
+            |p| {
+                if p.addr == "198.18.0.1".parse::<IpAddr>().unwrap() {
+                    None
+                } else {
+                    answer(PortState::Closed, Reason::ConnRefused)
+                }
+            },
+            None,
+        );
+        let by_addr: HashMap<IpAddr, &HostReport> =
+            run.hosts.iter().map(|h| (h.target.addr, h)).collect();
+        let dead = by_addr[&"198.18.0.1".parse::<IpAddr>().unwrap()];
+        assert_eq!(dead.status, HostStatus::TimedOut);
+        assert!(dead.ports.is_empty());
+        let live = by_addr[&"198.18.0.2".parse::<IpAddr>().unwrap()];
+        assert_eq!(live.ports.len(), 5000);
+        assert!(run.elapsed < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn interrupt_reports_partial_hosts_and_finishes() {
+        let t0_plus = Instant::now() + Duration::from_millis(150);
+        let run = simulate(
+            plan(&["198.18.0.1"], &[], (1..=2000).collect(), fast()),
+            |p| {
+                (p.port % 3 == 0).then(|| {
+                    (
+                        Reply {
+                            state: PortState::Open,
+                            reason: Reason::SynAck,
+                            ttl: None,
+                        },
+                        Duration::from_millis(1),
+                    )
+                })
+            },
+            Some(t0_plus),
+        );
+        assert_eq!(run.hosts.len(), 1);
+        assert_eq!(run.hosts[0].status, HostStatus::Interrupted);
+        assert!(run.hosts[0].ports.len() < 2000);
+    }
+
+    #[test]
+    fn max_rate_paces_probes() {
+        let mut t = fast();
+        t.max_rate = Some(1000.0);
+        let run = simulate(
+            plan(&["198.18.0.1"], &[], (1..=500).collect(), t),
+            |_| answer(PortState::Closed, Reason::ConnRefused),
+            None,
+        );
+        let first = run.probes[0].0;
+        for (i, (at, _)) in run.probes.iter().enumerate() {
+            let budget = (at.duration_since(first).as_secs_f64() * 1000.0) as usize + 5;
+            assert!(i < budget + 1, "probe {i} sent too early");
+        }
+        assert!(run.elapsed >= Duration::from_millis(490));
+    }
+
+    #[test]
+    fn scan_delay_spaces_probes_to_a_host() {
+        let mut t = TimingConfig::from_template(TimingTemplate::Polite);
+        t.initial_rtt_timeout = Duration::from_millis(100);
+        let run = simulate(
+            plan(&["198.18.0.1"], &[], (1..=10).collect(), t),
+            |_| answer(PortState::Closed, Reason::ConnRefused),
+            None,
+        );
+        for w in run.probes.windows(2) {
+            assert!(w[1].0 - w[0].0 >= Duration::from_millis(400));
+        }
+        assert_eq!(run.ports.len(), 10);
+    }
+
+    #[test]
+    fn many_hosts_one_port_keeps_groups_bounded() {
+        let run = simulate(
+            plan(&["198.18.0.0/16"], &[], vec![443], fast()),
+            |p| {
+                let o = match p.addr {
+                    IpAddr::V4(a) => a.octets()[3],
+                    IpAddr::V6(_) => 0,
+                };
+                (o % 16 == 0).then(|| {
+                    (
+                        Reply {
+                            state: PortState::Open,
+                            reason: Reason::SynAck,
+                            ttl: None,
+                        },
+                        Duration::from_micros(100),
+                    )
+                })
+            },
+            None,
+        );
+        assert_eq!(run.hosts.len(), 65536);
+        assert_eq!(
+            run.stats.ports_by_state[PortState::Open.index()],
+            65536 / 16
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! Timing: templates (`-T0`..`-T5`), round-trip estimation, congestion
+//! windows and the packet-rate limiter.
+//!
+//! Read first: RFC 6298 (computing TCP's retransmission timer) and nmap's
+//! "Timing and Performance" chapter; the windows follow the shape of
+//! nmap's ultra_scan (slow start, congestion avoidance, decrease on
+//! evidence of loss) but back off only when the network shows loss.
+//! Everything here is plain arithmetic on values passed in: no clock is
+//! read, nothing allocates, nothing panics.
+
+use std::time::{Duration, Instant};
+
+/// nmap's timing templates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimingTemplate {
+    /// `-T0`: one probe at a time, five minutes apart.
+    Paranoid,
+    /// `-T1`: one probe at a time, 15 s apart.
+    Sneaky,
+    /// `-T2`: one probe at a time, 0.4 s apart.
+    Polite,
+    /// `-T3`: the default.
+    Normal,
+    /// `-T4`: for fast, reliable networks.
+    Aggressive,
+    /// `-T5`: gives up accuracy for speed.
+    Insane,
+}
+
+impl TimingTemplate {
+    /// Parses `0`..`5` or a template name, as nmap's `-T` does.
+    pub fn parse(s: &str) -> Option<TimingTemplate> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "0" | "paranoid" => TimingTemplate::Paranoid,
+            "1" | "sneaky" => TimingTemplate::Sneaky,
+            "2" | "polite" => TimingTemplate::Polite,
+            "3" | "normal" => TimingTemplate::Normal,
+            "4" | "aggressive" => TimingTemplate::Aggressive,
+            "5" | "insane" => TimingTemplate::Insane,
+            _ => return None,
+        })
+    }
+}
+
+/// Every timing knob of a scan. Start from [`TimingConfig::from_template`]
+/// and override single fields from flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimingConfig {
+    /// Probe timeout before any round trip was measured.
+    pub initial_rtt_timeout: Duration,
+    /// Lower bound of the probe timeout.
+    pub min_rtt_timeout: Duration,
+    /// Upper bound of the probe timeout.
+    pub max_rtt_timeout: Duration,
+    /// Retransmissions allowed per port at most (nmap's `--max-retries`).
+    pub max_retries: u8,
+    /// Minimum spacing between probes to one host.
+    pub scan_delay: Duration,
+    /// Probes in flight at least, whatever the windows say.
+    pub min_parallelism: u32,
+    /// Probes in flight at most (also bounded by the transport, e.g. by
+    /// the open-file limit for connect scans).
+    pub max_parallelism: u32,
+    /// Probes per second at least (overrides the windows).
+    pub min_rate: Option<f64>,
+    /// Probes per second at most.
+    pub max_rate: Option<f64>,
+    /// Give up on a host after this long.
+    pub host_timeout: Option<Duration>,
+    /// Probes in flight per host when a host starts.
+    pub initial_window: u32,
+    /// Whether congestion avoidance grows the window twice as fast
+    /// (nmap does at `-T4` and above).
+    pub aggressive_growth: bool,
+}
+
+impl TimingConfig {
+    /// The values of an nmap timing template.
+    pub fn from_template(t: TimingTemplate) -> TimingConfig {
+        let ms = Duration::from_millis;
+        let base = TimingConfig {
+            initial_rtt_timeout: ms(1000),
+            min_rtt_timeout: ms(100),
+            max_rtt_timeout: ms(10_000),
+            max_retries: 10,
+            scan_delay: Duration::ZERO,
+            min_parallelism: 1,
+            max_parallelism: 4096,
+            min_rate: None,
+            max_rate: None,
+            host_timeout: None,
+            initial_window: 10,
+            aggressive_growth: false,
+        };
+        match t {
+            TimingTemplate::Paranoid => TimingConfig {
+                initial_rtt_timeout: Duration::from_secs(300),
+                scan_delay: Duration::from_secs(300),
+                max_parallelism: 1,
+                initial_window: 1,
+                ..base
+            },
+            TimingTemplate::Sneaky => TimingConfig {
+                initial_rtt_timeout: Duration::from_secs(15),
+                scan_delay: Duration::from_secs(15),
+                max_parallelism: 1,
+                initial_window: 1,
+                ..base
+            },
+            TimingTemplate::Polite => TimingConfig {
+                scan_delay: ms(400),
+                max_parallelism: 1,
+                initial_window: 1,
+                ..base
+            },
+            TimingTemplate::Normal => base,
+            TimingTemplate::Aggressive => TimingConfig {
+                initial_rtt_timeout: ms(500),
+                max_rtt_timeout: ms(1250),
+                max_retries: 6,
+                aggressive_growth: true,
+                ..base
+            },
+            TimingTemplate::Insane => TimingConfig {
+                initial_rtt_timeout: ms(250),
+                min_rtt_timeout: ms(50),
+                max_rtt_timeout: ms(300),
+                max_retries: 2,
+                host_timeout: Some(Duration::from_secs(15 * 60)),
+                aggressive_growth: true,
+                ..base
+            },
+        }
+    }
+
+    /// Clamps the fields into a consistent whole (min <= max, windows >= 1).
+    pub fn normalized(mut self) -> TimingConfig {
+        self.max_parallelism = self.max_parallelism.max(1);
+        self.min_parallelism = self.min_parallelism.clamp(1, self.max_parallelism);
+        self.initial_window = self
+            .initial_window
+            .clamp(self.min_parallelism, self.max_parallelism);
+        if self.min_rtt_timeout > self.max_rtt_timeout {
+            self.max_rtt_timeout = self.min_rtt_timeout;
+        }
+        self.initial_rtt_timeout = self
+            .initial_rtt_timeout
+            .clamp(self.min_rtt_timeout, self.max_rtt_timeout);
+        if let (Some(lo), Some(hi)) = (self.min_rate, self.max_rate)
+            && lo > hi
+        {
+            self.min_rate = Some(hi);
+        }
+        self
+    }
+}
+
+/// Smoothed round-trip time and its variation, per RFC 6298 §2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl RttEstimator {
+    /// Folds in one measured round trip.
+    pub fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let delta = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + delta) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    /// The smoothed round-trip time, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// The round-trip variation, once measured.
+    pub fn rttvar(&self) -> Option<Duration> {
+        self.srtt.map(|_| self.rttvar)
+    }
+
+    /// The retransmission timeout: srtt + 4·rttvar within the configured
+    /// bounds, or `initial` before any sample.
+    pub fn timeout(&self, cfg: &TimingConfig, initial: Duration) -> Duration {
+        match self.srtt {
+            None => initial,
+            Some(srtt) => (srtt + self.rttvar * 4).clamp(cfg.min_rtt_timeout, cfg.max_rtt_timeout),
+        }
+    }
+}
+
+/// A congestion window: how many probes may be in flight.
+///
+/// Grows by one per answer in slow start and by one (two when aggressive)
+/// per window in congestion avoidance; halves at most once per round trip
+/// when an answer shows that an earlier try was lost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    cwnd: f64,
+    ssthresh: f64,
+    floor: f64,
+    ceiling: f64,
+    last_decrease: Option<Instant>,
+}
+
+impl Window {
+    /// A window starting at `initial`, never below `floor` nor above
+    /// `ceiling`; slow start runs until the first loss.
+    pub fn new(initial: u32, floor: u32, ceiling: u32) -> Window {
+        let ceiling = f64::from(ceiling.max(1));
+        let floor = f64::from(floor.max(1)).min(ceiling);
+        Window {
+            cwnd: f64::from(initial).clamp(floor, ceiling),
+            ssthresh: ceiling,
+            floor,
+            ceiling,
+            last_decrease: None,
+        }
+    }
+
+    /// Probes that may be in flight now.
+    pub fn allowed(&self) -> u32 {
+        self.cwnd as u32
+    }
+
+    /// An answer arrived for a probe that needed no retransmission.
+    pub fn on_success(&mut self, aggressive: bool) {
+        if self.cwnd < self.ssthresh {
+            self.cwnd += 1.0;
+        } else {
+            let step = if aggressive { 2.0 } else { 1.0 };
+            self.cwnd += step / self.cwnd;
+        }
+        self.cwnd = self.cwnd.min(self.ceiling);
+    }
+
+    /// A probe went unanswered after every try. Silence is not a sign of
+    /// congestion by itself (a firewall that drops is silent at any rate),
+    /// so the window still grows, at the congestion-avoidance pace; loss
+    /// shows up as answers to retransmissions, which decrease it.
+    pub fn on_silence(&mut self) {
+        self.cwnd = (self.cwnd + 1.0 / self.cwnd).min(self.ceiling);
+    }
+
+    /// An answer showed that a probe sent at `sent_at` had a lost
+    /// predecessor. Decreases once per burst: probes sent before the last
+    /// decrease do not decrease again. Returns whether it decreased.
+    pub fn on_loss(&mut self, sent_at: Instant, now: Instant) -> bool {
+        if let Some(last) = self.last_decrease
+            && sent_at <= last
+        {
+            return false;
+        }
+        self.ssthresh = (self.cwnd / 2.0).max(self.floor).max(2.0);
+        self.cwnd = (self.cwnd / 2.0).max(self.floor);
+        self.last_decrease = Some(now);
+        true
+    }
+}
+
+/// Paces sending between `--min-rate` and `--max-rate`.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimiter {
+    start: Instant,
+    min_rate: Option<f64>,
+    max_rate: Option<f64>,
+    sent: u64,
+}
+
+impl RateLimiter {
+    /// Largest burst allowed after an idle period, in seconds of rate.
+    const BURST_SECONDS: f64 = 0.005;
+
+    /// A limiter whose clock starts at `start`.
+    pub fn new(start: Instant, min_rate: Option<f64>, max_rate: Option<f64>) -> RateLimiter {
+        let positive = |r: Option<f64>| r.filter(|r| r.is_finite() && *r > 0.0);
+        RateLimiter {
+            start,
+            min_rate: positive(min_rate),
+            max_rate: positive(max_rate),
+            sent: 0,
+        }
+    }
+
+    /// When the next probe may go, or `None` if it may go now.
+    pub fn next_allowed(&self, now: Instant) -> Option<Instant> {
+        let rate = self.max_rate?;
+        let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+        let budget = elapsed * rate + (rate * Self::BURST_SECONDS).max(1.0);
+        if (self.sent as f64) < budget {
+            None
+        } else {
+            let due = (self.sent as f64 + 1.0 - (rate * Self::BURST_SECONDS).max(1.0)) / rate;
+            Some(self.start + Duration::from_secs_f64(due.max(0.0)))
+        }
+    }
+
+    /// Whether sending is behind `--min-rate`, so that a probe should go
+    /// even though the windows are full.
+    pub fn behind_min_rate(&self, now: Instant) -> bool {
+        match self.min_rate {
+            None => false,
+            Some(rate) => {
+                let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+                (self.sent as f64) < elapsed * rate
+            }
+        }
+    }
+
+    /// When sending falls behind `--min-rate` next, if a minimum is set.
+    pub fn min_rate_due(&self) -> Option<Instant> {
+        let rate = self.min_rate?;
+        Some(self.start + Duration::from_secs_f64((self.sent as f64 + 1.0) / rate))
+    }
+
+    /// Counts one probe sent.
+    pub fn on_sent(&mut self) {
+        self.sent += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtt_first_sample_sets_variation_to_half() {
+        let mut e = RttEstimator::default();
+        e.sample(Duration::from_millis(100));
+        assert_eq!(e.srtt(), Some(Duration::from_millis(100)));
+        assert_eq!(e.rttvar(), Some(Duration::from_millis(50)));
+        let cfg = TimingConfig::from_template(TimingTemplate::Normal);
+        assert_eq!(
+            e.timeout(&cfg, cfg.initial_rtt_timeout),
+            Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn rtt_timeout_is_clamped_to_minimum() {
+        let mut e = RttEstimator::default();
+        for _ in 0..20 {
+            e.sample(Duration::from_micros(30));
+        }
+        let cfg = TimingConfig::from_template(TimingTemplate::Aggressive);
+        assert_eq!(
+            e.timeout(&cfg, cfg.initial_rtt_timeout),
+            cfg.min_rtt_timeout
+        );
+    }
+
+    #[test]
+    fn window_slow_start_then_halves_once_per_burst() {
+        let t0 = Instant::now();
+        let mut w = Window::new(10, 1, 1000);
+        for _ in 0..90 {
+            w.on_success(false);
+        }
+        assert_eq!(w.allowed(), 100);
+        assert!(w.on_loss(t0, t0 + Duration::from_millis(1)));
+        assert_eq!(w.allowed(), 50);
+        // A probe sent before that decrease does not decrease again.
+        assert!(!w.on_loss(t0, t0 + Duration::from_millis(2)));
+        assert_eq!(w.allowed(), 50);
+        // Congestion avoidance: grows by about one per window.
+        for _ in 0..50 {
+            w.on_success(false);
+        }
+        assert_eq!(w.allowed(), 50);
+    }
+
+    #[test]
+    fn window_respects_floor_and_ceiling() {
+        let t0 = Instant::now();
+        let mut w = Window::new(5, 4, 6);
+        for _ in 0..10 {
+            w.on_success(true);
+        }
+        assert_eq!(w.allowed(), 6);
+        for i in 1..10 {
+            w.on_loss(t0 + Duration::from_secs(i), t0 + Duration::from_secs(i));
+        }
+        assert_eq!(w.allowed(), 4);
+    }
+
+    #[test]
+    fn rate_limiter_paces_to_max_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(t0, None, Some(1000.0));
+        let mut sent_at_start = 0;
+        while r.next_allowed(t0).is_none() {
+            r.on_sent();
+            sent_at_start += 1;
+        }
+        assert_eq!(sent_at_start, 5, "5 ms of burst at 1000/s");
+        let due = r.next_allowed(t0).unwrap();
+        assert_eq!(due - t0, Duration::from_millis(1));
+        assert!(r.next_allowed(due).is_none());
+    }
+
+    #[test]
+    fn min_rate_reports_falling_behind() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(t0, Some(100.0), None);
+        assert!(!r.behind_min_rate(t0));
+        assert!(r.behind_min_rate(t0 + Duration::from_millis(20)));
+        r.on_sent();
+        r.on_sent();
+        assert!(!r.behind_min_rate(t0 + Duration::from_millis(20)));
+        assert_eq!(r.min_rate_due(), Some(t0 + Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn templates_parse_by_number_and_name() {
+        assert_eq!(TimingTemplate::parse("4"), Some(TimingTemplate::Aggressive));
+        assert_eq!(
+            TimingTemplate::parse("Insane"),
+            Some(TimingTemplate::Insane)
+        );
+        assert_eq!(TimingTemplate::parse("6"), None);
+    }
+}

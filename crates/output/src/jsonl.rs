@@ -1,0 +1,221 @@
+//! JSON lines (`-oJ`): one JSON object per line, each with a `"type"`.
+//!
+//! Schema version 1, in order of appearance:
+//! - `{"type":"begin","schema":1,"version","args","start","scan_type","proto","ports"}`
+//! - `{"type":"port","addr","proto","port","state","reason","reason_ttl"?,"service","tries"}`,
+//!   streamed as each port is resolved (with `--open`, open ports only);
+//! - `{"type":"host","addr","name"?,"status","reason"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count}}`
+//!   when a host is done;
+//! - `{"type":"summary","schema":1,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted"}`
+//!   last.
+//!
+//! serde_json escapes every string, so untrusted text cannot break a line.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use portolan_engine::{HostReport, HostStatus, PortResult, PortState};
+use serde::Serialize;
+
+use crate::time::rfc3339;
+use crate::{OutputOptions, ScanInfo, ScanSummary, Sink, proto_name, service_name};
+
+/// The schema version written in `begin` and `summary` lines.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Begin<'a> {
+    r#type: &'static str,
+    schema: u32,
+    version: &'a str,
+    args: &'a [String],
+    start: String,
+    scan_type: &'a str,
+    proto: &'a str,
+    ports: usize,
+}
+
+#[derive(Serialize)]
+struct Port<'a> {
+    r#type: &'static str,
+    addr: String,
+    proto: &'a str,
+    port: u16,
+    state: &'a str,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_ttl: Option<u8>,
+    service: &'a str,
+    tries: u8,
+}
+
+#[derive(Serialize)]
+struct Host<'a> {
+    r#type: &'static str,
+    addr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    srtt_us: Option<u128>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rttvar_us: Option<u128>,
+    timeout_us: u128,
+    ports: BTreeMap<&'a str, u64>,
+}
+
+#[derive(Serialize)]
+struct Hosts {
+    scanned: u64,
+    up: u64,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    r#type: &'static str,
+    schema: u32,
+    end: String,
+    hosts: Hosts,
+    ports: BTreeMap<&'a str, u64>,
+    elapsed_s: f64,
+    probes_sent: u64,
+    retransmissions: u64,
+    replies: u64,
+    late_replies: u64,
+    probes_per_s: f64,
+    interrupted: bool,
+}
+
+/// JSON-lines output to any writer.
+pub struct JsonLinesSink<W: Write> {
+    out: W,
+    options: OutputOptions,
+}
+
+impl<W: Write> JsonLinesSink<W> {
+    /// A sink writing to `out`.
+    pub fn new(out: W, options: OutputOptions) -> JsonLinesSink<W> {
+        JsonLinesSink { out, options }
+    }
+
+    fn line(&mut self, value: &impl Serialize) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")
+    }
+}
+
+fn state_counts(counts: &[u64; 6]) -> BTreeMap<&'static str, u64> {
+    PortState::ALL
+        .iter()
+        .filter(|s| counts[s.index()] > 0)
+        .map(|s| (s.as_str(), counts[s.index()]))
+        .collect()
+}
+
+impl<W: Write> Sink for JsonLinesSink<W> {
+    fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
+        self.line(&Begin {
+            r#type: "begin",
+            schema: SCHEMA_VERSION,
+            version: info.version,
+            args: &info.args,
+            start: rfc3339(info.start),
+            scan_type: info.scan_type,
+            proto: proto_name(info.proto),
+            ports: info.port_count,
+        })
+    }
+
+    fn port(&mut self, result: &PortResult) -> io::Result<()> {
+        let o = &result.outcome;
+        if self.options.open_only && !crate::shown_with_open_only(o.state) {
+            return Ok(());
+        }
+        self.line(&Port {
+            r#type: "port",
+            addr: result.addr.to_string(),
+            proto: proto_name(o.proto),
+            port: o.port,
+            state: o.state.as_str(),
+            reason: o.reason.as_str(),
+            reason_ttl: o.reason_ttl,
+            service: service_name(o.proto, o.port),
+            tries: o.tries,
+        })
+    }
+
+    fn host(&mut self, report: &HostReport) -> io::Result<()> {
+        let (status, reason) = match report.status {
+            HostStatus::Up(r) => ("up", Some(r.as_str())),
+            HostStatus::Down => ("down", None),
+            HostStatus::TimedOut => ("timed-out", None),
+            HostStatus::Interrupted => ("interrupted", None),
+        };
+        self.line(&Host {
+            r#type: "host",
+            addr: report.target.addr.to_string(),
+            name: report.target.name.as_deref(),
+            status,
+            reason,
+            srtt_us: report.times.srtt.map(|d| d.as_micros()),
+            rttvar_us: report.times.rttvar.map(|d| d.as_micros()),
+            timeout_us: report.times.timeout.as_micros(),
+            ports: state_counts(&report.state_counts()),
+        })?;
+        self.out.flush()
+    }
+
+    fn end(&mut self, summary: &ScanSummary) -> io::Result<()> {
+        let s = &summary.stats;
+        self.line(&Summary {
+            r#type: "summary",
+            schema: SCHEMA_VERSION,
+            end: rfc3339(summary.end),
+            hosts: Hosts {
+                scanned: s.hosts_done,
+                up: s.hosts_up,
+            },
+            ports: state_counts(&s.ports_by_state),
+            elapsed_s: summary.elapsed.as_secs_f64(),
+            probes_sent: s.probes_sent,
+            retransmissions: s.retransmissions,
+            replies: s.replies,
+            late_replies: s.late_replies,
+            probes_per_s: summary.probe_rate(),
+            interrupted: summary.interrupted,
+        })?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_engine::{PortOutcome, Reason};
+    use portolan_targets::Protocol;
+
+    #[test]
+    fn port_lines_carry_the_required_fields() {
+        let mut sink = JsonLinesSink::new(Vec::new(), OutputOptions::default());
+        sink.port(&PortResult {
+            addr: "fd00::2".parse().unwrap(),
+            outcome: PortOutcome {
+                port: 22,
+                proto: Protocol::Tcp,
+                state: PortState::Open,
+                reason: Reason::SynAck,
+                reason_ttl: None,
+                tries: 1,
+            },
+        })
+        .unwrap();
+        let text = String::from_utf8(sink.out).unwrap();
+        assert_eq!(
+            text,
+            "{\"type\":\"port\",\"addr\":\"fd00::2\",\"proto\":\"tcp\",\"port\":22,\
+             \"state\":\"open\",\"reason\":\"syn-ack\",\"service\":\"ssh\",\"tries\":1}\n"
+        );
+    }
+}

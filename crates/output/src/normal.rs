@@ -1,0 +1,333 @@
+//! nmap-like "normal" output, for the terminal and `-oN`.
+//!
+//! Per host, written when the host is done: the report line, the host's
+//! status and latency, a "Not shown" line for crowded non-open states
+//! (nmap collapses a state with more than 25 ports), then a table of the
+//! remaining ports. A closing line counts hosts and time, and a statistics
+//! line gives ports per state and the probe rate.
+
+use std::io::{self, Write};
+
+use portolan_engine::{HostReport, HostStatus, PortOutcome, PortResult, PortState, Reason};
+
+use crate::escape::for_terminal;
+use crate::time::minute_utc;
+use crate::{OutputOptions, ScanInfo, ScanSummary, Sink, proto_name, service_name};
+
+/// A state with more ports than this is summarised, as nmap does.
+const COLLAPSE_ABOVE: u64 = 25;
+
+/// Normal output to any writer.
+pub struct NormalSink<W: Write> {
+    out: W,
+    options: OutputOptions,
+}
+
+impl<W: Write> NormalSink<W> {
+    /// A sink writing to `out`.
+    pub fn new(out: W, options: OutputOptions) -> NormalSink<W> {
+        NormalSink { out, options }
+    }
+
+    fn write_host(&mut self, report: &HostReport) -> io::Result<()> {
+        let addr = report.target.addr;
+        let counts = report.state_counts();
+        if self.options.open_only
+            && report.status != HostStatus::TimedOut
+            && !PortState::ALL
+                .iter()
+                .any(|s| crate::shown_with_open_only(*s) && counts[s.index()] > 0)
+        {
+            return Ok(());
+        }
+        let out = &mut self.out;
+        if report.status == HostStatus::TimedOut {
+            writeln!(out, "Skipping host {addr} due to host timeout")?;
+            return Ok(());
+        }
+        match &report.target.name {
+            Some(name) => writeln!(
+                out,
+                "Portolan scan report for {} ({addr})",
+                for_terminal(name)
+            )?,
+            None => writeln!(out, "Portolan scan report for {addr}")?,
+        }
+        let latency = report
+            .times
+            .srtt
+            .map(|d| format!(" ({:.6}s latency)", d.as_secs_f64()))
+            .unwrap_or_default();
+        match report.status {
+            HostStatus::Up(reason) if self.options.reason => {
+                writeln!(out, "Host is up, received {}{latency}.", reason.as_str())?
+            }
+            HostStatus::Interrupted => writeln!(
+                out,
+                "Host scan interrupted: {} ports resolved{latency}.",
+                report.ports.len()
+            )?,
+            _ => writeln!(out, "Host is up{latency}.")?,
+        }
+
+        let collapsed: Vec<PortState> = PortState::ALL
+            .iter()
+            .copied()
+            .filter(|s| {
+                if self.options.open_only {
+                    !crate::shown_with_open_only(*s) && counts[s.index()] > 0
+                } else {
+                    *s != PortState::Open && counts[s.index()] > COLLAPSE_ABOVE
+                }
+            })
+            .collect();
+        if !collapsed.is_empty() {
+            let parts: Vec<String> = collapsed
+                .iter()
+                .map(|s| {
+                    let n = counts[s.index()];
+                    let reason = dominant_reason(&report.ports, *s)
+                        .map(|r| format!(" ({})", r.as_str()))
+                        .unwrap_or_default();
+                    let proto = report.ports.first().map_or("tcp", |p| proto_name(p.proto));
+                    format!("{n} {} {proto} ports{reason}", s.as_str())
+                })
+                .collect();
+            writeln!(out, "Not shown: {}", parts.join(", "))?;
+        }
+        let shown: Vec<&PortOutcome> = report
+            .ports
+            .iter()
+            .filter(|p| !collapsed.contains(&p.state))
+            .collect();
+        if shown.is_empty() {
+            if !report.ports.is_empty() {
+                writeln!(
+                    out,
+                    "All {} scanned ports on {addr} are in ignored states.",
+                    report.ports.len()
+                )?;
+            }
+        } else {
+            write_table(out, &shown, self.options.reason)?;
+        }
+        writeln!(out)
+    }
+}
+
+/// The most frequent reason among the ports in `state`.
+fn dominant_reason(ports: &[PortOutcome], state: PortState) -> Option<Reason> {
+    let mut tally: Vec<(Reason, u64)> = Vec::new();
+    for p in ports.iter().filter(|p| p.state == state) {
+        match tally.iter_mut().find(|(r, _)| *r == p.reason) {
+            Some((_, n)) => *n += 1,
+            None => tally.push((p.reason, 1)),
+        }
+    }
+    tally.into_iter().max_by_key(|(_, n)| *n).map(|(r, _)| r)
+}
+
+fn write_table(out: &mut impl Write, ports: &[&PortOutcome], reason: bool) -> io::Result<()> {
+    let rows: Vec<[String; 4]> = ports
+        .iter()
+        .map(|p| {
+            let why = match p.reason_ttl {
+                Some(ttl) => format!("{} ttl {ttl}", p.reason.as_str()),
+                None => p.reason.as_str().to_string(),
+            };
+            [
+                format!("{}/{}", p.port, proto_name(p.proto)),
+                p.state.as_str().to_string(),
+                service_name(p.proto, p.port).to_string(),
+                why,
+            ]
+        })
+        .collect();
+    let mut widths = [4usize, 5, 7, 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let columns = if reason { 4 } else { 3 };
+    let header = ["PORT", "STATE", "SERVICE", "REASON"];
+    let line = |cells: [&str; 4]| {
+        let mut s = String::new();
+        for i in 0..columns {
+            if i + 1 == columns {
+                s.push_str(cells[i]);
+            } else {
+                s.push_str(&format!("{:<w$} ", cells[i], w = widths[i]));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header))?;
+    for row in &rows {
+        writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3]]))?;
+    }
+    Ok(())
+}
+
+impl<W: Write> Sink for NormalSink<W> {
+    fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
+        writeln!(
+            self.out,
+            "Starting Portolan {} at {}",
+            info.version,
+            minute_utc(info.start)
+        )
+    }
+
+    fn port(&mut self, _result: &PortResult) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn host(&mut self, report: &HostReport) -> io::Result<()> {
+        self.write_host(report)?;
+        self.out.flush()
+    }
+
+    fn end(&mut self, summary: &ScanSummary) -> io::Result<()> {
+        let s = &summary.stats;
+        let plural = |n: u64, one: &str, many: &str| {
+            if n == 1 {
+                format!("{n} {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        if summary.interrupted {
+            writeln!(self.out, "Scan interrupted: the results above are partial.")?;
+        }
+        writeln!(
+            self.out,
+            "Portolan done: {} ({}) scanned in {:.2} seconds",
+            plural(s.hosts_done, "IP address", "IP addresses"),
+            plural(s.hosts_up, "host up", "hosts up"),
+            summary.elapsed.as_secs_f64()
+        )?;
+        let states: Vec<String> = PortState::ALL
+            .iter()
+            .filter(|st| s.ports_by_state[st.index()] > 0)
+            .map(|st| format!("{} {}", s.ports_by_state[st.index()], st.as_str()))
+            .collect();
+        writeln!(
+            self.out,
+            "Ports: {}; {} probes ({} retransmitted), {:.0} probes/s",
+            if states.is_empty() {
+                "none".to_string()
+            } else {
+                states.join(", ")
+            },
+            s.probes_sent,
+            s.retransmissions,
+            summary.probe_rate()
+        )?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_engine::HostTimes;
+    use portolan_targets::{Protocol, Target};
+    use std::time::{Duration, Instant};
+
+    fn outcome(port: u16, state: PortState, reason: Reason) -> PortOutcome {
+        PortOutcome {
+            port,
+            proto: Protocol::Tcp,
+            state,
+            reason,
+            reason_ttl: None,
+            tries: 1,
+        }
+    }
+
+    fn report(ports: Vec<PortOutcome>) -> HostReport {
+        let now = Instant::now();
+        HostReport {
+            target: Target {
+                addr: "198.18.0.2".parse().unwrap(),
+                name: Some("lab\x1b[2J".into()),
+            },
+            status: HostStatus::Up(Reason::UserSet),
+            ports,
+            times: HostTimes {
+                srtt: Some(Duration::from_micros(42)),
+                rttvar: Some(Duration::from_micros(10)),
+                timeout: Duration::from_millis(100),
+            },
+            started: now,
+            finished: now,
+        }
+    }
+
+    fn render(report: &HostReport, options: OutputOptions) -> String {
+        let mut sink = NormalSink::new(Vec::new(), options);
+        sink.host(report).unwrap();
+        String::from_utf8(sink.out).unwrap()
+    }
+
+    #[test]
+    fn crowded_states_collapse_and_open_ports_list() {
+        let mut ports = vec![
+            outcome(22, PortState::Open, Reason::SynAck),
+            outcome(80, PortState::Open, Reason::SynAck),
+        ];
+        ports.extend((1000..1030).map(|p| outcome(p, PortState::Closed, Reason::ConnRefused)));
+        ports.push(outcome(5000, PortState::Filtered, Reason::NoResponse));
+        let text = render(&report(ports), OutputOptions::default());
+        let expected = format!(
+            "Portolan scan report for lab\\x1b[2J (198.18.0.2)\n\
+             Host is up (0.000042s latency).\n\
+             Not shown: 30 closed tcp ports (conn-refused)\n\
+             PORT     STATE    SERVICE\n\
+             22/tcp   open     ssh\n\
+             80/tcp   open     http\n\
+             5000/tcp filtered {}\n\n",
+            service_name(Protocol::Tcp, 5000)
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn reason_column_and_open_only() {
+        let ports = vec![
+            outcome(22, PortState::Open, Reason::SynAck),
+            outcome(23, PortState::Closed, Reason::ConnRefused),
+        ];
+        let text = render(
+            &report(ports.clone()),
+            OutputOptions {
+                open_only: false,
+                reason: true,
+            },
+        );
+        assert!(text.contains("Host is up, received user-set (0.000042s latency)."));
+        assert!(text.contains("PORT   STATE  SERVICE REASON\n"), "{text}");
+        assert!(
+            text.contains("23/tcp closed telnet  conn-refused\n"),
+            "{text}"
+        );
+        let text = render(
+            &report(ports),
+            OutputOptions {
+                open_only: true,
+                reason: false,
+            },
+        );
+        assert!(text.contains("Not shown: 1 closed tcp ports (conn-refused)"));
+        assert!(!text.contains("23/tcp"));
+        let none = render(
+            &report(vec![outcome(23, PortState::Closed, Reason::ConnRefused)]),
+            OutputOptions {
+                open_only: true,
+                reason: false,
+            },
+        );
+        assert_eq!(none, "");
+    }
+}

@@ -1,0 +1,42 @@
+//! Transports: what carries the engine's probes to the network and brings
+//! the answers back.
+//!
+//! - [`connect`]: the TCP connect scan (`-sT`), non-blocking `connect()`
+//!   calls multiplexed on one epoll instance; needs no privilege.
+//! - [`sys`]: the operating-system specifics (resource limits); the only
+//!   place with `unsafe`.
+//!
+//! A transport drives a [`portolan_engine::Scheduler`]: it asks for probes,
+//! sends them, reports answers and releases what the scheduler cancels.
+//! It never decides timing or retries; the scheduler does.
+
+#![deny(missing_docs)]
+
+pub mod connect;
+pub mod sys;
+
+use std::time::Instant;
+
+use portolan_engine::Scheduler;
+
+/// What the caller's per-iteration hook wants the transport to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Keep scanning.
+    Continue,
+    /// Stop: interrupt the scan, release everything, report what was found.
+    Interrupt,
+}
+
+/// Called by a transport on every turn of its loop (at least every
+/// [`connect::MAX_IDLE`]), for progress displays and interruption.
+pub trait Observer {
+    /// Sees the scheduler between turns.
+    fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control;
+}
+
+impl<F: FnMut(&Scheduler, Instant) -> Control> Observer for F {
+    fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control {
+        self(scheduler, now)
+    }
+}
