@@ -104,10 +104,10 @@ pub fn parse_time(s: &str) -> Option<Duration> {
         _ => return None,
     };
     let secs = n * scale;
-    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
-fn value<'a>(g: &'a Given) -> &'a str {
+fn value(g: &Given) -> &str {
     g.value.as_deref().unwrap_or("")
 }
 

@@ -1,1 +1,10 @@
+//! Portolan's integration tests: one test binary (to save link time), with
+//! modules by subject. They run the real `portolan` binary, against
+//! 127.0.0.1 and against hosts in network namespaces built by
+//! `portolan-lab` (which skips loudly without root, and fails under CI).
 
+mod util;
+
+mod bad_input;
+mod connect_lab;
+mod loopback;

@@ -83,11 +83,53 @@ pub enum Reason {
     NetProhibited,
     /// ICMP host administratively prohibited (IPv4 type 3 code 10).
     HostProhibited,
+    /// ICMPv6 no route to destination (type 1 code 0).
+    NoRoute,
+    /// ICMPv6 beyond scope of source address (type 1 code 2).
+    BeyondScope,
+    /// ICMPv6 source address failed ingress/egress policy (type 1 code 5).
+    FailedPolicy,
+    /// ICMPv6 reject route to destination (type 1 code 6).
+    RejectRoute,
+    /// ICMP time exceeded in transit (IPv4 type 11, IPv6 type 3).
+    TimeExceeded,
     /// The user said so (`-Pn` treats hosts as up).
     UserSet,
 }
 
 impl Reason {
+    /// The reason an ICMP (IPv4) error of `icmp_type` and `code` gives for
+    /// a probe it quotes, if it is one that proves filtering.
+    pub fn from_icmpv4(icmp_type: u8, code: u8) -> Option<Reason> {
+        Some(match (icmp_type, code) {
+            (3, 0) => Reason::NetUnreach,
+            (3, 1) => Reason::HostUnreach,
+            (3, 2) => Reason::ProtoUnreach,
+            (3, 3) => Reason::PortUnreach,
+            (3, 9) => Reason::NetProhibited,
+            (3, 10) => Reason::HostProhibited,
+            (3, 13) => Reason::AdminProhibited,
+            (11, _) => Reason::TimeExceeded,
+            _ => return None,
+        })
+    }
+
+    /// The reason an ICMPv6 error of `icmp_type` and `code` gives for a
+    /// probe it quotes, if it is one that proves filtering.
+    pub fn from_icmpv6(icmp_type: u8, code: u8) -> Option<Reason> {
+        Some(match (icmp_type, code) {
+            (1, 0) => Reason::NoRoute,
+            (1, 1) => Reason::AdminProhibited,
+            (1, 2) => Reason::BeyondScope,
+            (1, 3) => Reason::HostUnreach,
+            (1, 4) => Reason::PortUnreach,
+            (1, 5) => Reason::FailedPolicy,
+            (1, 6) => Reason::RejectRoute,
+            (3, _) => Reason::TimeExceeded,
+            _ => return None,
+        })
+    }
+
     /// nmap's name for the reason.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -102,6 +144,11 @@ impl Reason {
             Reason::AdminProhibited => "admin-prohibited",
             Reason::NetProhibited => "net-prohibited",
             Reason::HostProhibited => "host-prohibited",
+            Reason::NoRoute => "no-route",
+            Reason::BeyondScope => "beyond-scope",
+            Reason::FailedPolicy => "failed-policy",
+            Reason::RejectRoute => "reject-route",
+            Reason::TimeExceeded => "time-exceeded",
             Reason::UserSet => "user-set",
         }
     }

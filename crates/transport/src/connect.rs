@@ -1,15 +1,16 @@
 //! The TCP connect scan (`-sT`): one non-blocking `connect()` per probe,
 //! thousands in flight on one epoll instance (through mio).
 //!
-//! How an attempt maps to a state (errno values from Linux's
-//! `icmp_err_convert` and `icmpv6_err_convert`):
+//! How an attempt maps to a state:
 //! - the handshake completes: open (`syn-ack`);
 //! - `ECONNREFUSED` (a RST came back): closed (`conn-refused`);
-//! - `EHOSTUNREACH`: filtered (`host-unreach`; Linux reports ICMP host
-//!   unreachable and communication-prohibited codes 10 and 13 this way);
-//! - `ENETUNREACH`: filtered (`net-unreach`, also when no route exists);
-//! - `EACCES`, `EPERM`: filtered (`admin-prohibited`: ICMPv6
-//!   administratively prohibited, or a local firewall);
+//! - an ICMP or ICMPv6 error: filtered, with the reason its type and code
+//!   give (`admin-prohibited`, `host-unreach`, `net-unreach`, `no-route`,
+//!   ...), read from the socket's error queue (see [`crate::sys`]);
+//! - otherwise by errno (Linux's `icmp_err_convert`): `EHOSTUNREACH`
+//!   filtered (`host-unreach`), `ENETUNREACH` filtered (`net-unreach`, also
+//!   when no route exists), `EACCES`/`EPERM` filtered (`admin-prohibited`,
+//!   or a local firewall);
 //! - no answer before the scheduler's timeout: the scheduler retries or
 //!   reports filtered (`no-response`).
 //!
@@ -24,6 +25,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -38,6 +40,9 @@ pub const MAX_IDLE: Duration = Duration::from_millis(50);
 
 /// Probes sent per turn of the loop at most, so answers are read often.
 const SEND_BATCH: usize = 512;
+
+/// Readiness events read per `epoll_wait`.
+const EVENTS_PER_POLL: usize = 1024;
 
 /// File descriptors kept free for everything else the process does.
 const RESERVED_FDS: u64 = 64;
@@ -129,7 +134,7 @@ pub fn run(
         scheduler.set_max_in_flight(cap);
     }
     let mut poll = Poll::new().map_err(ConnectError::Poll)?;
-    let mut events = Events::with_capacity(1024);
+    let mut events = Events::with_capacity(EVENTS_PER_POLL);
     let mut conns: Vec<Option<Conn>> = Vec::new();
 
     loop {
@@ -162,29 +167,40 @@ pub fn run(
                 .map_or(MAX_IDLE, |t| t.saturating_duration_since(now))
                 .min(MAX_IDLE)
         };
-        match poll.poll(&mut events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ConnectError::Poll(e)),
-        }
-        let now = Instant::now();
-        for event in events.iter() {
-            let id = ProbeId::from_u64(event.token().0 as u64);
-            let Some(conn) = conns.get_mut(id.slot()).and_then(Option::take) else {
-                continue;
-            };
-            if conn.id != id {
-                // A stale event for a slot reused since: put it back.
-                conns[id.slot()] = Some(conn);
-                continue;
+        // Read every answer that is ready before the next turn expires
+        // anything: an answer waiting in the kernel is not a timeout.
+        let mut wait = Some(wait);
+        loop {
+            match poll.poll(&mut events, wait) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
+                Err(e) => return Err(ConnectError::Poll(e)),
             }
-            match finish(&conn.stream) {
-                Attempt::Answer(r) => {
-                    scheduler.on_reply(id, r, now);
+            let now = Instant::now();
+            let mut count = 0;
+            for event in events.iter() {
+                count += 1;
+                let id = ProbeId::from_u64(event.token().0 as u64);
+                let Some(conn) = conns.get_mut(id.slot()).and_then(Option::take) else {
+                    continue;
+                };
+                if conn.id != id {
+                    // A stale event for a slot reused since: put it back.
+                    conns[id.slot()] = Some(conn);
+                    continue;
                 }
-                Attempt::Retry => scheduler.on_not_sent(id, now),
-                Attempt::Pending => conns[id.slot()] = Some(conn),
+                match finish(&conn.stream) {
+                    Attempt::Answer(r) => {
+                        scheduler.on_reply(id, r, now);
+                    }
+                    Attempt::Retry => scheduler.on_not_sent(id, now),
+                    Attempt::Pending => conns[id.slot()] = Some(conn),
+                }
             }
+            if count < EVENTS_PER_POLL {
+                break;
+            }
+            wait = Some(Duration::ZERO);
         }
     }
 }
@@ -223,6 +239,9 @@ fn start(
     let attempt = match socket.connect(&addr.into()) {
         Ok(()) => self_connect_check(&socket, addr),
         Err(e) => match classify(&e) {
+            Some(Attempt::Answer(r)) => {
+                icmp_answer(socket.as_raw_fd()).unwrap_or(Attempt::Answer(r))
+            }
             Some(a) => a,
             None => return Err(ConnectError::Socket { addr, source: e }),
         },
@@ -267,6 +286,7 @@ fn open_socket(addr: SocketAddr, options: &ConnectOptions) -> io::Result<Socket>
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_linger(Some(Duration::ZERO))?;
+    crate::sys::enable_icmp_errors(socket.as_raw_fd(), addr.is_ipv6())?;
     if let Some(device) = &options.device {
         socket.bind_device(Some(device.as_bytes()))?;
     }
@@ -276,8 +296,23 @@ fn open_socket(addr: SocketAddr, options: &ConnectOptions) -> io::Result<Socket>
     Ok(socket)
 }
 
+/// The answer an ICMP error queued on the socket gives, if one is there.
+fn icmp_answer(fd: std::os::fd::RawFd) -> Option<Attempt> {
+    let e = crate::sys::take_icmp_error(fd)?;
+    let reason = match e.family {
+        crate::sys::IcmpFamily::V4 => Reason::from_icmpv4(e.icmp_type, e.code),
+        crate::sys::IcmpFamily::V6 => Reason::from_icmpv6(e.icmp_type, e.code),
+    }?;
+    Some(reply(PortState::Filtered, reason))
+}
+
 /// Reads the outcome of a connect that the poller reported ready.
 fn finish(stream: &TcpStream) -> Attempt {
+    if let Some(answer) = icmp_answer(stream.as_raw_fd()) {
+        // Clear the pending errno the error also set.
+        let _ = stream.take_error();
+        return answer;
+    }
     match stream.take_error() {
         Ok(Some(e)) | Err(e) => {
             classify(&e).unwrap_or_else(|| reply(PortState::Filtered, Reason::NoResponse))

@@ -1,0 +1,94 @@
+//! Helpers shared by the integration tests: running the binary, reading
+//! its JSON lines, and the expected outcome of each lab port.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn portolan_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portolan")
+}
+
+/// `portolan ARGS` on this machine's network namespace.
+pub fn portolan(args: &[&str]) -> Output {
+    Command::new(portolan_bin())
+        .args(args)
+        .output()
+        .expect("run portolan")
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "portolan-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// One `"type":"port"` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortLine {
+    pub state: String,
+    pub reason: String,
+    pub tries: u64,
+}
+
+/// Everything a JSON-lines file says.
+#[derive(Debug, Default)]
+pub struct JsonRun {
+    pub ports: BTreeMap<(IpAddr, u16), PortLine>,
+    pub hosts: Vec<Value>,
+    pub summary: Option<Value>,
+    pub begin: Option<Value>,
+}
+
+/// Reads a JSON-lines file; every line must parse, no port may repeat.
+pub fn read_jsonl(path: &Path) -> JsonRun {
+    let text = std::fs::read_to_string(path).expect("read JSON lines");
+    let mut run = JsonRun::default();
+    for (i, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("line {} is not JSON ({e}): {line}", i + 1));
+        match v["type"].as_str() {
+            Some("port") => {
+                let addr: IpAddr = v["addr"].as_str().unwrap().parse().unwrap();
+                let port = v["port"].as_u64().unwrap() as u16;
+                let p = PortLine {
+                    state: v["state"].as_str().unwrap().to_string(),
+                    reason: v["reason"].as_str().unwrap().to_string(),
+                    tries: v["tries"].as_u64().unwrap(),
+                };
+                assert_eq!(v["proto"], "tcp");
+                assert!(v["service"].is_string());
+                let dup = run.ports.insert((addr, port), p);
+                assert!(dup.is_none(), "{addr} port {port} reported twice");
+            }
+            Some("host") => run.hosts.push(v),
+            Some("summary") => run.summary = Some(v),
+            Some("begin") => run.begin = Some(v),
+            other => panic!("unknown line type {other:?}: {line}"),
+        }
+    }
+    run
+}
+
+/// Asserts that a run's status is success and returns its stdout.
+pub fn assert_success(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "portolan failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
