@@ -116,6 +116,7 @@ fn classify(err: &io::Error) -> Option<Attempt> {
 /// The open connections, indexed by the probe's slot.
 struct Conn {
     id: ProbeId,
+    target: SocketAddr,
     stream: TcpStream,
 }
 
@@ -189,7 +190,7 @@ pub fn run(
                     conns[id.slot()] = Some(conn);
                     continue;
                 }
-                match finish(&conn.stream) {
+                match finish(&conn.stream, conn.target) {
                     Attempt::Answer(r) => {
                         scheduler.on_reply(id, r, now);
                     }
@@ -239,7 +240,7 @@ fn start(
     let attempt = match socket.connect(&addr.into()) {
         Ok(()) => self_connect_check(&socket, addr),
         Err(e) => match classify(&e) {
-            Some(Attempt::Answer(r)) => {
+            Some(Attempt::Answer(r)) if r.state == PortState::Filtered => {
                 icmp_answer(socket.as_raw_fd()).unwrap_or(Attempt::Answer(r))
             }
             Some(a) => a,
@@ -272,6 +273,7 @@ fn start(
             }
             conns[slot] = Some(Conn {
                 id: probe.id,
+                target: addr,
                 stream,
             });
         }
@@ -307,26 +309,28 @@ fn icmp_answer(fd: std::os::fd::RawFd) -> Option<Attempt> {
 }
 
 /// Reads the outcome of a connect that the poller reported ready.
-fn finish(stream: &TcpStream) -> Attempt {
-    if let Some(answer) = icmp_answer(stream.as_raw_fd()) {
-        // Clear the pending errno the error also set.
-        let _ = stream.take_error();
-        return answer;
-    }
+///
+/// Costs one `getsockopt` for the common answers (connected, refused);
+/// the error queue is read only when the errno says an ICMP error ended
+/// the attempt, and the local address only for loopback targets, where a
+/// connection to itself is possible.
+fn finish(stream: &TcpStream, target: SocketAddr) -> Attempt {
     match stream.take_error() {
-        Ok(Some(e)) | Err(e) => {
-            classify(&e).unwrap_or_else(|| reply(PortState::Filtered, Reason::NoResponse))
-        }
-        Ok(None) => match stream.peer_addr() {
-            Ok(peer) => match stream.local_addr() {
-                Ok(local) if local == peer => Attempt::Retry,
-                _ => reply(PortState::Open, Reason::SynAck),
-            },
-            // Not connected yet (a spurious wake-up).
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Attempt::Pending,
-            Err(e) => {
-                classify(&e).unwrap_or_else(|| reply(PortState::Filtered, Reason::NoResponse))
+        Ok(None) => {
+            if target.ip().is_loopback()
+                && stream.local_addr().is_ok_and(|local| local == target)
+            {
+                Attempt::Retry
+            } else {
+                reply(PortState::Open, Reason::SynAck)
             }
+        }
+        Ok(Some(e)) | Err(e) => match classify(&e) {
+            Some(Attempt::Answer(r)) if r.state == PortState::Filtered => {
+                icmp_answer(stream.as_raw_fd()).unwrap_or(Attempt::Answer(r))
+            }
+            Some(a) => a,
+            None => reply(PortState::Filtered, Reason::NoResponse),
         },
     }
 }
