@@ -52,7 +52,16 @@ fn accuracy(states: &States, open_only: bool) -> String {
             want != got
         };
         if counts {
-            *wrong.entry((want, if open_only && got == "missing" { "not-open" } else { got })).or_default() += 1;
+            *wrong
+                .entry((
+                    want,
+                    if open_only && got == "missing" {
+                        "not-open"
+                    } else {
+                        got
+                    },
+                ))
+                .or_default() += 1;
         }
     }
     if wrong.is_empty() {
@@ -107,7 +116,8 @@ fn connect_bench(runs: usize) -> Result<(), String> {
     let _listeners = host
         .listen_tcp(OPEN_PORTS)
         .map_err(|e| format!("listeners: {e}"))?;
-    host.drop_tcp(DROPPED).map_err(|e| format!("firewall: {e}"))?;
+    host.drop_tcp(DROPPED)
+        .map_err(|e| format!("firewall: {e}"))?;
     let target = host.ipv4().to_string();
     let dir = std::env::temp_dir().join(format!("portolan-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

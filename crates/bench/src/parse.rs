@@ -53,10 +53,10 @@ pub fn nmap_xml(text: &str) -> States {
         rest = &rest[i..];
         let end = rest.find("</port>").unwrap_or(rest.len());
         let element = &rest[..end];
-        if let (Some(port), Some(state_at)) = (attr(element, "portid"), element.find("<state ")) {
-            if let (Ok(port), Some(state)) = (port.parse(), attr(&element[state_at..], "state")) {
-                states.insert(port, state.to_string());
-            }
+        if let (Some(port), Some(state_at)) = (attr(element, "portid"), element.find("<state "))
+            && let (Ok(port), Some(state)) = (port.parse(), attr(&element[state_at..], "state"))
+        {
+            states.insert(port, state.to_string());
         }
         rest = &rest[end.min(rest.len())..];
         if rest.is_empty() {

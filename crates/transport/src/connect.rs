@@ -317,9 +317,7 @@ fn icmp_answer(fd: std::os::fd::RawFd) -> Option<Attempt> {
 fn finish(stream: &TcpStream, target: SocketAddr) -> Attempt {
     match stream.take_error() {
         Ok(None) => {
-            if target.ip().is_loopback()
-                && stream.local_addr().is_ok_and(|local| local == target)
-            {
+            if target.ip().is_loopback() && stream.local_addr().is_ok_and(|local| local == target) {
                 Attempt::Retry
             } else {
                 reply(PortState::Open, Reason::SynAck)
