@@ -545,8 +545,10 @@ impl Scheduler {
         let entry = self.slab[slot as usize];
         self.release(slot);
         let max_retries = self.timing.max_retries;
+        let aggressive = self.timing.aggressive_growth;
+        self.window.on_silence(aggressive);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
-        host.window.on_silence();
+        host.window.on_silence(aggressive);
         let allowed_tries = max_retries.min(host.max_successful_try.saturating_add(1)) + 1;
         if entry.try_no + 1 < allowed_tries && !host.timed_out {
             host.queue.push_back((entry.port, entry.try_no + 1));
@@ -1142,9 +1144,9 @@ mod tests {
     #[test]
     fn silent_host_is_given_up_after_host_timeout() {
         let mut t = fast();
-        t.host_timeout = Some(Duration::from_secs(2));
+        t.host_timeout = Some(Duration::from_millis(500));
         let run = simulate(
-            plan(&["198.18.0.1", "198.18.0.2"], &[], (1..=5000).collect(), t),
+            plan(&["198.18.0.1", "198.18.0.2"], &[], (1..=20000).collect(), t),
             |p| {
                 if p.addr == "198.18.0.1".parse::<IpAddr>().unwrap() {
                     None
@@ -1160,8 +1162,21 @@ mod tests {
         assert_eq!(dead.status, HostStatus::TimedOut);
         assert!(dead.ports.is_empty());
         let live = by_addr[&"198.18.0.2".parse::<IpAddr>().unwrap()];
-        assert_eq!(live.ports.len(), 5000);
+        assert_eq!(live.ports.len(), 20000);
         assert!(run.elapsed < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn silent_host_speeds_up_instead_of_one_window_per_timeout() {
+        // 3000 dropped ports, two tries each: with a fixed window of 10 per
+        // 100 ms timeout this would take 60 s of virtual time.
+        let run = simulate(
+            plan(&["198.18.0.1"], &[], (40000..=42999).collect(), fast()),
+            |_| None,
+            None,
+        );
+        assert_eq!(run.stats.ports_by_state[PortState::Filtered.index()], 3000);
+        assert!(run.elapsed < Duration::from_secs(10), "{:?}", run.elapsed);
     }
 
     #[test]

@@ -243,12 +243,14 @@ impl Window {
         self.cwnd = self.cwnd.min(self.ceiling);
     }
 
-    /// A probe went unanswered after every try. Silence is not a sign of
-    /// congestion by itself (a firewall that drops is silent at any rate),
-    /// so the window still grows, at the congestion-avoidance pace; loss
-    /// shows up as answers to retransmissions, which decrease it.
-    pub fn on_silence(&mut self) {
-        self.cwnd = (self.cwnd + 1.0 / self.cwnd).min(self.ceiling);
+    /// A probe timed out. Silence alone is no sign of congestion (a
+    /// firewall that drops is silent at any rate, and a host that answers
+    /// nothing has no load to protect), so the window grows as it does for
+    /// an answer; loss shows up as answers to retransmissions, which
+    /// decrease it. Without this, a silent host would be probed one window
+    /// per timeout for the whole scan.
+    pub fn on_silence(&mut self, aggressive: bool) {
+        self.on_success(aggressive);
     }
 
     /// An answer showed that a probe sent at `sent_at` had a lost
