@@ -37,6 +37,15 @@ pub enum Mode {
     Man,
 }
 
+/// The TCP scan technique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanKind {
+    /// `-sT`: `connect()`, no privilege needed.
+    Connect,
+    /// `-sS`: raw SYN probes, needs `CAP_NET_RAW`.
+    Syn,
+}
+
 /// An output file request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputFile {
@@ -49,6 +58,11 @@ pub struct OutputFile {
 pub struct Config {
     /// What to do.
     pub mode: Mode,
+    /// The scan technique asked for; `None` picks SYN when raw sockets
+    /// are permitted and connect otherwise, as nmap does.
+    pub scan: Option<ScanKind>,
+    /// `-g`/`--source-port`.
+    pub source_port: Option<u16>,
     /// Target specs, from the command line and `-iL`.
     pub targets: Vec<String>,
     /// Exclusion specs, from `--exclude` and `--excludefile`.
@@ -172,6 +186,8 @@ pub fn resolve(
     let mut top: Option<usize> = None;
     let mut cfg = Config {
         mode: Mode::Scan,
+        scan: None,
+        source_port: None,
         targets: Vec::new(),
         excludes: Vec::new(),
         prefer_ipv6: false,
@@ -225,19 +241,23 @@ pub fn resolve(
             FlagId::Scan => {
                 for letter in value(g).chars() {
                     match letter {
-                        'T' => {}
-                        'L' => mode = Mode::List,
-                        'S' => {
-                            return Err(usage(
-                                "-sS: the raw-packet SYN scan is not available yet; \
-                                 use -sT (the TCP connect scan)",
-                            ));
+                        'T' | 'S' => {
+                            let kind = if letter == 'T' {
+                                ScanKind::Connect
+                            } else {
+                                ScanKind::Syn
+                            };
+                            if cfg.scan.is_some_and(|k| k != kind) {
+                                return Err(usage("only one TCP scan type at a time: -sS or -sT"));
+                            }
+                            cfg.scan = Some(kind);
                         }
+                        'L' => mode = Mode::List,
                         'n' | 'U' | 'Y' | 'Z' | 'A' | 'W' | 'M' | 'F' | 'N' | 'X' | 'O' | 'I'
                         | 'V' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
-                                 use -sT (the TCP connect scan) or -sL"
+                                 use -sS, -sT or -sL"
                             )));
                         }
                         other => {
@@ -293,7 +313,11 @@ pub fn resolve(
             }
             FlagId::Interface => cfg.interface = Some(value(g).to_string()),
             FlagId::SourcePort => {
-                let _: u16 = number(g, "a port number")?;
+                let port: u16 = number(g, "a port number from 1 to 65535")?;
+                if port == 0 {
+                    return Err(bad_value(g, "a port number from 1 to 65535"));
+                }
+                cfg.source_port = Some(port);
             }
             FlagId::MinRate
             | FlagId::MaxRate

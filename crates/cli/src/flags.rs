@@ -218,8 +218,8 @@ pub static FLAGS: &[FlagDef] = &[
         ["s"],
         Value,
         Techniques,
-        "-sT / -sS / -sL",
-        "TCP connect scan (the default) / TCP SYN scan (needs the raw engine) / list targets only"
+        "-sS / -sT / -sL",
+        "TCP SYN scan (the default with raw-socket privileges) / TCP connect scan (the default without) / list targets only"
     ),
     flag!(
         Ports,
@@ -499,7 +499,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Misc,
         "-g/--source-port <port>",
-        "Use this source port (raw scans)"
+        "Use this source port (SYN scan)"
     ),
     flag!(
         Help,

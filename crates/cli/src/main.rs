@@ -26,8 +26,9 @@ use portolan_output::{OutputOptions, ScanInfo, ScanSummary, Sink};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
+use portolan_transport::raw::{self, SynOptions};
 
-use crate::args::{Config, Mode, OutputFile, UsageError};
+use crate::args::{Config, Mode, OutputFile, ScanKind, UsageError};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -148,8 +149,26 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
+/// The technique to run: as asked, or SYN when raw sockets are permitted
+/// and connect otherwise (nmap's default).
+fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
+    match config.scan {
+        Some(ScanKind::Syn) => {
+            raw::check_privileges().context("-sS")?;
+            Ok(ScanKind::Syn)
+        }
+        Some(ScanKind::Connect) => Ok(ScanKind::Connect),
+        None => Ok(if raw::check_privileges().is_ok() {
+            ScanKind::Syn
+        } else {
+            ScanKind::Connect
+        }),
+    }
+}
+
 fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let targets = build_targets(config)?;
+    let technique = choose_technique(config)?;
     let options = OutputOptions {
         open_only: config.open_only,
         reason: config.reason,
@@ -189,7 +208,10 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         version: VERSION,
         args: argv,
         start: start_wall,
-        scan_type: "connect",
+        scan_type: match technique {
+            ScanKind::Syn => "syn",
+            ScanKind::Connect => "connect",
+        },
         proto: Protocol::Tcp,
         port_count: config.tcp_ports.len(),
     };
@@ -247,17 +269,37 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             failed.set(true);
         }
     };
-    let connect_options = ConnectOptions {
-        source: config.source,
-        device: config.interface.clone(),
-    };
-    connect::run(
-        &mut scheduler,
-        &connect_options,
-        &mut observer,
-        &mut sink_event,
-    )
-    .context("the connect scan failed")?;
+    let mut packets = None;
+    match technique {
+        ScanKind::Connect => {
+            let connect_options = ConnectOptions {
+                source: config.source,
+                device: config.interface.clone(),
+            };
+            connect::run(
+                &mut scheduler,
+                &connect_options,
+                &mut observer,
+                &mut sink_event,
+            )
+            .context("the connect scan failed")?;
+        }
+        ScanKind::Syn => {
+            let seed = random_seed();
+            let syn_options = SynOptions {
+                source: config.source,
+                source_port: config.source_port,
+                key: (seed, seed.rotate_left(29) ^ random_seed()),
+            };
+            let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)
+                .context("the SYN scan failed")?;
+            packets = Some(portolan_output::PacketStats {
+                sent: stats.sent,
+                received: stats.received,
+                ignored: stats.ignored,
+            });
+        }
+    }
     progress.finish();
     if let Some(e) = write_error {
         return Err(anyhow::Error::new(e).context("writing results failed"));
@@ -268,6 +310,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         elapsed: start.elapsed(),
         end: SystemTime::now(),
         interrupted: was_interrupted,
+        packets,
     };
     for s in &mut sinks {
         s.end(&summary)?;

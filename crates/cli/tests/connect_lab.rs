@@ -50,6 +50,7 @@ fn scan_in_lab(lab: &Lab, args: &[&str]) -> (JsonRun, String) {
     let out = lab
         .scanner()
         .command(crate::util::portolan_bin())
+        .arg("-sT")
         .args(args)
         .arg("-oJ")
         .arg(&json)

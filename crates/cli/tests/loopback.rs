@@ -30,7 +30,14 @@ fn loopback_open_and_closed_ports_ipv4_and_ipv6() {
         .map(u16::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let mut args = vec!["-p", &spec, "-oJ", json.to_str().unwrap(), "127.0.0.1"];
+    let mut args = vec![
+        "-sT",
+        "-p",
+        &spec,
+        "-oJ",
+        json.to_str().unwrap(),
+        "127.0.0.1",
+    ];
     if v6.is_some() {
         args.push("::1");
     }
@@ -60,6 +67,7 @@ fn seed_reproduces_the_probe_order() {
         let dir = scratch_dir();
         let json = dir.join("o.jsonl");
         let out = crate::util::portolan(&[
+            "-sT",
             "-p",
             "40000-40199",
             "--seed",
@@ -87,7 +95,7 @@ fn seed_reproduces_the_probe_order() {
 fn broken_pipe_is_not_an_error() {
     use std::io::Read;
     let mut child = std::process::Command::new(crate::util::portolan_bin())
-        .args(["-p", "1-200", "127.0.0.1", "127.0.0.2", "127.0.0.3"])
+        .args(["-sT", "-p", "1-200", "127.0.0.1", "127.0.0.2", "127.0.0.3"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -8,3 +8,4 @@ mod util;
 mod bad_input;
 mod connect_lab;
 mod loopback;
+mod syn_lab;

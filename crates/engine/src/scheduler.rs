@@ -16,7 +16,8 @@
 //! [`crate::timing::Window`]), per-host round-trip estimates for
 //! timeouts, a rate limiter, and nmap's adaptive retry count (a port is
 //! tried at most one time more than the most tries any answered port of
-//! the host needed, and never more than `max_retries + 1` times).
+//! the host needed, and never more than `max_retries + 1` times; until the
+//! host has answered at all, the full `max_retries + 1`).
 //!
 //! Allocation: per group and per host; none per probe except amortised
 //! growth of reused queues and heaps.
@@ -137,6 +138,8 @@ struct HostScan {
     rtt: RttEstimator,
     window: Window,
     max_successful_try: u8,
+    /// Whether any probe to this host was answered yet.
+    answered: bool,
     started: Option<Instant>,
     next_allowed: Option<Instant>,
     results: Vec<PortOutcome>,
@@ -417,6 +420,11 @@ impl Scheduler {
             let Some(h) = self.ready.pop_front() else {
                 break;
             };
+            // A host freed since it was queued (timed out) leaves a stale
+            // entry behind.
+            if self.hosts[h as usize].is_none() {
+                continue;
+            }
             let blocked = self.host_blocked(h, now, forced);
             let host = self.hosts[h as usize].as_mut().expect("ready host is live");
             if host.queue.is_empty() || host.timed_out {
@@ -489,6 +497,7 @@ impl Scheduler {
             self.window.on_success(aggressive);
         }
         host.max_successful_try = host.max_successful_try.max(entry.try_no);
+        host.answered = true;
         self.resolve(
             entry.host,
             entry.port,
@@ -549,7 +558,15 @@ impl Scheduler {
         self.window.on_silence(aggressive);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
         host.window.on_silence(aggressive);
-        let allowed_tries = max_retries.min(host.max_successful_try.saturating_add(1)) + 1;
+        // nmap's adaptive rule once the host has answered; before that,
+        // silence may be the path warming up (ARP or neighbour discovery
+        // dropping the first packets), so the full budget applies.
+        let retries = if host.answered {
+            max_retries.min(host.max_successful_try.saturating_add(1))
+        } else {
+            max_retries
+        };
+        let allowed_tries = retries + 1;
         if entry.try_no + 1 < allowed_tries && !host.timed_out {
             host.queue.push_back((entry.port, entry.try_no + 1));
             self.queued += 1;
@@ -800,6 +817,7 @@ impl Scheduler {
             rtt: RttEstimator::default(),
             window: Window::new(t.initial_window, t.min_parallelism, t.max_parallelism),
             max_successful_try: 0,
+            answered: false,
             started: None,
             next_allowed: None,
             results: Vec::new(),
@@ -947,6 +965,21 @@ mod tests {
     fn simulate(
         plan: ScanPlan,
         mut network: impl FnMut(&Probe) -> Option<(Reply, Duration)>,
+        interrupt_at: Option<Instant>,
+    ) -> Run {
+        simulate_full(plan, |p, _| network(p), interrupt_at)
+    }
+
+    fn simulate_with_clock(
+        plan: ScanPlan,
+        network: impl FnMut(&Probe, Instant) -> Option<(Reply, Duration)>,
+    ) -> Run {
+        simulate_full(plan, network, None)
+    }
+
+    fn simulate_full(
+        plan: ScanPlan,
+        mut network: impl FnMut(&Probe, Instant) -> Option<(Reply, Duration)>,
         mut interrupt_at: Option<Instant>,
     ) -> Run {
         let t0 = Instant::now();
@@ -968,7 +1001,7 @@ mod tests {
             while s.poll_cancel(now).is_some() {}
             while let Some(p) = s.poll_probe(now) {
                 run.probes.push((now, p));
-                if let Some((reply, delay)) = network(&p) {
+                if let Some((reply, delay)) = network(&p, now) {
                     pending.push(Reverse((
                         now + delay,
                         p.id.as_u64(),
@@ -1089,6 +1122,68 @@ mod tests {
                 .all(|((_, p), o)| o.tries == if p % 7 == 0 { 2 } else { 1 })
         );
         assert!(run.stats.window_decreases >= 1);
+    }
+
+    #[test]
+    fn host_timeout_with_queued_work_does_not_crash() {
+        // Regression: a timed-out host freed while still listed as ready.
+        let mut t = fast();
+        t.host_timeout = Some(Duration::from_secs(1));
+        t.max_parallelism = 100;
+        let silent: IpAddr = "198.18.0.1".parse().unwrap();
+        let run = simulate(
+            plan(&["198.18.0.1", "198.18.0.2"], &[], (1..=2000).collect(), t),
+            |p| {
+                (p.addr != silent).then(|| {
+                    (
+                        Reply {
+                            state: PortState::Closed,
+                            reason: Reason::Reset,
+                            ttl: None,
+                        },
+                        Duration::from_millis(1),
+                    )
+                })
+            },
+            None,
+        );
+        assert_eq!(run.hosts.len(), 2);
+        let live = run.hosts.iter().find(|h| h.target.addr != silent).unwrap();
+        let dead = run.hosts.iter().find(|h| h.target.addr == silent).unwrap();
+        assert_eq!(dead.status, HostStatus::TimedOut);
+        assert_eq!(live.status, HostStatus::Up(Reason::UserSet));
+        assert_eq!(live.ports.len(), 2000);
+    }
+
+    #[test]
+    fn a_path_that_warms_up_loses_no_port() {
+        // Neighbour discovery drops every packet of the first 1.5 s: ports
+        // probed then must not be given up after two tries.
+        let mut first_sent: Option<Instant> = None;
+        let run = simulate_with_clock(
+            plan(&["198.18.0.1"], &[], (1..=2000).collect(), fast()),
+            |p, now| {
+                let t0 = *first_sent.get_or_insert(now);
+                if now.duration_since(t0) < Duration::from_millis(1500) {
+                    None
+                } else if p.port == 22 {
+                    answer(PortState::Open, Reason::SynAck)
+                } else {
+                    answer(PortState::Closed, Reason::Reset)
+                }
+            },
+        );
+        assert_eq!(run.ports.len(), 2000);
+        let filtered: Vec<_> = run
+            .ports
+            .iter()
+            .filter(|(_, o)| o.state == PortState::Filtered)
+            .collect();
+        assert!(filtered.is_empty(), "{} ports lost", filtered.len());
+        assert_eq!(
+            run.ports[&("198.18.0.1".parse().unwrap(), 22)].state,
+            PortState::Open
+        );
     }
 
     #[test]

@@ -86,6 +86,16 @@ struct Summary<'a> {
     late_replies: u64,
     probes_per_s: f64,
     interrupted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<Packets>,
+}
+
+#[derive(Serialize)]
+struct Packets {
+    sent: u64,
+    received: u64,
+    ignored: u64,
+    sent_per_s: f64,
 }
 
 /// JSON-lines output to any writer.
@@ -185,6 +195,12 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             late_replies: s.late_replies,
             probes_per_s: summary.probe_rate(),
             interrupted: summary.interrupted,
+            packets: summary.packets.map(|p| Packets {
+                sent: p.sent,
+                received: p.received,
+                ignored: p.ignored,
+                sent_per_s: p.sent as f64 / summary.elapsed.as_secs_f64().max(1e-9),
+            }),
         })?;
         self.out.flush()
     }

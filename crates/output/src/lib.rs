@@ -49,6 +49,20 @@ pub struct ScanSummary {
     pub end: SystemTime,
     /// Whether the user interrupted the scan.
     pub interrupted: bool,
+    /// Packet counters, for raw-packet scans.
+    pub packets: Option<PacketStats>,
+}
+
+/// Packet counters of a raw-packet scan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketStats {
+    /// Packets sent.
+    pub sent: u64,
+    /// Packets received through the capture filter.
+    pub received: u64,
+    /// Packets that were no valid answer to a probe in flight (strays,
+    /// spoofs, failed cookies, late answers).
+    pub ignored: u64,
 }
 
 impl ScanSummary {

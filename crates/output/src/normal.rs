@@ -224,6 +224,13 @@ impl<W: Write> Sink for NormalSink<W> {
             s.retransmissions,
             summary.probe_rate()
         )?;
+        if let Some(p) = summary.packets {
+            writeln!(
+                self.out,
+                "Packets: {} sent, {} received, {} ignored (not an answer to a probe in flight)",
+                p.sent, p.received, p.ignored
+            )?;
+        }
         self.out.flush()
     }
 }

@@ -13,6 +13,8 @@
 #![deny(missing_docs)]
 
 pub mod connect;
+pub mod cookie;
+pub mod raw;
 pub mod sys;
 
 use std::time::Instant;

@@ -12,7 +12,7 @@
 //! This is the only module with `unsafe`; each block says why it is sound.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Where a queued socket error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,250 @@ pub fn raise_open_file_limit() -> u64 {
         }
     }
     lim.rlim_cur
+}
+
+/// Whether a packet socket saw a packet leave (`PACKET_OUTGOING`); those
+/// are our own probes on loopback and are skipped.
+pub const PACKET_OUTGOING: u8 = libc::PACKET_OUTGOING;
+
+/// Opens the raw sending socket of one family: `IPPROTO_RAW`, so that the
+/// packets carry our own IP header (`IP_HDRINCL` is implied for IPv4, and
+/// for IPv6 on Linux 4.5 and later). Needs `CAP_NET_RAW`.
+pub fn open_raw_sender(ipv6: bool) -> io::Result<socket2::Socket> {
+    let domain = if ipv6 {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let socket = socket2::Socket::new(
+        domain,
+        socket2::Type::RAW.nonblocking().cloexec(),
+        Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+    )?;
+    // Room for bursts of probes; a full buffer surfaces as ENOBUFS.
+    let _ = socket.set_send_buffer_size(4 << 20);
+    Ok(socket)
+}
+
+/// Opens a packet socket that receives every IP packet of the network
+/// namespace from its network header on (`AF_PACKET`, `SOCK_DGRAM`), with
+/// a classic BPF filter that lets only TCP, ICMP and ICMPv6 through. Needs
+/// `CAP_NET_RAW`.
+pub fn open_packet_receiver() -> io::Result<socket2::Socket> {
+    let protocol = (libc::ETH_P_ALL as u16).to_be() as i32;
+    let socket = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        socket2::Type::DGRAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::from(protocol)),
+    )?;
+    // The receive buffer absorbs bursts of answers between reads; root may
+    // exceed rmem_max.
+    let size: libc::c_int = 32 << 20;
+    // SAFETY: `size` is a live c_int and the length passed is its size.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if forced != 0 {
+        let _ = socket.set_recv_buffer_size(size as usize);
+    }
+    socket.attach_filter(&reply_filter())?;
+    Ok(socket)
+}
+
+/// Classic BPF over a packet that starts at its IP header: accept IPv4
+/// TCP or ICMP and IPv6 TCP or ICMPv6; drop everything else in the
+/// kernel, before it is copied to us.
+fn reply_filter() -> [socket2::SockFilter; 11] {
+    use socket2::SockFilter as F;
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const ALU_RSH: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // Jump offsets count from the next instruction.
+    [
+        F::new(LD_B_ABS, 0, 0, 0),      // 0: A = first byte
+        F::new(ALU_RSH, 0, 0, 4),       // 1: A = IP version
+        F::new(JEQ, 0, 3, 4),           // 2: IPv4 ? 3 : 6
+        F::new(LD_B_ABS, 0, 0, 9),      // 3: A = IPv4 protocol
+        F::new(JEQ, 5, 0, 6),           // 4: TCP ? accept : 5
+        F::new(JEQ, 4, 3, 1),           // 5: ICMP ? accept : drop
+        F::new(LD_B_ABS, 0, 0, 6),      // 6: A = IPv6 next header
+        F::new(JEQ, 2, 0, 6),           // 7: TCP ? accept : 8
+        F::new(JEQ, 1, 0, 58),          // 8: ICMPv6 ? accept : drop
+        F::new(RET, 0, 0, 0),           // 9: drop
+        F::new(RET, 0, 0, 0x0004_0000), // 10: accept (up to 256 KiB)
+    ]
+}
+
+/// Reads one packet from a packet socket without blocking: its length
+/// and packet type (`PACKET_HOST`, `PACKET_OUTGOING`, ...), or `None` when
+/// nothing is waiting.
+pub fn recv_packet(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, u8)>> {
+    // SAFETY: a zeroed sockaddr_ll is valid; recvfrom writes at most `len`
+    // bytes into it and at most `buf.len()` bytes into `buf`.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: see above; all pointers are to live locals or `buf`.
+    let n = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            (&mut addr as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(None),
+            io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some(((n as usize).min(buf.len()), addr.sll_pkttype)))
+}
+
+/// A batch of packets for one `sendmmsg(2)` call: buffers, addresses and
+/// message headers allocated once and reused, so sending allocates
+/// nothing per probe.
+pub struct SendBatch {
+    packets: Vec<[u8; SendBatch::PACKET_MAX]>,
+    lens: Vec<usize>,
+    addrs: Vec<libc::sockaddr_storage>,
+    addr_lens: Vec<libc::socklen_t>,
+    used: usize,
+}
+
+impl SendBatch {
+    /// Largest packet a batch slot holds.
+    pub const PACKET_MAX: usize = 128;
+    /// Packets per batch.
+    pub const CAPACITY: usize = 64;
+
+    /// An empty batch.
+    pub fn new() -> SendBatch {
+        SendBatch {
+            packets: vec![[0u8; Self::PACKET_MAX]; Self::CAPACITY],
+            lens: vec![0; Self::CAPACITY],
+            // SAFETY: an all-zero sockaddr_storage is a valid value.
+            addrs: vec![unsafe { std::mem::zeroed() }; Self::CAPACITY],
+            addr_lens: vec![0; Self::CAPACITY],
+            used: 0,
+        }
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.used
+    }
+
+    /// Whether no packet waits.
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
+    /// Whether the batch is full.
+    pub fn is_full(&self) -> bool {
+        self.used == Self::CAPACITY
+    }
+
+    /// The next free packet buffer; call [`SendBatch::commit`] after
+    /// writing it. `None` when full.
+    pub fn next_buffer(&mut self) -> Option<&mut [u8; Self::PACKET_MAX]> {
+        self.packets.get_mut(self.used)
+    }
+
+    /// Adds the packet written into the next buffer, `len` bytes to `dst`.
+    pub fn commit(&mut self, len: usize, dst: std::net::IpAddr) {
+        if self.used == Self::CAPACITY {
+            return;
+        }
+        let sock: socket2::SockAddr = std::net::SocketAddr::new(dst, 0).into();
+        // SAFETY: `sock` holds a valid address of `sock.len()` bytes, which
+        // fits a sockaddr_storage.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                sock.as_ptr().cast::<u8>(),
+                (&mut self.addrs[self.used] as *mut libc::sockaddr_storage).cast::<u8>(),
+                sock.len() as usize,
+            );
+        }
+        self.addr_lens[self.used] = sock.len();
+        self.lens[self.used] = len.min(Self::PACKET_MAX);
+        self.used += 1;
+    }
+
+    /// Sends the batch with `sendmmsg`; returns how many packets went (in
+    /// order from the first) and the error that stopped the rest, if any.
+    /// The batch is empty afterwards.
+    pub fn flush(&mut self, fd: RawFd) -> (usize, Option<io::Error>) {
+        let n = self.used;
+        self.used = 0;
+        if n == 0 {
+            return (0, None);
+        }
+        let mut iovecs: [libc::iovec; Self::CAPACITY] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; Self::CAPACITY];
+        // SAFETY: an all-zero mmsghdr is valid; the fields set below point
+        // into `self`'s buffers and `iovecs`, which outlive the call.
+        let mut msgs: [libc::mmsghdr; Self::CAPACITY] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            iovecs[i] = libc::iovec {
+                iov_base: self.packets[i].as_mut_ptr().cast(),
+                iov_len: self.lens[i],
+            };
+            msgs[i].msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            msgs[i].msg_hdr.msg_namelen = self.addr_lens[i];
+            msgs[i].msg_hdr.msg_iov = &mut iovecs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: `msgs[sent..n]` are initialised headers (see above).
+            let rc = unsafe { libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as u32, 0) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return (sent, Some(e));
+            }
+            if rc == 0 {
+                return (sent, Some(io::Error::from(io::ErrorKind::WriteZero)));
+            }
+            sent += rc as usize;
+        }
+        (sent, None)
+    }
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch::new()
+    }
+}
+
+/// The source address the kernel would use to reach `dst` (a route
+/// lookup through an unconnected UDP socket's `connect`, which sends
+/// nothing).
+pub fn source_for(dst: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
+    let bind: std::net::SocketAddr = match dst {
+        std::net::IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.connect((dst, 9))?;
+    Ok(socket.local_addr()?.ip())
 }
 
 #[cfg(test)]

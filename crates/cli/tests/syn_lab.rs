@@ -1,0 +1,266 @@
+//! The SYN scan (`-sS`) against lab hosts: exact per-port outcomes with
+//! nmap's reasons and the answers' TTLs over IPv4 and IPv6, forged answers
+//! ignored, and the privilege checks and fallback.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use portolan_lab::{Lab, lab_or_skip};
+
+use crate::util::{JsonRun, assert_success, portolan_bin, read_jsonl, scratch_dir};
+
+const OPEN: [u16; 5] = [22, 80, 443, 8080, 31337];
+const DROPPED: std::ops::RangeInclusive<u16> = 1000..=1199;
+const RESET: std::ops::RangeInclusive<u16> = 2000..=2049;
+const PROHIBITED: std::ops::RangeInclusive<u16> = 3000..=3019;
+
+fn truth(port: u16) -> (&'static str, &'static str) {
+    if OPEN.contains(&port) {
+        ("open", "syn-ack")
+    } else if DROPPED.contains(&port) {
+        ("filtered", "no-response")
+    } else if PROHIBITED.contains(&port) {
+        ("filtered", "admin-prohibited")
+    } else {
+        ("closed", "reset")
+    }
+}
+
+fn syn_scan(lab: &Lab, args: &[&str]) -> JsonRun {
+    let json = scratch_dir().join("syn.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .arg("-sS")
+        .args(args)
+        .arg("-oJ")
+        .arg(&json)
+        .arg("--no-progress")
+        .output()
+        .expect("run portolan");
+    assert_success(&out);
+    read_jsonl(&json)
+}
+
+#[test]
+fn syn_exact_outcomes_over_ipv4_and_ipv6() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _service = host.listen_tcp(OPEN).unwrap();
+    host.drop_tcp(DROPPED).unwrap();
+    host.reject_tcp_reset(RESET).unwrap();
+    host.reject_tcp_admin_prohibited(PROHIBITED).unwrap();
+    let (v4, v6): (IpAddr, IpAddr) = (host.ipv4().into(), host.ipv6().into());
+    let run = syn_scan(
+        &lab,
+        &[
+            "-T4",
+            "-p",
+            "1-3100,8080,31337",
+            &v4.to_string(),
+            &v6.to_string(),
+        ],
+    );
+    let mut wrong = Vec::new();
+    for addr in [v4, v6] {
+        for port in (1..=3100).chain([8080, 31337]) {
+            let want = truth(port);
+            match run.ports.get(&(addr, port)) {
+                Some(p) if (p.state.as_str(), p.reason.as_str()) == want => {}
+                got => wrong.push(format!("{addr} {port}: want {want:?}, got {got:?}")),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}\nsummary: {}",
+        wrong.len(),
+        wrong[..wrong.len().min(20)].join("\n"),
+        run.summary
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    );
+    assert_eq!(run.ports.len(), 2 * 3102);
+    let begin = run.begin.unwrap();
+    assert_eq!(begin["scan_type"], "syn");
+    let summary = run.summary.unwrap();
+    assert!(summary["packets"]["sent"].as_u64().unwrap() >= 2 * 3102);
+}
+
+#[test]
+fn syn_reports_answer_ttls() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    host.sysctl("net.ipv4.ip_default_ttl", "77").unwrap();
+    let json = scratch_dir().join("ttl.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-p", "22,23", "--reason", "--no-progress", "-oJ"])
+        .arg(&json)
+        .arg(host.ipv4().to_string())
+        .output()
+        .unwrap();
+    let stdout = assert_success(&out);
+    let text = std::fs::read_to_string(&json).unwrap();
+    let port22 = text
+        .lines()
+        .find(|l| l.contains("\"port\":22,"))
+        .expect("port 22 line");
+    assert!(port22.contains("\"reason_ttl\":77"), "{port22}");
+    assert!(stdout.contains("syn-ack ttl 77"), "{stdout}");
+}
+
+#[test]
+fn syn_scan_of_loopback() {
+    let lab = lab_or_skip!();
+    // Loopback of the scanner namespace itself.
+    let listener = lab
+        .scanner()
+        .run(|| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 8081)).unwrap())
+        .unwrap();
+    let run = syn_scan(&lab, &["-p", "8081,8082", "127.0.0.1"]);
+    let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+    assert_eq!(run.ports[&(lo, 8081)].state, "open");
+    assert_eq!(run.ports[&(lo, 8082)].state, "closed");
+    assert_eq!(run.ports[&(lo, 8082)].reason, "reset");
+    drop(listener);
+}
+
+/// Internet checksum (RFC 1071) for the forged packets below.
+fn checksum(chunks: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in chunks {
+        for pair in chunk.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 SYN-ACK from `src:sport` to `dst:dport` acknowledging `ack`.
+fn forged_syn_ack(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, ack: u32) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x12; // SYN, ACK
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    let c = checksum(&[&pseudo, &tcp]);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0];
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&tcp);
+    ip
+}
+
+#[test]
+fn forged_answers_are_ignored() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    host.drop_tcp(1..=65535).unwrap();
+    let (target, scanner) = (host.ipv4(), host.scanner_ipv4());
+    let stop = Arc::new(AtomicBool::new(false));
+    let forger = {
+        let stop = Arc::clone(&stop);
+        let ns = host.name().to_string();
+        std::thread::spawn(move || {
+            portolan_lab::in_namespace(&ns, move || {
+                let s = socket2::Socket::new(
+                    socket2::Domain::IPV4,
+                    socket2::Type::RAW,
+                    Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+                )
+                .unwrap();
+                let dst: std::net::SocketAddr = (scanner, 0).into();
+                let mut sent = 0u32;
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    for port in [1000u16, 1001, 1002] {
+                        let p = forged_syn_ack(
+                            target,
+                            scanner,
+                            port,
+                            45678,
+                            sent.wrapping_mul(2654435761),
+                        );
+                        let _ = s.send_to(&p, &dst.into());
+                        sent += 1;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                sent
+            })
+            .unwrap()
+        })
+    };
+    let run = syn_scan(
+        &lab,
+        &["-g", "45678", "-p", "1000-1002", &target.to_string()],
+    );
+    stop.store(true, Ordering::Relaxed);
+    let forged = forger.join().unwrap();
+    assert!(forged > 0);
+    let addr: IpAddr = target.into();
+    for port in 1000..=1002 {
+        assert_eq!(run.ports[&(addr, port)].state, "filtered", "port {port}");
+    }
+    let ignored = run.summary.unwrap()["packets"]["ignored"].as_u64().unwrap();
+    assert!(ignored >= 1, "forged SYN-ACKs must be counted as ignored");
+}
+
+#[test]
+fn syn_needs_privileges_and_connect_is_the_fallback() {
+    let _lab = lab_or_skip!();
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(portolan_bin())
+            .args(args)
+            .output()
+            .expect("setpriv")
+    };
+    let out = as_nobody(&["-sS", "-p", &port, "127.0.0.1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("raw sockets are not permitted"), "{stderr}");
+    assert!(
+        stderr.contains("setcap cap_net_raw,cap_net_admin+eip"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let out = as_nobody(&["-p", &port, "-oJ", "-", "127.0.0.1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"scan_type\":\"connect\""), "{text}");
+    assert!(text.contains("\"state\":\"open\""), "{text}");
+}

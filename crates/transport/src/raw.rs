@@ -1,0 +1,583 @@
+//! The TCP SYN scan (`-sS`): probes built from a prebuilt template and
+//! sent in batches on raw sockets; answers read from a packet socket whose
+//! kernel filter passes only TCP and ICMP; every answer checked against
+//! the probe's keyed cookie before it counts.
+//!
+//! States (nmap's): SYN-ACK = open (`syn-ack`, and the kernel, which has no
+//! socket for the half-open connection, answers it with a RST); RST =
+//! closed (`reset`); an ICMP unreachable quoting the probe (IPv4 type 3
+//! codes 0, 1, 2, 3, 9, 10, 13; any ICMPv6 type 1) = filtered with the code
+//! as reason; silence after the scheduler's tries = filtered
+//! (`no-response`). Each answer's TTL is kept as `reason_ttl`.
+//!
+//! Contract: needs `CAP_NET_RAW` ([`check_privileges`] says so in one
+//! line); per probe, one template copy and a few stores, no allocation
+//! beyond the reused tables; untrusted packets never panic
+//! (`portolan-wire` validates them), and packets that fail validation are
+//! counted in [`RawStats::ignored`].
+//!
+//! Read first: RFC 9293 §3.10.7 (what a closed port answers to a SYN),
+//! nmap's "TCP SYN (Stealth) Scan" chapter, and the ZMap paper's §3 on
+//! stateless validation.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
+use portolan_wire::{Reply as Packet, SynTemplate, parse_reply};
+
+use crate::cookie::CookieJar;
+use crate::sys::{self, SendBatch};
+use crate::{Control, Observer};
+
+/// Probes handed out per turn of the loop at most.
+const SEND_BUDGET: usize = 1024;
+/// Packets read per turn at most, so sending is not starved.
+const RECV_BUDGET: usize = 4096;
+/// The longest the loop waits without calling the observer.
+const MAX_IDLE: Duration = Duration::from_millis(50);
+
+/// Options of the SYN scan.
+#[derive(Clone, Debug, Default)]
+pub struct SynOptions {
+    /// Source address (`-S`); by default the routing table's choice.
+    pub source: Option<IpAddr>,
+    /// Source port (`-g`); by default a random free one.
+    pub source_port: Option<u16>,
+    /// Cookie key; random per scan in the binary, fixed in tests.
+    pub key: (u64, u64),
+}
+
+/// Why the SYN scan could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RawError {
+    /// Raw sockets are not permitted to this process.
+    #[error(
+        "raw sockets are not permitted ({0}): run as root, or give the binary the \
+         capabilities with `setcap cap_net_raw,cap_net_admin+eip portolan`; or use -sT"
+    )]
+    NotPermitted(#[source] io::Error),
+    /// A socket could not be opened or used.
+    #[error("{what}: {source}")]
+    Socket {
+        /// What was being done.
+        what: &'static str,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+    /// No route or source address for a target.
+    #[error("no route to {addr}: {source}")]
+    Route {
+        /// The target.
+        addr: IpAddr,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Packet counters of a SYN scan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawStats {
+    /// Packets sent.
+    pub sent: u64,
+    /// Packets read from the packet socket (after the kernel filter).
+    pub received: u64,
+    /// Answers accepted for a probe in flight.
+    pub matched: u64,
+    /// Packets that were not an answer to a probe of ours: a stray or
+    /// spoofed packet, a failed cookie, or an answer that came too late.
+    pub ignored: u64,
+}
+
+/// Whether this process may open raw and packet sockets.
+pub fn check_privileges() -> Result<(), RawError> {
+    let not_permitted = |e: io::Error| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
+        _ => RawError::Socket {
+            what: "opening a raw socket",
+            source: e,
+        },
+    };
+    sys::open_raw_sender(false).map_err(not_permitted)?;
+    sys::open_packet_receiver().map_err(not_permitted)?;
+    Ok(())
+}
+
+fn socket_error(what: &'static str) -> impl Fn(io::Error) -> RawError {
+    move |source| RawError::Socket { what, source }
+}
+
+/// Keeps a source port reserved: bound TCP sockets that the kernel will
+/// not give out as ephemeral ports, while matching no incoming segment
+/// (they neither listen nor connect), so the kernel still answers our
+/// SYN-ACKs with RSTs.
+struct PortReservation {
+    port: u16,
+    _sockets: Vec<std::net::TcpListener>,
+}
+
+fn reserve_port(wanted: Option<u16>, seed: u64) -> Result<PortReservation, RawError> {
+    let bind = |port: u16| -> io::Result<Vec<std::net::TcpListener>> {
+        let mut held = Vec::new();
+        for addr in [
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            SocketAddr::from(([0u16; 8], port)),
+        ] {
+            let domain = socket2::Domain::for_address(addr);
+            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            if addr.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            match s.bind(&addr.into()) {
+                Ok(()) => held.push(s.into()),
+                // No IPv6 on this machine: the IPv4 reservation is enough.
+                Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(held)
+    };
+    if let Some(port) = wanted {
+        return match bind(port) {
+            Ok(s) => Ok(PortReservation { port, _sockets: s }),
+            // A port in use still works for raw probes; it is just not
+            // kept from the kernel.
+            Err(_) => Ok(PortReservation {
+                port,
+                _sockets: Vec::new(),
+            }),
+        };
+    }
+    let mut x = seed | 1;
+    for _ in 0..64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 40_000 + (x % 20_000) as u16;
+        if let Ok(s) = bind(port) {
+            return Ok(PortReservation { port, _sockets: s });
+        }
+    }
+    Err(RawError::Socket {
+        what: "reserving a source port",
+        source: io::Error::from(io::ErrorKind::AddrInUse),
+    })
+}
+
+/// Where a probe in flight went, by slot.
+#[derive(Clone, Copy)]
+struct Flight {
+    id: ProbeId,
+    dst: IpAddr,
+    port: u16,
+}
+
+/// The table of probes in flight: by (target, port) for answers, by slot
+/// for cancellations.
+#[derive(Default)]
+struct FlightTable {
+    by_target: HashMap<(IpAddr, u16), ProbeId>,
+    by_slot: Vec<Option<Flight>>,
+}
+
+impl FlightTable {
+    fn insert(&mut self, f: Flight) {
+        let slot = f.id.slot();
+        if self.by_slot.len() <= slot {
+            self.by_slot.resize(slot + 1, None);
+        }
+        if let Some(old) = self.by_slot[slot].replace(f) {
+            self.by_target.remove(&(old.dst, old.port));
+        }
+        self.by_target.insert((f.dst, f.port), f.id);
+    }
+
+    fn remove_slot(&mut self, id: ProbeId) {
+        if let Some(slot) = self.by_slot.get_mut(id.slot())
+            && slot.is_some_and(|f| f.id == id)
+        {
+            let f = slot.take().expect("checked above");
+            if self.by_target.get(&(f.dst, f.port)) == Some(&id) {
+                self.by_target.remove(&(f.dst, f.port));
+            }
+        }
+    }
+
+    fn take(&mut self, dst: IpAddr, port: u16) -> Option<ProbeId> {
+        let id = self.by_target.remove(&(dst, port))?;
+        if let Some(slot) = self.by_slot.get_mut(id.slot()) {
+            *slot = None;
+        }
+        Some(id)
+    }
+}
+
+/// Source addresses per destination network (/24 or /64), from the
+/// routing table, and the probe template of each source.
+struct Sources {
+    fixed: Option<IpAddr>,
+    by_network: HashMap<IpAddr, IpAddr>,
+    templates: HashMap<IpAddr, SynTemplate>,
+    port: u16,
+}
+
+fn network_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            IpAddr::from([o[0], o[1], o[2], 0])
+        }
+        IpAddr::V6(a) => {
+            let mut o = a.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+    }
+}
+
+impl Sources {
+    fn source_for(&mut self, dst: IpAddr) -> Result<IpAddr, RawError> {
+        if let Some(src) = self.fixed
+            && src.is_ipv4() == dst.is_ipv4()
+        {
+            return Ok(src);
+        }
+        let net = network_of(dst);
+        if let Some(src) = self.by_network.get(&net) {
+            return Ok(*src);
+        }
+        let src = sys::source_for(dst).map_err(|source| RawError::Route { addr: dst, source })?;
+        self.by_network.insert(net, src);
+        Ok(src)
+    }
+
+    fn template(&mut self, src: IpAddr) -> &SynTemplate {
+        let port = self.port;
+        self.templates
+            .entry(src)
+            .or_insert_with(|| SynTemplate::new(src, port))
+    }
+}
+
+/// Sends the probes of one family in batches.
+struct Sender {
+    socket: Option<socket2::Socket>,
+    ipv6: bool,
+    batch: SendBatch,
+    ids: Vec<ProbeId>,
+}
+
+impl Sender {
+    fn new(ipv6: bool) -> Sender {
+        Sender {
+            socket: None,
+            ipv6,
+            batch: SendBatch::new(),
+            ids: Vec::with_capacity(SendBatch::CAPACITY),
+        }
+    }
+
+    fn socket(&mut self) -> Result<&socket2::Socket, RawError> {
+        if self.socket.is_none() {
+            let s = sys::open_raw_sender(self.ipv6).map_err(|e| match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
+                _ => RawError::Socket {
+                    what: "opening a raw socket",
+                    source: e,
+                },
+            })?;
+            self.socket = Some(s);
+        }
+        Ok(self.socket.as_ref().expect("opened above"))
+    }
+
+    /// Sends what is batched; probes that could not go are handed back to
+    /// the scheduler as not sent.
+    fn flush(
+        &mut self,
+        scheduler: &mut Scheduler,
+        flights: &mut FlightTable,
+        stats: &mut RawStats,
+        now: Instant,
+    ) -> Result<(), RawError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let fd = self.socket()?.as_raw_fd();
+        let (sent, err) = self.batch.flush(fd);
+        stats.sent += sent as u64;
+        for &id in &self.ids[sent..] {
+            flights.remove_slot(id);
+            scheduler.on_not_sent(id, now);
+        }
+        self.ids.clear();
+        match err {
+            None => Ok(()),
+            Some(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM)
+                ) =>
+            {
+                Ok(())
+            }
+            Some(e) => Err(RawError::Socket {
+                what: "sending probes",
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Runs a SYN scan to completion (or interruption), handing every event
+/// of the scheduler to `sink`.
+pub fn run(
+    scheduler: &mut Scheduler,
+    options: &SynOptions,
+    observer: &mut dyn Observer,
+    sink: &mut dyn FnMut(ScanEvent),
+) -> Result<RawStats, RawError> {
+    let receiver = sys::open_packet_receiver().map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
+        _ => RawError::Socket {
+            what: "opening the packet socket",
+            source: e,
+        },
+    })?;
+    let reservation = reserve_port(options.source_port, options.key.0 ^ options.key.1)?;
+    let jar = CookieJar::new(options.key.0, options.key.1);
+    let mut sources = Sources {
+        fixed: options.source,
+        by_network: HashMap::new(),
+        templates: HashMap::new(),
+        port: reservation.port,
+    };
+    let mut poll = Poll::new().map_err(socket_error("creating the poller"))?;
+    let fd = receiver.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
+        .map_err(socket_error("polling the packet socket"))?;
+    let mut events = Events::with_capacity(4);
+    let mut senders = [Sender::new(false), Sender::new(true)];
+    let mut flights = FlightTable::default();
+    let mut stats = RawStats::default();
+    let mut buf = vec![0u8; 65_536];
+
+    loop {
+        let now = Instant::now();
+        if observer.tick(scheduler, now) == Control::Interrupt {
+            scheduler.interrupt(now);
+        }
+        receive(fd, &mut buf, scheduler, &mut flights, &jar, &mut stats, now)?;
+        while let Some(id) = scheduler.poll_cancel(now) {
+            flights.remove_slot(id);
+        }
+        let mut handed = 0;
+        while handed < SEND_BUDGET {
+            let Some(probe) = scheduler.poll_probe(now) else {
+                break;
+            };
+            handed += 1;
+            let sender = &mut senders[usize::from(probe.addr.is_ipv6())];
+            let staged = stage(probe, sender, &mut sources, &jar, &mut flights);
+            if let Err(RawError::Route { source, .. }) = staged {
+                // No route: the probe cannot leave, as a connect() would
+                // fail with ENETUNREACH.
+                let reason = match source.raw_os_error() {
+                    Some(libc::EHOSTUNREACH) => Reason::HostUnreach,
+                    _ => Reason::NetUnreach,
+                };
+                let reply = Reply {
+                    state: PortState::Filtered,
+                    reason,
+                    ttl: None,
+                };
+                scheduler.on_reply(probe.id, reply, now);
+                continue;
+            }
+            staged?;
+            if sender.batch.is_full() {
+                sender.flush(scheduler, &mut flights, &mut stats, now)?;
+            }
+        }
+        for sender in &mut senders {
+            sender.flush(scheduler, &mut flights, &mut stats, now)?;
+        }
+        while let Some(event) = scheduler.poll_event() {
+            sink(event);
+        }
+        if scheduler.is_finished() {
+            return Ok(stats);
+        }
+        let wait = if handed == SEND_BUDGET {
+            Duration::ZERO
+        } else {
+            scheduler
+                .next_wakeup(now)
+                .map_or(MAX_IDLE, |t| t.saturating_duration_since(now))
+                .min(MAX_IDLE)
+        };
+        match poll.poll(&mut events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(RawError::Socket {
+                    what: "polling the packet socket",
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+/// Builds one probe into its family's batch.
+fn stage(
+    probe: Probe,
+    sender: &mut Sender,
+    sources: &mut Sources,
+    jar: &CookieJar,
+    flights: &mut FlightTable,
+) -> Result<(), RawError> {
+    let src = sources.source_for(probe.addr)?;
+    let port = sources.port;
+    let seq = jar.cookie(src, probe.addr, port, probe.port);
+    let template = sources.template(src);
+    let Some(buffer) = sender.batch.next_buffer() else {
+        return Ok(());
+    };
+    let len = template
+        .try_stamp(
+            buffer,
+            probe.addr,
+            port,
+            probe.port,
+            seq,
+            (seq >> 16) as u16 ^ u16::from(probe.try_no),
+        )
+        .map_err(|e| RawError::Socket {
+            what: "building a probe",
+            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+        })?;
+    sender.batch.commit(len, probe.addr);
+    sender.ids.push(probe.id);
+    flights.insert(Flight {
+        id: probe.id,
+        dst: probe.addr,
+        port: probe.port,
+    });
+    Ok(())
+}
+
+/// Reads waiting packets and reports the valid answers.
+#[allow(clippy::too_many_arguments)]
+fn receive(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    scheduler: &mut Scheduler,
+    flights: &mut FlightTable,
+    jar: &CookieJar,
+    stats: &mut RawStats,
+    now: Instant,
+) -> Result<(), RawError> {
+    for _ in 0..RECV_BUDGET {
+        let Some((len, kind)) =
+            sys::recv_packet(fd, buf).map_err(socket_error("reading the packet socket"))?
+        else {
+            return Ok(());
+        };
+        if kind == sys::PACKET_OUTGOING {
+            continue;
+        }
+        stats.received += 1;
+        let Some((target, port, reply)) = classify(&buf[..len], jar) else {
+            stats.ignored += 1;
+            continue;
+        };
+        match flights.take(target, port) {
+            Some(id) if scheduler.on_reply(id, reply, now) => stats.matched += 1,
+            _ => stats.ignored += 1,
+        }
+    }
+    Ok(())
+}
+
+/// What a packet proves, if it is a valid answer to one of our probes:
+/// the target, its port, and the answer.
+fn classify(packet: &[u8], jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
+    match parse_reply(packet).ok()? {
+        Packet::Tcp {
+            src,
+            dst,
+            ttl,
+            src_port,
+            dst_port,
+            ack,
+            flags,
+            ..
+        } => {
+            if !jar.acknowledges(dst, src, dst_port, src_port, ack) {
+                return None;
+            }
+            let (state, reason) = if flags.is_syn_ack() {
+                (PortState::Open, Reason::SynAck)
+            } else if flags.is_rst() {
+                (PortState::Closed, Reason::Reset)
+            } else {
+                return None;
+            };
+            Some((
+                src,
+                src_port,
+                Reply {
+                    state,
+                    reason,
+                    ttl: Some(ttl),
+                },
+            ))
+        }
+        Packet::IcmpError {
+            ttl,
+            v6,
+            icmp_type,
+            code,
+            quoted,
+            ..
+        } => {
+            if quoted.protocol != 6 {
+                return None;
+            }
+            let expected = jar.cookie(quoted.src, quoted.dst, quoted.src_port, quoted.dst_port);
+            if quoted.seq != Some(expected) {
+                return None;
+            }
+            let reason = if v6 {
+                Reason::from_icmpv6(icmp_type, code)
+            } else if icmp_type == 3 && matches!(code, 0 | 1 | 2 | 3 | 9 | 10 | 13) {
+                Reason::from_icmpv4(icmp_type, code)
+            } else {
+                None
+            }?;
+            if icmp_type == 11 || (v6 && icmp_type == 3) {
+                return None;
+            }
+            Some((
+                quoted.dst,
+                quoted.dst_port,
+                Reply {
+                    state: PortState::Filtered,
+                    reason,
+                    ttl: Some(ttl),
+                },
+            ))
+        }
+        _ => None,
+    }
+}

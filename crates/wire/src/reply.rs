@@ -1,0 +1,615 @@
+//! [`parse_reply`]: what the scanner needs from a received packet, read from
+//! untrusted bytes that start at the IP header.
+//!
+//! Read first: RFC 791 and RFC 8200 (the IP headers; IPv6 extension headers
+//! in section 4), RFC 9293 section 3.1 (TCP), RFC 792 and RFC 4443 section 3
+//! (the errors and what they quote), RFC 1812 section 4.3.2.3 (routers may
+//! quote more than 8 bytes).
+//!
+//! The outer packet is read strictly: every length field must fit in the
+//! bytes. The packet an ICMP error quotes is read laxly, as etherparse's
+//! `LaxSlicedPacket` does: the quote is usually cut short, so only its IP
+//! header (and, for IPv6, any extension headers) and the first 4 bytes of
+//! its transport header (the ports) are required; its length fields are
+//! ignored. Checksums are not verified (the kernel has).
+//!
+//! Contract: no panic on any input; no allocation. A truncated or
+//! impossible header is a [`WireError`]; a well-formed packet the scanner
+//! does not read (an echo reply, UDP, a later fragment) is
+//! [`Reply::Other`].
+
+use core::net::IpAddr;
+
+use crate::bytes::{be16, be32};
+use crate::error::{Header, WireError};
+use crate::icmp::{self, IcmpPacket};
+use crate::ip_protocol;
+use crate::ipv4::Ipv4Packet;
+use crate::ipv6::Ipv6Packet;
+use crate::tcp::{TcpFlags, TcpPacket};
+
+/// What a received packet says to the scanner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reply {
+    /// A TCP segment (a SYN-ACK, an RST, or anything else).
+    Tcp {
+        /// The sender: the scanned host.
+        src: IpAddr,
+        /// The receiver: our address.
+        dst: IpAddr,
+        /// IPv4 TTL or IPv6 hop limit as received.
+        ttl: u8,
+        /// The sender's port: the scanned port.
+        src_port: u16,
+        /// Our port.
+        dst_port: u16,
+        /// The sequence number.
+        seq: u32,
+        /// The acknowledgment number (our probe's sequence number plus one,
+        /// for a SYN-ACK or an RST answering a SYN).
+        ack: u32,
+        /// The control bits.
+        flags: TcpFlags,
+        /// The window.
+        window: u16,
+    },
+    /// An ICMP Destination Unreachable or Time Exceeded (types 3 and 11),
+    /// or an ICMPv6 Destination Unreachable or Time Exceeded (types 1 and
+    /// 3), with the packet it quotes.
+    IcmpError {
+        /// The sender of the error: a router, a firewall or the target.
+        from: IpAddr,
+        /// IPv4 TTL or IPv6 hop limit of the error as received.
+        ttl: u8,
+        /// True for ICMPv6.
+        v6: bool,
+        /// The ICMP or ICMPv6 type ([`icmp::v4`], [`icmp::v6`]).
+        icmp_type: u8,
+        /// The code.
+        code: u8,
+        /// The start of the packet that caused the error.
+        quoted: Quoted,
+    },
+    /// A well-formed packet of another kind: another protocol, another ICMP
+    /// type, or a fragment other than the first.
+    Other,
+}
+
+/// The start of the packet an ICMP error quotes: for us, one of our probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Quoted {
+    /// Its source: our address.
+    pub src: IpAddr,
+    /// Its destination: the scanned host.
+    pub dst: IpAddr,
+    /// Its protocol (after any IPv6 extension headers).
+    pub protocol: u8,
+    /// The first 2 bytes of its transport header: the source port for TCP,
+    /// UDP and SCTP.
+    pub src_port: u16,
+    /// The next 2 bytes: the destination port for TCP, UDP and SCTP.
+    pub dst_port: u16,
+    /// The TCP sequence number, if the protocol is TCP and 8 bytes of its
+    /// header are quoted.
+    pub seq: Option<u32>,
+}
+
+/// Reads a received packet starting at its IP header (version 4 or 6, from
+/// the first nibble). Bytes past the IP length (link-layer padding) are
+/// ignored.
+///
+/// # Errors
+/// [`WireError::Truncated`] or [`WireError::BadLength`] when a header the
+/// parser needs is cut short or declares an impossible length,
+/// [`WireError::BadVersion`] when the version is neither 4 nor 6 or an ICMP
+/// error quotes a packet of the other version.
+pub fn parse_reply(packet: &[u8]) -> Result<Reply, WireError> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => parse_ipv4(packet),
+        Some(6) => parse_ipv6(packet),
+        Some(version) => Err(WireError::BadVersion { version }),
+        None => Err(WireError::Truncated {
+            header: Header::Ip,
+            needed: 1,
+            available: 0,
+        }),
+    }
+}
+
+fn parse_ipv4(packet: &[u8]) -> Result<Reply, WireError> {
+    let ip = Ipv4Packet::new_checked(packet)?;
+    if ip.frag_offset() != 0 {
+        return Ok(Reply::Other);
+    }
+    let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+    match ip.protocol() {
+        ip_protocol::TCP => parse_tcp(src, dst, ip.ttl(), ip.payload()),
+        ip_protocol::ICMP => {
+            let msg = IcmpPacket::new_checked(ip.payload())?;
+            match msg.msg_type() {
+                icmp::v4::DEST_UNREACHABLE | icmp::v4::TIME_EXCEEDED => {
+                    let quote = Ipv4Packet::new_truncated(msg.payload())?;
+                    if quote.frag_offset() != 0 {
+                        return Ok(Reply::Other);
+                    }
+                    let quoted = quoted_transport(
+                        IpAddr::V4(quote.src_addr()),
+                        IpAddr::V4(quote.dst_addr()),
+                        quote.protocol(),
+                        quote.payload(),
+                    )?;
+                    Ok(icmp_error(src, ip.ttl(), false, &msg, quoted))
+                }
+                _ => Ok(Reply::Other),
+            }
+        }
+        _ => Ok(Reply::Other),
+    }
+}
+
+fn parse_ipv6(packet: &[u8]) -> Result<Reply, WireError> {
+    let ip = Ipv6Packet::new_checked(packet)?;
+    let Some((protocol, payload)) = ip.upper_layer()? else {
+        return Ok(Reply::Other);
+    };
+    let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+    match protocol {
+        ip_protocol::TCP => parse_tcp(src, dst, ip.hop_limit(), payload),
+        ip_protocol::ICMPV6 => {
+            let msg = IcmpPacket::new_checked(payload)?;
+            match msg.msg_type() {
+                icmp::v6::DEST_UNREACHABLE | icmp::v6::TIME_EXCEEDED => {
+                    let quote = Ipv6Packet::new_truncated(msg.payload())?;
+                    let Some((protocol, transport)) = quote.upper_layer()? else {
+                        return Ok(Reply::Other);
+                    };
+                    let quoted = quoted_transport(
+                        IpAddr::V6(quote.src_addr()),
+                        IpAddr::V6(quote.dst_addr()),
+                        protocol,
+                        transport,
+                    )?;
+                    Ok(icmp_error(src, ip.hop_limit(), true, &msg, quoted))
+                }
+                _ => Ok(Reply::Other),
+            }
+        }
+        _ => Ok(Reply::Other),
+    }
+}
+
+fn parse_tcp(src: IpAddr, dst: IpAddr, ttl: u8, segment: &[u8]) -> Result<Reply, WireError> {
+    let tcp = TcpPacket::new_checked(segment)?;
+    Ok(Reply::Tcp {
+        src,
+        dst,
+        ttl,
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        seq: tcp.seq_number(),
+        ack: tcp.ack_number(),
+        flags: tcp.flags(),
+        window: tcp.window_len(),
+    })
+}
+
+/// The ports and, for TCP, the sequence number of a quoted transport
+/// header, of which at least 4 bytes must be present.
+fn quoted_transport(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    transport: &[u8],
+) -> Result<Quoted, WireError> {
+    const PORTS_LEN: usize = 4;
+    const TCP_SEQ_END: usize = 8;
+    if transport.len() < PORTS_LEN {
+        return Err(WireError::Truncated {
+            header: Header::QuotedTransport,
+            needed: PORTS_LEN,
+            available: transport.len(),
+        });
+    }
+    let seq = (protocol == ip_protocol::TCP && transport.len() >= TCP_SEQ_END)
+        .then(|| be32(transport, 4));
+    Ok(Quoted {
+        src,
+        dst,
+        protocol,
+        src_port: be16(transport, 0),
+        dst_port: be16(transport, 2),
+        seq,
+    })
+}
+
+fn icmp_error(from: IpAddr, ttl: u8, v6: bool, msg: &IcmpPacket<'_>, quoted: Quoted) -> Reply {
+    Reply::IcmpError {
+        from,
+        ttl,
+        v6,
+        icmp_type: msg.msg_type(),
+        code: msg.code(),
+        quoted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_packets::*;
+    use proptest::prelude::*;
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse().unwrap())
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse().unwrap())
+    }
+
+    const ALL: [&[u8]; 10] = [
+        &SYN_V4,
+        &SYN_V6,
+        &SYN_ACK_V4,
+        &RST_V4,
+        &ICMP_ADMIN_PROHIBITED_V4,
+        &TIME_EXCEEDED_V4,
+        &SYN_ACK_V6,
+        &RST_V6,
+        &ICMP_ADMIN_PROHIBITED_V6,
+        &SYN_ACK_V6_EXTENSIONS,
+    ];
+
+    fn syn_ack(src: IpAddr, dst: IpAddr) -> Reply {
+        Reply::Tcp {
+            src,
+            dst,
+            ttl: 64,
+            src_port: 22,
+            dst_port: 40000,
+            seq: 0x8f3a_2c11,
+            ack: 0x1234_5679,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window: 64240,
+        }
+    }
+
+    fn rst(src: IpAddr, dst: IpAddr) -> Reply {
+        Reply::Tcp {
+            src,
+            dst,
+            ttl: 64,
+            src_port: 81,
+            dst_port: 40000,
+            seq: 0,
+            ack: 0x1234_5679,
+            flags: TcpFlags::RST | TcpFlags::ACK,
+            window: 0,
+        }
+    }
+
+    fn our_syn(src: IpAddr, dst: IpAddr) -> Quoted {
+        Quoted {
+            src,
+            dst,
+            protocol: ip_protocol::TCP,
+            src_port: 40000,
+            dst_port: 443,
+            seq: Some(0x1234_5678),
+        }
+    }
+
+    #[test]
+    fn test_deconstruct() {
+        let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
+        assert_eq!(parse_reply(&SYN_ACK_V4), Ok(syn_ack(them, us)));
+        assert_eq!(parse_reply(&RST_V4), Ok(rst(them, us)));
+        assert_eq!(
+            parse_reply(&ICMP_ADMIN_PROHIBITED_V4),
+            Ok(Reply::IcmpError {
+                from: v4("198.18.0.254"),
+                ttl: 63,
+                v6: false,
+                icmp_type: icmp::v4::DEST_UNREACHABLE,
+                code: icmp::v4::unreachable::ADMIN_PROHIBITED,
+                quoted: our_syn(us, them),
+            })
+        );
+        assert_eq!(
+            parse_reply(&TIME_EXCEEDED_V4),
+            Ok(Reply::IcmpError {
+                from: v4("198.18.7.1"),
+                ttl: 254,
+                v6: false,
+                icmp_type: icmp::v4::TIME_EXCEEDED,
+                code: 0,
+                quoted: our_syn(us, them),
+            })
+        );
+
+        let (us, them) = (v6("fd00::1"), v6("fd00::2"));
+        assert_eq!(parse_reply(&SYN_ACK_V6), Ok(syn_ack(them, us)));
+        assert_eq!(parse_reply(&SYN_ACK_V6_EXTENSIONS), Ok(syn_ack(them, us)));
+        assert_eq!(parse_reply(&RST_V6), Ok(rst(them, us)));
+        assert_eq!(
+            parse_reply(&ICMP_ADMIN_PROHIBITED_V6),
+            Ok(Reply::IcmpError {
+                from: v6("fd00::fe"),
+                ttl: 63,
+                v6: true,
+                icmp_type: icmp::v6::DEST_UNREACHABLE,
+                code: icmp::v6::unreachable::ADMIN_PROHIBITED,
+                quoted: our_syn(us, them),
+            })
+        );
+    }
+
+    /// `outer` (an IPv4 ICMP error) with its quote cut to `quote_len`
+    /// bytes and the total length fixed up.
+    fn shorten_v4_quote(outer: &[u8], quote_len: usize) -> Vec<u8> {
+        let mut p = outer[..28 + quote_len].to_vec();
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p
+    }
+
+    /// The same for an IPv6 ICMPv6 error.
+    fn shorten_v6_quote(outer: &[u8], quote_len: usize) -> Vec<u8> {
+        let mut p = outer[..48 + quote_len].to_vec();
+        let payload = (8 + quote_len) as u16;
+        p[4..6].copy_from_slice(&payload.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn test_lax_quote() {
+        // 4 bytes of TCP: ports but no sequence number.
+        let p = shorten_v4_quote(&ICMP_ADMIN_PROHIBITED_V4, 24);
+        let Ok(Reply::IcmpError { quoted, .. }) = parse_reply(&p) else {
+            panic!("{:?}", parse_reply(&p));
+        };
+        assert_eq!(quoted.seq, None);
+        assert_eq!((quoted.src_port, quoted.dst_port), (40000, 443));
+        // Fewer than 4: an error naming the quoted transport header.
+        for len in 0..24 {
+            let p = shorten_v4_quote(&ICMP_ADMIN_PROHIBITED_V4, len);
+            let err = parse_reply(&p).unwrap_err();
+            let expected = if len < 20 {
+                WireError::Truncated {
+                    header: Header::Ipv4,
+                    needed: 20,
+                    available: len,
+                }
+            } else {
+                WireError::Truncated {
+                    header: Header::QuotedTransport,
+                    needed: 4,
+                    available: len - 20,
+                }
+            };
+            assert_eq!(err, expected, "quote of {len} bytes");
+        }
+        // IPv6: 40 + 8 is enough for the sequence number, 40 + 4 for ports.
+        let p = shorten_v6_quote(&ICMP_ADMIN_PROHIBITED_V6, 48);
+        let Ok(Reply::IcmpError { quoted, .. }) = parse_reply(&p) else {
+            panic!();
+        };
+        assert_eq!(quoted.seq, Some(0x1234_5678));
+        let p = shorten_v6_quote(&ICMP_ADMIN_PROHIBITED_V6, 44);
+        let Ok(Reply::IcmpError { quoted, .. }) = parse_reply(&p) else {
+            panic!();
+        };
+        assert_eq!(quoted.seq, None);
+        let p = shorten_v6_quote(&ICMP_ADMIN_PROHIBITED_V6, 43);
+        assert!(parse_reply(&p).is_err());
+    }
+
+    #[test]
+    fn test_quote_length_fields_ignored() {
+        // A quoted total length of 0 (some stacks rewrite it) is accepted.
+        let mut p = ICMP_ADMIN_PROHIBITED_V4;
+        p[28 + 2..28 + 4].fill(0);
+        assert!(matches!(parse_reply(&p), Ok(Reply::IcmpError { .. })));
+    }
+
+    #[test]
+    fn test_truncated() {
+        for packet in ALL {
+            for len in 0..packet.len() {
+                assert!(
+                    parse_reply(&packet[..len]).is_err(),
+                    "a {len}-byte prefix of a {}-byte packet parsed",
+                    packet.len()
+                );
+            }
+            // Link-layer padding changes nothing.
+            let mut padded = packet.to_vec();
+            padded.extend_from_slice(&[0; 18]);
+            assert_eq!(parse_reply(&padded), parse_reply(packet));
+        }
+        assert_eq!(
+            parse_reply(&[]),
+            Err(WireError::Truncated {
+                header: Header::Ip,
+                needed: 1,
+                available: 0
+            })
+        );
+    }
+
+    #[test]
+    fn test_impossible_len() {
+        // TCP data offset 3.
+        let mut p = SYN_ACK_V4;
+        p[32] = 0x30;
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::BadLength {
+                header: Header::Tcp,
+                value: 12
+            })
+        );
+        // A quoted IHL of 2.
+        let mut p = ICMP_ADMIN_PROHIBITED_V4;
+        p[28] = 0x42;
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::BadLength {
+                header: Header::Ipv4,
+                value: 8
+            })
+        );
+        // A quoted IHL of 15 in a 28-byte quote.
+        p[28] = 0x4f;
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::Truncated {
+                header: Header::Ipv4,
+                needed: 60,
+                available: 28
+            })
+        );
+        // An outer total length shorter than the header.
+        let mut p = RST_V4;
+        p[2..4].copy_from_slice(&10u16.to_be_bytes());
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::BadLength {
+                header: Header::Ipv4,
+                value: 10
+            })
+        );
+    }
+
+    #[test]
+    fn test_bad_versions() {
+        let mut p = SYN_ACK_V4;
+        p[0] = 0x55;
+        assert_eq!(parse_reply(&p), Err(WireError::BadVersion { version: 5 }));
+        // An ICMPv4 error quoting an "IPv6" packet.
+        let mut p = ICMP_ADMIN_PROHIBITED_V4;
+        p[28] = 0x65;
+        assert_eq!(parse_reply(&p), Err(WireError::BadVersion { version: 6 }));
+        let mut p = ICMP_ADMIN_PROHIBITED_V6;
+        p[48] = 0x45;
+        assert_eq!(parse_reply(&p), Err(WireError::BadVersion { version: 4 }));
+    }
+
+    #[test]
+    fn test_other() {
+        // An echo reply.
+        let mut p = ICMP_ADMIN_PROHIBITED_V4;
+        p[20] = icmp::v4::ECHO_REPLY;
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+        let mut p = ICMP_ADMIN_PROHIBITED_V6;
+        p[40] = icmp::v6::ECHO_REPLY;
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+        // UDP, even with nothing after the IP header.
+        let mut p = SYN_ACK_V4;
+        p[9] = ip_protocol::UDP;
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+        let mut p = SYN_ACK_V6;
+        p[6] = ip_protocol::NO_NEXT_HEADER;
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+        // A later IPv4 fragment: its payload is not a TCP header.
+        let mut p = SYN_ACK_V4;
+        p[6..8].copy_from_slice(&0x0001u16.to_be_bytes());
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+        // A later IPv6 fragment.
+        let mut p = SYN_ACK_V6_EXTENSIONS;
+        p[66..68].copy_from_slice(&0x0008u16.to_be_bytes());
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+        // A quote of a later fragment.
+        let mut p = ICMP_ADMIN_PROHIBITED_V4;
+        p[28 + 6..28 + 8].copy_from_slice(&0x0001u16.to_be_bytes());
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+    }
+
+    #[test]
+    fn test_quoted_udp() {
+        // A port unreachable quoting a UDP probe: ports, no sequence number.
+        let mut p = ICMP_ADMIN_PROHIBITED_V4;
+        p[21] = icmp::v4::unreachable::PORT;
+        p[28 + 9] = ip_protocol::UDP;
+        let Ok(Reply::IcmpError { code, quoted, .. }) = parse_reply(&p) else {
+            panic!();
+        };
+        assert_eq!(code, 3);
+        assert_eq!(quoted.protocol, ip_protocol::UDP);
+        assert_eq!(quoted.seq, None);
+        assert_eq!(quoted.dst_port, 443);
+    }
+
+    #[test]
+    fn test_icmpv6_quote_with_extension_headers() {
+        // An ICMPv6 error quoting SYN_ACK_V6_EXTENSIONS: the walk skips the
+        // quoted extension headers too.
+        let mut p = ICMP_ADMIN_PROHIBITED_V6[..48].to_vec();
+        p.extend_from_slice(&SYN_ACK_V6_EXTENSIONS);
+        let payload = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&payload.to_be_bytes());
+        let Ok(Reply::IcmpError { quoted, .. }) = parse_reply(&p) else {
+            panic!("{:?}", parse_reply(&p));
+        };
+        assert_eq!(quoted.protocol, ip_protocol::TCP);
+        assert_eq!((quoted.src_port, quoted.dst_port), (22, 40000));
+        assert_eq!(quoted.seq, Some(0x8f3a_2c11));
+        // Cut inside the quoted destination options header.
+        let cut = shorten_v6_quote(&p, 40 + 8 + 4);
+        assert_eq!(
+            parse_reply(&cut),
+            Err(WireError::Truncated {
+                header: Header::Ipv6Extension,
+                needed: 16,
+                available: 4
+            })
+        );
+    }
+
+    /// A fixture with some bytes overwritten and the result cut short.
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0..ALL.len(),
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(which, edits, cut)| {
+                let mut p = ALL[which].to_vec();
+                for (at, value) in edits {
+                    let i = at.index(p.len());
+                    p[i] = value;
+                }
+                let len = cut.index(p.len() + 1);
+                p.truncate(len);
+                p
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..160),
+        ) {
+            let _ = parse_reply(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_ip_shaped_bytes(
+            version in prop_oneof![Just(0x45u8), Just(0x60u8), any::<u8>()],
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..160),
+        ) {
+            if let Some(b) = bytes.first_mut() {
+                *b = version;
+            }
+            let _ = parse_reply(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_packets(p in mutated()) {
+            let _ = parse_reply(&p);
+        }
+    }
+}
