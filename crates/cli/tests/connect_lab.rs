@@ -108,23 +108,12 @@ fn exact_outcomes_over_ipv4_and_ipv6() {
     );
     let ports: Vec<u16> = (1..=3100).chain([8080, 31337]).collect();
     assert_exact(&run, &[host.ipv4().into(), host.ipv6().into()], &ports);
-    // nmap's adaptive retries: a silent port is tried at least twice and
-    // at most once more than the most tries any answered port of its host
-    // needed (that count may grow during the scan).
-    for addr in [IpAddr::from(host.ipv4()), IpAddr::from(host.ipv6())] {
-        let answered_max = run
-            .ports
-            .iter()
-            .filter(|(k, p)| k.0 == addr && p.reason != "no-response")
-            .map(|(_, p)| p.tries)
-            .max()
-            .unwrap();
-        for port in DROPPED {
-            let tries = run.ports[&(addr, port)].tries;
-            assert!(
-                (2..=answered_max + 1).contains(&tries),
-                "{addr} {port}: {tries} tries, answered ports needed {answered_max}"
-            );
+    // Silent ports are tried at least twice and at most -T4's 6
+    // retransmissions plus one (the count in between follows the loss
+    // the host showed; see the engine's retries_for_loss).
+    for ((_, port), p) in &run.ports {
+        if DROPPED.contains(port) {
+            assert!((2..=7).contains(&p.tries), "port {port}: {} tries", p.tries);
         }
     }
     let summary = run.summary.expect("summary line");

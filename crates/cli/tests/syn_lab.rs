@@ -264,3 +264,46 @@ fn syn_needs_privileges_and_connect_is_the_fallback() {
     assert!(text.contains("\"scan_type\":\"connect\""), "{text}");
     assert!(text.contains("\"state\":\"open\""), "{text}");
 }
+
+/// Scans a host that loses `percent`% of packets in each direction and
+/// checks every port's state.
+fn exact_under_loss(percent: u8, extra: &[&str]) {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _service = host.listen_tcp(OPEN).unwrap();
+    host.drop_tcp(DROPPED).unwrap();
+    host.random_loss(percent).unwrap();
+    let v4 = host.ipv4().to_string();
+    let mut args = vec!["-p", "1-1300,8080,31337"];
+    args.extend_from_slice(extra);
+    args.push(&v4);
+    let run = syn_scan(&lab, &args);
+    let addr: IpAddr = host.ipv4().into();
+    let mut wrong = Vec::new();
+    for port in (1..=1300).chain([8080, 31337]) {
+        let (state, _) = truth(port);
+        match run.ports.get(&(addr, port)) {
+            Some(p) if p.state == state => {}
+            got => wrong.push(format!("{port}: want {state}, got {got:?}")),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{}% loss: {} wrong: {:?}",
+        percent,
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+}
+
+#[test]
+fn syn_exact_under_ten_percent_loss() {
+    exact_under_loss(10, &[]);
+}
+
+#[test]
+fn syn_exact_under_thirty_percent_loss() {
+    // About half of all tries are lost (0.7 x 0.7 answered): the retry
+    // count follows the measured loss, up to --max-retries.
+    exact_under_loss(30, &["--max-retries", "20"]);
+}

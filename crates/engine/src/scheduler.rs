@@ -140,6 +140,10 @@ struct HostScan {
     max_successful_try: u8,
     /// Whether any probe to this host was answered yet.
     answered: bool,
+    /// Ports answered, and the tries they took in all: their ratio
+    /// estimates how often one try is answered (the geometric MLE).
+    answered_ports: u32,
+    answered_tries: u32,
     started: Option<Instant>,
     next_allowed: Option<Instant>,
     results: Vec<PortOutcome>,
@@ -197,6 +201,26 @@ pub struct Scheduler {
     stats: ScanStats,
     events: VecDeque<ScanEvent>,
     interrupted: bool,
+}
+
+/// The chance of losing any answerable port of a host to random loss
+/// that the retry count aims below.
+const LOST_PORT_CHANCE: f64 = 1e-2;
+
+/// Retransmissions needed so that, of a host's `scanned` ports, any that
+/// would answer is lost with a chance below [`LOST_PORT_CHANCE`], given
+/// that `ports` answered ports took `tries` tries in all.
+///
+/// The chance that one try is lost is estimated pessimistically, with one
+/// lost and one answered try added as a prior, (tries - ports + 1) /
+/// (tries + 2): a host with few answers yet gets more retries, one that
+/// answered many ports at the first try gets nmap's minimum.
+fn retries_for_loss(ports: u32, tries: u32, scanned: usize) -> u8 {
+    let tries = tries.max(ports);
+    let lost = f64::from(tries - ports + 1) / (f64::from(tries) + 2.0);
+    let per_port = (LOST_PORT_CHANCE / scanned.max(1) as f64).max(1e-12);
+    let needed = (per_port.ln() / lost.ln()).ceil();
+    (needed - 1.0).clamp(0.0, 50.0) as u8
 }
 
 /// (host, port) pairs handed out per group, which sets the group size.
@@ -481,23 +505,26 @@ impl Scheduler {
         let rtt = now.saturating_duration_since(entry.sent_at);
         self.global_rtt.sample(rtt);
         let aggressive = self.timing.aggressive_growth;
+        let initial = self.timing.initial_rtt_timeout;
+        let global_timeout = self.global_rtt.timeout(&self.timing, initial);
         let host = self.hosts[entry.host as usize]
             .as_mut()
             .expect("probe's host is live");
         host.rtt.sample(rtt);
-        if entry.try_no > 0 {
-            // An earlier try went unanswered: evidence of loss.
-            let a = host.window.on_loss(entry.sent_at, now);
-            let b = self.window.on_loss(entry.sent_at, now);
-            if a || b {
-                self.stats.window_decreases += 1;
-            }
-        } else {
-            host.window.on_success(aggressive);
-            self.window.on_success(aggressive);
+        let host_timeout = host.rtt.timeout(&self.timing, global_timeout);
+        // An answer to a retransmission shows an earlier try was lost.
+        let lost = entry.try_no > 0;
+        let a = host.window.on_answer(lost, now, host_timeout, aggressive);
+        let b = self.window.on_answer(lost, now, global_timeout, aggressive);
+        if a || b {
+            self.stats.window_decreases += 1;
         }
         host.max_successful_try = host.max_successful_try.max(entry.try_no);
         host.answered = true;
+        host.answered_ports = host.answered_ports.saturating_add(1);
+        host.answered_tries = host
+            .answered_tries
+            .saturating_add(u32::from(entry.try_no) + 1);
         self.resolve(
             entry.host,
             entry.port,
@@ -554,6 +581,7 @@ impl Scheduler {
         let entry = self.slab[slot as usize];
         self.release(slot);
         let max_retries = self.timing.max_retries;
+        let scanned = self.ports.len();
         let aggressive = self.timing.aggressive_growth;
         self.window.on_silence(aggressive);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
@@ -562,7 +590,15 @@ impl Scheduler {
         // silence may be the path warming up (ARP or neighbour discovery
         // dropping the first packets), so the full budget applies.
         let retries = if host.answered {
-            max_retries.min(host.max_successful_try.saturating_add(1))
+            let adaptive = host
+                .max_successful_try
+                .saturating_add(1)
+                .max(retries_for_loss(
+                    host.answered_ports,
+                    host.answered_tries,
+                    scanned,
+                ));
+            max_retries.min(adaptive)
         } else {
             max_retries
         };
@@ -818,6 +854,8 @@ impl Scheduler {
             window: Window::new(t.initial_window, t.min_parallelism, t.max_parallelism),
             max_successful_try: 0,
             answered: false,
+            answered_ports: 0,
+            answered_tries: 0,
             started: None,
             next_allowed: None,
             results: Vec::new(),
@@ -1122,6 +1160,56 @@ mod tests {
                 .all(|((_, p), o)| o.tries == if p % 7 == 0 { 2 } else { 1 })
         );
         assert!(run.stats.window_decreases >= 1);
+    }
+
+    #[test]
+    fn retries_follow_the_measured_loss() {
+        // One port scanned, 1e-2: nothing known, one try in two may be
+        // lost, so 7 tries.
+        assert_eq!(retries_for_loss(0, 0, 1), 6);
+        // Ten ports answered at the first try: still cautious.
+        assert_eq!(retries_for_loss(10, 10, 1), 1);
+        assert_eq!(retries_for_loss(10, 10, 1000), 4);
+        // A thousand at the first try, of a thousand: nmap's two tries.
+        assert_eq!(retries_for_loss(1000, 1000, 1000), 1);
+        // One try in ten lost, 1000 ports: 1e-5 per port, 6 tries.
+        assert_eq!(retries_for_loss(900, 1000, 1000), 5);
+        // Half lost, 1000 ports: 17 tries.
+        assert_eq!(retries_for_loss(500, 1000, 1000), 16);
+    }
+
+    #[test]
+    fn random_loss_loses_no_port() {
+        // 30% loss each way: about half of all tries go unanswered.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut t = fast();
+        t.max_retries = 20;
+        let run = simulate(
+            plan(&["198.18.0.1"], &[], (1..=3000).collect(), t),
+            |p| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 100 < 51 {
+                    None
+                } else if p.port % 100 == 0 {
+                    answer(PortState::Open, Reason::SynAck)
+                } else {
+                    answer(PortState::Closed, Reason::Reset)
+                }
+            },
+            None,
+        );
+        let filtered: Vec<_> = run
+            .ports
+            .values()
+            .filter(|o| o.state == PortState::Filtered)
+            .collect();
+        assert!(
+            filtered.is_empty(),
+            "ports lost to random loss: {filtered:?}"
+        );
+        assert_eq!(run.stats.ports_by_state[PortState::Open.index()], 30);
     }
 
     #[test]

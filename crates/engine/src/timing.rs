@@ -201,8 +201,19 @@ impl RttEstimator {
 /// A congestion window: how many probes may be in flight.
 ///
 /// Grows by one per answer in slow start and by one (two when aggressive)
-/// per window in congestion avoidance; halves at most once per round trip
-/// when an answer shows that an earlier try was lost.
+/// per window in congestion avoidance. Answers that needed a
+/// retransmission are evidence of loss; the window halves on it at most
+/// once per probe timeout, and only while backing off helps:
+///
+/// - it keeps a moving average of the share of answers that needed a
+///   retransmission (the loss level) and a baseline of the level that
+///   does not depend on the sending rate;
+/// - it decreases only when the level is above the baseline;
+/// - if a decrease did not bring the level down by the next chance to
+///   decrease, the loss is not caused by our rate (a lossy link, not a
+///   congested one): the level becomes the baseline and the window grows
+///   again. Under random loss of any amount the scan keeps its speed;
+///   under congestion, loss rises with the rate and the window follows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
     cwnd: f64,
@@ -210,11 +221,21 @@ pub struct Window {
     floor: f64,
     ceiling: f64,
     last_decrease: Option<Instant>,
+    loss_level: f64,
+    baseline: f64,
+    level_at_decrease: Option<f64>,
 }
 
 impl Window {
+    /// Weight of one answer in the loss level's moving average.
+    const LEVEL_WEIGHT: f64 = 1.0 / 32.0;
+    /// How far above the baseline the loss level must be to decrease.
+    const MARGIN: f64 = 0.05;
+    /// How much a decrease must lower the loss level to count as helping.
+    const HELPED: f64 = 0.8;
+
     /// A window starting at `initial`, never below `floor` nor above
-    /// `ceiling`; slow start runs until the first loss.
+    /// `ceiling`; slow start runs until the first decrease.
     pub fn new(initial: u32, floor: u32, ceiling: u32) -> Window {
         let ceiling = f64::from(ceiling.max(1));
         let floor = f64::from(floor.max(1)).min(ceiling);
@@ -224,6 +245,9 @@ impl Window {
             floor,
             ceiling,
             last_decrease: None,
+            loss_level: 0.0,
+            baseline: 0.0,
+            level_at_decrease: None,
         }
     }
 
@@ -232,8 +256,12 @@ impl Window {
         self.cwnd as u32
     }
 
-    /// An answer arrived for a probe that needed no retransmission.
-    pub fn on_success(&mut self, aggressive: bool) {
+    /// The share of recent answers that needed a retransmission.
+    pub fn loss_level(&self) -> f64 {
+        self.loss_level
+    }
+
+    fn grow(&mut self, aggressive: bool) {
         if self.cwnd < self.ssthresh {
             self.cwnd += 1.0;
         } else {
@@ -243,29 +271,56 @@ impl Window {
         self.cwnd = self.cwnd.min(self.ceiling);
     }
 
-    /// A probe timed out. Silence alone is no sign of congestion (a
-    /// firewall that drops is silent at any rate, and a host that answers
-    /// nothing has no load to protect), so the window grows as it does for
-    /// an answer; loss shows up as answers to retransmissions, which
-    /// decrease it. Without this, a silent host would be probed one window
-    /// per timeout for the whole scan.
-    pub fn on_silence(&mut self, aggressive: bool) {
-        self.on_success(aggressive);
-    }
-
-    /// An answer showed that a probe sent at `sent_at` had a lost
-    /// predecessor. Decreases once per burst: probes sent before the last
-    /// decrease do not decrease again. Returns whether it decreased.
-    pub fn on_loss(&mut self, sent_at: Instant, now: Instant) -> bool {
-        if let Some(last) = self.last_decrease
-            && sent_at <= last
+    /// An answer arrived; `lost` says an earlier try of the same probe
+    /// went unanswered. `interval` is the probe timeout. Returns whether
+    /// the window decreased.
+    pub fn on_answer(
+        &mut self,
+        lost: bool,
+        now: Instant,
+        interval: Duration,
+        aggressive: bool,
+    ) -> bool {
+        let sample = if lost { 1.0 } else { 0.0 };
+        self.loss_level += (sample - self.loss_level) * Self::LEVEL_WEIGHT;
+        if !lost {
+            self.grow(aggressive);
+            return false;
+        }
+        if self
+            .last_decrease
+            .is_some_and(|last| now.saturating_duration_since(last) < interval)
         {
+            return false;
+        }
+        if self.loss_level <= self.baseline + Self::MARGIN {
+            self.grow(aggressive);
+            return false;
+        }
+        if let Some(before) = self.level_at_decrease.take()
+            && self.loss_level > before * Self::HELPED
+        {
+            // Backing off did not lower the loss: it does not come from
+            // our rate.
+            self.baseline = self.loss_level;
+            self.grow(aggressive);
             return false;
         }
         self.ssthresh = (self.cwnd / 2.0).max(self.floor).max(2.0);
         self.cwnd = (self.cwnd / 2.0).max(self.floor);
         self.last_decrease = Some(now);
+        self.level_at_decrease = Some(self.loss_level);
         true
+    }
+
+    /// A probe timed out. Silence alone is no sign of congestion (a
+    /// firewall that drops is silent at any rate, and a host that answers
+    /// nothing has no load to protect), so the window grows as it does for
+    /// an answer; loss shows up as answers to retransmissions. Without
+    /// this, a silent host would be probed one window per timeout for the
+    /// whole scan.
+    pub fn on_silence(&mut self, aggressive: bool) {
+        self.grow(aggressive);
     }
 }
 
@@ -361,37 +416,62 @@ mod tests {
     }
 
     #[test]
-    fn window_slow_start_then_halves_once_per_burst() {
+    fn window_halves_once_per_timeout_while_it_helps() {
         let t0 = Instant::now();
+        let timeout = Duration::from_millis(100);
         let mut w = Window::new(10, 1, 1000);
         for _ in 0..90 {
-            w.on_success(false);
+            w.on_answer(false, t0, timeout, false);
         }
         assert_eq!(w.allowed(), 100);
-        assert!(w.on_loss(t0, t0 + Duration::from_millis(1)));
-        assert_eq!(w.allowed(), 50);
-        // A probe sent before that decrease does not decrease again.
-        assert!(!w.on_loss(t0, t0 + Duration::from_millis(2)));
-        assert_eq!(w.allowed(), 50);
-        // Congestion avoidance: grows by about one per window.
-        for _ in 0..50 {
-            w.on_success(false);
+        // A burst of losses: one decrease per timeout.
+        let mut decreases = 0;
+        for i in 0..10 {
+            decreases +=
+                usize::from(w.on_answer(true, t0 + Duration::from_millis(i), timeout, false));
         }
-        assert_eq!(w.allowed(), 50);
+        assert_eq!((decreases, w.allowed()), (1, 50));
+        // The losses stop (the decrease helped): the window grows again.
+        for _ in 0..200 {
+            w.on_answer(false, t0 + Duration::from_millis(50), timeout, false);
+        }
+        assert!(w.allowed() > 50);
+        assert!(w.loss_level() < 0.01);
     }
 
     #[test]
-    fn window_respects_floor_and_ceiling() {
+    fn random_loss_does_not_collapse_the_window() {
+        // Half of all answers needed a retransmission, whatever the rate.
         let t0 = Instant::now();
-        let mut w = Window::new(5, 4, 6);
-        for _ in 0..10 {
-            w.on_success(true);
+        let timeout = Duration::from_millis(100);
+        let mut w = Window::new(10, 1, 4096);
+        let mut decreases = 0;
+        for i in 0..20_000u64 {
+            let now = t0 + Duration::from_micros(i * 100);
+            decreases += usize::from(w.on_answer(i % 2 == 0, now, timeout, false));
         }
-        assert_eq!(w.allowed(), 6);
-        for i in 1..10 {
-            w.on_loss(t0 + Duration::from_secs(i), t0 + Duration::from_secs(i));
+        assert!(decreases <= 3, "{decreases} decreases");
+        assert!(w.allowed() >= 100, "window {}", w.allowed());
+    }
+
+    #[test]
+    fn congestion_after_random_loss_still_decreases() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(100);
+        let mut w = Window::new(10, 1, 4096);
+        for i in 0..20_000u64 {
+            let now = t0 + Duration::from_micros(i * 100);
+            w.on_answer(i % 10 == 0, now, timeout, false);
         }
-        assert_eq!(w.allowed(), 4);
+        let before = w.allowed();
+        // Now every answer shows loss: well above the 10% baseline.
+        let later = t0 + Duration::from_secs(10);
+        let mut decreased = false;
+        for i in 0..200u64 {
+            decreased |= w.on_answer(true, later + Duration::from_micros(i), timeout, false);
+        }
+        assert!(decreased);
+        assert!(w.allowed() < before);
     }
 
     #[test]
