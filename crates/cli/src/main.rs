@@ -289,6 +289,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             let syn_options = SynOptions {
                 source: config.source,
                 source_port: config.source_port,
+                device: config.interface.clone(),
                 key: (seed, seed.rotate_left(29) ^ random_seed()),
             };
             let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)

@@ -307,3 +307,39 @@ fn syn_exact_under_thirty_percent_loss() {
     // count follows the measured loss, up to --max-retries.
     exact_under_loss(30, &["--max-retries", "20"]);
 }
+
+#[test]
+fn syn_scan_drops_its_capabilities_once_sockets_are_open() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    host.drop_tcp(1..=65535).unwrap();
+    let mut child = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-p", "1-200", "--no-progress", "-oN", "/dev/null"])
+        .arg(host.ipv4().to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The silent host keeps the scan running for seconds; read its
+    // capabilities meanwhile.
+    let status_path = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut cap_eff = String::new();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let status = std::fs::read_to_string(&status_path).unwrap_or_default();
+        cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if cap_eff == "0000000000000000" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(cap_eff, "0000000000000000", "capabilities still held");
+}

@@ -49,6 +49,8 @@ pub struct SynOptions {
     pub source: Option<IpAddr>,
     /// Source port (`-g`); by default a random free one.
     pub source_port: Option<u16>,
+    /// Send through this interface only (`-e`).
+    pub device: Option<String>,
     /// Cookie key; random per scan in the binary, fixed in tests.
     pub key: (u64, u64),
 }
@@ -271,6 +273,9 @@ impl Sources {
 struct Sender {
     socket: Option<socket2::Socket>,
     ipv6: bool,
+    /// Why the socket could not be opened, reported when first needed
+    /// (a machine without IPv6 can still scan IPv4).
+    unavailable: Option<io::Error>,
     batch: SendBatch,
     ids: Vec<ProbeId>,
 }
@@ -280,23 +285,38 @@ impl Sender {
         Sender {
             socket: None,
             ipv6,
+            unavailable: None,
             batch: SendBatch::new(),
             ids: Vec::with_capacity(SendBatch::CAPACITY),
         }
     }
 
-    fn socket(&mut self) -> Result<&socket2::Socket, RawError> {
-        if self.socket.is_none() {
-            let s = sys::open_raw_sender(self.ipv6).map_err(|e| match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
-                _ => RawError::Socket {
-                    what: "opening a raw socket",
-                    source: e,
-                },
-            })?;
-            self.socket = Some(s);
+    /// Opens the socket (before privileges are dropped).
+    fn open(&mut self, device: Option<&str>) -> Result<(), RawError> {
+        let opened = sys::open_raw_sender(self.ipv6).and_then(|s| {
+            if let Some(device) = device {
+                s.bind_device(Some(device.as_bytes()))?;
+            }
+            Ok(s)
+        });
+        match opened {
+            Ok(s) => self.socket = Some(s),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                return Err(RawError::NotPermitted(e));
+            }
+            Err(e) => self.unavailable = Some(e),
         }
-        Ok(self.socket.as_ref().expect("opened above"))
+        Ok(())
+    }
+
+    fn socket(&mut self) -> Result<&socket2::Socket, RawError> {
+        match (&self.socket, self.unavailable.take()) {
+            (Some(s), _) => Ok(s),
+            (None, e) => Err(RawError::Socket {
+                what: "opening a raw socket",
+                source: e.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotConnected)),
+            }),
+        }
     }
 
     /// Sends what is batched; probes that could not go are handed back to
@@ -367,6 +387,11 @@ pub fn run(
         .map_err(socket_error("polling the packet socket"))?;
     let mut events = Events::with_capacity(4);
     let mut senders = [Sender::new(false), Sender::new(true)];
+    for sender in &mut senders {
+        sender.open(options.device.as_deref())?;
+    }
+    // Everything privileged is open: give the privileges up.
+    sys::drop_capabilities().map_err(socket_error("dropping capabilities"))?;
     let mut flights = FlightTable::default();
     let mut stats = RawStats::default();
     let mut buf = vec![0u8; 65_536];
