@@ -214,7 +214,7 @@ fn forged_answers_are_ignored() {
     };
     let run = syn_scan(
         &lab,
-        &["-g", "45678", "-p", "1000-1002", &target.to_string()],
+        &["-T4", "-g", "45678", "-p", "1000-1002", &target.to_string()],
     );
     stop.store(true, Ordering::Relaxed);
     let forged = forger.join().unwrap();
