@@ -401,7 +401,15 @@ pub fn run(
         if observer.tick(scheduler, now) == Control::Interrupt {
             scheduler.interrupt(now);
         }
-        receive(fd, &mut buf, scheduler, &mut flights, &jar, &mut stats, now)?;
+        receive(
+            fd,
+            &mut buf,
+            scheduler,
+            &mut flights,
+            (&jar, sources.port),
+            &mut stats,
+            now,
+        )?;
         while let Some(id) = scheduler.poll_cancel(now) {
             flights.remove_slot(id);
         }
@@ -508,7 +516,7 @@ fn receive(
     buf: &mut [u8],
     scheduler: &mut Scheduler,
     flights: &mut FlightTable,
-    jar: &CookieJar,
+    (jar, our_port): (&CookieJar, u16),
     stats: &mut RawStats,
     now: Instant,
 ) -> Result<(), RawError> {
@@ -521,8 +529,17 @@ fn receive(
         if kind == sys::PACKET_OUTGOING {
             continue;
         }
+        let Ok(packet) = parse_reply(&buf[..len]) else {
+            stats.received += 1;
+            stats.ignored += 1;
+            continue;
+        };
+        if is_own_probe(&packet, our_port) {
+            // Our own SYN, seen arriving when the target is on loopback.
+            continue;
+        }
         stats.received += 1;
-        let Some((target, port, reply)) = classify(&buf[..len], jar) else {
+        let Some((target, port, reply)) = classify(packet, jar) else {
             stats.ignored += 1;
             continue;
         };
@@ -534,10 +551,21 @@ fn receive(
     Ok(())
 }
 
+/// Whether a packet is one of our probes (a bare SYN from our port).
+fn is_own_probe(packet: &Packet, our_port: u16) -> bool {
+    matches!(
+        *packet,
+        Packet::Tcp { src_port, flags, .. }
+            if src_port == our_port
+                && flags.contains(portolan_wire::TcpFlags::SYN)
+                && !flags.contains(portolan_wire::TcpFlags::ACK)
+    )
+}
+
 /// What a packet proves, if it is a valid answer to one of our probes:
 /// the target, its port, and the answer.
-fn classify(packet: &[u8], jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
-    match parse_reply(packet).ok()? {
+fn classify(packet: Packet, jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
+    match packet {
         Packet::Tcp {
             src,
             dst,
