@@ -1,234 +1,204 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench connect [--runs N]` (run as root; `scripts/bench`
-//! builds everything and runs it). Each scenario builds a lab host in a
-//! network namespace, scans it with every tool that is installed, and
-//! prints wall time, CPU time and peak memory, the ratios to Portolan, and
-//! how each tool's port states compare with the truth the lab was built
-//! with. Packets go only to the lab's namespaces.
+//! Usage: `portolan-bench [connect|syn] [--runs N]` (run as root;
+//! `scripts/bench` builds everything and runs it). Each scenario builds a
+//! lab host in a network namespace, scans all its TCP ports with every tool
+//! that is installed, and prints wall time, CPU time and peak memory, the
+//! ratios to Portolan, packets sent per wall-clock second where the count
+//! is known, and how each tool's port states compare with the truth the lab
+//! was built with. Packets go only to the lab's namespaces.
+//!
+//! - `connect`: Portolan `-sT`, nmap `-sT`, RustScan.
+//! - `syn`: Portolan `-sS`, nmap `-sS`, masscan at 100k and 1M packets/s.
+//!
+//! Each tool runs `--runs` times (default 3); the run with the median wall
+//! time is shown.
 
+mod harness;
 mod measure;
 mod parse;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use measure::{Cost, run_measured};
-use parse::States;
-use portolan_lab::Lab;
+use harness::{Bench, Scan, Tool, peer, print_table, sibling_binary};
 
-/// Ports with a listener on the benchmark host.
-const OPEN_PORTS: [u16; 20] = [
-    21, 22, 23, 25, 53, 80, 110, 143, 443, 993, 995, 3306, 5432, 5900, 6379, 8080, 8443, 9200,
-    11211, 27017,
-];
-/// Ports whose SYNs the benchmark host drops.
-const DROPPED: std::ops::RangeInclusive<u16> = 40000..=42999;
-/// Longest a single tool run may take.
+/// Longest a single scanner run may take.
 const TOOL_LIMIT: Duration = Duration::from_secs(600);
+/// Longest a masscan run may take: a full run at 100k packets/s takes a
+/// few seconds, but it may hang at exit (see [`harness`] on the heartbeat).
+const MASSCAN_LIMIT: Duration = Duration::from_secs(60);
+/// The packets masscan sends for `-p0-65535` on one address without
+/// `--retries`: one SYN per port.
+const MASSCAN_PROBES: u64 = 65536;
 
-fn truth(port: u16) -> &'static str {
-    if OPEN_PORTS.contains(&port) {
-        "open"
-    } else if DROPPED.contains(&port) {
-        "filtered"
-    } else {
-        "closed"
+/// Portolan with `flags` (e.g. `-sS -T4`) on all ports, JSON lines output.
+fn portolan<'a>(bench: &'a Bench, flags: &[&str]) -> Tool<'a> {
+    let binary = sibling_binary("portolan");
+    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    Tool {
+        label: format!("portolan {}", flags.join(" ")),
+        command: Box::new(move |out: &Path| {
+            let mut cmd = bench.lab().scanner().command(&binary);
+            cmd.args(&flags)
+                .args(["-p-", "-n", "--no-progress", "-oJ"])
+                .arg(out)
+                .arg(bench.target());
+            cmd
+        }),
+        stdout_is_output: false,
+        read: |text| Scan {
+            states: parse::portolan_jsonl(text),
+            sent: parse::portolan_packets_sent(text),
+        },
+        open_only: false,
+        limit: TOOL_LIMIT,
+        heartbeat: false,
     }
 }
 
-/// How a tool's states compare with the truth.
-fn accuracy(states: &States, open_only: bool) -> String {
-    let mut wrong: BTreeMap<(&str, &str), u32> = BTreeMap::new();
-    for port in 1..=65535u16 {
-        let want = truth(port);
-        let got = states.get(&port).map_or("missing", String::as_str);
-        let counts = if open_only {
-            (want == "open") != (got == "open")
-        } else {
-            want != got
-        };
-        if counts {
-            *wrong
-                .entry((
-                    want,
-                    if open_only && got == "missing" {
-                        "not-open"
-                    } else {
-                        got
-                    },
-                ))
-                .or_default() += 1;
-        }
-    }
-    if wrong.is_empty() {
-        if open_only {
-            "exact (open ports only)".to_string()
-        } else {
-            "exact".to_string()
-        }
-    } else {
-        let parts: Vec<String> = wrong
-            .iter()
-            .map(|((want, got), n)| format!("{n} {want}->{got}"))
-            .collect();
-        parts.join(", ")
+/// nmap with `flags` on all ports, no ping, XML output.
+fn nmap<'a>(bench: &'a Bench, binary: &Path, flags: &[&str]) -> Tool<'a> {
+    let binary = binary.to_path_buf();
+    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    Tool {
+        label: format!("nmap {}", flags.join(" ")),
+        command: Box::new(move |out: &Path| {
+            let mut cmd = bench.lab().scanner().command(&binary);
+            cmd.args(&flags)
+                .args(["-p-", "-n", "-Pn", "-oX"])
+                .arg(out)
+                .arg(bench.target());
+            cmd
+        }),
+        stdout_is_output: false,
+        read: |text| Scan {
+            states: parse::nmap_xml(text),
+            sent: None,
+        },
+        open_only: false,
+        limit: TOOL_LIMIT,
+        heartbeat: false,
     }
 }
 
-struct Row {
-    tool: String,
-    cost: Cost,
-    accuracy: String,
-}
-
-fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    exe.with_file_name(name)
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let home_cargo = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin"));
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(home_cargo)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn median_row(mut rows: Vec<Row>) -> Row {
-    rows.sort_by_key(|r| r.cost.wall);
-    let mid = rows.len() / 2;
-    rows.swap_remove(mid)
+/// RustScan on all ports, greppable output on standard output.
+fn rustscan<'a>(bench: &'a Bench, binary: &Path) -> Tool<'a> {
+    let binary = binary.to_path_buf();
+    Tool {
+        label: "rustscan".into(),
+        command: Box::new(move |_: &Path| {
+            let mut cmd = bench.lab().scanner().command(&binary);
+            cmd.args(["-a", &bench.target(), "-r", "1-65535", "-g"])
+                .args(["--ulimit", "20000"]);
+            cmd
+        }),
+        stdout_is_output: true,
+        read: |text| Scan {
+            states: parse::rustscan_greppable(text),
+            sent: None,
+        },
+        open_only: true,
+        limit: TOOL_LIMIT,
+        heartbeat: false,
+    }
 }
 
 fn connect_bench(runs: usize) -> Result<(), String> {
-    let lab = Lab::builder()
-        .hosts(1)
-        .build()
-        .map_err(|e| format!("cannot build the lab (run as root): {e}"))?;
-    let host = lab.host(0);
-    let _listeners = host
-        .listen_tcp(OPEN_PORTS)
-        .map_err(|e| format!("listeners: {e}"))?;
-    host.drop_tcp(DROPPED)
-        .map_err(|e| format!("firewall: {e}"))?;
-    let target = host.ipv4().to_string();
-    let dir = std::env::temp_dir().join(format!("portolan-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-
-    println!(
-        "Connect scan of all 65535 TCP ports of a lab host ({target}): {} open, {} dropped, the rest closed; median of {runs} run(s)",
-        OPEN_PORTS.len(),
-        DROPPED.clone().count()
-    );
-    let portolan = sibling_binary("portolan");
-    let mut results: Vec<Row> = Vec::new();
-
-    let mut variants: Vec<(String, Vec<String>)> = vec![
-        ("portolan -sT".into(), vec!["-sT".into()]),
-        ("portolan -sT -T4".into(), vec!["-sT".into(), "-T4".into()]),
+    let bench = Bench::new(runs)?;
+    println!("{}", bench.describe("Connect scan"));
+    let mut tools = vec![
+        portolan(&bench, &["-sT"]),
+        portolan(&bench, &["-sT", "-T4"]),
     ];
-    for (label, extra) in variants.drain(..) {
-        let rows = (0..runs)
-            .map(|i| {
-                let out = dir.join(format!("portolan-{i}.jsonl"));
-                let mut cmd = lab.scanner().command(&portolan);
-                cmd.args(&extra)
-                    .args(["-p-", "-n", "--no-progress", "-oJ"])
-                    .arg(&out)
-                    .arg(&target);
-                let cost = run_measured(cmd, TOOL_LIMIT, Stdio::null());
-                let text = std::fs::read_to_string(&out).unwrap_or_default();
-                Row {
-                    tool: label.clone(),
-                    cost,
-                    accuracy: accuracy(&parse::portolan_jsonl(&text), false),
-                }
-            })
-            .collect();
-        results.push(median_row(rows));
+    if let Some(binary) = peer("nmap", "apt-get install nmap") {
+        tools.push(nmap(&bench, &binary, &["-sT", "-T4"]));
     }
-
-    if let Some(nmap) = find_in_path("nmap") {
-        let rows = (0..runs)
-            .map(|i| {
-                let out = dir.join(format!("nmap-{i}.xml"));
-                let mut cmd = lab.scanner().command(&nmap);
-                cmd.args(["-sT", "-p-", "-T4", "-n", "-Pn", "-oX"])
-                    .arg(&out)
-                    .arg(&target);
-                let cost = run_measured(cmd, TOOL_LIMIT, Stdio::null());
-                let text = std::fs::read_to_string(&out).unwrap_or_default();
-                Row {
-                    tool: "nmap -sT -T4".into(),
-                    cost,
-                    accuracy: accuracy(&parse::nmap_xml(&text), false),
-                }
-            })
-            .collect();
-        results.push(median_row(rows));
-    } else {
-        println!("nmap not installed: skipped (apt-get install nmap)");
+    if let Some(binary) = peer("rustscan", "cargo install rustscan") {
+        tools.push(rustscan(&bench, &binary));
     }
-
-    if let Some(rustscan) = find_in_path("rustscan") {
-        let rows = (0..runs)
-            .map(|i| {
-                let out = dir.join(format!("rustscan-{i}.txt"));
-                let file = std::fs::File::create(&out).expect("output file");
-                let mut cmd = lab.scanner().command(&rustscan);
-                cmd.args(["-a", &target, "-r", "1-65535", "-g", "--ulimit", "20000"]);
-                let cost = run_measured(cmd, TOOL_LIMIT, Stdio::from(file));
-                let text = std::fs::read_to_string(&out).unwrap_or_default();
-                Row {
-                    tool: "rustscan".into(),
-                    cost,
-                    accuracy: accuracy(&parse::rustscan_greppable(&text), true),
-                }
-            })
-            .collect();
-        results.push(median_row(rows));
-    } else {
-        println!("rustscan not installed: skipped (cargo install rustscan)");
-    }
-
-    print_table(&results);
-    let _ = std::fs::remove_dir_all(&dir);
+    let rows: Vec<_> = tools.iter().map(|t| bench.measure(t)).collect();
+    print_table(&rows);
     Ok(())
 }
 
-fn print_table(rows: &[Row]) {
-    let Some(base) = rows.first() else {
-        return;
-    };
-    let secs = |d: Duration| d.as_secs_f64();
-    println!(
-        "{:<18} {:>9} {:>9} {:>9} {:>10} {:>10}  accuracy",
-        "tool", "wall s", "cpu s", "rss MiB", "wall/ours", "cpu/ours"
-    );
-    for r in rows {
-        println!(
-            "{:<18} {:>9.2} {:>9.2} {:>9.1} {:>10.2} {:>10.2}  {}{}",
-            r.tool,
-            secs(r.cost.wall),
-            secs(r.cost.cpu),
-            r.cost.max_rss_kib as f64 / 1024.0,
-            secs(r.cost.wall) / secs(base.cost.wall).max(1e-9),
-            secs(r.cost.cpu) / secs(base.cost.cpu).max(1e-9),
-            r.accuracy,
-            match r.cost.status {
-                Some(0) => String::new(),
-                Some(c) => format!(" (exit {c})"),
-                None => " (killed)".to_string(),
-            }
-        );
+/// The MAC address of `interface` in `namespace`.
+fn mac_of(namespace: &portolan_lab::Namespace, interface: &str) -> Result<String, String> {
+    let text = namespace
+        .ip(&["link", "show", interface])
+        .map_err(|e| format!("MAC address of {interface}: {e}"))?;
+    parse::link_mac(&text)
+        .map(str::to_string)
+        .ok_or_else(|| format!("no MAC address in `ip link show {interface}`: {text}"))
+}
+
+/// masscan at `rate` packets/s on all ports. masscan sends from its own
+/// user-space stack, so it is given the scanner's interface, address and
+/// MAC, and the target's MAC as the next hop (the link is point to point).
+/// It reports open ports only, and runs with the host's heartbeat.
+fn masscan<'a>(bench: &'a Bench, binary: &Path, rate: u32, macs: &(String, String)) -> Tool<'a> {
+    let binary = binary.to_path_buf();
+    let (adapter_mac, router_mac) = macs.clone();
+    Tool {
+        label: format!("masscan --rate {rate}"),
+        command: Box::new(move |out: &Path| {
+            let host = bench.host();
+            let mut cmd = bench.lab().scanner().command(&binary);
+            cmd.args(["-p0-65535", "--rate", &rate.to_string()])
+                .args(["-e", host.scanner_interface()])
+                .args(["--adapter-ip", &host.scanner_ipv4().to_string()])
+                .args(["--adapter-mac", &adapter_mac])
+                .args(["--router-mac", &router_mac])
+                .args(["--wait", "2", "-oL"])
+                .arg(out)
+                .arg(bench.target());
+            cmd
+        }),
+        stdout_is_output: false,
+        read: |text| Scan {
+            states: parse::masscan_list(text),
+            sent: Some(MASSCAN_PROBES),
+        },
+        open_only: true,
+        limit: MASSCAN_LIMIT,
+        heartbeat: true,
     }
+}
+
+fn syn_bench(runs: usize) -> Result<(), String> {
+    let bench = Bench::new(runs)?;
+    println!("{}", bench.describe("SYN scan"));
+    let mut tools = vec![
+        portolan(&bench, &["-sS"]),
+        portolan(&bench, &["-sS", "-T4"]),
+    ];
+    if let Some(binary) = peer("nmap", "apt-get install nmap") {
+        tools.push(nmap(&bench, &binary, &["-sS", "-T4"]));
+        tools.push(nmap(&bench, &binary, &["-sS", "--min-rate", "50000"]));
+    }
+    if let Some(binary) = peer("masscan", "apt-get install masscan") {
+        let host = bench.host();
+        let macs = (
+            mac_of(bench.lab().scanner(), host.scanner_interface())?,
+            mac_of(host.namespace(), host.interface())?,
+        );
+        for rate in [100_000, 1_000_000] {
+            tools.push(masscan(&bench, &binary, rate, &macs));
+        }
+    }
+    let rows: Vec<_> = tools.iter().map(|t| bench.measure(t)).collect();
+    print_table(&rows);
+    println!(
+        "pkt/s: packets sent / wall time (Portolan's summary count; masscan's fixed {MASSCAN_PROBES} SYNs)"
+    );
+    println!(
+        "masscan: the host sends the scanner a datagram every {} ms, else masscan hangs at exit on the silent link",
+        harness::HEARTBEAT.as_millis()
+    );
+    println!("TODO: the highest packet rate the engine sustains (a sweep) is not measured yet");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -245,15 +215,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" => scenario = Some(a.clone()),
+            "connect" | "syn" => scenario = Some(a.clone()),
             other => {
-                eprintln!("portolan-bench: unknown argument {other:?} (scenarios: connect)");
+                eprintln!("portolan-bench: unknown argument {other:?} (scenarios: connect, syn)");
                 return ExitCode::from(2);
             }
         }
     }
     let result = match scenario.as_deref().unwrap_or("connect") {
         "connect" => connect_bench(runs),
+        "syn" => syn_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

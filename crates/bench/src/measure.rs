@@ -2,7 +2,7 @@
 //! children included) and peak resident memory, from `wait4(2)`.
 //!
 //! Every tool runs under `timeout -k`, so a tool that hangs at exit (as
-//! masscan may when its output is not a terminal) cannot hang the bench.
+//! masscan may on a silent link) cannot hang the bench.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,9 +2,9 @@
 //!
 //! nmap's XML lists ports shown individually as `<port>` elements and the
 //! collapsed ones in `<extrareasons ... ports="a-b,c">` (nmap 7.80 and
-//! later). RustScan reports open ports only. Plain string scanning is
-//! enough for these machine-written files; malformed input yields fewer
-//! ports, which shows up as a mismatch.
+//! later). RustScan and masscan report open ports only. Plain string
+//! scanning is enough for these machine-written files; malformed input
+//! yields fewer ports, which shows up as a mismatch.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +25,15 @@ pub fn portolan_jsonl(text: &str) -> States {
         }
     }
     states
+}
+
+/// The packets Portolan's summary line says it sent (`"packets":{"sent"}`),
+/// present for raw-socket scans only.
+pub fn portolan_packets_sent(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|v| v["type"] == "summary")
+        .and_then(|v| v["packets"]["sent"].as_u64())
 }
 
 fn attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
@@ -101,6 +110,29 @@ pub fn rustscan_greppable(text: &str) -> States {
     states
 }
 
+/// masscan's list output (`-oL`): `open tcp PORT ADDR TIMESTAMP` lines
+/// between `#` comment lines.
+pub fn masscan_list(text: &str) -> States {
+    let mut states = States::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        if let (Some(state @ "open"), Some("tcp"), Some(port)) =
+            (fields.next(), fields.next(), fields.next())
+            && let Ok(port) = port.parse()
+        {
+            states.insert(port, state.to_string());
+        }
+    }
+    states
+}
+
+/// The MAC address in `ip link show IFACE` output (`link/ether MAC ...`).
+pub fn link_mac(text: &str) -> Option<&str> {
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "link/ether")?;
+    words.next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +154,39 @@ mod tests {
     fn rustscan_lines() {
         let s = rustscan_greppable("198.18.0.2 -> [22,80]\n");
         assert_eq!(s.keys().copied().collect::<Vec<_>>(), vec![22, 80]);
+    }
+
+    #[test]
+    fn masscan_list_open_ports() {
+        let text = "#masscan\n\
+open tcp 22 198.18.0.2 1700000000\n\
+open tcp 0 198.18.0.2 1700000000\n\
+open tcp 8080 198.18.0.2 1700000001\n\
+open udp 53 198.18.0.2 1700000001\n\
+closed tcp 23 198.18.0.2 1700000001\n\
+garbage\n\
+# end\n";
+        let s = masscan_list(text);
+        assert_eq!(s.keys().copied().collect::<Vec<_>>(), vec![0, 22, 8080]);
+        assert!(s.values().all(|v| v == "open"));
+    }
+
+    #[test]
+    fn portolan_summary_packets() {
+        let text = r#"{"type":"port","port":22,"state":"open"}
+{"type":"summary","packets":{"sent":131072,"received":65536}}
+"#;
+        assert_eq!(portolan_packets_sent(text), Some(131072));
+        assert_eq!(portolan_packets_sent(r#"{"type":"summary"}"#), None);
+    }
+
+    #[test]
+    fn mac_from_ip_link() {
+        let text = "2: eth0@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\n    link/ether 5a:1c:0e:9b:22:f1 brd ff:ff:ff:ff:ff:ff link-netns x\n";
+        assert_eq!(link_mac(text), Some("5a:1c:0e:9b:22:f1"));
+        assert_eq!(
+            link_mac("1: lo: <LOOPBACK>\n    link/loopback 00:00:00:00:00:00"),
+            None
+        );
     }
 }
