@@ -35,9 +35,6 @@ use socket2::{Domain, Socket, Type};
 
 use crate::{Control, Observer};
 
-/// The longest the loop waits without calling the observer.
-pub const MAX_IDLE: Duration = Duration::from_millis(50);
-
 /// Probes sent per turn of the loop at most, so answers are read often.
 const SEND_BATCH: usize = 512;
 
@@ -160,14 +157,7 @@ pub fn run(
         if scheduler.is_finished() {
             return Ok(());
         }
-        let wait = if sent == SEND_BATCH {
-            Duration::ZERO
-        } else {
-            scheduler
-                .next_wakeup(now)
-                .map_or(MAX_IDLE, |t| t.saturating_duration_since(now))
-                .min(MAX_IDLE)
-        };
+        let wait = crate::turn_wait(scheduler, now, sent == SEND_BATCH);
         // Read every answer that is ready before the next turn expires
         // anything: an answer waiting in the kernel is not a timeout.
         let mut wait = Some(wait);

@@ -17,9 +17,25 @@ pub mod cookie;
 pub mod raw;
 pub mod sys;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use portolan_engine::Scheduler;
+
+/// The longest a transport loop waits without calling its observer.
+pub const MAX_IDLE: Duration = Duration::from_millis(50);
+
+/// How long a transport loop may wait for answers before its next turn:
+/// not at all if it stopped sending only because its per-turn budget ran
+/// out, else until the scheduler's next deadline, at most [`MAX_IDLE`].
+fn turn_wait(scheduler: &Scheduler, now: Instant, budget_spent: bool) -> Duration {
+    if budget_spent {
+        return Duration::ZERO;
+    }
+    scheduler
+        .next_wakeup(now)
+        .map_or(MAX_IDLE, |t| t.saturating_duration_since(now))
+        .min(MAX_IDLE)
+}
 
 /// What the caller's per-iteration hook wants the transport to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +47,7 @@ pub enum Control {
 }
 
 /// Called by a transport on every turn of its loop (at least every
-/// [`connect::MAX_IDLE`]), for progress displays and interruption.
+/// [`MAX_IDLE`]), for progress displays and interruption.
 pub trait Observer {
     /// Sees the scheduler between turns.
     fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control;

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -39,8 +39,6 @@ use crate::{Control, Observer};
 const SEND_BUDGET: usize = 1024;
 /// Packets read per turn at most, so sending is not starved.
 const RECV_BUDGET: usize = 4096;
-/// The longest the loop waits without calling the observer.
-const MAX_IDLE: Duration = Duration::from_millis(50);
 
 /// Options of the SYN scan.
 #[derive(Clone, Debug, Default)]
@@ -450,14 +448,7 @@ pub fn run(
         if scheduler.is_finished() {
             return Ok(stats);
         }
-        let wait = if handed == SEND_BUDGET {
-            Duration::ZERO
-        } else {
-            scheduler
-                .next_wakeup(now)
-                .map_or(MAX_IDLE, |t| t.saturating_duration_since(now))
-                .min(MAX_IDLE)
-        };
+        let wait = crate::turn_wait(scheduler, now, handed == SEND_BUDGET);
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
