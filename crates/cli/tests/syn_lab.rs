@@ -343,3 +343,86 @@ fn syn_scan_drops_its_capabilities_once_sockets_are_open() {
     let _ = child.wait();
     assert_eq!(cap_eff, "0000000000000000", "capabilities still held");
 }
+
+/// Checks every port of the standard ranges (1-1300 plus the open ports).
+fn assert_standard_states(run: &JsonRun, addr: IpAddr, what: &str) {
+    let mut wrong = Vec::new();
+    for port in (1..=1300).chain([8080, 31337]) {
+        let (state, _) = truth(port);
+        match run.ports.get(&(addr, port)) {
+            Some(p) if p.state == state => {}
+            got => wrong.push(format!("{port}: want {state}, got {got:?}")),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{what}: {} wrong: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+}
+
+#[test]
+fn syn_exact_behind_a_bottleneck() {
+    // 2 Mbit/s with a small queue: bursts of answers are dropped, and the
+    // loss grows with the sending rate, as on a congested link.
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp(OPEN).unwrap();
+    host.drop_tcp(DROPPED).unwrap();
+    host.tbf(
+        host.interface(),
+        &portolan_lab::Tbf {
+            rate_bits_per_sec: 2_000_000,
+            burst_bytes: 4_000,
+            latency: Duration::from_millis(5),
+        },
+    )
+    .unwrap();
+    let v4 = host.ipv4().to_string();
+    let run = syn_scan(&lab, &["-p", "1-1300,8080,31337", &v4]);
+    assert_standard_states(&run, host.ipv4().into(), "bottleneck");
+    // The bottleneck did drop answers (else this test proves nothing).
+    let stats = host
+        .exec(
+            "tc",
+            &["-s", "qdisc", "show", "dev", host.interface()],
+            None,
+        )
+        .unwrap();
+    let dropped: u64 = stats
+        .split("dropped ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "no packet dropped at the bottleneck: {stats}");
+}
+
+#[test]
+fn syn_exact_when_the_target_rate_limits_its_resets() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp(OPEN).unwrap();
+    host.drop_tcp(DROPPED).unwrap();
+    // At most 2000 RSTs a second (burst 50) leave the target; the rest
+    // are dropped, as some stacks and firewalls do.
+    host.nft(&format!(
+        "add chain inet {t} rstlimit {{ type filter hook output priority 0; policy accept; }}\n\
+         add rule inet {t} rstlimit tcp flags rst limit rate 2000/second burst 50 packets accept\n\
+         add rule inet {t} rstlimit tcp flags rst counter drop\n",
+        t = portolan_lab::TABLE
+    ))
+    .unwrap();
+    let v4 = host.ipv4().to_string();
+    let run = syn_scan(&lab, &["-p", "1-1300,8080,31337", &v4]);
+    assert_standard_states(&run, host.ipv4().into(), "rate-limited resets");
+    let rules = host.nft_ruleset().unwrap();
+    let limited: u64 = rules
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(limited > 0, "no RST was held back: {rules}");
+}
