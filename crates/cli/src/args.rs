@@ -347,7 +347,11 @@ pub fn resolve(
                 let d = time(g)?;
                 t.host_timeout = (!d.is_zero()).then_some(d);
             }
-            FlagId::MinRttTimeout => t.min_rtt_timeout = time(g)?,
+            FlagId::MinRttTimeout => {
+                // The user's floor holds for every try.
+                t.min_rtt_timeout = time(g)?;
+                t.early_rtt_timeout = t.min_rtt_timeout;
+            }
             FlagId::MaxRttTimeout => t.max_rtt_timeout = time(g)?,
             FlagId::InitialRttTimeout => t.initial_rtt_timeout = time(g)?,
             FlagId::MinParallelism => t.min_parallelism = number(g, "a positive number")?,

@@ -153,6 +153,29 @@ struct HostScan {
     serial: u64,
 }
 
+impl HostScan {
+    /// Retransmissions a port of this host gets at most now: nmap's
+    /// adaptive rule (one more than the most any answered port needed),
+    /// raised to what the measured loss calls for, within `max_retries`.
+    /// Before the host has answered at all, silence may be the path
+    /// warming up (ARP or neighbour discovery dropping the first packets),
+    /// so the full budget applies.
+    fn retry_budget(&self, max_retries: u8, scanned: usize) -> u8 {
+        if !self.answered {
+            return max_retries;
+        }
+        let adaptive = self
+            .max_successful_try
+            .saturating_add(1)
+            .max(retries_for_loss(
+                self.answered_ports,
+                self.answered_tries,
+                scanned,
+            ));
+        max_retries.min(adaptive)
+    }
+}
+
 /// A group of hosts whose (host, port) pairs are being handed out.
 #[derive(Debug)]
 struct Group {
@@ -586,22 +609,7 @@ impl Scheduler {
         self.window.on_silence(aggressive);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
         host.window.on_silence(aggressive);
-        // nmap's adaptive rule once the host has answered; before that,
-        // silence may be the path warming up (ARP or neighbour discovery
-        // dropping the first packets), so the full budget applies.
-        let retries = if host.answered {
-            let adaptive = host
-                .max_successful_try
-                .saturating_add(1)
-                .max(retries_for_loss(
-                    host.answered_ports,
-                    host.answered_tries,
-                    scanned,
-                ));
-            max_retries.min(adaptive)
-        } else {
-            max_retries
-        };
+        let retries = host.retry_budget(max_retries, scanned);
         let allowed_tries = retries + 1;
         if entry.try_no + 1 < allowed_tries && !host.timed_out {
             host.queue.push_back((entry.port, entry.try_no + 1));
@@ -729,7 +737,16 @@ impl Scheduler {
         if !scan_delay.is_zero() {
             host.next_allowed = Some(now + scan_delay);
         }
-        let timeout = host.rtt.timeout(&self.timing, initial);
+        // Tries that will be followed by another wait only as long as the
+        // round trips justify; the last try waits at least the full
+        // --min-rtt-timeout, so a slow answer is not lost for good.
+        let last_try = try_no >= host.retry_budget(self.timing.max_retries, self.ports.len());
+        let floor = if last_try {
+            self.timing.min_rtt_timeout
+        } else {
+            self.timing.early_rtt_timeout
+        };
+        let timeout = host.rtt.timeout_with_floor(&self.timing, floor, initial);
         let addr = host.target.addr;
         let slot = match self.free_slots.pop() {
             Some(s) => s,
@@ -1160,6 +1177,45 @@ mod tests {
                 .all(|((_, p), o)| o.tries == if p % 7 == 0 { 2 } else { 1 })
         );
         assert!(run.stats.window_decreases >= 1);
+    }
+
+    #[test]
+    fn early_tries_wait_briefly_and_the_last_try_waits_the_minimum() {
+        // Round trips of 200 us, except port 7, whose answers take 50 ms.
+        let run = simulate(
+            plan(&["198.18.0.1"], &[], (1..=1000).collect(), fast()),
+            |p| match p.port {
+                7 => Some((
+                    Reply {
+                        state: PortState::Open,
+                        reason: Reason::SynAck,
+                        ttl: None,
+                    },
+                    Duration::from_millis(50),
+                )),
+                500..=599 => None,
+                _ => answer(PortState::Closed, Reason::Reset),
+            },
+            None,
+        );
+        let slow = run.ports[&("198.18.0.1".parse().unwrap(), 7)];
+        assert_eq!(slow.state, PortState::Open, "the slow answer is not lost");
+        // A dropped port: its retry follows its first try after the short
+        // floor, and the last try is given the full minimum.
+        let sends: Vec<Instant> = run
+            .probes
+            .iter()
+            .filter(|(_, p)| p.port == 550)
+            .map(|(t, _)| *t)
+            .collect();
+        assert!(sends.len() >= 2);
+        let first_gap = sends[1] - sends[0];
+        assert!(
+            first_gap >= Duration::from_millis(10) && first_gap < Duration::from_millis(100),
+            "{first_gap:?}"
+        );
+        let done = run.elapsed;
+        assert!(done >= *sends.last().unwrap() - sends[0] + Duration::from_millis(100));
     }
 
     #[test]

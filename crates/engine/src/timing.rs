@@ -48,8 +48,13 @@ impl TimingTemplate {
 pub struct TimingConfig {
     /// Probe timeout before any round trip was measured.
     pub initial_rtt_timeout: Duration,
-    /// Lower bound of the probe timeout.
+    /// Lower bound of the probe timeout of a port's last try.
     pub min_rtt_timeout: Duration,
+    /// Lower bound of the probe timeout of tries that another try will
+    /// follow (a tenth of the template's minimum, or the user's
+    /// `--min-rtt-timeout`): a short wait there costs a retransmission at
+    /// worst, never a port.
+    pub early_rtt_timeout: Duration,
     /// Upper bound of the probe timeout.
     pub max_rtt_timeout: Duration,
     /// Retransmissions allowed per port at most (nmap's `--max-retries`).
@@ -81,6 +86,7 @@ impl TimingConfig {
         let base = TimingConfig {
             initial_rtt_timeout: ms(1000),
             min_rtt_timeout: ms(100),
+            early_rtt_timeout: ms(10),
             max_rtt_timeout: ms(10_000),
             max_retries: 10,
             scan_delay: Duration::ZERO,
@@ -124,6 +130,7 @@ impl TimingConfig {
             TimingTemplate::Insane => TimingConfig {
                 initial_rtt_timeout: ms(250),
                 min_rtt_timeout: ms(50),
+                early_rtt_timeout: ms(5),
                 max_rtt_timeout: ms(300),
                 max_retries: 2,
                 host_timeout: Some(Duration::from_secs(15 * 60)),
@@ -143,6 +150,7 @@ impl TimingConfig {
         if self.min_rtt_timeout > self.max_rtt_timeout {
             self.max_rtt_timeout = self.min_rtt_timeout;
         }
+        self.early_rtt_timeout = self.early_rtt_timeout.min(self.min_rtt_timeout);
         self.initial_rtt_timeout = self
             .initial_rtt_timeout
             .clamp(self.min_rtt_timeout, self.max_rtt_timeout);
@@ -191,9 +199,21 @@ impl RttEstimator {
     /// The retransmission timeout: srtt + 4·rttvar within the configured
     /// bounds, or `initial` before any sample.
     pub fn timeout(&self, cfg: &TimingConfig, initial: Duration) -> Duration {
+        self.timeout_with_floor(cfg, cfg.min_rtt_timeout, initial)
+    }
+
+    /// [`RttEstimator::timeout`] with another lower bound.
+    pub fn timeout_with_floor(
+        &self,
+        cfg: &TimingConfig,
+        floor: Duration,
+        initial: Duration,
+    ) -> Duration {
         match self.srtt {
             None => initial,
-            Some(srtt) => (srtt + self.rttvar * 4).clamp(cfg.min_rtt_timeout, cfg.max_rtt_timeout),
+            Some(srtt) => {
+                (srtt + self.rttvar * 4).clamp(floor.min(cfg.max_rtt_timeout), cfg.max_rtt_timeout)
+            }
         }
     }
 }
