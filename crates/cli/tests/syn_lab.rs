@@ -278,22 +278,7 @@ fn exact_under_loss(percent: u8, extra: &[&str]) {
     args.extend_from_slice(extra);
     args.push(&v4);
     let run = syn_scan(&lab, &args);
-    let addr: IpAddr = host.ipv4().into();
-    let mut wrong = Vec::new();
-    for port in (1..=1300).chain([8080, 31337]) {
-        let (state, _) = truth(port);
-        match run.ports.get(&(addr, port)) {
-            Some(p) if p.state == state => {}
-            got => wrong.push(format!("{port}: want {state}, got {got:?}")),
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "{}% loss: {} wrong: {:?}",
-        percent,
-        wrong.len(),
-        &wrong[..wrong.len().min(10)]
-    );
+    assert_standard_states(&run, host.ipv4().into(), &format!("{percent}% loss"));
 }
 
 #[test]

@@ -737,16 +737,25 @@ impl Scheduler {
         if !scan_delay.is_zero() {
             host.next_allowed = Some(now + scan_delay);
         }
-        // Tries that will be followed by another wait only as long as the
-        // round trips justify; the last try waits at least the full
+        // Each retransmission waits twice as long as the try before it
+        // (as TCP backs off), which spreads a port's tries over time: a
+        // target that rate-limits its answers then answers one of them.
+        // Tries that another try will follow start from what the round
+        // trips justify; the last try waits at least the full
         // --min-rtt-timeout, so a slow answer is not lost for good.
         let last_try = try_no >= host.retry_budget(self.timing.max_retries, self.ports.len());
-        let floor = if last_try {
-            self.timing.min_rtt_timeout
+        let base =
+            host.rtt
+                .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial);
+        // The doubling stops at the full minimum (or the round-trip based
+        // timeout, when that is longer), so a silent port never costs
+        // more per try than nmap's timing would.
+        let cap = base.max(self.timing.min_rtt_timeout);
+        let timeout = if last_try {
+            cap
         } else {
-            self.timing.early_rtt_timeout
+            base.saturating_mul(1 << try_no.min(10)).min(cap)
         };
-        let timeout = host.rtt.timeout_with_floor(&self.timing, floor, initial);
         let addr = host.target.addr;
         let slot = match self.free_slots.pop() {
             Some(s) => s,

@@ -115,59 +115,91 @@ fn socket_error(what: &'static str) -> impl Fn(io::Error) -> RawError {
     move |source| RawError::Socket { what, source }
 }
 
-/// Keeps a source port reserved: bound TCP sockets that the kernel will
-/// not give out as ephemeral ports, while matching no incoming segment
-/// (they neither listen nor connect), so the kernel still answers our
-/// SYN-ACKs with RSTs.
+/// Source ports per scan: a try uses `base + try % TRY_PORTS`, so that a
+/// retransmission is a new connection request to the target. With one
+/// port for every try, a target that still holds the half-open
+/// connection of an earlier try (its RST lost) takes the retry for a
+/// duplicate SYN and answers at most one per `tcp_invalid_ratelimit`
+/// (500 ms on Linux): an open port could then go unanswered for good.
+/// nmap varies its source port per try for the same reason.
+const TRY_PORTS: u16 = 8;
+
+/// Keeps the source ports reserved: bound TCP sockets that the kernel
+/// will not give out as ephemeral ports, while matching no incoming
+/// segment (they neither listen nor connect), so the kernel still answers
+/// our SYN-ACKs with RSTs.
 struct PortReservation {
-    port: u16,
+    base: u16,
+    count: u16,
     _sockets: Vec<std::net::TcpListener>,
 }
 
-fn reserve_port(wanted: Option<u16>, seed: u64) -> Result<PortReservation, RawError> {
-    let bind = |port: u16| -> io::Result<Vec<std::net::TcpListener>> {
-        let mut held = Vec::new();
-        for addr in [
-            SocketAddr::from(([0, 0, 0, 0], port)),
-            SocketAddr::from(([0u16; 8], port)),
-        ] {
-            let domain = socket2::Domain::for_address(addr);
-            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
-            if addr.is_ipv6() {
-                s.set_only_v6(true)?;
-            }
-            match s.bind(&addr.into()) {
-                Ok(()) => held.push(s.into()),
-                // No IPv6 on this machine: the IPv4 reservation is enough.
-                Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
-                Err(e) => return Err(e),
-            }
+impl PortReservation {
+    /// The source port of a probe's try.
+    fn port_for(&self, try_no: u8) -> u16 {
+        self.base + u16::from(try_no) % self.count
+    }
+
+    /// Whether `port` is one of ours.
+    fn contains(&self, port: u16) -> bool {
+        port.wrapping_sub(self.base) < self.count
+    }
+}
+
+fn bind_reserved(port: u16) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut held = Vec::new();
+    for addr in [
+        SocketAddr::from(([0, 0, 0, 0], port)),
+        SocketAddr::from(([0u16; 8], port)),
+    ] {
+        let domain = socket2::Domain::for_address(addr);
+        let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
         }
-        Ok(held)
-    };
+        match s.bind(&addr.into()) {
+            Ok(()) => held.push(s.into()),
+            // No IPv6 on this machine: the IPv4 reservation is enough.
+            Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(held)
+}
+
+/// Reserves the user's port (`-g`, one port for every try), or
+/// [`TRY_PORTS`] consecutive free ports picked from the seed.
+fn reserve_ports(wanted: Option<u16>, seed: u64) -> Result<PortReservation, RawError> {
     if let Some(port) = wanted {
-        return match bind(port) {
-            Ok(s) => Ok(PortReservation { port, _sockets: s }),
-            // A port in use still works for raw probes; it is just not
-            // kept from the kernel.
-            Err(_) => Ok(PortReservation {
-                port,
-                _sockets: Vec::new(),
-            }),
-        };
+        // A port in use still works for raw probes; it is just not kept
+        // from the kernel.
+        return Ok(PortReservation {
+            base: port,
+            count: 1,
+            _sockets: bind_reserved(port).unwrap_or_default(),
+        });
     }
     let mut x = seed | 1;
-    for _ in 0..64 {
+    'pick: for _ in 0..64 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let port = 40_000 + (x % 20_000) as u16;
-        if let Ok(s) = bind(port) {
-            return Ok(PortReservation { port, _sockets: s });
+        let base = 40_000 + (x % 20_000) as u16;
+        let mut sockets = Vec::new();
+        for port in base..base + TRY_PORTS {
+            match bind_reserved(port) {
+                Ok(s) => sockets.extend(s),
+                Err(_) => continue 'pick,
+            }
         }
+        return Ok(PortReservation {
+            base,
+            count: TRY_PORTS,
+            _sockets: sockets,
+        });
     }
     Err(RawError::Socket {
-        what: "reserving a source port",
+        what: "reserving source ports",
         source: io::Error::from(io::ErrorKind::AddrInUse),
     })
 }
@@ -226,7 +258,7 @@ struct Sources {
     fixed: Option<IpAddr>,
     by_network: HashMap<IpAddr, IpAddr>,
     templates: HashMap<IpAddr, SynTemplate>,
-    port: u16,
+    ports: PortReservation,
 }
 
 fn network_of(addr: IpAddr) -> IpAddr {
@@ -260,7 +292,7 @@ impl Sources {
     }
 
     fn template(&mut self, src: IpAddr) -> &SynTemplate {
-        let port = self.port;
+        let port = self.ports.base;
         self.templates
             .entry(src)
             .or_insert_with(|| SynTemplate::new(src, port))
@@ -370,13 +402,13 @@ pub fn run(
             source: e,
         },
     })?;
-    let reservation = reserve_port(options.source_port, options.key.0 ^ options.key.1)?;
+    let reservation = reserve_ports(options.source_port, options.key.0 ^ options.key.1)?;
     let jar = CookieJar::new(options.key.0, options.key.1);
     let mut sources = Sources {
         fixed: options.source,
         by_network: HashMap::new(),
         templates: HashMap::new(),
-        port: reservation.port,
+        ports: reservation,
     };
     let mut poll = Poll::new().map_err(socket_error("creating the poller"))?;
     let fd = receiver.as_raw_fd();
@@ -404,7 +436,7 @@ pub fn run(
             &mut buf,
             scheduler,
             &mut flights,
-            (&jar, sources.port),
+            (&jar, &sources.ports),
             &mut stats,
             now,
         )?;
@@ -471,7 +503,7 @@ fn stage(
     flights: &mut FlightTable,
 ) -> Result<(), RawError> {
     let src = sources.source_for(probe.addr)?;
-    let port = sources.port;
+    let port = sources.ports.port_for(probe.try_no);
     let seq = jar.cookie(src, probe.addr, port, probe.port);
     let template = sources.template(src);
     let Some(buffer) = sender.batch.next_buffer() else {
@@ -507,7 +539,7 @@ fn receive(
     buf: &mut [u8],
     scheduler: &mut Scheduler,
     flights: &mut FlightTable,
-    (jar, our_port): (&CookieJar, u16),
+    (jar, our_ports): (&CookieJar, &PortReservation),
     stats: &mut RawStats,
     now: Instant,
 ) -> Result<(), RawError> {
@@ -525,7 +557,7 @@ fn receive(
             stats.ignored += 1;
             continue;
         };
-        if is_own_probe(&packet, our_port) {
+        if is_own_probe(&packet, our_ports) {
             // Our own SYN, seen arriving when the target is on loopback.
             continue;
         }
@@ -542,12 +574,12 @@ fn receive(
     Ok(())
 }
 
-/// Whether a packet is one of our probes (a bare SYN from our port).
-fn is_own_probe(packet: &Packet, our_port: u16) -> bool {
+/// Whether a packet is one of our probes (a bare SYN from our ports).
+fn is_own_probe(packet: &Packet, our_ports: &PortReservation) -> bool {
     matches!(
         *packet,
         Packet::Tcp { src_port, flags, .. }
-            if src_port == our_port
+            if our_ports.contains(src_port)
                 && flags.contains(portolan_wire::TcpFlags::SYN)
                 && !flags.contains(portolan_wire::TcpFlags::ACK)
     )
@@ -623,5 +655,29 @@ fn classify(packet: Packet, jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
             ))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_try_has_its_own_source_port() {
+        let ports = PortReservation {
+            base: 40_000,
+            count: TRY_PORTS,
+            _sockets: Vec::new(),
+        };
+        let used: Vec<u16> = (0..TRY_PORTS as u8).map(|t| ports.port_for(t)).collect();
+        assert_eq!(used, (40_000..40_000 + TRY_PORTS).collect::<Vec<_>>());
+        assert_eq!(ports.port_for(TRY_PORTS as u8), 40_000);
+        assert!(ports.contains(40_007) && !ports.contains(40_008) && !ports.contains(39_999));
+        let fixed = PortReservation {
+            base: 53,
+            count: 1,
+            _sockets: Vec::new(),
+        };
+        assert_eq!(fixed.port_for(5), 53);
     }
 }
