@@ -32,6 +32,9 @@ use crate::args::{Config, Mode, OutputFile, ScanKind, UsageError};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How many of the most common ports each host is probed on first.
+const FIRST_PORTS: usize = 10;
+
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
@@ -227,6 +230,13 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         seed: config.seed.unwrap_or_else(random_seed),
         randomize: config.randomize,
         max_hostgroup: config.max_hostgroup,
+        // The most commonly open ports first, as nmap does: an early answer
+        // gives the round-trip time, and short timeouts, sooner.
+        first_ports: if config.randomize {
+            portolan_targets::top_ports(Protocol::Tcp, FIRST_PORTS)
+        } else {
+            Vec::new()
+        },
         timing: config.timing.clone(),
     };
     let mut scheduler = Scheduler::new(plan, start);

@@ -53,6 +53,11 @@ pub struct ScanPlan {
     /// Hosts scanned side by side at most; `None` picks a size from the
     /// number of ports.
     pub max_hostgroup: Option<u32>,
+    /// Ports probed first on every host, before the random order (nmap
+    /// moves commonly open ports to the front too): an early answer gives
+    /// the host's round-trip time, and with it short timeouts, sooner.
+    /// Ports not in `ports` are ignored.
+    pub first_ports: Vec<u16>,
     /// Timing knobs.
     pub timing: TimingConfig,
 }
@@ -195,6 +200,10 @@ pub struct Scheduler {
     randomize: bool,
     timing: TimingConfig,
     group_size: u32,
+    /// Indexes into `ports` of the ports probed first on every host.
+    first: Vec<usize>,
+    /// `is_first[i]`: port index `i` is in `first` (skipped by the order).
+    is_first: Vec<bool>,
 
     host_order: Permutation,
     host_cursor: u128,
@@ -234,17 +243,22 @@ const LOST_PORT_CHANCE: f64 = 1e-2;
 /// would answer is lost with a chance below [`LOST_PORT_CHANCE`], given
 /// that `ports` answered ports took `tries` tries in all.
 ///
-/// The chance that one try is lost is estimated pessimistically, with one
-/// lost and one answered try added as a prior, (tries - ports + 1) /
-/// (tries + 2): a host with few answers yet gets more retries, one that
-/// answered many ports at the first try gets nmap's minimum.
+/// The chance that one try is lost is estimated with a weak prior of
+/// [`PRIOR_LOST`] lost and answered tries, (tries - ports + p) /
+/// (tries + 2p): a host with few answers yet gets a few more retries, one
+/// that answered many ports at the first try gets nmap's minimum, and one
+/// whose answers needed retransmissions gets what its loss calls for.
 fn retries_for_loss(ports: u32, tries: u32, scanned: usize) -> u8 {
     let tries = tries.max(ports);
-    let lost = f64::from(tries - ports + 1) / (f64::from(tries) + 2.0);
+    let lost = (f64::from(tries - ports) + PRIOR_LOST) / (f64::from(tries) + 2.0 * PRIOR_LOST);
     let per_port = (LOST_PORT_CHANCE / scanned.max(1) as f64).max(1e-12);
     let needed = (per_port.ln() / lost.ln()).ceil();
     (needed - 1.0).clamp(0.0, 50.0) as u8
 }
+
+/// Pseudo-counts of one lost and one answered try that the loss estimate
+/// starts from (a weak prior: a tenth of a try each).
+const PRIOR_LOST: f64 = 0.1;
 
 /// (host, port) pairs handed out per group, which sets the group size.
 const PAIRS_PER_GROUP: u32 = 1 << 16;
@@ -263,6 +277,13 @@ impl Scheduler {
         let nports = plan.ports.len().max(1) as u32;
         let auto = (PAIRS_PER_GROUP / nports).clamp(1, MAX_GROUP);
         let group_size = plan.max_hostgroup.unwrap_or(auto).max(1);
+        let mut is_first = vec![false; plan.ports.len()];
+        let first: Vec<usize> = plan
+            .first_ports
+            .iter()
+            .filter_map(|p| plan.ports.iter().position(|q| q == p))
+            .filter(|&i| !std::mem::replace(&mut is_first[i], true))
+            .collect();
         let host_order = if plan.randomize {
             Permutation::new(host_count, plan.seed)
         } else {
@@ -284,6 +305,8 @@ impl Scheduler {
             randomize: plan.randomize,
             timing,
             group_size,
+            first,
+            is_first,
             host_order,
             host_cursor: 0,
             groups_built: 0,
@@ -680,7 +703,8 @@ impl Scheduler {
         let total = n * self.ports.len() as u128;
         let mut left = 0;
         for i in group.next..total {
-            if group.order.apply(i) % n == local as u128 {
+            let j = group.order.apply(i);
+            if j % n == local as u128 && !self.is_first[(j / n) as usize] {
                 left += 1;
             }
         }
@@ -808,7 +832,12 @@ impl Scheduler {
                     let j = group.order.apply(group.next);
                     group.next += 1;
                     let h = group.hosts[(j % n) as usize];
-                    let port = self.ports[(j / n) as usize];
+                    let index = (j / n) as usize;
+                    if self.is_first[index] {
+                        // Queued when the host was created.
+                        continue;
+                    }
+                    let port = self.ports[index];
                     let host = self.hosts[h as usize].as_mut().expect("group host is live");
                     if host.timed_out {
                         host.unresolved -= 1;
@@ -832,6 +861,12 @@ impl Scheduler {
                 self.more_now = true;
                 return None;
             }
+            if self.group.is_some() && !self.first.is_empty() {
+                // The new hosts' first ports are queued: serve them before
+                // the random order.
+                self.more_now = true;
+                return None;
+            }
         }
     }
 
@@ -847,7 +882,14 @@ impl Scheduler {
             self.host_cursor += 1;
             examined += 1;
             if let Some(target) = self.targets.host_at(index) {
-                members.push(self.new_host(target));
+                let h = self.new_host(target);
+                let host = self.hosts[h as usize].as_mut().expect("new host");
+                for &i in &self.first {
+                    host.queue.push_back((self.ports[i], 0));
+                }
+                self.queued += self.first.len();
+                self.mark_ready(h);
+                members.push(h);
             }
         }
         if members.is_empty() {
@@ -1007,6 +1049,7 @@ mod tests {
             seed: 7,
             randomize: true,
             max_hostgroup: None,
+            first_ports: Vec::new(),
             timing,
         }
     }
@@ -1232,9 +1275,11 @@ mod tests {
         // One port scanned, 1e-2: nothing known, one try in two may be
         // lost, so 7 tries.
         assert_eq!(retries_for_loss(0, 0, 1), 6);
-        // Ten ports answered at the first try: still cautious.
-        assert_eq!(retries_for_loss(10, 10, 1), 1);
-        assert_eq!(retries_for_loss(10, 10, 1000), 4);
+        // Ten ports answered at the first try: a little cautious.
+        assert_eq!(retries_for_loss(10, 10, 1), 0);
+        assert_eq!(retries_for_loss(10, 10, 1000), 2);
+        // Three of a thousand answered at once (a firewalled host).
+        assert_eq!(retries_for_loss(3, 3, 1000), 3);
         // A thousand at the first try, of a thousand: nmap's two tries.
         assert_eq!(retries_for_loss(1000, 1000, 1000), 1);
         // One try in ten lost, 1000 ports: 1e-5 per port, 6 tries.
@@ -1361,6 +1406,30 @@ mod tests {
         assert!(hosts.len() > 1);
         // Not sequential ports.
         assert!(a.windows(2).any(|w| w[1].1 != w[0].1 + 1));
+    }
+
+    #[test]
+    fn first_ports_go_first_on_every_host_and_only_once() {
+        let mut p = plan(
+            &["198.18.0.1", "198.18.0.2"],
+            &[],
+            (1..=500).collect(),
+            fast(),
+        );
+        p.first_ports = vec![443, 80, 9999, 80];
+        let run = simulate(p, |_| answer(PortState::Closed, Reason::Reset), None);
+        assert_eq!(run.ports.len(), 1000);
+        for host in ["198.18.0.1", "198.18.0.2"] {
+            let addr: IpAddr = host.parse().unwrap();
+            let order: Vec<u16> = run
+                .probes
+                .iter()
+                .filter(|(_, p)| p.addr == addr)
+                .map(|(_, p)| p.port)
+                .collect();
+            assert_eq!(order.len(), 500, "each port once");
+            assert_eq!(&order[..2], &[443, 80]);
+        }
     }
 
     #[test]
