@@ -143,8 +143,6 @@ struct HostScan {
     rtt: RttEstimator,
     window: Window,
     max_successful_try: u8,
-    /// Whether any probe to this host was answered yet.
-    answered: bool,
     /// Ports answered, and the tries they took in all: their ratio
     /// estimates how often one try is answered (the geometric MLE).
     answered_ports: u32,
@@ -166,7 +164,7 @@ impl HostScan {
     /// warming up (ARP or neighbour discovery dropping the first packets),
     /// so the full budget applies.
     fn retry_budget(&self, max_retries: u8, scanned: usize) -> u8 {
-        if !self.answered {
+        if self.answered_ports == 0 {
             return max_retries;
         }
         let adaptive = self
@@ -566,7 +564,6 @@ impl Scheduler {
             self.stats.window_decreases += 1;
         }
         host.max_successful_try = host.max_successful_try.max(entry.try_no);
-        host.answered = true;
         host.answered_ports = host.answered_ports.saturating_add(1);
         host.answered_tries = host
             .answered_tries
@@ -921,7 +918,6 @@ impl Scheduler {
             rtt: RttEstimator::default(),
             window: Window::new(t.initial_window, t.min_parallelism, t.max_parallelism),
             max_successful_try: 0,
-            answered: false,
             answered_ports: 0,
             answered_tries: 0,
             started: None,

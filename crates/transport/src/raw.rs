@@ -510,7 +510,7 @@ fn stage(
         return Ok(());
     };
     let len = template
-        .try_stamp(
+        .stamp(
             buffer,
             probe.addr,
             port,

@@ -98,7 +98,7 @@ impl fmt::Display for WireError {
 
 impl core::error::Error for WireError {}
 
-/// Why [`SynTemplate::try_stamp`](crate::SynTemplate::try_stamp) wrote
+/// Why [`SynTemplate::stamp`](crate::SynTemplate::stamp) wrote
 /// nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -240,14 +240,6 @@ mod tests {
     use crate::test_packets::*;
     use proptest::prelude::*;
 
-    fn v4(s: &str) -> IpAddr {
-        IpAddr::V4(s.parse().unwrap())
-    }
-
-    fn v6(s: &str) -> IpAddr {
-        IpAddr::V6(s.parse().unwrap())
-    }
-
     const ALL: [&[u8]; 10] = [
         &SYN_V4,
         &SYN_V6,

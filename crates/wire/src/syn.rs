@@ -190,34 +190,16 @@ impl SynTemplate {
     }
 
     /// Writes one probe to `dst` into `buf[..self.len()]`, starting at the IP
-    /// header, and returns its length, or 0 if it wrote nothing because
-    /// `buf` is shorter than [`SynTemplate::len`] or `dst` is not of the
-    /// template's IP version ([`SynTemplate::try_stamp`] says which).
-    /// `ip_id` fills the IPv4 Identification field and is ignored for IPv6;
-    /// `seq` is the TCP sequence number (a scan cookie, usually).
-    #[inline]
-    #[must_use]
-    pub fn stamp(
-        &self,
-        buf: &mut [u8],
-        dst: IpAddr,
-        src_port: u16,
-        dst_port: u16,
-        seq: u32,
-        ip_id: u16,
-    ) -> usize {
-        self.try_stamp(buf, dst, src_port, dst_port, seq, ip_id)
-            .unwrap_or(0)
-    }
-
-    /// [`SynTemplate::stamp`], saying why it wrote nothing.
+    /// header, and returns its length. `ip_id` fills the IPv4
+    /// Identification field and is ignored for IPv6; `seq` is the TCP
+    /// sequence number (a scan cookie, usually).
     ///
     /// # Errors
     /// [`StampError::BufferTooSmall`] if `buf` is shorter than
     /// [`SynTemplate::len`], [`StampError::FamilyMismatch`] if `dst` is not
     /// of the template's IP version. Nothing is written then.
     #[inline]
-    pub fn try_stamp(
+    pub fn stamp(
         &self,
         buf: &mut [u8],
         dst: IpAddr,
@@ -326,24 +308,18 @@ fn patch_tcp(head: &mut [u8], at: usize, partial: u32, src_port: u16, dst_port: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_packets::{SYN_V4, SYN_V6};
+    use crate::test_packets::{SYN_V4, SYN_V6, v4, v6};
     use crate::{Ipv4Packet, Ipv6Packet, Reply, TcpPacket, parse_reply};
     use proptest::prelude::*;
-
-    fn v4(s: &str) -> IpAddr {
-        IpAddr::V4(s.parse().unwrap())
-    }
-
-    fn v6(s: &str) -> IpAddr {
-        IpAddr::V6(s.parse().unwrap())
-    }
 
     #[test]
     fn test_construct() {
         let t = SynTemplate::new(v4("198.18.0.1"), 40000);
         assert_eq!(t.len(), 44);
         let mut buf = [0u8; 64];
-        let n = t.stamp(&mut buf, v4("198.18.0.2"), 40000, 443, 0x1234_5678, 0xbeef);
+        let n = t
+            .stamp(&mut buf, v4("198.18.0.2"), 40000, 443, 0x1234_5678, 0xbeef)
+            .unwrap();
         assert_eq!(&buf[..n], &SYN_V4[..]);
         assert_eq!(t.src_port(), 40000);
         assert_eq!(t.options(), SynOptions::default());
@@ -353,7 +329,7 @@ mod tests {
         assert_eq!(t.len(), 64);
         assert_eq!(t.src(), v6("fd00::1"));
         let n = t
-            .try_stamp(&mut buf, v6("fd00::2"), 40000, 443, 0x1234_5678, 0xbeef)
+            .stamp(&mut buf, v6("fd00::2"), 40000, 443, 0x1234_5678, 0xbeef)
             .unwrap();
         assert_eq!(&buf[..n], &SYN_V6[..]);
     }
@@ -363,9 +339,8 @@ mod tests {
         // A reused buffer holding another probe is fully rewritten.
         let t = SynTemplate::new(v4("198.18.0.1"), 40000);
         let mut buf = [0xffu8; 44];
-        t.try_stamp(&mut buf, v4("203.0.113.9"), 1, 2, 3, 4)
-            .unwrap();
-        t.try_stamp(&mut buf, v4("198.18.0.2"), 40000, 443, 0x1234_5678, 0xbeef)
+        t.stamp(&mut buf, v4("198.19.0.9"), 1, 2, 3, 4).unwrap();
+        t.stamp(&mut buf, v4("198.18.0.2"), 40000, 443, 0x1234_5678, 0xbeef)
             .unwrap();
         assert_eq!(buf, SYN_V4);
     }
@@ -376,13 +351,13 @@ mod tests {
         for size in 0..t.len() {
             let mut buf = vec![0xaau8; size];
             assert_eq!(
-                t.try_stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4),
+                t.stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4),
                 Err(StampError::BufferTooSmall {
                     needed: 44,
                     available: size
                 })
             );
-            assert_eq!(t.stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4), 0);
+            assert!(t.stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4).is_err());
             assert!(buf.iter().all(|&b| b == 0xaa), "nothing written");
         }
     }
@@ -393,15 +368,15 @@ mod tests {
         let t4 = SynTemplate::new(v4("198.18.0.1"), 40000);
         let t6 = SynTemplate::new(v6("fd00::1"), 40000);
         assert_eq!(
-            t4.try_stamp(&mut buf, v6("fd00::2"), 1, 2, 3, 4),
+            t4.stamp(&mut buf, v6("fd00::2"), 1, 2, 3, 4),
             Err(StampError::FamilyMismatch { template_v6: false })
         );
         assert_eq!(
-            t6.try_stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4),
+            t6.stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4),
             Err(StampError::FamilyMismatch { template_v6: true })
         );
-        assert_eq!(t4.stamp(&mut buf, v6("fd00::2"), 1, 2, 3, 4), 0);
-        assert_eq!(t6.stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4), 0);
+        assert!(t4.stamp(&mut buf, v6("fd00::2"), 1, 2, 3, 4).is_err());
+        assert!(t6.stamp(&mut buf, v4("198.18.0.2"), 1, 2, 3, 4).is_err());
         assert_eq!(buf, [0u8; 64]);
     }
 
@@ -415,7 +390,7 @@ mod tests {
         let t = SynTemplate::with_options(v4("198.18.0.1"), 40000, opts);
         assert_eq!(t.len(), 40);
         let mut buf = [0u8; 40];
-        t.try_stamp(&mut buf, v4("198.18.0.2"), 5, 6, 7, 8).unwrap();
+        t.stamp(&mut buf, v4("198.18.0.2"), 5, 6, 7, 8).unwrap();
         let ip = Ipv4Packet::new_checked(&buf).unwrap();
         assert_eq!(ip.ttl(), 37);
         assert!(!ip.dont_frag());
@@ -482,7 +457,7 @@ mod tests {
         ) {
             let t = SynTemplate::with_options(src, src_port, opts);
             let mut buf = [0u8; SynTemplate::MAX_LEN];
-            let n = t.try_stamp(&mut buf, dst, src_port, dst_port, seq, ip_id).unwrap();
+            let n = t.stamp(&mut buf, dst, src_port, dst_port, seq, ip_id).unwrap();
             prop_assert_eq!(n, t.len());
             let packet = &buf[..n];
 

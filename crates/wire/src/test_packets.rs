@@ -5,6 +5,18 @@
 //! The bytes were computed from the field values in the comments by a
 //! throwaway Python script, so the checksums are independent of this crate.
 
+use std::net::IpAddr;
+
+/// An IPv4 address from text (tests only).
+pub(crate) fn v4(s: &str) -> IpAddr {
+    IpAddr::V4(s.parse().expect("an IPv4 address"))
+}
+
+/// An IPv6 address from text (tests only).
+pub(crate) fn v6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse().expect("an IPv6 address"))
+}
+
 /// Our SYN probe: 198.18.0.1:40000 to 198.18.0.2:443, IP ID 0xbeef, TTL 64,
 /// window 1024, MSS 1460, DF clear (what `SynTemplate` stamps).
 #[rustfmt::skip]
