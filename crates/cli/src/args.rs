@@ -99,6 +99,8 @@ pub struct Config {
     pub source: Option<std::net::IpAddr>,
     /// `-e`.
     pub interface: Option<String>,
+    /// `--send-ip`.
+    pub send_ip: bool,
 }
 
 /// Parses nmap's time specifications: a number with an optional unit
@@ -206,6 +208,7 @@ pub fn resolve(
         no_progress: false,
         source: None,
         interface: None,
+        send_ip: false,
     };
 
     for g in &parsed.flags {
@@ -312,6 +315,7 @@ pub fn resolve(
                 )
             }
             FlagId::Interface => cfg.interface = Some(value(g).to_string()),
+            FlagId::SendIp => cfg.send_ip = true,
             FlagId::SourcePort => {
                 let port: u16 = number(g, "a port number from 1 to 65535")?;
                 if port == 0 {

@@ -71,6 +71,7 @@ pub enum FlagId {
     NoProgress,
     // Misc
     Interface,
+    SendIp,
     Source,
     SourcePort,
     Help,
@@ -484,6 +485,14 @@ pub static FLAGS: &[FlagDef] = &[
         Misc,
         "-e <iface>",
         "Use this network interface"
+    ),
+    flag!(
+        SendIp,
+        ["send-ip"],
+        Switch,
+        Misc,
+        "--send-ip",
+        "Send raw probes through the kernel's IP layer, not as Ethernet frames"
     ),
     flag!(
         Source,

@@ -300,6 +300,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                 source: config.source,
                 source_port: config.source_port,
                 device: config.interface.clone(),
+                send_ip: config.send_ip,
                 key: (seed, seed.rotate_left(29) ^ random_seed()),
             };
             let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)

@@ -32,8 +32,9 @@ use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Sched
 use portolan_wire::{Reply as Packet, SynTemplate, parse_reply};
 
 use crate::cookie::CookieJar;
-use crate::sys::{self, SendBatch};
-use crate::{Control, Observer};
+use crate::paths::{ETHERNET_HEADER, Paths, Via};
+use crate::sender::{Batch, Outlet, SendThread};
+use crate::{Control, Observer, route, sys};
 
 /// Probes handed out per turn of the loop at most.
 const SEND_BUDGET: usize = 1024;
@@ -47,8 +48,11 @@ pub struct SynOptions {
     pub source: Option<IpAddr>,
     /// Source port (`-g`); by default a random free one.
     pub source_port: Option<u16>,
-    /// Send through this interface only (`-e`).
+    /// Send and listen on this interface only (`-e`).
     pub device: Option<String>,
+    /// Send every probe through the kernel's IP path, never as a frame
+    /// (`--send-ip`).
+    pub send_ip: bool,
     /// Cookie key; random per scan in the binary, fixed in tests.
     pub key: (u64, u64),
 }
@@ -68,6 +72,15 @@ pub enum RawError {
     Socket {
         /// What was being done.
         what: &'static str,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The interface named with `-e` does not exist.
+    #[error("interface {name}: {source}")]
+    Interface {
+        /// The name given.
+        name: String,
         /// What the system said.
         #[source]
         source: io::Error,
@@ -252,139 +265,26 @@ impl FlightTable {
     }
 }
 
-/// Source addresses per destination network (/24 or /64), from the
-/// routing table, and the probe template of each source.
-struct Sources {
-    fixed: Option<IpAddr>,
-    by_network: HashMap<IpAddr, IpAddr>,
-    templates: HashMap<IpAddr, SynTemplate>,
-    ports: PortReservation,
-}
-
-fn network_of(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            IpAddr::from([o[0], o[1], o[2], 0])
-        }
-        IpAddr::V6(a) => {
-            let mut o = a.octets();
-            o[8..].fill(0);
-            IpAddr::from(o)
-        }
-    }
-}
-
-impl Sources {
-    fn source_for(&mut self, dst: IpAddr) -> Result<IpAddr, RawError> {
-        if let Some(src) = self.fixed
-            && src.is_ipv4() == dst.is_ipv4()
+/// The sockets of the scan, opened before privileges are dropped: the
+/// frame socket and the raw IP socket of each family, by [`Outlet`]; one
+/// that cannot be opened is reported when a probe first needs it (a
+/// machine without IPv6 can still scan IPv4).
+fn open_senders() -> Result<[Result<socket2::Socket, io::Error>; 3], RawError> {
+    let sockets = [
+        sys::open_frame_sender(),
+        sys::open_raw_sender(false),
+        sys::open_raw_sender(true),
+    ];
+    for socket in &sockets {
+        if let Err(e) = socket
+            && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
         {
-            return Ok(src);
-        }
-        let net = network_of(dst);
-        if let Some(src) = self.by_network.get(&net) {
-            return Ok(*src);
-        }
-        let src = sys::source_for(dst).map_err(|source| RawError::Route { addr: dst, source })?;
-        self.by_network.insert(net, src);
-        Ok(src)
-    }
-
-    fn template(&mut self, src: IpAddr) -> &SynTemplate {
-        let port = self.ports.base;
-        self.templates
-            .entry(src)
-            .or_insert_with(|| SynTemplate::new(src, port))
-    }
-}
-
-/// Sends the probes of one family in batches.
-struct Sender {
-    socket: Option<socket2::Socket>,
-    ipv6: bool,
-    /// Why the socket could not be opened, reported when first needed
-    /// (a machine without IPv6 can still scan IPv4).
-    unavailable: Option<io::Error>,
-    batch: SendBatch,
-    ids: Vec<ProbeId>,
-}
-
-impl Sender {
-    fn new(ipv6: bool) -> Sender {
-        Sender {
-            socket: None,
-            ipv6,
-            unavailable: None,
-            batch: SendBatch::new(),
-            ids: Vec::with_capacity(SendBatch::CAPACITY),
+            return Err(RawError::NotPermitted(io::Error::from_raw_os_error(
+                e.raw_os_error().unwrap_or(libc::EPERM),
+            )));
         }
     }
-
-    /// Opens the socket (before privileges are dropped).
-    fn open(&mut self, device: Option<&str>) -> Result<(), RawError> {
-        let opened = sys::open_raw_sender(self.ipv6).and_then(|s| {
-            if let Some(device) = device {
-                s.bind_device(Some(device.as_bytes()))?;
-            }
-            Ok(s)
-        });
-        match opened {
-            Ok(s) => self.socket = Some(s),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
-                return Err(RawError::NotPermitted(e));
-            }
-            Err(e) => self.unavailable = Some(e),
-        }
-        Ok(())
-    }
-
-    fn socket(&mut self) -> Result<&socket2::Socket, RawError> {
-        match (&self.socket, self.unavailable.take()) {
-            (Some(s), _) => Ok(s),
-            (None, e) => Err(RawError::Socket {
-                what: "opening a raw socket",
-                source: e.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotConnected)),
-            }),
-        }
-    }
-
-    /// Sends what is batched; probes that could not go are handed back to
-    /// the scheduler as not sent.
-    fn flush(
-        &mut self,
-        scheduler: &mut Scheduler,
-        flights: &mut FlightTable,
-        stats: &mut RawStats,
-        now: Instant,
-    ) -> Result<(), RawError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let fd = self.socket()?.as_raw_fd();
-        let (sent, err) = self.batch.flush(fd);
-        stats.sent += sent as u64;
-        for &id in &self.ids[sent..] {
-            flights.remove_slot(id);
-            scheduler.on_not_sent(id, now);
-        }
-        self.ids.clear();
-        match err {
-            None => Ok(()),
-            Some(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM)
-                ) =>
-            {
-                Ok(())
-            }
-            Some(e) => Err(RawError::Socket {
-                what: "sending probes",
-                source: e,
-            }),
-        }
-    }
+    Ok(sockets)
 }
 
 /// Runs a SYN scan to completion (or interruption), handing every event
@@ -402,29 +302,47 @@ pub fn run(
             source: e,
         },
     })?;
+    let oif = match &options.device {
+        Some(name) => {
+            let index = route::interface_index(name).map_err(|source| RawError::Interface {
+                name: name.clone(),
+                source,
+            })?;
+            sys::bind_packet_socket(receiver.as_raw_fd(), index)
+                .map_err(socket_error("binding the packet socket"))?;
+            Some(index)
+        }
+        None => None,
+    };
     let reservation = reserve_ports(options.source_port, options.key.0 ^ options.key.1)?;
     let jar = CookieJar::new(options.key.0, options.key.1);
-    let mut sources = Sources {
-        fixed: options.source,
-        by_network: HashMap::new(),
-        templates: HashMap::new(),
-        ports: reservation,
-    };
+    let opened = open_senders()?;
+    let frames = opened[0].is_ok() && !options.send_ip;
+    let mut paths = Paths::new(oif, options.source, frames);
+    let mut templates: HashMap<IpAddr, SynTemplate> = HashMap::new();
+    let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
+    let mut sockets: [Option<socket2::Socket>; 3] = [None, None, None];
+    for (i, socket) in opened.into_iter().enumerate() {
+        match socket {
+            Ok(s) => sockets[i] = Some(s),
+            Err(e) => unavailable[i] = Some(e),
+        }
+    }
     let mut poll = Poll::new().map_err(socket_error("creating the poller"))?;
     let fd = receiver.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
         .map_err(socket_error("polling the packet socket"))?;
     let mut events = Events::with_capacity(4);
-    let mut senders = [Sender::new(false), Sender::new(true)];
-    for sender in &mut senders {
-        sender.open(options.device.as_deref())?;
-    }
-    // Everything privileged is open: give the privileges up.
+    // Everything privileged is open: give the privileges up, before the
+    // sending thread starts (it inherits this thread's capabilities).
     sys::drop_capabilities().map_err(socket_error("dropping capabilities"))?;
+    let mut sender =
+        SendThread::spawn(sockets).map_err(socket_error("starting the sending thread"))?;
     let mut flights = FlightTable::default();
     let mut stats = RawStats::default();
     let mut buf = vec![0u8; 65_536];
+    let mut fatal: Option<RawError> = None;
 
     loop {
         let now = Instant::now();
@@ -436,48 +354,78 @@ pub fn run(
             &mut buf,
             scheduler,
             &mut flights,
-            (&jar, &sources.ports),
+            (&jar, &reservation),
             &mut stats,
             now,
         )?;
         while let Some(id) = scheduler.poll_cancel(now) {
             flights.remove_slot(id);
         }
+        sender.collect(false, &mut |b| {
+            account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+        });
         let mut handed = 0;
-        while handed < SEND_BUDGET {
+        while handed < SEND_BUDGET && fatal.is_none() {
             let Some(probe) = scheduler.poll_probe(now) else {
                 break;
             };
             handed += 1;
-            let sender = &mut senders[usize::from(probe.addr.is_ipv6())];
-            let staged = stage(probe, sender, &mut sources, &jar, &mut flights);
-            if let Err(RawError::Route { source, .. }) = staged {
-                // No route: the probe cannot leave, as a connect() would
-                // fail with ENETUNREACH.
-                let reason = match source.raw_os_error() {
-                    Some(libc::EHOSTUNREACH) => Reason::HostUnreach,
-                    _ => Reason::NetUnreach,
-                };
-                let reply = Reply {
-                    state: PortState::Filtered,
-                    reason,
-                    ttl: None,
-                };
-                scheduler.on_reply(probe.id, reply, now);
-                continue;
+            let path = match paths.resolve(probe.addr, now) {
+                Ok(path) => path,
+                Err(source) => {
+                    // No route: the probe cannot leave, as a connect()
+                    // would fail with ENETUNREACH.
+                    let reason = match source.raw_os_error() {
+                        Some(libc::EHOSTUNREACH) => Reason::HostUnreach,
+                        _ => Reason::NetUnreach,
+                    };
+                    let reply = Reply {
+                        state: PortState::Filtered,
+                        reason,
+                        ttl: None,
+                    };
+                    scheduler.on_reply(probe.id, reply, now);
+                    continue;
+                }
+            };
+            let outlet = match path.via {
+                Via::Frame { .. } => Outlet::Frame,
+                Via::Ip if probe.addr.is_ipv4() => Outlet::Ip4,
+                Via::Ip => Outlet::Ip6,
+            };
+            if let Some(source) = unavailable[outlet as usize].take() {
+                return Err(RawError::Socket {
+                    what: "opening a raw socket",
+                    source,
+                });
             }
-            staged?;
-            if sender.batch.is_full() {
-                sender.flush(scheduler, &mut flights, &mut stats, now)?;
+            let template = templates
+                .entry(path.source)
+                .or_insert_with(|| SynTemplate::new(path.source, reservation.base));
+            let batch = sender.filling(outlet, &mut |b| {
+                account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+            });
+            stage(probe, path.via, template, &reservation, &jar, batch)?;
+            flights.insert(Flight {
+                id: probe.id,
+                dst: probe.addr,
+                port: probe.port,
+            });
+            if batch.packets.is_full() {
+                sender.submit(outlet);
             }
         }
-        for sender in &mut senders {
-            sender.flush(scheduler, &mut flights, &mut stats, now)?;
+        sender.submit_all();
+        if let Some(e) = fatal.take() {
+            return Err(e);
         }
         while let Some(event) = scheduler.poll_event() {
             sink(event);
         }
         if scheduler.is_finished() {
+            sender.collect(true, &mut |b| {
+                account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+            });
             return Ok(stats);
         }
         let wait = crate::turn_wait(scheduler, now, handed == SEND_BUDGET);
@@ -494,24 +442,65 @@ pub fn run(
     }
 }
 
-/// Builds one probe into its family's batch.
+/// Takes a batch back from the sending thread: counts what went, and
+/// hands the probes that could not go back to the scheduler as not sent
+/// (a full socket buffer is back-pressure, not a failure).
+fn account(
+    batch: &mut Batch,
+    scheduler: &mut Scheduler,
+    flights: &mut FlightTable,
+    stats: &mut RawStats,
+    fatal: &mut Option<RawError>,
+    now: Instant,
+) {
+    stats.sent += batch.sent as u64;
+    for &id in batch.ids.get(batch.sent..).unwrap_or(&[]) {
+        flights.remove_slot(id);
+        scheduler.on_not_sent(id, now);
+    }
+    batch.ids.clear();
+    match batch.error.take() {
+        None => {}
+        Some(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM)
+            ) => {}
+        Some(e) => {
+            fatal.get_or_insert(RawError::Socket {
+                what: "sending probes",
+                source: e,
+            });
+        }
+    }
+}
+
+/// Builds one probe into a batch: the Ethernet header first for a frame,
+/// then the packet from the template.
 fn stage(
     probe: Probe,
-    sender: &mut Sender,
-    sources: &mut Sources,
+    via: Via,
+    template: &SynTemplate,
+    ports: &PortReservation,
     jar: &CookieJar,
-    flights: &mut FlightTable,
+    batch: &mut Batch,
 ) -> Result<(), RawError> {
-    let src = sources.source_for(probe.addr)?;
-    let port = sources.ports.port_for(probe.try_no);
+    let src = template.source();
+    let port = ports.port_for(probe.try_no);
     let seq = jar.cookie(src, probe.addr, port, probe.port);
-    let template = sources.template(src);
-    let Some(buffer) = sender.batch.next_buffer() else {
+    let Some(buffer) = batch.packets.next_buffer() else {
         return Ok(());
+    };
+    let offset = match via {
+        Via::Frame { header, .. } => {
+            buffer[..ETHERNET_HEADER].copy_from_slice(&header);
+            ETHERNET_HEADER
+        }
+        Via::Ip => 0,
     };
     let len = template
         .stamp(
-            buffer,
+            &mut buffer[offset..],
             probe.addr,
             port,
             probe.port,
@@ -522,13 +511,11 @@ fn stage(
             what: "building a probe",
             source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
         })?;
-    sender.batch.commit(len, probe.addr);
-    sender.ids.push(probe.id);
-    flights.insert(Flight {
-        id: probe.id,
-        dst: probe.addr,
-        port: probe.port,
-    });
+    match via {
+        Via::Frame { ifindex, .. } => batch.packets.commit_frame(offset + len, ifindex),
+        Via::Ip => batch.packets.commit(len, probe.addr),
+    }
+    batch.ids.push(probe.id);
     Ok(())
 }
 

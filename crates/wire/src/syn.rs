@@ -163,6 +163,11 @@ impl SynTemplate {
         }
     }
 
+    /// The source address the template was built for.
+    pub fn source(&self) -> IpAddr {
+        self.src
+    }
+
     /// The length of every packet this template stamps: 44 bytes for IPv4,
     /// 64 for IPv6 (4 fewer without the MSS option).
     #[must_use]

@@ -1,0 +1,284 @@
+//! The raw engine's sending paths: for each destination, the source
+//! address of its probes and how they leave, as a whole Ethernet frame on
+//! the packet socket (the fast path: no routing, netfilter or qdisc per
+//! packet) or through the kernel's IP path (`IPPROTO_RAW`).
+//!
+//! Frames need the next hop's link-layer address. It comes from the
+//! kernel's neighbour table; while the kernel has none, the probes to that
+//! next hop take the IP path, whose first packet makes the kernel resolve
+//! it (ARP or Neighbor Discovery), and the table is asked again a little
+//! later. So Portolan sends no resolution traffic of its own, and links
+//! without Ethernet framing (tun, tunnels) still work through the IP path.
+//!
+//! Contract: one netlink route query per destination network (/24 or /64)
+//! and one neighbour query per next hop per [`NEIGHBOUR_RECHECK`] while it
+//! is unresolved; the caches are bounded and start over when full.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::route::{Link, Netlink, Route};
+
+/// How long a next hop with no link-layer address yet keeps using the IP
+/// path before the neighbour table is asked again.
+pub(crate) const NEIGHBOUR_RECHECK: Duration = Duration::from_millis(10);
+
+/// Entries per cache before it starts over (a wide sweep of an on-link
+/// range must not grow memory without bound).
+const CACHE_LIMIT: usize = 1 << 16;
+
+/// Length of an Ethernet header.
+pub(crate) const ETHERNET_HEADER: usize = 14;
+
+/// How one probe leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// As a frame on interface `ifindex`, behind `header`.
+    Frame {
+        /// The interface.
+        ifindex: u32,
+        /// Destination and source link-layer addresses and EtherType.
+        header: [u8; ETHERNET_HEADER],
+    },
+    /// Through the kernel's IP path.
+    Ip,
+}
+
+/// The source address and path of a probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Path {
+    pub(crate) source: IpAddr,
+    pub(crate) via: Via,
+}
+
+/// A route, with what framing it needs.
+#[derive(Clone, Copy)]
+struct Hop {
+    route: Route,
+    source: IpAddr,
+    link: Link,
+}
+
+#[derive(Clone, Copy)]
+enum Neighbour {
+    Known([u8; 6]),
+    Unknown { recheck_at: Instant },
+}
+
+/// Caches of routes, links and neighbours.
+pub(crate) struct Paths {
+    netlink: Option<Netlink>,
+    oif: Option<u32>,
+    fixed_source: Option<IpAddr>,
+    frames: bool,
+    hops: HashMap<IpAddr, Hop>,
+    links: HashMap<u32, Link>,
+    neighbours: HashMap<(u32, IpAddr), Neighbour>,
+}
+
+impl Paths {
+    /// Paths through interface `oif` only (`-e`) if given, from
+    /// `fixed_source` (`-S`) if given; `frames` false keeps every probe on
+    /// the IP path (`--send-ip`).
+    pub(crate) fn new(oif: Option<u32>, fixed_source: Option<IpAddr>, frames: bool) -> Paths {
+        Paths {
+            // Without netlink (a kernel without it), the IP path and the
+            // socket-based source lookup still work.
+            netlink: Netlink::open().ok(),
+            oif,
+            fixed_source,
+            frames,
+            hops: HashMap::new(),
+            links: HashMap::new(),
+            neighbours: HashMap::new(),
+        }
+    }
+
+    /// The path of a probe to `dst`.
+    pub(crate) fn resolve(&mut self, dst: IpAddr, now: Instant) -> io::Result<Path> {
+        let hop = self.hop(dst)?;
+        let source = match self.fixed_source {
+            Some(s) if s.is_ipv4() == dst.is_ipv4() => s,
+            _ => hop.source,
+        };
+        // The kernel drops frames to or from 127.0.0.0/8 that did not come
+        // through its own output path (a "martian" unless route_localnet),
+        // so those take the IP path; ::1 has no such rule.
+        let loopback_v4 = matches!(dst, IpAddr::V4(a) if a.is_loopback());
+        let via = if self.frames && !loopback_v4 {
+            self.frame_via(&hop, dst, now)
+        } else {
+            Via::Ip
+        };
+        Ok(Path { source, via })
+    }
+
+    fn hop(&mut self, dst: IpAddr) -> io::Result<Hop> {
+        let network = network_of(dst);
+        if let Some(hop) = self.hops.get(&network) {
+            return Ok(*hop);
+        }
+        let route = match &mut self.netlink {
+            Some(netlink) => netlink.route(dst, self.oif)?,
+            None => Route {
+                ifindex: 0,
+                source: None,
+                gateway: None,
+                local: false,
+            },
+        };
+        let source = match route.source {
+            Some(source) => source,
+            None => crate::sys::source_for(dst)?,
+        };
+        let link = match self.links.get(&route.ifindex) {
+            Some(link) => *link,
+            None => {
+                let link = match &mut self.netlink {
+                    Some(netlink) if route.ifindex != 0 => {
+                        netlink.link(route.ifindex).unwrap_or(Link::Other)
+                    }
+                    _ => Link::Other,
+                };
+                self.links.insert(route.ifindex, link);
+                link
+            }
+        };
+        let hop = Hop {
+            route,
+            source,
+            link,
+        };
+        if self.hops.len() >= CACHE_LIMIT {
+            self.hops.clear();
+        }
+        self.hops.insert(network, hop);
+        Ok(hop)
+    }
+
+    fn frame_via(&mut self, hop: &Hop, dst: IpAddr, now: Instant) -> Via {
+        let ethertype: u16 = if dst.is_ipv4() { 0x0800 } else { 0x86dd };
+        let (destination, own) = match hop.link {
+            Link::Loopback => ([0; 6], [0; 6]),
+            Link::Ethernet(own) => {
+                let next_hop = hop.route.next_hop(dst);
+                match self.neighbour(hop.route.ifindex, next_hop, now) {
+                    Some(mac) => (mac, own),
+                    None => return Via::Ip,
+                }
+            }
+            Link::Other => return Via::Ip,
+        };
+        Via::Frame {
+            ifindex: hop.route.ifindex,
+            header: ethernet_header(destination, own, ethertype),
+        }
+    }
+
+    fn neighbour(&mut self, ifindex: u32, next_hop: IpAddr, now: Instant) -> Option<[u8; 6]> {
+        match self.neighbours.get(&(ifindex, next_hop)) {
+            Some(Neighbour::Known(mac)) => return Some(*mac),
+            Some(Neighbour::Unknown { recheck_at }) if now < *recheck_at => return None,
+            _ => {}
+        }
+        let found = self
+            .netlink
+            .as_mut()
+            .and_then(|n| n.neighbour(ifindex, next_hop).ok().flatten());
+        let entry = match found {
+            Some(mac) => Neighbour::Known(mac),
+            None => Neighbour::Unknown {
+                recheck_at: now + NEIGHBOUR_RECHECK,
+            },
+        };
+        if self.neighbours.len() >= CACHE_LIMIT {
+            self.neighbours.clear();
+        }
+        self.neighbours.insert((ifindex, next_hop), entry);
+        found
+    }
+}
+
+/// The network a route is cached for: the /24 or /64 around `addr`.
+fn network_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            IpAddr::from([o[0], o[1], o[2], 0])
+        }
+        IpAddr::V6(a) => {
+            let mut o = a.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+    }
+}
+
+fn ethernet_header(destination: [u8; 6], source: [u8; 6], ethertype: u16) -> [u8; 14] {
+    let mut header = [0u8; ETHERNET_HEADER];
+    header[..6].copy_from_slice(&destination);
+    header[6..12].copy_from_slice(&source);
+    header[12..].copy_from_slice(&ethertype.to_be_bytes());
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_gets_zero_addressed_frames_but_not_127_8() {
+        let mut paths = Paths::new(None, None, true);
+        let now = Instant::now();
+        let path = paths.resolve("::1".parse().unwrap(), now).unwrap();
+        assert_eq!(path.source, "::1".parse::<IpAddr>().unwrap());
+        let lo = crate::route::interface_index("lo").unwrap();
+        let mut header = [0u8; 14];
+        header[12..].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(
+            path.via,
+            Via::Frame {
+                ifindex: lo,
+                header
+            }
+        );
+        let path = paths.resolve("127.0.0.1".parse().unwrap(), now).unwrap();
+        assert_eq!(path.via, Via::Ip);
+        let mut ip_only = Paths::new(None, None, false);
+        assert_eq!(
+            ip_only
+                .resolve("127.0.0.1".parse().unwrap(), now)
+                .unwrap()
+                .via,
+            Via::Ip
+        );
+    }
+
+    #[test]
+    fn a_fixed_source_of_the_family_wins() {
+        let source: IpAddr = "127.0.0.9".parse().unwrap();
+        let mut paths = Paths::new(None, Some(source), true);
+        let now = Instant::now();
+        assert_eq!(
+            paths
+                .resolve("127.0.0.1".parse().unwrap(), now)
+                .unwrap()
+                .source,
+            source
+        );
+        assert_eq!(
+            paths.resolve("::1".parse().unwrap(), now).unwrap().source,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn header_layout() {
+        let h = ethernet_header([1; 6], [2; 6], 0x86dd);
+        assert_eq!(&h[..6], &[1; 6]);
+        assert_eq!(&h[6..12], &[2; 6]);
+        assert_eq!(&h[12..], &[0x86, 0xdd]);
+    }
+}
