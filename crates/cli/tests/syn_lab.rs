@@ -411,3 +411,118 @@ fn syn_exact_when_the_target_rate_limits_its_resets() {
         .unwrap_or(0);
     assert!(limited > 0, "no RST was held back: {rules}");
 }
+
+/// Counts the scanner namespace's outgoing SYNs (without ACK) in netfilter's
+/// output hook, which the kernel's IP path passes and frames do not.
+fn count_outgoing_syns(lab: &Lab) {
+    lab.scanner()
+        .nft(
+            "table inet portolan_count {\n\
+             counter syns {}\n\
+             chain out {\n type filter hook output priority 0;\n\
+             tcp flags & (syn | ack) == syn counter name syns\n }\n}\n",
+        )
+        .unwrap();
+}
+
+fn outgoing_syns(lab: &Lab) -> u64 {
+    let listing = lab
+        .scanner()
+        .exec(
+            "nft",
+            &["list", "counter", "inet", "portolan_count", "syns"],
+            None,
+        )
+        .unwrap();
+    let count = listing
+        .split("packets ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    count.unwrap_or_else(|| panic!("no packet count in: {listing}"))
+}
+
+#[test]
+fn syn_probes_leave_as_frames_unless_told_to_send_ip() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp(OPEN).unwrap();
+    count_outgoing_syns(&lab);
+    let target = host.ipv4().to_string();
+    let v6 = host.ipv6().to_string();
+    let ports = "1-999,8080,31337";
+    let framed = syn_scan(&lab, &["-p", ports, &target, &v6]);
+    let through_ip = outgoing_syns(&lab);
+    // Frames skip netfilter: at most the first probes of each family,
+    // sent through the IP path while the kernel resolved the next hop.
+    assert!(
+        through_ip < 100,
+        "{through_ip} of 2002 probes took the IP path: {:?}",
+        framed.summary
+    );
+    let ip = syn_scan(&lab, &["--send-ip", "-p", ports, &target, &v6]);
+    assert!(outgoing_syns(&lab) - through_ip >= 2 * 1001);
+    for run in [&framed, &ip] {
+        assert_eq!(run.ports.len(), 2 * 1001);
+        for ((_, port), line) in &run.ports {
+            let want = if OPEN.contains(port) {
+                "open"
+            } else {
+                "closed"
+            };
+            assert_eq!(line.state, want, "port {port}");
+        }
+    }
+}
+
+#[test]
+fn syn_through_a_gateway_to_a_routed_range() {
+    // A /16 behind the lab host as a gateway: frames carry the gateway's
+    // link-layer address, and every address of the range answers.
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp([80]).unwrap();
+    lab.route_range_to(host, "198.19.0.0/16").unwrap();
+    lab.route_range_to(host, "fd00:99::/64").unwrap();
+    count_outgoing_syns(&lab);
+    let run = syn_scan(
+        &lab,
+        &["-Pn", "-p", "80,81", "198.19.77.0/28", "fd00:99::100/124"],
+    );
+    assert_eq!(run.ports.len(), 2 * 16 * 2);
+    for ((addr, port), line) in &run.ports {
+        let want = if *port == 80 { "open" } else { "closed" };
+        assert_eq!(line.state, want, "{addr} port {port}");
+    }
+    assert!(outgoing_syns(&lab) < 20);
+}
+
+#[test]
+fn syn_on_a_named_interface() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    let run = syn_scan(
+        &lab,
+        &[
+            "-e",
+            host.scanner_interface(),
+            "-p",
+            "22,23",
+            &host.ipv4().to_string(),
+        ],
+    );
+    assert_eq!(run.ports[&(host.ipv4().into(), 22)].state, "open");
+    assert_eq!(run.ports[&(host.ipv4().into(), 23)].state, "closed");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-e", "nosuch0", "-p", "22", "--no-progress"])
+        .arg(host.ipv4().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interface nosuch0"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -414,6 +414,12 @@ pub fn run(
             if batch.packets.is_full() {
                 sender.submit(outlet);
             }
+            if let Some(next_hop) = path.resolving {
+                // This probe makes the kernel resolve the next hop: send it
+                // now and wait for the answer (see `paths`).
+                sender.submit(outlet);
+                paths.await_neighbour(next_hop);
+            }
         }
         sender.submit_all();
         if let Some(e) = fatal.take() {
