@@ -477,18 +477,23 @@ fn syn_probes_leave_as_frames_unless_told_to_send_ip() {
 
 #[test]
 fn syn_through_a_gateway_to_a_routed_range() {
-    // A /16 behind the lab host as a gateway: frames carry the gateway's
-    // link-layer address, and every address of the range answers.
+    // The lab's ranges behind the lab host as a gateway: frames carry the
+    // gateway's link-layer address, and every address answers.
     let lab = lab_or_skip!();
     let host = lab.host(0);
     let _service = host.listen_tcp([80]).unwrap();
-    lab.route_range_to(host, "198.19.0.0/16").unwrap();
-    lab.route_range_to(host, "fd00:99::/64").unwrap();
+    // The prefixes hold the link's own subnet, which must stay on the link.
+    lab.route_range_to(host, "198.18.0.0/15").unwrap();
+    lab.route_range_to(host, "fd00::/8").unwrap();
     count_outgoing_syns(&lab);
-    let run = syn_scan(
-        &lab,
-        &["-Pn", "-p", "80,81", "198.19.77.0/28", "fd00:99::100/124"],
-    );
+    // A /28 away from the link's own /24.
+    let third = if host.ipv4().octets()[2] == 77 {
+        78
+    } else {
+        77
+    };
+    let v4 = format!("198.19.{third}.0/28");
+    let run = syn_scan(&lab, &["-Pn", "-p", "80,81", &v4, "fd00:99::100/124"]);
     assert_eq!(run.ports.len(), 2 * 16 * 2);
     for ((addr, port), line) in &run.ports {
         let want = if *port == 80 { "open" } else { "closed" };

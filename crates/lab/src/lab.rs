@@ -460,8 +460,21 @@ impl Lab {
         };
         self.scanner
             .ip_batch(&format!("route add {prefix} via {gateway}\n"))?;
-        host.ip_batch(&format!("route add local {prefix} dev lo\n"))
-            .map(drop)
+        // The link's own subnet stays on the link even if the prefix holds
+        // it: the `local` route would otherwise take the scanner's address
+        // too (the local table is searched first, by longest prefix).
+        let subnet = host.subnet();
+        host.ip_batch(&format!(
+            "route add local {prefix} dev lo\n\
+             route replace unicast {v4}/{p4} dev {link} table local\n\
+             route replace unicast {v6}/{p6} dev {link} table local\n",
+            v4 = subnet.ipv4(0),
+            p4 = Subnet::IPV4_PREFIX,
+            v6 = subnet.ipv6(0),
+            p6 = Subnet::IPV6_PREFIX,
+            link = host.interface(),
+        ))
+        .map(drop)
     }
 }
 
