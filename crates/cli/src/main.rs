@@ -251,13 +251,10 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let bar = progress.bar();
     let mut write_error: Option<io::Error> = None;
     let failed = std::cell::Cell::new(false);
-    let mut observer = |s: &Scheduler, now: Instant| {
-        progress.update(s, now);
-        if interrupted.load(Ordering::Relaxed) || failed.get() {
-            Control::Interrupt
-        } else {
-            Control::Continue
-        }
+    let mut observer = ScanObserver {
+        progress: &mut progress,
+        interrupted: &interrupted,
+        failed: &failed,
     };
     let mut sink_event = |event: ScanEvent| {
         if write_error.is_some() {
@@ -332,4 +329,28 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What the transports report to while they scan: the progress display,
+/// and whether to stop (Ctrl-C, or results that could not be written).
+struct ScanObserver<'a> {
+    progress: &'a mut progress::Progress,
+    interrupted: &'a AtomicBool,
+    failed: &'a std::cell::Cell<bool>,
+}
+
+impl portolan_transport::Observer for ScanObserver<'_> {
+    fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control {
+        self.progress.update(scheduler, now);
+        if self.interrupted.load(Ordering::Relaxed) || self.failed.get() {
+            Control::Interrupt
+        } else {
+            Control::Continue
+        }
+    }
+
+    fn packets(&mut self, stats: &raw::RawStats) {
+        self.progress
+            .packets(stats.sent, stats.received, stats.ignored);
+    }
 }

@@ -531,3 +531,44 @@ fn syn_on_a_named_interface() {
     assert!(stderr.contains("interface nosuch0"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn syn_status_line_on_sigusr1_with_packet_counters() {
+    // A scan slowed by --max-rate; SIGUSR1 asks for a status line, which
+    // carries the packet counters; SIGINT then ends the scan early.
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    host.drop_tcp(1..=3000).unwrap();
+    let child = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-p", "1-3000", "--max-rate", "300", "--no-progress"])
+        .arg(host.ipv4().to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ip netns exec` runs the scanner in its own process (no fork), so
+    // the child's pid is the scanner's.
+    let pid = child.id() as libc::pid_t;
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let status = stderr
+        .lines()
+        .find(|l| l.starts_with("Stats: "))
+        .unwrap_or_else(|| panic!("no status line in: {stderr}"));
+    assert!(status.contains("of 3000 ports done"), "{status}");
+    let sent: u64 = status
+        .split("packets: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet counters in: {status}"));
+    assert!(sent > 0, "{status}");
+}

@@ -58,6 +58,10 @@ pub enum Control {
 pub trait Observer {
     /// Sees the scheduler between turns.
     fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control;
+
+    /// Sees the packet counters of a raw-packet scan, before each
+    /// [`Observer::tick`].
+    fn packets(&mut self, _stats: &raw::RawStats) {}
 }
 
 impl<F: FnMut(&Scheduler, Instant) -> Control> Observer for F {

@@ -346,6 +346,7 @@ pub fn run(
 
     loop {
         let now = Instant::now();
+        observer.packets(&stats);
         if observer.tick(scheduler, now) == Control::Interrupt {
             scheduler.interrupt(now);
         }
