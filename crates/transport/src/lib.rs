@@ -7,8 +7,8 @@
 //!   kernel's routes, neighbours and links over rtnetlink), a path cache
 //!   per destination and a sending thread.
 //! - [`sys`]: the operating-system specifics (sockets, filters, resource
-//!   limits, capabilities); with the sending batches, the only place with
-//!   `unsafe`.
+//!   limits, capabilities, sending batches) and [`ring`] (the packet
+//!   socket's receive ring): the only places with `unsafe`.
 //!
 //! A transport drives a [`portolan_engine::Scheduler`]: it asks for probes,
 //! sends them, reports answers and releases what the scheduler cancels.
@@ -20,6 +20,7 @@ pub mod connect;
 pub mod cookie;
 mod paths;
 pub mod raw;
+pub mod ring;
 pub mod route;
 mod sender;
 pub mod sys;

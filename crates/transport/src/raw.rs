@@ -33,6 +33,7 @@ use portolan_wire::{Reply as Packet, SynTemplate, parse_reply};
 
 use crate::cookie::CookieJar;
 use crate::paths::{ETHERNET_HEADER, Paths, Via};
+use crate::ring::RxRing;
 use crate::sender::{Batch, Outlet, SendThread};
 use crate::{Control, Observer, route, sys};
 
@@ -295,20 +296,32 @@ pub fn run(
     observer: &mut dyn Observer,
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<RawStats, RawError> {
-    let receiver = sys::open_packet_receiver().map_err(|e| match e.raw_os_error() {
+    let socket = sys::open_packet_receiver().map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
         _ => RawError::Socket {
             what: "opening the packet socket",
             source: e,
         },
     })?;
+    // Without a ring (a kernel that refuses one), each packet is read with
+    // its own system call.
+    let ring = RxRing::new(socket.as_raw_fd()).ok();
+    let mut receiver = Receiver {
+        buf: if ring.is_some() {
+            Vec::new()
+        } else {
+            vec![0; 65_536]
+        },
+        socket,
+        ring,
+    };
     let oif = match &options.device {
         Some(name) => {
             let index = route::interface_index(name).map_err(|source| RawError::Interface {
                 name: name.clone(),
                 source,
             })?;
-            sys::bind_packet_socket(receiver.as_raw_fd(), index)
+            sys::bind_packet_socket(receiver.socket.as_raw_fd(), index)
                 .map_err(socket_error("binding the packet socket"))?;
             Some(index)
         }
@@ -329,7 +342,7 @@ pub fn run(
         }
     }
     let mut poll = Poll::new().map_err(socket_error("creating the poller"))?;
-    let fd = receiver.as_raw_fd();
+    let fd = receiver.socket.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
         .map_err(socket_error("polling the packet socket"))?;
@@ -341,7 +354,6 @@ pub fn run(
         SendThread::spawn(sockets).map_err(socket_error("starting the sending thread"))?;
     let mut flights = FlightTable::default();
     let mut stats = RawStats::default();
-    let mut buf = vec![0u8; 65_536];
     let mut fatal: Option<RawError> = None;
 
     loop {
@@ -351,13 +363,15 @@ pub fn run(
             scheduler.interrupt(now);
         }
         receive(
-            fd,
-            &mut buf,
-            scheduler,
-            &mut flights,
-            (&jar, &reservation),
-            &mut stats,
-            now,
+            &mut receiver,
+            &mut Judge {
+                scheduler,
+                flights: &mut flights,
+                jar: &jar,
+                our_ports: &reservation,
+                stats: &mut stats,
+                now,
+            },
         )?;
         while let Some(id) = scheduler.poll_cancel(now) {
             flights.remove_slot(id);
@@ -526,46 +540,67 @@ fn stage(
     Ok(())
 }
 
-/// Reads waiting packets and reports the valid answers.
-#[allow(clippy::too_many_arguments)]
-fn receive(
-    fd: std::os::fd::RawFd,
-    buf: &mut [u8],
-    scheduler: &mut Scheduler,
-    flights: &mut FlightTable,
-    (jar, our_ports): (&CookieJar, &PortReservation),
-    stats: &mut RawStats,
+/// Where answers are read from: the receive ring, or (when the kernel
+/// offers none) the packet socket itself, a `recvfrom` per packet.
+struct Receiver {
+    socket: socket2::Socket,
+    ring: Option<RxRing>,
+    buf: Vec<u8>,
+}
+
+/// What the reading of answers needs to judge and report them.
+struct Judge<'a> {
+    scheduler: &'a mut Scheduler,
+    flights: &'a mut FlightTable,
+    jar: &'a CookieJar,
+    our_ports: &'a PortReservation,
+    stats: &'a mut RawStats,
     now: Instant,
-) -> Result<(), RawError> {
+}
+
+/// Reads waiting packets and reports the valid answers.
+fn receive(receiver: &mut Receiver, judge: &mut Judge) -> Result<(), RawError> {
+    if let Some(ring) = &mut receiver.ring {
+        ring.drain(RECV_BUDGET, |packet, kind| judge.packet(packet, kind));
+        return Ok(());
+    }
+    let fd = receiver.socket.as_raw_fd();
     for _ in 0..RECV_BUDGET {
-        let Some((len, kind)) =
-            sys::recv_packet(fd, buf).map_err(socket_error("reading the packet socket"))?
+        let Some((len, kind)) = sys::recv_packet(fd, &mut receiver.buf)
+            .map_err(socket_error("reading the packet socket"))?
         else {
             return Ok(());
         };
-        if kind == sys::PACKET_OUTGOING {
-            continue;
-        }
-        let Ok(packet) = parse_reply(&buf[..len]) else {
-            stats.received += 1;
-            stats.ignored += 1;
-            continue;
-        };
-        if is_own_probe(&packet, our_ports) {
-            // Our own SYN, seen arriving when the target is on loopback.
-            continue;
-        }
-        stats.received += 1;
-        let Some((target, port, reply)) = classify(packet, jar) else {
-            stats.ignored += 1;
-            continue;
-        };
-        match flights.take(target, port) {
-            Some(id) if scheduler.on_reply(id, reply, now) => stats.matched += 1,
-            _ => stats.ignored += 1,
-        }
+        judge.packet(&receiver.buf[..len], kind);
     }
     Ok(())
+}
+
+impl Judge<'_> {
+    /// Judges one packet read from the packet socket.
+    fn packet(&mut self, bytes: &[u8], kind: u8) {
+        if kind == sys::PACKET_OUTGOING {
+            return;
+        }
+        let Ok(packet) = parse_reply(bytes) else {
+            self.stats.received += 1;
+            self.stats.ignored += 1;
+            return;
+        };
+        if is_own_probe(&packet, self.our_ports) {
+            // Our own SYN, seen arriving when the target is on loopback.
+            return;
+        }
+        self.stats.received += 1;
+        let Some((target, port, reply)) = classify(packet, self.jar) else {
+            self.stats.ignored += 1;
+            return;
+        };
+        match self.flights.take(target, port) {
+            Some(id) if self.scheduler.on_reply(id, reply, self.now) => self.stats.matched += 1,
+            _ => self.stats.ignored += 1,
+        }
+    }
 }
 
 /// Whether a packet is one of our probes (a bare SYN from our ports).
