@@ -403,7 +403,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oX <file>",
-        "Write nmap XML (arrives with the output formats)"
+        "Write nmap XML to a file (- for standard output)"
     ),
     flag!(
         OutGrep,
@@ -411,7 +411,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oG <file>",
-        "Write grepable output (arrives with the output formats)"
+        "Write grepable output to a file (- for standard output)"
     ),
     flag!(
         OutAll,
@@ -419,7 +419,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oA <basename>",
-        "Write the main formats at once (arrives with the output formats)"
+        "Write normal, XML and grepable output to <basename>.nmap, .xml and .gnmap"
     ),
     flag!(
         AppendOutput,

@@ -9,9 +9,9 @@
 
 mod args;
 mod flags;
+mod outputs;
 mod progress;
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,15 +20,13 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use portolan_engine::{PortState, ScanEvent, ScanPlan, Scheduler};
-use portolan_output::jsonl::JsonLinesSink;
-use portolan_output::normal::NormalSink;
-use portolan_output::{OutputOptions, ScanInfo, ScanSummary, Sink};
+use portolan_output::{OutputOptions, ScanInfo, ScanSummary};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
 use portolan_transport::raw::{self, SynOptions};
 
-use crate::args::{Config, Mode, OutputFile, ScanKind, UsageError};
+use crate::args::{Config, Mode, ScanKind, UsageError};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -125,21 +123,6 @@ fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_output(file: &OutputFile, append: bool) -> anyhow::Result<Box<dyn Write>> {
-    Ok(match &file.path {
-        None => Box::new(io::stdout()),
-        Some(path) => {
-            let f: File = if append {
-                OpenOptions::new().create(true).append(true).open(path)
-            } else {
-                File::create(path)
-            }
-            .with_context(|| format!("cannot open output file {}", path.display()))?;
-            Box::new(BufWriter::new(f))
-        }
-    })
-}
-
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -175,26 +158,9 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let options = OutputOptions {
         open_only: config.open_only,
         reason: config.reason,
+        verbosity: config.verbosity,
     };
-    let stdout_taken = [&config.normal_out, &config.json_out]
-        .iter()
-        .any(|o| o.as_ref().is_some_and(|f| f.path.is_none()));
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if !stdout_taken {
-        sinks.push(Box::new(NormalSink::new(io::stdout(), options)));
-    }
-    if let Some(f) = &config.normal_out {
-        sinks.push(Box::new(NormalSink::new(
-            open_output(f, config.append)?,
-            options,
-        )));
-    }
-    if let Some(f) = &config.json_out {
-        sinks.push(Box::new(JsonLinesSink::new(
-            open_output(f, config.append)?,
-            options,
-        )));
-    }
+    let mut sinks = outputs::build_sinks(config, options)?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -211,12 +177,14 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         version: VERSION,
         args: argv,
         start: start_wall,
+        started_at: start,
         scan_type: match technique {
             ScanKind::Syn => "syn",
             ScanKind::Connect => "connect",
         },
         proto: Protocol::Tcp,
         port_count: config.tcp_ports.len(),
+        ports: config.tcp_ports.clone(),
     };
     for s in &mut sinks {
         s.begin(&info)?;

@@ -8,14 +8,11 @@
 
 use std::io::{self, Write};
 
-use portolan_engine::{HostReport, HostStatus, PortOutcome, PortResult, PortState, Reason};
+use portolan_engine::{HostReport, HostStatus, PortOutcome, PortState};
 
 use crate::escape::for_terminal;
 use crate::time::minute_utc;
 use crate::{OutputOptions, ScanInfo, ScanSummary, Sink, proto_name, service_name};
-
-/// A state with more ports than this is summarised, as nmap does.
-const COLLAPSE_ABOVE: u64 = 25;
 
 /// Normal output to any writer.
 pub struct NormalSink<W: Write> {
@@ -32,12 +29,7 @@ impl<W: Write> NormalSink<W> {
     fn write_host(&mut self, report: &HostReport) -> io::Result<()> {
         let addr = report.target.addr;
         let counts = report.state_counts();
-        if self.options.open_only
-            && report.status != HostStatus::TimedOut
-            && !PortState::ALL
-                .iter()
-                .any(|s| crate::shown_with_open_only(*s) && counts[s.index()] > 0)
-        {
+        if crate::hidden_with_open_only(report, &self.options) {
             return Ok(());
         }
         let out = &mut self.out;
@@ -70,24 +62,15 @@ impl<W: Write> NormalSink<W> {
             _ => writeln!(out, "Host is up{latency}.")?,
         }
 
-        let collapsed: Vec<PortState> = PortState::ALL
-            .iter()
-            .copied()
-            .filter(|s| {
-                if self.options.open_only {
-                    !crate::shown_with_open_only(*s) && counts[s.index()] > 0
-                } else {
-                    *s != PortState::Open && counts[s.index()] > COLLAPSE_ABOVE
-                }
-            })
-            .collect();
+        let collapsed = crate::collapsed_states(report, &self.options);
         if !collapsed.is_empty() {
             let parts: Vec<String> = collapsed
                 .iter()
                 .map(|s| {
                     let n = counts[s.index()];
-                    let reason = dominant_reason(&report.ports, *s)
-                        .map(|r| format!(" ({})", r.as_str()))
+                    let reason = crate::reasons_of(&report.ports, *s)
+                        .first()
+                        .map(|(r, _)| format!(" ({})", r.as_str()))
                         .unwrap_or_default();
                     let proto = report.ports.first().map_or("tcp", |p| proto_name(p.proto));
                     format!("{n} {} {proto} ports{reason}", s.as_str())
@@ -113,18 +96,6 @@ impl<W: Write> NormalSink<W> {
         }
         writeln!(out)
     }
-}
-
-/// The most frequent reason among the ports in `state`.
-fn dominant_reason(ports: &[PortOutcome], state: PortState) -> Option<Reason> {
-    let mut tally: Vec<(Reason, u64)> = Vec::new();
-    for p in ports.iter().filter(|p| p.state == state) {
-        match tally.iter_mut().find(|(r, _)| *r == p.reason) {
-            Some((_, n)) => *n += 1,
-            None => tally.push((p.reason, 1)),
-        }
-    }
-    tally.into_iter().max_by_key(|(_, n)| *n).map(|(r, _)| r)
 }
 
 fn write_table(out: &mut impl Write, ports: &[&PortOutcome], reason: bool) -> io::Result<()> {
@@ -179,10 +150,6 @@ impl<W: Write> Sink for NormalSink<W> {
         )
     }
 
-    fn port(&mut self, _result: &PortResult) -> io::Result<()> {
-        Ok(())
-    }
-
     fn host(&mut self, report: &HostReport) -> io::Result<()> {
         self.write_host(report)?;
         self.out.flush()
@@ -190,21 +157,13 @@ impl<W: Write> Sink for NormalSink<W> {
 
     fn end(&mut self, summary: &ScanSummary) -> io::Result<()> {
         let s = &summary.stats;
-        let plural = |n: u64, one: &str, many: &str| {
-            if n == 1 {
-                format!("{n} {one}")
-            } else {
-                format!("{n} {many}")
-            }
-        };
         if summary.interrupted {
             writeln!(self.out, "Scan interrupted: the results above are partial.")?;
         }
         writeln!(
             self.out,
-            "Portolan done: {} ({}) scanned in {:.2} seconds",
-            plural(s.hosts_done, "IP address", "IP addresses"),
-            plural(s.hosts_up, "host up", "hosts up"),
+            "Portolan done: {} scanned in {:.2} seconds",
+            crate::hosts_phrase(s.hosts_done, s.hosts_up),
             summary.elapsed.as_secs_f64()
         )?;
         let states: Vec<String> = PortState::ALL
@@ -238,7 +197,7 @@ impl<W: Write> Sink for NormalSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_engine::HostTimes;
+    use portolan_engine::{HostTimes, Reason};
     use portolan_targets::{Protocol, Target};
     use std::time::{Duration, Instant};
 
@@ -309,8 +268,8 @@ mod tests {
         let text = render(
             &report(ports.clone()),
             OutputOptions {
-                open_only: false,
                 reason: true,
+                ..OutputOptions::default()
             },
         );
         assert!(text.contains("Host is up, received user-set (0.000042s latency)."));
@@ -323,7 +282,7 @@ mod tests {
             &report(ports),
             OutputOptions {
                 open_only: true,
-                reason: false,
+                ..OutputOptions::default()
             },
         );
         assert!(text.contains("Not shown: 1 closed tcp ports (conn-refused)"));
@@ -332,7 +291,7 @@ mod tests {
             &report(vec![outcome(23, PortState::Closed, Reason::ConnRefused)]),
             OutputOptions {
                 open_only: true,
-                reason: false,
+                ..OutputOptions::default()
             },
         );
         assert_eq!(none, "");
