@@ -8,4 +8,6 @@ mod util;
 mod bad_input;
 mod connect_lab;
 mod loopback;
+mod output_tools;
+mod output_xml;
 mod syn_lab;

@@ -107,7 +107,9 @@ impl<W: Write> XmlSink<W> {
         unix_seconds(t).to_string()
     }
 
-    fn write_host(&mut self, report: &HostReport) -> io::Result<()> {
+    /// Renders one `<host>` element into `out` (nothing for a host that is
+    /// not reported).
+    fn render_host(&self, out: &mut Vec<u8>, report: &HostReport) -> io::Result<()> {
         let (state, reason) = match report.status {
             HostStatus::Up(reason) => ("up", reason),
             HostStatus::Interrupted | HostStatus::TimedOut => ("up", Reason::UserSet),
@@ -127,7 +129,6 @@ impl<W: Write> XmlSink<W> {
             HostStatus::Interrupted => attrs.push(("comment", "scan interrupted: partial")),
             _ => {}
         }
-        let out = &mut self.out;
         open_tag(out, "host", &attrs)?;
         out.write_all(b">")?;
         empty(
@@ -298,7 +299,10 @@ impl<W: Write> Sink for XmlSink<W> {
     }
 
     fn host(&mut self, report: &HostReport) -> io::Result<()> {
-        self.write_host(report)?;
+        // One write per host, so a killed scan leaves whole hosts only.
+        let mut element = Vec::with_capacity(4096);
+        self.render_host(&mut element, report)?;
+        self.out.write_all(&element)?;
         self.out.flush()
     }
 
