@@ -8,6 +8,7 @@ mod util;
 mod bad_input;
 mod connect_lab;
 mod loopback;
+mod output_golden;
 mod output_interrupt;
 mod output_tools;
 mod output_xml;
