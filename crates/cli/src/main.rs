@@ -160,7 +160,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         reason: config.reason,
         verbosity: config.verbosity,
     };
-    let mut sinks = outputs::build_sinks(config, options)?;
+    let outputs = outputs::Outputs::new(config, options)?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -186,9 +186,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         port_count: config.tcp_ports.len(),
         ports: config.tcp_ports.clone(),
     };
-    for s in &mut sinks {
-        s.begin(&info)?;
-    }
+    outputs.begin(&info)?;
 
     let plan = ScanPlan {
         targets,
@@ -217,34 +215,21 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     );
 
     let bar = progress.bar();
-    let mut write_error: Option<io::Error> = None;
-    let failed = std::cell::Cell::new(false);
     let mut observer = |s: &Scheduler, now: Instant| {
         progress.update(s, now);
-        if interrupted.load(Ordering::Relaxed) || failed.get() {
+        outputs.tick(s.stats(), now);
+        if interrupted.load(Ordering::Relaxed) || outputs.failed() {
             Control::Interrupt
         } else {
             Control::Continue
         }
     };
     let mut sink_event = |event: ScanEvent| {
-        if write_error.is_some() {
-            return;
-        }
-        let mut write = || {
-            sinks.iter_mut().try_for_each(|s| match &event {
-                ScanEvent::Port(p) => s.port(p),
-                ScanEvent::HostDone(h) => s.host(h),
-            })
-        };
+        let write = || outputs.event(&event);
         // Keep the progress bar from tearing text written to the terminal.
-        let result = match (&bar, &event) {
+        match (&bar, &event) {
             (Some(bar), ScanEvent::HostDone(_)) => bar.suspend(write),
             _ => write(),
-        };
-        if let Err(e) = result {
-            write_error = Some(e);
-            failed.set(true);
         }
     };
     let mut packets = None;
@@ -280,7 +265,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         }
     }
     progress.finish();
-    if let Some(e) = write_error {
+    if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
     let was_interrupted = interrupted.load(Ordering::Relaxed);
@@ -291,9 +276,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         interrupted: was_interrupted,
         packets,
     };
-    for s in &mut sinks {
-        s.end(&summary)?;
-    }
+    outputs.end(&summary)?;
     Ok(if was_interrupted {
         ExitCode::from(130)
     } else {

@@ -93,6 +93,32 @@ impl ScanSummary {
     }
 }
 
+/// The scan's cumulative counters at one moment, for timelines of the
+/// send and reply rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSample {
+    /// Time since the scan started.
+    pub elapsed: Duration,
+    /// Probes sent so far, retransmissions included.
+    pub probes_sent: u64,
+    /// Answers accepted so far.
+    pub replies: u64,
+    /// Ports resolved so far.
+    pub ports_done: u64,
+}
+
+impl RateSample {
+    /// A sample of `stats` taken `elapsed` after the start.
+    pub fn new(stats: &ScanStats, elapsed: Duration) -> RateSample {
+        RateSample {
+            elapsed,
+            probes_sent: stats.probes_sent,
+            replies: stats.replies,
+            ports_done: stats.ports_done,
+        }
+    }
+}
+
 /// Choices that shape every format alike.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OutputOptions {
@@ -116,6 +142,12 @@ pub trait Sink {
     }
     /// A host is done.
     fn host(&mut self, report: &HostReport) -> io::Result<()>;
+    /// The scan's counters, sampled about once a second. Formats without
+    /// a timeline ignore it.
+    fn rate(&mut self, sample: &RateSample) -> io::Result<()> {
+        let _ = sample;
+        Ok(())
+    }
     /// The scan is over.
     fn end(&mut self, summary: &ScanSummary) -> io::Result<()>;
 }

@@ -16,7 +16,7 @@ use portolan_output::grepable::GrepableSink;
 use portolan_output::jsonl::JsonLinesSink;
 use portolan_output::normal::NormalSink;
 use portolan_output::xml::XmlSink;
-use portolan_output::{OutputOptions, ScanInfo, ScanSummary, Sink};
+use portolan_output::{OutputOptions, RateSample, ScanInfo, ScanSummary, Sink};
 use portolan_targets::{Protocol, Target};
 
 fn outcome(port: u16, state: PortState, reason: Reason, ttl: Option<u8>) -> PortOutcome {
@@ -144,6 +144,13 @@ fn scan() -> Scan {
 
 fn run(mut sink: impl Sink, scan: &Scan) {
     sink.begin(&scan.info).unwrap();
+    sink.rate(&RateSample {
+        elapsed: Duration::from_millis(1000),
+        probes_sent: 60,
+        replies: 25,
+        ports_done: 40,
+    })
+    .unwrap();
     for h in &scan.hosts {
         for p in &h.ports {
             sink.port(&PortResult {
