@@ -11,6 +11,7 @@ mod args;
 mod flags;
 mod outputs;
 mod progress;
+mod report;
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if argv.get(1).is_some_and(|a| a == "report") {
+        return report::run(&argv[2..], VERSION);
+    }
     let parsed =
         flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
     let read_list =

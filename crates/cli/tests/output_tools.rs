@@ -75,6 +75,11 @@ pub fn libnmap() -> bool {
     )
 }
 
+#[track_caller]
+pub fn chromium() -> bool {
+    require_tool("chromium", "chromium", &["--version"])
+}
+
 /// Runs a command and returns its output (panics if it cannot start).
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()

@@ -10,6 +10,7 @@ mod connect_lab;
 mod loopback;
 mod output_golden;
 mod output_interrupt;
+mod output_report;
 mod output_tools;
 mod output_xml;
 mod syn_lab;
