@@ -662,7 +662,8 @@ where
 pub fn help_text(version: &str) -> String {
     let mut s = format!(
         "Portolan {version}: a network port scanner with nmap's flags\n\
-         Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n"
+         Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n\
+         \x20      portolan report FILE.xml|FILE.jsonl [-o REPORT.html]\n"
     );
     let width = FLAGS.iter().map(|f| f.usage.len()).max().unwrap_or(0);
     for section in Section::ALL {
@@ -679,7 +680,8 @@ pub fn help_text(version: &str) -> String {
         }
     }
     s.push_str(
-        "EXAMPLES:\n  portolan -p 1-1024 127.0.0.1\n  portolan -sT -p- -T4 --open 198.18.0.0/24\n",
+        "EXAMPLES:\n  portolan -p 1-1024 127.0.0.1\n  portolan -sT -p- -T4 --open 198.18.0.0/24\n  \
+         portolan -oA scan -oJ scan.jsonl 198.18.0.0/24 && portolan report scan.jsonl -o scan.html\n",
     );
     s
 }

@@ -186,7 +186,10 @@ mod tests {
             Err(ReportError::UnknownFormat('#'))
         ));
         assert!(matches!(read("<html/>"), Err(ReportError::NotNmapXml(_))));
-        assert!(matches!(read("{]\n"), Err(ReportError::Json { line: 1, .. })));
+        assert!(matches!(
+            read("{]\n"),
+            Err(ReportError::Json { line: 1, .. })
+        ));
     }
 
     /// Every prefix of real files (a scan killed at any byte) reads without
