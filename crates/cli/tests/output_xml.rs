@@ -274,3 +274,62 @@ fn append_output_adds_a_second_run_to_each_file() {
     let text = std::fs::read_to_string(&gnmap).unwrap();
     assert_eq!(text.matches("# Nmap done at ").count(), 1, "{text}");
 }
+
+#[test]
+fn syn_scan_xml_over_ipv4_and_ipv6_carries_reply_ttls() {
+    tools_or_skip!(xmllint, libnmap);
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = furnish(host);
+    let (v4, v6) = (host.ipv4().to_string(), host.ipv6().to_string());
+    let xml = scratch_dir().join("syn.xml");
+    // Resolve the neighbours first (one connection each): without it, a
+    // SYN scan of a fresh lab host's IPv6 address sometimes gets no answer
+    // at all and reports every port filtered (half the runs here, with
+    // 106 ports; a transport issue reported to the lead). This test is
+    // about the XML.
+    for addr in [host.socket_v4(22), host.socket_v6(22)] {
+        let connected = lab
+            .scanner()
+            .run(move || {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+                    .is_ok()
+            })
+            .expect("run in the scanner namespace");
+        assert!(connected, "connect to {addr}");
+    }
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-T4", "--no-progress", "-p", PORTS, "-oX"])
+        .arg(&xml)
+        .args([&v4, &v6])
+        .output()
+        .expect("run portolan in the lab");
+    assert_success(&out);
+    assert_dtd_valid(&xml);
+    let text = std::fs::read_to_string(&xml).unwrap();
+    assert!(text.contains("<scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"106\""));
+    assert!(text.contains(&format!("<address addr=\"{v6}\" addrtype=\"ipv6\"/>")));
+    // Raw probes see the answer's TTL (64 or the IPv6 hop limit 64).
+    assert!(
+        text.contains("portid=\"22\"><state state=\"open\" reason=\"syn-ack\" reason_ttl=\"64\"/>"),
+        "{text}"
+    );
+    assert!(text.contains("<extrareasons reason=\"reset\" count=\"98\""));
+    let hosts = libnmap_hosts(&xml, false);
+    let mut addrs: Vec<&str> = hosts.iter().map(|h| h.address.as_str()).collect();
+    addrs.sort();
+    let mut want = [v4.as_str(), v6.as_str()];
+    want.sort();
+    assert_eq!(addrs, want);
+    for h in &hosts {
+        let open: Vec<u16> = h
+            .ports
+            .iter()
+            .filter(|p| p.2 == "open")
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(open, OPEN, "{}", h.address);
+    }
+}
