@@ -131,7 +131,7 @@ impl Outputs {
 fn build_sinks(config: &Config, options: OutputOptions) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     type Make = fn(Box<dyn Write>, OutputOptions) -> Box<dyn Sink>;
     let formats: [(&Option<OutputFile>, Make); 4] = [
-        (&config.normal_out, |w, o| Box::new(NormalSink::new(w, o))),
+        (&config.normal_out, |w, o| Box::new(NormalSink::file(w, o))),
         (&config.xml_out, |w, o| Box::new(XmlSink::new(w, o))),
         (&config.grep_out, |w, o| Box::new(GrepableSink::new(w, o))),
         (&config.json_out, |w, o| Box::new(JsonLinesSink::new(w, o))),

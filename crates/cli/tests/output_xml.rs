@@ -267,7 +267,8 @@ fn append_output_adds_a_second_run_to_each_file() {
     assert_eq!(text.matches("# Nmap done at ").count(), 2, "{text}");
     assert_eq!(text.matches("Host: 127.0.0.1 ()\tStatus: Up").count(), 2);
     let text = std::fs::read_to_string(&normal).unwrap();
-    assert_eq!(text.matches("Portolan done:").count(), 2, "{text}");
+    assert_eq!(text.matches("# Nmap done at ").count(), 2, "{text}");
+    assert_eq!(text.matches(" scan initiated ").count(), 2, "{text}");
     // Without the flag, the file is replaced.
     let out = crate::util::portolan(&["-sT", "-p", "1-5", "-oG", path_str(&gnmap), "127.0.0.1"]);
     assert_success(&out);

@@ -12,8 +12,7 @@
 //! `,` inside a field would break the line, so it becomes `|`. At most one
 //! state is summarised as "Ignored State" (the largest crowded one); every
 //! other port is listed. The closing line keeps nmap's `# Nmap done at`
-//! prefix on purpose: scripts (and `nmap --resume`) look for it to tell a
-//! finished file from a cut one. Host names are escaped as on a terminal,
+//! prefix (see [`crate::done_trailer`]). Host names are escaped as on a terminal,
 //! which also removes tabs and line breaks.
 
 use std::io::{self, Write};
@@ -21,10 +20,8 @@ use std::io::{self, Write};
 use portolan_engine::{HostReport, HostStatus, PortState};
 
 use crate::escape::for_terminal;
-use crate::time::ctime_utc;
 use crate::{
-    OutputOptions, ScanInfo, ScanSummary, Sink, collapsed_states, hosts_phrase, proto_name,
-    service_name,
+    OutputOptions, ScanInfo, ScanSummary, Sink, collapsed_states, proto_name, service_name,
 };
 
 /// Grepable output to any writer.
@@ -101,13 +98,7 @@ impl<W: Write> GrepableSink<W> {
 
 impl<W: Write> Sink for GrepableSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
-        writeln!(
-            self.out,
-            "# Portolan {} scan initiated {} as: {}",
-            info.version,
-            ctime_utc(info.start),
-            for_terminal(&info.args.join(" "))
-        )?;
+        writeln!(self.out, "{}", crate::initiated_comment(info))?;
         self.out.flush()
     }
 
@@ -117,20 +108,13 @@ impl<W: Write> Sink for GrepableSink<W> {
     }
 
     fn end(&mut self, summary: &ScanSummary) -> io::Result<()> {
-        let s = &summary.stats;
         if summary.interrupted {
             writeln!(
                 self.out,
                 "# Scan interrupted: the results above are partial"
             )?;
         }
-        writeln!(
-            self.out,
-            "# Nmap done at {} -- {} scanned in {:.2} seconds",
-            ctime_utc(summary.end),
-            hosts_phrase(s.hosts_done, s.hosts_up),
-            summary.elapsed.as_secs_f64()
-        )?;
+        writeln!(self.out, "{}", crate::done_trailer(summary))?;
         self.out.flush()
     }
 }

@@ -245,6 +245,30 @@ pub fn port_ranges(ports: &[u16]) -> String {
     out
 }
 
+/// `# Portolan 0.1.0 scan initiated <ctime> as: <args>`: the first line of
+/// the normal and grepable files, as nmap starts its own.
+pub fn initiated_comment(info: &ScanInfo) -> String {
+    format!(
+        "# Portolan {} scan initiated {} as: {}",
+        info.version,
+        time::ctime_utc(info.start),
+        escape::for_terminal(&info.args.join(" "))
+    )
+}
+
+/// `# Nmap done at <ctime> -- 1 IP address (1 host up) scanned in 0.06
+/// seconds`: the last line of the normal and grepable files. It keeps
+/// nmap's prefix on purpose: scripts (and `nmap --resume`) look for it to
+/// tell a finished file from a cut one.
+pub fn done_trailer(summary: &ScanSummary) -> String {
+    format!(
+        "# Nmap done at {} -- {} scanned in {:.2} seconds",
+        time::ctime_utc(summary.end),
+        hosts_phrase(summary.stats.hosts_done, summary.stats.hosts_up),
+        summary.elapsed.as_secs_f64()
+    )
+}
+
 /// "1 IP address (1 host up)", "3 IP addresses (2 hosts up)".
 pub fn hosts_phrase(done: u64, up: u64) -> String {
     format!(

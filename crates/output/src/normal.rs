@@ -4,7 +4,9 @@
 //! status and latency, a "Not shown" line for crowded non-open states
 //! (nmap collapses a state with more than 25 ports), then a table of the
 //! remaining ports. A closing line counts hosts and time, and a statistics
-//! line gives ports per state and the probe rate.
+//! line gives ports per state and the probe rate. Files (`-oN`) are framed
+//! as nmap frames them: a `# ... scan initiated` comment first, and the
+//! `# Nmap done at` trailer in place of the closing line.
 
 use std::io::{self, Write};
 
@@ -18,12 +20,28 @@ use crate::{OutputOptions, ScanInfo, ScanSummary, Sink, proto_name, service_name
 pub struct NormalSink<W: Write> {
     out: W,
     options: OutputOptions,
+    file: bool,
 }
 
 impl<W: Write> NormalSink<W> {
-    /// A sink writing to `out`.
+    /// A sink for the terminal.
     pub fn new(out: W, options: OutputOptions) -> NormalSink<W> {
-        NormalSink { out, options }
+        NormalSink {
+            out,
+            options,
+            file: false,
+        }
+    }
+
+    /// A sink for `-oN`: as on the terminal, but framed as nmap frames its
+    /// files, by a `# ... scan initiated ... as: ...` comment and a
+    /// `# Nmap done at ...` trailer.
+    pub fn file(out: W, options: OutputOptions) -> NormalSink<W> {
+        NormalSink {
+            out,
+            options,
+            file: true,
+        }
     }
 
     fn write_host(&mut self, report: &HostReport) -> io::Result<()> {
@@ -142,6 +160,10 @@ fn write_table(out: &mut impl Write, ports: &[&PortOutcome], reason: bool) -> io
 
 impl<W: Write> Sink for NormalSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
+        if self.file {
+            writeln!(self.out, "{}", crate::initiated_comment(info))?;
+            return self.out.flush();
+        }
         writeln!(
             self.out,
             "Starting Portolan {} at {}",
@@ -160,12 +182,14 @@ impl<W: Write> Sink for NormalSink<W> {
         if summary.interrupted {
             writeln!(self.out, "Scan interrupted: the results above are partial.")?;
         }
-        writeln!(
-            self.out,
-            "Portolan done: {} scanned in {:.2} seconds",
-            crate::hosts_phrase(s.hosts_done, s.hosts_up),
-            summary.elapsed.as_secs_f64()
-        )?;
+        if !self.file {
+            writeln!(
+                self.out,
+                "Portolan done: {} scanned in {:.2} seconds",
+                crate::hosts_phrase(s.hosts_done, s.hosts_up),
+                summary.elapsed.as_secs_f64()
+            )?;
+        }
         let states: Vec<String> = PortState::ALL
             .iter()
             .filter(|st| s.ports_by_state[st.index()] > 0)
@@ -189,6 +213,9 @@ impl<W: Write> Sink for NormalSink<W> {
                 "Packets: {} sent, {} received, {} ignored (not an answer to a probe in flight)",
                 p.sent, p.received, p.ignored
             )?;
+        }
+        if self.file {
+            writeln!(self.out, "{}", crate::done_trailer(summary))?;
         }
         self.out.flush()
     }

@@ -197,7 +197,7 @@ fn every_format_matches_its_golden_file() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     run(XmlSink::new(&mut xml, options()), &scan);
     run(GrepableSink::new(&mut gnmap, options()), &scan);
-    run(NormalSink::new(&mut normal, options()), &scan);
+    run(NormalSink::file(&mut normal, options()), &scan);
     run(JsonLinesSink::new(&mut jsonl, options()), &scan);
     check("scan.xml", &xml);
     check("scan.gnmap", &gnmap);
