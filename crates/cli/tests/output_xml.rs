@@ -334,3 +334,16 @@ fn syn_scan_xml_over_ipv4_and_ipv6_carries_reply_ttls() {
         assert_eq!(open, OPEN, "{}", h.address);
     }
 }
+
+#[test]
+fn golden_xml_with_a_hostile_host_name_is_dtd_valid() {
+    // The golden scan of crates/output names a host with markup, quotes
+    // and control characters: escaped, the file still validates.
+    tools_or_skip!(xmllint, libnmap);
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../output/tests/golden/scan.xml");
+    assert_dtd_valid(&golden);
+    let hosts = libnmap_hosts(&golden, false);
+    assert_eq!(hosts.len(), 3);
+    let text = std::fs::read_to_string(&golden).unwrap();
+    assert!(text.contains("name=\"lab&lt;&amp;&gt;&quot;&apos;\\x1b[2J\\x07\""));
+}

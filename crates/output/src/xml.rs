@@ -350,6 +350,87 @@ impl<W: Write> Sink for XmlSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portolan_engine::HostTimes;
+    use portolan_targets::{Protocol, Target};
+    use std::time::{Duration, Instant};
+
+    fn report(status: HostStatus, states: &[(u16, PortState, Reason)]) -> HostReport {
+        let now = Instant::now();
+        HostReport {
+            target: Target {
+                addr: "fd00::2".parse().unwrap(),
+                name: None,
+            },
+            status,
+            ports: states
+                .iter()
+                .map(|&(port, state, reason)| PortOutcome {
+                    port,
+                    proto: Protocol::Tcp,
+                    state,
+                    reason,
+                    reason_ttl: None,
+                    tries: 1,
+                })
+                .collect(),
+            times: HostTimes {
+                srtt: None,
+                rttvar: None,
+                timeout: Duration::from_secs(1),
+            },
+            started: now,
+            finished: now,
+        }
+    }
+
+    fn render(report: &HostReport, options: OutputOptions) -> String {
+        let mut out = Vec::new();
+        XmlSink::new(Vec::new(), options)
+            .render_host(&mut out, report)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn open_only_counts_the_rest_and_hides_hosts_without_open_ports() {
+        let open_only = OutputOptions {
+            open_only: true,
+            ..OutputOptions::default()
+        };
+        let ports = [
+            (22, PortState::Open, Reason::SynAck),
+            (23, PortState::Closed, Reason::Reset),
+            (24, PortState::Filtered, Reason::NoResponse),
+        ];
+        let text = render(&report(HostStatus::Up(Reason::UserSet), &ports), open_only);
+        assert!(text.contains("<extraports state=\"closed\" count=\"1\">"));
+        assert!(text.contains("<extraports state=\"filtered\" count=\"1\">"));
+        assert!(text.contains("portid=\"22\""));
+        assert!(!text.contains("portid=\"23\""));
+        let closed = render(
+            &report(HostStatus::Up(Reason::UserSet), &ports[1..]),
+            open_only,
+        );
+        assert_eq!(closed, "");
+    }
+
+    #[test]
+    fn host_statuses() {
+        let ports = [(22, PortState::Open, Reason::SynAck)];
+        let text = render(
+            &report(HostStatus::Interrupted, &ports),
+            OutputOptions::default(),
+        );
+        assert!(text.contains("comment=\"scan interrupted: partial\""));
+        assert!(text.contains("<times srtt=\"-1\" rttvar=\"-1\" to=\"1000000\"/>"));
+        let down = report(HostStatus::Down, &[]);
+        assert_eq!(render(&down, OutputOptions::default()), "");
+        let verbose = OutputOptions {
+            verbosity: 1,
+            ..OutputOptions::default()
+        };
+        assert!(render(&down, verbose).contains("<status state=\"down\" reason=\"no-response\""));
+    }
 
     #[test]
     fn comments_never_hold_a_double_dash() {
