@@ -278,6 +278,52 @@ pub fn hosts_phrase(done: u64, up: u64) -> String {
     )
 }
 
+/// Port and host values for the sinks' unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::time::{Duration, Instant};
+
+    use portolan_engine::{HostReport, HostStatus, HostTimes, PortOutcome, PortState, Reason};
+    use portolan_targets::{Protocol, Target};
+
+    /// A TCP port's outcome after one try.
+    pub fn outcome(port: u16, state: PortState, reason: Reason) -> PortOutcome {
+        PortOutcome {
+            port,
+            proto: Protocol::Tcp,
+            state,
+            reason,
+            reason_ttl: None,
+            tries: 1,
+        }
+    }
+
+    /// Host 198.18.0.2, named with a terminal escape, 42 µs away.
+    pub fn host(status: HostStatus, ports: Vec<PortOutcome>) -> HostReport {
+        let now = Instant::now();
+        HostReport {
+            target: Target {
+                addr: "198.18.0.2".parse().unwrap(),
+                name: Some("lab\x1b[2J".into()),
+            },
+            status,
+            ports,
+            times: HostTimes {
+                srtt: Some(Duration::from_micros(42)),
+                rttvar: Some(Duration::from_micros(10)),
+                timeout: Duration::from_millis(100),
+            },
+            started: now,
+            finished: now,
+        }
+    }
+
+    /// [`host`], up.
+    pub fn up_host(ports: Vec<PortOutcome>) -> HostReport {
+        host(HostStatus::Up(Reason::UserSet), ports)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,39 +224,9 @@ impl<W: Write> Sink for NormalSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_engine::{HostTimes, Reason};
-    use portolan_targets::{Protocol, Target};
-    use std::time::{Duration, Instant};
-
-    fn outcome(port: u16, state: PortState, reason: Reason) -> PortOutcome {
-        PortOutcome {
-            port,
-            proto: Protocol::Tcp,
-            state,
-            reason,
-            reason_ttl: None,
-            tries: 1,
-        }
-    }
-
-    fn report(ports: Vec<PortOutcome>) -> HostReport {
-        let now = Instant::now();
-        HostReport {
-            target: Target {
-                addr: "198.18.0.2".parse().unwrap(),
-                name: Some("lab\x1b[2J".into()),
-            },
-            status: HostStatus::Up(Reason::UserSet),
-            ports,
-            times: HostTimes {
-                srtt: Some(Duration::from_micros(42)),
-                rttvar: Some(Duration::from_micros(10)),
-                timeout: Duration::from_millis(100),
-            },
-            started: now,
-            finished: now,
-        }
-    }
+    use crate::fixtures::{outcome, up_host as report};
+    use portolan_engine::Reason;
+    use portolan_targets::Protocol;
 
     fn render(report: &HostReport, options: OutputOptions) -> String {
         let mut sink = NormalSink::new(Vec::new(), options);

@@ -350,37 +350,15 @@ impl<W: Write> Sink for XmlSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_engine::HostTimes;
-    use portolan_targets::{Protocol, Target};
-    use std::time::{Duration, Instant};
+    use crate::fixtures::{host, outcome};
 
     fn report(status: HostStatus, states: &[(u16, PortState, Reason)]) -> HostReport {
-        let now = Instant::now();
-        HostReport {
-            target: Target {
-                addr: "fd00::2".parse().unwrap(),
-                name: None,
-            },
-            status,
-            ports: states
-                .iter()
-                .map(|&(port, state, reason)| PortOutcome {
-                    port,
-                    proto: Protocol::Tcp,
-                    state,
-                    reason,
-                    reason_ttl: None,
-                    tries: 1,
-                })
-                .collect(),
-            times: HostTimes {
-                srtt: None,
-                rttvar: None,
-                timeout: Duration::from_secs(1),
-            },
-            started: now,
-            finished: now,
-        }
+        let ports = states.iter().map(|&(p, s, r)| outcome(p, s, r)).collect();
+        let mut report = host(status, ports);
+        report.times.srtt = None;
+        report.times.rttvar = None;
+        report.times.timeout = std::time::Duration::from_secs(1);
+        report
     }
 
     fn render(report: &HostReport, options: OutputOptions) -> String {
