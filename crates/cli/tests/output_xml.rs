@@ -223,6 +223,23 @@ fn ndiff_compares_portolan_with_portolan_and_with_nmap() {
     assert!(report.contains("-Nmap "), "{report}");
     assert!(report.contains("+Nmap 0."), "{report}");
     assert!(report.contains("/portolan -sT "), "{report}");
+
+    // `portolan report` reads nmap's own file too.
+    let page = dir.join("nmap.html");
+    assert_success(&crate::util::portolan(&[
+        "report",
+        path_str(&reference),
+        "-o",
+        path_str(&page),
+    ]));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("Nmap 7."), "the page names nmap");
+    assert!(html.contains(&format!("data-addr=\"{v4}\"")));
+    for port in OPEN {
+        assert!(html.contains(&format!(
+            "<td>{port}/tcp</td><td class=\"st-open\">open</td>"
+        )));
+    }
 }
 
 #[test]
