@@ -144,14 +144,18 @@ fn summary(page: &mut String, r: &ScanReport) {
     page.push_str("</div>\n");
     let total: u64 = counts.values().sum();
     if total > 0 {
-        // One bar, split by state.
-        let width = 720.0;
-        page.push_str(
-            "<svg width=\"720\" height=\"28\" role=\"img\" aria-label=\"ports by state\">",
+        // One bar, split by state; a state with few ports still shows.
+        let widths: Vec<f64> = counts
+            .values()
+            .map(|n| (720.0 * *n as f64 / total as f64).max(4.0))
+            .collect();
+        let _ = write!(
+            page,
+            "<svg width=\"{:.0}\" height=\"28\" role=\"img\" aria-label=\"ports by state\">",
+            widths.iter().sum::<f64>().ceil()
         );
         let mut x = 0.0;
-        for (state, n) in &counts {
-            let w = width * *n as f64 / total as f64;
+        for ((state, n), w) in counts.iter().zip(widths) {
             let _ = write!(
                 page,
                 "<rect x=\"{x:.1}\" y=\"0\" width=\"{w:.1}\" height=\"28\" fill=\"{}\"><title>{} {}</title></rect>",
