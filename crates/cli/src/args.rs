@@ -83,6 +83,10 @@ pub struct Config {
     pub normal_out: Option<OutputFile>,
     /// `-oJ`.
     pub json_out: Option<OutputFile>,
+    /// `-oX` (or `-oA`).
+    pub xml_out: Option<OutputFile>,
+    /// `-oG` (or `-oA`).
+    pub grep_out: Option<OutputFile>,
     /// `--append-output`.
     pub append: bool,
     /// `--open`.
@@ -200,6 +204,8 @@ pub fn resolve(
         max_hostgroup: None,
         normal_out: None,
         json_out: None,
+        xml_out: None,
+        grep_out: None,
         append: false,
         open_only: false,
         reason: false,
@@ -292,11 +298,28 @@ pub fn resolve(
             }
             FlagId::OutNormal => cfg.normal_out = Some(output_file(g)?),
             FlagId::OutJson => cfg.json_out = Some(output_file(g)?),
-            FlagId::OutXml | FlagId::OutGrep | FlagId::OutAll => {
-                return Err(usage(format!(
-                    "{}: this output format is not available yet; use -oN or -oJ",
-                    g.spelled
-                )));
+            FlagId::OutXml => cfg.xml_out = Some(output_file(g)?),
+            FlagId::OutGrep => cfg.grep_out = Some(output_file(g)?),
+            FlagId::OutAll => {
+                let base = match output_file(g)?.path {
+                    Some(base) => base,
+                    None => {
+                        return Err(bad_value(
+                            g,
+                            "a base name for the .nmap, .xml and .gnmap files (not -)",
+                        ));
+                    }
+                };
+                let with = |ext: &str| {
+                    let mut name = base.clone().into_os_string();
+                    name.push(ext);
+                    Some(OutputFile {
+                        path: Some(PathBuf::from(name)),
+                    })
+                };
+                cfg.normal_out = with(".nmap");
+                cfg.xml_out = with(".xml");
+                cfg.grep_out = with(".gnmap");
             }
             FlagId::AppendOutput => cfg.append = true,
             FlagId::Open => cfg.open_only = true,
@@ -411,6 +434,16 @@ pub fn resolve(
     }
     cfg.tcp_ports = ports.tcp;
 
+    let to_stdout = [&cfg.normal_out, &cfg.json_out, &cfg.xml_out, &cfg.grep_out]
+        .iter()
+        .filter(|o| o.as_ref().is_some_and(|f| f.path.is_none()))
+        .count();
+    if to_stdout > 1 {
+        return Err(usage(
+            "only one output format can go to standard output (-); give the others a file",
+        ));
+    }
+
     cfg.mode = mode;
     cfg.targets = targets;
     cfg.excludes = excludes;
@@ -468,6 +501,32 @@ mod tests {
         assert_eq!(c.tcp_ports.len(), 100);
         let c = cfg(&["-p-", "--exclude-ports", "1-1000", "198.18.0.1"]).unwrap();
         assert_eq!(c.tcp_ports.len(), 65535 - 1000);
+    }
+
+    #[test]
+    fn output_flags_choose_files() {
+        let c = cfg(&["-oX", "-", "-oG", "g.txt", "x"]).unwrap();
+        assert_eq!(c.xml_out, Some(OutputFile { path: None }));
+        assert_eq!(c.grep_out.unwrap().path.unwrap(), PathBuf::from("g.txt"));
+        let c = cfg(&["-oA", "dir/scan", "x"]).unwrap();
+        assert_eq!(
+            c.normal_out.unwrap().path.unwrap(),
+            PathBuf::from("dir/scan.nmap")
+        );
+        assert_eq!(
+            c.xml_out.unwrap().path.unwrap(),
+            PathBuf::from("dir/scan.xml")
+        );
+        assert_eq!(
+            c.grep_out.unwrap().path.unwrap(),
+            PathBuf::from("dir/scan.gnmap")
+        );
+        assert!(cfg(&["-oA", "-", "x"]).unwrap_err().contains("-oA"));
+        assert!(
+            cfg(&["-oX", "-", "-oJ", "-", "x"])
+                .unwrap_err()
+                .contains("only one output format")
+        );
     }
 
     #[test]

@@ -404,7 +404,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oX <file>",
-        "Write nmap XML (arrives with the output formats)"
+        "Write nmap XML to a file (- for standard output)"
     ),
     flag!(
         OutGrep,
@@ -412,7 +412,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oG <file>",
-        "Write grepable output (arrives with the output formats)"
+        "Write grepable output to a file (- for standard output)"
     ),
     flag!(
         OutAll,
@@ -420,7 +420,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oA <basename>",
-        "Write the main formats at once (arrives with the output formats)"
+        "Write normal, XML and grepable output to <basename>.nmap, .xml and .gnmap"
     ),
     flag!(
         AppendOutput,
@@ -671,7 +671,8 @@ where
 pub fn help_text(version: &str) -> String {
     let mut s = format!(
         "Portolan {version}: a network port scanner with nmap's flags\n\
-         Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n"
+         Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n\
+         \x20      portolan report FILE.xml|FILE.jsonl [-o REPORT.html]\n"
     );
     let width = FLAGS.iter().map(|f| f.usage.len()).max().unwrap_or(0);
     for section in Section::ALL {
@@ -688,7 +689,8 @@ pub fn help_text(version: &str) -> String {
         }
     }
     s.push_str(
-        "EXAMPLES:\n  portolan -p 1-1024 127.0.0.1\n  portolan -sT -p- -T4 --open 198.18.0.0/24\n",
+        "EXAMPLES:\n  portolan -p 1-1024 127.0.0.1\n  portolan -sT -p- -T4 --open 198.18.0.0/24\n  \
+         portolan -oA scan -oJ scan.jsonl 198.18.0.0/24 && portolan report scan.jsonl -o scan.html\n",
     );
     s
 }

@@ -9,9 +9,10 @@
 
 mod args;
 mod flags;
+mod outputs;
 mod progress;
+mod report;
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,15 +21,13 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use portolan_engine::{PortState, ScanEvent, ScanPlan, Scheduler};
-use portolan_output::jsonl::JsonLinesSink;
-use portolan_output::normal::NormalSink;
-use portolan_output::{OutputOptions, ScanInfo, ScanSummary, Sink};
+use portolan_output::{OutputOptions, ScanInfo, ScanSummary};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
 use portolan_transport::raw::{self, SynOptions};
 
-use crate::args::{Config, Mode, OutputFile, ScanKind, UsageError};
+use crate::args::{Config, Mode, ScanKind, UsageError};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -60,6 +59,9 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if argv.get(1).is_some_and(|a| a == "report") {
+        return report::run(&argv[2..], VERSION);
+    }
     let parsed =
         flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
     let read_list =
@@ -125,21 +127,6 @@ fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_output(file: &OutputFile, append: bool) -> anyhow::Result<Box<dyn Write>> {
-    Ok(match &file.path {
-        None => Box::new(io::stdout()),
-        Some(path) => {
-            let f: File = if append {
-                OpenOptions::new().create(true).append(true).open(path)
-            } else {
-                File::create(path)
-            }
-            .with_context(|| format!("cannot open output file {}", path.display()))?;
-            Box::new(BufWriter::new(f))
-        }
-    })
-}
-
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -175,26 +162,9 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let options = OutputOptions {
         open_only: config.open_only,
         reason: config.reason,
+        verbosity: config.verbosity,
     };
-    let stdout_taken = [&config.normal_out, &config.json_out]
-        .iter()
-        .any(|o| o.as_ref().is_some_and(|f| f.path.is_none()));
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if !stdout_taken {
-        sinks.push(Box::new(NormalSink::new(io::stdout(), options)));
-    }
-    if let Some(f) = &config.normal_out {
-        sinks.push(Box::new(NormalSink::new(
-            open_output(f, config.append)?,
-            options,
-        )));
-    }
-    if let Some(f) = &config.json_out {
-        sinks.push(Box::new(JsonLinesSink::new(
-            open_output(f, config.append)?,
-            options,
-        )));
-    }
+    let outputs = outputs::Outputs::new(config, options)?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -211,16 +181,16 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         version: VERSION,
         args: argv,
         start: start_wall,
+        started_at: start,
         scan_type: match technique {
             ScanKind::Syn => "syn",
             ScanKind::Connect => "connect",
         },
         proto: Protocol::Tcp,
         port_count: config.tcp_ports.len(),
+        ports: config.tcp_ports.clone(),
     };
-    for s in &mut sinks {
-        s.begin(&info)?;
-    }
+    outputs.begin(&info)?;
 
     let plan = ScanPlan {
         targets,
@@ -249,31 +219,17 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     );
 
     let bar = progress.bar();
-    let mut write_error: Option<io::Error> = None;
-    let failed = std::cell::Cell::new(false);
     let mut observer = ScanObserver {
         progress: &mut progress,
+        outputs: &outputs,
         interrupted: &interrupted,
-        failed: &failed,
     };
     let mut sink_event = |event: ScanEvent| {
-        if write_error.is_some() {
-            return;
-        }
-        let mut write = || {
-            sinks.iter_mut().try_for_each(|s| match &event {
-                ScanEvent::Port(p) => s.port(p),
-                ScanEvent::HostDone(h) => s.host(h),
-            })
-        };
+        let write = || outputs.event(&event);
         // Keep the progress bar from tearing text written to the terminal.
-        let result = match (&bar, &event) {
+        match (&bar, &event) {
             (Some(bar), ScanEvent::HostDone(_)) => bar.suspend(write),
             _ => write(),
-        };
-        if let Err(e) = result {
-            write_error = Some(e);
-            failed.set(true);
         }
     };
     let mut packets = None;
@@ -310,7 +266,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         }
     }
     progress.finish();
-    if let Some(e) = write_error {
+    if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
     let was_interrupted = interrupted.load(Ordering::Relaxed);
@@ -321,9 +277,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         interrupted: was_interrupted,
         packets,
     };
-    for s in &mut sinks {
-        s.end(&summary)?;
-    }
+    outputs.end(&summary)?;
     Ok(if was_interrupted {
         ExitCode::from(130)
     } else {
@@ -335,14 +289,15 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
 /// and whether to stop (Ctrl-C, or results that could not be written).
 struct ScanObserver<'a> {
     progress: &'a mut progress::Progress,
+    outputs: &'a outputs::Outputs,
     interrupted: &'a AtomicBool,
-    failed: &'a std::cell::Cell<bool>,
 }
 
 impl portolan_transport::Observer for ScanObserver<'_> {
     fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control {
         self.progress.update(scheduler, now);
-        if self.interrupted.load(Ordering::Relaxed) || self.failed.get() {
+        self.outputs.tick(scheduler.stats(), now);
+        if self.interrupted.load(Ordering::Relaxed) || self.outputs.failed() {
             Control::Interrupt
         } else {
             Control::Continue
