@@ -9,8 +9,9 @@
 //! scanner's link. Portolan, masscan and ZMap each run once per `--runs`
 //! at full speed (masscan and ZMap are told a rate far above what one core
 //! sends, so they send as fast as they can). Portolan also sweeps a /20,
-//! an /18 and the /16 once more, to show that its memory does not grow
-//! with the number of targets.
+//! an /18, the /16 once more and the whole /15 (the lab's largest range;
+//! its link /24 holds two live addresses only), to show that its memory
+//! does not grow with the number of targets.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -82,9 +83,10 @@ impl Sweep {
         self.lab.host(0)
     }
 
-    /// The swept range with prefix length `len` (16 or longer).
+    /// The swept range with prefix length `len` (15 or longer).
     fn range(&self, len: u8) -> String {
-        format!("{}.{}.0.0/{len}", self.network[0], self.network[1])
+        let second = if len < 16 { 18 } else { self.network[1] };
+        format!("{}.{second}.0.0/{len}", self.network[0])
     }
 
     /// Runs `command` and reads what it found.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use portolan_engine::{TimingConfig, TimingTemplate};
 use portolan_targets::{PortList, Protocol};
+use portolan_transport::raw::TcpScan;
 
 use crate::flags::{FlagId, Given, ParsedArgs};
 
@@ -42,8 +43,25 @@ pub enum Mode {
 pub enum ScanKind {
     /// `-sT`: `connect()`, no privilege needed.
     Connect,
-    /// `-sS`: raw SYN probes, needs `CAP_NET_RAW`.
-    Syn,
+    /// `-sS`, `-sA`, `-sW`, `-sF`, `-sN`, `-sX`, `-sM`: raw TCP probes,
+    /// needs `CAP_NET_RAW`.
+    Raw(TcpScan),
+}
+
+impl ScanKind {
+    /// The nmap flag that asks for this scan.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ScanKind::Connect => "-sT",
+            ScanKind::Raw(TcpScan::Syn) => "-sS",
+            ScanKind::Raw(TcpScan::Ack) => "-sA",
+            ScanKind::Raw(TcpScan::Window) => "-sW",
+            ScanKind::Raw(TcpScan::Fin) => "-sF",
+            ScanKind::Raw(TcpScan::Null) => "-sN",
+            ScanKind::Raw(TcpScan::Xmas) => "-sX",
+            ScanKind::Raw(TcpScan::Maimon) => "-sM",
+        }
+    }
 }
 
 /// An output file request.
@@ -250,23 +268,31 @@ pub fn resolve(
             FlagId::Scan => {
                 for letter in value(g).chars() {
                     match letter {
-                        'T' | 'S' => {
-                            let kind = if letter == 'T' {
-                                ScanKind::Connect
-                            } else {
-                                ScanKind::Syn
+                        'T' | 'S' | 'A' | 'W' | 'F' | 'N' | 'X' | 'M' => {
+                            let kind = match letter {
+                                'T' => ScanKind::Connect,
+                                'S' => ScanKind::Raw(TcpScan::Syn),
+                                'A' => ScanKind::Raw(TcpScan::Ack),
+                                'W' => ScanKind::Raw(TcpScan::Window),
+                                'F' => ScanKind::Raw(TcpScan::Fin),
+                                'N' => ScanKind::Raw(TcpScan::Null),
+                                'X' => ScanKind::Raw(TcpScan::Xmas),
+                                _ => ScanKind::Raw(TcpScan::Maimon),
                             };
-                            if cfg.scan.is_some_and(|k| k != kind) {
-                                return Err(usage("only one TCP scan type at a time: -sS or -sT"));
+                            if let Some(other) = cfg.scan.filter(|k| *k != kind) {
+                                return Err(usage(format!(
+                                    "only one TCP scan type at a time: {} or {}",
+                                    other.flag(),
+                                    kind.flag()
+                                )));
                             }
                             cfg.scan = Some(kind);
                         }
                         'L' => mode = Mode::List,
-                        'n' | 'U' | 'Y' | 'Z' | 'A' | 'W' | 'M' | 'F' | 'N' | 'X' | 'O' | 'I'
-                        | 'V' | 'C' | 'R' => {
+                        'n' | 'U' | 'Y' | 'Z' | 'O' | 'I' | 'V' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
-                                 use -sS, -sT or -sL"
+                                 use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM or -sL"
                             )));
                         }
                         other => {

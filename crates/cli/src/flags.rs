@@ -219,8 +219,8 @@ pub static FLAGS: &[FlagDef] = &[
         ["s"],
         Value,
         Techniques,
-        "-sS / -sT / -sL",
-        "TCP SYN scan (the default with raw-socket privileges) / TCP connect scan (the default without) / list targets only"
+        "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sL",
+        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only"
     ),
     flag!(
         Ports,

@@ -25,7 +25,7 @@ use portolan_output::{OutputOptions, ScanInfo, ScanSummary};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
-use portolan_transport::raw::{self, SynOptions};
+use portolan_transport::raw::{self, SynOptions, TcpScan};
 
 use crate::args::{Config, Mode, ScanKind, UsageError};
 
@@ -143,13 +143,13 @@ fn random_seed() -> u64 {
 /// and connect otherwise (nmap's default).
 fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
     match config.scan {
-        Some(ScanKind::Syn) => {
-            raw::check_privileges().context("-sS")?;
-            Ok(ScanKind::Syn)
+        Some(kind @ ScanKind::Raw(_)) => {
+            raw::check_privileges().context(kind.flag())?;
+            Ok(kind)
         }
         Some(ScanKind::Connect) => Ok(ScanKind::Connect),
         None => Ok(if raw::check_privileges().is_ok() {
-            ScanKind::Syn
+            ScanKind::Raw(TcpScan::Syn)
         } else {
             ScanKind::Connect
         }),
@@ -183,7 +183,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         start: start_wall,
         started_at: start,
         scan_type: match technique {
-            ScanKind::Syn => "syn",
+            ScanKind::Raw(scan) => scan.name(),
             ScanKind::Connect => "connect",
         },
         proto: Protocol::Tcp,
@@ -196,7 +196,10 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         targets,
         ports: config.tcp_ports.clone(),
         proto: Protocol::Tcp,
-        silent_state: PortState::Filtered,
+        silent_state: match technique {
+            ScanKind::Raw(scan) => scan.silent_state(),
+            ScanKind::Connect => PortState::Filtered,
+        },
         seed: config.seed.unwrap_or_else(random_seed),
         randomize: config.randomize,
         max_hostgroup: config.max_hostgroup,
@@ -247,9 +250,10 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             )
             .context("the connect scan failed")?;
         }
-        ScanKind::Syn => {
+        ScanKind::Raw(tcp_scan) => {
             let seed = random_seed();
             let syn_options = SynOptions {
+                scan: tcp_scan,
                 source: config.source,
                 source_port: config.source_port,
                 device: config.interface.clone(),
@@ -257,7 +261,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                 key: (seed, seed.rotate_left(29) ^ random_seed()),
             };
             let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)
-                .context("the SYN scan failed")?;
+                .with_context(|| format!("the {} scan failed", tcp_scan.name().to_uppercase()))?;
             packets = Some(portolan_output::PacketStats {
                 sent: stats.sent,
                 received: stats.received,

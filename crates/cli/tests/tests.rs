@@ -14,3 +14,4 @@ mod output_report;
 mod output_tools;
 mod output_xml;
 mod syn_lab;
+mod tcp_flags_lab;

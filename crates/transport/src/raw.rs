@@ -29,7 +29,7 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
-use portolan_wire::{Reply as Packet, SynTemplate, parse_reply};
+use portolan_wire::{Reply as Packet, SynTemplate, TcpFlags, parse_reply};
 
 use crate::cookie::CookieJar;
 use crate::paths::{ETHERNET_HEADER, Paths, Via};
@@ -42,9 +42,90 @@ const SEND_BUDGET: usize = 1024;
 /// Packets read per turn at most, so sending is not starved.
 const RECV_BUDGET: usize = 4096;
 
-/// Options of the SYN scan.
+/// The raw TCP scans: one engine, one template each, and nmap's reading
+/// of the answers (RFC 9293 §3.10.7: a closed port answers anything but a
+/// RST with a RST; an open one silently drops segments without SYN, RST or
+/// ACK; any port answers a lone ACK with a RST).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcpScan {
+    /// `-sS`: SYN-ACK = open, RST = closed, silence = filtered.
+    #[default]
+    Syn,
+    /// `-sA`: RST = unfiltered, silence = filtered (maps firewalls).
+    Ack,
+    /// `-sW`: an ACK scan that reads the RST's window: non-zero = open,
+    /// zero = closed (on the few systems that differ; Linux says zero).
+    Window,
+    /// `-sF`: FIN; RST = closed, silence = open|filtered.
+    Fin,
+    /// `-sN`: no flags; as FIN.
+    Null,
+    /// `-sX`: FIN, PSH and URG; as FIN.
+    Xmas,
+    /// `-sM`: FIN and ACK; as FIN (BSD stacks drop it on open ports; most
+    /// others answer RST everywhere).
+    Maimon,
+}
+
+impl TcpScan {
+    /// The probe's control bits.
+    pub fn flags(self) -> TcpFlags {
+        let bits = match self {
+            TcpScan::Syn => TcpFlags::SYN.bits(),
+            TcpScan::Ack | TcpScan::Window => TcpFlags::ACK.bits(),
+            TcpScan::Fin => TcpFlags::FIN.bits(),
+            TcpScan::Null => 0,
+            TcpScan::Xmas => TcpFlags::FIN.bits() | TcpFlags::PSH.bits() | TcpFlags::URG.bits(),
+            TcpScan::Maimon => TcpFlags::FIN.bits() | TcpFlags::ACK.bits(),
+        };
+        TcpFlags::from_bits(bits)
+    }
+
+    /// nmap's name of the scan (XML `scaninfo type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpScan::Syn => "syn",
+            TcpScan::Ack => "ack",
+            TcpScan::Window => "window",
+            TcpScan::Fin => "fin",
+            TcpScan::Null => "null",
+            TcpScan::Xmas => "xmas",
+            TcpScan::Maimon => "maimon",
+        }
+    }
+
+    /// The state of a port that never answered.
+    pub fn silent_state(self) -> PortState {
+        match self {
+            TcpScan::Syn | TcpScan::Ack | TcpScan::Window => PortState::Filtered,
+            TcpScan::Fin | TcpScan::Null | TcpScan::Xmas | TcpScan::Maimon => {
+                PortState::OpenFiltered
+            }
+        }
+    }
+
+    /// What a valid TCP answer with `flags` and `window` says.
+    fn read(self, flags: TcpFlags, window: u16) -> Option<(PortState, Reason)> {
+        if self == TcpScan::Syn && flags.is_syn_ack() {
+            return Some((PortState::Open, Reason::SynAck));
+        }
+        if !flags.is_rst() {
+            return None;
+        }
+        let state = match self {
+            TcpScan::Ack => PortState::Unfiltered,
+            TcpScan::Window if window > 0 => PortState::Open,
+            _ => PortState::Closed,
+        };
+        Some((state, Reason::Reset))
+    }
+}
+
+/// Options of the raw TCP scans.
 #[derive(Clone, Debug, Default)]
 pub struct SynOptions {
+    /// Which scan.
+    pub scan: TcpScan,
     /// Source address (`-S`); by default the routing table's choice.
     pub source: Option<IpAddr>,
     /// Source port (`-g`); by default a random free one.
@@ -333,6 +414,12 @@ pub fn run(
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
     let mut templates: HashMap<IpAddr, SynTemplate> = HashMap::new();
+    // nmap's probes: SYN with the MSS option, the others without options.
+    let probe_shape = portolan_wire::SynOptions {
+        flags: options.scan.flags(),
+        mss: (options.scan == TcpScan::Syn).then_some(1460),
+        ..portolan_wire::SynOptions::default()
+    };
     let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
     let mut sockets: [Option<socket2::Socket>; 3] = [None, None, None];
     for (i, socket) in opened.into_iter().enumerate() {
@@ -369,6 +456,7 @@ pub fn run(
                 flights: &mut flights,
                 jar: &jar,
                 our_ports: &reservation,
+                scan: options.scan,
                 stats: &mut stats,
                 now,
             },
@@ -414,9 +502,9 @@ pub fn run(
                     source,
                 });
             }
-            let template = templates
-                .entry(path.source)
-                .or_insert_with(|| SynTemplate::new(path.source, reservation.base));
+            let template = templates.entry(path.source).or_insert_with(|| {
+                SynTemplate::with_options(path.source, reservation.base, probe_shape)
+            });
             let batch = sender.filling(outlet, &mut |b| {
                 account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
             });
@@ -506,7 +594,7 @@ fn stage(
     jar: &CookieJar,
     batch: &mut Batch,
 ) -> Result<(), RawError> {
-    let src = template.source();
+    let src = template.src();
     let port = ports.port_for(probe.try_no);
     let seq = jar.cookie(src, probe.addr, port, probe.port);
     let Some(buffer) = batch.packets.next_buffer() else {
@@ -554,6 +642,7 @@ struct Judge<'a> {
     flights: &'a mut FlightTable,
     jar: &'a CookieJar,
     our_ports: &'a PortReservation,
+    scan: TcpScan,
     stats: &'a mut RawStats,
     now: Instant,
 }
@@ -587,12 +676,12 @@ impl Judge<'_> {
             self.stats.ignored += 1;
             return;
         };
-        if is_own_probe(&packet, self.our_ports) {
+        if is_own_probe(&packet, self.our_ports, self.scan) {
             // Our own SYN, seen arriving when the target is on loopback.
             return;
         }
         self.stats.received += 1;
-        let Some((target, port, reply)) = classify(packet, self.jar) else {
+        let Some((target, port, reply)) = classify(packet, self.jar, self.scan) else {
             self.stats.ignored += 1;
             return;
         };
@@ -603,20 +692,22 @@ impl Judge<'_> {
     }
 }
 
-/// Whether a packet is one of our probes (a bare SYN from our ports).
-fn is_own_probe(packet: &Packet, our_ports: &PortReservation) -> bool {
+/// Whether a packet is one of our probes (our ports, the probe's bits),
+/// seen arriving when the target is on loopback.
+fn is_own_probe(packet: &Packet, our_ports: &PortReservation, scan: TcpScan) -> bool {
     matches!(
         *packet,
         Packet::Tcp { src_port, flags, .. }
-            if our_ports.contains(src_port)
-                && flags.contains(portolan_wire::TcpFlags::SYN)
-                && !flags.contains(portolan_wire::TcpFlags::ACK)
+            if our_ports.contains(src_port) && flags == scan.flags()
     )
 }
 
 /// What a packet proves, if it is a valid answer to one of our probes:
-/// the target, its port, and the answer.
-fn classify(packet: Packet, jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
+/// the target, its port, and the answer. An answer with ACK acknowledges
+/// the probe's sequence number (the cookie) plus one for a SYN or a FIN;
+/// a RST without ACK answers a probe that carried ACK and takes its
+/// sequence number from the probe's acknowledgment number, the cookie too.
+fn classify(packet: Packet, jar: &CookieJar, scan: TcpScan) -> Option<(IpAddr, u16, Reply)> {
     match packet {
         Packet::Tcp {
             src,
@@ -624,20 +715,24 @@ fn classify(packet: Packet, jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
             ttl,
             src_port,
             dst_port,
+            seq,
             ack,
             flags,
-            ..
+            window,
         } => {
-            if !jar.acknowledges(dst, src, dst_port, src_port, ack) {
+            let cookie = jar.cookie(dst, src, dst_port, src_port);
+            let sent = scan.flags();
+            let valid = if flags.contains(TcpFlags::ACK) {
+                let consumed = u32::from(sent.contains(TcpFlags::SYN))
+                    + u32::from(sent.contains(TcpFlags::FIN));
+                ack == cookie.wrapping_add(consumed)
+            } else {
+                sent.contains(TcpFlags::ACK) && seq == cookie
+            };
+            if !valid {
                 return None;
             }
-            let (state, reason) = if flags.is_syn_ack() {
-                (PortState::Open, Reason::SynAck)
-            } else if flags.is_rst() {
-                (PortState::Closed, Reason::Reset)
-            } else {
-                return None;
-            };
+            let (state, reason) = scan.read(flags, window)?;
             Some((
                 src,
                 src_port,
