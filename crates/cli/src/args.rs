@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use portolan_engine::{TimingConfig, TimingTemplate};
 use portolan_targets::{PortList, Protocol};
-use portolan_transport::raw::TcpScan;
+use portolan_transport::raw::{Decoy, TcpScan};
 
 use crate::flags::{FlagId, Given, ParsedArgs};
 
@@ -123,6 +123,8 @@ pub struct Config {
     pub interface: Option<String>,
     /// `--send-ip`.
     pub send_ip: bool,
+    /// `-D`: decoys, with `Me` placed; empty without `-D`.
+    pub decoys: Vec<Decoy>,
 }
 
 /// Parses nmap's time specifications: a number with an optional unit
@@ -233,6 +235,7 @@ pub fn resolve(
         source: None,
         interface: None,
         send_ip: false,
+        decoys: Vec::new(),
     };
 
     for g in &parsed.flags {
@@ -365,6 +368,7 @@ pub fn resolve(
             }
             FlagId::Interface => cfg.interface = Some(value(g).to_string()),
             FlagId::SendIp => cfg.send_ip = true,
+            FlagId::Decoys => cfg.decoys = parse_decoys(value(g)).map_err(|e| bad_value(g, &e))?,
             FlagId::SourcePort => {
                 let port: u16 = number(g, "a port number from 1 to 65535")?;
                 if port == 0 {
@@ -488,9 +492,116 @@ pub fn resolve(
     Ok(cfg)
 }
 
+/// Parses `-D`: addresses, `ME` (where our own probe goes; a random place
+/// if absent, as in nmap) and `RND` or `RND:<n>` (random routable IPv4
+/// addresses).
+fn parse_decoys(list: &str) -> Result<Vec<Decoy>, String> {
+    const MAX_DECOYS: usize = 128;
+    const EXPECTED: &str = "a list of addresses, ME and RND[:count] (at most 128 decoys)";
+    let mut decoys = Vec::new();
+    let mut random = RandomAddresses::new();
+    for item in list.split(',') {
+        let item = item.trim();
+        if item.eq_ignore_ascii_case("ME") {
+            if decoys.contains(&Decoy::Me) {
+                return Err(EXPECTED.into());
+            }
+            decoys.push(Decoy::Me);
+        } else if let Some(count) = item.strip_prefix("RND").map(|rest| {
+            rest.strip_prefix(':')
+                .unwrap_or(if rest.is_empty() { "1" } else { "x" })
+        }) {
+            let count: usize = count.parse().map_err(|_| EXPECTED.to_string())?;
+            if count > MAX_DECOYS {
+                return Err(EXPECTED.into());
+            }
+            decoys.extend((0..count).map(|_| Decoy::Addr(random.next())));
+        } else {
+            decoys.push(Decoy::Addr(item.parse().map_err(|_| EXPECTED.to_string())?));
+        }
+        if decoys.len() > MAX_DECOYS + 1 {
+            return Err(EXPECTED.into());
+        }
+    }
+    if !decoys.contains(&Decoy::Me) {
+        let at = (random.next_u64() % (decoys.len() as u64 + 1)) as usize;
+        decoys.insert(at, Decoy::Me);
+    }
+    Ok(decoys)
+}
+
+/// Random IPv4 addresses outside private, reserved, multicast and
+/// benchmarking ranges, for `-D RND`.
+struct RandomAddresses(u64);
+
+impl RandomAddresses {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        RandomAddresses(h.finish() | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn next(&mut self) -> std::net::IpAddr {
+        loop {
+            let a = std::net::Ipv4Addr::from(self.next_u64() as u32);
+            let [o1, o2, ..] = a.octets();
+            let reserved = a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_documentation()
+                || o1 == 0
+                || o1 >= 240
+                || (o1 == 100 && (64..128).contains(&o2))
+                || (o1 == 198 && (o2 & 0xfe) == 18);
+            if !reserved {
+                return a.into();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoys_place_me_and_reject_bad_items() {
+        let d = parse_decoys("198.18.0.7,ME,fd00::7").unwrap();
+        assert_eq!(
+            d,
+            vec![
+                Decoy::Addr("198.18.0.7".parse().unwrap()),
+                Decoy::Me,
+                Decoy::Addr("fd00::7".parse().unwrap()),
+            ]
+        );
+        // Without ME, our probe takes some place among three.
+        let d = parse_decoys("198.18.0.7,198.18.0.8").unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.iter().filter(|x| **x == Decoy::Me).count(), 1);
+        let d = parse_decoys("RND:5,ME").unwrap();
+        assert_eq!(d.len(), 6);
+        for x in &d[..5] {
+            let Decoy::Addr(std::net::IpAddr::V4(a)) = x else {
+                panic!("{x:?}")
+            };
+            assert!(!a.is_private() && !a.is_loopback() && a.octets()[0] != 0);
+        }
+        assert_eq!(parse_decoys("RND").unwrap().len(), 2);
+        for bad in ["ME,ME", "RND:x", "RNDx", "nonsense", "", "RND:1000"] {
+            assert!(parse_decoys(bad).is_err(), "{bad}");
+        }
+    }
     use crate::flags::parse;
 
     fn cfg(args: &[&str]) -> Result<Config, String> {

@@ -72,6 +72,7 @@ pub enum FlagId {
     // Misc
     Interface,
     SendIp,
+    Decoys,
     Source,
     SourcePort,
     Help,
@@ -493,6 +494,14 @@ pub static FLAGS: &[FlagDef] = &[
         Misc,
         "--send-ip",
         "Send raw probes through the kernel's IP layer, not as Ethernet frames"
+    ),
+    flag!(
+        Decoys,
+        ["D"],
+        Value,
+        Misc,
+        "-D <decoy1,decoy2[,ME],...>",
+        "Cloak a raw scan with decoys: every probe is also sent from each decoy address (RND:<n> adds n random ones)"
     ),
     flag!(
         Source,

@@ -142,12 +142,19 @@ fn random_seed() -> u64 {
 /// The technique to run: as asked, or SYN when raw sockets are permitted
 /// and connect otherwise (nmap's default).
 fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
+    if !config.decoys.is_empty() && config.scan == Some(ScanKind::Connect) {
+        anyhow::bail!("-D: decoys need a raw-packet scan (-sS, -sA, ...), not -sT");
+    }
     match config.scan {
         Some(kind @ ScanKind::Raw(_)) => {
             raw::check_privileges().context(kind.flag())?;
             Ok(kind)
         }
         Some(ScanKind::Connect) => Ok(ScanKind::Connect),
+        None if !config.decoys.is_empty() => {
+            raw::check_privileges().context("-D")?;
+            Ok(ScanKind::Raw(TcpScan::Syn))
+        }
         None => Ok(if raw::check_privileges().is_ok() {
             ScanKind::Raw(TcpScan::Syn)
         } else {
@@ -258,6 +265,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                 source_port: config.source_port,
                 device: config.interface.clone(),
                 send_ip: config.send_ip,
+                decoys: config.decoys.clone(),
                 key: (seed, seed.rotate_left(29) ^ random_seed()),
             };
             let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)

@@ -22,7 +22,9 @@ use crate::args::{Config, OutputFile};
 
 fn open_output(file: &OutputFile, append: bool) -> anyhow::Result<Box<dyn Write>> {
     Ok(match &file.path {
-        None => Box::new(io::stdout()),
+        // Standard output is line-buffered: a BufWriter makes each host's
+        // report one write (the sinks flush when a host is done).
+        None => Box::new(BufWriter::new(io::stdout())),
         Some(path) => {
             let f: File = if append {
                 OpenOptions::new().create(true).append(true).open(path)
@@ -141,7 +143,10 @@ fn build_sinks(config: &Config, options: OutputOptions) -> anyhow::Result<Vec<Bo
         .any(|(f, _)| f.as_ref().is_some_and(|f| f.path.is_none()));
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if !stdout_taken {
-        sinks.push(Box::new(NormalSink::new(io::stdout(), options)));
+        sinks.push(Box::new(NormalSink::new(
+            BufWriter::new(io::stdout()),
+            options,
+        )));
     }
     for (file, make) in formats {
         if let Some(file) = file {

@@ -572,3 +572,60 @@ fn syn_status_line_on_sigusr1_with_packet_counters() {
         .unwrap_or_else(|| panic!("no packet counters in: {status}"));
     assert!(sent > 0, "{status}");
 }
+
+#[test]
+fn decoys_send_a_copy_of_every_probe_from_each_decoy() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    // Two unused addresses of the link's own subnet as decoys.
+    let [a, b, c, _] = host.ipv4().octets();
+    let decoys = [
+        Ipv4Addr::new(a, b, c, 77).to_string(),
+        Ipv4Addr::new(a, b, c, 78).to_string(),
+    ];
+    let mut counters = String::from("table inet decoy_count {\n");
+    for i in 0..decoys.len() {
+        counters.push_str(&format!("counter from{i} {{}}\n"));
+    }
+    counters.push_str("chain input {\n type filter hook input priority -10;\n");
+    for (i, d) in decoys.iter().enumerate() {
+        counters.push_str(&format!(
+            "ip saddr {d} tcp flags & (syn | ack) == syn counter name from{i}\n"
+        ));
+    }
+    counters.push_str(" }\n}\n");
+    host.nft(&counters).unwrap();
+    let list = format!("{},ME,{}", decoys[0], decoys[1]);
+    let run = syn_scan(
+        &lab,
+        &["-D", &list, "-p", "20-29", &host.ipv4().to_string()],
+    );
+    let target: IpAddr = host.ipv4().into();
+    for port in 20..=29 {
+        let want = if port == 22 { "open" } else { "closed" };
+        assert_eq!(run.ports[&(target, port)].state, want, "port {port}");
+    }
+    for (i, decoy) in decoys.iter().enumerate() {
+        let listing = host
+            .exec(
+                "nft",
+                &[
+                    "list",
+                    "counter",
+                    "inet",
+                    "decoy_count",
+                    &format!("from{i}"),
+                ],
+                None,
+            )
+            .unwrap();
+        let seen: u64 = listing
+            .split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {listing}"));
+        assert!(seen >= 10, "decoy {decoy}: {seen} SYNs seen");
+    }
+}

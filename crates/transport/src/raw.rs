@@ -121,11 +121,24 @@ impl TcpScan {
     }
 }
 
+/// A source of probes with `-D`: a decoy address, or this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoy {
+    /// Where our own probe goes among the decoys' (`ME`).
+    Me,
+    /// A decoy: a copy of every probe is sent from this address (its
+    /// answers go to it, not to us).
+    Addr(IpAddr),
+}
+
 /// Options of the raw TCP scans.
 #[derive(Clone, Debug, Default)]
 pub struct SynOptions {
     /// Which scan.
     pub scan: TcpScan,
+    /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
+    /// empty for no decoys. Decoys of the other IP version are skipped.
+    pub decoys: Vec<Decoy>,
     /// Source address (`-S`); by default the routing table's choice.
     pub source: Option<IpAddr>,
     /// Source port (`-g`); by default a random free one.
@@ -502,21 +515,35 @@ pub fn run(
                     source,
                 });
             }
-            let template = templates.entry(path.source).or_insert_with(|| {
-                SynTemplate::with_options(path.source, reservation.base, probe_shape)
-            });
-            let batch = sender.filling(outlet, &mut |b| {
-                account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
-            });
-            stage(probe, path.via, template, &reservation, &jar, batch)?;
+            // Our probe, among the decoys' copies in the order given.
+            let me = [Decoy::Me];
+            let sources = if options.decoys.is_empty() {
+                &me[..]
+            } else {
+                &options.decoys[..]
+            };
+            for decoy in sources {
+                let (source, id) = match *decoy {
+                    Decoy::Me => (path.source, Some(probe.id)),
+                    Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
+                    Decoy::Addr(_) => continue,
+                };
+                let template = templates.entry(source).or_insert_with(|| {
+                    SynTemplate::with_options(source, reservation.base, probe_shape)
+                });
+                let batch = sender.filling(outlet, &mut |b| {
+                    account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+                });
+                stage(probe, path.via, template, &reservation, &jar, batch, id)?;
+                if batch.packets.is_full() {
+                    sender.submit(outlet);
+                }
+            }
             flights.insert(Flight {
                 id: probe.id,
                 dst: probe.addr,
                 port: probe.port,
             });
-            if batch.packets.is_full() {
-                sender.submit(outlet);
-            }
             if let Some(next_hop) = path.resolving {
                 // This probe makes the kernel resolve the next hop: send it
                 // now and wait for the answer (see `paths`).
@@ -563,7 +590,7 @@ fn account(
     now: Instant,
 ) {
     stats.sent += batch.sent as u64;
-    for &id in batch.ids.get(batch.sent..).unwrap_or(&[]) {
+    for &id in batch.ids.get(batch.sent..).unwrap_or(&[]).iter().flatten() {
         flights.remove_slot(id);
         scheduler.on_not_sent(id, now);
     }
@@ -585,7 +612,7 @@ fn account(
 }
 
 /// Builds one probe into a batch: the Ethernet header first for a frame,
-/// then the packet from the template.
+/// then the packet from the template. `id` is `None` for a decoy's copy.
 fn stage(
     probe: Probe,
     via: Via,
@@ -593,6 +620,7 @@ fn stage(
     ports: &PortReservation,
     jar: &CookieJar,
     batch: &mut Batch,
+    id: Option<ProbeId>,
 ) -> Result<(), RawError> {
     let src = template.src();
     let port = ports.port_for(probe.try_no);
@@ -624,7 +652,7 @@ fn stage(
         Via::Frame { ifindex, .. } => batch.packets.commit_frame(offset + len, ifindex),
         Via::Ip => batch.packets.commit(len, probe.addr),
     }
-    batch.ids.push(probe.id);
+    batch.ids.push(id);
     Ok(())
 }
 

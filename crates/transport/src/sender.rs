@@ -42,7 +42,8 @@ const BOXES: usize = QUEUED + 2 + OUTLETS;
 /// One batch of probes and, once sent, what became of it.
 pub(crate) struct Batch {
     pub(crate) packets: SendBatch,
-    pub(crate) ids: Vec<ProbeId>,
+    /// The probe of each packet; `None` for a decoy's copy.
+    pub(crate) ids: Vec<Option<ProbeId>>,
     outlet: Outlet,
     /// How many packets went, from the first.
     pub(crate) sent: usize,
