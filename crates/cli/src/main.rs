@@ -218,6 +218,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             Vec::new()
         },
         timing: config.timing.clone(),
+        discovery: false,
     };
     let mut scheduler = Scheduler::new(plan, start);
     let show_bar = !config.no_progress && io::stderr().is_terminal();
