@@ -584,6 +584,7 @@ impl Scheduler {
             now,
         );
         if self.discovery
+            && reply.reason.proves_host_up()
             && self.hosts[entry.host as usize]
                 .as_ref()
                 .is_some_and(|h| !h.reported)
@@ -1001,7 +1002,7 @@ impl Scheduler {
             let answer = host
                 .results
                 .iter()
-                .find(|p| p.reason != Reason::NoResponse)
+                .find(|p| p.reason.proves_host_up())
                 .map(|p| p.reason);
             let status = if self.discovery {
                 answer.map_or(HostStatus::Down, HostStatus::Up)

@@ -55,6 +55,13 @@ impl<W: Write> NormalSink<W> {
             writeln!(out, "Skipping host {addr} due to host timeout")?;
             return Ok(());
         }
+        if report.status == HostStatus::Down {
+            // As nmap: down hosts are listed only when asked to be verbose.
+            if self.options.verbosity > 0 {
+                writeln!(out, "Portolan scan report for {addr} [host down]")?;
+            }
+            return Ok(());
+        }
         match &report.target.name {
             Some(name) => writeln!(
                 out,
