@@ -328,7 +328,10 @@ struct Discovered {
     /// The hosts up, in the order they were found.
     up: Vec<portolan_targets::Target>,
     /// Each up host's evidence and timing, for its port scan report.
-    evidence: std::collections::HashMap<std::net::IpAddr, (HostStatus, portolan_engine::HostTimes)>,
+    evidence: std::collections::HashMap<
+        std::net::IpAddr,
+        (HostStatus, Option<u8>, portolan_engine::HostTimes),
+    >,
     /// The discovery's counters.
     stats: ScanStats,
 }
@@ -394,9 +397,10 @@ impl Engine<'_> {
             if let HostStatus::Up(_) = report.status {
                 let mut found = found.borrow_mut();
                 found.up.push(report.target.clone());
-                found
-                    .evidence
-                    .insert(report.target.addr, (report.status, report.times));
+                found.evidence.insert(
+                    report.target.addr,
+                    (report.status, report.reason_ttl, report.times),
+                );
                 ping_only
             } else {
                 true
@@ -422,10 +426,12 @@ impl Engine<'_> {
         found: Option<&Discovered>,
     ) -> anyhow::Result<(ScanStats, Option<raw::RawStats>)> {
         let mut on_host = |report: &mut HostReport| -> bool {
-            if let Some((status, times)) = found.and_then(|f| f.evidence.get(&report.target.addr))
+            if let Some((status, ttl, times)) =
+                found.and_then(|f| f.evidence.get(&report.target.addr))
                 && report.status == HostStatus::Up(Reason::UserSet)
             {
                 report.status = *status;
+                report.reason_ttl = *ttl;
                 if report.times.srtt.is_none() {
                     report.times = *times;
                 }

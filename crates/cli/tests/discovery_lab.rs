@@ -123,12 +123,18 @@ fn echo_and_timestamp_answers_give_their_reasons_over_ipv4_and_ipv6() {
     let host = lab.host(0);
     let v4: IpAddr = host.ipv4().into();
     let v6: IpAddr = host.ipv6().into();
-    let got = statuses(&run(
-        &lab,
-        &["-sn", "-PE", &v4.to_string(), &v6.to_string()],
-    ));
+    host.sysctl("net.ipv4.ip_default_ttl", "61").unwrap();
+    let echo = run(&lab, &["-sn", "-PE", &v4.to_string(), &v6.to_string()]);
+    let got = statuses(&echo);
     assert_eq!(got[&v4], ("up".into(), "echo-reply".into()));
     assert_eq!(got[&v6], ("up".into(), "echo-reply".into()));
+    // The answer's TTL is the evidence's too.
+    let v4_line = echo
+        .hosts
+        .iter()
+        .find(|h| h["addr"] == v4.to_string())
+        .unwrap();
+    assert_eq!(v4_line["reason_ttl"], 61, "{v4_line}");
     let got = statuses(&run(&lab, &["-sn", "-PP", &v4.to_string()]));
     assert_eq!(got[&v4], ("up".into(), "timestamp-reply".into()));
 }

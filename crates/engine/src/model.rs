@@ -248,6 +248,9 @@ pub struct HostReport {
     pub target: Target,
     /// Up, down, timed out or interrupted.
     pub status: HostStatus,
+    /// The TTL (or hop limit) of the answer that proved the host up, when
+    /// host discovery saw one.
+    pub reason_ttl: Option<u8>,
     /// Per-port outcomes, sorted by protocol and port.
     pub ports: Vec<PortOutcome>,
     /// Timing figures.

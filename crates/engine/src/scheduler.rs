@@ -1025,9 +1025,18 @@ impl Scheduler {
             ports.clear();
         }
         ports.sort_unstable_by_key(|p| p.port);
+        let reason_ttl = if self.discovery {
+            ports
+                .iter()
+                .find(|p| p.reason.proves_host_up())
+                .and_then(|p| p.reason_ttl)
+        } else {
+            None
+        };
         let report = HostReport {
             target: host.target.clone(),
             status,
+            reason_ttl,
             ports,
             times: HostTimes {
                 srtt: host.rtt.srtt(),

@@ -77,7 +77,15 @@ impl<W: Write> NormalSink<W> {
             .unwrap_or_default();
         match report.status {
             HostStatus::Up(reason) if self.options.reason => {
-                writeln!(out, "Host is up, received {}{latency}.", reason.as_str())?
+                let ttl = report
+                    .reason_ttl
+                    .map(|t| format!(" ttl {t}"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "Host is up, received {}{ttl}{latency}.",
+                    reason.as_str()
+                )?
             }
             HostStatus::Interrupted => writeln!(
                 out,
