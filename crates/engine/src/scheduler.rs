@@ -595,6 +595,31 @@ impl Scheduler {
         true
     }
 
+    /// Reports that a probe does not apply to its host and was not sent
+    /// (in discovery, a neighbour solicitation to a host off the segment,
+    /// say): it is resolved at once as unanswered, with no effect on
+    /// timing.
+    pub fn on_skipped(&mut self, id: ProbeId, now: Instant) {
+        let Some(entry) = self.live_entry(id) else {
+            return;
+        };
+        self.release(id.slot() as u32);
+        self.stats.probes_sent -= 1;
+        if entry.try_no > 0 {
+            self.stats.retransmissions -= 1;
+        }
+        self.resolve(
+            entry.host,
+            entry.port,
+            self.silent_state,
+            Reason::NoResponse,
+            None,
+            entry.try_no,
+            now,
+        );
+        self.mark_ready_if_queued(entry.host);
+    }
+
     /// Reports that the transport could not send a probe for lack of a
     /// local resource (file descriptors, ephemeral ports, buffers): the
     /// same try is queued again and the most probes in flight is lowered
@@ -1037,6 +1062,7 @@ impl Scheduler {
             target: host.target.clone(),
             status,
             reason_ttl,
+            mac: None,
             ports,
             times: HostTimes {
                 srtt: host.rtt.srtt(),
