@@ -600,14 +600,9 @@ impl Scheduler {
     /// say): it is resolved at once as unanswered, with no effect on
     /// timing.
     pub fn on_skipped(&mut self, id: ProbeId, now: Instant) {
-        let Some(entry) = self.live_entry(id) else {
+        let Some(entry) = self.unsend(id) else {
             return;
         };
-        self.release(id.slot() as u32);
-        self.stats.probes_sent -= 1;
-        if entry.try_no > 0 {
-            self.stats.retransmissions -= 1;
-        }
         self.resolve(
             entry.host,
             entry.port,
@@ -625,20 +620,27 @@ impl Scheduler {
     /// same try is queued again and the most probes in flight is lowered
     /// to what was in flight.
     pub fn on_not_sent(&mut self, id: ProbeId, now: Instant) {
-        let Some(entry) = self.live_entry(id) else {
+        let Some(entry) = self.unsend(id) else {
             return;
         };
-        self.release(id.slot() as u32);
-        self.stats.probes_sent -= 1;
-        if entry.try_no > 0 {
-            self.stats.retransmissions -= 1;
-        }
         self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
         host.queue.push_front((entry.port, entry.try_no));
         self.queued += 1;
         self.mark_ready(entry.host);
         let _ = now;
+    }
+
+    /// Takes a probe that did not go out back off the books: its slot is
+    /// freed and it no longer counts as sent.
+    fn unsend(&mut self, id: ProbeId) -> Option<InFlight> {
+        let entry = self.live_entry(id)?;
+        self.release(id.slot() as u32);
+        self.stats.probes_sent -= 1;
+        if entry.try_no > 0 {
+            self.stats.retransmissions -= 1;
+        }
+        Some(entry)
     }
 
     fn live_entry(&self, id: ProbeId) -> Option<InFlight> {

@@ -17,6 +17,7 @@ use core::net::{IpAddr, Ipv6Addr};
 use crate::bytes::{be16, ipv4_at, ipv6_at, put_bytes, put8, put16, tail, u8_at};
 use crate::checksum;
 use crate::error::StampError;
+use crate::ip_protocol;
 use crate::ipv6;
 
 /// Ethernet header length; EtherTypes of ARP and IPv6.
@@ -34,7 +35,6 @@ const ND_LEN: usize = 24;
 const OPTION_SOURCE_LL: u8 = 1;
 const OPTION_TARGET_LL: u8 = 2;
 const OPTION_LL_LEN: usize = 8;
-const PROTO_ICMPV6: u8 = 58;
 
 /// An answer of a neighbour on the segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +123,7 @@ pub fn write_solicitation(
             let body = (ND_LEN + OPTION_LL_LEN) as u16;
             put8(packet, f::VER_TC_FLOW, 0x60);
             put16(packet, f::PAYLOAD_LEN, body);
-            put8(packet, f::NEXT_HEADER, PROTO_ICMPV6);
+            put8(packet, f::NEXT_HEADER, ip_protocol::ICMPV6);
             put8(packet, f::HOP_LIMIT, 255);
             put_bytes(packet, f::SRC_ADDR, ip.octets());
             put_bytes(packet, f::DST_ADDR, group.octets());
@@ -133,7 +133,8 @@ pub fn write_solicitation(
             put8(nd, ND_LEN, OPTION_SOURCE_LL);
             put8(nd, ND_LEN.saturating_add(1), 1);
             put_bytes(nd, ND_LEN.saturating_add(2), mac);
-            let pseudo = checksum::pseudo_header_v6(&ip, &group, PROTO_ICMPV6, u32::from(body));
+            let pseudo =
+                checksum::pseudo_header_v6(&ip, &group, ip_protocol::ICMPV6, u32::from(body));
             let sum = checksum::add(pseudo, checksum::sum(nd));
             put16(nd, 2, !sum);
         }
@@ -163,7 +164,7 @@ pub fn parse_neighbour_reply(packet: &[u8]) -> Option<NeighbourReply> {
     }
     if packet.len() < ipv6::HEADER_LEN
         || u8_at(packet, 0) >> 4 != 6
-        || u8_at(packet, ipv6::field::NEXT_HEADER) != PROTO_ICMPV6
+        || u8_at(packet, ipv6::field::NEXT_HEADER) != ip_protocol::ICMPV6
         // A genuine advertisement comes from the link itself.
         || u8_at(packet, ipv6::field::HOP_LIMIT) != 255
     {
