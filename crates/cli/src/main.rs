@@ -9,6 +9,7 @@
 
 mod args;
 mod flags;
+mod names;
 mod outputs;
 mod progress;
 mod report;
@@ -270,6 +271,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         }
     }
     progress.finish();
+    outputs.finish_names(!interrupted.load(Ordering::Relaxed));
     if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
@@ -301,6 +303,14 @@ impl portolan_transport::Observer for ScanObserver<'_> {
     fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control {
         self.progress.update(scheduler, now);
         self.outputs.tick(scheduler.stats(), now);
+        let named = self.outputs.names_ready(now);
+        if !named.is_empty() {
+            let write = || self.outputs.hosts(&named);
+            match self.progress.bar() {
+                Some(bar) => bar.suspend(write),
+                None => write(),
+            }
+        }
         if self.interrupted.load(Ordering::Relaxed) || self.outputs.failed() {
             Control::Interrupt
         } else {
