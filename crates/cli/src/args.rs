@@ -134,6 +134,42 @@ pub struct Config {
     pub ping_only: bool,
     /// `--disable-arp-ping`.
     pub disable_arp_ping: bool,
+    /// `-n`, `-R` or neither.
+    pub reverse_dns: ReverseDns,
+    /// `--dns-servers`; the system's servers when `None`.
+    pub dns_servers: Option<Vec<std::net::SocketAddr>>,
+}
+
+/// Which hosts get reverse DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReverseDns {
+    /// `-n`: none, and no DNS query is sent.
+    Never,
+    /// The default: hosts that answered a probe.
+    Answered,
+    /// `-R`: every host.
+    Always,
+}
+
+/// `--dns-servers 198.18.0.2,fd00::2,198.18.0.3:5353`: addresses, each
+/// with an optional port (53 by default).
+fn dns_servers(g: &Given) -> Result<Vec<std::net::SocketAddr>, UsageError> {
+    let expected = "DNS server addresses separated by commas (198.18.0.2,fd00::2)";
+    let servers = value(g)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+                .or_else(|_| s.parse::<std::net::SocketAddr>())
+                .map_err(|_| bad_value(g, expected))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(bad_value(g, expected));
+    }
+    Ok(servers)
 }
 
 /// Parses nmap's time specifications: a number with an optional unit
@@ -249,6 +285,8 @@ pub fn resolve(
         pings: Vec::new(),
         ping_only: false,
         disable_arp_ping: false,
+        reverse_dns: ReverseDns::Answered,
+        dns_servers: None,
     };
 
     for g in &parsed.flags {
@@ -269,7 +307,10 @@ pub fn resolve(
                 let list = read_list(value(g)).map_err(|e| usage(format!("--excludefile: {e}")))?;
                 excludes.extend(list);
             }
-            FlagId::NoResolve | FlagId::ResolveAll => {}
+            FlagId::NoResolve => cfg.reverse_dns = ReverseDns::Never,
+            FlagId::ResolveAll => cfg.reverse_dns = ReverseDns::Always,
+            FlagId::DnsServers => cfg.dns_servers = Some(dns_servers(g)?),
+            FlagId::SystemDns => {}
             FlagId::Ipv6 => cfg.prefer_ipv6 = true,
             FlagId::Ping => {
                 let v = value(g);
@@ -642,6 +683,32 @@ mod tests {
     fn cfg(args: &[&str]) -> Result<Config, String> {
         let parsed = parse(args.iter().copied()).map_err(|e| e.to_string())?;
         resolve(&parsed, &|p| Err(format!("cannot read {p}"))).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reverse_dns_flags() {
+        let c = cfg(&["198.18.0.1"]).unwrap();
+        assert_eq!(c.reverse_dns, ReverseDns::Answered);
+        assert_eq!(c.dns_servers, None);
+        assert_eq!(cfg(&["-n", "x"]).unwrap().reverse_dns, ReverseDns::Never);
+        assert_eq!(cfg(&["-R", "x"]).unwrap().reverse_dns, ReverseDns::Always);
+        assert_eq!(cfg(&["-nR", "x"]).unwrap().reverse_dns, ReverseDns::Always);
+        let c = cfg(&[
+            "--system-dns",
+            "-dns-servers",
+            "198.18.0.2, fd00::2,198.18.0.3:5353",
+            "x",
+        ])
+        .unwrap();
+        let want: Vec<std::net::SocketAddr> = ["198.18.0.2:53", "[fd00::2]:53", "198.18.0.3:5353"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(c.dns_servers, Some(want));
+        for bad in ["", ",", "dns.example", "198.18.0.256"] {
+            let err = cfg(&["--dns-servers", bad, "x"]).unwrap_err();
+            assert!(err.contains("--dns-servers"), "{err}");
+        }
     }
 
     #[test]

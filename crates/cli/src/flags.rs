@@ -29,6 +29,8 @@ pub enum FlagId {
     ExcludeFile,
     NoResolve,
     ResolveAll,
+    DnsServers,
+    SystemDns,
     Ipv6,
     // Discovery
     Ping,
@@ -190,7 +192,7 @@ pub static FLAGS: &[FlagDef] = &[
         Switch,
         Targets,
         "-n",
-        "Never do reverse DNS resolution"
+        "Never do reverse DNS resolution (no DNS query at all)"
     ),
     flag!(
         ResolveAll,
@@ -198,7 +200,23 @@ pub static FLAGS: &[FlagDef] = &[
         Switch,
         Targets,
         "-R",
-        "Always resolve (reverse DNS arrives with host discovery)"
+        "Reverse DNS for every target, up or not (by default: hosts that answered)"
+    ),
+    flag!(
+        DnsServers,
+        ["dns-servers"],
+        Value,
+        Targets,
+        "--dns-servers <serv1[,serv2],...>",
+        "Ask these DNS servers (addresses) for host names instead of the system's"
+    ),
+    flag!(
+        SystemDns,
+        ["system-dns"],
+        Switch,
+        Targets,
+        "--system-dns",
+        "Use the system's resolver configuration (/etc/resolv.conf; the default)"
     ),
     flag!(
         Ipv6,

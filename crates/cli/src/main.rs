@@ -9,6 +9,7 @@
 
 mod args;
 mod flags;
+mod names;
 mod outputs;
 mod progress;
 mod report;
@@ -172,7 +173,13 @@ fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
 fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let targets = build_targets(config)?;
     let technique = choose_technique(config)?;
-    let pings = discovery_probes(config, technique)?;
+    // Discovery sends raw probes whenever it may, whatever the port scan
+    // technique (as nmap: `-sT` as root still pings with raw packets).
+    let discovery_technique = match technique {
+        ScanKind::Connect if raw::check_privileges().is_ok() => ScanKind::Raw(TcpScan::Syn),
+        other => other,
+    };
+    let pings = discovery_probes(config, discovery_technique)?;
     let options = OutputOptions {
         open_only: config.open_only,
         reason: config.reason,
@@ -213,6 +220,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let engine = Engine {
         config,
         technique,
+        discovery_technique,
         outputs: &outputs,
         interrupted: &interrupted,
         start,
@@ -260,6 +268,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         }
         stats
     };
+    outputs.finish_names(!interrupted.load(Ordering::Relaxed));
     if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
@@ -349,6 +358,8 @@ struct Discovered {
 struct Engine<'a> {
     config: &'a Config,
     technique: ScanKind,
+    /// Raw when permitted, else connect.
+    discovery_technique: ScanKind,
     outputs: &'a outputs::Outputs,
     interrupted: &'a AtomicBool,
     start: Instant,
@@ -363,7 +374,7 @@ impl Engine<'_> {
         targets: TargetList,
         pings: Vec<PingProbe>,
     ) -> anyhow::Result<(Discovered, Option<raw::RawStats>)> {
-        let connect = self.technique == ScanKind::Connect;
+        let connect = self.discovery_technique == ScanKind::Connect;
         let ports: Vec<u16> = if connect {
             pings
                 .iter()
@@ -415,7 +426,7 @@ impl Engine<'_> {
             }
         };
         let pings = if connect { Vec::new() } else { pings };
-        let (stats, sent) = self.run_with(plan, pings, &mut on_host)?;
+        let (stats, sent) = self.run_with(self.discovery_technique, plan, pings, &mut on_host)?;
         let mut found = found.into_inner();
         // Discovery's probes are not ports.
         found.stats = ScanStats {
@@ -446,13 +457,14 @@ impl Engine<'_> {
             }
             true
         };
-        self.run_with(plan, pings, &mut on_host)
+        self.run_with(self.technique, plan, pings, &mut on_host)
     }
 
     /// Runs `plan` to its end; `on_host` may amend each host report and
     /// says whether to write it out.
     fn run_with(
         &self,
+        technique: ScanKind,
         plan: ScanPlan,
         pings: Vec<PingProbe>,
         on_host: &mut dyn FnMut(&mut HostReport) -> bool,
@@ -494,7 +506,7 @@ impl Engine<'_> {
             }
         };
         let mut sent = None;
-        match self.technique {
+        match technique {
             ScanKind::Connect => {
                 let connect_options = ConnectOptions {
                     source: config.source,
@@ -523,7 +535,9 @@ impl Engine<'_> {
                     send_ip: config.send_ip,
                     decoys: config.decoys.clone(),
                     // Discovery keeps them for the port scan that follows.
-                    keep_privileges: !pings.is_empty() && !config.ping_only,
+                    keep_privileges: !pings.is_empty()
+                        && !config.ping_only
+                        && matches!(self.technique, ScanKind::Raw(_)),
                     pings,
                     key: (seed, seed.rotate_left(29) ^ random_seed()),
                 };
@@ -549,6 +563,14 @@ impl portolan_transport::Observer for ScanObserver<'_> {
     fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control {
         self.progress.update(scheduler, now);
         self.outputs.tick(scheduler.stats(), now);
+        let named = self.outputs.names_ready(now);
+        if !named.is_empty() {
+            let write = || self.outputs.hosts(&named);
+            match self.progress.bar() {
+                Some(bar) => bar.suspend(write),
+                None => write(),
+            }
+        }
         if self.interrupted.load(Ordering::Relaxed) || self.outputs.failed() {
             Control::Interrupt
         } else {

@@ -95,7 +95,15 @@ fn seed_reproduces_the_probe_order() {
 fn broken_pipe_is_not_an_error() {
     use std::io::Read;
     let mut child = std::process::Command::new(crate::util::portolan_bin())
-        .args(["-sT", "-p", "1-200", "127.0.0.1", "127.0.0.2", "127.0.0.3"])
+        .args([
+            "-n",
+            "-sT",
+            "-p",
+            "1-200",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.3",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -33,7 +33,7 @@ const VOLATILE_ATTRS: [&str; 12] = [
 ];
 
 /// JSON keys whose values vary between runs.
-const VOLATILE_KEYS: [&str; 14] = [
+const VOLATILE_KEYS: [&str; 15] = [
     "args",
     "version",
     "start",
@@ -48,6 +48,7 @@ const VOLATILE_KEYS: [&str; 14] = [
     "rttvar_us",
     "timeout_us",
     "tries",
+    "packets",
 ];
 
 /// Replaces ` name="..."` values by `*`.

@@ -30,6 +30,7 @@ fn slow_scan(dir: &Path) -> (Child, PathBuf, PathBuf) {
     let gnmap = dir.join("cut.gnmap");
     let child = Command::new(portolan_bin())
         .args([
+            "-n",
             "-sT",
             "-p",
             "1-200",

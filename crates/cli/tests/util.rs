@@ -14,9 +14,16 @@ pub fn portolan_bin() -> &'static str {
     env!("CARGO_BIN_EXE_portolan")
 }
 
-/// `portolan ARGS` on this machine's network namespace.
+/// `portolan ARGS` on this machine's network namespace, with `-n` added to
+/// scans that name no DNS server of their own: no test may send a DNS
+/// query to the machine's resolvers.
 pub fn portolan(args: &[&str]) -> Output {
+    let own_dns = args
+        .iter()
+        .any(|a| matches!(*a, "-n" | "--dns-servers") || a.starts_with("--dns-servers="));
+    let scan = args.first() != Some(&"report");
     Command::new(portolan_bin())
+        .args((scan && !own_dns).then_some("-n"))
         .args(args)
         .output()
         .expect("run portolan")

@@ -42,10 +42,12 @@ impl<W: Write> GrepableSink<W> {
     }
 
     fn write_host(&mut self, report: &HostReport) -> io::Result<()> {
+        // nmap writes the reverse-DNS name here; the name typed otherwise.
         let name = report
             .target
-            .name
+            .rdns
             .as_deref()
+            .or(report.target.name.as_deref())
             .map(for_terminal)
             .unwrap_or_default();
         let host = format!("Host: {} ({name})", report.target.addr);

@@ -7,8 +7,9 @@
 //! - `{"type":"rate","t_s","probes_sent","replies","ports_done"}` about once
 //!   a second: the scan's cumulative counters `t_s` seconds after its start
 //!   (rates are the differences between two lines);
-//! - `{"type":"host","addr","name"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count}}`
-//!   when a host is done;
+//! - `{"type":"host","addr","name"?,"rdns"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count}}`
+//!   when a host is done (`name`: the name typed, else the reverse-DNS
+//!   name; `rdns`: the reverse-DNS name, when one was found);
 //! - `{"type":"summary","schema":1,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted"}`
 //!   last.
 //!
@@ -60,6 +61,8 @@ struct Host<'a> {
     addr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rdns: Option<&'a str>,
     status: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
@@ -184,7 +187,8 @@ impl<W: Write> Sink for JsonLinesSink<W> {
         self.line(&Host {
             r#type: "host",
             addr: report.target.addr.to_string(),
-            name: report.target.name.as_deref(),
+            name: report.target.shown_name(),
+            rdns: report.target.rdns.as_deref(),
             status,
             reason,
             reason_ttl: report.reason_ttl,

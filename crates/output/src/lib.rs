@@ -311,6 +311,7 @@ pub(crate) mod fixtures {
             target: Target {
                 addr: "198.18.0.2".parse().unwrap(),
                 name: Some("lab\x1b[2J".into()),
+                rdns: None,
             },
             status,
             reason_ttl: None,
@@ -342,6 +343,92 @@ mod tests {
         assert_eq!(port_ranges(&[80]), "80");
         assert_eq!(port_ranges(&[1, 2, 3, 5, 7, 8, 65535]), "1-3,5,7-8,65535");
         assert_eq!(port_ranges(&[65534, 65535]), "65534-65535");
+    }
+
+    /// A writer whose bytes the test keeps.
+    #[derive(Clone, Default)]
+    struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+    impl io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.take()).unwrap()
+        }
+    }
+
+    /// What each format writes for `report`: normal, XML, grepable, JSON.
+    fn every_format(report: &HostReport) -> [String; 4] {
+        let options = OutputOptions::default();
+        let bufs: [Shared; 4] = Default::default();
+        let mut sinks: [Box<dyn Sink>; 4] = [
+            Box::new(normal::NormalSink::new(bufs[0].clone(), options)),
+            Box::new(xml::XmlSink::new(bufs[1].clone(), options)),
+            Box::new(grepable::GrepableSink::new(bufs[2].clone(), options)),
+            Box::new(jsonl::JsonLinesSink::new(bufs[3].clone(), options)),
+        ];
+        for sink in &mut sinks {
+            sink.host(report).unwrap();
+        }
+        bufs.map(|b| b.text())
+    }
+
+    /// Every format with a reverse-DNS name, alone and beside a typed one.
+    #[test]
+    fn reverse_dns_names_reach_every_format() {
+        use crate::fixtures::{outcome, up_host};
+        let mut report = up_host(vec![outcome(22, PortState::Open, Reason::SynAck)]);
+        report.target.name = None;
+        report.target.rdns = Some("web.lab\\027.example".into());
+        let [normal, xml, grep, json] = every_format(&report);
+        assert!(
+            normal.starts_with("Portolan scan report for web.lab\\\\027.example (198.18.0.2)\n"),
+            "{normal}"
+        );
+        assert!(!normal.contains("rDNS record"));
+        assert!(
+            xml.contains(
+                "<hostnames>\n<hostname name=\"web.lab\\027.example\" type=\"PTR\"/>\n</hostnames>"
+            ),
+            "{xml}"
+        );
+        assert!(
+            grep.starts_with("Host: 198.18.0.2 (web.lab\\\\027.example)"),
+            "{grep}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["name"], "web.lab\\027.example");
+        assert_eq!(json["rdns"], "web.lab\\027.example");
+
+        // A typed name stays the report's name; nmap adds the PTR below.
+        report.target.name = Some("typed.example".into());
+        let [normal, xml, grep, json] = every_format(&report);
+        assert!(
+            normal.starts_with(
+                "Portolan scan report for typed.example (198.18.0.2)\n\
+                 rDNS record for 198.18.0.2: web.lab\\\\027.example\n"
+            ),
+            "{normal}"
+        );
+        assert!(xml.contains(
+            "<hostname name=\"typed.example\" type=\"user\"/>\n<hostname name=\"web.lab\\027.example\" type=\"PTR\"/>"
+        ));
+        assert!(
+            grep.starts_with("Host: 198.18.0.2 (web.lab\\\\027.example)"),
+            "{grep}"
+        );
+        assert!(
+            json.contains("\"name\":\"typed.example\",\"rdns\":"),
+            "{json}"
+        );
     }
 
     #[test]

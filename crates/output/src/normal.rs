@@ -62,13 +62,19 @@ impl<W: Write> NormalSink<W> {
             }
             return Ok(());
         }
-        match &report.target.name {
+        match report.target.shown_name() {
             Some(name) => writeln!(
                 out,
                 "Portolan scan report for {} ({addr})",
                 for_terminal(name)
             )?,
             None => writeln!(out, "Portolan scan report for {addr}")?,
+        }
+        // As nmap: the PTR name too when it is not the name typed.
+        if let (Some(typed), Some(rdns)) = (&report.target.name, &report.target.rdns)
+            && !typed.eq_ignore_ascii_case(rdns)
+        {
+            writeln!(out, "rDNS record for {addr}: {}", for_terminal(rdns))?;
         }
         let mut deferred_mac = None;
         let latency = report

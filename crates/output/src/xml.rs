@@ -159,6 +159,10 @@ impl<W: Write> XmlSink<W> {
             empty(out, "hostname", &[("name", name), ("type", "user")])?;
             out.write_all(b"\n")?;
         }
+        if let Some(name) = &report.target.rdns {
+            empty(out, "hostname", &[("name", name), ("type", "PTR")])?;
+            out.write_all(b"\n")?;
+        }
         out.write_all(b"</hostnames>\n")?;
         if report.status != HostStatus::TimedOut && !report.ports.is_empty() {
             write_ports(out, report, &collapsed_states(report, &self.options))?;

@@ -50,6 +50,7 @@ fn scan() -> Scan {
         target: Target {
             addr: addr.parse().unwrap(),
             name: name.map(std::sync::Arc::from),
+            rdns: None,
         },
         status,
         reason_ttl: None,

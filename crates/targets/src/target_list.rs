@@ -18,18 +18,33 @@ use crate::octets::OctetRange;
 use crate::target_spec::{HostBlock, ParsedToken, check_prefix, parse_token};
 use crate::{Resolver, TargetError};
 
-/// One address to scan, with the host name the user typed if any.
+/// One address to scan, with the host name the user typed if any, and
+/// the name reverse DNS gave it once known.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     pub addr: IpAddr,
     /// The name as typed (`scanme.example`), shared cheaply between clones.
     pub name: Option<Arc<str>>,
+    /// The address's name from reverse DNS (its PTR record), already
+    /// escaped to printable ASCII by portolan-dns; set by the binary
+    /// before a finished host is written, `None` until then.
+    pub rdns: Option<Arc<str>>,
 }
 
 impl Target {
     /// A target given as an address, with no name.
     pub fn from_addr(addr: IpAddr) -> Target {
-        Target { addr, name: None }
+        Target {
+            addr,
+            name: None,
+            rdns: None,
+        }
+    }
+
+    /// The name reports show for the host: the one typed, else the one
+    /// from reverse DNS (nmap's rule).
+    pub fn shown_name(&self) -> Option<&str> {
+        self.name.as_deref().or(self.rdns.as_deref())
     }
 }
 
@@ -195,7 +210,11 @@ impl TargetSpec {
             Some((name, named)) if *named == addr => Some(Arc::clone(name)),
             _ => None,
         };
-        Target { addr, name }
+        Target {
+            addr,
+            name,
+            rdns: None,
+        }
     }
 }
 
@@ -340,6 +359,7 @@ mod tests {
             Target {
                 addr: "198.18.0.9".parse().unwrap(),
                 name: Some(Arc::from("nine.lab")),
+                rdns: None,
             },
             Target::from_addr("fd00::1".parse().unwrap()),
         ];
