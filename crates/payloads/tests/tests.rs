@@ -1,14 +1,17 @@
 //! Each payload sent to the real daemon that serves its protocol, as
 //! packaged by Debian: dnsmasq (DNS), chrony (NTP), snmpd (SNMP v1 and
-//! v2c), rpcbind (SunRPC portmapper) and memcached with UDP on. The test
-//! checks that the daemon answers and that the answer carries the cookie
-//! back ([`portolan_payloads::echoed_cookie`]).
+//! v2c), rpcbind (SunRPC portmapper), memcached with UDP on, libcoap's
+//! coap-server (CoAP), strongSwan's charon (IKEv2, IKEv1, NAT-T) and
+//! tftpd-hpa (TFTP). The test checks that the daemon answers and that the
+//! answer carries the cookie back ([`portolan_payloads::echoed_cookie`]).
 //!
-//! Each daemon runs in a lab host's own network namespace (the lab of
-//! `portolan-lab`, torn down when the test ends, also on failure), bound
-//! to that namespace's loopback on its standard port; the probes go from a
-//! socket in the same namespace to 127.0.0.1 (and ::1 for DNS). Nothing
-//! leaves the namespace.
+//! Each daemon runs in a network namespace of its own whose only interface
+//! is loopback (the scanner namespace of a `portolan-lab` lab without
+//! hosts, torn down when the test ends, also on failure), on its standard
+//! port: even a daemon that binds the wildcard address listens on loopback
+//! alone (tftpd, which needs another address to exist, runs in a lab host
+//! bound to 127.0.0.1). The probes go from a socket in the same namespace
+//! to 127.0.0.1 (and ::1 for DNS). Nothing leaves the namespace.
 //!
 //! Requirements: root and the lab's tools (else `SKIPPED`, a failure under
 //! `CI`), and the daemon's binary: a missing daemon prints a `SKIPPED:`
@@ -22,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use portolan_lab::{Daemon, Lab, require_lab, under_ci};
+use portolan_lab::{Daemon, Lab, Namespace, require_lab, under_ci};
 use portolan_payloads::{echo, echoed_cookie, payload_for, snmp};
 
 /// Cookies tried against each daemon: a plain one, one with every high bit
@@ -36,9 +39,13 @@ const WAIT: Duration = Duration::from_millis(200);
 /// Whether `program` is installed; otherwise a `SKIPPED` line, or a panic
 /// under `CI`.
 fn daemon_available(program: &str, package: &str, test: &str) -> bool {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|dir| Path::new(dir).join(program).exists());
+    let found = if program.starts_with('/') {
+        Path::new(program).exists()
+    } else {
+        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|dir| Path::new(dir).join(program).exists())
+    };
     if !found {
         let reason = format!(
             "`{program}` is not installed (Debian package `{package}`; scripts/test installs it)"
@@ -84,21 +91,38 @@ impl Drop for Scratch {
     }
 }
 
-/// A daemon running in its own lab host. Fields drop in order: the daemon
-/// is killed, its scratch directory removed, then the lab torn down.
+/// Where a daemon runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A namespace whose only interface is loopback.
+    Loopback,
+    /// A lab host's namespace, which has a lab address (198.18.0.0/15,
+    /// fd00::/8) besides loopback, for daemons that resolve their own
+    /// listening address with `AI_ADDRCONFIG` (which ignores loopback
+    /// addresses) but still bind it to loopback alone.
+    LabHost,
+}
+
+/// A daemon running in a lab's namespace ([`Place`]). Fields drop in
+/// order: the daemon is killed, its scratch directory removed, then the
+/// lab torn down.
 struct Running {
     daemon: Daemon,
     scratch: Scratch,
     lab: Lab,
+    /// Whether the daemon runs in the lab's host rather than its scanner
+    /// namespace.
+    on_host: bool,
 }
 
 impl Running {
     /// Starts the command `command` makes (given the scratch directory) in
-    /// a new lab host, its output in the scratch log; `None` after a
-    /// `SKIPPED` line when the daemon or the lab is unavailable (a panic
-    /// under `CI`).
+    /// a new lab's namespace at `place`, its output in the scratch log;
+    /// `None` after a `SKIPPED` line when the daemon or the lab is
+    /// unavailable (a panic under `CI`).
     #[track_caller]
     fn start(
+        place: Place,
         test: &str,
         program: &str,
         package: &str,
@@ -107,7 +131,10 @@ impl Running {
         if !daemon_available(program, package, test) {
             return None;
         }
-        let lab = require_lab(Lab::builder().hosts(1))?;
+        let on_host = place == Place::LabHost;
+        // Without hosts a lab is its scanner namespace alone, with `lo` as
+        // its only interface.
+        let lab = require_lab(Lab::builder().hosts(usize::from(on_host)))?;
         let scratch = Scratch::new(program);
         let mut command = command(&scratch);
         let log = fs::File::create(scratch.path("log")).expect("a log file");
@@ -115,17 +142,41 @@ impl Running {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("a log file"))
             .stderr(log);
-        let daemon = lab.host(0).spawn(command).expect("the daemon starts");
+        let namespace = if on_host {
+            lab.host(0).namespace()
+        } else {
+            lab.scanner()
+        };
+        let daemon = namespace.spawn(command).expect("the daemon starts");
         Some(Self {
             daemon,
             scratch,
             lab,
+            on_host,
         })
     }
 
-    /// Sends `payload` to `to` from a socket in the host's namespace until
-    /// an answer comes (the daemon may still be binding), and returns it.
+    /// The daemon's namespace.
+    fn namespace(&self) -> &Namespace {
+        if self.on_host {
+            self.lab.host(0).namespace()
+        } else {
+            self.lab.scanner()
+        }
+    }
+
+    /// Sends `payload` to `to` from a socket in the daemon's namespace until
+    /// an answer comes from `to` (the daemon may still be binding), and
+    /// returns it.
     fn exchange(&mut self, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let (answer, from) = self.exchange_any(to, payload);
+        assert_eq!(from, to, "an answer from elsewhere");
+        answer
+    }
+
+    /// [`Running::exchange`], accepting the answer from any port (TFTP's),
+    /// and returning where it came from.
+    fn exchange_any(&mut self, to: SocketAddr, payload: &[u8]) -> (Vec<u8>, SocketAddr) {
         for _ in 0..TRIES {
             if let Ok(Some(status)) = self.daemon.try_wait() {
                 panic!(
@@ -135,8 +186,7 @@ impl Running {
                 );
             }
             let answer = self
-                .lab
-                .host(0)
+                .namespace()
                 .run(|| {
                     let local: IpAddr = if to.is_ipv4() {
                         Ipv4Addr::LOCALHOST.into()
@@ -148,9 +198,8 @@ impl Running {
                     socket.send_to(payload, to).ok()?;
                     let mut buf = vec![0u8; 65536];
                     let (n, from) = socket.recv_from(&mut buf).ok()?;
-                    assert_eq!(from, to, "an answer from elsewhere");
                     buf.truncate(n);
-                    Some(buf)
+                    Some((buf, from))
                 })
                 .expect("entering the namespace");
             if let Some(answer) = answer {
@@ -190,8 +239,12 @@ const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
 #[test]
 fn dnsmasq_answers_version_bind() {
-    let Some(mut dns) =
-        Running::start("dnsmasq_answers_version_bind", "dnsmasq", "dnsmasq", |_| {
+    let Some(mut dns) = Running::start(
+        Place::Loopback,
+        "dnsmasq_answers_version_bind",
+        "dnsmasq",
+        "dnsmasq",
+        |_| {
             let mut command = Command::new("dnsmasq");
             command.args([
                 "--keep-in-foreground",
@@ -205,8 +258,8 @@ fn dnsmasq_answers_version_bind() {
                 "--user=root",
             ]);
             command
-        })
-    else {
+        },
+    ) else {
         return;
     };
     dns.check_echoes(V4, 53);
@@ -221,6 +274,7 @@ fn dnsmasq_answers_version_bind() {
 #[test]
 fn chrony_answers_ntp_client_request() {
     let Some(mut ntp) = Running::start(
+        Place::Loopback,
         "chrony_answers_ntp_client_request",
         "chronyd",
         "chrony",
@@ -248,6 +302,7 @@ fn chrony_answers_ntp_client_request() {
 #[test]
 fn snmpd_answers_get_request_v1_and_v2c() {
     let Some(mut agent) = Running::start(
+        Place::Loopback,
         "snmpd_answers_get_request_v1_and_v2c",
         "snmpd",
         "snmpd",
@@ -285,12 +340,14 @@ fn snmpd_answers_get_request_v1_and_v2c() {
 
 #[test]
 fn rpcbind_answers_null_call() {
-    let Some(mut portmapper) =
-        Running::start("rpcbind_answers_null_call", "rpcbind", "rpcbind", |_| {
+    let Some(mut portmapper) = Running::start(
+        Place::Loopback,
+        "rpcbind_answers_null_call",
+        "rpcbind",
+        "rpcbind",
+        |_| {
             // rpcbind keeps a lock and a socket under /run, shared by the whole
             // machine: give it a private /run in a mount namespace of its own.
-            // In the host's network namespace it binds only that namespace's
-            // loopback (its one interface up).
             let mut command = Command::new("unshare");
             command.args([
                 "--mount",
@@ -301,8 +358,8 @@ fn rpcbind_answers_null_call() {
                 "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && exec rpcbind -f",
             ]);
             command
-        })
-    else {
+        },
+    ) else {
         return;
     };
     portmapper.check_echoes(V4, 111);
@@ -311,6 +368,7 @@ fn rpcbind_answers_null_call() {
 #[test]
 fn memcached_answers_version_over_udp() {
     let Some(mut cache) = Running::start(
+        Place::Loopback,
         "memcached_answers_version_over_udp",
         "memcached",
         "memcached",
@@ -328,4 +386,125 @@ fn memcached_answers_version_over_udp() {
     let n = payload_for(11211, 1, &mut buf).unwrap();
     let answer = cache.exchange(SocketAddr::new(V4, 11211), &buf[..n]);
     assert!(answer[8..].starts_with(b"VERSION "), "{answer:02x?}");
+}
+
+#[test]
+fn coap_server_answers_get_well_known_core() {
+    let Some(mut server) = Running::start(
+        Place::Loopback,
+        "coap_server_answers_get_well_known_core",
+        "coap-server-notls",
+        "libcoap3-bin",
+        |_| {
+            let mut command = Command::new("coap-server-notls");
+            command.args(["-A", "127.0.0.1", "-p", "5683"]);
+            command
+        },
+    ) else {
+        return;
+    };
+    server.check_echoes(V4, 5683);
+    // A piggybacked 2.05 Content with the token: all 32 bits, and the
+    // link format listing of RFC 6690.
+    let mut buf = [0u8; 64];
+    let n = payload_for(5683, 0x0bad_cafe, &mut buf).unwrap();
+    let answer = server.exchange(SocketAddr::new(V4, 5683), &buf[..n]);
+    assert_eq!(answer[1], 0x45, "2.05 Content: {answer:02x?}");
+    assert_eq!(echo(5683, &answer).map(|e| e.mask), Some(u32::MAX));
+    assert!(answer.windows(2).any(|w| w == b"</"), "{answer:02x?}");
+}
+
+#[test]
+fn strongswan_answers_ike_sa_init() {
+    let Some(mut responder) = Running::start(
+        Place::Loopback,
+        "strongswan_answers_ike_sa_init",
+        "/usr/lib/ipsec/charon",
+        "strongswan-charon",
+        |scratch| {
+            let config = scratch.file(
+                "strongswan.conf",
+                "charon {\n  port = 500\n  port_nat_t = 4500\n  install_routes = no\n  \
+                 filelog {\n    stderr { default = 1 }\n  }\n}\n",
+            );
+            // charon keeps its pid file and control socket under /run:
+            // give it a private one, as for rpcbind.
+            let mut command = Command::new("unshare");
+            command
+                .args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    "mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon",
+                ])
+                .env("STRONGSWAN_CONF", config);
+            command
+        },
+    ) else {
+        return;
+    };
+    // IKEv2 on 500 and, behind the non-ESP marker, on 4500: with no
+    // connection configured, charon refuses the proposal under our SPI.
+    responder.check_echoes(V4, 500);
+    responder.check_echoes(V4, 4500);
+    // IKEv1 Main Mode too.
+    for cookie in COOKIES {
+        let mut buf = [0u8; 256];
+        let n = portolan_payloads::ike::v1_main_mode(cookie, &mut buf).unwrap();
+        let answer = responder.exchange(SocketAddr::new(V4, 500), &buf[..n]);
+        assert_eq!(echoed_cookie(500, &answer), Some(cookie), "{answer:02x?}");
+    }
+}
+
+#[test]
+fn tftpd_answers_read_request_from_a_new_port() {
+    let Some(mut server) = Running::start(
+        Place::LabHost,
+        "tftpd_answers_read_request_from_a_new_port",
+        "in.tftpd",
+        "tftpd-hpa",
+        |scratch| {
+            let root = scratch.path("root");
+            fs::create_dir_all(&root).expect("the TFTP root");
+            let mut command = Command::new("in.tftpd");
+            // Foreground, on loopback, serving `root`, as root.
+            command
+                .args([
+                    "--foreground",
+                    "--address",
+                    "127.0.0.1:69",
+                    "--user",
+                    "root",
+                    "--secure",
+                ])
+                .arg(&root);
+            command
+        },
+    ) else {
+        return;
+    };
+    let to = SocketAddr::new(V4, 69);
+    let mut buf = [0u8; 64];
+    let n = payload_for(69, 1, &mut buf).unwrap();
+    // No such file: an ERROR, from the server's new port.
+    let (answer, from) = server.exchange_any(to, &buf[..n]);
+    assert_eq!(from.ip(), to.ip());
+    assert_ne!(
+        from.port(),
+        69,
+        "RFC 1350: the answer comes from a new port"
+    );
+    assert_eq!(&answer[..2], &[0, 5], "ERROR: {answer:02x?}");
+    assert_eq!(
+        echo(69, &answer).map(|e| e.mask),
+        Some(0),
+        "no cookie in TFTP"
+    );
+    // The file present: DATA block 1.
+    fs::write(server.scratch.path("root").join("portolan"), b"hello").unwrap();
+    let (answer, _) = server.exchange_any(to, &buf[..n]);
+    assert_eq!(answer, b"\x00\x03\x00\x01hello");
+    assert!(echo(69, &answer).is_some());
 }
