@@ -799,5 +799,29 @@ mod tests {
         fn never_panics_on_mutated_packets(p in mutated()) {
             let _ = parse_reply(&p);
         }
+
+        #[test]
+        fn udp_spans_stay_inside_the_packet(
+            v6 in any::<bool>(),
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            // A valid IP header carrying UDP, then hostile bytes: any
+            // span parse_reply returns lies within the packet.
+            let header: Vec<u8> = if v6 {
+                let mut h = UDP_REPLY_V6[..40].to_vec();
+                h[4..6].copy_from_slice(&(bytes.len() as u16).to_be_bytes());
+                h
+            } else {
+                let mut h = UDP_REPLY_V4[..20].to_vec();
+                h[2..4].copy_from_slice(&((20 + bytes.len()) as u16).to_be_bytes());
+                h
+            };
+            let mut p = header;
+            p.append(&mut bytes);
+            if let Ok(Reply::Udp { payload, .. }) = parse_reply(&p) {
+                prop_assert!(payload.offset + payload.len <= p.len());
+                prop_assert_eq!(payload.of(&p).len(), payload.len);
+            }
+        }
     }
 }
