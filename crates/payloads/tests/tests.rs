@@ -1,8 +1,8 @@
 //! Each payload sent to the real daemon that serves its protocol, as
 //! packaged by Debian: dnsmasq (DNS), chrony (NTP), snmpd (SNMP v1 and
 //! v2c), rpcbind (SunRPC portmapper), memcached with UDP on, libcoap's
-//! coap-server (CoAP), strongSwan's charon (IKEv2, IKEv1, NAT-T) and
-//! tftpd-hpa (TFTP). The test checks that the daemon answers and that the
+//! coap-server (CoAP), strongSwan's charon (IKEv2, IKEv1, NAT-T),
+//! tftpd-hpa (TFTP) and Kamailio (SIP). The test checks that the daemon answers and that the
 //! answer carries the cookie back ([`portolan_payloads::echoed_cookie`]).
 //!
 //! Each daemon runs in a network namespace of its own whose only interface
@@ -507,4 +507,50 @@ fn tftpd_answers_read_request_from_a_new_port() {
     let (answer, _) = server.exchange_any(to, &buf[..n]);
     assert_eq!(answer, b"\x00\x03\x00\x01hello");
     assert!(echo(69, &answer).is_some());
+}
+
+#[test]
+fn kamailio_answers_options() {
+    let Some(mut proxy) = Running::start(
+        Place::Loopback,
+        "kamailio_answers_options",
+        "kamailio",
+        "kamailio",
+        |scratch| {
+            // The smallest routing script: 200 to OPTIONS, 501 otherwise,
+            // both stateless replies that copy Via, From, To, Call-ID and
+            // CSeq (RFC 3261, section 8.2.6.2).
+            let config = scratch.file(
+                "kamailio.cfg",
+                "#!KAMAILIO\nlisten=udp:127.0.0.1:5060\nchildren=1\n\
+                 mpath=\"/usr/lib/x86_64-linux-gnu/kamailio/modules/\"\n\
+                 loadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
+                 request_route {\n  if (is_method(\"OPTIONS\")) {\n    \
+                 sl_send_reply(\"200\", \"OK\");\n    exit;\n  }\n  \
+                 sl_send_reply(\"501\", \"Not Implemented\");\n}\n",
+            );
+            let mut command = Command::new("kamailio");
+            // Foreground with its children, log to stderr, runtime files in
+            // the scratch directory.
+            command
+                .args(["-DD", "-E", "-u", "root", "-f"])
+                .arg(&config)
+                .arg("-P")
+                .arg(scratch.path("pid"))
+                .arg("-Y")
+                .arg(scratch.path(""));
+            command
+        },
+    ) else {
+        return;
+    };
+    proxy.check_echoes(V4, 5060);
+    let mut buf = [0u8; 512];
+    let n = payload_for(5060, 0x00c0_ffee, &mut buf).unwrap();
+    let answer = proxy.exchange(SocketAddr::new(V4, 5060), &buf[..n]);
+    assert!(
+        answer.starts_with(b"SIP/2.0 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
