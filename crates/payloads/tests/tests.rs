@@ -135,7 +135,8 @@ impl Running {
         // Without hosts a lab is its scanner namespace alone, with `lo` as
         // its only interface.
         let lab = require_lab(Lab::builder().hosts(usize::from(on_host)))?;
-        let scratch = Scratch::new(program);
+        let name = Path::new(program).file_name().and_then(|n| n.to_str());
+        let scratch = Scratch::new(name.unwrap_or("daemon"));
         let mut command = command(&scratch);
         let log = fs::File::create(scratch.path("log")).expect("a log file");
         command
