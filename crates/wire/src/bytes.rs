@@ -88,3 +88,9 @@ pub(crate) fn put_bytes<const N: usize>(b: &mut [u8], at: usize, v: [u8; N]) {
 pub(crate) fn tail(b: &[u8], at: usize) -> &[u8] {
     b.get(at..).unwrap_or(&[])
 }
+
+/// `b[at..]` writable, or empty if `at` is past the end.
+#[inline(always)]
+pub(crate) fn tail_mut(b: &mut [u8], at: usize) -> &mut [u8] {
+    b.get_mut(at..).unwrap_or(&mut [])
+}

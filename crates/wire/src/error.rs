@@ -23,6 +23,8 @@ pub enum Header {
     Ipv6Extension,
     /// A TCP header (RFC 9293).
     Tcp,
+    /// A UDP header (RFC 768).
+    Udp,
     /// An ICMP or ICMPv6 header (RFC 792, RFC 4443).
     Icmp,
     /// The transport header quoted in an ICMP error (its first 4 bytes, the
@@ -38,6 +40,7 @@ impl fmt::Display for Header {
             Header::Ipv6 => "IPv6",
             Header::Ipv6Extension => "IPv6 extension",
             Header::Tcp => "TCP",
+            Header::Udp => "UDP",
             Header::Icmp => "ICMP",
             Header::QuotedTransport => "quoted transport",
         })
@@ -98,14 +101,15 @@ impl fmt::Display for WireError {
 
 impl core::error::Error for WireError {}
 
-/// Why [`SynTemplate::stamp`](crate::SynTemplate::stamp) wrote
-/// nothing.
+/// Why [`SynTemplate::stamp`](crate::SynTemplate::stamp) or
+/// [`UdpTemplate::stamp`](crate::UdpTemplate::stamp) wrote nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StampError {
     /// The output buffer is shorter than the packet.
     BufferTooSmall {
-        /// The packet length, [`SynTemplate::len`](crate::SynTemplate::len).
+        /// The packet length: [`SynTemplate::len`](crate::SynTemplate::len),
+        /// or a UDP probe's headers plus its payload.
         needed: usize,
         /// The buffer length.
         available: usize,
@@ -114,6 +118,14 @@ pub enum StampError {
     FamilyMismatch {
         /// True if the template is IPv6.
         template_v6: bool,
+    },
+    /// A UDP payload longer than one datagram carries
+    /// ([`UdpTemplate::max_payload_len`](crate::UdpTemplate::max_payload_len)).
+    PayloadTooLong {
+        /// The payload's length.
+        len: usize,
+        /// The longest payload the template's family allows.
+        max: usize,
     },
 }
 
@@ -130,6 +142,9 @@ impl fmt::Display for StampError {
                     ("IPv4", "IPv6")
                 };
                 write!(f, "{t} probe template given an {d} destination")
+            }
+            StampError::PayloadTooLong { len, max } => {
+                write!(f, "UDP payload of {len} bytes, at most {max} fit")
             }
         }
     }

@@ -7,15 +7,20 @@
 //!   one MSS option, as nmap sends) built once; [`SynTemplate::stamp`] copies
 //!   it and patches only the per-probe fields, finishing both checksums from
 //!   precomputed partial sums.
+//! - [`UdpTemplate`]: a UDP probe (IPv4 or IPv6 header plus a UDP header)
+//!   built once; [`UdpTemplate::stamp`] writes the per-probe fields and the
+//!   caller's payload, and finishes both checksums.
 //! - [`parse_reply`]: the receive path. It takes untrusted bytes starting at
-//!   the IP header and returns a small [`Reply`]: a TCP segment, an ICMP or
+//!   the IP header and returns a small [`Reply`]: a TCP segment, a UDP
+//!   datagram (with where its payload lies, a [`PayloadSpan`]), an ICMP or
 //!   ICMPv6 error with the [`Quoted`] probe it answers, or [`Reply::Other`].
 //! - [`write_query`] and [`parse_query_reply`]: ICMP echo and timestamp
 //!   queries for host discovery, with a cookie in identifier and sequence.
 //! - [`write_solicitation`] and [`parse_neighbour_reply`]: ARP and
 //!   Neighbor Discovery on a directly attached segment.
 //! - Checked views ([`Ipv4Packet`], [`Ipv6Packet`], [`TcpPacket`],
-//!   [`IcmpPacket`]) over borrowed bytes, for callers that need more fields.
+//!   [`UdpPacket`], [`IcmpPacket`]) over borrowed bytes, for callers that
+//!   need more fields.
 //!
 //! # The contract (every file keeps it)
 //! - **Panics: none, on any input.** A view exists only after its
@@ -36,7 +41,8 @@
 //! read. Both fit in a few hundred lines we can hold to the no-panic, no-alloc
 //! contract above, with no dependency to audit and a fuzz target later.
 //!
-//! Read first: RFC 791 (IPv4), RFC 8200 (IPv6), RFC 9293 (TCP), RFC 792
+//! Read first: RFC 791 (IPv4), RFC 8200 (IPv6), RFC 9293 (TCP), RFC 768
+//! (UDP), RFC 792
 //! (ICMP), RFC 4443 (ICMPv6), RFC 1071 and RFC 1624 (checksums).
 
 #![cfg_attr(not(test), no_std)]
@@ -71,6 +77,7 @@ mod syn;
 mod tcp;
 #[cfg(test)]
 mod test_packets;
+mod udp;
 
 pub use echo::{IcmpQuery, QueryReply, parse_query_reply, write_query};
 pub use error::{Header, StampError, WireError};
@@ -78,9 +85,10 @@ pub use icmp::IcmpPacket;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
 pub use neighbour::{NeighbourReply, parse_neighbour_reply, write_solicitation};
-pub use reply::{Quoted, Reply, parse_reply};
+pub use reply::{PayloadSpan, Quoted, Reply, parse_reply};
 pub use syn::{SynOptions, SynTemplate};
 pub use tcp::{TcpFlags, TcpPacket};
+pub use udp::{UdpPacket, UdpTemplate};
 
 /// IP protocol numbers (IPv4 "Protocol", IPv6 "Next Header") this crate
 /// reads, from the IANA "Assigned Internet Protocol Numbers" registry.

@@ -2,7 +2,8 @@
 //! untrusted bytes that start at the IP header.
 //!
 //! Read first: RFC 791 and RFC 8200 (the IP headers; IPv6 extension headers
-//! in section 4), RFC 9293 section 3.1 (TCP), RFC 792 and RFC 4443 section 3
+//! in section 4), RFC 9293 section 3.1 (TCP), RFC 768 (UDP), RFC 792 and
+//! RFC 4443 section 3
 //! (the errors and what they quote), RFC 1812 section 4.3.2.3 (routers may
 //! quote more than 8 bytes).
 //!
@@ -15,8 +16,10 @@
 //!
 //! Contract: no panic on any input; no allocation. A truncated or
 //! impossible header is a [`WireError`]; a well-formed packet the scanner
-//! does not read (an echo reply, UDP, a later fragment) is
-//! [`Reply::Other`].
+//! does not read (an echo reply, another protocol, a later fragment) is
+//! [`Reply::Other`]. A UDP reply's payload is not copied: [`Reply::Udp`]
+//! says where it lies in the parsed bytes ([`PayloadSpan`]), so `Reply`
+//! stays a small `Copy` value without a lifetime.
 
 use core::net::IpAddr;
 
@@ -25,8 +28,9 @@ use crate::error::{Header, WireError};
 use crate::icmp::{self, IcmpPacket};
 use crate::ip_protocol;
 use crate::ipv4::Ipv4Packet;
-use crate::ipv6::Ipv6Packet;
+use crate::ipv6::{self, Ipv6Packet};
 use crate::tcp::{TcpFlags, TcpPacket};
+use crate::udp::UdpPacket;
 
 /// What a received packet says to the scanner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +58,23 @@ pub enum Reply {
         /// The window.
         window: u16,
     },
+    /// A UDP datagram: for a UDP scan, the service's answer.
+    Udp {
+        /// The sender: the scanned host.
+        src: IpAddr,
+        /// The receiver: our address.
+        dst: IpAddr,
+        /// IPv4 TTL or IPv6 hop limit as received.
+        ttl: u8,
+        /// The sender's port: the scanned port.
+        src_port: u16,
+        /// Our port.
+        dst_port: u16,
+        /// Where the payload (up to the UDP Length) lies in the bytes given
+        /// to [`parse_reply`]; [`PayloadSpan::of`] or [`Reply::udp_payload`]
+        /// borrows it from them.
+        payload: PayloadSpan,
+    },
     /// An ICMP Destination Unreachable or Time Exceeded (types 3 and 11),
     /// or an ICMPv6 Destination Unreachable or Time Exceeded (types 1 and
     /// 3), with the packet it quotes.
@@ -74,6 +95,40 @@ pub enum Reply {
     /// A well-formed packet of another kind: another protocol, another ICMP
     /// type, or a fragment other than the first.
     Other,
+}
+
+/// Where a payload lies in the bytes a [`Reply`] was parsed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PayloadSpan {
+    /// Its first byte's offset from the start of the packet (the IP
+    /// header).
+    pub offset: usize,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+impl PayloadSpan {
+    /// The payload, borrowed from `packet`, the bytes the reply was parsed
+    /// from; empty if they are too short (other bytes than those parsed).
+    #[must_use]
+    pub fn of(self, packet: &[u8]) -> &[u8] {
+        packet
+            .get(self.offset..)
+            .and_then(|rest| rest.get(..self.len))
+            .unwrap_or(&[])
+    }
+}
+
+impl Reply {
+    /// For [`Reply::Udp`], the payload borrowed from `packet`, the bytes
+    /// the reply was parsed from; `None` for the other kinds.
+    #[must_use]
+    pub fn udp_payload<'a>(&self, packet: &'a [u8]) -> Option<&'a [u8]> {
+        match self {
+            Reply::Udp { payload, .. } => Some(payload.of(packet)),
+            _ => None,
+        }
+    }
 }
 
 /// The start of the packet an ICMP error quotes: for us, one of our probes.
@@ -125,6 +180,7 @@ fn parse_ipv4(packet: &[u8]) -> Result<Reply, WireError> {
     let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
     match ip.protocol() {
         ip_protocol::TCP => parse_tcp(src, dst, ip.ttl(), ip.payload()),
+        ip_protocol::UDP => parse_udp(src, dst, ip.ttl(), ip.header_len(), ip.payload()),
         ip_protocol::ICMP => {
             let msg = IcmpPacket::new_checked(ip.payload())?;
             match msg.msg_type() {
@@ -156,6 +212,13 @@ fn parse_ipv6(packet: &[u8]) -> Result<Reply, WireError> {
     let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
     match protocol {
         ip_protocol::TCP => parse_tcp(src, dst, ip.hop_limit(), payload),
+        ip_protocol::UDP => {
+            // `payload` is a tail of the IP payload, after any extension
+            // headers.
+            let at =
+                ipv6::HEADER_LEN.saturating_add(ip.payload().len().saturating_sub(payload.len()));
+            parse_udp(src, dst, ip.hop_limit(), at, payload)
+        }
         ip_protocol::ICMPV6 => {
             let msg = IcmpPacket::new_checked(payload)?;
             match msg.msg_type() {
@@ -191,6 +254,28 @@ fn parse_tcp(src: IpAddr, dst: IpAddr, ttl: u8, segment: &[u8]) -> Result<Reply,
         ack: tcp.ack_number(),
         flags: tcp.flags(),
         window: tcp.window_len(),
+    })
+}
+
+/// A UDP datagram that starts `at` bytes into the packet.
+fn parse_udp(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    at: usize,
+    datagram: &[u8],
+) -> Result<Reply, WireError> {
+    let udp = UdpPacket::new_checked(datagram)?;
+    Ok(Reply::Udp {
+        src,
+        dst,
+        ttl,
+        src_port: udp.src_port(),
+        dst_port: udp.dst_port(),
+        payload: PayloadSpan {
+            offset: at.saturating_add(crate::udp::HEADER_LEN),
+            len: udp.payload().len(),
+        },
     })
 }
 
@@ -240,7 +325,13 @@ mod tests {
     use crate::test_packets::*;
     use proptest::prelude::*;
 
-    const ALL: [&[u8]; 10] = [
+    const ALL: [&[u8]; 16] = [
+        &UDP_PROBE_V4,
+        &UDP_PROBE_V6,
+        &UDP_REPLY_V4,
+        &UDP_REPLY_V6,
+        &PORT_UNREACHABLE_V4,
+        &PORT_UNREACHABLE_V6,
         &SYN_V4,
         &SYN_V6,
         &SYN_ACK_V4,
@@ -497,9 +588,9 @@ mod tests {
         let mut p = ICMP_ADMIN_PROHIBITED_V6;
         p[40] = icmp::v6::ECHO_REPLY;
         assert_eq!(parse_reply(&p), Ok(Reply::Other));
-        // UDP, even with nothing after the IP header.
-        let mut p = SYN_ACK_V4;
-        p[9] = ip_protocol::UDP;
+        // Another protocol (SCTP).
+        let mut p = RST_V4;
+        p[9] = 132;
         assert_eq!(parse_reply(&p), Ok(Reply::Other));
         let mut p = SYN_ACK_V6;
         p[6] = ip_protocol::NO_NEXT_HEADER;
@@ -559,6 +650,111 @@ mod tests {
         );
     }
 
+    #[test]
+    fn test_udp_reply() {
+        let dns_answer = |src, dst, offset| Reply::Udp {
+            src,
+            dst,
+            ttl: 64,
+            src_port: 53,
+            dst_port: 40000,
+            payload: PayloadSpan { offset, len: 17 },
+        };
+        let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
+        let r = parse_reply(&UDP_REPLY_V4).unwrap();
+        assert_eq!(r, dns_answer(them, us, 28));
+        assert_eq!(r.udp_payload(&UDP_REPLY_V4), Some(&UDP_REPLY_V4[28..]));
+        assert_eq!(r.udp_payload(&UDP_REPLY_V4[..30]), Some(&[][..]));
+        let (us, them) = (v6("fd00::1"), v6("fd00::2"));
+        let r = parse_reply(&UDP_REPLY_V6).unwrap();
+        assert_eq!(r, dns_answer(them, us, 48));
+        assert_eq!(r.udp_payload(&UDP_REPLY_V6), Some(&UDP_REPLY_V6[48..]));
+        assert_eq!(parse_reply(&RST_V6).unwrap().udp_payload(&RST_V6), None);
+
+        // Behind IPv6 extension headers: the span counts them.
+        let mut p = SYN_ACK_V6_EXTENSIONS[..72].to_vec();
+        p[64] = ip_protocol::UDP;
+        p.extend_from_slice(&UDP_REPLY_V6[40..]);
+        let payload = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&payload.to_be_bytes());
+        let r = parse_reply(&p).unwrap();
+        assert_eq!(r, dns_answer(them, us, 80));
+        assert_eq!(r.udp_payload(&p), Some(&UDP_REPLY_V6[48..]));
+
+        // A UDP Length shorter than the IP payload bounds the payload;
+        // below 8 or past the IP payload, it is an error.
+        let mut p = UDP_REPLY_V4;
+        p[24..26].copy_from_slice(&10u16.to_be_bytes());
+        assert_eq!(
+            parse_reply(&p).unwrap().udp_payload(&p),
+            Some(&[0x12, 0x34][..])
+        );
+        p[24..26].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::BadLength {
+                header: Header::Udp,
+                value: 4
+            })
+        );
+        p[24..26].copy_from_slice(&26u16.to_be_bytes());
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::Truncated {
+                header: Header::Udp,
+                needed: 26,
+                available: 25
+            })
+        );
+    }
+
+    #[test]
+    fn test_port_unreachable_quotes_udp() {
+        let our_probe = |src, dst| Quoted {
+            src,
+            dst,
+            protocol: ip_protocol::UDP,
+            src_port: 40000,
+            dst_port: 53,
+            seq: None,
+        };
+        let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
+        assert_eq!(
+            parse_reply(&PORT_UNREACHABLE_V4),
+            Ok(Reply::IcmpError {
+                from: them,
+                ttl: 64,
+                v6: false,
+                icmp_type: icmp::v4::DEST_UNREACHABLE,
+                code: icmp::v4::unreachable::PORT,
+                quoted: our_probe(us, them),
+            })
+        );
+        let (us, them) = (v6("fd00::1"), v6("fd00::2"));
+        assert_eq!(
+            parse_reply(&PORT_UNREACHABLE_V6),
+            Ok(Reply::IcmpError {
+                from: them,
+                ttl: 64,
+                v6: true,
+                icmp_type: icmp::v6::DEST_UNREACHABLE,
+                code: icmp::v6::unreachable::PORT,
+                quoted: our_probe(us, them),
+            })
+        );
+        // The quote needs only the ports: 4 bytes of UDP header.
+        let p = shorten_v4_quote(&PORT_UNREACHABLE_V4, 24);
+        assert!(matches!(
+            parse_reply(&p),
+            Ok(Reply::IcmpError { quoted, .. }) if quoted == our_probe(v4("198.18.0.1"), v4("198.18.0.2"))
+        ));
+        let p = shorten_v6_quote(&PORT_UNREACHABLE_V6, 44);
+        assert!(matches!(
+            parse_reply(&p),
+            Ok(Reply::IcmpError { quoted, .. }) if quoted == our_probe(us, them)
+        ));
+    }
+
     /// A fixture with some bytes overwritten and the result cut short.
     fn mutated() -> impl Strategy<Value = Vec<u8>> {
         (
@@ -602,6 +798,30 @@ mod tests {
         #[test]
         fn never_panics_on_mutated_packets(p in mutated()) {
             let _ = parse_reply(&p);
+        }
+
+        #[test]
+        fn udp_spans_stay_inside_the_packet(
+            v6 in any::<bool>(),
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            // A valid IP header carrying UDP, then hostile bytes: any
+            // span parse_reply returns lies within the packet.
+            let header: Vec<u8> = if v6 {
+                let mut h = UDP_REPLY_V6[..40].to_vec();
+                h[4..6].copy_from_slice(&(bytes.len() as u16).to_be_bytes());
+                h
+            } else {
+                let mut h = UDP_REPLY_V4[..20].to_vec();
+                h[2..4].copy_from_slice(&((20 + bytes.len()) as u16).to_be_bytes());
+                h
+            };
+            let mut p = header;
+            p.append(&mut bytes);
+            if let Ok(Reply::Udp { payload, .. }) = parse_reply(&p) {
+                prop_assert!(payload.offset + payload.len <= p.len());
+                prop_assert_eq!(payload.of(&p).len(), payload.len);
+            }
         }
     }
 }

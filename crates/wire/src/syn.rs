@@ -343,7 +343,7 @@ fn patch_tcp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_packets::{SYN_V4, SYN_V6, v4, v6};
+    use crate::test_packets::{SYN_V4, SYN_V6, addr_pair, checksum_from_scratch, v4, v6};
     use crate::{Ipv4Packet, Ipv6Packet, Reply, TcpPacket, parse_reply};
     use proptest::prelude::*;
 
@@ -441,32 +441,6 @@ mod tests {
         assert_eq!(t.len(), 60);
     }
 
-    /// The TCP checksum recomputed from scratch: field zeroed, pseudo-header
-    /// built byte by byte.
-    fn tcp_checksum_from_scratch(src: IpAddr, dst: IpAddr, seg: &[u8]) -> u16 {
-        let mut data = Vec::new();
-        match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                data.extend_from_slice(&s.octets());
-                data.extend_from_slice(&d.octets());
-                data.extend_from_slice(&[0, 6]);
-                data.extend_from_slice(&(seg.len() as u16).to_be_bytes());
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                data.extend_from_slice(&s.octets());
-                data.extend_from_slice(&d.octets());
-                data.extend_from_slice(&(seg.len() as u32).to_be_bytes());
-                data.extend_from_slice(&[0, 0, 0, 6]);
-            }
-            _ => unreachable!(),
-        }
-        let at = data.len();
-        data.extend_from_slice(seg);
-        data[at + 16] = 0;
-        data[at + 17] = 0;
-        checksum::checksum(&data)
-    }
-
     fn options() -> impl Strategy<Value = SynOptions> {
         (any::<u8>(), any::<u16>(), any::<Option<u16>>(), any::<u8>()).prop_map(
             |(ttl, window, mss, flags)| SynOptions {
@@ -476,15 +450,6 @@ mod tests {
                 flags: TcpFlags::from_bits(flags),
             },
         )
-    }
-
-    fn addr_pair() -> impl Strategy<Value = (IpAddr, IpAddr)> {
-        prop_oneof![
-            (any::<[u8; 4]>(), any::<[u8; 4]>())
-                .prop_map(|(s, d)| (IpAddr::from(s), IpAddr::from(d))),
-            (any::<[u8; 16]>(), any::<[u8; 16]>())
-                .prop_map(|(s, d)| (IpAddr::from(s), IpAddr::from(d))),
-        ]
     }
 
     proptest! {
@@ -519,7 +484,10 @@ mod tests {
                 (&packet[40..], ip.hop_limit())
             };
             let tcp = TcpPacket::new_checked(seg).unwrap();
-            prop_assert_eq!(tcp.checksum(), tcp_checksum_from_scratch(src, dst, seg));
+            prop_assert_eq!(
+                tcp.checksum(),
+                checksum_from_scratch(src, dst, ip_protocol::TCP, seg, 16)
+            );
             prop_assert!(tcp.verify_checksum(src, dst));
             prop_assert_eq!(tcp.mss(), opts.mss);
 
