@@ -269,6 +269,7 @@ mod tests {
             },
             started: now,
             finished: now,
+            services: Vec::new(),
         }
     }
 
