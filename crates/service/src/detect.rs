@@ -1,0 +1,418 @@
+//! The probe engine: what answers on each open TCP port.
+//!
+//! Per port, as nmap's version detection (read
+//! <https://nmap.org/book/vscan-technique.html> first):
+//! 1. Connect and wait for a banner (the NULL probe). A close without a
+//!    byte within `tcpwrappedms` is `tcpwrapped`.
+//! 2. Send the other probes, a connection each: first those whose `ports`
+//!    list the port, then those of rarity at most the intensity, in file
+//!    order. Each answer is read until a rule matches, the reply buffer is
+//!    full ([`MAX_RESPONSE`]), the peer closes, or the probe's
+//!    `totalwaitms` runs out. Rules are tried in order: the probe's own,
+//!    its fallbacks', then the NULL probe's.
+//! 3. A hard match ends the port. A soft match fixes the service name; from
+//!    then on only probes with rules for that service are sent.
+//! 4. An answer that looks like TLS, or a match of service `ssl`, starts a
+//!    rustls handshake; the certificate and protocol are recorded and the
+//!    probes run again inside TLS (`ssl/<name>`). Ports in a probe's
+//!    `sslports` try TLS first.
+//!
+//! Contract: every port is bounded by the service timeout (also a service
+//! that drips a byte at a time), and holds at most [`MAX_RESPONSE`] bytes
+//! of answer; ports run in parallel up to a limit, so one slow service
+//! holds up no other. Banners are untrusted bytes: nothing here prints
+//! them; no panics on any answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portolan_engine::{ServiceInfo, ServiceMethod, TlsInfo};
+use portolan_targets::Protocol;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout_at};
+
+use crate::db::{ProbeDb, Transport};
+use crate::tls::{self, TlsClients};
+
+/// The most answer bytes kept per probe.
+pub const MAX_RESPONSE: usize = 32 * 1024;
+/// How many banner bytes a [`ServiceInfo`] keeps.
+pub const BANNER_BYTES: usize = 256;
+/// The longest wait for a connection or a TLS handshake.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// How detection runs.
+#[derive(Clone, Debug)]
+pub struct DetectOptions {
+    /// `--version-intensity`: probes of rarity up to this are sent (0-9).
+    pub intensity: u8,
+    /// `--version-timeout`: the most one port may take.
+    pub service_timeout: Duration,
+    /// How many ports are probed at once.
+    pub parallelism: usize,
+    /// Whether to speak TLS to services that do.
+    pub tls: bool,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions {
+            intensity: 7,
+            service_timeout: Duration::from_secs(30),
+            parallelism: 256,
+            tls: true,
+        }
+    }
+}
+
+/// Why detection could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetectError {
+    /// The async runtime could not be built.
+    #[error("cannot start the detection runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The TLS client could not be configured.
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Probes every address and returns one [`ServiceInfo`] per address, in
+/// the same order. Blocks until all are done.
+pub fn detect_all(
+    db: Arc<ProbeDb>,
+    targets: &[SocketAddr],
+    options: &DetectOptions,
+) -> Result<Vec<ServiceInfo>, DetectError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DetectError::Runtime)?;
+    let clients = TlsClients::new()?;
+    let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
+    Ok(runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, &addr) in targets.iter().enumerate() {
+            let ctx = Context {
+                db: Arc::clone(&db),
+                clients: clients.clone(),
+                options: options.clone(),
+                addr,
+            };
+            let limit = Arc::clone(&limit);
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, ctx.detect().await)
+            });
+        }
+        let mut found = vec![ServiceInfo::default(); targets.len()];
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((i, info)) = done {
+                found[i] = info;
+            }
+        }
+        found
+    }))
+}
+
+/// A byte stream to a service, plain or inside TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What one probe's answer gave.
+enum Answer {
+    /// A hard match: the service is known.
+    Hard(ServiceInfo),
+    /// A soft match: the service name is known.
+    Soft(ServiceInfo),
+    /// Nothing matched.
+    Nothing,
+}
+
+/// How a run of probes ended.
+enum Verdict {
+    Found(ServiceInfo),
+    Soft(ServiceInfo),
+    /// The service speaks TLS.
+    Tls,
+    /// It closed without a word.
+    Wrapped,
+    /// Nothing matched (or nothing could connect).
+    Unknown,
+}
+
+struct Context {
+    db: Arc<ProbeDb>,
+    clients: TlsClients,
+    options: DetectOptions,
+    addr: SocketAddr,
+}
+
+/// A port's progress: the deadline and the first bytes seen.
+struct Run {
+    deadline: Instant,
+    banner: Vec<u8>,
+}
+
+impl Context {
+    async fn detect(&self) -> ServiceInfo {
+        let port = self.addr.port();
+        let mut run = Run {
+            deadline: Instant::now() + self.options.service_timeout,
+            banner: Vec::new(),
+        };
+        if self.db.exclude.tcp.contains(port) {
+            return self.table_guess(&run);
+        }
+        let ssl_first = self.options.tls
+            && self
+                .db
+                .probes
+                .iter()
+                .any(|p| p.transport == Transport::Tcp && p.sslports.contains(port));
+        if ssl_first && let Some(info) = self.inside_tls(&mut run).await {
+            return info;
+        }
+        let verdict = self.run_probes(&mut run, None).await;
+        match verdict {
+            Verdict::Tls if self.options.tls => match self.inside_tls(&mut run).await {
+                Some(info) => info,
+                None => self.named(&run, "ssl"),
+            },
+            Verdict::Tls => self.named(&run, "ssl"),
+            other => self.conclude(other, &run),
+        }
+    }
+
+    /// The handshake, then the probes inside TLS; `None` if no handshake
+    /// completed.
+    async fn inside_tls(&self, run: &mut Run) -> Option<ServiceInfo> {
+        let tls_info = self.handshake(run).await?;
+        let verdict = self.run_probes(run, Some(&tls_info)).await;
+        let mut info = match verdict {
+            Verdict::Found(i) | Verdict::Soft(i) => i,
+            // A service that speaks TLS and then nothing we know.
+            Verdict::Tls | Verdict::Wrapped | Verdict::Unknown => self.named(run, "unknown"),
+        };
+        info.ssl = true;
+        info.tls = Some(tls_info);
+        Some(info)
+    }
+
+    async fn handshake(&self, run: &Run) -> Option<TlsInfo> {
+        let wait = run.deadline.min(Instant::now() + CONNECT_WAIT);
+        let tcp = timeout_at(wait, TcpStream::connect(self.addr))
+            .await
+            .ok()?
+            .ok()?;
+        let name = tls::server_name(self.addr.ip());
+        let stream = timeout_at(wait, self.clients.inspect.connect(name, tcp))
+            .await
+            .ok()?
+            .ok()?;
+        Some(tls::inspect(&stream))
+    }
+
+    async fn open(&self, run: &Run, tls: bool) -> Option<Box<dyn Io>> {
+        let wait = run.deadline.min(Instant::now() + CONNECT_WAIT);
+        let tcp = timeout_at(wait, TcpStream::connect(self.addr))
+            .await
+            .ok()?
+            .ok()?;
+        if !tls {
+            return Some(Box::new(tcp));
+        }
+        let name = tls::server_name(self.addr.ip());
+        let stream = timeout_at(wait, self.clients.probe.connect(name, tcp))
+            .await
+            .ok()?
+            .ok()?;
+        Some(Box::new(stream))
+    }
+
+    /// The probes to send to this port, in order: NULL, those listing the
+    /// port, then the rest up to the intensity.
+    fn plan(&self, in_tls: bool) -> Vec<usize> {
+        let port = self.addr.port();
+        let tcp = |i: &usize| self.db.probes[*i].transport == Transport::Tcp;
+        let all: Vec<usize> = (0..self.db.probes.len()).filter(tcp).collect();
+        let listed = |i: usize| {
+            let p = &self.db.probes[i];
+            p.ports.contains(port) || (in_tls && p.sslports.contains(port))
+        };
+        let mut order: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| self.db.probes[i].is_null())
+            .collect();
+        order.extend(
+            all.iter()
+                .copied()
+                .filter(|&i| !self.db.probes[i].is_null() && listed(i)),
+        );
+        order.extend(all.iter().copied().filter(|&i| {
+            let p = &self.db.probes[i];
+            !p.is_null() && !listed(i) && p.rarity <= self.options.intensity
+        }));
+        order
+    }
+
+    async fn run_probes(&self, run: &mut Run, tls: Option<&TlsInfo>) -> Verdict {
+        let mut soft: Option<ServiceInfo> = None;
+        // A connection on which nothing was said yet can carry the next probe.
+        let mut carried: Option<Box<dyn Io>> = None;
+        for index in self.plan(tls.is_some()) {
+            if Instant::now() >= run.deadline {
+                break;
+            }
+            let probe = &self.db.probes[index];
+            if let Some(s) = &soft
+                && !self.db.rules_for(index).any(|r| r.service == s.name)
+            {
+                continue;
+            }
+            let started = Instant::now();
+            let mut stream = match carried.take() {
+                Some(s) => s,
+                None => match self.open(run, tls.is_some()).await {
+                    Some(s) => s,
+                    None => break,
+                },
+            };
+            let wait_until = run.deadline.min(Instant::now() + probe.totalwait);
+            if !probe.payload.is_empty()
+                && timeout_at(wait_until, stream.write_all(&probe.payload))
+                    .await
+                    .map_or(true, |r| r.is_err())
+            {
+                continue;
+            }
+            let mut response = Vec::new();
+            let mut closed = false;
+            let mut chunk = [0u8; 4096];
+            let mut answer = Answer::Nothing;
+            while response.len() < MAX_RESPONSE {
+                match timeout_at(wait_until, stream.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(Ok(n)) => {
+                        let room = MAX_RESPONSE - response.len();
+                        response.extend_from_slice(&chunk[..n.min(room)]);
+                        answer = self.match_answer(index, &response, soft.as_ref(), tls);
+                        if matches!(answer, Answer::Hard(_)) {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if run.banner.is_empty() {
+                run.banner = response[..response.len().min(BANNER_BYTES)].to_vec();
+            }
+            if probe.is_null()
+                && tls.is_none()
+                && response.is_empty()
+                && closed
+                && started.elapsed() < probe.tcpwrapped
+            {
+                return Verdict::Wrapped;
+            }
+            match answer {
+                Answer::Hard(info) if info.name == "ssl" && tls.is_none() => return Verdict::Tls,
+                Answer::Hard(mut info) => {
+                    info.banner = run.banner.clone();
+                    return Verdict::Found(info);
+                }
+                Answer::Soft(info) if info.name == "ssl" && tls.is_none() => return Verdict::Tls,
+                Answer::Soft(info) => soft = Some(info),
+                Answer::Nothing if tls.is_none() && tls::looks_like_tls(&response) => {
+                    return Verdict::Tls;
+                }
+                Answer::Nothing => {}
+            }
+            if response.is_empty() && !closed {
+                carried = Some(stream);
+            }
+        }
+        match soft {
+            Some(mut info) => {
+                info.banner = run.banner.clone();
+                Verdict::Soft(info)
+            }
+            None => Verdict::Unknown,
+        }
+    }
+
+    fn match_answer(
+        &self,
+        index: usize,
+        response: &[u8],
+        soft: Option<&ServiceInfo>,
+        tls: Option<&TlsInfo>,
+    ) -> Answer {
+        let only = soft.map(|s| s.name.as_str());
+        let Some(found) = self.db.identify(index, response, only) else {
+            return Answer::Nothing;
+        };
+        let fields = found.fields;
+        let info = ServiceInfo {
+            name: found.rule.service.clone(),
+            product: fields.product,
+            version: fields.version,
+            extrainfo: fields.info,
+            hostname: fields.hostname,
+            ostype: fields.ostype,
+            devicetype: fields.devicetype,
+            cpe: fields.cpe,
+            method: ServiceMethod::Probed,
+            conf: 10,
+            ssl: tls.is_some(),
+            tls: None,
+            banner: Vec::new(),
+        };
+        if found.rule.soft {
+            Answer::Soft(info)
+        } else {
+            Answer::Hard(info)
+        }
+    }
+
+    fn conclude(&self, verdict: Verdict, run: &Run) -> ServiceInfo {
+        match verdict {
+            Verdict::Found(info) | Verdict::Soft(info) => info,
+            Verdict::Wrapped => {
+                let mut info = self.named(run, "tcpwrapped");
+                info.conf = 8;
+                info
+            }
+            Verdict::Tls | Verdict::Unknown => self.table_guess(run),
+        }
+    }
+
+    fn named(&self, run: &Run, name: &str) -> ServiceInfo {
+        ServiceInfo {
+            name: name.to_string(),
+            method: ServiceMethod::Probed,
+            conf: 10,
+            banner: run.banner.clone(),
+            ..ServiceInfo::default()
+        }
+    }
+
+    fn table_guess(&self, run: &Run) -> ServiceInfo {
+        ServiceInfo {
+            name: portolan_targets::service_name(Protocol::Tcp, self.addr.port())
+                .unwrap_or("unknown")
+                .to_string(),
+            method: ServiceMethod::Table,
+            conf: 3,
+            banner: run.banner.clone(),
+            ..ServiceInfo::default()
+        }
+    }
+}
