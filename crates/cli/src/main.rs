@@ -8,6 +8,7 @@
 //! interrupted.
 
 mod args;
+mod detection;
 mod flags;
 mod progress;
 
@@ -196,6 +197,15 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         )));
     }
 
+    // -sV: the probe database loads before anything is sent.
+    let version_db = if config.version.enabled {
+        Some(detection::load_db(&config.version)?)
+    } else {
+        None
+    };
+    // With -sV, finished hosts wait for version detection before output.
+    let mut held: Vec<Box<portolan_engine::HostReport>> = Vec::new();
+
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal ends the process at once.
@@ -263,6 +273,10 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         if write_error.is_some() {
             return;
         }
+        if let (Some(_), ScanEvent::HostDone(h)) = (&version_db, &event) {
+            held.push(h.clone());
+            return;
+        }
         let mut write = || {
             sinks.iter_mut().try_for_each(|s| match &event {
                 ScanEvent::Port(p) => s.port(p),
@@ -312,6 +326,14 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         }
     }
     progress.finish();
+    if let Some(db) = &version_db {
+        detection::enrich(&mut held, db, &config.version)?;
+        for report in &held {
+            for s in &mut sinks {
+                s.host(report)?;
+            }
+        }
+    }
     if let Some(e) = write_error {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
