@@ -1,0 +1,412 @@
+//! Version detection (`-sV`) against real daemons started inside a lab
+//! host's namespace: OpenSSH, nginx (HTTP on 80 and 8081, HTTPS with a
+//! self-signed certificate on 443 and 8444), Redis and memcached, each
+//! identified with the product and version of the installed Debian
+//! package; and against hostile services (a flood, a drip, a mute peer,
+//! terminal escapes with invalid UTF-8, broken TLS) that must cost
+//! bounded time and memory and leave the output escaped.
+//!
+//! Daemons listen only inside the lab namespace and are killed when their
+//! guards drop (also on failure). Without root or the daemons the tests
+//! skip loudly, and fail under CI (`scripts/test` installs the packages).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use portolan_lab::{Daemon, Host, Lab, lab_or_skip, under_ci};
+use serde_json::Value;
+
+#[path = "util.rs"]
+#[allow(dead_code)]
+mod util;
+
+use util::{assert_success, portolan_bin, scratch_dir};
+
+/// How long a hostile service keeps misbehaving at most.
+const HOSTILE_BOUND: Duration = Duration::from_secs(20);
+
+/// How long a daemon may take to start listening.
+const START_WAIT: Duration = Duration::from_secs(15);
+
+/// The daemons' programs, with the Debian packages that carry them.
+const PROGRAMS: [(&str, &str); 5] = [
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/sbin/nginx", "nginx"),
+    ("/usr/bin/redis-server", "redis-server"),
+    ("/usr/bin/memcached", "memcached"),
+    ("/usr/bin/openssl", "openssl"),
+];
+
+/// Whether every daemon is installed; skips loudly (fails under CI) if not.
+fn daemons_installed(test: &str) -> bool {
+    let missing: Vec<&str> = PROGRAMS
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !under_ci(),
+        "CI is set but these packages are missing: {missing:?}"
+    );
+    eprintln!("SKIPPED: {test}: install {missing:?} (scripts/test does)");
+    false
+}
+
+/// The installed version of a Debian package (`1:9.2p1-2+deb12u3`).
+fn package_version(package: &str) -> String {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .expect("dpkg-query");
+    assert!(out.status.success(), "{package} is not installed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A Debian version without its epoch, split into upstream version and
+/// Debian revision: `1:9.2p1-2+deb12u3` → (`9.2p1`, `2+deb12u3`).
+fn upstream_and_revision(version: &str) -> (String, String) {
+    let no_epoch = version.split_once(':').map_or(version, |(_, v)| v);
+    match no_epoch.rsplit_once('-') {
+        Some((up, rev)) => (up.to_string(), rev.to_string()),
+        None => (no_epoch.to_string(), String::new()),
+    }
+}
+
+fn run_ok(command: &mut Command) {
+    let out = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed certificate and key for `lab.test`.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=lab.test",
+                "-addext",
+                "subjectAltName=DNS:lab.test",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    (cert, key)
+}
+
+fn start(host: &Host, command: Command, port: u16) -> Daemon {
+    let mut daemon = host.spawn(command).expect("spawn daemon");
+    daemon
+        .wait_for_tcp(host.socket_v4(port), START_WAIT)
+        .expect("daemon listening");
+    daemon
+}
+
+fn sshd(host: &Host, dir: &Path) -> Daemon {
+    let key = dir.join("ssh_host_ed25519_key");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&key),
+    );
+    // sshd wants its privilege-separation directory.
+    std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+    let mut cmd = Command::new("/usr/sbin/sshd");
+    cmd.args(["-D", "-e", "-f", "/dev/null", "-p", "22"])
+        .arg("-h")
+        .arg(&key)
+        .args(["-o", "PidFile=none", "-o", "UsePAM=no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 22)
+}
+
+fn nginx(host: &Host, dir: &Path) -> Daemon {
+    let (cert, key) = certificate(dir);
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "lab\n").unwrap();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\n\
+         worker_processes 1;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {d}/body;\n\
+           proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n\
+           uwsgi_temp_path {d}/uwsgi;\n\
+           scgi_temp_path {d}/scgi;\n\
+           server {{ listen 80; listen 8081; root {www}; }}\n\
+           server {{ listen 443 ssl; listen 8444 ssl; root {www};\n\
+                    ssl_certificate {cert}; ssl_certificate_key {key}; }}\n\
+         }}\n",
+        www = www.display(),
+        cert = cert.display(),
+        key = key.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new("/usr/sbin/nginx");
+    cmd.arg("-c")
+        .arg(&path)
+        .arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut daemon = start(host, cmd, 80);
+    daemon
+        .wait_for_tcp(host.socket_v4(443), START_WAIT)
+        .expect("nginx on 443");
+    daemon
+}
+
+fn redis(host: &Host, dir: &Path) -> Daemon {
+    let mut cmd = Command::new("/usr/bin/redis-server");
+    cmd.args([
+        "--port",
+        "6379",
+        "--bind",
+        "0.0.0.0",
+        "--protected-mode",
+        "no",
+    ])
+    .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+    .arg("--dir")
+    .arg(dir)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    start(host, cmd, 6379)
+}
+
+fn memcached(host: &Host) -> Daemon {
+    let mut cmd = Command::new("/usr/bin/memcached");
+    cmd.args(["-u", "root", "-l", "0.0.0.0", "-p", "11211", "-U", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 11211)
+}
+
+/// Runs `portolan -sT -sV` in the lab's scanner namespace.
+fn scan(lab: &Lab, target: IpAddr, ports: &str, extra: &[&str]) -> (Output, Vec<Value>) {
+    let dir = scratch_dir();
+    let json = dir.join("scan.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sT", "-sV", "-Pn", "--no-progress", "-p", ports])
+        .args(extra)
+        .arg("-oJ")
+        .arg(&json)
+        .arg("-oN")
+        .arg("-")
+        .arg(target.to_string())
+        .output()
+        .expect("run portolan in the lab");
+    let text = std::fs::read_to_string(&json).unwrap_or_default();
+    let services = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "host")
+        .flat_map(|v| v["services"].as_array().cloned().unwrap_or_default())
+        .collect();
+    (out, services)
+}
+
+fn service(services: &[Value], port: u16) -> &Value {
+    services
+        .iter()
+        .find(|s| s["port"] == port)
+        .unwrap_or_else(|| panic!("no service for port {port} in {services:#?}"))
+}
+
+#[test]
+fn real_daemons_are_identified_with_their_package_versions() {
+    if !daemons_installed("real_daemons_are_identified_with_their_package_versions") {
+        return;
+    }
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let _sshd = sshd(host, &dir);
+    let _nginx = nginx(host, &dir);
+    let _redis = redis(host, &dir);
+    let _memcached = memcached(host);
+
+    let (out, services) = scan(
+        &lab,
+        host.ipv4().into(),
+        "22,80,443,6379,8081,8444,11211",
+        &[],
+    );
+    let text = assert_success(&out);
+
+    let (ssh_up, ssh_rev) = upstream_and_revision(&package_version("openssh-server"));
+    let nginx_version = upstream_and_revision(&package_version("nginx-common")).0;
+    let redis_version = upstream_and_revision(&package_version("redis-server")).0;
+    let memcached_version = upstream_and_revision(&package_version("memcached")).0;
+
+    let expect = |port: u16, name: &str, product: &str, version: &str| {
+        let s = service(&services, port);
+        assert_eq!(s["name"], name, "port {port}: {s}");
+        assert_eq!(s["product"], product, "port {port}: {s}");
+        assert_eq!(s["version"], version, "port {port}: {s}");
+        assert_eq!(s["method"], "probed", "port {port}: {s}");
+        s
+    };
+    let ssh = expect(22, "ssh", "OpenSSH", &format!("{ssh_up} Debian {ssh_rev}"));
+    assert_eq!(ssh["extrainfo"], "protocol 2.0");
+    for port in [80, 8081] {
+        let s = expect(port, "http", "nginx", &nginx_version);
+        assert!(s.get("tunnel").is_none(), "{s}");
+    }
+    for port in [443, 8444] {
+        let s = expect(port, "http", "nginx", &nginx_version);
+        assert_eq!(s["tunnel"], "ssl", "{s}");
+        let tls = &s["tls"];
+        assert_eq!(tls["subject"], "CN=lab.test", "{s}");
+        assert_eq!(tls["issuer"], "CN=lab.test", "{s}");
+        assert_eq!(tls["san"], serde_json::json!(["DNS:lab.test"]), "{s}");
+        assert_eq!(tls["key_type"], "RSA 2048", "{s}");
+        assert!(tls["protocol"].as_str().unwrap().starts_with("TLSv1."));
+        assert!(tls["not_after"].is_string());
+    }
+    expect(6379, "redis", "Redis key-value store", &redis_version);
+    expect(11211, "memcached", "Memcached", &memcached_version);
+
+    // The normal output's VERSION column, as nmap prints it.
+    let line = |port: &str| table_line(&text, port);
+    assert!(line("22/tcp").contains(&format!(
+        "open ssh OpenSSH {ssh_up} Debian {ssh_rev} (protocol 2.0)"
+    )));
+    assert!(line("443/tcp").contains(&format!("open ssl/http nginx {nginx_version}")));
+    assert!(line("8081/tcp").contains(&format!("open http nginx {nginx_version}")));
+}
+
+/// Hostile services next to a well-behaved one: each ends within the
+/// version timeout, the scanner's memory stays small although one peer
+/// floods, and banners full of terminal escapes and invalid UTF-8 come
+/// out escaped.
+#[test]
+fn hostile_services_cost_bounded_time_and_memory_and_are_escaped() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::thread;
+
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    // Each connection gets its own thread, which ends by its own bound.
+    let serve = |port: u16, behave: fn(TcpStream)| {
+        host.listen_tcp_with([port], move |s| {
+            thread::spawn(move || behave(s));
+        })
+        .expect("listener")
+    };
+    let _flood = serve(7001, |mut s| {
+        let chunk = vec![b'A'; 64 * 1024];
+        let started = Instant::now();
+        while started.elapsed() < HOSTILE_BOUND && s.write_all(&chunk).is_ok() {}
+    });
+    let _drip = serve(7002, |mut s| {
+        let started = Instant::now();
+        while started.elapsed() < HOSTILE_BOUND && s.write_all(b"\x1b").is_ok() {
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let _mute = serve(7003, |s| {
+        thread::sleep(HOSTILE_BOUND);
+        drop(s);
+    });
+    let _escapes = serve(7004, |mut s| {
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.9 Debian-\x1b[2J\x1b]0;owned\x07\xff\xfe\r\n");
+        thread::sleep(Duration::from_secs(5));
+    });
+    let _broken_tls = serve(7005, |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"\x16\x03\x01\x00\x05\x02\xde\xad\x1b[31m\xff");
+        thread::sleep(Duration::from_secs(2));
+    });
+    let _ssh = serve(7006, |mut s| {
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+        thread::sleep(Duration::from_secs(5));
+    });
+
+    let started = Instant::now();
+    let (out, services) = scan(
+        &lab,
+        host.ipv4().into(),
+        "7001-7006",
+        &["--version-timeout", "5s"],
+    );
+    let elapsed = started.elapsed();
+    let text = assert_success(&out);
+    // Hang guard only (six ports in parallel, 5 s each, plus the scan).
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    // Peak memory of the children this test waited for (portolan, ip, nft):
+    // a scanner that kept the flood would hold far more.
+    let max_rss_kib = children_max_rss_kib();
+    assert!(max_rss_kib < 150 * 1024, "peak memory {max_rss_kib} KiB");
+
+    assert!(!out.stdout.contains(&0x1b), "raw escape in:\n{text}");
+    assert!(std::str::from_utf8(&out.stdout).is_ok());
+    let line = |port: &str| table_line(&text, port);
+    assert!(
+        line("7004/tcp").contains("OpenSSH 9.9 Debian \\x1b[2J\\x1b]0;owned\\x07"),
+        "{text}"
+    );
+    assert!(line("7006/tcp").contains("open ssh OpenSSH 9.6"), "{text}");
+    assert_eq!(service(&services, 7005)["name"], "ssl");
+    assert_eq!(service(&services, 7006)["version"], "9.6");
+    let flood = service(&services, 7001);
+    assert!(flood["banner"].as_str().unwrap().starts_with("AAAA"));
+    let drip = service(&services, 7002);
+    assert!(drip["banner"].as_str().unwrap().starts_with("\\x1b"));
+    for port in 7001..=7006u16 {
+        let s = service(&services, port);
+        assert!(s["banner"].as_str().unwrap_or("").len() <= 4 * 256, "{s}");
+    }
+}
+
+/// The normal output's table line of `port` ("22/tcp"), with its columns
+/// joined by single spaces.
+fn table_line(text: &str, port: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(port))
+        .unwrap_or_else(|| panic!("no {port} line in:\n{text}"));
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The largest resident set of any waited-for child, in KiB.
+fn children_max_rss_kib() -> i64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage struct.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0);
+    usage.ru_maxrss
+}
