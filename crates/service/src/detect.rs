@@ -136,8 +136,8 @@ enum Answer {
 enum Verdict {
     Found(ServiceInfo),
     Soft(ServiceInfo),
-    /// The service speaks TLS.
-    Tls,
+    /// The service speaks TLS; the match that said so, if one did.
+    Tls(Option<ServiceInfo>),
     /// It closed without a word.
     Wrapped,
     /// Nothing matched (or nothing could connect).
@@ -173,29 +173,48 @@ impl Context {
                 .probes
                 .iter()
                 .any(|p| p.transport == Transport::Tcp && p.sslports.contains(port));
-        if ssl_first && let Some(info) = self.inside_tls(&mut run).await {
+        if ssl_first && let Some(info) = self.inside_tls(&mut run, None).await {
             return info;
         }
-        let verdict = self.run_probes(&mut run, None).await;
-        match verdict {
-            Verdict::Tls if self.options.tls => match self.inside_tls(&mut run).await {
-                Some(info) => info,
-                None => self.named(&run, "ssl"),
-            },
-            Verdict::Tls => self.named(&run, "ssl"),
+        match self.run_probes(&mut run, None).await {
+            Verdict::Tls(hint) => {
+                let inside = if self.options.tls {
+                    self.inside_tls(&mut run, hint.as_ref()).await
+                } else {
+                    None
+                };
+                inside.unwrap_or_else(|| self.tls_hint(&run, hint))
+            }
             other => self.conclude(other, &run),
         }
     }
 
+    /// What a TLS port is without a look inside: the match that said TLS
+    /// (`ssl/http` becomes `http` in TLS), or plain `ssl`.
+    fn tls_hint(&self, run: &Run, hint: Option<ServiceInfo>) -> ServiceInfo {
+        let Some(mut info) = hint else {
+            return self.named(run, "ssl");
+        };
+        if let Some(inner) = info.name.strip_prefix("ssl/") {
+            info.name = inner.to_string();
+            info.ssl = true;
+        }
+        info.banner = run.banner.clone();
+        info
+    }
+
     /// The handshake, then the probes inside TLS; `None` if no handshake
-    /// completed.
-    async fn inside_tls(&self, run: &mut Run) -> Option<ServiceInfo> {
+    /// completed. `hint` is the plain-text match that said TLS, if any.
+    async fn inside_tls(&self, run: &mut Run, hint: Option<&ServiceInfo>) -> Option<ServiceInfo> {
         let tls_info = self.handshake(run).await?;
         let verdict = self.run_probes(run, Some(&tls_info)).await;
         let mut info = match verdict {
             Verdict::Found(i) | Verdict::Soft(i) => i,
             // A service that speaks TLS and then nothing we know.
-            Verdict::Tls | Verdict::Wrapped | Verdict::Unknown => self.named(run, "unknown"),
+            Verdict::Tls(_) | Verdict::Wrapped | Verdict::Unknown => match hint {
+                Some(h) if h.name.starts_with("ssl/") => self.tls_hint(run, Some(h.clone())),
+                _ => self.named(run, "unknown"),
+            },
         };
         info.ssl = true;
         info.tls = Some(tls_info);
@@ -323,15 +342,19 @@ impl Context {
                 return Verdict::Wrapped;
             }
             match answer {
-                Answer::Hard(info) if info.name == "ssl" && tls.is_none() => return Verdict::Tls,
+                Answer::Hard(info) if says_tls(&info) && tls.is_none() => {
+                    return Verdict::Tls(Some(info));
+                }
                 Answer::Hard(mut info) => {
                     info.banner = run.banner.clone();
                     return Verdict::Found(info);
                 }
-                Answer::Soft(info) if info.name == "ssl" && tls.is_none() => return Verdict::Tls,
+                Answer::Soft(info) if says_tls(&info) && tls.is_none() => {
+                    return Verdict::Tls(Some(info));
+                }
                 Answer::Soft(info) => soft = Some(info),
                 Answer::Nothing if tls.is_none() && tls::looks_like_tls(&response) => {
-                    return Verdict::Tls;
+                    return Verdict::Tls(None);
                 }
                 Answer::Nothing => {}
             }
@@ -390,7 +413,8 @@ impl Context {
                 info.conf = 8;
                 info
             }
-            Verdict::Tls | Verdict::Unknown => self.table_guess(run),
+            Verdict::Tls(hint) => self.tls_hint(run, hint),
+            Verdict::Unknown => self.table_guess(run),
         }
     }
 
@@ -415,4 +439,10 @@ impl Context {
             ..ServiceInfo::default()
         }
     }
+}
+
+/// Whether a match says the port speaks TLS (`ssl`, or `ssl/<service>` as
+/// nmap's database writes some).
+fn says_tls(info: &ServiceInfo) -> bool {
+    info.name == "ssl" || info.name.starts_with("ssl/")
 }

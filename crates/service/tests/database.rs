@@ -120,7 +120,7 @@ const ANSWERS: &[Case] = &[
     (
         "GetRequest",
         b"HTTP/1.1 400 Bad Request\r\nServer: nginx/1.22.1\r\n\r\n<html>\r\n<center>The plain HTTP request was sent to HTTPS port</center>\r\n",
-        "ssl",
+        "ssl/http",
         Some("nginx"),
         None,
     ),
