@@ -39,9 +39,10 @@ const PROGRAMS: [(&str, &str); 5] = [
     ("/usr/bin/openssl", "openssl"),
 ];
 
-/// Whether every daemon is installed; skips loudly (fails under CI) if not.
-fn daemons_installed(test: &str) -> bool {
-    let missing: Vec<&str> = PROGRAMS
+/// Whether every program is installed; skips loudly (fails under CI) if
+/// not.
+fn installed(test: &str, programs: &[(&str, &str)]) -> bool {
+    let missing: Vec<&str> = programs
         .iter()
         .filter(|(path, _)| !Path::new(path).exists())
         .map(|(_, package)| *package)
@@ -244,7 +245,10 @@ fn service(services: &[Value], port: u16) -> &Value {
 
 #[test]
 fn real_daemons_are_identified_with_their_package_versions() {
-    if !daemons_installed("real_daemons_are_identified_with_their_package_versions") {
+    if !installed(
+        "real_daemons_are_identified_with_their_package_versions",
+        &PROGRAMS,
+    ) {
         return;
     }
     let lab = lab_or_skip!();
@@ -347,6 +351,159 @@ impl Versions {
         expect(6379, "redis", "Redis key-value store", &self.redis);
         expect(11211, "memcached", "Memcached", &self.memcached);
     }
+}
+
+/// The second set of daemons, with the Debian packages that carry them.
+const MORE_PROGRAMS: [(&str, &str); 6] = [
+    ("/usr/sbin/vsftpd", "vsftpd"),
+    ("/usr/sbin/dnsmasq", "dnsmasq"),
+    ("/usr/sbin/mosquitto", "mosquitto"),
+    ("/usr/sbin/rpcbind", "rpcbind"),
+    ("/usr/sbin/mariadbd", "mariadb-server"),
+    ("/usr/lib/postgresql", "postgresql"),
+];
+
+fn vsftpd(host: &Host, dir: &Path) -> Daemon {
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let conf = dir.join("vsftpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen=YES\nlisten_ipv6=NO\nlisten_port=21\nbackground=NO\n\
+             anonymous_enable=YES\nno_anon_password=YES\nlocal_enable=NO\n\
+             seccomp_sandbox=NO\nsecure_chroot_dir={0}\nanon_root={0}\n",
+            empty.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("/usr/sbin/vsftpd");
+    cmd.arg(&conf).stdout(Stdio::null()).stderr(Stdio::null());
+    start(host, cmd, 21)
+}
+
+fn dnsmasq(host: &Host, dir: &Path) -> Daemon {
+    let mut cmd = Command::new("/usr/sbin/dnsmasq");
+    cmd.args(["-k", "--conf-file=/dev/null", "--port=53", "--no-resolv"])
+        .args(["--no-hosts", "--user=root", "--group=root"])
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 53)
+}
+
+fn mosquitto(host: &Host, dir: &Path) -> Daemon {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        "listener 1883 0.0.0.0\nallow_anonymous true\npersistence false\nuser root\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new("/usr/sbin/mosquitto");
+    cmd.arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 1883)
+}
+
+fn rpcbind(host: &Host) -> Daemon {
+    std::fs::create_dir_all("/run/rpcbind").unwrap();
+    let mut cmd = Command::new("/usr/sbin/rpcbind");
+    cmd.args(["-f", "-w"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 111)
+}
+
+fn mariadb(host: &Host, dir: &Path) -> Daemon {
+    let data = dir.join("mariadb");
+    run_ok(
+        Command::new("/usr/bin/mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg(format!("--datadir={}", data.display())),
+    );
+    let mut cmd = Command::new("/usr/sbin/mariadbd");
+    cmd.args(["--no-defaults", "--user=root", "--port=3306"])
+        .args(["--bind-address=0.0.0.0", "--skip-grant-tables"])
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", dir.join("mariadb.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 3306)
+}
+
+/// The newest installed PostgreSQL's binaries.
+fn postgresql_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("postgresql installed")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a postgres binary")
+}
+
+fn postgresql(host: &Host, dir: &Path) -> Daemon {
+    let bin = postgresql_bin();
+    let data = dir.join("pg");
+    std::fs::create_dir_all(&data).unwrap();
+    run_ok(Command::new("chown").arg("-R").arg("postgres:").arg(dir));
+    run_ok(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-D"])
+            .arg(&data),
+    );
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--"])
+        .arg(bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", "5432", "-c", "listen_addresses=*", "-k"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 5432)
+}
+
+#[test]
+fn more_daemons_are_identified() {
+    if !installed("more_daemons_are_identified", &MORE_PROGRAMS) {
+        return;
+    }
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let _vsftpd = vsftpd(host, &dir);
+    let _dnsmasq = dnsmasq(host, &dir);
+    let _mosquitto = mosquitto(host, &dir);
+    let _rpcbind = rpcbind(host);
+    let _mariadb = mariadb(host, &dir);
+    let _postgresql = postgresql(host, &dir);
+
+    let (out, services) = scan(&lab, host.ipv4().into(), "21,53,111,1883,3306,5432", &[]);
+    assert_success(&out);
+    let expect = |port: u16, name: &str, product: Option<&str>, version: Option<String>| {
+        let s = service(&services, port);
+        assert_eq!(s["name"], name, "port {port}: {s}");
+        assert_eq!(s["product"].as_str(), product, "port {port}: {s}");
+        assert_eq!(
+            s["version"].as_str(),
+            version.as_deref(),
+            "port {port}: {s}"
+        );
+        assert_eq!(s["method"], "probed", "port {port}: {s}");
+    };
+    let upstream = |package: &str| Some(upstream_and_revision(&package_version(package)).0);
+    expect(21, "ftp", Some("vsftpd"), upstream("vsftpd"));
+    expect(53, "domain", Some("dnsmasq"), upstream("dnsmasq-base"));
+    expect(111, "rpcbind", Some("rpcbind"), None);
+    expect(1883, "mqtt", None, None);
+    expect(3306, "mysql", Some("MariaDB"), upstream("mariadb-server"));
+    expect(5432, "postgresql", Some("PostgreSQL DB"), None);
 }
 
 /// Hostile services next to a well-behaved one: each ends within the

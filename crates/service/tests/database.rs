@@ -39,6 +39,13 @@ const ANSWERS: &[Case] = &[
     ("NULL", b"220 (vsFTPd 3.0.3)\r\n", "ftp", Some("vsftpd"), Some("3.0.3")),
     (
         "NULL",
+        b"500 OOPS: vsftpd: both local and anonymous access disabled!\r\n",
+        "ftp",
+        Some("vsftpd"),
+        None,
+    ),
+    (
+        "NULL",
         b"220 mail.lab ESMTP Postfix (Debian/GNU)\r\n",
         "smtp",
         Some("Postfix smtpd"),
