@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use portolan_engine::{HostReport, PortService, PortState};
@@ -54,11 +55,13 @@ pub fn load_db(config: &VersionConfig) -> anyhow::Result<Arc<ProbeDb>> {
 }
 
 /// Runs detection on every open TCP port of `reports` and records what
-/// was found in each report's `services`.
+/// was found in each report's `services`. Setting `stop` (Ctrl-C) ends it
+/// early.
 pub fn enrich(
     reports: &mut [Box<HostReport>],
     db: &Arc<ProbeDb>,
     config: &VersionConfig,
+    stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let mut targets: Vec<(usize, u16, SocketAddr)> = Vec::new();
     for (i, report) in reports.iter().enumerate() {
@@ -74,6 +77,7 @@ pub fn enrich(
     let options = DetectOptions {
         intensity: config.intensity,
         service_timeout: config.timeout,
+        stop: Some(stop),
         ..DetectOptions::default()
     };
     let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.2).collect();

@@ -327,7 +327,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     progress.finish();
     if let Some(db) = &version_db {
-        detection::enrich(&mut held, db, &config.version)?;
+        detection::enrich(&mut held, db, &config.version, Arc::clone(&interrupted))?;
         for report in &held {
             for s in &mut sinks {
                 s.host(report)?;

@@ -25,6 +25,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use portolan_engine::{ServiceInfo, ServiceMethod, TlsInfo};
@@ -41,6 +42,8 @@ use crate::tls::{self, TlsClients};
 pub const MAX_RESPONSE: usize = 32 * 1024;
 /// How many banner bytes a [`ServiceInfo`] keeps.
 pub const BANNER_BYTES: usize = 256;
+/// How often detection checks [`DetectOptions::stop`].
+pub const STOP_POLL: Duration = Duration::from_millis(100);
 /// The longest wait for a connection or a TLS handshake.
 pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
@@ -55,6 +58,9 @@ pub struct DetectOptions {
     pub parallelism: usize,
     /// Whether to speak TLS to services that do.
     pub tls: bool,
+    /// When set (by Ctrl-C), detection stops within [`STOP_POLL`]; ports
+    /// not done by then get the port table's name.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for DetectOptions {
@@ -64,6 +70,7 @@ impl Default for DetectOptions {
             service_timeout: Duration::from_secs(30),
             parallelism: 256,
             tls: true,
+            stop: None,
         }
     }
 }
@@ -108,10 +115,29 @@ pub fn detect_all(
                 (i, ctx.detect().await)
             });
         }
-        let mut found = vec![ServiceInfo::default(); targets.len()];
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((i, info)) = done {
-                found[i] = info;
+        let mut found: Vec<ServiceInfo> = targets
+            .iter()
+            .map(|a| table_guess(a.port(), Vec::new()))
+            .collect();
+        let stopped = || {
+            options
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Relaxed))
+        };
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => match done {
+                    Some(Ok((i, info))) => found[i] = info,
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                _ = tokio::time::sleep(STOP_POLL) => {
+                    if stopped() {
+                        tasks.abort_all();
+                        break;
+                    }
+                }
             }
         }
         found
@@ -429,15 +455,7 @@ impl Context {
     }
 
     fn table_guess(&self, run: &Run) -> ServiceInfo {
-        ServiceInfo {
-            name: portolan_targets::service_name(Protocol::Tcp, self.addr.port())
-                .unwrap_or("unknown")
-                .to_string(),
-            method: ServiceMethod::Table,
-            conf: 3,
-            banner: run.banner.clone(),
-            ..ServiceInfo::default()
-        }
+        table_guess(self.addr.port(), run.banner.clone())
     }
 }
 
@@ -445,4 +463,17 @@ impl Context {
 /// nmap's database writes some).
 fn says_tls(info: &ServiceInfo) -> bool {
     info.name == "ssl" || info.name.starts_with("ssl/")
+}
+
+/// What the port table says of a port nothing matched on.
+fn table_guess(port: u16, banner: Vec<u8>) -> ServiceInfo {
+    ServiceInfo {
+        name: portolan_targets::service_name(Protocol::Tcp, port)
+            .unwrap_or("unknown")
+            .to_string(),
+        method: ServiceMethod::Table,
+        conf: 3,
+        banner,
+        ..ServiceInfo::default()
+    }
 }

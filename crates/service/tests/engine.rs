@@ -198,6 +198,35 @@ fn hostile_servers_cost_bounded_time_and_memory() {
     assert!(sent < 64 * 1024 * 1024, "the scanner read {sent} bytes");
 }
 
+/// Ctrl-C: the stop flag ends detection early; unfinished ports get the
+/// port table's name.
+#[test]
+fn the_stop_flag_ends_detection_early() {
+    let mute = Server::start(|s| {
+        thread::sleep(Duration::from_secs(20));
+        drop(s);
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        flag.store(true, Ordering::Relaxed);
+    });
+    let started = Instant::now();
+    let found = detect_all(
+        Arc::new(builtin().db),
+        &[mute.addr],
+        &DetectOptions {
+            stop: Some(stop),
+            ..options(Duration::from_secs(60))
+        },
+    )
+    .unwrap();
+    // Hang guard only: far below the 60 s service timeout.
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(found[0].method, ServiceMethod::Table);
+}
+
 /// A peer that answers like TLS and then sends garbage: the port is named
 /// `ssl` without a handshake, within the timeout.
 #[test]
