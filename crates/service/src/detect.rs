@@ -14,8 +14,8 @@
 //!    then on only probes with rules for that service are sent.
 //! 4. An answer that looks like TLS, or a match of service `ssl`, starts a
 //!    rustls handshake; the certificate and protocol are recorded and the
-//!    probes run again inside TLS (`ssl/<name>`). Ports in a probe's
-//!    `sslports` try TLS first.
+//!    probes run again inside TLS (`ssl/<name>`), without the NULL probe
+//!    when ALPN chose HTTP. Ports in a probe's `sslports` try TLS first.
 //!
 //! Contract: every port is bounded by the service timeout (also a service
 //! that drips a byte at a time), and holds at most [`MAX_RESPONSE`] bytes
@@ -280,8 +280,14 @@ impl Context {
 
     /// The probes to send to this port, in order: NULL, those listing the
     /// port, then the rest up to the intensity.
-    fn plan(&self, in_tls: bool) -> Vec<usize> {
+    fn plan(&self, tls: Option<&TlsInfo>) -> Vec<usize> {
         let port = self.addr.port();
+        let in_tls = tls.is_some();
+        // A TLS service that chose HTTP by ALPN waits for a request: no
+        // banner to wait for.
+        let http_by_alpn = tls
+            .and_then(|t| t.alpn.as_deref())
+            .is_some_and(|a| a == "http/1.1" || a == "h2");
         let tcp = |i: &usize| self.db.probes[*i].transport == Transport::Tcp;
         let all: Vec<usize> = (0..self.db.probes.len()).filter(tcp).collect();
         let listed = |i: usize| {
@@ -291,7 +297,7 @@ impl Context {
         let mut order: Vec<usize> = all
             .iter()
             .copied()
-            .filter(|&i| self.db.probes[i].is_null())
+            .filter(|&i| self.db.probes[i].is_null() && !http_by_alpn)
             .collect();
         order.extend(
             all.iter()
@@ -309,7 +315,7 @@ impl Context {
         let mut soft: Option<ServiceInfo> = None;
         // A connection on which nothing was said yet can carry the next probe.
         let mut carried: Option<Box<dyn Io>> = None;
-        for index in self.plan(tls.is_some()) {
+        for index in self.plan(tls) {
             if Instant::now() >= run.deadline {
                 break;
             }
