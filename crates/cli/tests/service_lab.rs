@@ -501,7 +501,7 @@ fn more_daemons_are_identified() {
     expect(21, "ftp", Some("vsftpd"), upstream("vsftpd"));
     expect(53, "domain", Some("dnsmasq"), upstream("dnsmasq-base"));
     expect(111, "rpcbind", Some("rpcbind"), None);
-    expect(1883, "mqtt", None, None);
+    expect(1883, "mqtt", Some("Mosquitto"), upstream("mosquitto"));
     expect(3306, "mysql", Some("MariaDB"), upstream("mariadb-server"));
     expect(5432, "postgresql", Some("PostgreSQL DB"), None);
 }
@@ -610,4 +610,75 @@ fn children_max_rss_kib() -> i64 {
     let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
     assert_eq!(rc, 0);
     usage.ru_maxrss
+}
+
+/// Not a timed test: `cargo nextest run -p portolan --test service_lab
+/// --run-ignored only compare_with_nmap --no-capture` prints the wall time
+/// and the findings of `portolan -sV` (own database and nmap's) and of
+/// `nmap -sV` against every daemon above, for the benchmark note.
+#[test]
+#[ignore = "a comparison to read, run by hand"]
+fn compare_with_nmap() {
+    if !installed("compare_with_nmap", &PROGRAMS) || !installed("compare_with_nmap", &MORE_PROGRAMS)
+    {
+        return;
+    }
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let _daemons = [
+        sshd(host, &dir),
+        nginx(host, &dir),
+        redis(host, &dir),
+        memcached(host),
+        vsftpd(host, &dir),
+        dnsmasq(host, &dir),
+        mosquitto(host, &dir),
+        rpcbind(host),
+        mariadb(host, &dir),
+        postgresql(host, &dir),
+    ];
+    let ports = "21,22,53,80,111,443,1883,3306,5432,6379,8081,8444,11211";
+    let target = host.ipv4().to_string();
+    let timed = |label: &str, command: &mut Command| {
+        let started = Instant::now();
+        let out = command.output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!(
+            "== {label}: {:.2} s\n{text}",
+            started.elapsed().as_secs_f64()
+        );
+    };
+    timed(
+        "portolan -sV",
+        lab.scanner().command(portolan_bin()).args([
+            "-sT",
+            "-sV",
+            "-Pn",
+            "--no-progress",
+            "-p",
+            ports,
+            &target,
+        ]),
+    );
+    timed(
+        "portolan -sV --versiondb nmap-service-probes",
+        lab.scanner().command(portolan_bin()).args([
+            "-sT",
+            "-sV",
+            "-Pn",
+            "--no-progress",
+            "--versiondb",
+            "/usr/share/nmap/nmap-service-probes",
+            "-p",
+            ports,
+            &target,
+        ]),
+    );
+    timed(
+        "nmap -sV",
+        lab.scanner()
+            .command("nmap")
+            .args(["-sT", "-sV", "-Pn", "-n", "-p", ports, &target]),
+    );
 }

@@ -185,6 +185,13 @@ const ANSWERS: &[Case] = &[
     ),
     ("MQTTConnect", b"\x20\x02\0\0", "mqtt", None, None),
     (
+        "MQTTConnect",
+        b"\x20\x02\0\0\x90\x03\0\x01\0\x31\x2d\0\x13$SYS/broker/versionmosquitto version 2.0.11",
+        "mqtt",
+        Some("Mosquitto"),
+        Some("2.0.11"),
+    ),
+    (
         "AMQPHeader",
         b"\x01\0\0\0\0\x01\xf0\0\x0a\0\x0a\0\x09\0\0\x01\xd0\x07productS\0\0\0\x08RabbitMQ\x07versionS\0\0\0\x063.12.1",
         "amqp",
