@@ -500,7 +500,8 @@ fn more_daemons_are_identified() {
     let upstream = |package: &str| Some(upstream_and_revision(&package_version(package)).0);
     expect(21, "ftp", Some("vsftpd"), upstream("vsftpd"));
     expect(53, "domain", Some("dnsmasq"), upstream("dnsmasq-base"));
-    expect(111, "rpcbind", Some("rpcbind"), None);
+    // rpcbind serves portmapper versions 2 to 4.
+    expect(111, "rpcbind", None, Some("2-4".into()));
     expect(1883, "mqtt", Some("Mosquitto"), upstream("mosquitto"));
     expect(3306, "mysql", Some("MariaDB"), upstream("mariadb-server"));
     expect(5432, "postgresql", Some("PostgreSQL DB"), None);

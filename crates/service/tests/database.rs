@@ -171,10 +171,10 @@ const ANSWERS: &[Case] = &[
     ),
     (
         "RPCNull",
-        b"\x80\0\0\x18PLRP\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        b"\x80\0\0\x20PLRP\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x02\0\0\0\x02\0\0\0\x04",
         "rpcbind",
-        Some("rpcbind"),
         None,
+        Some("2-4"),
     ),
     (
         "MongoBuildInfo",
