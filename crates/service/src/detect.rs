@@ -40,6 +40,9 @@ use crate::tls::{self, TlsClients};
 
 /// The most answer bytes kept per probe.
 pub const MAX_RESPONSE: usize = 32 * 1024;
+/// Answers up to this long are matched at every chunk that arrives;
+/// longer ones once, when reading ends (matching costs time per byte).
+pub const EAGER_MATCH: usize = 8 * 1024;
 /// How many banner bytes a [`ServiceInfo`] keeps.
 pub const BANNER_BYTES: usize = 256;
 /// How often detection checks [`DetectOptions::stop`].
@@ -345,6 +348,9 @@ impl Context {
             let mut closed = false;
             let mut chunk = [0u8; 4096];
             let mut answer = Answer::Nothing;
+            // Bytes already matched against: a long answer is matched at
+            // each chunk only while short, then once at the end.
+            let mut matched = 0;
             while response.len() < MAX_RESPONSE {
                 match timeout_at(wait_until, stream.read(&mut chunk)).await {
                     Ok(Ok(0)) | Ok(Err(_)) => {
@@ -354,13 +360,19 @@ impl Context {
                     Ok(Ok(n)) => {
                         let room = MAX_RESPONSE - response.len();
                         response.extend_from_slice(&chunk[..n.min(room)]);
-                        answer = self.match_answer(index, &response, soft.as_ref(), tls);
-                        if matches!(answer, Answer::Hard(_)) {
-                            break;
+                        if response.len() <= EAGER_MATCH {
+                            matched = response.len();
+                            self.improve(&mut answer, index, &response, soft.as_ref(), tls);
+                            if matches!(answer, Answer::Hard(_)) {
+                                break;
+                            }
                         }
                     }
                     Err(_) => break,
                 }
+            }
+            if matched < response.len() {
+                self.improve(&mut answer, index, &response, soft.as_ref(), tls);
             }
             if run.banner.is_empty() {
                 run.banner = response[..response.len().min(BANNER_BYTES)].to_vec();
@@ -400,6 +412,23 @@ impl Context {
                 Verdict::Soft(info)
             }
             None => Verdict::Unknown,
+        }
+    }
+
+    /// Matches `response` again; a match replaces `answer` (a longer
+    /// answer may fail a pattern anchored at its end that the shorter one
+    /// passed: what matched before stays).
+    fn improve(
+        &self,
+        answer: &mut Answer,
+        index: usize,
+        response: &[u8],
+        soft: Option<&ServiceInfo>,
+        tls: Option<&TlsInfo>,
+    ) {
+        let now = self.match_answer(index, response, soft, tls);
+        if !matches!(now, Answer::Nothing) {
+            *answer = now;
         }
     }
 

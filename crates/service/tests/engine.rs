@@ -140,6 +140,25 @@ fn soft_match_narrows_to_the_service_probe() {
     assert_eq!(found[0].version.as_deref(), Some("7.0.15"));
 }
 
+/// A soft match stays when more bytes then break its anchored pattern
+/// (memcached's `ERROR` lines, followed here by junk; only the HTTP probe
+/// gets an answer).
+#[test]
+fn a_soft_match_survives_later_bytes() {
+    let server = Server::start(|mut s| {
+        if !read_request(&mut s, b"\n").starts_with(b"GET ") {
+            return;
+        }
+        let _ = s.write_all(b"ERROR\r\n");
+        thread::sleep(Duration::from_millis(300));
+        let _ = s.write_all(b"junk");
+        thread::sleep(Duration::from_secs(6));
+    });
+    let found = detect(&[server.addr], Duration::from_secs(30));
+    assert_eq!(found[0].name, "memcached");
+    assert_eq!(found[0].product, None);
+}
+
 /// A server that floods, one that drips a byte every 100 ms, and one that
 /// accepts and never speaks or closes: each ends within the service
 /// timeout, the flood is read no further than the reply buffer, and the
