@@ -167,6 +167,23 @@ pub struct Row {
     accuracy: String,
 }
 
+impl Row {
+    /// A row measured outside [`Bench::measure`].
+    pub fn new(tool: String, cost: Cost, pps: Option<f64>, accuracy: String) -> Row {
+        Row {
+            tool,
+            cost,
+            pps,
+            accuracy,
+        }
+    }
+
+    /// The run's wall time.
+    pub fn wall(&self) -> Duration {
+        self.cost.wall
+    }
+}
+
 /// The lab host every scenario scans, and a scratch directory for results.
 pub struct Bench {
     lab: Lab,

@@ -10,7 +10,13 @@
 //! was built with. Packets go only to the lab's namespaces.
 //!
 //! - `connect`: Portolan `-sT`, nmap `-sT`, RustScan.
-//! - `syn`: Portolan `-sS`, nmap `-sS`, masscan at 100k and 1M packets/s.
+//! - `syn`: Portolan `-sS`, nmap `-sS`, masscan at 100k and 1M packets/s;
+//!   over a clean link, with 10% random loss each way, and with the
+//!   answers through a 20 Mbit/s bottleneck.
+//! - `sweep`: one port over a routed /16 of live addresses (the lab host
+//!   answers for all of them): Portolan, masscan and ZMap at full speed,
+//!   with addresses found, packets per second and per CPU-second, and
+//!   Portolan's memory over ranges from a /20 to a /15.
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
@@ -18,6 +24,7 @@
 mod harness;
 mod measure;
 mod parse;
+mod sweep;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -125,7 +132,10 @@ fn connect_bench(runs: usize) -> Result<(), String> {
 }
 
 /// The MAC address of `interface` in `namespace`.
-fn mac_of(namespace: &portolan_lab::Namespace, interface: &str) -> Result<String, String> {
+pub(crate) fn mac_of(
+    namespace: &portolan_lab::Namespace,
+    interface: &str,
+) -> Result<String, String> {
     let text = namespace
         .ip(&["link", "show", interface])
         .map_err(|e| format!("MAC address of {interface}: {e}"))?;
@@ -167,16 +177,79 @@ fn masscan<'a>(bench: &'a Bench, binary: &Path, rate: u32, macs: &(String, Strin
     }
 }
 
+/// The link between scanner and host in a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// As built.
+    Clean,
+    /// 10% of packets dropped at random in each direction, on the host.
+    Lossy,
+    /// The host's answers leave through a 20 Mbit/s token bucket with a
+    /// short queue (the probes' direction cannot be shaped on the scanner's
+    /// side: raw frames bypass its queueing discipline, as masscan's do).
+    Bottleneck,
+}
+
+impl Link {
+    fn describe(self) -> &'static str {
+        match self {
+            Link::Clean => "clean link",
+            Link::Lossy => "10% random loss each way",
+            Link::Bottleneck => "answers through a 20 Mbit/s bottleneck",
+        }
+    }
+
+    fn apply(self, host: &portolan_lab::Host) -> Result<(), String> {
+        let applied = match self {
+            Link::Clean => host.random_loss(0),
+            Link::Lossy => host.random_loss(10),
+            Link::Bottleneck => host.random_loss(0).and_then(|()| {
+                host.tbf(
+                    host.interface(),
+                    &portolan_lab::Tbf {
+                        rate_bits_per_sec: 20_000_000,
+                        burst_bytes: 16_000,
+                        latency: Duration::from_millis(20),
+                    },
+                )
+            }),
+        };
+        applied.map_err(|e| format!("link setting ({}): {e}", self.describe()))
+    }
+
+    fn clear(self, host: &portolan_lab::Host) {
+        if self == Link::Bottleneck {
+            let _ = host.clear_qdisc(host.interface());
+        }
+        let _ = host.random_loss(0);
+    }
+}
+
 fn syn_bench(runs: usize) -> Result<(), String> {
     let bench = Bench::new(runs)?;
-    println!("{}", bench.describe("SYN scan"));
-    let mut tools = vec![
-        portolan(&bench, &["-sS"]),
-        portolan(&bench, &["-sS", "-T4"]),
-    ];
+    for link in [Link::Clean, Link::Lossy, Link::Bottleneck] {
+        link.apply(bench.host())?;
+        println!("{} — {}", bench.describe("SYN scan"), link.describe());
+        let result = syn_tools(&bench);
+        link.clear(bench.host());
+        result?;
+        println!();
+    }
+    println!(
+        "pkt/s: packets sent / wall time (Portolan's summary count; masscan's fixed {MASSCAN_PROBES} SYNs)"
+    );
+    println!(
+        "masscan: the host sends the scanner a datagram every {} ms, else masscan hangs at exit on the silent link",
+        harness::HEARTBEAT.as_millis()
+    );
+    Ok(())
+}
+
+fn syn_tools(bench: &Bench) -> Result<(), String> {
+    let mut tools = vec![portolan(bench, &["-sS"]), portolan(bench, &["-sS", "-T4"])];
     if let Some(binary) = peer("nmap", "apt-get install nmap") {
-        tools.push(nmap(&bench, &binary, &["-sS", "-T4"]));
-        tools.push(nmap(&bench, &binary, &["-sS", "--min-rate", "50000"]));
+        tools.push(nmap(bench, &binary, &["-sS", "-T4"]));
+        tools.push(nmap(bench, &binary, &["-sS", "--min-rate", "50000"]));
     }
     if let Some(binary) = peer("masscan", "apt-get install masscan") {
         let host = bench.host();
@@ -185,19 +258,11 @@ fn syn_bench(runs: usize) -> Result<(), String> {
             mac_of(host.namespace(), host.interface())?,
         );
         for rate in [100_000, 1_000_000] {
-            tools.push(masscan(&bench, &binary, rate, &macs));
+            tools.push(masscan(bench, &binary, rate, &macs));
         }
     }
     let rows: Vec<_> = tools.iter().map(|t| bench.measure(t)).collect();
     print_table(&rows);
-    println!(
-        "pkt/s: packets sent / wall time (Portolan's summary count; masscan's fixed {MASSCAN_PROBES} SYNs)"
-    );
-    println!(
-        "masscan: the host sends the scanner a datagram every {} ms, else masscan hangs at exit on the silent link",
-        harness::HEARTBEAT.as_millis()
-    );
-    println!("TODO: the highest packet rate the engine sustains (a sweep) is not measured yet");
     Ok(())
 }
 
@@ -215,9 +280,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" => scenario = Some(a.clone()),
+            "connect" | "syn" | "sweep" => scenario = Some(a.clone()),
             other => {
-                eprintln!("portolan-bench: unknown argument {other:?} (scenarios: connect, syn)");
+                eprintln!(
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep)"
+                );
                 return ExitCode::from(2);
             }
         }
@@ -225,6 +292,7 @@ fn main() -> ExitCode {
     let result = match scenario.as_deref().unwrap_or("connect") {
         "connect" => connect_bench(runs),
         "syn" => syn_bench(runs),
+        "sweep" => sweep::sweep_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

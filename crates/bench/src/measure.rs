@@ -1,10 +1,15 @@
 //! Runs one peer tool and measures it: wall time, CPU time (user + system,
 //! children included) and peak resident memory, from `wait4(2)`.
 //!
+//! Peak memory is read by GNU time (`/usr/bin/time`, the Debian package
+//! `time`), which `scripts/bench` installs.
+//!
 //! Every tool runs under `timeout -k`, so a tool that hangs at exit (as
 //! masscan may on a silent link) cannot hang the bench.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What one run cost.
@@ -25,9 +30,26 @@ pub struct Cost {
 pub fn run_measured(command: Command, limit: Duration, stdout_to: Stdio) -> Cost {
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+    // Peak memory comes from GNU time, which forks the tool from its own
+    // small process: a process's peak RSS carries over from the process it
+    // was forked from, so measured from here it would include this
+    // benchmark's own memory.
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let rss_file = std::env::temp_dir().join(format!(
+        "portolan-bench-rss-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let gnu_time = Path::new("/usr/bin/time");
     let mut wrapped = Command::new("timeout");
+    wrapped.args(["-k", "5", &format!("{}", limit.as_secs().max(1))]);
+    if gnu_time.is_file() {
+        wrapped
+            .arg(gnu_time)
+            .args(["-f", "%M", "-o"])
+            .arg(&rss_file);
+    }
     wrapped
-        .args(["-k", "5", &format!("{}", limit.as_secs().max(1))])
         .arg(program)
         .args(args)
         .stdin(Stdio::null())
@@ -54,10 +76,14 @@ pub fn run_measured(command: Command, limit: Duration, stdout_to: Stdio) -> Cost
         };
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let measured_rss = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()));
+    let _ = std::fs::remove_file(&rss_file);
     Cost {
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss as u64,
+        max_rss_kib: measured_rss.unwrap_or(usage.ru_maxrss as u64),
         status: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use portolan_engine::{TimingConfig, TimingTemplate};
 use portolan_targets::{PortList, Protocol};
+use portolan_transport::raw::{Decoy, TcpScan};
 
 use crate::flags::{FlagId, Given, ParsedArgs};
 
@@ -42,8 +43,25 @@ pub enum Mode {
 pub enum ScanKind {
     /// `-sT`: `connect()`, no privilege needed.
     Connect,
-    /// `-sS`: raw SYN probes, needs `CAP_NET_RAW`.
-    Syn,
+    /// `-sS`, `-sA`, `-sW`, `-sF`, `-sN`, `-sX`, `-sM`: raw TCP probes,
+    /// needs `CAP_NET_RAW`.
+    Raw(TcpScan),
+}
+
+impl ScanKind {
+    /// The nmap flag that asks for this scan.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ScanKind::Connect => "-sT",
+            ScanKind::Raw(TcpScan::Syn) => "-sS",
+            ScanKind::Raw(TcpScan::Ack) => "-sA",
+            ScanKind::Raw(TcpScan::Window) => "-sW",
+            ScanKind::Raw(TcpScan::Fin) => "-sF",
+            ScanKind::Raw(TcpScan::Null) => "-sN",
+            ScanKind::Raw(TcpScan::Xmas) => "-sX",
+            ScanKind::Raw(TcpScan::Maimon) => "-sM",
+        }
+    }
 }
 
 /// An output file request.
@@ -107,6 +125,10 @@ pub struct Config {
     pub normal_out: Option<OutputFile>,
     /// `-oJ`.
     pub json_out: Option<OutputFile>,
+    /// `-oX` (or `-oA`).
+    pub xml_out: Option<OutputFile>,
+    /// `-oG` (or `-oA`).
+    pub grep_out: Option<OutputFile>,
     /// `--append-output`.
     pub append: bool,
     /// `--open`.
@@ -125,6 +147,10 @@ pub struct Config {
     pub interface: Option<String>,
     /// `-sV` and its knobs.
     pub version: VersionConfig,
+    /// `--send-ip`.
+    pub send_ip: bool,
+    /// `-D`: decoys, with `Me` placed; empty without `-D`.
+    pub decoys: Vec<Decoy>,
 }
 
 /// Parses nmap's time specifications: a number with an optional unit
@@ -224,6 +250,8 @@ pub fn resolve(
         max_hostgroup: None,
         normal_out: None,
         json_out: None,
+        xml_out: None,
+        grep_out: None,
         append: false,
         open_only: false,
         reason: false,
@@ -233,6 +261,8 @@ pub fn resolve(
         source: None,
         interface: None,
         version: VersionConfig::default(),
+        send_ip: false,
+        decoys: Vec::new(),
     };
 
     for g in &parsed.flags {
@@ -268,24 +298,32 @@ pub fn resolve(
             FlagId::Scan => {
                 for letter in value(g).chars() {
                     match letter {
-                        'T' | 'S' => {
-                            let kind = if letter == 'T' {
-                                ScanKind::Connect
-                            } else {
-                                ScanKind::Syn
+                        'T' | 'S' | 'A' | 'W' | 'F' | 'N' | 'X' | 'M' => {
+                            let kind = match letter {
+                                'T' => ScanKind::Connect,
+                                'S' => ScanKind::Raw(TcpScan::Syn),
+                                'A' => ScanKind::Raw(TcpScan::Ack),
+                                'W' => ScanKind::Raw(TcpScan::Window),
+                                'F' => ScanKind::Raw(TcpScan::Fin),
+                                'N' => ScanKind::Raw(TcpScan::Null),
+                                'X' => ScanKind::Raw(TcpScan::Xmas),
+                                _ => ScanKind::Raw(TcpScan::Maimon),
                             };
-                            if cfg.scan.is_some_and(|k| k != kind) {
-                                return Err(usage("only one TCP scan type at a time: -sS or -sT"));
+                            if let Some(other) = cfg.scan.filter(|k| *k != kind) {
+                                return Err(usage(format!(
+                                    "only one TCP scan type at a time: {} or {}",
+                                    other.flag(),
+                                    kind.flag()
+                                )));
                             }
                             cfg.scan = Some(kind);
                         }
                         'L' => mode = Mode::List,
                         'V' => cfg.version.enabled = true,
-                        'n' | 'U' | 'Y' | 'Z' | 'A' | 'W' | 'M' | 'F' | 'N' | 'X' | 'O' | 'I'
-                        | 'C' | 'R' => {
+                        'n' | 'U' | 'Y' | 'Z' | 'O' | 'I' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
-                                 use -sS, -sT or -sL"
+                                 use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM or -sL"
                             )));
                         }
                         other => {
@@ -333,11 +371,28 @@ pub fn resolve(
             }
             FlagId::OutNormal => cfg.normal_out = Some(output_file(g)?),
             FlagId::OutJson => cfg.json_out = Some(output_file(g)?),
-            FlagId::OutXml | FlagId::OutGrep | FlagId::OutAll => {
-                return Err(usage(format!(
-                    "{}: this output format is not available yet; use -oN or -oJ",
-                    g.spelled
-                )));
+            FlagId::OutXml => cfg.xml_out = Some(output_file(g)?),
+            FlagId::OutGrep => cfg.grep_out = Some(output_file(g)?),
+            FlagId::OutAll => {
+                let base = match output_file(g)?.path {
+                    Some(base) => base,
+                    None => {
+                        return Err(bad_value(
+                            g,
+                            "a base name for the .nmap, .xml and .gnmap files (not -)",
+                        ));
+                    }
+                };
+                let with = |ext: &str| {
+                    let mut name = base.clone().into_os_string();
+                    name.push(ext);
+                    Some(OutputFile {
+                        path: Some(PathBuf::from(name)),
+                    })
+                };
+                cfg.normal_out = with(".nmap");
+                cfg.xml_out = with(".xml");
+                cfg.grep_out = with(".gnmap");
             }
             FlagId::AppendOutput => cfg.append = true,
             FlagId::Open => cfg.open_only = true,
@@ -356,6 +411,8 @@ pub fn resolve(
                 )
             }
             FlagId::Interface => cfg.interface = Some(value(g).to_string()),
+            FlagId::SendIp => cfg.send_ip = true,
+            FlagId::Decoys => cfg.decoys = parse_decoys(value(g)).map_err(|e| bad_value(g, &e))?,
             FlagId::SourcePort => {
                 let port: u16 = number(g, "a port number from 1 to 65535")?;
                 if port == 0 {
@@ -451,6 +508,16 @@ pub fn resolve(
     }
     cfg.tcp_ports = ports.tcp;
 
+    let to_stdout = [&cfg.normal_out, &cfg.json_out, &cfg.xml_out, &cfg.grep_out]
+        .iter()
+        .filter(|o| o.as_ref().is_some_and(|f| f.path.is_none()))
+        .count();
+    if to_stdout > 1 {
+        return Err(usage(
+            "only one output format can go to standard output (-); give the others a file",
+        ));
+    }
+
     cfg.mode = mode;
     cfg.targets = targets;
     cfg.excludes = excludes;
@@ -469,9 +536,116 @@ pub fn resolve(
     Ok(cfg)
 }
 
+/// Parses `-D`: addresses, `ME` (where our own probe goes; a random place
+/// if absent, as in nmap) and `RND` or `RND:<n>` (random routable IPv4
+/// addresses).
+fn parse_decoys(list: &str) -> Result<Vec<Decoy>, String> {
+    const MAX_DECOYS: usize = 128;
+    const EXPECTED: &str = "a list of addresses, ME and RND[:count] (at most 128 decoys)";
+    let mut decoys = Vec::new();
+    let mut random = RandomAddresses::new();
+    for item in list.split(',') {
+        let item = item.trim();
+        if item.eq_ignore_ascii_case("ME") {
+            if decoys.contains(&Decoy::Me) {
+                return Err(EXPECTED.into());
+            }
+            decoys.push(Decoy::Me);
+        } else if let Some(count) = item.strip_prefix("RND").map(|rest| {
+            rest.strip_prefix(':')
+                .unwrap_or(if rest.is_empty() { "1" } else { "x" })
+        }) {
+            let count: usize = count.parse().map_err(|_| EXPECTED.to_string())?;
+            if count > MAX_DECOYS {
+                return Err(EXPECTED.into());
+            }
+            decoys.extend((0..count).map(|_| Decoy::Addr(random.next())));
+        } else {
+            decoys.push(Decoy::Addr(item.parse().map_err(|_| EXPECTED.to_string())?));
+        }
+        if decoys.len() > MAX_DECOYS + 1 {
+            return Err(EXPECTED.into());
+        }
+    }
+    if !decoys.contains(&Decoy::Me) {
+        let at = (random.next_u64() % (decoys.len() as u64 + 1)) as usize;
+        decoys.insert(at, Decoy::Me);
+    }
+    Ok(decoys)
+}
+
+/// Random IPv4 addresses outside private, reserved, multicast and
+/// benchmarking ranges, for `-D RND`.
+struct RandomAddresses(u64);
+
+impl RandomAddresses {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        RandomAddresses(h.finish() | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn next(&mut self) -> std::net::IpAddr {
+        loop {
+            let a = std::net::Ipv4Addr::from(self.next_u64() as u32);
+            let [o1, o2, ..] = a.octets();
+            let reserved = a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_documentation()
+                || o1 == 0
+                || o1 >= 240
+                || (o1 == 100 && (64..128).contains(&o2))
+                || (o1 == 198 && (o2 & 0xfe) == 18);
+            if !reserved {
+                return a.into();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoys_place_me_and_reject_bad_items() {
+        let d = parse_decoys("198.18.0.7,ME,fd00::7").unwrap();
+        assert_eq!(
+            d,
+            vec![
+                Decoy::Addr("198.18.0.7".parse().unwrap()),
+                Decoy::Me,
+                Decoy::Addr("fd00::7".parse().unwrap()),
+            ]
+        );
+        // Without ME, our probe takes some place among three.
+        let d = parse_decoys("198.18.0.7,198.18.0.8").unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.iter().filter(|x| **x == Decoy::Me).count(), 1);
+        let d = parse_decoys("RND:5,ME").unwrap();
+        assert_eq!(d.len(), 6);
+        for x in &d[..5] {
+            let Decoy::Addr(std::net::IpAddr::V4(a)) = x else {
+                panic!("{x:?}")
+            };
+            assert!(!a.is_private() && !a.is_loopback() && a.octets()[0] != 0);
+        }
+        assert_eq!(parse_decoys("RND").unwrap().len(), 2);
+        for bad in ["ME,ME", "RND:x", "RNDx", "nonsense", "", "RND:1000"] {
+            assert!(parse_decoys(bad).is_err(), "{bad}");
+        }
+    }
     use crate::flags::parse;
 
     fn cfg(args: &[&str]) -> Result<Config, String> {
@@ -526,6 +700,32 @@ mod tests {
             cfg(&["--version-intensity", "10", "x"])
                 .unwrap_err()
                 .contains("\"10\"")
+        );
+    }
+
+    #[test]
+    fn output_flags_choose_files() {
+        let c = cfg(&["-oX", "-", "-oG", "g.txt", "x"]).unwrap();
+        assert_eq!(c.xml_out, Some(OutputFile { path: None }));
+        assert_eq!(c.grep_out.unwrap().path.unwrap(), PathBuf::from("g.txt"));
+        let c = cfg(&["-oA", "dir/scan", "x"]).unwrap();
+        assert_eq!(
+            c.normal_out.unwrap().path.unwrap(),
+            PathBuf::from("dir/scan.nmap")
+        );
+        assert_eq!(
+            c.xml_out.unwrap().path.unwrap(),
+            PathBuf::from("dir/scan.xml")
+        );
+        assert_eq!(
+            c.grep_out.unwrap().path.unwrap(),
+            PathBuf::from("dir/scan.gnmap")
+        );
+        assert!(cfg(&["-oA", "-", "x"]).unwrap_err().contains("-oA"));
+        assert!(
+            cfg(&["-oX", "-", "-oJ", "-", "x"])
+                .unwrap_err()
+                .contains("only one output format")
         );
     }
 

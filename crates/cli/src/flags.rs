@@ -77,6 +77,8 @@ pub enum FlagId {
     NoProgress,
     // Misc
     Interface,
+    SendIp,
+    Decoys,
     Source,
     SourcePort,
     Help,
@@ -227,8 +229,8 @@ pub static FLAGS: &[FlagDef] = &[
         ["s"],
         Value,
         Techniques,
-        "-sS / -sT / -sL / -sV",
-        "TCP SYN scan (the default with raw-socket privileges) / TCP connect scan (the default without) / list targets only / then probe open TCP ports for service and version"
+        "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sL / -sV",
+        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only / then probe open TCP ports for service and version"
     ),
     flag!(
         Ports,
@@ -452,7 +454,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oX <file>",
-        "Write nmap XML (arrives with the output formats)"
+        "Write nmap XML to a file (- for standard output)"
     ),
     flag!(
         OutGrep,
@@ -460,7 +462,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oG <file>",
-        "Write grepable output (arrives with the output formats)"
+        "Write grepable output to a file (- for standard output)"
     ),
     flag!(
         OutAll,
@@ -468,7 +470,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Output,
         "-oA <basename>",
-        "Write the main formats at once (arrives with the output formats)"
+        "Write normal, XML and grepable output to <basename>.nmap, .xml and .gnmap"
     ),
     flag!(
         AppendOutput,
@@ -533,6 +535,22 @@ pub static FLAGS: &[FlagDef] = &[
         Misc,
         "-e <iface>",
         "Use this network interface"
+    ),
+    flag!(
+        SendIp,
+        ["send-ip"],
+        Switch,
+        Misc,
+        "--send-ip",
+        "Send raw probes through the kernel's IP layer, not as Ethernet frames"
+    ),
+    flag!(
+        Decoys,
+        ["D"],
+        Value,
+        Misc,
+        "-D <decoy1,decoy2[,ME],...>",
+        "Cloak a raw scan with decoys: every probe is also sent from each decoy address (RND:<n> adds n random ones)"
     ),
     flag!(
         Source,
@@ -711,7 +729,8 @@ where
 pub fn help_text(version: &str) -> String {
     let mut s = format!(
         "Portolan {version}: a network port scanner with nmap's flags\n\
-         Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n"
+         Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n\
+         \x20      portolan report FILE.xml|FILE.jsonl [-o REPORT.html]\n"
     );
     let width = FLAGS.iter().map(|f| f.usage.len()).max().unwrap_or(0);
     for section in Section::ALL {
@@ -728,7 +747,8 @@ pub fn help_text(version: &str) -> String {
         }
     }
     s.push_str(
-        "EXAMPLES:\n  portolan -p 1-1024 127.0.0.1\n  portolan -sT -p- -T4 --open 198.18.0.0/24\n",
+        "EXAMPLES:\n  portolan -p 1-1024 127.0.0.1\n  portolan -sT -p- -T4 --open 198.18.0.0/24\n  \
+         portolan -oA scan -oJ scan.jsonl 198.18.0.0/24 && portolan report scan.jsonl -o scan.html\n",
     );
     s
 }

@@ -10,9 +10,10 @@
 mod args;
 mod detection;
 mod flags;
+mod outputs;
 mod progress;
+mod report;
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,15 +22,13 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use portolan_engine::{PortState, ScanEvent, ScanPlan, Scheduler};
-use portolan_output::jsonl::JsonLinesSink;
-use portolan_output::normal::NormalSink;
-use portolan_output::{OutputOptions, ScanInfo, ScanSummary, Sink};
+use portolan_output::{OutputOptions, ScanInfo, ScanSummary};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
-use portolan_transport::raw::{self, SynOptions};
+use portolan_transport::raw::{self, SynOptions, TcpScan};
 
-use crate::args::{Config, Mode, OutputFile, ScanKind, UsageError};
+use crate::args::{Config, Mode, ScanKind, UsageError};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -61,6 +60,9 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if argv.get(1).is_some_and(|a| a == "report") {
+        return report::run(&argv[2..], VERSION);
+    }
     let parsed =
         flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
     let read_list =
@@ -126,21 +128,6 @@ fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_output(file: &OutputFile, append: bool) -> anyhow::Result<Box<dyn Write>> {
-    Ok(match &file.path {
-        None => Box::new(io::stdout()),
-        Some(path) => {
-            let f: File = if append {
-                OpenOptions::new().create(true).append(true).open(path)
-            } else {
-                File::create(path)
-            }
-            .with_context(|| format!("cannot open output file {}", path.display()))?;
-            Box::new(BufWriter::new(f))
-        }
-    })
-}
-
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -156,14 +143,21 @@ fn random_seed() -> u64 {
 /// The technique to run: as asked, or SYN when raw sockets are permitted
 /// and connect otherwise (nmap's default).
 fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
+    if !config.decoys.is_empty() && config.scan == Some(ScanKind::Connect) {
+        anyhow::bail!("-D: decoys need a raw-packet scan (-sS, -sA, ...), not -sT");
+    }
     match config.scan {
-        Some(ScanKind::Syn) => {
-            raw::check_privileges().context("-sS")?;
-            Ok(ScanKind::Syn)
+        Some(kind @ ScanKind::Raw(_)) => {
+            raw::check_privileges().context(kind.flag())?;
+            Ok(kind)
         }
         Some(ScanKind::Connect) => Ok(ScanKind::Connect),
+        None if !config.decoys.is_empty() => {
+            raw::check_privileges().context("-D")?;
+            Ok(ScanKind::Raw(TcpScan::Syn))
+        }
         None => Ok(if raw::check_privileges().is_ok() {
-            ScanKind::Syn
+            ScanKind::Raw(TcpScan::Syn)
         } else {
             ScanKind::Connect
         }),
@@ -176,26 +170,9 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let options = OutputOptions {
         open_only: config.open_only,
         reason: config.reason,
+        verbosity: config.verbosity,
     };
-    let stdout_taken = [&config.normal_out, &config.json_out]
-        .iter()
-        .any(|o| o.as_ref().is_some_and(|f| f.path.is_none()));
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if !stdout_taken {
-        sinks.push(Box::new(NormalSink::new(io::stdout(), options)));
-    }
-    if let Some(f) = &config.normal_out {
-        sinks.push(Box::new(NormalSink::new(
-            open_output(f, config.append)?,
-            options,
-        )));
-    }
-    if let Some(f) = &config.json_out {
-        sinks.push(Box::new(JsonLinesSink::new(
-            open_output(f, config.append)?,
-            options,
-        )));
-    }
+    let outputs = outputs::Outputs::new(config, options)?;
 
     // -sV: the probe database loads before anything is sent.
     let version_db = if config.version.enabled {
@@ -221,22 +198,25 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         version: VERSION,
         args: argv,
         start: start_wall,
+        started_at: start,
         scan_type: match technique {
-            ScanKind::Syn => "syn",
+            ScanKind::Raw(scan) => scan.name(),
             ScanKind::Connect => "connect",
         },
         proto: Protocol::Tcp,
         port_count: config.tcp_ports.len(),
+        ports: config.tcp_ports.clone(),
     };
-    for s in &mut sinks {
-        s.begin(&info)?;
-    }
+    outputs.begin(&info)?;
 
     let plan = ScanPlan {
         targets,
         ports: config.tcp_ports.clone(),
         proto: Protocol::Tcp,
-        silent_state: PortState::Filtered,
+        silent_state: match technique {
+            ScanKind::Raw(scan) => scan.silent_state(),
+            ScanKind::Connect => PortState::Filtered,
+        },
         seed: config.seed.unwrap_or_else(random_seed),
         randomize: config.randomize,
         max_hostgroup: config.max_hostgroup,
@@ -259,38 +239,21 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     );
 
     let bar = progress.bar();
-    let mut write_error: Option<io::Error> = None;
-    let failed = std::cell::Cell::new(false);
-    let mut observer = |s: &Scheduler, now: Instant| {
-        progress.update(s, now);
-        if interrupted.load(Ordering::Relaxed) || failed.get() {
-            Control::Interrupt
-        } else {
-            Control::Continue
-        }
+    let mut observer = ScanObserver {
+        progress: &mut progress,
+        outputs: &outputs,
+        interrupted: &interrupted,
     };
     let mut sink_event = |event: ScanEvent| {
-        if write_error.is_some() {
-            return;
-        }
         if let (Some(_), ScanEvent::HostDone(h)) = (&version_db, &event) {
             held.push(h.clone());
             return;
         }
-        let mut write = || {
-            sinks.iter_mut().try_for_each(|s| match &event {
-                ScanEvent::Port(p) => s.port(p),
-                ScanEvent::HostDone(h) => s.host(h),
-            })
-        };
+        let write = || outputs.event(&event);
         // Keep the progress bar from tearing text written to the terminal.
-        let result = match (&bar, &event) {
+        match (&bar, &event) {
             (Some(bar), ScanEvent::HostDone(_)) => bar.suspend(write),
             _ => write(),
-        };
-        if let Err(e) = result {
-            write_error = Some(e);
-            failed.set(true);
         }
     };
     let mut packets = None;
@@ -308,16 +271,19 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             )
             .context("the connect scan failed")?;
         }
-        ScanKind::Syn => {
+        ScanKind::Raw(tcp_scan) => {
             let seed = random_seed();
             let syn_options = SynOptions {
+                scan: tcp_scan,
                 source: config.source,
                 source_port: config.source_port,
                 device: config.interface.clone(),
+                send_ip: config.send_ip,
+                decoys: config.decoys.clone(),
                 key: (seed, seed.rotate_left(29) ^ random_seed()),
             };
             let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)
-                .context("the SYN scan failed")?;
+                .with_context(|| format!("the {} scan failed", tcp_scan.name().to_uppercase()))?;
             packets = Some(portolan_output::PacketStats {
                 sent: stats.sent,
                 received: stats.received,
@@ -328,13 +294,11 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     progress.finish();
     if let Some(db) = &version_db {
         detection::enrich(&mut held, db, &config.version, Arc::clone(&interrupted))?;
-        for report in &held {
-            for s in &mut sinks {
-                s.host(report)?;
-            }
+        for report in held {
+            outputs.event(&ScanEvent::HostDone(report));
         }
     }
-    if let Some(e) = write_error {
+    if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
     let was_interrupted = interrupted.load(Ordering::Relaxed);
@@ -345,12 +309,35 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         interrupted: was_interrupted,
         packets,
     };
-    for s in &mut sinks {
-        s.end(&summary)?;
-    }
+    outputs.end(&summary)?;
     Ok(if was_interrupted {
         ExitCode::from(130)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What the transports report to while they scan: the progress display,
+/// and whether to stop (Ctrl-C, or results that could not be written).
+struct ScanObserver<'a> {
+    progress: &'a mut progress::Progress,
+    outputs: &'a outputs::Outputs,
+    interrupted: &'a AtomicBool,
+}
+
+impl portolan_transport::Observer for ScanObserver<'_> {
+    fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control {
+        self.progress.update(scheduler, now);
+        self.outputs.tick(scheduler.stats(), now);
+        if self.interrupted.load(Ordering::Relaxed) || self.outputs.failed() {
+            Control::Interrupt
+        } else {
+            Control::Continue
+        }
+    }
+
+    fn packets(&mut self, stats: &raw::RawStats) {
+        self.progress
+            .packets(stats.sent, stats.received, stats.ignored);
+    }
 }

@@ -1,10 +1,18 @@
-//! The live progress display and `--stats-every` status lines.
+//! The live progress display and status lines.
 //!
 //! The bar (indicatif, on standard error) appears only when standard error
 //! is a terminal and the scan has run for [`SHOW_AFTER`], so short scans
-//! and piped output stay clean. Status lines go to standard error at the
-//! interval the user set, terminal or not.
+//! and piped output stay clean; it shows ports done, open ports, the probe
+//! rate, the ETA and, for raw-packet scans, packets sent and received per
+//! second. A status line goes to standard error at the interval of
+//! `--stats-every`, on `SIGUSR1`, and, as in nmap, when a key is pressed
+//! on the terminal the scan runs in (standard input is then read a key at
+//! a time, without echo, and restored when the scan ends).
 
+use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -23,6 +31,22 @@ pub struct Progress {
     last_refresh: Instant,
     stats_every: Option<Duration>,
     last_stats: Instant,
+    /// Set by `SIGUSR1`.
+    status_signal: Arc<AtomicBool>,
+    keys: Option<KeyReader>,
+    packets: Option<PacketRates>,
+}
+
+/// Packet counters of a raw-packet scan and the rates over the last
+/// refresh interval.
+#[derive(Clone, Copy, Default)]
+struct PacketRates {
+    sent: u64,
+    received: u64,
+    ignored: u64,
+    at: Option<Instant>,
+    base: (u64, u64),
+    rates: (f64, f64),
 }
 
 impl Progress {
@@ -46,6 +70,9 @@ impl Progress {
             );
             bar
         });
+        let status_signal = Arc::new(AtomicBool::new(false));
+        // Without the handler SIGUSR1 would end the process, as before.
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, status_signal.clone());
         Progress {
             bar,
             shown: false,
@@ -53,7 +80,25 @@ impl Progress {
             last_refresh: start,
             stats_every,
             last_stats: start,
+            status_signal,
+            keys: KeyReader::new(),
+            packets: None,
         }
+    }
+
+    /// Takes the packet counters of a raw-packet scan.
+    pub fn packets(&mut self, sent: u64, received: u64, ignored: u64) {
+        let p = self.packets.get_or_insert_with(PacketRates::default);
+        p.sent = sent;
+        p.received = received;
+        p.ignored = ignored;
+    }
+
+    /// Whether a status line was asked for (`SIGUSR1` or a key press).
+    fn status_requested(&mut self) -> bool {
+        let signalled = self.status_signal.swap(false, Ordering::Relaxed);
+        let key = self.keys.as_mut().is_some_and(KeyReader::pressed);
+        signalled || key
     }
 
     /// A handle on the bar, to suspend it while writing to the terminal.
@@ -63,24 +108,36 @@ impl Progress {
 
     /// Refreshes the display from the scheduler's counters.
     pub fn update(&mut self, scheduler: &Scheduler, now: Instant) {
-        if let Some(every) = self.stats_every
-            && now.duration_since(self.last_stats) >= every
-        {
+        let periodic = self
+            .stats_every
+            .is_some_and(|every| now.duration_since(self.last_stats) >= every);
+        if periodic || self.status_requested() {
             self.last_stats = now;
             let s = scheduler.stats();
             let elapsed = now.duration_since(self.start);
             let planned = scheduler.planned_ports().max(1) as f64;
-            let line = format!(
+            let done = s.ports_done as f64 / planned;
+            let mut line = format!(
                 "Stats: {:.1}s elapsed; {} hosts completed; {} of {} ports done ({:.2}%); \
                  {} open; {:.0} probes/s",
                 elapsed.as_secs_f64(),
                 s.hosts_done,
                 s.ports_done,
                 scheduler.planned_ports(),
-                100.0 * s.ports_done as f64 / planned,
+                100.0 * done,
                 s.ports_by_state[PortState::Open.index()],
                 s.probes_sent as f64 / elapsed.as_secs_f64().max(1e-9),
             );
+            if done > 0.0 {
+                let left = elapsed.as_secs_f64() * (1.0 - done) / done;
+                line.push_str(&format!("; about {left:.0}s left"));
+            }
+            if let Some(p) = &self.packets {
+                line.push_str(&format!(
+                    "; packets: {} sent, {} received, {} ignored",
+                    p.sent, p.received, p.ignored
+                ));
+            }
             match &self.bar {
                 Some(bar) if self.shown => bar.println(line),
                 _ => eprintln!("{line}"),
@@ -100,18 +157,106 @@ impl Progress {
         let s = scheduler.stats();
         let secs = now.duration_since(self.start).as_secs_f64().max(1e-9);
         bar.set_position(s.ports_done);
-        bar.set_message(format!(
-            "| {} open | {:.0} probes/s | {} in flight",
+        let mut message = format!(
+            "| {} open | {} hosts done | {:.0} probes/s | {} in flight",
             s.ports_by_state[PortState::Open.index()],
+            s.hosts_done,
             s.probes_sent as f64 / secs,
             scheduler.in_flight()
-        ));
+        );
+        if let Some(p) = &mut self.packets {
+            if let Some(at) = p.at {
+                let dt = now.duration_since(at).as_secs_f64().max(1e-9);
+                p.rates = (
+                    (p.sent - p.base.0) as f64 / dt,
+                    (p.received - p.base.1) as f64 / dt,
+                );
+            }
+            p.at = Some(now);
+            p.base = (p.sent, p.received);
+            message.push_str(&format!(
+                " | {:.0} pkt/s out, {:.0} in",
+                p.rates.0, p.rates.1
+            ));
+        }
+        bar.set_message(message);
     }
 
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+/// Reads key presses from the terminal on standard input: the terminal is
+/// put in non-canonical mode without echo, and restored when dropped.
+struct KeyReader {
+    saved: libc::termios,
+}
+
+impl KeyReader {
+    /// `None` unless standard input is a terminal this process may set
+    /// (it is in the terminal's foreground process group).
+    fn new() -> Option<KeyReader> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        let fd = stdin.as_raw_fd();
+        // SAFETY: plain queries on a valid descriptor.
+        if unsafe { libc::tcgetpgrp(fd) != libc::getpgrp() } {
+            return None;
+        }
+        // SAFETY: a zeroed termios is valid for tcgetattr to fill.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `saved` is a live termios.
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return None;
+        }
+        let mut raw = saved;
+        raw.c_lflag &= !(libc::ICANON | libc::ECHO);
+        raw.c_cc[libc::VMIN] = 0;
+        raw.c_cc[libc::VTIME] = 0;
+        // SAFETY: `raw` is a valid termios derived from the current one.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
+            return None;
+        }
+        Some(KeyReader { saved })
+    }
+
+    /// Whether a key was pressed since the last call (the keys are read
+    /// and discarded).
+    fn pressed(&mut self) -> bool {
+        let fd = std::io::stdin().as_raw_fd();
+        let mut any = false;
+        let mut buf = [0u8; 64];
+        loop {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd, no waiting.
+            if unsafe { libc::poll(&mut pfd, 1, 0) } <= 0 {
+                return any;
+            }
+            // SAFETY: reads at most `buf.len()` bytes into `buf`.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return any;
+            }
+            any = true;
+        }
+    }
+}
+
+impl Drop for KeyReader {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `new`.
+        unsafe {
+            libc::tcsetattr(std::io::stdin().as_raw_fd(), libc::TCSANOW, &self.saved);
         }
     }
 }

@@ -411,3 +411,221 @@ fn syn_exact_when_the_target_rate_limits_its_resets() {
         .unwrap_or(0);
     assert!(limited > 0, "no RST was held back: {rules}");
 }
+
+/// Counts the scanner namespace's outgoing SYNs (without ACK) in netfilter's
+/// output hook, which the kernel's IP path passes and frames do not.
+fn count_outgoing_syns(lab: &Lab) {
+    lab.scanner()
+        .nft(
+            "table inet portolan_count {\n\
+             counter syns {}\n\
+             chain out {\n type filter hook output priority 0;\n\
+             tcp flags & (syn | ack) == syn counter name syns\n }\n}\n",
+        )
+        .unwrap();
+}
+
+fn outgoing_syns(lab: &Lab) -> u64 {
+    let listing = lab
+        .scanner()
+        .exec(
+            "nft",
+            &["list", "counter", "inet", "portolan_count", "syns"],
+            None,
+        )
+        .unwrap();
+    let count = listing
+        .split("packets ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    count.unwrap_or_else(|| panic!("no packet count in: {listing}"))
+}
+
+#[test]
+fn syn_probes_leave_as_frames_unless_told_to_send_ip() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp(OPEN).unwrap();
+    count_outgoing_syns(&lab);
+    let target = host.ipv4().to_string();
+    let v6 = host.ipv6().to_string();
+    let ports = "1-999,8080,31337";
+    let framed = syn_scan(&lab, &["-p", ports, &target, &v6]);
+    let through_ip = outgoing_syns(&lab);
+    // Frames skip netfilter: at most the first probes of each family,
+    // sent through the IP path while the kernel resolved the next hop.
+    assert!(
+        through_ip < 100,
+        "{through_ip} of 2002 probes took the IP path: {:?}",
+        framed.summary
+    );
+    let ip = syn_scan(&lab, &["--send-ip", "-p", ports, &target, &v6]);
+    assert!(outgoing_syns(&lab) - through_ip >= 2 * 1001);
+    for run in [&framed, &ip] {
+        assert_eq!(run.ports.len(), 2 * 1001);
+        for ((_, port), line) in &run.ports {
+            let want = if OPEN.contains(port) {
+                "open"
+            } else {
+                "closed"
+            };
+            assert_eq!(line.state, want, "port {port}");
+        }
+    }
+}
+
+#[test]
+fn syn_through_a_gateway_to_a_routed_range() {
+    // The lab's ranges behind the lab host as a gateway: frames carry the
+    // gateway's link-layer address, and every address answers.
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp([80]).unwrap();
+    // The prefixes hold the link's own subnet, which must stay on the link.
+    lab.route_range_to(host, "198.18.0.0/15").unwrap();
+    lab.route_range_to(host, "fd00::/8").unwrap();
+    count_outgoing_syns(&lab);
+    // A /28 away from the link's own /24.
+    let third = if host.ipv4().octets()[2] == 77 {
+        78
+    } else {
+        77
+    };
+    let v4 = format!("198.19.{third}.0/28");
+    let run = syn_scan(&lab, &["-Pn", "-p", "80,81", &v4, "fd00:99::100/124"]);
+    assert_eq!(run.ports.len(), 2 * 16 * 2);
+    for ((addr, port), line) in &run.ports {
+        let want = if *port == 80 { "open" } else { "closed" };
+        assert_eq!(line.state, want, "{addr} port {port}");
+    }
+    assert!(outgoing_syns(&lab) < 20);
+}
+
+#[test]
+fn syn_on_a_named_interface() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    let run = syn_scan(
+        &lab,
+        &[
+            "-e",
+            host.scanner_interface(),
+            "-p",
+            "22,23",
+            &host.ipv4().to_string(),
+        ],
+    );
+    assert_eq!(run.ports[&(host.ipv4().into(), 22)].state, "open");
+    assert_eq!(run.ports[&(host.ipv4().into(), 23)].state, "closed");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-e", "nosuch0", "-p", "22", "--no-progress"])
+        .arg(host.ipv4().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interface nosuch0"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn syn_status_line_on_sigusr1_with_packet_counters() {
+    // A scan slowed by --max-rate; SIGUSR1 asks for a status line, which
+    // carries the packet counters; SIGINT then ends the scan early.
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    host.drop_tcp(1..=3000).unwrap();
+    let child = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-p", "1-3000", "--max-rate", "300", "--no-progress"])
+        .arg(host.ipv4().to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ip netns exec` runs the scanner in its own process (no fork), so
+    // the child's pid is the scanner's.
+    let pid = child.id() as libc::pid_t;
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let status = stderr
+        .lines()
+        .find(|l| l.starts_with("Stats: "))
+        .unwrap_or_else(|| panic!("no status line in: {stderr}"));
+    assert!(status.contains("of 3000 ports done"), "{status}");
+    let sent: u64 = status
+        .split("packets: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet counters in: {status}"));
+    assert!(sent > 0, "{status}");
+}
+
+#[test]
+fn decoys_send_a_copy_of_every_probe_from_each_decoy() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    // Two unused addresses of the link's own subnet as decoys.
+    let [a, b, c, _] = host.ipv4().octets();
+    let decoys = [
+        Ipv4Addr::new(a, b, c, 77).to_string(),
+        Ipv4Addr::new(a, b, c, 78).to_string(),
+    ];
+    let mut counters = String::from("table inet decoy_count {\n");
+    for i in 0..decoys.len() {
+        counters.push_str(&format!("counter from{i} {{}}\n"));
+    }
+    counters.push_str("chain input {\n type filter hook input priority -10;\n");
+    for (i, d) in decoys.iter().enumerate() {
+        counters.push_str(&format!(
+            "ip saddr {d} tcp flags & (syn | ack) == syn counter name from{i}\n"
+        ));
+    }
+    counters.push_str(" }\n}\n");
+    host.nft(&counters).unwrap();
+    let list = format!("{},ME,{}", decoys[0], decoys[1]);
+    let run = syn_scan(
+        &lab,
+        &["-D", &list, "-p", "20-29", &host.ipv4().to_string()],
+    );
+    let target: IpAddr = host.ipv4().into();
+    for port in 20..=29 {
+        let want = if port == 22 { "open" } else { "closed" };
+        assert_eq!(run.ports[&(target, port)].state, want, "port {port}");
+    }
+    for (i, decoy) in decoys.iter().enumerate() {
+        let listing = host
+            .exec(
+                "nft",
+                &[
+                    "list",
+                    "counter",
+                    "inet",
+                    "decoy_count",
+                    &format!("from{i}"),
+                ],
+                None,
+            )
+            .unwrap();
+        let seen: u64 = listing
+            .split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {listing}"));
+        assert!(seen >= 10, "decoy {decoy}: {seen} SYNs seen");
+    }
+}

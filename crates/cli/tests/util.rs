@@ -49,6 +49,7 @@ pub struct JsonRun {
     pub hosts: Vec<Value>,
     pub summary: Option<Value>,
     pub begin: Option<Value>,
+    pub rates: Vec<Value>,
 }
 
 /// Reads a JSON-lines file; every line must parse, no port may repeat.
@@ -75,6 +76,7 @@ pub fn read_jsonl(path: &Path) -> JsonRun {
             Some("host") => run.hosts.push(v),
             Some("summary") => run.summary = Some(v),
             Some("begin") => run.begin = Some(v),
+            Some("rate") => run.rates.push(v),
             other => panic!("unknown line type {other:?}: {line}"),
         }
     }

@@ -54,6 +54,13 @@ impl Subnet {
         (18 + (self.block / 256) as u8, (self.block % 256) as u8)
     }
 
+    /// The link-layer address of the `host`-th address of this subnet:
+    /// locally administered, `02:5c:<o2>:<o3>:00:<host>`.
+    pub fn mac(self, host: u8) -> String {
+        let (o2, o3) = self.octets();
+        format!("02:5c:{o2:02x}:{o3:02x}:00:{host:02x}")
+    }
+
     /// `198.<18|19>.<o3>.<host>`.
     pub fn ipv4(self, host: u8) -> Ipv4Addr {
         let (o2, o3) = self.octets();
@@ -353,7 +360,10 @@ impl Lab {
     }
 
     /// Adds a point-to-point host: namespace `<id>h<i>`, scanner interface
-    /// `ph<i>` to the host's `eth0`, on a fresh subnet.
+    /// `ph<i>` to the host's `eth0`, on a fresh subnet. Both ends know each
+    /// other's link-layer address from the start (see `neighbour_script`);
+    /// hosts on segments start with empty neighbour tables, as discovery
+    /// tests want.
     pub fn add_host(&mut self) -> Result<&Host, LabError> {
         let index = self.hosts.len();
         let subnet = Subnet::allocate();
@@ -364,7 +374,13 @@ impl Lab {
             peer = namespace.name(),
             addrs = address_script(&scanner_interface, subnet, 1),
         ))?;
-        namespace.ip_batch(&address_script("eth0", subnet, 2))?;
+        namespace.ip_batch(&format!(
+            "{}{}",
+            address_script("eth0", subnet, 2),
+            neighbour_script("eth0", subnet, 1)
+        ))?;
+        self.scanner
+            .ip_batch(&neighbour_script(&scanner_interface, subnet, 2))?;
         self.hosts.push(Host {
             namespace,
             subnet,
@@ -429,13 +445,83 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Routes `prefix` (IPv4 inside `198.18.0.0/15` or IPv6 inside
+    /// `fd00::/8`, e.g. `198.19.0.0/16`) from the scanner through `host`,
+    /// which takes every address in it as its own (a `local` route on its
+    /// loopback): one namespace stands in for a whole routed range of live
+    /// machines, behind a gateway. The lab's own link subnets inside the
+    /// prefix keep their more specific connected routes.
+    pub fn route_range_to(&self, host: &Host, prefix: &str) -> Result<(), LabError> {
+        // `ip` takes the family from the addresses.
+        let gateway = match lab_prefix(prefix)? {
+            IpAddr::V4(_) => host.ipv4().to_string(),
+            IpAddr::V6(_) => host.ipv6().to_string(),
+        };
+        self.scanner
+            .ip_batch(&format!("route add {prefix} via {gateway}\n"))?;
+        // The link's own subnet stays on the link even if the prefix holds
+        // it: the `local` route would otherwise take the scanner's address
+        // too (the local table is searched first, by longest prefix).
+        let subnet = host.subnet();
+        host.ip_batch(&format!(
+            "route add local {prefix} dev lo\n\
+             route replace unicast {v4}/{p4} dev {link} table local\n\
+             route replace unicast {v6}/{p6} dev {link} table local\n",
+            v4 = subnet.ipv4(0),
+            p4 = Subnet::IPV4_PREFIX,
+            v6 = subnet.ipv6(0),
+            p6 = Subnet::IPV6_PREFIX,
+            link = host.interface(),
+        ))
+        .map(drop)
+    }
+}
+
+/// Checks that `prefix` is a network inside the lab ranges and returns its
+/// address.
+fn lab_prefix(prefix: &str) -> Result<IpAddr, LabError> {
+    let invalid = || {
+        LabError::Invalid(format!(
+            "{prefix}: not a prefix inside 198.18.0.0/15 or fd00::/8"
+        ))
+    };
+    let (addr, len) = prefix.split_once('/').ok_or_else(invalid)?;
+    let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
+    let len: u8 = len.parse().map_err(|_| invalid())?;
+    let inside = match addr {
+        IpAddr::V4(a) => {
+            (15..=32).contains(&len) && a.octets()[0] == 198 && a.octets()[1] & 0xfe == 18
+        }
+        IpAddr::V6(a) => (8..=128).contains(&len) && a.segments()[0] & 0xff00 == 0xfd00,
+    };
+    if inside { Ok(addr) } else { Err(invalid()) }
+}
+
+/// `ip -batch` lines that enter the `host`-th addresses of `subnet` as a
+/// neighbour reachable on `interface`: a lab link is as warm as a network
+/// that has long been up, where the kernel resolved its neighbours long
+/// ago (a link just brought up loses the first Neighbor Solicitations,
+/// and the kernel sends the next a second later).
+fn neighbour_script(interface: &str, subnet: Subnet, host: u8) -> String {
+    format!(
+        "neigh replace {v4} lladdr {mac} dev {interface} nud reachable\n\
+         neigh replace {v6} lladdr {mac} dev {interface} nud reachable\n",
+        mac = subnet.mac(host),
+        v4 = subnet.ipv4(host),
+        v6 = subnet.ipv6(host.into()),
+    )
+}
+
 /// `ip -batch` lines giving `interface` the `host`-th addresses of `subnet`
 /// and bringing it up.
 fn address_script(interface: &str, subnet: Subnet, host: u8) -> String {
     format!(
-        "address add {v4}/{p4} dev {interface}\n\
+        "link set {interface} address {mac}\n\
+         address add {v4}/{p4} dev {interface}\n\
          address add {v6}/{p6} dev {interface} nodad\n\
          link set {interface} up\n",
+        mac = subnet.mac(host),
         v4 = subnet.ipv4(host),
         p4 = Subnet::IPV4_PREFIX,
         v6 = subnet.ipv6(host.into()),
@@ -457,6 +543,24 @@ mod tests {
         assert_eq!(last.ipv6(1), "fd00:19:255::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(Subnet::from_block(512), Subnet::from_block(0));
         assert_eq!(s.to_string(), "198.18.5.0/24 fd00:18:5::/64");
+    }
+
+    #[test]
+    fn routed_ranges_stay_in_the_lab_ranges() {
+        assert!(lab_prefix("198.19.0.0/16").is_ok());
+        assert!(lab_prefix("198.18.0.0/15").is_ok());
+        assert!(lab_prefix("fd00:99::/64").is_ok());
+        for bad in [
+            "198.16.0.0/12",
+            "10.0.0.0/8",
+            "198.20.0.0/16",
+            "fe80::/64",
+            "198.19.0.0",
+            "x/8",
+            "198.19.0.0/33",
+        ] {
+            assert!(lab_prefix(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! JSON lines (`-oJ`): one JSON object per line, each with a `"type"`.
 //!
-//! Schema version 1, in order of appearance:
+//! Schema version 2, in order of appearance:
 //! - `{"type":"begin","schema":1,"version","args","start","scan_type","proto","ports"}`
 //! - `{"type":"port","addr","proto","port","state","reason","reason_ttl"?,"service","tries"}`,
 //!   streamed as each port is resolved (with `--open`, open ports only);
+//! - `{"type":"rate","t_s","probes_sent","replies","ports_done"}` about once
+//!   a second: the scan's cumulative counters `t_s` seconds after its start
+//!   (rates are the differences between two lines);
 //! - `{"type":"host","addr","name"?,"status","reason"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count},"services"?}`
 //!   when a host is done; with `-sV`, `services` lists
 //!   `{"port","proto","name","product"?,"version"?,"extrainfo"?,"hostname"?,"ostype"?,"devicetype"?,"cpe"?,"method","conf","tunnel"?,"tls"?,"banner"?}`
@@ -14,7 +17,9 @@
 //! - `{"type":"summary","schema":1,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted"}`
 //!   last.
 //!
-//! serde_json escapes every string, so untrusted text cannot break a line.
+//! Version 2 added the `rate` lines; readers should skip line types they do
+//! not know. serde_json escapes every string, so untrusted text cannot
+//! break a line.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -23,10 +28,10 @@ use portolan_engine::{HostReport, HostStatus, PortResult, PortService, PortState
 use serde::Serialize;
 
 use crate::time::rfc3339;
-use crate::{OutputOptions, ScanInfo, ScanSummary, Sink, proto_name, service_name};
+use crate::{OutputOptions, RateSample, ScanInfo, ScanSummary, Sink, proto_name, service_name};
 
 /// The schema version written in `begin` and `summary` lines.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Begin<'a> {
@@ -170,6 +175,15 @@ fn escape_bytes(bytes: &[u8]) -> String {
 }
 
 #[derive(Serialize)]
+struct Rate {
+    r#type: &'static str,
+    t_s: f64,
+    probes_sent: u64,
+    replies: u64,
+    ports_done: u64,
+}
+
+#[derive(Serialize)]
 struct Hosts {
     scanned: u64,
     up: u64,
@@ -277,6 +291,18 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             timeout_us: report.times.timeout.as_micros(),
             ports: state_counts(&report.state_counts()),
             services: report.services.iter().map(Service::new).collect(),
+        })?;
+        self.out.flush()
+    }
+
+    fn rate(&mut self, sample: &RateSample) -> io::Result<()> {
+        self.line(&Rate {
+            r#type: "rate",
+            // Milliseconds are plenty, and keep the lines short.
+            t_s: (sample.elapsed.as_millis() as f64) / 1000.0,
+            probes_sent: sample.probes_sent,
+            replies: sample.replies,
+            ports_done: sample.ports_done,
         })?;
         self.out.flush()
     }

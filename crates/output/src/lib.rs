@@ -2,6 +2,8 @@
 //! new format never touches an engine.
 //!
 //! - [`normal`]: nmap-like text, for the terminal and `-oN`.
+//! - [`xml`]: nmap's XML (`-oX`), valid against nmap.dtd, streamed.
+//! - [`grepable`]: nmap's grepable lines (`-oG`).
 //! - [`jsonl`]: JSON lines (`-oJ`), one object per line with a `"type"`.
 //!
 //! Sinks write to any `io::Write` and never print by themselves; text that
@@ -11,14 +13,16 @@
 #![deny(missing_docs)]
 
 pub mod escape;
+pub mod grepable;
 pub mod jsonl;
 pub mod normal;
 pub mod time;
+pub mod xml;
 
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use portolan_engine::{HostReport, PortResult, ScanStats};
+use portolan_engine::{HostReport, PortOutcome, PortResult, PortState, Reason, ScanStats};
 use portolan_targets::Protocol;
 
 /// What is known when the scan starts.
@@ -30,12 +34,24 @@ pub struct ScanInfo {
     pub args: Vec<String>,
     /// Wall-clock start.
     pub start: SystemTime,
+    /// The monotonic clock at `start`, to place host times on the wall
+    /// clock.
+    pub started_at: Instant,
     /// nmap's name of the scan type ("connect", "syn", ...).
     pub scan_type: &'static str,
     /// The protocol scanned.
     pub proto: Protocol,
     /// How many ports each host gets.
     pub port_count: usize,
+    /// The ports each host gets, sorted.
+    pub ports: Vec<u16>,
+}
+
+impl ScanInfo {
+    /// The wall-clock time of a monotonic instant taken during the scan.
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        self.start + at.saturating_duration_since(self.started_at)
+    }
 }
 
 /// What is known when the scan ends.
@@ -77,6 +93,32 @@ impl ScanSummary {
     }
 }
 
+/// The scan's cumulative counters at one moment, for timelines of the
+/// send and reply rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSample {
+    /// Time since the scan started.
+    pub elapsed: Duration,
+    /// Probes sent so far, retransmissions included.
+    pub probes_sent: u64,
+    /// Answers accepted so far.
+    pub replies: u64,
+    /// Ports resolved so far.
+    pub ports_done: u64,
+}
+
+impl RateSample {
+    /// A sample of `stats` taken `elapsed` after the start.
+    pub fn new(stats: &ScanStats, elapsed: Duration) -> RateSample {
+        RateSample {
+            elapsed,
+            probes_sent: stats.probes_sent,
+            replies: stats.replies,
+            ports_done: stats.ports_done,
+        }
+    }
+}
+
 /// Choices that shape every format alike.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OutputOptions {
@@ -84,16 +126,28 @@ pub struct OutputOptions {
     pub open_only: bool,
     /// `--reason`: show the evidence of each state.
     pub reason: bool,
+    /// `-v` level.
+    pub verbosity: u8,
 }
 
 /// An output format.
 pub trait Sink {
     /// The scan starts.
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()>;
-    /// A port was resolved (streamed, in no particular order).
-    fn port(&mut self, result: &PortResult) -> io::Result<()>;
+    /// A port was resolved (streamed, in no particular order). Formats
+    /// that report per host ignore it.
+    fn port(&mut self, result: &PortResult) -> io::Result<()> {
+        let _ = result;
+        Ok(())
+    }
     /// A host is done.
     fn host(&mut self, report: &HostReport) -> io::Result<()>;
+    /// The scan's counters, sampled about once a second. Formats without
+    /// a timeline ignore it.
+    fn rate(&mut self, sample: &RateSample) -> io::Result<()> {
+        let _ = sample;
+        Ok(())
+    }
     /// The scan is over.
     fn end(&mut self, summary: &ScanSummary) -> io::Result<()>;
 }
@@ -117,4 +171,175 @@ pub fn service_name(proto: Protocol, port: u16) -> &'static str {
 pub fn shown_with_open_only(state: portolan_engine::PortState) -> bool {
     use portolan_engine::PortState::*;
     matches!(state, Open | OpenFiltered)
+}
+
+/// Whether `--open` leaves nothing of this host to show: no port that may
+/// be open (a timed-out host is still reported).
+pub fn hidden_with_open_only(report: &HostReport, options: &OutputOptions) -> bool {
+    let counts = report.state_counts();
+    options.open_only
+        && report.status != portolan_engine::HostStatus::TimedOut
+        && !PortState::ALL
+            .iter()
+            .any(|s| shown_with_open_only(*s) && counts[s.index()] > 0)
+}
+
+/// A state with more ports than this is summarised, as nmap does.
+const COLLAPSE_ABOVE: u64 = 25;
+
+/// The states a host's report summarises instead of listing port by port:
+/// with `--open`, every state that cannot be open; otherwise every state
+/// but open with more than 25 ports (nmap's rule).
+pub fn collapsed_states(report: &HostReport, options: &OutputOptions) -> Vec<PortState> {
+    let counts = report.state_counts();
+    PortState::ALL
+        .iter()
+        .copied()
+        .filter(|s| {
+            if options.open_only {
+                !shown_with_open_only(*s) && counts[s.index()] > 0
+            } else {
+                *s != PortState::Open && counts[s.index()] > COLLAPSE_ABOVE
+            }
+        })
+        .collect()
+}
+
+/// The reasons among the ports in `state`, most frequent first, with their
+/// ports (sorted as in the report).
+pub fn reasons_of(ports: &[PortOutcome], state: PortState) -> Vec<(Reason, Vec<u16>)> {
+    let mut tally: Vec<(Reason, Vec<u16>)> = Vec::new();
+    for p in ports.iter().filter(|p| p.state == state) {
+        match tally.iter_mut().find(|(r, _)| *r == p.reason) {
+            Some((_, list)) => list.push(p.port),
+            None => tally.push((p.reason, vec![p.port])),
+        }
+    }
+    // Stable: equal counts keep the order of first appearance.
+    tally.sort_by_key(|(_, list)| std::cmp::Reverse(list.len()));
+    tally
+}
+
+/// Sorted ports written as nmap writes them: runs merged into ranges,
+/// joined by commas (`1-30,80,443`).
+pub fn port_ranges(ports: &[u16]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < ports.len() {
+        let start = ports[i];
+        let mut end = start;
+        while i + 1 < ports.len() && ports[i + 1] == end.wrapping_add(1) && end != u16::MAX {
+            i += 1;
+            end = ports[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `# Portolan 0.1.0 scan initiated <ctime> as: <args>`: the first line of
+/// the normal and grepable files, as nmap starts its own.
+pub fn initiated_comment(info: &ScanInfo) -> String {
+    format!(
+        "# Portolan {} scan initiated {} as: {}",
+        info.version,
+        time::ctime_utc(info.start),
+        escape::for_terminal(&info.args.join(" "))
+    )
+}
+
+/// `# Nmap done at <ctime> -- 1 IP address (1 host up) scanned in 0.06
+/// seconds`: the last line of the normal and grepable files. It keeps
+/// nmap's prefix on purpose: scripts (and `nmap --resume`) look for it to
+/// tell a finished file from a cut one.
+pub fn done_trailer(summary: &ScanSummary) -> String {
+    format!(
+        "# Nmap done at {} -- {} scanned in {:.2} seconds",
+        time::ctime_utc(summary.end),
+        hosts_phrase(summary.stats.hosts_done, summary.stats.hosts_up),
+        summary.elapsed.as_secs_f64()
+    )
+}
+
+/// "1 IP address (1 host up)", "3 IP addresses (2 hosts up)".
+pub fn hosts_phrase(done: u64, up: u64) -> String {
+    format!(
+        "{done} IP address{} ({up} host{} up)",
+        if done == 1 { "" } else { "es" },
+        if up == 1 { "" } else { "s" }
+    )
+}
+
+/// Port and host values for the sinks' unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::time::{Duration, Instant};
+
+    use portolan_engine::{HostReport, HostStatus, HostTimes, PortOutcome, PortState, Reason};
+    use portolan_targets::{Protocol, Target};
+
+    /// A TCP port's outcome after one try.
+    pub fn outcome(port: u16, state: PortState, reason: Reason) -> PortOutcome {
+        PortOutcome {
+            port,
+            proto: Protocol::Tcp,
+            state,
+            reason,
+            reason_ttl: None,
+            tries: 1,
+        }
+    }
+
+    /// Host 198.18.0.2, named with a terminal escape, 42 µs away.
+    pub fn host(status: HostStatus, ports: Vec<PortOutcome>) -> HostReport {
+        let now = Instant::now();
+        HostReport {
+            target: Target {
+                addr: "198.18.0.2".parse().unwrap(),
+                name: Some("lab\x1b[2J".into()),
+            },
+            status,
+            ports,
+            times: HostTimes {
+                srtt: Some(Duration::from_micros(42)),
+                rttvar: Some(Duration::from_micros(10)),
+                timeout: Duration::from_millis(100),
+            },
+            started: now,
+            finished: now,
+            services: Vec::new(),
+        }
+    }
+
+    /// [`host`], up.
+    pub fn up_host(ports: Vec<PortOutcome>) -> HostReport {
+        host(HostStatus::Up(Reason::UserSet), ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_merge_into_ranges() {
+        assert_eq!(port_ranges(&[]), "");
+        assert_eq!(port_ranges(&[80]), "80");
+        assert_eq!(port_ranges(&[1, 2, 3, 5, 7, 8, 65535]), "1-3,5,7-8,65535");
+        assert_eq!(port_ranges(&[65534, 65535]), "65534-65535");
+    }
+
+    #[test]
+    fn host_counts_read_as_english() {
+        assert_eq!(hosts_phrase(1, 1), "1 IP address (1 host up)");
+        assert_eq!(hosts_phrase(3, 0), "3 IP addresses (0 hosts up)");
+    }
 }

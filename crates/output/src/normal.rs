@@ -4,40 +4,50 @@
 //! status and latency, a "Not shown" line for crowded non-open states
 //! (nmap collapses a state with more than 25 ports), then a table of the
 //! remaining ports. A closing line counts hosts and time, and a statistics
-//! line gives ports per state and the probe rate.
+//! line gives ports per state and the probe rate. Files (`-oN`) are framed
+//! as nmap frames them: a `# ... scan initiated` comment first, and the
+//! `# Nmap done at` trailer in place of the closing line.
 
 use std::io::{self, Write};
 
-use portolan_engine::{HostReport, HostStatus, PortOutcome, PortResult, PortState, Reason};
+use portolan_engine::{HostReport, HostStatus, PortOutcome, PortState};
 
 use crate::escape::for_terminal;
 use crate::time::minute_utc;
 use crate::{OutputOptions, ScanInfo, ScanSummary, Sink, proto_name, service_name};
 
-/// A state with more ports than this is summarised, as nmap does.
-const COLLAPSE_ABOVE: u64 = 25;
-
 /// Normal output to any writer.
 pub struct NormalSink<W: Write> {
     out: W,
     options: OutputOptions,
+    file: bool,
 }
 
 impl<W: Write> NormalSink<W> {
-    /// A sink writing to `out`.
+    /// A sink for the terminal.
     pub fn new(out: W, options: OutputOptions) -> NormalSink<W> {
-        NormalSink { out, options }
+        NormalSink {
+            out,
+            options,
+            file: false,
+        }
+    }
+
+    /// A sink for `-oN`: as on the terminal, but framed as nmap frames its
+    /// files, by a `# ... scan initiated ... as: ...` comment and a
+    /// `# Nmap done at ...` trailer.
+    pub fn file(out: W, options: OutputOptions) -> NormalSink<W> {
+        NormalSink {
+            out,
+            options,
+            file: true,
+        }
     }
 
     fn write_host(&mut self, report: &HostReport) -> io::Result<()> {
         let addr = report.target.addr;
         let counts = report.state_counts();
-        if self.options.open_only
-            && report.status != HostStatus::TimedOut
-            && !PortState::ALL
-                .iter()
-                .any(|s| crate::shown_with_open_only(*s) && counts[s.index()] > 0)
-        {
+        if crate::hidden_with_open_only(report, &self.options) {
             return Ok(());
         }
         let out = &mut self.out;
@@ -70,24 +80,15 @@ impl<W: Write> NormalSink<W> {
             _ => writeln!(out, "Host is up{latency}.")?,
         }
 
-        let collapsed: Vec<PortState> = PortState::ALL
-            .iter()
-            .copied()
-            .filter(|s| {
-                if self.options.open_only {
-                    !crate::shown_with_open_only(*s) && counts[s.index()] > 0
-                } else {
-                    *s != PortState::Open && counts[s.index()] > COLLAPSE_ABOVE
-                }
-            })
-            .collect();
+        let collapsed = crate::collapsed_states(report, &self.options);
         if !collapsed.is_empty() {
             let parts: Vec<String> = collapsed
                 .iter()
                 .map(|s| {
                     let n = counts[s.index()];
-                    let reason = dominant_reason(&report.ports, *s)
-                        .map(|r| format!(" ({})", r.as_str()))
+                    let reason = crate::reasons_of(&report.ports, *s)
+                        .first()
+                        .map(|(r, _)| format!(" ({})", r.as_str()))
                         .unwrap_or_default();
                     let proto = report.ports.first().map_or("tcp", |p| proto_name(p.proto));
                     format!("{n} {} {proto} ports{reason}", s.as_str())
@@ -113,18 +114,6 @@ impl<W: Write> NormalSink<W> {
         }
         writeln!(out)
     }
-}
-
-/// The most frequent reason among the ports in `state`.
-fn dominant_reason(ports: &[PortOutcome], state: PortState) -> Option<Reason> {
-    let mut tally: Vec<(Reason, u64)> = Vec::new();
-    for p in ports.iter().filter(|p| p.state == state) {
-        match tally.iter_mut().find(|(r, _)| *r == p.reason) {
-            Some((_, n)) => *n += 1,
-            None => tally.push((p.reason, 1)),
-        }
-    }
-    tally.into_iter().max_by_key(|(_, n)| *n).map(|(r, _)| r)
 }
 
 fn write_table(
@@ -194,16 +183,16 @@ fn write_table(
 
 impl<W: Write> Sink for NormalSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
+        if self.file {
+            writeln!(self.out, "{}", crate::initiated_comment(info))?;
+            return self.out.flush();
+        }
         writeln!(
             self.out,
             "Starting Portolan {} at {}",
             info.version,
             minute_utc(info.start)
         )
-    }
-
-    fn port(&mut self, _result: &PortResult) -> io::Result<()> {
-        Ok(())
     }
 
     fn host(&mut self, report: &HostReport) -> io::Result<()> {
@@ -213,23 +202,17 @@ impl<W: Write> Sink for NormalSink<W> {
 
     fn end(&mut self, summary: &ScanSummary) -> io::Result<()> {
         let s = &summary.stats;
-        let plural = |n: u64, one: &str, many: &str| {
-            if n == 1 {
-                format!("{n} {one}")
-            } else {
-                format!("{n} {many}")
-            }
-        };
         if summary.interrupted {
             writeln!(self.out, "Scan interrupted: the results above are partial.")?;
         }
-        writeln!(
-            self.out,
-            "Portolan done: {} ({}) scanned in {:.2} seconds",
-            plural(s.hosts_done, "IP address", "IP addresses"),
-            plural(s.hosts_up, "host up", "hosts up"),
-            summary.elapsed.as_secs_f64()
-        )?;
+        if !self.file {
+            writeln!(
+                self.out,
+                "Portolan done: {} scanned in {:.2} seconds",
+                crate::hosts_phrase(s.hosts_done, s.hosts_up),
+                summary.elapsed.as_secs_f64()
+            )?;
+        }
         let states: Vec<String> = PortState::ALL
             .iter()
             .filter(|st| s.ports_by_state[st.index()] > 0)
@@ -254,6 +237,9 @@ impl<W: Write> Sink for NormalSink<W> {
                 p.sent, p.received, p.ignored
             )?;
         }
+        if self.file {
+            writeln!(self.out, "{}", crate::done_trailer(summary))?;
+        }
         self.out.flush()
     }
 }
@@ -261,40 +247,9 @@ impl<W: Write> Sink for NormalSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_engine::HostTimes;
-    use portolan_targets::{Protocol, Target};
-    use std::time::{Duration, Instant};
-
-    fn outcome(port: u16, state: PortState, reason: Reason) -> PortOutcome {
-        PortOutcome {
-            port,
-            proto: Protocol::Tcp,
-            state,
-            reason,
-            reason_ttl: None,
-            tries: 1,
-        }
-    }
-
-    fn report(ports: Vec<PortOutcome>) -> HostReport {
-        let now = Instant::now();
-        HostReport {
-            target: Target {
-                addr: "198.18.0.2".parse().unwrap(),
-                name: Some("lab\x1b[2J".into()),
-            },
-            status: HostStatus::Up(Reason::UserSet),
-            ports,
-            times: HostTimes {
-                srtt: Some(Duration::from_micros(42)),
-                rttvar: Some(Duration::from_micros(10)),
-                timeout: Duration::from_millis(100),
-            },
-            started: now,
-            finished: now,
-            services: Vec::new(),
-        }
-    }
+    use crate::fixtures::{outcome, up_host as report};
+    use portolan_engine::Reason;
+    use portolan_targets::Protocol;
 
     fn render(report: &HostReport, options: OutputOptions) -> String {
         let mut sink = NormalSink::new(Vec::new(), options);
@@ -381,8 +336,8 @@ mod tests {
         let text = render(
             &report(ports.clone()),
             OutputOptions {
-                open_only: false,
                 reason: true,
+                ..OutputOptions::default()
             },
         );
         assert!(text.contains("Host is up, received user-set (0.000042s latency)."));
@@ -395,7 +350,7 @@ mod tests {
             &report(ports),
             OutputOptions {
                 open_only: true,
-                reason: false,
+                ..OutputOptions::default()
             },
         );
         assert!(text.contains("Not shown: 1 closed tcp ports (conn-refused)"));
@@ -404,7 +359,7 @@ mod tests {
             &report(vec![outcome(23, PortState::Closed, Reason::ConnRefused)]),
             OutputOptions {
                 open_only: true,
-                reason: false,
+                ..OutputOptions::default()
             },
         );
         assert_eq!(none, "");

@@ -15,6 +15,23 @@ pub fn rfc3339(t: SystemTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
+/// `Tue Nov 24 18:45:19 2026`: C's `ctime` layout (in UTC), as nmap's
+/// `startstr` and `timestr` attributes and grepable comments use it.
+pub fn ctime_utc(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss) = civil(t);
+    // 1970-01-01 was a Thursday.
+    let weekday = (unix_seconds(t) / 86_400 + 4) % 7;
+    format!(
+        "{} {} {d:2} {hh:02}:{mm:02}:{ss:02} {y}",
+        DAYS[weekday as usize],
+        MONTHS[(m - 1) as usize]
+    )
+}
+
 /// Seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -48,5 +65,8 @@ mod tests {
         assert_eq!(minute_utc(UNIX_EPOCH), "1970-01-01 00:00 UTC");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+        assert_eq!(ctime_utc(t), "Tue Nov 24 15:43:00 2026");
+        assert_eq!(ctime_utc(leap), "Tue Feb 29 00:00:00 2000");
+        assert_eq!(ctime_utc(UNIX_EPOCH), "Thu Jan  1 00:00:00 1970");
     }
 }

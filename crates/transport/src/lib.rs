@@ -3,8 +3,12 @@
 //!
 //! - [`connect`]: the TCP connect scan (`-sT`), non-blocking `connect()`
 //!   calls multiplexed on one epoll instance; needs no privilege.
-//! - [`sys`]: the operating-system specifics (resource limits); the only
-//!   place with `unsafe`.
+//! - [`raw`]: the TCP SYN scan on packet sockets, with [`route`] (the
+//!   kernel's routes, neighbours and links over rtnetlink), a path cache
+//!   per destination and a sending thread.
+//! - [`sys`]: the operating-system specifics (sockets, filters, resource
+//!   limits, capabilities, sending batches) and [`ring`] (the packet
+//!   socket's receive ring): the only places with `unsafe`.
 //!
 //! A transport drives a [`portolan_engine::Scheduler`]: it asks for probes,
 //! sends them, reports answers and releases what the scheduler cancels.
@@ -14,7 +18,11 @@
 
 pub mod connect;
 pub mod cookie;
+mod paths;
 pub mod raw;
+pub mod ring;
+pub mod route;
+mod sender;
 pub mod sys;
 
 use std::time::{Duration, Instant};
@@ -51,6 +59,10 @@ pub enum Control {
 pub trait Observer {
     /// Sees the scheduler between turns.
     fn tick(&mut self, scheduler: &Scheduler, now: Instant) -> Control;
+
+    /// Sees the packet counters of a raw-packet scan, before each
+    /// [`Observer::tick`].
+    fn packets(&mut self, _stats: &raw::RawStats) {}
 }
 
 impl<F: FnMut(&Scheduler, Instant) -> Control> Observer for F {

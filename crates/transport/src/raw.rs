@@ -29,26 +29,125 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
-use portolan_wire::{Reply as Packet, SynTemplate, parse_reply};
+use portolan_wire::{Reply as Packet, SynTemplate, TcpFlags, parse_reply};
 
 use crate::cookie::CookieJar;
-use crate::sys::{self, SendBatch};
-use crate::{Control, Observer};
+use crate::paths::{ETHERNET_HEADER, Paths, Via};
+use crate::ring::RxRing;
+use crate::sender::{Batch, Outlet, SendThread};
+use crate::{Control, Observer, route, sys};
 
 /// Probes handed out per turn of the loop at most.
 const SEND_BUDGET: usize = 1024;
 /// Packets read per turn at most, so sending is not starved.
 const RECV_BUDGET: usize = 4096;
 
-/// Options of the SYN scan.
+/// The raw TCP scans: one engine, one template each, and nmap's reading
+/// of the answers (RFC 9293 §3.10.7: a closed port answers anything but a
+/// RST with a RST; an open one silently drops segments without SYN, RST or
+/// ACK; any port answers a lone ACK with a RST).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcpScan {
+    /// `-sS`: SYN-ACK = open, RST = closed, silence = filtered.
+    #[default]
+    Syn,
+    /// `-sA`: RST = unfiltered, silence = filtered (maps firewalls).
+    Ack,
+    /// `-sW`: an ACK scan that reads the RST's window: non-zero = open,
+    /// zero = closed (on the few systems that differ; Linux says zero).
+    Window,
+    /// `-sF`: FIN; RST = closed, silence = open|filtered.
+    Fin,
+    /// `-sN`: no flags; as FIN.
+    Null,
+    /// `-sX`: FIN, PSH and URG; as FIN.
+    Xmas,
+    /// `-sM`: FIN and ACK; as FIN (BSD stacks drop it on open ports; most
+    /// others answer RST everywhere).
+    Maimon,
+}
+
+impl TcpScan {
+    /// The probe's control bits.
+    pub fn flags(self) -> TcpFlags {
+        let bits = match self {
+            TcpScan::Syn => TcpFlags::SYN.bits(),
+            TcpScan::Ack | TcpScan::Window => TcpFlags::ACK.bits(),
+            TcpScan::Fin => TcpFlags::FIN.bits(),
+            TcpScan::Null => 0,
+            TcpScan::Xmas => TcpFlags::FIN.bits() | TcpFlags::PSH.bits() | TcpFlags::URG.bits(),
+            TcpScan::Maimon => TcpFlags::FIN.bits() | TcpFlags::ACK.bits(),
+        };
+        TcpFlags::from_bits(bits)
+    }
+
+    /// nmap's name of the scan (XML `scaninfo type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpScan::Syn => "syn",
+            TcpScan::Ack => "ack",
+            TcpScan::Window => "window",
+            TcpScan::Fin => "fin",
+            TcpScan::Null => "null",
+            TcpScan::Xmas => "xmas",
+            TcpScan::Maimon => "maimon",
+        }
+    }
+
+    /// The state of a port that never answered.
+    pub fn silent_state(self) -> PortState {
+        match self {
+            TcpScan::Syn | TcpScan::Ack | TcpScan::Window => PortState::Filtered,
+            TcpScan::Fin | TcpScan::Null | TcpScan::Xmas | TcpScan::Maimon => {
+                PortState::OpenFiltered
+            }
+        }
+    }
+
+    /// What a valid TCP answer with `flags` and `window` says.
+    fn read(self, flags: TcpFlags, window: u16) -> Option<(PortState, Reason)> {
+        if self == TcpScan::Syn && flags.is_syn_ack() {
+            return Some((PortState::Open, Reason::SynAck));
+        }
+        if !flags.is_rst() {
+            return None;
+        }
+        let state = match self {
+            TcpScan::Ack => PortState::Unfiltered,
+            TcpScan::Window if window > 0 => PortState::Open,
+            _ => PortState::Closed,
+        };
+        Some((state, Reason::Reset))
+    }
+}
+
+/// A source of probes with `-D`: a decoy address, or this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoy {
+    /// Where our own probe goes among the decoys' (`ME`).
+    Me,
+    /// A decoy: a copy of every probe is sent from this address (its
+    /// answers go to it, not to us).
+    Addr(IpAddr),
+}
+
+/// Options of the raw TCP scans.
 #[derive(Clone, Debug, Default)]
 pub struct SynOptions {
+    /// Which scan.
+    pub scan: TcpScan,
+    /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
+    /// empty for no decoys. Decoys of the other IP version are skipped.
+    pub decoys: Vec<Decoy>,
     /// Source address (`-S`); by default the routing table's choice.
     pub source: Option<IpAddr>,
     /// Source port (`-g`); by default a random free one.
     pub source_port: Option<u16>,
-    /// Send through this interface only (`-e`).
+    /// Send and listen on this interface only (`-e`).
     pub device: Option<String>,
+    /// Send every probe through the kernel's IP path, never as a frame
+    /// (`--send-ip`).
+    pub send_ip: bool,
     /// Cookie key; random per scan in the binary, fixed in tests.
     pub key: (u64, u64),
 }
@@ -68,6 +167,15 @@ pub enum RawError {
     Socket {
         /// What was being done.
         what: &'static str,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The interface named with `-e` does not exist.
+    #[error("interface {name}: {source}")]
+    Interface {
+        /// The name given.
+        name: String,
         /// What the system said.
         #[source]
         source: io::Error,
@@ -252,139 +360,26 @@ impl FlightTable {
     }
 }
 
-/// Source addresses per destination network (/24 or /64), from the
-/// routing table, and the probe template of each source.
-struct Sources {
-    fixed: Option<IpAddr>,
-    by_network: HashMap<IpAddr, IpAddr>,
-    templates: HashMap<IpAddr, SynTemplate>,
-    ports: PortReservation,
-}
-
-fn network_of(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            IpAddr::from([o[0], o[1], o[2], 0])
-        }
-        IpAddr::V6(a) => {
-            let mut o = a.octets();
-            o[8..].fill(0);
-            IpAddr::from(o)
-        }
-    }
-}
-
-impl Sources {
-    fn source_for(&mut self, dst: IpAddr) -> Result<IpAddr, RawError> {
-        if let Some(src) = self.fixed
-            && src.is_ipv4() == dst.is_ipv4()
+/// The sockets of the scan, opened before privileges are dropped: the
+/// frame socket and the raw IP socket of each family, by [`Outlet`]; one
+/// that cannot be opened is reported when a probe first needs it (a
+/// machine without IPv6 can still scan IPv4).
+fn open_senders() -> Result<[Result<socket2::Socket, io::Error>; 3], RawError> {
+    let sockets = [
+        sys::open_frame_sender(),
+        sys::open_raw_sender(false),
+        sys::open_raw_sender(true),
+    ];
+    for socket in &sockets {
+        if let Err(e) = socket
+            && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
         {
-            return Ok(src);
-        }
-        let net = network_of(dst);
-        if let Some(src) = self.by_network.get(&net) {
-            return Ok(*src);
-        }
-        let src = sys::source_for(dst).map_err(|source| RawError::Route { addr: dst, source })?;
-        self.by_network.insert(net, src);
-        Ok(src)
-    }
-
-    fn template(&mut self, src: IpAddr) -> &SynTemplate {
-        let port = self.ports.base;
-        self.templates
-            .entry(src)
-            .or_insert_with(|| SynTemplate::new(src, port))
-    }
-}
-
-/// Sends the probes of one family in batches.
-struct Sender {
-    socket: Option<socket2::Socket>,
-    ipv6: bool,
-    /// Why the socket could not be opened, reported when first needed
-    /// (a machine without IPv6 can still scan IPv4).
-    unavailable: Option<io::Error>,
-    batch: SendBatch,
-    ids: Vec<ProbeId>,
-}
-
-impl Sender {
-    fn new(ipv6: bool) -> Sender {
-        Sender {
-            socket: None,
-            ipv6,
-            unavailable: None,
-            batch: SendBatch::new(),
-            ids: Vec::with_capacity(SendBatch::CAPACITY),
+            return Err(RawError::NotPermitted(io::Error::from_raw_os_error(
+                e.raw_os_error().unwrap_or(libc::EPERM),
+            )));
         }
     }
-
-    /// Opens the socket (before privileges are dropped).
-    fn open(&mut self, device: Option<&str>) -> Result<(), RawError> {
-        let opened = sys::open_raw_sender(self.ipv6).and_then(|s| {
-            if let Some(device) = device {
-                s.bind_device(Some(device.as_bytes()))?;
-            }
-            Ok(s)
-        });
-        match opened {
-            Ok(s) => self.socket = Some(s),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
-                return Err(RawError::NotPermitted(e));
-            }
-            Err(e) => self.unavailable = Some(e),
-        }
-        Ok(())
-    }
-
-    fn socket(&mut self) -> Result<&socket2::Socket, RawError> {
-        match (&self.socket, self.unavailable.take()) {
-            (Some(s), _) => Ok(s),
-            (None, e) => Err(RawError::Socket {
-                what: "opening a raw socket",
-                source: e.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotConnected)),
-            }),
-        }
-    }
-
-    /// Sends what is batched; probes that could not go are handed back to
-    /// the scheduler as not sent.
-    fn flush(
-        &mut self,
-        scheduler: &mut Scheduler,
-        flights: &mut FlightTable,
-        stats: &mut RawStats,
-        now: Instant,
-    ) -> Result<(), RawError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let fd = self.socket()?.as_raw_fd();
-        let (sent, err) = self.batch.flush(fd);
-        stats.sent += sent as u64;
-        for &id in &self.ids[sent..] {
-            flights.remove_slot(id);
-            scheduler.on_not_sent(id, now);
-        }
-        self.ids.clear();
-        match err {
-            None => Ok(()),
-            Some(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM)
-                ) =>
-            {
-                Ok(())
-            }
-            Some(e) => Err(RawError::Socket {
-                what: "sending probes",
-                source: e,
-            }),
-        }
-    }
+    Ok(sockets)
 }
 
 /// Runs a SYN scan to completion (or interruption), handing every event
@@ -395,89 +390,178 @@ pub fn run(
     observer: &mut dyn Observer,
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<RawStats, RawError> {
-    let receiver = sys::open_packet_receiver().map_err(|e| match e.raw_os_error() {
+    let socket = sys::open_packet_receiver().map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
         _ => RawError::Socket {
             what: "opening the packet socket",
             source: e,
         },
     })?;
+    // Without a ring (a kernel that refuses one), each packet is read with
+    // its own system call.
+    let ring = RxRing::new(socket.as_raw_fd()).ok();
+    let mut receiver = Receiver {
+        buf: if ring.is_some() {
+            Vec::new()
+        } else {
+            vec![0; 65_536]
+        },
+        socket,
+        ring,
+    };
+    let oif = match &options.device {
+        Some(name) => {
+            let index = route::interface_index(name).map_err(|source| RawError::Interface {
+                name: name.clone(),
+                source,
+            })?;
+            sys::bind_packet_socket(receiver.socket.as_raw_fd(), index)
+                .map_err(socket_error("binding the packet socket"))?;
+            Some(index)
+        }
+        None => None,
+    };
     let reservation = reserve_ports(options.source_port, options.key.0 ^ options.key.1)?;
     let jar = CookieJar::new(options.key.0, options.key.1);
-    let mut sources = Sources {
-        fixed: options.source,
-        by_network: HashMap::new(),
-        templates: HashMap::new(),
-        ports: reservation,
+    let opened = open_senders()?;
+    let frames = opened[0].is_ok() && !options.send_ip;
+    let mut paths = Paths::new(oif, options.source, frames);
+    let mut templates: HashMap<IpAddr, SynTemplate> = HashMap::new();
+    // nmap's probes: SYN with the MSS option, the others without options.
+    let probe_shape = portolan_wire::SynOptions {
+        flags: options.scan.flags(),
+        mss: (options.scan == TcpScan::Syn).then_some(1460),
+        ..portolan_wire::SynOptions::default()
     };
+    let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
+    let mut sockets: [Option<socket2::Socket>; 3] = [None, None, None];
+    for (i, socket) in opened.into_iter().enumerate() {
+        match socket {
+            Ok(s) => sockets[i] = Some(s),
+            Err(e) => unavailable[i] = Some(e),
+        }
+    }
     let mut poll = Poll::new().map_err(socket_error("creating the poller"))?;
-    let fd = receiver.as_raw_fd();
+    let fd = receiver.socket.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
         .map_err(socket_error("polling the packet socket"))?;
     let mut events = Events::with_capacity(4);
-    let mut senders = [Sender::new(false), Sender::new(true)];
-    for sender in &mut senders {
-        sender.open(options.device.as_deref())?;
-    }
-    // Everything privileged is open: give the privileges up.
+    // Everything privileged is open: give the privileges up, before the
+    // sending thread starts (it inherits this thread's capabilities).
     sys::drop_capabilities().map_err(socket_error("dropping capabilities"))?;
+    let mut sender =
+        SendThread::spawn(sockets).map_err(socket_error("starting the sending thread"))?;
     let mut flights = FlightTable::default();
     let mut stats = RawStats::default();
-    let mut buf = vec![0u8; 65_536];
+    let mut fatal: Option<RawError> = None;
 
     loop {
         let now = Instant::now();
+        observer.packets(&stats);
         if observer.tick(scheduler, now) == Control::Interrupt {
             scheduler.interrupt(now);
         }
         receive(
-            fd,
-            &mut buf,
-            scheduler,
-            &mut flights,
-            (&jar, &sources.ports),
-            &mut stats,
-            now,
+            &mut receiver,
+            &mut Judge {
+                scheduler,
+                flights: &mut flights,
+                jar: &jar,
+                our_ports: &reservation,
+                scan: options.scan,
+                stats: &mut stats,
+                now,
+            },
         )?;
         while let Some(id) = scheduler.poll_cancel(now) {
             flights.remove_slot(id);
         }
+        sender.collect(false, &mut |b| {
+            account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+        });
         let mut handed = 0;
-        while handed < SEND_BUDGET {
+        while handed < SEND_BUDGET && fatal.is_none() {
             let Some(probe) = scheduler.poll_probe(now) else {
                 break;
             };
             handed += 1;
-            let sender = &mut senders[usize::from(probe.addr.is_ipv6())];
-            let staged = stage(probe, sender, &mut sources, &jar, &mut flights);
-            if let Err(RawError::Route { source, .. }) = staged {
-                // No route: the probe cannot leave, as a connect() would
-                // fail with ENETUNREACH.
-                let reason = match source.raw_os_error() {
-                    Some(libc::EHOSTUNREACH) => Reason::HostUnreach,
-                    _ => Reason::NetUnreach,
-                };
-                let reply = Reply {
-                    state: PortState::Filtered,
-                    reason,
-                    ttl: None,
-                };
-                scheduler.on_reply(probe.id, reply, now);
-                continue;
+            let path = match paths.resolve(probe.addr, now) {
+                Ok(path) => path,
+                Err(source) => {
+                    // No route: the probe cannot leave, as a connect()
+                    // would fail with ENETUNREACH.
+                    let reason = match source.raw_os_error() {
+                        Some(libc::EHOSTUNREACH) => Reason::HostUnreach,
+                        _ => Reason::NetUnreach,
+                    };
+                    let reply = Reply {
+                        state: PortState::Filtered,
+                        reason,
+                        ttl: None,
+                    };
+                    scheduler.on_reply(probe.id, reply, now);
+                    continue;
+                }
+            };
+            let outlet = match path.via {
+                Via::Frame { .. } => Outlet::Frame,
+                Via::Ip if probe.addr.is_ipv4() => Outlet::Ip4,
+                Via::Ip => Outlet::Ip6,
+            };
+            if let Some(source) = unavailable[outlet as usize].take() {
+                return Err(RawError::Socket {
+                    what: "opening a raw socket",
+                    source,
+                });
             }
-            staged?;
-            if sender.batch.is_full() {
-                sender.flush(scheduler, &mut flights, &mut stats, now)?;
+            // Our probe, among the decoys' copies in the order given.
+            let me = [Decoy::Me];
+            let sources = if options.decoys.is_empty() {
+                &me[..]
+            } else {
+                &options.decoys[..]
+            };
+            for decoy in sources {
+                let (source, id) = match *decoy {
+                    Decoy::Me => (path.source, Some(probe.id)),
+                    Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
+                    Decoy::Addr(_) => continue,
+                };
+                let template = templates.entry(source).or_insert_with(|| {
+                    SynTemplate::with_options(source, reservation.base, probe_shape)
+                });
+                let batch = sender.filling(outlet, &mut |b| {
+                    account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+                });
+                stage(probe, path.via, template, &reservation, &jar, batch, id)?;
+                if batch.packets.is_full() {
+                    sender.submit(outlet);
+                }
+            }
+            flights.insert(Flight {
+                id: probe.id,
+                dst: probe.addr,
+                port: probe.port,
+            });
+            if let Some(next_hop) = path.resolving {
+                // This probe makes the kernel resolve the next hop: send it
+                // now and wait for the answer (see `paths`).
+                sender.submit(outlet);
+                paths.await_neighbour(next_hop);
             }
         }
-        for sender in &mut senders {
-            sender.flush(scheduler, &mut flights, &mut stats, now)?;
+        sender.submit_all();
+        if let Some(e) = fatal.take() {
+            return Err(e);
         }
         while let Some(event) = scheduler.poll_event() {
             sink(event);
         }
         if scheduler.is_finished() {
+            sender.collect(true, &mut |b| {
+                account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+            });
             return Ok(stats);
         }
         let wait = crate::turn_wait(scheduler, now, handed == SEND_BUDGET);
@@ -494,24 +578,66 @@ pub fn run(
     }
 }
 
-/// Builds one probe into its family's batch.
+/// Takes a batch back from the sending thread: counts what went, and
+/// hands the probes that could not go back to the scheduler as not sent
+/// (a full socket buffer is back-pressure, not a failure).
+fn account(
+    batch: &mut Batch,
+    scheduler: &mut Scheduler,
+    flights: &mut FlightTable,
+    stats: &mut RawStats,
+    fatal: &mut Option<RawError>,
+    now: Instant,
+) {
+    stats.sent += batch.sent as u64;
+    for &id in batch.ids.get(batch.sent..).unwrap_or(&[]).iter().flatten() {
+        flights.remove_slot(id);
+        scheduler.on_not_sent(id, now);
+    }
+    batch.ids.clear();
+    match batch.error.take() {
+        None => {}
+        Some(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM)
+            ) => {}
+        Some(e) => {
+            fatal.get_or_insert(RawError::Socket {
+                what: "sending probes",
+                source: e,
+            });
+        }
+    }
+}
+
+/// Builds one probe into a batch: the Ethernet header first for a frame,
+/// then the packet from the template. `id` is `None` for a decoy's copy.
 fn stage(
     probe: Probe,
-    sender: &mut Sender,
-    sources: &mut Sources,
+    via: Via,
+    template: &SynTemplate,
+    ports: &PortReservation,
     jar: &CookieJar,
-    flights: &mut FlightTable,
+    batch: &mut Batch,
+    id: Option<ProbeId>,
 ) -> Result<(), RawError> {
-    let src = sources.source_for(probe.addr)?;
-    let port = sources.ports.port_for(probe.try_no);
+    let src = template.src();
+    let port = ports.port_for(probe.try_no);
     let seq = jar.cookie(src, probe.addr, port, probe.port);
-    let template = sources.template(src);
-    let Some(buffer) = sender.batch.next_buffer() else {
+    let Some(buffer) = batch.packets.next_buffer() else {
         return Ok(());
+    };
+    let offset = match via {
+        Via::Frame { header, .. } => {
+            buffer[..ETHERNET_HEADER].copy_from_slice(&header);
+            ETHERNET_HEADER
+        }
+        Via::Ip => 0,
     };
     let len = template
         .stamp(
-            buffer,
+            &mut buffer[offset..],
             probe.addr,
             port,
             probe.port,
@@ -522,72 +648,94 @@ fn stage(
             what: "building a probe",
             source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
         })?;
-    sender.batch.commit(len, probe.addr);
-    sender.ids.push(probe.id);
-    flights.insert(Flight {
-        id: probe.id,
-        dst: probe.addr,
-        port: probe.port,
-    });
+    match via {
+        Via::Frame { ifindex, .. } => batch.packets.commit_frame(offset + len, ifindex),
+        Via::Ip => batch.packets.commit(len, probe.addr),
+    }
+    batch.ids.push(id);
     Ok(())
 }
 
-/// Reads waiting packets and reports the valid answers.
-#[allow(clippy::too_many_arguments)]
-fn receive(
-    fd: std::os::fd::RawFd,
-    buf: &mut [u8],
-    scheduler: &mut Scheduler,
-    flights: &mut FlightTable,
-    (jar, our_ports): (&CookieJar, &PortReservation),
-    stats: &mut RawStats,
+/// Where answers are read from: the receive ring, or (when the kernel
+/// offers none) the packet socket itself, a `recvfrom` per packet.
+struct Receiver {
+    socket: socket2::Socket,
+    ring: Option<RxRing>,
+    buf: Vec<u8>,
+}
+
+/// What the reading of answers needs to judge and report them.
+struct Judge<'a> {
+    scheduler: &'a mut Scheduler,
+    flights: &'a mut FlightTable,
+    jar: &'a CookieJar,
+    our_ports: &'a PortReservation,
+    scan: TcpScan,
+    stats: &'a mut RawStats,
     now: Instant,
-) -> Result<(), RawError> {
+}
+
+/// Reads waiting packets and reports the valid answers.
+fn receive(receiver: &mut Receiver, judge: &mut Judge) -> Result<(), RawError> {
+    if let Some(ring) = &mut receiver.ring {
+        ring.drain(RECV_BUDGET, |packet, kind| judge.packet(packet, kind));
+        return Ok(());
+    }
+    let fd = receiver.socket.as_raw_fd();
     for _ in 0..RECV_BUDGET {
-        let Some((len, kind)) =
-            sys::recv_packet(fd, buf).map_err(socket_error("reading the packet socket"))?
+        let Some((len, kind)) = sys::recv_packet(fd, &mut receiver.buf)
+            .map_err(socket_error("reading the packet socket"))?
         else {
             return Ok(());
         };
-        if kind == sys::PACKET_OUTGOING {
-            continue;
-        }
-        let Ok(packet) = parse_reply(&buf[..len]) else {
-            stats.received += 1;
-            stats.ignored += 1;
-            continue;
-        };
-        if is_own_probe(&packet, our_ports) {
-            // Our own SYN, seen arriving when the target is on loopback.
-            continue;
-        }
-        stats.received += 1;
-        let Some((target, port, reply)) = classify(packet, jar) else {
-            stats.ignored += 1;
-            continue;
-        };
-        match flights.take(target, port) {
-            Some(id) if scheduler.on_reply(id, reply, now) => stats.matched += 1,
-            _ => stats.ignored += 1,
-        }
+        judge.packet(&receiver.buf[..len], kind);
     }
     Ok(())
 }
 
-/// Whether a packet is one of our probes (a bare SYN from our ports).
-fn is_own_probe(packet: &Packet, our_ports: &PortReservation) -> bool {
+impl Judge<'_> {
+    /// Judges one packet read from the packet socket.
+    fn packet(&mut self, bytes: &[u8], kind: u8) {
+        if kind == sys::PACKET_OUTGOING {
+            return;
+        }
+        let Ok(packet) = parse_reply(bytes) else {
+            self.stats.received += 1;
+            self.stats.ignored += 1;
+            return;
+        };
+        if is_own_probe(&packet, self.our_ports, self.scan) {
+            // Our own SYN, seen arriving when the target is on loopback.
+            return;
+        }
+        self.stats.received += 1;
+        let Some((target, port, reply)) = classify(packet, self.jar, self.scan) else {
+            self.stats.ignored += 1;
+            return;
+        };
+        match self.flights.take(target, port) {
+            Some(id) if self.scheduler.on_reply(id, reply, self.now) => self.stats.matched += 1,
+            _ => self.stats.ignored += 1,
+        }
+    }
+}
+
+/// Whether a packet is one of our probes (our ports, the probe's bits),
+/// seen arriving when the target is on loopback.
+fn is_own_probe(packet: &Packet, our_ports: &PortReservation, scan: TcpScan) -> bool {
     matches!(
         *packet,
         Packet::Tcp { src_port, flags, .. }
-            if our_ports.contains(src_port)
-                && flags.contains(portolan_wire::TcpFlags::SYN)
-                && !flags.contains(portolan_wire::TcpFlags::ACK)
+            if our_ports.contains(src_port) && flags == scan.flags()
     )
 }
 
 /// What a packet proves, if it is a valid answer to one of our probes:
-/// the target, its port, and the answer.
-fn classify(packet: Packet, jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
+/// the target, its port, and the answer. An answer with ACK acknowledges
+/// the probe's sequence number (the cookie) plus one for a SYN or a FIN;
+/// a RST without ACK answers a probe that carried ACK and takes its
+/// sequence number from the probe's acknowledgment number, the cookie too.
+fn classify(packet: Packet, jar: &CookieJar, scan: TcpScan) -> Option<(IpAddr, u16, Reply)> {
     match packet {
         Packet::Tcp {
             src,
@@ -595,20 +743,24 @@ fn classify(packet: Packet, jar: &CookieJar) -> Option<(IpAddr, u16, Reply)> {
             ttl,
             src_port,
             dst_port,
+            seq,
             ack,
             flags,
-            ..
+            window,
         } => {
-            if !jar.acknowledges(dst, src, dst_port, src_port, ack) {
+            let cookie = jar.cookie(dst, src, dst_port, src_port);
+            let sent = scan.flags();
+            let valid = if flags.contains(TcpFlags::ACK) {
+                let consumed = u32::from(sent.contains(TcpFlags::SYN))
+                    + u32::from(sent.contains(TcpFlags::FIN));
+                ack == cookie.wrapping_add(consumed)
+            } else {
+                sent.contains(TcpFlags::ACK) && seq == cookie
+            };
+            if !valid {
                 return None;
             }
-            let (state, reason) = if flags.is_syn_ack() {
-                (PortState::Open, Reason::SynAck)
-            } else if flags.is_rst() {
-                (PortState::Closed, Reason::Reset)
-            } else {
-                return None;
-            };
+            let (state, reason) = scan.read(flags, window)?;
             Some((
                 src,
                 src_port,

@@ -1,5 +1,6 @@
-//! Operating-system specifics of the transports: resource limits and the
-//! ICMP error queue of sockets.
+//! Operating-system specifics of the transports: the raw, frame and packet
+//! sockets with their kernel filter, batched sending (`sendmmsg`),
+//! resource limits, capabilities, and the ICMP error queue of sockets.
 //!
 //! Linux reports the ICMP error that ended a connection attempt only as
 //! an errno, which loses the ICMP code (admin-prohibited and host
@@ -163,6 +164,51 @@ pub fn open_raw_sender(ipv6: bool) -> io::Result<socket2::Socket> {
     Ok(socket)
 }
 
+/// Opens the frame sending socket: a packet socket (`AF_PACKET`,
+/// `SOCK_RAW`) for whole Ethernet frames, bound to no protocol so that it
+/// receives nothing, with `PACKET_QDISC_BYPASS`, so that a frame goes
+/// straight to the driver (no queueing discipline, as with a raw socket
+/// that already paces its own sending). Needs `CAP_NET_RAW`.
+pub fn open_frame_sender() -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        socket2::Type::RAW.nonblocking().cloexec(),
+        Some(socket2::Protocol::from(0)),
+    )?;
+    let _ = socket.set_send_buffer_size(4 << 20);
+    set_int_option(
+        socket.as_raw_fd(),
+        libc::SOL_PACKET,
+        libc::PACKET_QDISC_BYPASS,
+        1,
+    )?;
+    Ok(socket)
+}
+
+/// Binds a packet socket to one interface (`-e`), so that it sees only
+/// that interface's packets.
+pub fn bind_packet_socket(fd: RawFd, ifindex: u32) -> io::Result<()> {
+    // SAFETY: a zeroed sockaddr_ll is valid; the fields set below make it a
+    // bind address for every protocol on one interface.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as libc::sa_family_t;
+    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    addr.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: `addr` is a live sockaddr_ll and the length passed is its size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Opens a packet socket that receives every IP packet of the network
 /// namespace from its network header on (`AF_PACKET`, `SOCK_DGRAM`), with
 /// a classic BPF filter that lets only TCP, ICMP and ICMPv6 through. Needs
@@ -177,45 +223,71 @@ pub fn open_packet_receiver() -> io::Result<socket2::Socket> {
     // The receive buffer absorbs bursts of answers between reads; root may
     // exceed rmem_max.
     let size: libc::c_int = 32 << 20;
-    // SAFETY: `size` is a live c_int and the length passed is its size.
-    let forced = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if forced != 0 {
+    if set_int_option(
+        socket.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        size,
+    )
+    .is_err()
+    {
         let _ = socket.set_recv_buffer_size(size as usize);
     }
     socket.attach_filter(&reply_filter())?;
     Ok(socket)
 }
 
-/// Classic BPF over a packet that starts at its IP header: accept IPv4
-/// TCP or ICMP and IPv6 TCP or ICMPv6; drop everything else in the
-/// kernel, before it is copied to us.
-fn reply_filter() -> [socket2::SockFilter; 11] {
+/// Sets an integer socket option that socket2 has no method for.
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Classic BPF over a packet that starts at its IP header: drop what
+/// this machine sends (our own probes, seen leaving; the kernel's RSTs),
+/// accept IPv4 TCP or ICMP and IPv6 TCP or ICMPv6, drop everything else;
+/// all in the kernel, before anything is copied to us.
+fn reply_filter() -> [socket2::SockFilter; 13] {
     use socket2::SockFilter as F;
     const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
     const ALU_RSH: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
     const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // The packet type, an ancillary field (SKF_AD_OFF + SKF_AD_PKTTYPE).
+    const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
     // Jump offsets count from the next instruction.
     [
-        F::new(LD_B_ABS, 0, 0, 0),      // 0: A = first byte
-        F::new(ALU_RSH, 0, 0, 4),       // 1: A = IP version
-        F::new(JEQ, 0, 3, 4),           // 2: IPv4 ? 3 : 6
-        F::new(LD_B_ABS, 0, 0, 9),      // 3: A = IPv4 protocol
-        F::new(JEQ, 5, 0, 6),           // 4: TCP ? accept : 5
-        F::new(JEQ, 4, 3, 1),           // 5: ICMP ? accept : drop
-        F::new(LD_B_ABS, 0, 0, 6),      // 6: A = IPv6 next header
-        F::new(JEQ, 2, 0, 6),           // 7: TCP ? accept : 8
-        F::new(JEQ, 1, 0, 58),          // 8: ICMPv6 ? accept : drop
-        F::new(RET, 0, 0, 0),           // 9: drop
-        F::new(RET, 0, 0, 0x0004_0000), // 10: accept (up to 256 KiB)
+        F::new(LD_B_ABS, 0, 0, PKTTYPE),                 // 0: A = packet type
+        F::new(JEQ, 9, 0, libc::PACKET_OUTGOING as u32), // 1: outgoing ? drop : 2
+        F::new(LD_B_ABS, 0, 0, 0),                       // 2: A = first byte
+        F::new(ALU_RSH, 0, 0, 4),                        // 3: A = IP version
+        F::new(JEQ, 0, 3, 4),                            // 4: IPv4 ? 5 : 8
+        F::new(LD_B_ABS, 0, 0, 9),                       // 5: A = IPv4 protocol
+        F::new(JEQ, 5, 0, 6),                            // 6: TCP ? accept : 7
+        F::new(JEQ, 4, 3, 1),                            // 7: ICMP ? accept : drop
+        F::new(LD_B_ABS, 0, 0, 6),                       // 8: A = IPv6 next header
+        F::new(JEQ, 2, 0, 6),                            // 9: TCP ? accept : 10
+        F::new(JEQ, 1, 0, 58),                           // 10: ICMPv6 ? accept : drop
+        F::new(RET, 0, 0, 0),                            // 11: drop
+        F::new(RET, 0, 0, 0x0004_0000),                  // 12: accept (up to 256 KiB)
     ]
 }
 
@@ -288,6 +360,11 @@ impl SendBatch {
         self.used == 0
     }
 
+    /// Drops every waiting packet.
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
+
     /// Whether the batch is full.
     pub fn is_full(&self) -> bool {
         self.used == Self::CAPACITY
@@ -315,6 +392,30 @@ impl SendBatch {
             );
         }
         self.addr_lens[self.used] = sock.len();
+        self.lens[self.used] = len.min(Self::PACKET_MAX);
+        self.used += 1;
+    }
+
+    /// Adds the frame written into the next buffer, `len` bytes from its
+    /// Ethernet header on, to leave on interface `ifindex` (for a socket
+    /// from [`open_frame_sender`]).
+    pub fn commit_frame(&mut self, len: usize, ifindex: u32) {
+        if self.used == Self::CAPACITY {
+            return;
+        }
+        // SAFETY: an all-zero sockaddr_ll is valid, and a sockaddr_ll fits
+        // in a sockaddr_storage, which is aligned for any address.
+        unsafe {
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as libc::sa_family_t;
+            addr.sll_ifindex = ifindex as libc::c_int;
+            std::ptr::write(
+                (&mut self.addrs[self.used] as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_ll>(),
+                addr,
+            );
+        }
+        self.addr_lens[self.used] = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         self.lens[self.used] = len.min(Self::PACKET_MAX);
         self.used += 1;
     }

@@ -38,6 +38,12 @@ pub struct SynOptions {
     /// The MSS option's value, or `None` for a 20-byte TCP header without
     /// options. Default `Some(1460)`, as nmap's SYN probes.
     pub mss: Option<u16>,
+    /// The control bits. Default SYN; the other scans (ACK, FIN, NULL,
+    /// Xmas, Maimon, window) use the same template with their own bits.
+    /// When ACK is among them, the acknowledgment number carries the
+    /// sequence number too, since an RST answering such a segment takes
+    /// its sequence number from it (RFC 9293 §3.10.7.1).
+    pub flags: TcpFlags,
 }
 
 impl Default for SynOptions {
@@ -46,6 +52,7 @@ impl Default for SynOptions {
             ttl: 64,
             window: 1024,
             mss: Some(1460),
+            flags: TcpFlags::SYN,
         }
     }
 }
@@ -131,7 +138,7 @@ impl SynTemplate {
             use tcp::field as f;
             let t = bytes.get_mut(ip_len..).unwrap_or(&mut []);
             put8(t, f::DATA_OFFSET, ((tcp_len / 4) as u8) << 4);
-            put8(t, f::FLAGS, TcpFlags::SYN.bits());
+            put8(t, f::FLAGS, options.flags.bits());
             put16(t, f::WINDOW, options.window);
             if let Some(mss) = options.mss {
                 put8(t, f::OPTIONS, tcp::option::MSS);
@@ -264,9 +271,9 @@ impl SynTemplate {
             head,
             ipv4::HEADER_LEN,
             u32::from(self.tcp_sum).wrapping_add(dst_words),
-            src_port,
-            dst_port,
+            (src_port, dst_port),
             seq,
+            self.ack_for(seq),
         );
     }
 
@@ -284,7 +291,25 @@ impl SynTemplate {
         for w in dst.segments() {
             s = s.wrapping_add(u32::from(w));
         }
-        patch_tcp(head, ipv6::HEADER_LEN, s, src_port, dst_port, seq);
+        patch_tcp(
+            head,
+            ipv6::HEADER_LEN,
+            s,
+            (src_port, dst_port),
+            seq,
+            self.ack_for(seq),
+        );
+    }
+
+    /// The acknowledgment number of a probe with sequence number `seq`:
+    /// the same number when the probe carries ACK, else zero.
+    #[inline(always)]
+    fn ack_for(&self, seq: u32) -> u32 {
+        if self.options.flags.contains(TcpFlags::ACK) {
+            seq
+        } else {
+            0
+        }
     }
 }
 
@@ -292,16 +317,26 @@ impl SynTemplate {
 /// checksum from `partial`: the template's sum plus the destination's words.
 /// At most 14 words of 16 bits are added, far from overflowing a `u32`.
 #[inline(always)]
-fn patch_tcp(head: &mut [u8], at: usize, partial: u32, src_port: u16, dst_port: u16, seq: u32) {
+fn patch_tcp(
+    head: &mut [u8],
+    at: usize,
+    partial: u32,
+    (src_port, dst_port): (u16, u16),
+    seq: u32,
+    ack: u32,
+) {
     use tcp::field as f;
     put16(head, at.wrapping_add(f::SRC_PORT), src_port);
     put16(head, at.wrapping_add(f::DST_PORT), dst_port);
     put32(head, at.wrapping_add(f::SEQ), seq);
+    put32(head, at.wrapping_add(f::ACK), ack);
     let s = partial
         .wrapping_add(u32::from(src_port))
         .wrapping_add(u32::from(dst_port))
         .wrapping_add(seq >> 16)
-        .wrapping_add(seq & 0xffff);
+        .wrapping_add(seq & 0xffff)
+        .wrapping_add(ack >> 16)
+        .wrapping_add(ack & 0xffff);
     put16(head, at.wrapping_add(f::CHECKSUM), !fold(s));
 }
 
@@ -386,6 +421,7 @@ mod tests {
             ttl: 37,
             window: 65535,
             mss: None,
+            flags: TcpFlags::SYN,
         };
         let t = SynTemplate::with_options(v4("198.18.0.1"), 40000, opts);
         assert_eq!(t.len(), 40);
@@ -432,8 +468,14 @@ mod tests {
     }
 
     fn options() -> impl Strategy<Value = SynOptions> {
-        (any::<u8>(), any::<u16>(), any::<Option<u16>>())
-            .prop_map(|(ttl, window, mss)| SynOptions { ttl, window, mss })
+        (any::<u8>(), any::<u16>(), any::<Option<u16>>(), any::<u8>()).prop_map(
+            |(ttl, window, mss, flags)| SynOptions {
+                ttl,
+                window,
+                mss,
+                flags: TcpFlags::from_bits(flags),
+            },
+        )
     }
 
     fn addr_pair() -> impl Strategy<Value = (IpAddr, IpAddr)> {
@@ -490,8 +532,8 @@ mod tests {
                 src_port,
                 dst_port,
                 seq,
-                ack: 0,
-                flags: TcpFlags::SYN,
+                ack: if opts.flags.contains(TcpFlags::ACK) { seq } else { 0 },
+                flags: opts.flags,
                 window: opts.window,
             });
             prop_assert_eq!(ttl, opts.ttl);

@@ -1,0 +1,343 @@
+//! The raw engine's sending paths: for each destination, the source
+//! address of its probes and how they leave, as a whole Ethernet frame on
+//! the packet socket (the fast path: no routing, netfilter or qdisc per
+//! packet) or through the kernel's IP path (`IPPROTO_RAW`).
+//!
+//! Frames need the next hop's link-layer address. It comes from the
+//! kernel's neighbour table. When the kernel has none, the first probe to
+//! that next hop takes the IP path, which makes the kernel resolve it (ARP
+//! or Neighbor Discovery), and the engine waits a moment for the answer
+//! ([`Paths::await_neighbour`]): the kernel queues only a few packets per
+//! unresolved neighbour and drops the rest, so sending on through the IP
+//! path would lose probes. A next hop that does not resolve in time keeps
+//! the IP path and is asked for again every [`NEIGHBOUR_RECHECK`]. So
+//! Portolan sends no resolution traffic of its own, and links without
+//! Ethernet framing (tun, tunnels) still work through the IP path.
+//!
+//! Contract: one netlink route query per destination network (/24 or /64);
+//! waits of at most [`NEIGHBOUR_WAIT`] each and [`NEIGHBOUR_WAIT_BUDGET`]
+//! in all per scan (a sweep of an on-link range full of absent hosts must
+//! not wait for each); the caches are bounded and start over when full.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::route::{Link, Netlink, Route};
+
+/// How long a next hop with no link-layer address yet keeps using the IP
+/// path before the neighbour table is asked again.
+pub(crate) const NEIGHBOUR_RECHECK: Duration = Duration::from_millis(10);
+
+/// The longest wait for one next hop's resolution.
+pub(crate) const NEIGHBOUR_WAIT: Duration = Duration::from_millis(20);
+
+/// The most time a scan spends waiting for resolutions in all.
+pub(crate) const NEIGHBOUR_WAIT_BUDGET: Duration = Duration::from_millis(200);
+
+/// Entries per cache before it starts over (a wide sweep of an on-link
+/// range must not grow memory without bound).
+const CACHE_LIMIT: usize = 1 << 16;
+
+/// Length of an Ethernet header.
+pub(crate) const ETHERNET_HEADER: usize = 14;
+
+/// How one probe leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// As a frame on interface `ifindex`, behind `header`.
+    Frame {
+        /// The interface.
+        ifindex: u32,
+        /// Destination and source link-layer addresses and EtherType.
+        header: [u8; ETHERNET_HEADER],
+    },
+    /// Through the kernel's IP path.
+    Ip,
+}
+
+/// The source address and path of a probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Path {
+    pub(crate) source: IpAddr,
+    pub(crate) via: Via,
+    /// A next hop seen for the first time and not resolved yet (interface,
+    /// address): send this probe at once, then
+    /// [`Paths::await_neighbour`].
+    pub(crate) resolving: Option<(u32, IpAddr)>,
+}
+
+/// A route, with what framing it needs.
+#[derive(Clone, Copy)]
+struct Hop {
+    route: Route,
+    source: IpAddr,
+    link: Link,
+}
+
+#[derive(Clone, Copy)]
+enum Neighbour {
+    Known([u8; 6]),
+    Unknown { recheck_at: Instant },
+}
+
+/// Caches of routes, links and neighbours.
+pub(crate) struct Paths {
+    netlink: Option<Netlink>,
+    oif: Option<u32>,
+    fixed_source: Option<IpAddr>,
+    frames: bool,
+    hops: HashMap<IpAddr, Hop>,
+    links: HashMap<u32, Link>,
+    neighbours: HashMap<(u32, IpAddr), Neighbour>,
+    wait_left: Duration,
+}
+
+impl Paths {
+    /// Paths through interface `oif` only (`-e`) if given, from
+    /// `fixed_source` (`-S`) if given; `frames` false keeps every probe on
+    /// the IP path (`--send-ip`).
+    pub(crate) fn new(oif: Option<u32>, fixed_source: Option<IpAddr>, frames: bool) -> Paths {
+        Paths {
+            // Without netlink (a kernel without it), the IP path and the
+            // socket-based source lookup still work.
+            netlink: Netlink::open().ok(),
+            oif,
+            fixed_source,
+            frames,
+            hops: HashMap::new(),
+            links: HashMap::new(),
+            neighbours: HashMap::new(),
+            wait_left: NEIGHBOUR_WAIT_BUDGET,
+        }
+    }
+
+    /// The path of a probe to `dst`.
+    pub(crate) fn resolve(&mut self, dst: IpAddr, now: Instant) -> io::Result<Path> {
+        let hop = self.hop(dst)?;
+        let source = match self.fixed_source {
+            Some(s) if s.is_ipv4() == dst.is_ipv4() => s,
+            _ => hop.source,
+        };
+        // The kernel drops frames to or from 127.0.0.0/8 that did not come
+        // through its own output path (a "martian" unless route_localnet),
+        // so those take the IP path; ::1 has no such rule.
+        let loopback_v4 = matches!(dst, IpAddr::V4(a) if a.is_loopback());
+        let mut path = Path {
+            source,
+            via: Via::Ip,
+            resolving: None,
+        };
+        if self.frames && !loopback_v4 {
+            self.frame_via(&hop, dst, now, &mut path);
+        }
+        Ok(path)
+    }
+
+    /// Waits (within the budget) for the kernel to resolve a next hop that
+    /// a probe just went to through the IP path.
+    pub(crate) fn await_neighbour(&mut self, (ifindex, next_hop): (u32, IpAddr)) {
+        let start = Instant::now();
+        let limit = NEIGHBOUR_WAIT.min(self.wait_left);
+        let mut found = None;
+        while let Some(netlink) = self.netlink.as_mut() {
+            match netlink.neighbour(ifindex, next_hop) {
+                Ok(Some(mac)) => found = Some(mac),
+                Ok(None) if start.elapsed() < limit => {
+                    std::thread::sleep(Duration::from_micros(500));
+                    continue;
+                }
+                _ => {}
+            }
+            break;
+        }
+        let now = Instant::now();
+        self.wait_left = self.wait_left.saturating_sub(now - start);
+        let entry = match found {
+            Some(mac) => Neighbour::Known(mac),
+            None => Neighbour::Unknown {
+                recheck_at: now + NEIGHBOUR_RECHECK,
+            },
+        };
+        self.neighbours.insert((ifindex, next_hop), entry);
+    }
+
+    fn hop(&mut self, dst: IpAddr) -> io::Result<Hop> {
+        let network = network_of(dst);
+        if let Some(hop) = self.hops.get(&network) {
+            return Ok(*hop);
+        }
+        let route = match &mut self.netlink {
+            Some(netlink) => netlink.route(dst, self.oif)?,
+            None => Route {
+                ifindex: 0,
+                source: None,
+                gateway: None,
+                local: false,
+            },
+        };
+        let source = match route.source {
+            Some(source) => source,
+            None => crate::sys::source_for(dst)?,
+        };
+        let link = match self.links.get(&route.ifindex) {
+            Some(link) => *link,
+            None => {
+                let link = match &mut self.netlink {
+                    Some(netlink) if route.ifindex != 0 => {
+                        netlink.link(route.ifindex).unwrap_or(Link::Other)
+                    }
+                    _ => Link::Other,
+                };
+                self.links.insert(route.ifindex, link);
+                link
+            }
+        };
+        let hop = Hop {
+            route,
+            source,
+            link,
+        };
+        if self.hops.len() >= CACHE_LIMIT {
+            self.hops.clear();
+        }
+        self.hops.insert(network, hop);
+        Ok(hop)
+    }
+
+    fn frame_via(&mut self, hop: &Hop, dst: IpAddr, now: Instant, path: &mut Path) {
+        let ethertype: u16 = if dst.is_ipv4() { 0x0800 } else { 0x86dd };
+        let (destination, own) = match hop.link {
+            Link::Loopback => ([0; 6], [0; 6]),
+            Link::Ethernet(own) => {
+                let key = (hop.route.ifindex, hop.route.next_hop(dst));
+                match self.neighbour(key, now) {
+                    Ok(mac) => (mac, own),
+                    Err(first_contact) => {
+                        path.resolving = first_contact.then_some(key);
+                        return;
+                    }
+                }
+            }
+            Link::Other => return,
+        };
+        path.via = Via::Frame {
+            ifindex: hop.route.ifindex,
+            header: ethernet_header(destination, own, ethertype),
+        };
+    }
+
+    /// The next hop's link-layer address, or whether this is the first
+    /// time it is asked for.
+    fn neighbour(&mut self, key: (u32, IpAddr), now: Instant) -> Result<[u8; 6], bool> {
+        let first_contact = match self.neighbours.get(&key) {
+            Some(Neighbour::Known(mac)) => return Ok(*mac),
+            Some(Neighbour::Unknown { recheck_at }) if now < *recheck_at => return Err(false),
+            Some(Neighbour::Unknown { .. }) => false,
+            None => true,
+        };
+        let found = self
+            .netlink
+            .as_mut()
+            .and_then(|n| n.neighbour(key.0, key.1).ok().flatten());
+        if self.neighbours.len() >= CACHE_LIMIT {
+            self.neighbours.clear();
+        }
+        match found {
+            Some(mac) => {
+                self.neighbours.insert(key, Neighbour::Known(mac));
+                Ok(mac)
+            }
+            None => {
+                let recheck_at = now + NEIGHBOUR_RECHECK;
+                self.neighbours
+                    .insert(key, Neighbour::Unknown { recheck_at });
+                Err(first_contact)
+            }
+        }
+    }
+}
+
+/// The network a route is cached for: the /24 or /64 around `addr`.
+fn network_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            IpAddr::from([o[0], o[1], o[2], 0])
+        }
+        IpAddr::V6(a) => {
+            let mut o = a.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+    }
+}
+
+fn ethernet_header(destination: [u8; 6], source: [u8; 6], ethertype: u16) -> [u8; 14] {
+    let mut header = [0u8; ETHERNET_HEADER];
+    header[..6].copy_from_slice(&destination);
+    header[6..12].copy_from_slice(&source);
+    header[12..].copy_from_slice(&ethertype.to_be_bytes());
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_gets_zero_addressed_frames_but_not_127_8() {
+        let mut paths = Paths::new(None, None, true);
+        let now = Instant::now();
+        let path = paths.resolve("::1".parse().unwrap(), now).unwrap();
+        assert_eq!(path.source, "::1".parse::<IpAddr>().unwrap());
+        let lo = crate::route::interface_index("lo").unwrap();
+        let mut header = [0u8; 14];
+        header[12..].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(
+            path.via,
+            Via::Frame {
+                ifindex: lo,
+                header
+            }
+        );
+        assert_eq!(path.resolving, None);
+        let path = paths.resolve("127.0.0.1".parse().unwrap(), now).unwrap();
+        assert_eq!(path.via, Via::Ip);
+        let mut ip_only = Paths::new(None, None, false);
+        assert_eq!(
+            ip_only
+                .resolve("127.0.0.1".parse().unwrap(), now)
+                .unwrap()
+                .via,
+            Via::Ip
+        );
+    }
+
+    #[test]
+    fn a_fixed_source_of_the_family_wins() {
+        let source: IpAddr = "127.0.0.9".parse().unwrap();
+        let mut paths = Paths::new(None, Some(source), true);
+        let now = Instant::now();
+        assert_eq!(
+            paths
+                .resolve("127.0.0.1".parse().unwrap(), now)
+                .unwrap()
+                .source,
+            source
+        );
+        assert_eq!(
+            paths.resolve("::1".parse().unwrap(), now).unwrap().source,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn header_layout() {
+        let h = ethernet_header([1; 6], [2; 6], 0x86dd);
+        assert_eq!(&h[..6], &[1; 6]);
+        assert_eq!(&h[6..12], &[2; 6]);
+        assert_eq!(&h[12..], &[0x86, 0xdd]);
+    }
+}
