@@ -557,12 +557,14 @@ fn hostile_services_cost_bounded_time_and_memory_and_are_escaped() {
         thread::sleep(Duration::from_secs(5));
     });
 
+    let xml = scratch_dir().join("hostile.xml");
+    let xml_arg = xml.to_str().unwrap();
     let started = Instant::now();
     let (out, services) = scan(
         &lab,
         host.ipv4().into(),
         "7001-7006",
-        &["--version-timeout", "5s"],
+        &["--version-timeout", "5s", "-oX", xml_arg],
     );
     let elapsed = started.elapsed();
     let text = assert_success(&out);
@@ -574,6 +576,7 @@ fn hostile_services_cost_bounded_time_and_memory_and_are_escaped() {
     assert!(max_rss_kib < 150 * 1024, "peak memory {max_rss_kib} KiB");
 
     assert!(!out.stdout.contains(&0x1b), "raw escape in:\n{text}");
+    assert_xml_valid(&xml);
     assert!(std::str::from_utf8(&out.stdout).is_ok());
     let line = |port: &str| table_line(&text, port);
     assert!(
@@ -591,6 +594,31 @@ fn hostile_services_cost_bounded_time_and_memory_and_are_escaped() {
         let s = service(&services, port);
         assert!(s["banner"].as_str().unwrap_or("").len() <= 4 * 256, "{s}");
     }
+}
+
+/// The file is valid against nmap.dtd (xmllint, which `scripts/test`
+/// installs; without it the check is skipped loudly, and fails under CI).
+fn assert_xml_valid(file: &Path) {
+    let out = match Command::new("xmllint")
+        .args(["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd"])
+        .arg(file)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            assert!(!under_ci(), "CI is set but xmllint cannot run: {e}");
+            eprintln!("SKIPPED: the nmap.dtd check: xmllint cannot run: {e}");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{} is not valid against nmap.dtd:\n{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read(file).unwrap();
+    assert!(!text.contains(&0x1b), "raw escape in the XML");
 }
 
 /// The normal output's table line of `port` ("22/tcp"), with its columns

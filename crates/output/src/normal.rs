@@ -281,38 +281,7 @@ mod tests {
 
     #[test]
     fn version_column_shows_escaped_service_fields() {
-        use portolan_engine::{PortService, ServiceInfo};
-        let mut r = report(vec![
-            outcome(22, PortState::Open, Reason::SynAck),
-            outcome(443, PortState::Open, Reason::SynAck),
-            outcome(8080, PortState::Open, Reason::SynAck),
-        ]);
-        let service = |port, info| PortService {
-            port,
-            proto: Protocol::Tcp,
-            info,
-        };
-        r.services = vec![
-            service(
-                22,
-                ServiceInfo {
-                    name: "ssh".into(),
-                    product: Some("OpenSSH".into()),
-                    version: Some("9.2p1 Debian 2+deb12u3".into()),
-                    extrainfo: Some("protocol 2.0".into()),
-                    ..ServiceInfo::default()
-                },
-            ),
-            service(
-                443,
-                ServiceInfo {
-                    name: "http".into(),
-                    product: Some("evil\x1b[2J\u{9b}".into()),
-                    ssl: true,
-                    ..ServiceInfo::default()
-                },
-            ),
-        ];
+        let r = crate::fixtures::probed_host();
         let text = render(&r, OutputOptions::default());
         let table: Vec<&str> = text.lines().skip(2).collect();
         assert_eq!(
@@ -320,7 +289,7 @@ mod tests {
             vec![
                 "PORT     STATE SERVICE  VERSION",
                 "22/tcp   open  ssh      OpenSSH 9.2p1 Debian 2+deb12u3 (protocol 2.0)",
-                "443/tcp  open  ssl/http evil\\x1b[2J\\u{9b}",
+                "443/tcp  open  ssl/http evil<&>\\x1b[2J\\u{9b} 1.22.1",
                 "8080/tcp open  http-alt",
                 "",
             ]
