@@ -97,7 +97,11 @@ pub fn detect_all(
     targets: &[SocketAddr],
     options: &DetectOptions,
 ) -> Result<Vec<ServiceInfo>, DetectError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Matching is CPU work (thousands of patterns with nmap's file): one
+    // worker per core.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .map_err(DetectError::Runtime)?;
