@@ -411,10 +411,73 @@ fn mosquitto(host: &Host, dir: &Path) -> Daemon {
 fn rpcbind(host: &Host) -> Daemon {
     std::fs::create_dir_all("/run/rpcbind").unwrap();
     let mut cmd = Command::new("/usr/sbin/rpcbind");
-    cmd.args(["-f", "-w"])
+    // -i: registrations from the lab host's own address (below), which is
+    // not loopback; the namespace keeps everyone else out.
+    cmd.args(["-f", "-w", "-i"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     start(host, cmd, 111)
+}
+
+/// A fake NFS server on TCP 2049 (it answers every RPC call with
+/// PROG_UNAVAIL), registered with the host's rpcbind as program 100003
+/// versions 3 and 4: version detection must name it from rpcbind's list.
+fn fake_nfs(host: &Host) -> portolan_lab::TcpService {
+    use std::io::{Read, Write};
+    let service = host
+        .listen_tcp_with([2049], |mut s| {
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut call = [0u8; 44];
+                if s.read_exact(&mut call).is_err() || call[0] & 0x80 == 0 {
+                    return;
+                }
+                let mut reply = vec![0x80, 0, 0, 24];
+                reply.extend_from_slice(&call[4..8]);
+                for word in [1u32, 0, 0, 0, 1] {
+                    reply.extend_from_slice(&word.to_be_bytes());
+                }
+                let _ = s.write_all(&reply);
+            });
+        })
+        .expect("fake NFS listener");
+    let rpcbind = host.socket_v4(111);
+    for version in [3u32, 4] {
+        // PMAPPROC_SET (RFC 1833): program, version, protocol, port.
+        let mut call = vec![0x80, 0, 0, 56];
+        for word in [
+            7 + version,
+            0,
+            2,
+            100_000,
+            2,
+            1,
+            0,
+            0,
+            0,
+            0,
+            100_003,
+            version,
+            6,
+            2049,
+        ] {
+            call.extend_from_slice(&word.to_be_bytes());
+        }
+        let set = host
+            .run(move || -> std::io::Result<Vec<u8>> {
+                let mut s = std::net::TcpStream::connect_timeout(&rpcbind, START_WAIT)?;
+                s.set_read_timeout(Some(START_WAIT))?;
+                s.write_all(&call)?;
+                let mut reply = [0u8; 32];
+                s.read_exact(&mut reply)?;
+                Ok(reply.to_vec())
+            })
+            .expect("enter the lab host")
+            .expect("rpcbind answers SET");
+        // An accepted reply whose result is TRUE.
+        assert_eq!(&set[28..32], &[0, 0, 0, 1], "rpcbind refused SET: {set:?}");
+    }
+    service
 }
 
 fn mariadb(host: &Host, dir: &Path) -> Daemon {
@@ -482,10 +545,16 @@ fn more_daemons_are_identified() {
     let _dnsmasq = dnsmasq(host, &dir);
     let _mosquitto = mosquitto(host, &dir);
     let _rpcbind = rpcbind(host);
+    let _nfs = fake_nfs(host);
     let _mariadb = mariadb(host, &dir);
     let _postgresql = postgresql(host, &dir);
 
-    let (out, services) = scan(&lab, host.ipv4().into(), "21,53,111,1883,3306,5432", &[]);
+    let (out, services) = scan(
+        &lab,
+        host.ipv4().into(),
+        "21,53,111,1883,2049,3306,5432",
+        &[],
+    );
     assert_success(&out);
     let expect = |port: u16, name: &str, product: Option<&str>, version: Option<String>| {
         let s = service(&services, port);
@@ -503,6 +572,8 @@ fn more_daemons_are_identified() {
     expect(53, "domain", Some("dnsmasq"), upstream("dnsmasq-base"));
     // rpcbind serves portmapper versions 2 to 4.
     expect(111, "rpcbind", None, Some("2-4".into()));
+    expect(2049, "nfs", None, Some("3-4".into()));
+    assert_eq!(service(&services, 2049)["extrainfo"], "RPC #100003");
     expect(1883, "mqtt", Some("Mosquitto"), upstream("mosquitto"));
     expect(3306, "mysql", Some("MariaDB"), upstream("mariadb-server"));
     expect(5432, "postgresql", Some("PostgreSQL DB"), None);

@@ -36,6 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
 use crate::db::{ProbeDb, Transport};
+use crate::rpc;
 use crate::tls::{self, TlsClients};
 
 /// The most answer bytes kept per probe.
@@ -146,6 +147,10 @@ pub fn detect_all(
                     }
                 }
             }
+        }
+        if !stopped() {
+            let wait = options.service_timeout.min(CONNECT_WAIT * 2);
+            name_rpc_ports(targets, &mut found, wait).await;
         }
         found
     }))
@@ -515,4 +520,79 @@ fn table_guess(port: u16, banner: Vec<u8>) -> ServiceInfo {
         banner,
         ..ServiceInfo::default()
     }
+}
+
+/// Names the RPC ports of each host that runs a portmapper (or answered
+/// RPC on some port) from the portmapper's `DUMP` list: program, versions
+/// and number, as nmap's RPC grinder reports them (`nfs 3-4 (RPC
+/// #100003)`). Ports already matched to a product keep their match.
+async fn name_rpc_ports(targets: &[SocketAddr], found: &mut [ServiceInfo], wait: Duration) {
+    let is_rpc = |f: &ServiceInfo| f.name == "rpc" || f.name == "rpcbind";
+    let mut hosts: Vec<std::net::IpAddr> = targets
+        .iter()
+        .zip(found.iter())
+        .filter(|(_, f)| is_rpc(f))
+        .map(|(a, _)| a.ip())
+        .collect();
+    hosts.dedup();
+    for ip in hosts {
+        let portmapper = targets
+            .iter()
+            .zip(found.iter())
+            .find(|(a, f)| a.ip() == ip && f.name == "rpcbind")
+            .map_or(111, |(a, _)| a.port());
+        let Some(list) = portmapper_dump(SocketAddr::new(ip, portmapper), wait).await else {
+            continue;
+        };
+        for (addr, info) in targets.iter().zip(found.iter_mut()) {
+            let nameable = is_rpc(info) || info.method == ServiceMethod::Table;
+            if addr.ip() != ip || !nameable {
+                continue;
+            }
+            let Some(program) = rpc::program_on(&list, addr.port()) else {
+                continue;
+            };
+            let Some((low, high)) = rpc::versions_on(&list, program, addr.port()) else {
+                continue;
+            };
+            info.name = rpc::program_name(program).unwrap_or("rpc").to_string();
+            info.version = Some(if low == high {
+                low.to_string()
+            } else {
+                format!("{low}-{high}")
+            });
+            info.extrainfo = Some(format!("RPC #{program}"));
+            info.method = ServiceMethod::Probed;
+            info.conf = 10;
+        }
+    }
+}
+
+/// The portmapper's list at `addr`, over TCP, within `wait`.
+async fn portmapper_dump(addr: SocketAddr, wait: Duration) -> Option<Vec<rpc::Mapping>> {
+    let deadline = Instant::now() + wait;
+    let mut stream = timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    timeout_at(deadline, stream.write_all(&rpc::dump_call()))
+        .await
+        .ok()?
+        .ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while reply.len() < MAX_RESPONSE {
+        if let Some(joined) = rpc::record(&reply) {
+            return rpc::parse_dump(&joined);
+        }
+        let n = timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n.min(MAX_RESPONSE - reply.len())]);
+    }
+    rpc::record(&reply).and_then(|r| rpc::parse_dump(&r))
 }

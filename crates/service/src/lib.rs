@@ -7,7 +7,8 @@
 //! - [`template`]: version fields (`$1`, `$P()`, `$SUBST()`, `$I()`);
 //! - [`detect`]: the probe engine (banners, probes by rarity, soft
 //!   matches, fallbacks, `tcpwrapped`, TLS), many ports in parallel;
-//! - [`tls`]: the rustls client and certificate facts.
+//! - [`tls`]: the rustls client and certificate facts;
+//! - [`rpc`]: ONC RPC ports named from the portmapper's list.
 //!
 //! Portolan ships its own database ([`BUILTIN`], written by the project
 //! from public protocol documents); [`load`] reads any file in the same
@@ -19,6 +20,7 @@
 pub mod db;
 pub mod detect;
 pub mod pattern;
+pub mod rpc;
 pub mod template;
 pub mod tls;
 

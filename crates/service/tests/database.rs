@@ -177,6 +177,13 @@ const ANSWERS: &[Case] = &[
         Some("2-4"),
     ),
     (
+        "RPCNull",
+        b"\x80\0\0\x18PLRP\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01",
+        "rpc",
+        None,
+        None,
+    ),
+    (
         "MongoBuildInfo",
         b"\x90\0\0\0\x01\0\0\0PLMG\xdd\x07\0\0\0\0\0\0\0\x7b\0\0\0\x02version\0\x06\0\0\x007.0.4\0",
         "mongodb",
