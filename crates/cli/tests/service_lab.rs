@@ -280,6 +280,14 @@ fn real_daemons_are_identified_with_their_package_versions() {
     assert!(line("443/tcp").contains(&format!("open ssl/http nginx {nginx_version}")));
     assert!(line("8081/tcp").contains(&format!("open http nginx {nginx_version}")));
 
+    // Over IPv6 too (sshd listens on both families).
+    let (out, services6) = scan(&lab, host.ipv6().into(), "22", &[]);
+    assert_success(&out);
+    assert_eq!(
+        service(&services6, 22)["version"],
+        format!("{ssh_up} Debian {ssh_rev}")
+    );
+
     // nmap's own database through --versiondb (installed under CI): every
     // pattern compiles and runs, and the same daemons come out the same.
     let nmap_db = "/usr/share/nmap/nmap-service-probes";
