@@ -3,12 +3,14 @@
 //!
 //! The port scan hands over each finished host's report; detection runs
 //! after the scan over every open port at once (many in parallel, each
-//! bounded by `--version-timeout`) and attaches a `ServiceInfo` per port
-//! to the report before the sinks write it.
+//! bounded by `--version-timeout`, with waits grown by the host's measured
+//! round trip) and attaches a `ServiceInfo` per port to the report before
+//! the sinks write it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::Context;
 use portolan_engine::{HostReport, PortService, PortState};
@@ -63,11 +65,13 @@ pub fn enrich(
     config: &VersionConfig,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let mut targets: Vec<(usize, u16, SocketAddr)> = Vec::new();
+    // (report, port, address, the host's smoothed round trip)
+    let mut targets: Vec<(usize, u16, SocketAddr, Option<Duration>)> = Vec::new();
     for (i, report) in reports.iter().enumerate() {
         for p in &report.ports {
             if p.state == PortState::Open && p.proto == Protocol::Tcp {
-                targets.push((i, p.port, SocketAddr::new(report.target.addr, p.port)));
+                let addr = SocketAddr::new(report.target.addr, p.port);
+                targets.push((i, p.port, addr, report.times.srtt));
             }
         }
     }
@@ -80,10 +84,10 @@ pub fn enrich(
         stop: Some(stop),
         ..DetectOptions::default()
     };
-    let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.2).collect();
-    let found = portolan_service::detect_all(Arc::clone(db), &addrs, &options)
+    let addrs: Vec<(SocketAddr, Option<Duration>)> = targets.iter().map(|t| (t.2, t.3)).collect();
+    let found = portolan_service::detect::detect_all_with_rtt(Arc::clone(db), &addrs, &options)
         .context("version detection failed")?;
-    for ((i, port, _), info) in targets.into_iter().zip(found) {
+    for ((i, port, _, _), info) in targets.into_iter().zip(found) {
         reports[i].services.push(PortService {
             port,
             proto: Protocol::Tcp,

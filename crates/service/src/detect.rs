@@ -46,6 +46,16 @@ pub const MAX_RESPONSE: usize = 32 * 1024;
 pub const EAGER_MATCH: usize = 8 * 1024;
 /// How many banner bytes a [`ServiceInfo`] keeps.
 pub const BANNER_BYTES: usize = 256;
+/// Waits grow by this many round-trip times of the host.
+pub const RTT_WAITS: u32 = 4;
+/// ... and by this much at most.
+pub const MAX_RTT_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// How much longer every wait is for a host `rtt` away.
+pub fn rtt_allowance(rtt: Option<Duration>) -> Duration {
+    rtt.map_or(Duration::ZERO, |r| (r * RTT_WAITS).min(MAX_RTT_ALLOWANCE))
+}
+
 /// How often detection checks [`DetectOptions::stop`].
 pub const STOP_POLL: Duration = Duration::from_millis(100);
 /// The longest wait for a connection or a TLS handshake.
@@ -98,6 +108,20 @@ pub fn detect_all(
     targets: &[SocketAddr],
     options: &DetectOptions,
 ) -> Result<Vec<ServiceInfo>, DetectError> {
+    let with_rtt: Vec<(SocketAddr, Option<Duration>)> =
+        targets.iter().map(|&a| (a, None)).collect();
+    detect_all_with_rtt(db, &with_rtt, options)
+}
+
+/// [`detect_all`], each address with the round-trip time the port scan
+/// measured to its host: waits (connect, handshake, each probe's answer,
+/// the `tcpwrapped` window) grow by [`rtt_allowance`] of it, so a distant
+/// host gets the time a near one has.
+pub fn detect_all_with_rtt(
+    db: Arc<ProbeDb>,
+    targets: &[(SocketAddr, Option<Duration>)],
+    options: &DetectOptions,
+) -> Result<Vec<ServiceInfo>, DetectError> {
     // Matching is CPU work (thousands of patterns with nmap's file): one
     // worker per core.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -110,12 +134,13 @@ pub fn detect_all(
     let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
     Ok(runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, &addr) in targets.iter().enumerate() {
+        for (i, &(addr, rtt)) in targets.iter().enumerate() {
             let ctx = Context {
                 db: Arc::clone(&db),
                 clients: clients.clone(),
                 options: options.clone(),
                 addr,
+                extra: rtt_allowance(rtt),
             };
             let limit = Arc::clone(&limit);
             tasks.spawn(async move {
@@ -125,7 +150,7 @@ pub fn detect_all(
         }
         let mut found: Vec<ServiceInfo> = targets
             .iter()
-            .map(|a| table_guess(a.port(), Vec::new()))
+            .map(|(a, _)| table_guess(a.port(), Vec::new()))
             .collect();
         let stopped = || {
             options
@@ -150,7 +175,8 @@ pub fn detect_all(
         }
         if !stopped() {
             let wait = options.service_timeout.min(CONNECT_WAIT * 2);
-            name_rpc_ports(targets, &mut found, wait).await;
+            let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.0).collect();
+            name_rpc_ports(&addrs, &mut found, wait).await;
         }
         found
     }))
@@ -187,6 +213,8 @@ struct Context {
     clients: TlsClients,
     options: DetectOptions,
     addr: SocketAddr,
+    /// Added to every wait: [`rtt_allowance`] of the host's round trip.
+    extra: Duration,
 }
 
 /// A port's progress: the deadline and the first bytes seen.
@@ -260,7 +288,7 @@ impl Context {
     }
 
     async fn handshake(&self, run: &Run) -> Option<TlsInfo> {
-        let wait = run.deadline.min(Instant::now() + CONNECT_WAIT);
+        let wait = run.deadline.min(Instant::now() + CONNECT_WAIT + self.extra);
         let tcp = timeout_at(wait, TcpStream::connect(self.addr))
             .await
             .ok()?
@@ -274,7 +302,7 @@ impl Context {
     }
 
     async fn open(&self, run: &Run, tls: bool) -> Option<Box<dyn Io>> {
-        let wait = run.deadline.min(Instant::now() + CONNECT_WAIT);
+        let wait = run.deadline.min(Instant::now() + CONNECT_WAIT + self.extra);
         let tcp = timeout_at(wait, TcpStream::connect(self.addr))
             .await
             .ok()?
@@ -345,7 +373,9 @@ impl Context {
                     None => break,
                 },
             };
-            let wait_until = run.deadline.min(Instant::now() + probe.totalwait);
+            let wait_until = run
+                .deadline
+                .min(Instant::now() + probe.totalwait + self.extra);
             if !probe.payload.is_empty()
                 && timeout_at(wait_until, stream.write_all(&probe.payload))
                     .await
@@ -390,7 +420,7 @@ impl Context {
                 && tls.is_none()
                 && response.is_empty()
                 && closed
-                && started.elapsed() < probe.tcpwrapped
+                && started.elapsed() < probe.tcpwrapped + self.extra
             {
                 return Verdict::Wrapped;
             }
@@ -595,4 +625,22 @@ async fn portmapper_dump(addr: SocketAddr, wait: Duration) -> Option<Vec<rpc::Ma
         reply.extend_from_slice(&chunk[..n.min(MAX_RESPONSE - reply.len())]);
     }
     rpc::record(&reply).and_then(|r| rpc::parse_dump(&r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_with_the_round_trip_up_to_a_bound() {
+        assert_eq!(rtt_allowance(None), Duration::ZERO);
+        assert_eq!(
+            rtt_allowance(Some(Duration::from_millis(150))),
+            Duration::from_millis(600)
+        );
+        assert_eq!(
+            rtt_allowance(Some(Duration::from_secs(60))),
+            MAX_RTT_ALLOWANCE
+        );
+    }
 }
