@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use portolan_engine::{TimingConfig, TimingTemplate};
 use portolan_targets::{PortList, Protocol};
-use portolan_transport::raw::{Decoy, TcpScan};
+use portolan_transport::raw::{Decoy, PingProbe, TcpScan};
 
 use crate::flags::{FlagId, Given, ParsedArgs};
 
@@ -151,6 +151,13 @@ pub struct Config {
     pub send_ip: bool,
     /// `-D`: decoys, with `Me` placed; empty without `-D`.
     pub decoys: Vec<Decoy>,
+    /// `-Pn`: no host discovery; every target is scanned as up.
+    pub skip_discovery: bool,
+    /// `-PE -PP -PS -PA`: the discovery probes asked for; empty for the
+    /// default set.
+    pub pings: Vec<PingProbe>,
+    /// `-sn`: host discovery only, no port scan.
+    pub ping_only: bool,
 }
 
 /// Parses nmap's time specifications: a number with an optional unit
@@ -263,6 +270,9 @@ pub fn resolve(
         version: VersionConfig::default(),
         send_ip: false,
         decoys: Vec::new(),
+        skip_discovery: false,
+        pings: Vec::new(),
+        ping_only: false,
     };
 
     for g in &parsed.flags {
@@ -285,16 +295,35 @@ pub fn resolve(
             }
             FlagId::NoResolve | FlagId::ResolveAll => {}
             FlagId::Ipv6 => cfg.prefer_ipv6 = true,
-            FlagId::Ping => match value(g) {
-                "n" | "N" => {}
-                _ => {
-                    return Err(usage(format!(
-                        "-P{}: host discovery probes are not available yet; use -Pn \
-                         (hosts are treated as up)",
-                        value(g)
-                    )));
+            FlagId::Ping => {
+                let v = value(g);
+                match v.split_at(v.len().min(1)) {
+                    ("n" | "N", "") => cfg.skip_discovery = true,
+                    ("E", "") => cfg.pings.push(PingProbe::Echo),
+                    ("P", "") => cfg.pings.push(PingProbe::Timestamp),
+                    (kind @ ("S" | "A"), list) => {
+                        let ports = if list.is_empty() {
+                            vec![80]
+                        } else {
+                            portolan_targets::parse_ports(list)
+                                .map_err(|e| usage(format!("-P{v}: {e}")))?
+                                .tcp
+                        };
+                        let make = if kind == "S" {
+                            PingProbe::Syn
+                        } else {
+                            PingProbe::Ack
+                        };
+                        cfg.pings.extend(ports.into_iter().map(make));
+                    }
+                    _ => {
+                        return Err(usage(format!(
+                            "-P{v}: this discovery probe is not available yet; \
+                             use -PE, -PP, -PS[ports], -PA[ports] or -Pn"
+                        )));
+                    }
                 }
-            },
+            }
             FlagId::Scan => {
                 for letter in value(g).chars() {
                     match letter {
@@ -320,7 +349,8 @@ pub fn resolve(
                         }
                         'L' => mode = Mode::List,
                         'V' => cfg.version.enabled = true,
-                        'n' | 'U' | 'Y' | 'Z' | 'O' | 'I' | 'C' | 'R' => {
+                        'n' => cfg.ping_only = true,
+                        'U' | 'Y' | 'Z' | 'O' | 'I' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
                                  use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM or -sL"

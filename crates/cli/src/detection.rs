@@ -60,7 +60,7 @@ pub fn load_db(config: &VersionConfig) -> anyhow::Result<Arc<ProbeDb>> {
 /// was found in each report's `services`. Setting `stop` (Ctrl-C) ends it
 /// early.
 pub fn enrich(
-    reports: &mut [Box<HostReport>],
+    reports: &mut [HostReport],
     db: &Arc<ProbeDb>,
     config: &VersionConfig,
     stop: Arc<AtomicBool>,

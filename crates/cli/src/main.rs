@@ -21,12 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
-use portolan_engine::{PortState, ScanEvent, ScanPlan, Scheduler};
+use portolan_engine::{
+    HostReport, HostStatus, PortState, Reason, ScanEvent, ScanPlan, ScanStats, Scheduler,
+    TimingConfig,
+};
 use portolan_output::{OutputOptions, ScanInfo, ScanSummary};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
-use portolan_transport::raw::{self, SynOptions, TcpScan};
+use portolan_transport::raw::{self, PingProbe, SynOptions, TcpScan};
 
 use crate::args::{Config, Mode, ScanKind, UsageError};
 
@@ -34,6 +37,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How many of the most common ports each host is probed on first.
 const FIRST_PORTS: usize = 10;
+
+/// Retransmissions of a host discovery probe at most.
+const DISCOVERY_RETRIES: u8 = 2;
 
 fn main() -> ExitCode {
     match run() {
@@ -167,6 +173,7 @@ fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
 fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let targets = build_targets(config)?;
     let technique = choose_technique(config)?;
+    let pings = discovery_probes(config, technique)?;
     let options = OutputOptions {
         open_only: config.open_only,
         reason: config.reason,
@@ -181,7 +188,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         None
     };
     // With -sV, finished hosts wait for version detection before output.
-    let mut held: Vec<Box<portolan_engine::HostReport>> = Vec::new();
+    let held: std::cell::RefCell<Vec<HostReport>> = Default::default();
 
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -194,6 +201,11 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
 
     let start_wall = SystemTime::now();
     let start = Instant::now();
+    let ports = if config.ping_only {
+        Vec::new()
+    } else {
+        config.tcp_ports.clone()
+    };
     let info = ScanInfo {
         version: VERSION,
         args: argv,
@@ -204,98 +216,66 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             ScanKind::Connect => "connect",
         },
         proto: Protocol::Tcp,
-        port_count: config.tcp_ports.len(),
-        ports: config.tcp_ports.clone(),
+        port_count: ports.len(),
+        ports: ports.clone(),
     };
     outputs.begin(&info)?;
-
-    let plan = ScanPlan {
-        targets,
-        ports: config.tcp_ports.clone(),
-        proto: Protocol::Tcp,
-        silent_state: match technique {
-            ScanKind::Raw(scan) => scan.silent_state(),
-            ScanKind::Connect => PortState::Filtered,
-        },
-        seed: config.seed.unwrap_or_else(random_seed),
-        randomize: config.randomize,
-        max_hostgroup: config.max_hostgroup,
-        // The most commonly open ports first, as nmap does: an early answer
-        // gives the round-trip time, and short timeouts, sooner.
-        first_ports: if config.randomize {
-            portolan_targets::top_ports(Protocol::Tcp, FIRST_PORTS)
-        } else {
-            Vec::new()
-        },
-        timing: config.timing.clone(),
-    };
-    let mut scheduler = Scheduler::new(plan, start);
-    let show_bar = !config.no_progress && io::stderr().is_terminal();
-    let mut progress = progress::Progress::new(
-        scheduler.planned_ports(),
-        start,
-        show_bar,
-        config.stats_every,
-    );
-
-    let bar = progress.bar();
-    let mut observer = ScanObserver {
-        progress: &mut progress,
+    let engine = Engine {
+        config,
+        technique,
         outputs: &outputs,
         interrupted: &interrupted,
+        start,
+        held: version_db.as_ref().map(|_| &held),
     };
-    let mut sink_event = |event: ScanEvent| {
-        if let (Some(_), ScanEvent::HostDone(h)) = (&version_db, &event) {
-            held.push(h.clone());
-            return;
-        }
-        let write = || outputs.event(&event);
-        // Keep the progress bar from tearing text written to the terminal.
-        match (&bar, &event) {
-            (Some(bar), ScanEvent::HostDone(_)) => bar.suspend(write),
-            _ => write(),
-        }
-    };
+
     let mut packets = None;
-    match technique {
-        ScanKind::Connect => {
-            let connect_options = ConnectOptions {
-                source: config.source,
-                device: config.interface.clone(),
-            };
-            connect::run(
-                &mut scheduler,
-                &connect_options,
-                &mut observer,
-                &mut sink_event,
-            )
-            .context("the connect scan failed")?;
+    let (targets, found) = match pings {
+        None => (targets, None),
+        Some(pings) => {
+            let (found, sent) = engine.discover(targets, pings)?;
+            add_packets(&mut packets, sent);
+            (TargetList::from_targets(&found.up), Some(found))
         }
-        ScanKind::Raw(tcp_scan) => {
-            let seed = random_seed();
-            let syn_options = SynOptions {
-                scan: tcp_scan,
-                source: config.source,
-                source_port: config.source_port,
-                device: config.interface.clone(),
-                send_ip: config.send_ip,
-                decoys: config.decoys.clone(),
-                key: (seed, seed.rotate_left(29) ^ random_seed()),
-            };
-            let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)
-                .with_context(|| format!("the {} scan failed", tcp_scan.name().to_uppercase()))?;
-            packets = Some(portolan_output::PacketStats {
-                sent: stats.sent,
-                received: stats.received,
-                ignored: stats.ignored,
-            });
+    };
+    let stats = if config.ping_only || interrupted.load(Ordering::Relaxed) {
+        found.as_ref().map(|f| f.stats).unwrap_or_default()
+    } else {
+        let plan = ScanPlan {
+            targets,
+            ports,
+            proto: Protocol::Tcp,
+            silent_state: match technique {
+                ScanKind::Raw(scan) => scan.silent_state(),
+                ScanKind::Connect => PortState::Filtered,
+            },
+            seed: config.seed.unwrap_or_else(random_seed),
+            randomize: config.randomize,
+            max_hostgroup: config.max_hostgroup,
+            // The most commonly open ports first, as nmap does: an early
+            // answer gives the round-trip time, and short timeouts, sooner.
+            first_ports: if config.randomize {
+                portolan_targets::top_ports(Protocol::Tcp, FIRST_PORTS)
+            } else {
+                Vec::new()
+            },
+            timing: config.timing.clone(),
+            discovery: false,
+        };
+        let (mut stats, sent) = engine.run(plan, Vec::new(), found.as_ref())?;
+        add_packets(&mut packets, sent);
+        if let Some(found) = &found {
+            // Every target was looked at; the port scan saw the up ones.
+            stats.hosts_done = found.stats.hosts_done;
+            stats.hosts_up = found.stats.hosts_up;
         }
-    }
-    progress.finish();
+        stats
+    };
     if let Some(db) = &version_db {
+        let mut held = held.into_inner();
         detection::enrich(&mut held, db, &config.version, Arc::clone(&interrupted))?;
         for report in held {
-            outputs.event(&ScanEvent::HostDone(report));
+            outputs.event(&ScanEvent::HostDone(Box::new(report)));
         }
     }
     if let Some(e) = outputs.take_error() {
@@ -303,7 +283,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     let was_interrupted = interrupted.load(Ordering::Relaxed);
     let summary = ScanSummary {
-        stats: *scheduler.stats(),
+        stats,
         elapsed: start.elapsed(),
         end: SystemTime::now(),
         interrupted: was_interrupted,
@@ -315,6 +295,262 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn add_packets(total: &mut Option<portolan_output::PacketStats>, more: Option<raw::RawStats>) {
+    if let Some(more) = more {
+        let t = total.get_or_insert_with(Default::default);
+        t.sent += more.sent;
+        t.received += more.received;
+        t.ignored += more.ignored;
+    }
+}
+
+/// The host discovery probes of this run, or `None` with `-Pn`: those
+/// asked for, else nmap's defaults (`-PE -PS443 -PA80 -PP` with raw
+/// sockets, connects to ports 80 and 443 without).
+fn discovery_probes(
+    config: &Config,
+    technique: ScanKind,
+) -> anyhow::Result<Option<Vec<PingProbe>>> {
+    if config.skip_discovery {
+        return Ok(None);
+    }
+    if !config.pings.is_empty() {
+        if technique == ScanKind::Connect
+            && let Some(p) = config
+                .pings
+                .iter()
+                .find(|p| !matches!(p, PingProbe::Syn(_)))
+        {
+            anyhow::bail!(
+                "{p:?} discovery probes need raw sockets (root or CAP_NET_RAW); \
+                 without them only -PS (as connects) works"
+            );
+        }
+        return Ok(Some(config.pings.clone()));
+    }
+    Ok(Some(match technique {
+        ScanKind::Raw(_) => vec![
+            PingProbe::Echo,
+            PingProbe::Syn(443),
+            PingProbe::Ack(80),
+            PingProbe::Timestamp,
+        ],
+        ScanKind::Connect => vec![PingProbe::Syn(80), PingProbe::Syn(443)],
+    }))
+}
+
+/// What host discovery found.
+struct Discovered {
+    /// The hosts up, in the order they were found.
+    up: Vec<portolan_targets::Target>,
+    /// Each up host's evidence and timing, for its port scan report.
+    evidence: std::collections::HashMap<
+        std::net::IpAddr,
+        (HostStatus, Option<u8>, portolan_engine::HostTimes),
+    >,
+    /// The discovery's counters.
+    stats: ScanStats,
+}
+
+/// Runs schedulers on the chosen transport, with the progress display and
+/// the outputs.
+struct Engine<'a> {
+    config: &'a Config,
+    technique: ScanKind,
+    outputs: &'a outputs::Outputs,
+    interrupted: &'a AtomicBool,
+    start: Instant,
+    /// With `-sV`: where port-scanned hosts wait for version detection.
+    held: Option<&'a std::cell::RefCell<Vec<HostReport>>>,
+}
+
+impl Engine<'_> {
+    /// Host discovery over `targets` with `pings`. With `-sn` every host is
+    /// reported as it is found; otherwise only the down ones are (the up
+    /// ones are reported after their port scan).
+    fn discover(
+        &self,
+        targets: TargetList,
+        pings: Vec<PingProbe>,
+    ) -> anyhow::Result<(Discovered, Option<raw::RawStats>)> {
+        let connect = self.technique == ScanKind::Connect;
+        let ports: Vec<u16> = if connect {
+            pings
+                .iter()
+                .filter_map(|p| match p {
+                    PingProbe::Syn(port) => Some(*port),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            (0..pings.len() as u16).collect()
+        };
+        let plan = ScanPlan {
+            targets,
+            ports,
+            proto: Protocol::Tcp,
+            silent_state: PortState::Filtered,
+            seed: self.config.seed.unwrap_or_else(random_seed),
+            randomize: self.config.randomize,
+            max_hostgroup: self.config.max_hostgroup,
+            first_ports: Vec::new(),
+            timing: TimingConfig {
+                // A host is up if any of several probes is answered: two
+                // retransmissions of each are plenty (nmap's discovery
+                // retransmits little too), and absent hosts end sooner.
+                max_retries: self.config.timing.max_retries.min(DISCOVERY_RETRIES),
+                ..self.config.timing.clone()
+            },
+            discovery: true,
+        };
+        let found = std::cell::RefCell::new(Discovered {
+            up: Vec::new(),
+            evidence: Default::default(),
+            stats: ScanStats::default(),
+        });
+        let ping_only = self.config.ping_only;
+        let mut on_host = |report: &mut HostReport| -> bool {
+            // Discovery's "ports" are its probes: not for the reports.
+            report.ports.clear();
+            if let HostStatus::Up(_) = report.status {
+                let mut found = found.borrow_mut();
+                found.up.push(report.target.clone());
+                found.evidence.insert(
+                    report.target.addr,
+                    (report.status, report.reason_ttl, report.times),
+                );
+                ping_only
+            } else {
+                true
+            }
+        };
+        let pings = if connect { Vec::new() } else { pings };
+        let (stats, sent) = self.run_with(plan, pings, &mut on_host)?;
+        let mut found = found.into_inner();
+        // Discovery's probes are not ports.
+        found.stats = ScanStats {
+            ports_done: 0,
+            ports_by_state: Default::default(),
+            ..stats
+        };
+        Ok((found, sent))
+    }
+
+    /// Runs a port scan plan; host reports get the discovery's evidence.
+    fn run(
+        &self,
+        plan: ScanPlan,
+        pings: Vec<PingProbe>,
+        found: Option<&Discovered>,
+    ) -> anyhow::Result<(ScanStats, Option<raw::RawStats>)> {
+        let mut on_host = |report: &mut HostReport| -> bool {
+            if let Some((status, ttl, times)) =
+                found.and_then(|f| f.evidence.get(&report.target.addr))
+                && report.status == HostStatus::Up(Reason::UserSet)
+            {
+                report.status = *status;
+                report.reason_ttl = *ttl;
+                if report.times.srtt.is_none() {
+                    report.times = *times;
+                }
+            }
+            if let Some(held) = self.held {
+                held.borrow_mut().push(report.clone());
+                return false;
+            }
+            true
+        };
+        self.run_with(plan, pings, &mut on_host)
+    }
+
+    /// Runs `plan` to its end; `on_host` may amend each host report and
+    /// says whether to write it out.
+    fn run_with(
+        &self,
+        plan: ScanPlan,
+        pings: Vec<PingProbe>,
+        on_host: &mut dyn FnMut(&mut HostReport) -> bool,
+    ) -> anyhow::Result<(ScanStats, Option<raw::RawStats>)> {
+        let config = self.config;
+        let discovery = plan.discovery;
+        let mut scheduler = Scheduler::new(plan, Instant::now());
+        let show_bar = !config.no_progress && io::stderr().is_terminal();
+        let mut progress = progress::Progress::new(
+            scheduler.planned_ports(),
+            self.start,
+            show_bar,
+            config.stats_every,
+        );
+        let bar = progress.bar();
+        let outputs = self.outputs;
+        let mut observer = ScanObserver {
+            progress: &mut progress,
+            outputs,
+            interrupted: self.interrupted,
+        };
+        let mut sink_event = |event: ScanEvent| {
+            let event = match event {
+                // Discovery's probes are not ports.
+                ScanEvent::Port(_) if discovery => return,
+                ScanEvent::HostDone(mut report) => {
+                    if !on_host(&mut report) {
+                        return;
+                    }
+                    ScanEvent::HostDone(report)
+                }
+                other => other,
+            };
+            let write = || outputs.event(&event);
+            // Keep the progress bar from tearing text written to the terminal.
+            match (&bar, &event) {
+                (Some(bar), ScanEvent::HostDone(_)) => bar.suspend(write),
+                _ => write(),
+            }
+        };
+        let mut sent = None;
+        match self.technique {
+            ScanKind::Connect => {
+                let connect_options = ConnectOptions {
+                    source: config.source,
+                    device: config.interface.clone(),
+                };
+                connect::run(
+                    &mut scheduler,
+                    &connect_options,
+                    &mut observer,
+                    &mut sink_event,
+                )
+                .context("the connect scan failed")?;
+            }
+            ScanKind::Raw(tcp_scan) => {
+                let seed = random_seed();
+                let what = if pings.is_empty() {
+                    tcp_scan.name().to_uppercase()
+                } else {
+                    "host discovery".to_string()
+                };
+                let syn_options = SynOptions {
+                    scan: tcp_scan,
+                    source: config.source,
+                    source_port: config.source_port,
+                    device: config.interface.clone(),
+                    send_ip: config.send_ip,
+                    decoys: config.decoys.clone(),
+                    // Discovery keeps them for the port scan that follows.
+                    keep_privileges: !pings.is_empty() && !config.ping_only,
+                    pings,
+                    key: (seed, seed.rotate_left(29) ^ random_seed()),
+                };
+                let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)
+                    .with_context(|| format!("the {what} scan failed"))?;
+                sent = Some(stats);
+            }
+        }
+        progress.finish();
+        Ok((*scheduler.stats(), sent))
+    }
 }
 
 /// What the transports report to while they scan: the progress display,

@@ -354,7 +354,7 @@ fn scanner_namespace_has_no_route_out() {
     let lab = lab_or_skip!();
     // A probe to an address outside the lab fails locally (no route):
     // filtered with net-unreach, and nothing leaves the namespace.
-    let (run, _) = scan_in_lab(&lab, &["-p", "80", "198.19.255.254"]);
+    let (run, _) = scan_in_lab(&lab, &["-Pn", "-p", "80", "198.19.255.254"]);
     let p = &run.ports[&("198.19.255.254".parse().unwrap(), 80)];
     assert_eq!(
         (p.state.as_str(), p.reason.as_str()),

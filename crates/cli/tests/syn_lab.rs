@@ -233,14 +233,7 @@ fn syn_needs_privileges_and_connect_is_the_fallback() {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .arg(portolan_bin())
+        crate::util::as_nobody(Command::new("setpriv"))
             .args(args)
             .output()
             .expect("setpriv")

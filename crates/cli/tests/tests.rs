@@ -7,6 +7,7 @@ mod util;
 
 mod bad_input;
 mod connect_lab;
+mod discovery_lab;
 mod loopback;
 mod output_golden;
 mod output_interrupt;

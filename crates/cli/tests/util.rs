@@ -22,6 +22,22 @@ pub fn portolan(args: &[&str]) -> Output {
         .expect("run portolan")
 }
 
+/// The arguments that make `setpriv` run the binary as `nobody`, with no
+/// capability at all: `setpriv AS_NOBODY... portolan ARGS`.
+pub const AS_NOBODY: [&str; 4] = [
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=-all",
+];
+
+/// `command` (`setpriv`, maybe inside a namespace) set up to run the
+/// binary as `nobody`; add its arguments.
+pub fn as_nobody(mut command: Command) -> Command {
+    command.args(AS_NOBODY).arg(portolan_bin());
+    command
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch_dir() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -95,9 +95,30 @@ pub enum Reason {
     TimeExceeded,
     /// The user said so (`-Pn` treats hosts as up).
     UserSet,
+    /// An ICMP or ICMPv6 echo reply (host discovery).
+    EchoReply,
+    /// An ICMP timestamp reply (host discovery).
+    TimestampReply,
 }
 
 impl Reason {
+    /// Whether an answer with this reason proves its sender up in host
+    /// discovery: anything from the host itself (nmap's reading); errors a
+    /// router may send for it (host or network unreachable, prohibited,
+    /// time exceeded) do not.
+    pub fn proves_host_up(self) -> bool {
+        matches!(
+            self,
+            Reason::SynAck
+                | Reason::Reset
+                | Reason::ConnRefused
+                | Reason::PortUnreach
+                | Reason::ProtoUnreach
+                | Reason::EchoReply
+                | Reason::TimestampReply
+        )
+    }
+
     /// The reason an ICMP (IPv4) error of `icmp_type` and `code` gives for
     /// a probe it quotes, if it is one that proves filtering.
     pub fn from_icmpv4(icmp_type: u8, code: u8) -> Option<Reason> {
@@ -150,6 +171,8 @@ impl Reason {
             Reason::RejectRoute => "reject-route",
             Reason::TimeExceeded => "time-exceeded",
             Reason::UserSet => "user-set",
+            Reason::EchoReply => "echo-reply",
+            Reason::TimestampReply => "timestamp-reply",
         }
     }
 }
@@ -225,6 +248,9 @@ pub struct HostReport {
     pub target: Target,
     /// Up, down, timed out or interrupted.
     pub status: HostStatus,
+    /// The TTL (or hop limit) of the answer that proved the host up, when
+    /// host discovery saw one.
+    pub reason_ttl: Option<u8>,
     /// Per-port outcomes, sorted by protocol and port.
     pub ports: Vec<PortOutcome>,
     /// Timing figures.

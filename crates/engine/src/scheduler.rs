@@ -60,6 +60,10 @@ pub struct ScanPlan {
     pub first_ports: Vec<u16>,
     /// Timing knobs.
     pub timing: TimingConfig,
+    /// Host discovery: the "ports" are numbers of discovery probes, the
+    /// first answer proves the host up (with that answer's reason) and
+    /// ends its probing, and a host that answers none is down.
+    pub discovery: bool,
 }
 
 /// Identifies one probe in flight. Transports use it as their handle
@@ -194,6 +198,7 @@ pub struct Scheduler {
     ports: Vec<u16>,
     proto: Protocol,
     silent_state: PortState,
+    discovery: bool,
     seed: u64,
     randomize: bool,
     timing: TimingConfig,
@@ -299,6 +304,7 @@ impl Scheduler {
             ports: plan.ports,
             proto: plan.proto,
             silent_state: plan.silent_state,
+            discovery: plan.discovery,
             seed: plan.seed,
             randomize: plan.randomize,
             timing,
@@ -577,6 +583,14 @@ impl Scheduler {
             entry.try_no + 1,
             now,
         );
+        if self.discovery
+            && reply.reason.proves_host_up()
+            && self.hosts[entry.host as usize]
+                .as_ref()
+                .is_some_and(|h| !h.reported)
+        {
+            self.end_host(entry.host, HostStatus::Up(reply.reason), now);
+        }
         self.mark_ready_if_queued(entry.host);
         true
     }
@@ -663,28 +677,36 @@ impl Scheduler {
             if host.serial != serial || host.reported || host.timed_out {
                 continue;
             }
-            host.timed_out = true;
-            let dropped = host.queue.len();
-            host.queue.clear();
-            self.queued -= dropped;
-            for slot in 0..self.slab.len() {
-                let e = self.slab[slot];
-                if e.live && e.host == h {
-                    self.release(slot as u32);
-                    self.cancels.push(ProbeId::new(slot as u32, e.generation));
-                }
-            }
-            self.report_host(h, HostStatus::TimedOut, now);
-            // Queued and in-flight ports are given up with the host; the
-            // ports the order has yet to hand out are skipped as they
-            // come up, and the host is freed after the last of them.
-            let left = self.pairs_left_for(h);
-            self.hosts[h as usize]
-                .as_mut()
-                .expect("live host")
-                .unresolved = left;
-            self.free_host_if_done(h);
+            self.end_host(h, HostStatus::TimedOut, now);
         }
+    }
+
+    /// Ends a host before all its ports are resolved (its host timeout, or
+    /// the first answer in discovery): reports it with `status`, cancels
+    /// what it has in flight and drops what it has queued.
+    fn end_host(&mut self, h: u32, status: HostStatus, now: Instant) {
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        host.timed_out = true;
+        let dropped = host.queue.len();
+        host.queue.clear();
+        self.queued -= dropped;
+        for slot in 0..self.slab.len() {
+            let e = self.slab[slot];
+            if e.live && e.host == h {
+                self.release(slot as u32);
+                self.cancels.push(ProbeId::new(slot as u32, e.generation));
+            }
+        }
+        self.report_host(h, status, now);
+        // Queued and in-flight ports are given up with the host; the
+        // ports the order has yet to hand out are skipped as they come
+        // up, and the host is freed after the last of them.
+        let left = self.pairs_left_for(h);
+        self.hosts[h as usize]
+            .as_mut()
+            .expect("live host")
+            .unresolved = left;
+        self.free_host_if_done(h);
     }
 
     /// How many first tries the current group has yet to hand out for
@@ -974,7 +996,20 @@ impl Scheduler {
         self.events
             .push_back(ScanEvent::Port(PortResult { addr, outcome }));
         if done {
-            self.report_host(h, HostStatus::Up(Reason::UserSet), now);
+            // In discovery the host is up if its last probe was answered
+            // (an earlier answer would have ended it already).
+            let host = self.hosts[h as usize].as_ref().expect("live host");
+            let answer = host
+                .results
+                .iter()
+                .find(|p| p.reason.proves_host_up())
+                .map(|p| p.reason);
+            let status = if self.discovery {
+                answer.map_or(HostStatus::Down, HostStatus::Up)
+            } else {
+                HostStatus::Up(Reason::UserSet)
+            };
+            self.report_host(h, status, now);
             self.free_host_if_done(h);
         }
     }
@@ -990,9 +1025,18 @@ impl Scheduler {
             ports.clear();
         }
         ports.sort_unstable_by_key(|p| p.port);
+        let reason_ttl = if self.discovery {
+            ports
+                .iter()
+                .find(|p| p.reason.proves_host_up())
+                .and_then(|p| p.reason_ttl)
+        } else {
+            None
+        };
         let report = HostReport {
             target: host.target.clone(),
             status,
+            reason_ttl,
             ports,
             times: HostTimes {
                 srtt: host.rtt.srtt(),
@@ -1048,6 +1092,7 @@ mod tests {
             max_hostgroup: None,
             first_ports: Vec::new(),
             timing,
+            discovery: false,
         }
     }
 
@@ -1547,6 +1592,65 @@ mod tests {
             assert!(w[1].0 - w[0].0 >= Duration::from_millis(400));
         }
         assert_eq!(run.ports.len(), 10);
+    }
+
+    #[test]
+    fn discovery_ends_a_host_at_its_first_answer_and_calls_the_silent_down() {
+        let mut p = plan(&["198.18.0.0/28"], &[], vec![0, 1, 2, 3], fast());
+        p.discovery = true;
+        p.silent_state = PortState::Filtered;
+        // Even hosts answer probe 2 only; odd hosts never answer.
+        let run = simulate(
+            p,
+            |probe| {
+                let IpAddr::V4(a) = probe.addr else {
+                    unreachable!()
+                };
+                (a.octets()[3] % 2 == 0 && probe.port == 2).then(|| {
+                    (
+                        Reply {
+                            state: PortState::Open,
+                            reason: Reason::SynAck,
+                            ttl: None,
+                        },
+                        Duration::from_millis(1),
+                    )
+                })
+            },
+            None,
+        );
+        assert_eq!(run.hosts.len(), 16);
+        for h in &run.hosts {
+            let IpAddr::V4(a) = h.target.addr else {
+                unreachable!()
+            };
+            if a.octets()[3] % 2 == 0 {
+                assert_eq!(h.status, HostStatus::Up(Reason::SynAck), "{a}");
+                assert!(
+                    h.ports
+                        .iter()
+                        .any(|o| o.port == 2 && o.reason == Reason::SynAck)
+                );
+            } else {
+                assert_eq!(h.status, HostStatus::Down, "{a}");
+            }
+        }
+        assert_eq!(run.stats.hosts_up, 8);
+        // An up host gets no probe once its answer is in.
+        let mut answered: HashMap<IpAddr, Instant> = HashMap::new();
+        for (at, probe) in &run.probes {
+            if probe.port == 2 && !answered.contains_key(&probe.addr) {
+                answered.insert(probe.addr, *at + Duration::from_millis(1));
+            }
+        }
+        for (at, probe) in &run.probes {
+            let IpAddr::V4(a) = probe.addr else {
+                unreachable!()
+            };
+            if a.octets()[3] % 2 == 0 {
+                assert!(*at <= answered[&probe.addr], "{probe:?} after the answer");
+            }
+        }
     }
 
     #[test]

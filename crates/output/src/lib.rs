@@ -310,6 +310,7 @@ pub(crate) mod fixtures {
                 name: Some("lab\x1b[2J".into()),
             },
             status,
+            reason_ttl: None,
             ports,
             times: HostTimes {
                 srtt: Some(Duration::from_micros(42)),

@@ -55,6 +55,13 @@ impl<W: Write> NormalSink<W> {
             writeln!(out, "Skipping host {addr} due to host timeout")?;
             return Ok(());
         }
+        if report.status == HostStatus::Down {
+            // As nmap: down hosts are listed only when asked to be verbose.
+            if self.options.verbosity > 0 {
+                writeln!(out, "Portolan scan report for {addr} [host down]")?;
+            }
+            return Ok(());
+        }
         match &report.target.name {
             Some(name) => writeln!(
                 out,
@@ -70,7 +77,15 @@ impl<W: Write> NormalSink<W> {
             .unwrap_or_default();
         match report.status {
             HostStatus::Up(reason) if self.options.reason => {
-                writeln!(out, "Host is up, received {}{latency}.", reason.as_str())?
+                let ttl = report
+                    .reason_ttl
+                    .map(|t| format!(" ttl {t}"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "Host is up, received {}{ttl}{latency}.",
+                    reason.as_str()
+                )?
             }
             HostStatus::Interrupted => writeln!(
                 out,

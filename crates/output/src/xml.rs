@@ -131,13 +131,14 @@ impl<W: Write> XmlSink<W> {
         }
         open_tag(out, "host", &attrs)?;
         out.write_all(b">")?;
+        let ttl = report.reason_ttl.unwrap_or(0).to_string();
         empty(
             out,
             "status",
             &[
                 ("state", state),
                 ("reason", reason.as_str()),
-                ("reason_ttl", "0"),
+                ("reason_ttl", ttl.as_str()),
             ],
         )?;
         out.write_all(b"\n")?;

@@ -52,6 +52,7 @@ fn scan() -> Scan {
             name: name.map(std::sync::Arc::from),
         },
         status,
+        reason_ttl: None,
         ports,
         times: times(srtt),
         started: at(s),

@@ -124,6 +124,21 @@ impl TargetList {
         Ok(list)
     }
 
+    /// A list of exactly `targets`, in that order, with their names (the
+    /// hosts that host discovery found up, say).
+    pub fn from_targets(targets: &[Target]) -> TargetList {
+        let mut list = TargetList::default();
+        for t in targets {
+            list.starts.push(list.total);
+            list.specs.push(TargetSpec {
+                block: HostBlock::single(t.addr),
+                name: t.name.clone().map(|n| (n, t.addr)),
+            });
+            list.total += 1;
+        }
+        list
+    }
+
     /// Addresses across all specs, before exclusion.
     pub fn host_count(&self) -> u128 {
         self.total
@@ -318,6 +333,20 @@ mod tests {
     use std::io;
 
     use super::*;
+
+    #[test]
+    fn a_list_from_targets_keeps_order_and_names() {
+        let targets = vec![
+            Target {
+                addr: "198.18.0.9".parse().unwrap(),
+                name: Some(Arc::from("nine.lab")),
+            },
+            Target::from_addr("fd00::1".parse().unwrap()),
+        ];
+        let list = TargetList::from_targets(&targets);
+        assert_eq!(list.host_count(), 2);
+        assert_eq!(list.iter().collect::<Vec<_>>(), targets);
+    }
 
     fn fake(name: &str) -> io::Result<Vec<IpAddr>> {
         let addrs: &[&str] = match name {

@@ -4,20 +4,19 @@
 //! packet) or through the kernel's IP path (`IPPROTO_RAW`).
 //!
 //! Frames need the next hop's link-layer address. It comes from the
-//! kernel's neighbour table. When the kernel has none, the first probe to
-//! that next hop takes the IP path, which makes the kernel resolve it (ARP
-//! or Neighbor Discovery), and the engine waits a moment for the answer
-//! ([`Paths::await_neighbour`]): the kernel queues only a few packets per
-//! unresolved neighbour and drops the rest, so sending on through the IP
-//! path would lose probes. A next hop that does not resolve in time keeps
-//! the IP path and is asked for again every [`NEIGHBOUR_RECHECK`]. So
-//! Portolan sends no resolution traffic of its own, and links without
-//! Ethernet framing (tun, tunnels) still work through the IP path.
+//! kernel's neighbour table. While the kernel has none, the probes to
+//! that next hop take the IP path: the first makes the kernel resolve it
+//! (ARP or Neighbor Discovery), which queues the packets meanwhile (up to
+//! `unres_qlen_bytes`, 208 KiB by default: thousands of probes) and sends
+//! them once resolved; the table is asked again every
+//! [`NEIGHBOUR_RECHECK`]. Nothing waits, so absent hosts on an on-link
+//! range cost no time; Portolan sends no resolution traffic of its own,
+//! and links without Ethernet framing (tun, tunnels) still work through
+//! the IP path.
 //!
-//! Contract: one netlink route query per destination network (/24 or /64);
-//! waits of at most [`NEIGHBOUR_WAIT`] each and [`NEIGHBOUR_WAIT_BUDGET`]
-//! in all per scan (a sweep of an on-link range full of absent hosts must
-//! not wait for each); the caches are bounded and start over when full.
+//! Contract: one netlink route query per destination network (/24 or /64)
+//! and at most one neighbour query per next hop per [`NEIGHBOUR_RECHECK`];
+//! the caches are bounded and start over when full.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,12 +28,6 @@ use crate::route::{Link, Netlink, Route};
 /// How long a next hop with no link-layer address yet keeps using the IP
 /// path before the neighbour table is asked again.
 pub(crate) const NEIGHBOUR_RECHECK: Duration = Duration::from_millis(10);
-
-/// The longest wait for one next hop's resolution.
-pub(crate) const NEIGHBOUR_WAIT: Duration = Duration::from_millis(20);
-
-/// The most time a scan spends waiting for resolutions in all.
-pub(crate) const NEIGHBOUR_WAIT_BUDGET: Duration = Duration::from_millis(200);
 
 /// Entries per cache before it starts over (a wide sweep of an on-link
 /// range must not grow memory without bound).
@@ -62,10 +55,6 @@ pub(crate) enum Via {
 pub(crate) struct Path {
     pub(crate) source: IpAddr,
     pub(crate) via: Via,
-    /// A next hop seen for the first time and not resolved yet (interface,
-    /// address): send this probe at once, then
-    /// [`Paths::await_neighbour`].
-    pub(crate) resolving: Option<(u32, IpAddr)>,
 }
 
 /// A route, with what framing it needs.
@@ -91,7 +80,6 @@ pub(crate) struct Paths {
     hops: HashMap<IpAddr, Hop>,
     links: HashMap<u32, Link>,
     neighbours: HashMap<(u32, IpAddr), Neighbour>,
-    wait_left: Duration,
 }
 
 impl Paths {
@@ -109,7 +97,6 @@ impl Paths {
             hops: HashMap::new(),
             links: HashMap::new(),
             neighbours: HashMap::new(),
-            wait_left: NEIGHBOUR_WAIT_BUDGET,
         }
     }
 
@@ -124,43 +111,12 @@ impl Paths {
         // through its own output path (a "martian" unless route_localnet),
         // so those take the IP path; ::1 has no such rule.
         let loopback_v4 = matches!(dst, IpAddr::V4(a) if a.is_loopback());
-        let mut path = Path {
-            source,
-            via: Via::Ip,
-            resolving: None,
+        let via = if self.frames && !loopback_v4 {
+            self.frame_via(&hop, dst, now)
+        } else {
+            Via::Ip
         };
-        if self.frames && !loopback_v4 {
-            self.frame_via(&hop, dst, now, &mut path);
-        }
-        Ok(path)
-    }
-
-    /// Waits (within the budget) for the kernel to resolve a next hop that
-    /// a probe just went to through the IP path.
-    pub(crate) fn await_neighbour(&mut self, (ifindex, next_hop): (u32, IpAddr)) {
-        let start = Instant::now();
-        let limit = NEIGHBOUR_WAIT.min(self.wait_left);
-        let mut found = None;
-        while let Some(netlink) = self.netlink.as_mut() {
-            match netlink.neighbour(ifindex, next_hop) {
-                Ok(Some(mac)) => found = Some(mac),
-                Ok(None) if start.elapsed() < limit => {
-                    std::thread::sleep(Duration::from_micros(500));
-                    continue;
-                }
-                _ => {}
-            }
-            break;
-        }
-        let now = Instant::now();
-        self.wait_left = self.wait_left.saturating_sub(now - start);
-        let entry = match found {
-            Some(mac) => Neighbour::Known(mac),
-            None => Neighbour::Unknown {
-                recheck_at: now + NEIGHBOUR_RECHECK,
-            },
-        };
-        self.neighbours.insert((ifindex, next_hop), entry);
+        Ok(Path { source, via })
     }
 
     fn hop(&mut self, dst: IpAddr) -> io::Result<Hop> {
@@ -206,37 +162,32 @@ impl Paths {
         Ok(hop)
     }
 
-    fn frame_via(&mut self, hop: &Hop, dst: IpAddr, now: Instant, path: &mut Path) {
+    fn frame_via(&mut self, hop: &Hop, dst: IpAddr, now: Instant) -> Via {
         let ethertype: u16 = if dst.is_ipv4() { 0x0800 } else { 0x86dd };
         let (destination, own) = match hop.link {
             Link::Loopback => ([0; 6], [0; 6]),
             Link::Ethernet(own) => {
                 let key = (hop.route.ifindex, hop.route.next_hop(dst));
                 match self.neighbour(key, now) {
-                    Ok(mac) => (mac, own),
-                    Err(first_contact) => {
-                        path.resolving = first_contact.then_some(key);
-                        return;
-                    }
+                    Some(mac) => (mac, own),
+                    None => return Via::Ip,
                 }
             }
-            Link::Other => return,
+            Link::Other => return Via::Ip,
         };
-        path.via = Via::Frame {
+        Via::Frame {
             ifindex: hop.route.ifindex,
             header: ethernet_header(destination, own, ethertype),
-        };
+        }
     }
 
-    /// The next hop's link-layer address, or whether this is the first
-    /// time it is asked for.
-    fn neighbour(&mut self, key: (u32, IpAddr), now: Instant) -> Result<[u8; 6], bool> {
-        let first_contact = match self.neighbours.get(&key) {
-            Some(Neighbour::Known(mac)) => return Ok(*mac),
-            Some(Neighbour::Unknown { recheck_at }) if now < *recheck_at => return Err(false),
-            Some(Neighbour::Unknown { .. }) => false,
-            None => true,
-        };
+    /// The next hop's link-layer address, if the kernel knows it.
+    fn neighbour(&mut self, key: (u32, IpAddr), now: Instant) -> Option<[u8; 6]> {
+        match self.neighbours.get(&key) {
+            Some(Neighbour::Known(mac)) => return Some(*mac),
+            Some(Neighbour::Unknown { recheck_at }) if now < *recheck_at => return None,
+            _ => {}
+        }
         let found = self
             .netlink
             .as_mut()
@@ -244,18 +195,14 @@ impl Paths {
         if self.neighbours.len() >= CACHE_LIMIT {
             self.neighbours.clear();
         }
-        match found {
-            Some(mac) => {
-                self.neighbours.insert(key, Neighbour::Known(mac));
-                Ok(mac)
-            }
-            None => {
-                let recheck_at = now + NEIGHBOUR_RECHECK;
-                self.neighbours
-                    .insert(key, Neighbour::Unknown { recheck_at });
-                Err(first_contact)
-            }
-        }
+        let entry = match found {
+            Some(mac) => Neighbour::Known(mac),
+            None => Neighbour::Unknown {
+                recheck_at: now + NEIGHBOUR_RECHECK,
+            },
+        };
+        self.neighbours.insert(key, entry);
+        found
     }
 }
 
@@ -302,7 +249,6 @@ mod tests {
                 header
             }
         );
-        assert_eq!(path.resolving, None);
         let path = paths.resolve("127.0.0.1".parse().unwrap(), now).unwrap();
         assert_eq!(path.via, Via::Ip);
         let mut ip_only = Paths::new(None, None, false);

@@ -24,15 +24,17 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
-use portolan_wire::{Reply as Packet, SynTemplate, TcpFlags, parse_reply};
+use portolan_wire::{
+    IcmpQuery, Reply as Packet, SynTemplate, TcpFlags, parse_query_reply, parse_reply, write_query,
+};
 
 use crate::cookie::CookieJar;
-use crate::paths::{ETHERNET_HEADER, Paths, Via};
+use crate::paths::{ETHERNET_HEADER, Path, Paths, Via};
 use crate::ring::RxRing;
 use crate::sender::{Batch, Outlet, SendThread};
 use crate::{Control, Observer, route, sys};
@@ -46,7 +48,7 @@ const RECV_BUDGET: usize = 4096;
 /// of the answers (RFC 9293 §3.10.7: a closed port answers anything but a
 /// RST with a RST; an open one silently drops segments without SYN, RST or
 /// ACK; any port answers a lone ACK with a RST).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TcpScan {
     /// `-sS`: SYN-ACK = open, RST = closed, silence = filtered.
     #[default]
@@ -121,6 +123,30 @@ impl TcpScan {
     }
 }
 
+/// A host discovery probe of the raw engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PingProbe {
+    /// `-PE`: ICMP or ICMPv6 echo request; the echo reply proves the host.
+    Echo,
+    /// `-PP`: ICMP timestamp request (IPv4 only; skipped for IPv6).
+    Timestamp,
+    /// `-PS<port>`: a SYN; a SYN-ACK or a RST proves the host.
+    Syn(u16),
+    /// `-PA<port>`: a lone ACK; the RST it draws proves the host.
+    Ack(u16),
+}
+
+impl PingProbe {
+    /// The scan whose probe and reading of answers a TCP ping shares.
+    fn tcp(self) -> Option<(TcpScan, u16)> {
+        match self {
+            PingProbe::Syn(port) => Some((TcpScan::Syn, port)),
+            PingProbe::Ack(port) => Some((TcpScan::Ack, port)),
+            PingProbe::Echo | PingProbe::Timestamp => None,
+        }
+    }
+}
+
 /// A source of probes with `-D`: a decoy address, or this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoy {
@@ -139,6 +165,12 @@ pub struct SynOptions {
     /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
     /// empty for no decoys. Decoys of the other IP version are skipped.
     pub decoys: Vec<Decoy>,
+    /// Host discovery: when not empty, the scheduler's "ports" are indexes
+    /// into this list (a discovery plan), and `scan` is not used.
+    pub pings: Vec<PingProbe>,
+    /// Keep the privileges after the sockets are open, for a later run
+    /// (the port scan after host discovery); by default they are dropped.
+    pub keep_privileges: bool,
     /// Source address (`-S`); by default the routing table's choice.
     pub source: Option<IpAddr>,
     /// Source port (`-g`); by default a random free one.
@@ -426,13 +458,7 @@ pub fn run(
     let opened = open_senders()?;
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
-    let mut templates: HashMap<IpAddr, SynTemplate> = HashMap::new();
-    // nmap's probes: SYN with the MSS option, the others without options.
-    let probe_shape = portolan_wire::SynOptions {
-        flags: options.scan.flags(),
-        mss: (options.scan == TcpScan::Syn).then_some(1460),
-        ..portolan_wire::SynOptions::default()
-    };
+    let mut templates = Templates::default();
     let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
     let mut sockets: [Option<socket2::Socket>; 3] = [None, None, None];
     for (i, socket) in opened.into_iter().enumerate() {
@@ -449,7 +475,9 @@ pub fn run(
     let mut events = Events::with_capacity(4);
     // Everything privileged is open: give the privileges up, before the
     // sending thread starts (it inherits this thread's capabilities).
-    sys::drop_capabilities().map_err(socket_error("dropping capabilities"))?;
+    if !options.keep_privileges {
+        sys::drop_capabilities().map_err(socket_error("dropping capabilities"))?;
+    }
     let mut sender =
         SendThread::spawn(sockets).map_err(socket_error("starting the sending thread"))?;
     let mut flights = FlightTable::default();
@@ -470,6 +498,7 @@ pub fn run(
                 jar: &jar,
                 our_ports: &reservation,
                 scan: options.scan,
+                pings: &options.pings,
                 stats: &mut stats,
                 now,
             },
@@ -522,19 +551,41 @@ pub fn run(
             } else {
                 &options.decoys[..]
             };
-            for decoy in sources {
+            if let Some(&ping) = options.pings.get(usize::from(probe.port)) {
+                let batch = sender.filling(outlet, &mut |b| {
+                    account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+                });
+                let staged = match ping.tcp() {
+                    Some((scan, port)) => {
+                        let template = templates.get(path.source, scan, reservation.base);
+                        let tcp = TcpProbe {
+                            dst_port: port,
+                            id: Some(probe.id),
+                        };
+                        stage(probe, path.via, template, &reservation, &jar, batch, tcp)
+                    }
+                    None => stage_query(probe, ping, path, &jar, batch),
+                };
+                staged?;
+                if batch.packets.is_full() {
+                    sender.submit(outlet);
+                }
+            }
+            for decoy in sources.iter().filter(|_| options.pings.is_empty()) {
                 let (source, id) = match *decoy {
                     Decoy::Me => (path.source, Some(probe.id)),
                     Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
                     Decoy::Addr(_) => continue,
                 };
-                let template = templates.entry(source).or_insert_with(|| {
-                    SynTemplate::with_options(source, reservation.base, probe_shape)
-                });
+                let template = templates.get(source, options.scan, reservation.base);
                 let batch = sender.filling(outlet, &mut |b| {
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
-                stage(probe, path.via, template, &reservation, &jar, batch, id)?;
+                let tcp = TcpProbe {
+                    dst_port: probe.port,
+                    id,
+                };
+                stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
                 if batch.packets.is_full() {
                     sender.submit(outlet);
                 }
@@ -544,12 +595,6 @@ pub fn run(
                 dst: probe.addr,
                 port: probe.port,
             });
-            if let Some(next_hop) = path.resolving {
-                // This probe makes the kernel resolve the next hop: send it
-                // now and wait for the answer (see `paths`).
-                sender.submit(outlet);
-                paths.await_neighbour(next_hop);
-            }
         }
         sender.submit_all();
         if let Some(e) = fatal.take() {
@@ -611,8 +656,95 @@ fn account(
     }
 }
 
-/// Builds one probe into a batch: the Ethernet header first for a frame,
-/// then the packet from the template. `id` is `None` for a decoy's copy.
+/// The per-packet part of a TCP probe: its destination port and the probe
+/// it belongs to (`None` for a decoy's copy).
+#[derive(Clone, Copy)]
+struct TcpProbe {
+    dst_port: u16,
+    id: Option<ProbeId>,
+}
+
+/// The probe templates of a scan, by source address and scan.
+#[derive(Default)]
+struct Templates(HashMap<(IpAddr, TcpScan), SynTemplate>);
+
+impl Templates {
+    /// The template of `scan`'s probes from `source` (nmap's shapes: a SYN
+    /// with the MSS option, the others without options).
+    fn get(&mut self, source: IpAddr, scan: TcpScan, source_port: u16) -> &SynTemplate {
+        self.0.entry((source, scan)).or_insert_with(|| {
+            let shape = portolan_wire::SynOptions {
+                flags: scan.flags(),
+                mss: (scan == TcpScan::Syn).then_some(1460),
+                ..portolan_wire::SynOptions::default()
+            };
+            SynTemplate::with_options(source, source_port, shape)
+        })
+    }
+}
+
+/// Writes the Ethernet header of a frame into the start of `buffer`, and
+/// returns where the IP packet starts.
+fn frame_header(buffer: &mut [u8], via: Via) -> usize {
+    match via {
+        Via::Frame { header, .. } => {
+            buffer[..ETHERNET_HEADER].copy_from_slice(&header);
+            ETHERNET_HEADER
+        }
+        Via::Ip => 0,
+    }
+}
+
+/// Commits a packet of `len` bytes (from the start of the buffer) to the
+/// batch, for probe `id`.
+fn commit(batch: &mut Batch, via: Via, len: usize, dst: IpAddr, id: Option<ProbeId>) {
+    match via {
+        Via::Frame { ifindex, .. } => batch.packets.commit_frame(len, ifindex),
+        Via::Ip => batch.packets.commit(len, dst),
+    }
+    batch.ids.push(id);
+}
+
+/// Builds an ICMP query of host discovery into a batch, its cookie in the
+/// identifier and sequence number (keyed by the probe's index).
+fn stage_query(
+    probe: Probe,
+    ping: PingProbe,
+    path: Path,
+    jar: &CookieJar,
+    batch: &mut Batch,
+) -> Result<(), RawError> {
+    let query = match ping {
+        PingProbe::Timestamp if probe.addr.is_ipv6() => {
+            // No ICMPv6 timestamp: nothing to send, as if it went unanswered.
+            return Ok(());
+        }
+        PingProbe::Timestamp => IcmpQuery::Timestamp,
+        _ => IcmpQuery::Echo,
+    };
+    let cookie = jar.cookie(path.source, probe.addr, 0, probe.port);
+    let Some(buffer) = batch.packets.next_buffer() else {
+        return Ok(());
+    };
+    let offset = frame_header(buffer, path.via);
+    let len = write_query(
+        &mut buffer[offset..],
+        path.source,
+        probe.addr,
+        query,
+        cookie,
+        (cookie >> 16) as u16 ^ u16::from(probe.try_no),
+    )
+    .map_err(|e| RawError::Socket {
+        what: "building a probe",
+        source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+    })?;
+    commit(batch, path.via, offset + len, probe.addr, Some(probe.id));
+    Ok(())
+}
+
+/// Builds one TCP probe into a batch: the Ethernet header first for a
+/// frame, then the packet from the template.
 fn stage(
     probe: Probe,
     via: Via,
@@ -620,27 +752,21 @@ fn stage(
     ports: &PortReservation,
     jar: &CookieJar,
     batch: &mut Batch,
-    id: Option<ProbeId>,
+    tcp: TcpProbe,
 ) -> Result<(), RawError> {
     let src = template.src();
     let port = ports.port_for(probe.try_no);
-    let seq = jar.cookie(src, probe.addr, port, probe.port);
+    let seq = jar.cookie(src, probe.addr, port, tcp.dst_port);
     let Some(buffer) = batch.packets.next_buffer() else {
         return Ok(());
     };
-    let offset = match via {
-        Via::Frame { header, .. } => {
-            buffer[..ETHERNET_HEADER].copy_from_slice(&header);
-            ETHERNET_HEADER
-        }
-        Via::Ip => 0,
-    };
+    let offset = frame_header(buffer, via);
     let len = template
         .stamp(
             &mut buffer[offset..],
             probe.addr,
             port,
-            probe.port,
+            tcp.dst_port,
             seq,
             (seq >> 16) as u16 ^ u16::from(probe.try_no),
         )
@@ -648,11 +774,7 @@ fn stage(
             what: "building a probe",
             source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
         })?;
-    match via {
-        Via::Frame { ifindex, .. } => batch.packets.commit_frame(offset + len, ifindex),
-        Via::Ip => batch.packets.commit(len, probe.addr),
-    }
-    batch.ids.push(id);
+    commit(batch, via, offset + len, probe.addr, tcp.id);
     Ok(())
 }
 
@@ -671,6 +793,7 @@ struct Judge<'a> {
     jar: &'a CookieJar,
     our_ports: &'a PortReservation,
     scan: TcpScan,
+    pings: &'a [PingProbe],
     stats: &'a mut RawStats,
     now: Instant,
 }
@@ -678,7 +801,20 @@ struct Judge<'a> {
 /// Reads waiting packets and reports the valid answers.
 fn receive(receiver: &mut Receiver, judge: &mut Judge) -> Result<(), RawError> {
     if let Some(ring) = &mut receiver.ring {
-        ring.drain(RECV_BUDGET, |packet, kind| judge.packet(packet, kind));
+        // The kernel's receive time, on the monotonic clock: the time a
+        // packet waited in the ring does not count as round-trip time.
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = judge.now;
+        ring.drain(RECV_BUDGET, |packet, kind, stamp| {
+            judge.now = wall
+                .checked_sub(stamp)
+                .and_then(|waited| now.checked_sub(waited))
+                .unwrap_or(now);
+            judge.packet(packet, kind);
+        });
+        judge.now = now;
         return Ok(());
     }
     let fd = receiver.socket.as_raw_fd();
@@ -699,6 +835,9 @@ impl Judge<'_> {
         if kind == sys::PACKET_OUTGOING {
             return;
         }
+        if !self.pings.is_empty() {
+            return self.ping_answer(bytes);
+        }
         let Ok(packet) = parse_reply(bytes) else {
             self.stats.received += 1;
             self.stats.ignored += 1;
@@ -713,10 +852,66 @@ impl Judge<'_> {
             self.stats.ignored += 1;
             return;
         };
+        self.report(target, port, reply);
+    }
+
+    /// Hands an answer to the probe in flight to (`target`, `port`).
+    fn report(&mut self, target: IpAddr, port: u16, reply: Reply) {
         match self.flights.take(target, port) {
             Some(id) if self.scheduler.on_reply(id, reply, self.now) => self.stats.matched += 1,
             _ => self.stats.ignored += 1,
         }
+    }
+
+    /// Judges a packet in host discovery: an ICMP query's reply or a TCP
+    /// ping's answer, matched to the probe by its index.
+    fn ping_answer(&mut self, bytes: &[u8]) {
+        if let Some(answer) = parse_query_reply(bytes) {
+            self.stats.received += 1;
+            let (want, reason) = match answer.query {
+                IcmpQuery::Echo => (PingProbe::Echo, Reason::EchoReply),
+                IcmpQuery::Timestamp => (PingProbe::Timestamp, Reason::TimestampReply),
+            };
+            let index = self.pings.iter().position(|p| *p == want);
+            let valid = index
+                .filter(|&i| answer.cookie == self.jar.cookie(answer.dst, answer.src, 0, i as u16));
+            let Some(index) = valid else {
+                self.stats.ignored += 1;
+                return;
+            };
+            let reply = Reply {
+                state: PortState::Open,
+                reason,
+                ttl: Some(answer.ttl),
+            };
+            return self.report(answer.src, index as u16, reply);
+        }
+        let Ok(packet @ Packet::Tcp { src_port, .. }) = parse_reply(bytes) else {
+            // Not an answer to a ping (ICMP errors count as silence).
+            return;
+        };
+        if is_own_probe(&packet, self.our_ports, TcpScan::Syn)
+            || is_own_probe(&packet, self.our_ports, TcpScan::Ack)
+        {
+            return;
+        }
+        self.stats.received += 1;
+        for (index, ping) in self.pings.iter().enumerate() {
+            let Some((scan, port)) = ping.tcp() else {
+                continue;
+            };
+            if port != src_port {
+                continue;
+            }
+            if let Some((target, _, reply)) = classify(packet, self.jar, scan) {
+                let reply = Reply {
+                    state: PortState::Open,
+                    ..reply
+                };
+                return self.report(target, index as u16, reply);
+            }
+        }
+        self.stats.ignored += 1;
     }
 }
 

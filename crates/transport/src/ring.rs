@@ -14,6 +14,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// Bytes per block.
 const BLOCK_SIZE: usize = 1 << 17;
@@ -93,10 +94,11 @@ impl RxRing {
     }
 
     /// Hands the packets of the blocks the kernel has filled to `each`
-    /// (packet from its IP header on, packet type), block by block, until
-    /// at least `budget` packets were read or no full block is left.
-    /// Returns how many packets were read.
-    pub fn drain(&mut self, budget: usize, mut each: impl FnMut(&[u8], u8)) -> usize {
+    /// (packet from its IP header on, packet type, and the kernel's receive
+    /// time since the Unix epoch), block by block, until at least `budget`
+    /// packets were read or no full block is left. Returns how many
+    /// packets were read.
+    pub fn drain(&mut self, budget: usize, mut each: impl FnMut(&[u8], u8, Duration)) -> usize {
         let mut read = 0;
         while read < budget {
             let index = self.next;
@@ -119,7 +121,7 @@ impl RxRing {
 
 /// Reads the packets of one block, checking every offset; returns how
 /// many were handed over.
-fn read_block(block: &[u8], each: &mut impl FnMut(&[u8], u8)) -> usize {
+fn read_block(block: &[u8], each: &mut impl FnMut(&[u8], u8, Duration)) -> usize {
     let u32_at = |at: usize| -> Option<u32> {
         block
             .get(at..at + 4)
@@ -135,7 +137,8 @@ fn read_block(block: &[u8], each: &mut impl FnMut(&[u8], u8)) -> usize {
     let (Some(count), Some(first)) = (u32_at(12), u32_at(16)) else {
         return 0;
     };
-    // tpacket3_hdr: tp_next_offset at 0, tp_snaplen at 12, tp_net at 26.
+    // tpacket3_hdr: tp_next_offset at 0, tp_sec at 4, tp_nsec at 8,
+    // tp_snaplen at 12, tp_net at 26.
     let mut at = first as usize;
     let mut handed = 0;
     for _ in 0..count {
@@ -143,10 +146,14 @@ fn read_block(block: &[u8], each: &mut impl FnMut(&[u8], u8)) -> usize {
         else {
             break;
         };
+        let stamp = Duration::new(
+            u64::from(u32_at(at + 4).unwrap_or(0)),
+            u32_at(at + 8).unwrap_or(0).min(999_999_999),
+        );
         let start = at + net as usize;
         let kind = block.get(at + SOCKADDR_AT + 10).copied();
         if let (Some(packet), Some(kind)) = (block.get(start..start + snaplen as usize), kind) {
-            each(packet, kind);
+            each(packet, kind, stamp);
             handed += 1;
         }
         if next == 0 {
@@ -194,12 +201,18 @@ mod tests {
         // One packet claimed, first at an offset past the end.
         block[12..16].copy_from_slice(&1u32.to_ne_bytes());
         block[16..20].copy_from_slice(&10_000u32.to_ne_bytes());
-        assert_eq!(read_block(&block, &mut |_, _| panic!("nothing to hand")), 0);
+        assert_eq!(
+            read_block(&block, &mut |_, _, _| panic!("nothing to hand")),
+            0
+        );
         // A packet whose length runs past the block.
         block[16..20].copy_from_slice(&48u32.to_ne_bytes());
         block[48 + 12..48 + 16].copy_from_slice(&1_000u32.to_ne_bytes());
         block[48 + 26..48 + 28].copy_from_slice(&80u16.to_ne_bytes());
-        assert_eq!(read_block(&block, &mut |_, _| panic!("nothing to hand")), 0);
+        assert_eq!(
+            read_block(&block, &mut |_, _, _| panic!("nothing to hand")),
+            0
+        );
     }
 
     #[test]
@@ -218,7 +231,7 @@ mod tests {
         }
         let mut seen = Vec::new();
         assert_eq!(
-            read_block(&block, &mut |p, k| seen.push((p.to_vec(), k))),
+            read_block(&block, &mut |p, k, _| seen.push((p.to_vec(), k))),
             2
         );
         assert_eq!(seen, vec![(vec![1, 2, 3], 0), (vec![4, 5, 6], 4)]);

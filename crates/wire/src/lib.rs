@@ -10,6 +10,8 @@
 //! - [`parse_reply`]: the receive path. It takes untrusted bytes starting at
 //!   the IP header and returns a small [`Reply`]: a TCP segment, an ICMP or
 //!   ICMPv6 error with the [`Quoted`] probe it answers, or [`Reply::Other`].
+//! - [`write_query`] and [`parse_query_reply`]: ICMP echo and timestamp
+//!   queries for host discovery, with a cookie in identifier and sequence.
 //! - Checked views ([`Ipv4Packet`], [`Ipv6Packet`], [`TcpPacket`],
 //!   [`IcmpPacket`]) over borrowed bytes, for callers that need more fields.
 //!
@@ -56,6 +58,7 @@
 
 mod bytes;
 pub mod checksum;
+mod echo;
 mod error;
 pub mod icmp;
 mod ipv4;
@@ -66,6 +69,7 @@ mod tcp;
 #[cfg(test)]
 mod test_packets;
 
+pub use echo::{IcmpQuery, QueryReply, parse_query_reply, write_query};
 pub use error::{Header, StampError, WireError};
 pub use icmp::IcmpPacket;
 pub use ipv4::Ipv4Packet;
