@@ -11,7 +11,9 @@
 //!   `(*LIMIT_MATCH=..)(*LIMIT_DEPTH=..)(*LIMIT_HEAP=..)` (PCRE2 honours
 //!   these start-of-pattern settings, and they can only lower the
 //!   library's limits), so a hostile banner costs bounded time; hitting a
-//!   limit counts as no match.
+//!   limit counts as no match. JIT code honours the match limit and runs
+//!   on its own bounded stack (overflowing it is no match either); the
+//!   depth and heap limits bind the interpreter, used where JIT is not.
 //! - A pattern that matches the empty string is refused, as nmap does.
 //! - Pattern bytes outside ASCII are written as `\x{..}` so that any byte
 //!   string is a valid pattern text. No panics, no unsafe code.
