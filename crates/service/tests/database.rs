@@ -199,6 +199,20 @@ const ANSWERS: &[Case] = &[
         Some("2.0.11"),
     ),
     (
+        "SIPOptionsTCP",
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP portolan.invalid\r\nServer: Asterisk PBX 20.5.0~dfsg-1\r\n\r\n",
+        "sip",
+        Some("Asterisk"),
+        Some("20.5.0~dfsg-1"),
+    ),
+    (
+        "SIPOptionsTCP",
+        b"SIP/2.0 404 Not Found\r\nUser-Agent: FreeSWITCH-mod_sofia/1.10.11-release\r\n\r\n",
+        "sip",
+        Some("FreeSWITCH"),
+        Some("1.10.11-release"),
+    ),
+    (
         "AMQPHeader",
         b"\x01\0\0\0\0\x01\xf0\0\x0a\0\x0a\0\x09\0\0\x01\xd0\x07productS\0\0\0\x08RabbitMQ\x07versionS\0\0\0\x063.12.1",
         "amqp",
