@@ -4,7 +4,8 @@
 //! <https://nmap.org/book/vscan-technique.html> first):
 //! 1. Connect and wait for a banner (the NULL probe). A close without a
 //!    byte within `tcpwrappedms` is `tcpwrapped`.
-//! 2. Send the other probes, a connection each: first those whose `ports`
+//! 2. Send the other probes, a connection each (a connection on which
+//!    nothing was said carries the next probe): first those whose `ports`
 //!    list the port, then those of rarity at most the intensity, in file
 //!    order. Each answer is read until a rule matches, the reply buffer is
 //!    full ([`MAX_RESPONSE`]), the peer closes, or the probe's
@@ -16,6 +17,11 @@
 //!    rustls handshake; the certificate and protocol are recorded and the
 //!    probes run again inside TLS (`ssl/<name>`), without the NULL probe
 //!    when ALPN chose HTTP. Ports in a probe's `sslports` try TLS first.
+//! 5. RPC ports of a host with a portmapper are named from its `DUMP` list
+//!    ([`crate::rpc`]).
+//!
+//! Every wait grows with the host's measured round trip
+//! ([`rtt_allowance`]).
 //!
 //! Contract: every port is bounded by the service timeout (also a service
 //! that drips a byte at a time), and holds at most [`MAX_RESPONSE`] bytes
