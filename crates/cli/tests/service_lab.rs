@@ -409,13 +409,15 @@ impl Versions {
 }
 
 /// The second set of daemons, with the Debian packages that carry them.
-const MORE_PROGRAMS: [(&str, &str); 6] = [
+const MORE_PROGRAMS: [(&str, &str); 8] = [
     ("/usr/sbin/vsftpd", "vsftpd"),
     ("/usr/sbin/dnsmasq", "dnsmasq"),
     ("/usr/sbin/mosquitto", "mosquitto"),
     ("/usr/sbin/rpcbind", "rpcbind"),
     ("/usr/sbin/mariadbd", "mariadb-server"),
     ("/usr/lib/postgresql", "postgresql"),
+    ("/usr/lib/dovecot/imap-login", "dovecot-imapd"),
+    ("/usr/lib/dovecot/pop3-login", "dovecot-pop3d"),
 ];
 
 fn vsftpd(host: &Host, dir: &Path) -> Daemon {
@@ -552,6 +554,33 @@ fn mariadb(host: &Host, dir: &Path) -> Daemon {
     start(host, cmd, 3306)
 }
 
+/// Dovecot with IMAP on 143 and POP3 on 110, without TLS.
+fn dovecot(host: &Host, dir: &Path) -> Daemon {
+    let d = dir.join("dovecot");
+    std::fs::create_dir_all(d.join("home")).unwrap();
+    let d = d.display();
+    let conf = format!(
+        "protocols = imap pop3\nlisten = *\nssl = no\n\
+         base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
+         auth_mechanisms = plain\n\
+         passdb {{\n  driver = static\n  args = password=portolan\n}}\n\
+         userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home\n}}\n"
+    );
+    let path = dir.join("dovecot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new("/usr/sbin/dovecot");
+    cmd.arg("-F")
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut daemon = start(host, cmd, 143);
+    daemon
+        .wait_for_tcp(host.socket_v4(110), START_WAIT)
+        .expect("dovecot on 110");
+    daemon
+}
+
 /// The newest installed PostgreSQL's binaries.
 fn postgresql_bin() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -602,11 +631,12 @@ fn more_daemons_are_identified() {
     let _nfs = fake_nfs(host);
     let _mariadb = mariadb(host, &dir);
     let _postgresql = postgresql(host, &dir);
+    let _dovecot = dovecot(host, &dir);
 
     let (out, services) = scan(
         &lab,
         host.ipv4().into(),
-        "21,53,111,1883,2049,3306,5432",
+        "21,53,110,111,143,1883,2049,3306,5432",
         &[],
     );
     assert_success(&out);
@@ -631,6 +661,8 @@ fn more_daemons_are_identified() {
     expect(1883, "mqtt", Some("Mosquitto"), upstream("mosquitto"));
     expect(3306, "mysql", Some("MariaDB"), upstream("mariadb-server"));
     expect(5432, "postgresql", Some("PostgreSQL DB"), None);
+    expect(110, "pop3", Some("Dovecot pop3d"), None);
+    expect(143, "imap", Some("Dovecot imapd"), None);
 }
 
 /// Hostile services next to a well-behaved one: each ends within the
@@ -760,4 +792,76 @@ fn table_line(text: &str, port: &str) -> String {
         .find(|l| l.starts_with(port))
         .unwrap_or_else(|| panic!("no {port} line in:\n{text}"));
     line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Not a timed test: `cargo nextest run -p portolan --test service_lab
+/// --run-ignored only compare_with_nmap --no-capture` prints the wall time
+/// and the findings of `portolan -sV` (own database and nmap's) and of
+/// `nmap -sV` against every daemon above, for the issue's benchmark note.
+#[test]
+#[ignore = "a comparison to read, run by hand"]
+fn compare_with_nmap() {
+    if !installed("compare_with_nmap", &PROGRAMS) || !installed("compare_with_nmap", &MORE_PROGRAMS)
+    {
+        return;
+    }
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let _daemons = [
+        sshd(host, &dir),
+        nginx(host, &dir),
+        redis(host, &dir),
+        memcached(host),
+        vsftpd(host, &dir),
+        dnsmasq(host, &dir),
+        mosquitto(host, &dir),
+        rpcbind(host),
+        mariadb(host, &dir),
+        postgresql(host, &dir),
+        dovecot(host, &dir),
+    ];
+    let ports = "21,22,53,80,110,111,143,443,1883,3306,5432,6379,8081,8444,11211";
+    let target = host.ipv4().to_string();
+    let timed = |label: &str, command: &mut Command| {
+        let started = Instant::now();
+        let out = command.output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!(
+            "== {label}: {:.2} s\n{text}",
+            started.elapsed().as_secs_f64()
+        );
+    };
+    timed(
+        "portolan -sV",
+        lab.scanner().command(portolan_bin()).args([
+            "-sT",
+            "-sV",
+            "-Pn",
+            "--no-progress",
+            "-p",
+            ports,
+            &target,
+        ]),
+    );
+    timed(
+        "portolan -sV --versiondb nmap-service-probes",
+        lab.scanner().command(portolan_bin()).args([
+            "-sT",
+            "-sV",
+            "-Pn",
+            "--no-progress",
+            "--versiondb",
+            "/usr/share/nmap/nmap-service-probes",
+            "-p",
+            ports,
+            &target,
+        ]),
+    );
+    timed(
+        "nmap -sV",
+        lab.scanner()
+            .command("nmap")
+            .args(["-sT", "-sV", "-Pn", "-n", "-p", ports, &target]),
+    );
 }
