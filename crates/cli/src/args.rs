@@ -158,6 +158,8 @@ pub struct Config {
     pub pings: Vec<PingProbe>,
     /// `-sn`: host discovery only, no port scan.
     pub ping_only: bool,
+    /// `--disable-arp-ping`.
+    pub disable_arp_ping: bool,
 }
 
 /// Parses nmap's time specifications: a number with an optional unit
@@ -273,6 +275,7 @@ pub fn resolve(
         skip_discovery: false,
         pings: Vec::new(),
         ping_only: false,
+        disable_arp_ping: false,
     };
 
     for g in &parsed.flags {
@@ -301,6 +304,7 @@ pub fn resolve(
                     ("n" | "N", "") => cfg.skip_discovery = true,
                     ("E", "") => cfg.pings.push(PingProbe::Echo),
                     ("P", "") => cfg.pings.push(PingProbe::Timestamp),
+                    ("R", "") => cfg.pings.push(PingProbe::Neighbour),
                     (kind @ ("S" | "A"), list) => {
                         let ports = if list.is_empty() {
                             vec![80]
@@ -319,7 +323,7 @@ pub fn resolve(
                     _ => {
                         return Err(usage(format!(
                             "-P{v}: this discovery probe is not available yet; \
-                             use -PE, -PP, -PS[ports], -PA[ports] or -Pn"
+                             use -PE, -PP, -PS[ports], -PA[ports], -PR or -Pn"
                         )));
                     }
                 }
@@ -442,6 +446,7 @@ pub fn resolve(
             }
             FlagId::Interface => cfg.interface = Some(value(g).to_string()),
             FlagId::SendIp => cfg.send_ip = true,
+            FlagId::DisableArpPing => cfg.disable_arp_ping = true,
             FlagId::Decoys => cfg.decoys = parse_decoys(value(g)).map_err(|e| bad_value(g, &e))?,
             FlagId::SourcePort => {
                 let port: u16 = number(g, "a port number from 1 to 65535")?;

@@ -79,6 +79,7 @@ pub enum FlagId {
     Interface,
     SendIp,
     Decoys,
+    DisableArpPing,
     Source,
     SourcePort,
     Help,
@@ -543,6 +544,14 @@ pub static FLAGS: &[FlagDef] = &[
         Misc,
         "--send-ip",
         "Send raw probes through the kernel's IP layer, not as Ethernet frames"
+    ),
+    flag!(
+        DisableArpPing,
+        ["disable-arp-ping"],
+        Switch,
+        Misc,
+        "--disable-arp-ping",
+        "Do not use ARP or Neighbor Discovery to find hosts on a directly attached segment"
     ),
     flag!(
         Decoys,

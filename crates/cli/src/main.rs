@@ -307,8 +307,9 @@ fn add_packets(total: &mut Option<portolan_output::PacketStats>, more: Option<ra
 }
 
 /// The host discovery probes of this run, or `None` with `-Pn`: those
-/// asked for, else nmap's defaults (`-PE -PS443 -PA80 -PP` with raw
-/// sockets, connects to ports 80 and 443 without).
+/// asked for, else nmap's defaults (`-PR` on a directly attached segment
+/// and `-PE -PS443 -PA80 -PP` elsewhere with raw sockets, connects to
+/// ports 80 and 443 without).
 fn discovery_probes(
     config: &Config,
     technique: ScanKind,
@@ -331,12 +332,19 @@ fn discovery_probes(
         return Ok(Some(config.pings.clone()));
     }
     Ok(Some(match technique {
-        ScanKind::Raw(_) => vec![
-            PingProbe::Echo,
-            PingProbe::Syn(443),
-            PingProbe::Ack(80),
-            PingProbe::Timestamp,
-        ],
+        ScanKind::Raw(_) => {
+            let mut probes = vec![
+                PingProbe::Echo,
+                PingProbe::Syn(443),
+                PingProbe::Ack(80),
+                PingProbe::Timestamp,
+            ];
+            // On a directly attached segment, ARP or ND replaces them all.
+            if !config.disable_arp_ping && !config.send_ip {
+                probes.insert(0, PingProbe::Neighbour);
+            }
+            probes
+        }
         ScanKind::Connect => vec![PingProbe::Syn(80), PingProbe::Syn(443)],
     }))
 }

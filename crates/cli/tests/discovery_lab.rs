@@ -60,18 +60,84 @@ fn drop_everything_but_neighbours(host: &Host) {
     .unwrap();
 }
 
-#[test]
-fn default_probes_find_hosts_by_whatever_they_answer() {
-    // A segment: one ordinary host, one that drops ICMP (found by the ACK
-    // to port 80, which draws a RST), one that drops everything (down),
-    // and unused addresses (down).
-    let lab = lab_or_skip!(Lab::builder().segment(3));
+/// A segment of three hosts: one ordinary, one that drops ICMP echo and
+/// timestamp requests, one whose firewall drops all IP (but Neighbor
+/// Discovery, without which IPv6 could not work at all).
+fn segment_lab() -> Option<Lab> {
+    let lab = portolan_lab::require_lab(Lab::builder().segment(3))?;
     let hosts = lab.segment(0).hosts();
     drop_icmp(&hosts[1]);
     drop_everything_but_neighbours(&hosts[2]);
-    let subnet = format!("{}/29", hosts[0].subnet().ipv4(0));
-    let run = run(&lab, &["-sn", &subnet]);
+    Some(lab)
+}
+
+#[test]
+fn on_a_segment_arp_finds_exactly_the_attached_hosts_firewalled_or_not() {
+    let Some(lab) = segment_lab() else { return };
+    let hosts = lab.segment(0).hosts();
+    let subnet = hosts[0].subnet();
+    let run = run(&lab, &["-sn", &format!("{}/29", subnet.ipv4(0))]);
     let got = statuses(&run);
+    let up: Vec<IpAddr> = got
+        .iter()
+        .filter(|(_, s)| s.0 == "up")
+        .map(|(a, _)| *a)
+        .collect();
+    // .1 is the scanner itself; .2-.4 the hosts; .0 and .5-.7 nothing.
+    let mut want: Vec<IpAddr> = vec![subnet.ipv4(1).into()];
+    want.extend(hosts.iter().map(|h| IpAddr::from(h.ipv4())));
+    assert_eq!(up, want, "{got:?}");
+    for (i, h) in hosts.iter().enumerate() {
+        let line = run
+            .hosts
+            .iter()
+            .find(|l| l["addr"] == h.ipv4().to_string())
+            .unwrap();
+        assert_eq!(line["reason"], "arp-response", "{line}");
+        let mac = subnet.mac(2 + i as u8).to_uppercase();
+        assert_eq!(line["mac"], mac, "{line}");
+    }
+    assert_eq!(got.len(), 8);
+}
+
+#[test]
+fn on_a_segment_nd_finds_the_ipv6_hosts() {
+    let Some(lab) = segment_lab() else { return };
+    let hosts = lab.segment(0).hosts();
+    let subnet = hosts[0].subnet();
+    // The three hosts and two unused addresses.
+    let mut targets: Vec<String> = hosts.iter().map(|h| h.ipv6().to_string()).collect();
+    targets.push(subnet.ipv6(9).to_string());
+    targets.push(subnet.ipv6(10).to_string());
+    let mut args = vec!["-sn"];
+    args.extend(targets.iter().map(String::as_str));
+    let got = statuses(&run(&lab, &args));
+    for h in hosts {
+        assert_eq!(
+            got[&IpAddr::from(h.ipv6())],
+            ("up".into(), "nd-response".into()),
+            "{got:?}"
+        );
+    }
+    assert_eq!(got[&IpAddr::from(subnet.ipv6(9))].0, "down");
+    assert_eq!(got[&IpAddr::from(subnet.ipv6(10))].0, "down");
+}
+
+#[test]
+fn without_arp_the_ip_probes_find_hosts_by_whatever_they_answer() {
+    // The ordinary host by any probe, the one dropping ICMP by the ACK to
+    // port 80 (which draws a RST), and the one dropping all IP not at all.
+    let Some(lab) = segment_lab() else { return };
+    let hosts = lab.segment(0).hosts();
+    let subnet = hosts[0].subnet();
+    let got = statuses(&run(
+        &lab,
+        &[
+            "-sn",
+            "--disable-arp-ping",
+            &format!("{}/29", subnet.ipv4(0)),
+        ],
+    ));
     let at = |h: &Host| got.get(&IpAddr::from(h.ipv4())).cloned();
     assert_eq!(at(&hosts[0]).unwrap().0, "up", "{got:?}");
     assert_eq!(
@@ -80,19 +146,8 @@ fn default_probes_find_hosts_by_whatever_they_answer() {
         "{got:?}"
     );
     assert_eq!(at(&hosts[2]).unwrap().0, "down", "{got:?}");
-    // .0, .1 (the scanner itself answers), .2-.4 the hosts, .5-.7 unused.
-    let up: Vec<_> = got
-        .iter()
-        .filter(|(_, s)| s.0 == "up")
-        .map(|(a, _)| *a)
-        .collect();
-    let scanner: IpAddr = hosts[0].subnet().ipv4(1).into();
-    assert_eq!(
-        up,
-        vec![scanner, hosts[0].ipv4().into(), hosts[1].ipv4().into()]
-    );
-    assert!(run.ports.is_empty(), "-sn scans no port");
-    assert_eq!(run.summary.unwrap()["hosts"]["up"], 3);
+    let up = got.values().filter(|s| s.0 == "up").count();
+    assert_eq!(up, 3, "the scanner and two hosts: {got:?}");
 }
 
 #[test]
@@ -146,7 +201,17 @@ fn only_hosts_found_up_are_port_scanned_unless_pn() {
     let _service = up.listen_tcp([22]).unwrap();
     drop_everything_but_neighbours(silent);
     let targets = [up.ipv4().to_string(), silent.ipv4().to_string()];
-    let scanned = run(&lab, &["-p", "22,23", &targets[0], &targets[1]]);
+    // Without ARP, which would find the silent host on its link.
+    let scanned = run(
+        &lab,
+        &[
+            "--disable-arp-ping",
+            "-p",
+            "22,23",
+            &targets[0],
+            &targets[1],
+        ],
+    );
     let got = statuses(&scanned);
     assert_eq!(got[&IpAddr::from(up.ipv4())].0, "up");
     assert_eq!(got[&IpAddr::from(silent.ipv4())].0, "down");

@@ -99,6 +99,10 @@ pub enum Reason {
     EchoReply,
     /// An ICMP timestamp reply (host discovery).
     TimestampReply,
+    /// An ARP reply (host discovery on the segment).
+    ArpResponse,
+    /// An ICMPv6 Neighbor Advertisement (host discovery on the segment).
+    NdResponse,
 }
 
 impl Reason {
@@ -116,6 +120,8 @@ impl Reason {
                 | Reason::ProtoUnreach
                 | Reason::EchoReply
                 | Reason::TimestampReply
+                | Reason::ArpResponse
+                | Reason::NdResponse
         )
     }
 
@@ -173,6 +179,8 @@ impl Reason {
             Reason::UserSet => "user-set",
             Reason::EchoReply => "echo-reply",
             Reason::TimestampReply => "timestamp-reply",
+            Reason::ArpResponse => "arp-response",
+            Reason::NdResponse => "nd-response",
         }
     }
 }
@@ -251,6 +259,8 @@ pub struct HostReport {
     /// The TTL (or hop limit) of the answer that proved the host up, when
     /// host discovery saw one.
     pub reason_ttl: Option<u8>,
+    /// The host's link-layer address, when it answered on the segment.
+    pub mac: Option<[u8; 6]>,
     /// Per-port outcomes, sorted by protocol and port.
     pub ports: Vec<PortOutcome>,
     /// Timing figures.

@@ -595,25 +595,52 @@ impl Scheduler {
         true
     }
 
+    /// Reports that a probe does not apply to its host and was not sent
+    /// (in discovery, a neighbour solicitation to a host off the segment,
+    /// say): it is resolved at once as unanswered, with no effect on
+    /// timing.
+    pub fn on_skipped(&mut self, id: ProbeId, now: Instant) {
+        let Some(entry) = self.unsend(id) else {
+            return;
+        };
+        self.resolve(
+            entry.host,
+            entry.port,
+            self.silent_state,
+            Reason::NoResponse,
+            None,
+            entry.try_no,
+            now,
+        );
+        self.mark_ready_if_queued(entry.host);
+    }
+
     /// Reports that the transport could not send a probe for lack of a
     /// local resource (file descriptors, ephemeral ports, buffers): the
     /// same try is queued again and the most probes in flight is lowered
     /// to what was in flight.
     pub fn on_not_sent(&mut self, id: ProbeId, now: Instant) {
-        let Some(entry) = self.live_entry(id) else {
+        let Some(entry) = self.unsend(id) else {
             return;
         };
-        self.release(id.slot() as u32);
-        self.stats.probes_sent -= 1;
-        if entry.try_no > 0 {
-            self.stats.retransmissions -= 1;
-        }
         self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
         host.queue.push_front((entry.port, entry.try_no));
         self.queued += 1;
         self.mark_ready(entry.host);
         let _ = now;
+    }
+
+    /// Takes a probe that did not go out back off the books: its slot is
+    /// freed and it no longer counts as sent.
+    fn unsend(&mut self, id: ProbeId) -> Option<InFlight> {
+        let entry = self.live_entry(id)?;
+        self.release(id.slot() as u32);
+        self.stats.probes_sent -= 1;
+        if entry.try_no > 0 {
+            self.stats.retransmissions -= 1;
+        }
+        Some(entry)
     }
 
     fn live_entry(&self, id: ProbeId) -> Option<InFlight> {
@@ -1037,6 +1064,7 @@ impl Scheduler {
             target: host.target.clone(),
             status,
             reason_ttl,
+            mac: None,
             ports,
             times: HostTimes {
                 srtt: host.rtt.srtt(),

@@ -23,6 +23,10 @@ use crate::sweep::{next_stem, sweep_stale_namespaces};
 /// How many `/24` blocks `198.18.0.0/15` holds.
 const SUBNET_BLOCKS: u32 = 512;
 
+/// How long [`Lab::wait_until_links_work`] waits at most, in steps.
+const LINK_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(20);
+const LINK_WAIT_TRIES: u32 = 150;
+
 /// Most hosts one bridged segment can hold (`.2` to `.251`).
 pub const MAX_SEGMENT_HOSTS: usize = 250;
 
@@ -282,6 +286,7 @@ impl LabBuilder {
                 host.disable_icmp_rate_limits()?;
             }
         }
+        lab.wait_until_links_work()?;
         Ok(lab)
     }
 }
@@ -446,6 +451,39 @@ impl Lab {
 }
 
 impl Lab {
+    /// Waits until every link of the lab carries traffic. A veth pair
+    /// reports its carrier at once, but the kernel starts sending on it
+    /// only once its link watch has run, up to a second later; until then
+    /// packets are dropped (a fresh lab would lose its first probes).
+    fn wait_until_links_work(&self) -> Result<(), LabError> {
+        let namespaces = std::iter::once(&self.scanner)
+            .chain(self.all_hosts().map(|h| &h.namespace))
+            .chain(self.segments.iter().map(|s| &s.switch));
+        for namespace in namespaces {
+            let mut waited = 0;
+            loop {
+                let links = namespace.ip(&["-o", "link", "show"])?;
+                let ready = links
+                    .lines()
+                    .filter(|l| !l.contains(" lo:"))
+                    .all(|l| l.contains("state UP"));
+                if ready {
+                    break;
+                }
+                if waited >= LINK_WAIT_TRIES {
+                    return Err(LabError::Invalid(format!(
+                        "links of {} not up after {} ms: {links}",
+                        namespace.name(),
+                        LINK_WAIT_TRIES * LINK_WAIT_STEP.as_millis() as u32
+                    )));
+                }
+                waited += 1;
+                std::thread::sleep(LINK_WAIT_STEP);
+            }
+        }
+        Ok(())
+    }
+
     /// Routes `prefix` (IPv4 inside `198.18.0.0/15` or IPv6 inside
     /// `fd00::/8`, e.g. `198.19.0.0/16`) from the scanner through `host`,
     /// which takes every address in it as its own (a `local` route on its

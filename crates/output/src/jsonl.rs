@@ -7,7 +7,7 @@
 //! - `{"type":"rate","t_s","probes_sent","replies","ports_done"}` about once
 //!   a second: the scan's cumulative counters `t_s` seconds after its start
 //!   (rates are the differences between two lines);
-//! - `{"type":"host","addr","name"?,"status","reason"?,"reason_ttl"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count},"services"?}`
+//! - `{"type":"host","addr","name"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count},"services"?}`
 //!   when a host is done; with `-sV`, `services` lists
 //!   `{"port","proto","name","product"?,"version"?,"extrainfo"?,"hostname"?,"ostype"?,"devicetype"?,"cpe"?,"method","conf","tunnel"?,"tls"?,"banner"?}`
 //!   per probed port, `tls` being
@@ -70,6 +70,8 @@ struct Host<'a> {
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason_ttl: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     srtt_us: Option<u128>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -289,6 +291,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             status,
             reason,
             reason_ttl: report.reason_ttl,
+            mac: report.mac.map(crate::mac_text),
             srtt_us: report.times.srtt.map(|d| d.as_micros()),
             rttvar_us: report.times.rttvar.map(|d| d.as_micros()),
             timeout_us: report.times.timeout.as_micros(),

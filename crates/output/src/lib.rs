@@ -119,6 +119,12 @@ impl RateSample {
     }
 }
 
+/// A link-layer address as nmap writes it: `02:5C:12:00:00:02`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02X}:{b:02X}:{c:02X}:{d:02X}:{e:02X}:{f:02X}")
+}
+
 /// Choices that shape every format alike.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OutputOptions {
@@ -311,6 +317,7 @@ pub(crate) mod fixtures {
             },
             status,
             reason_ttl: None,
+            mac: None,
             ports,
             times: HostTimes {
                 srtt: Some(Duration::from_micros(42)),

@@ -70,6 +70,7 @@ impl<W: Write> NormalSink<W> {
             )?,
             None => writeln!(out, "Portolan scan report for {addr}")?,
         }
+        let mut deferred_mac = None;
         let latency = report
             .times
             .srtt
@@ -95,6 +96,10 @@ impl<W: Write> NormalSink<W> {
             _ => writeln!(out, "Host is up{latency}.")?,
         }
 
+        if let Some(mac) = report.mac {
+            // After the ports, as nmap; nothing to look the vendor up in.
+            deferred_mac = Some(crate::mac_text(mac));
+        }
         let collapsed = crate::collapsed_states(report, &self.options);
         if !collapsed.is_empty() {
             let parts: Vec<String> = collapsed
@@ -126,6 +131,9 @@ impl<W: Write> NormalSink<W> {
             }
         } else {
             write_table(out, &shown, self.options.reason, report)?;
+        }
+        if let Some(mac) = deferred_mac {
+            writeln!(out, "MAC Address: {mac}")?;
         }
         writeln!(out)
     }

@@ -149,6 +149,11 @@ impl<W: Write> XmlSink<W> {
             "ipv6"
         };
         empty(out, "address", &[("addr", &addr), ("addrtype", addrtype)])?;
+        if let Some(mac) = report.mac {
+            out.write_all(b"\n")?;
+            let mac = crate::mac_text(mac);
+            empty(out, "address", &[("addr", &mac), ("addrtype", "mac")])?;
+        }
         out.write_all(b"\n<hostnames>\n")?;
         if let Some(name) = &report.target.name {
             empty(out, "hostname", &[("name", name), ("type", "user")])?;

@@ -53,6 +53,7 @@ fn scan() -> Scan {
         },
         status,
         reason_ttl: None,
+        mac: None,
         ports,
         times: times(srtt),
         started: at(s),

@@ -18,7 +18,7 @@
 //! and at most one neighbour query per next hop per [`NEIGHBOUR_RECHECK`];
 //! the caches are bounded and start over when full.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -80,6 +80,9 @@ pub(crate) struct Paths {
     hops: HashMap<IpAddr, Hop>,
     links: HashMap<u32, Link>,
     neighbours: HashMap<(u32, IpAddr), Neighbour>,
+    /// This machine's own addresses: their routes are looked up and cached
+    /// one by one, not for their whole /24 or /64.
+    locals: HashSet<IpAddr>,
 }
 
 impl Paths {
@@ -97,6 +100,7 @@ impl Paths {
             hops: HashMap::new(),
             links: HashMap::new(),
             neighbours: HashMap::new(),
+            locals: crate::sys::local_addresses().into_iter().collect(),
         }
     }
 
@@ -107,11 +111,11 @@ impl Paths {
             Some(s) if s.is_ipv4() == dst.is_ipv4() => s,
             _ => hop.source,
         };
-        // The kernel drops frames to or from 127.0.0.0/8 that did not come
-        // through its own output path (a "martian" unless route_localnet),
-        // so those take the IP path; ::1 has no such rule.
-        let loopback_v4 = matches!(dst, IpAddr::V4(a) if a.is_loopback());
-        let via = if self.frames && !loopback_v4 {
+        // The kernel drops frames injected on loopback for this machine's
+        // own IPv4 addresses (127.0.0.0/8 is a "martian" unless
+        // route_localnet, and the others fail the input route), so probes
+        // to this machine take the IP path.
+        let via = if self.frames && !hop.route.local {
             self.frame_via(&hop, dst, now)
         } else {
             Via::Ip
@@ -119,8 +123,29 @@ impl Paths {
         Ok(Path { source, via })
     }
 
+    /// Whether `dst` is on a directly attached Ethernet segment (no
+    /// gateway, not this machine): then its interface, our link-layer
+    /// address there and our source address.
+    pub(crate) fn on_segment(&mut self, dst: IpAddr) -> io::Result<Option<(u32, [u8; 6], IpAddr)>> {
+        let hop = self.hop(dst)?;
+        let source = match self.fixed_source {
+            Some(s) if s.is_ipv4() == dst.is_ipv4() => s,
+            _ => hop.source,
+        };
+        Ok(match hop.link {
+            Link::Ethernet(own) if hop.route.gateway.is_none() && !hop.route.local => {
+                Some((hop.route.ifindex, own, source))
+            }
+            _ => None,
+        })
+    }
+
     fn hop(&mut self, dst: IpAddr) -> io::Result<Hop> {
-        let network = network_of(dst);
+        let network = if self.locals.contains(&dst) {
+            dst
+        } else {
+            network_of(dst)
+        };
         if let Some(hop) = self.hops.get(&network) {
             return Ok(*hop);
         }
@@ -234,31 +259,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_gets_zero_addressed_frames_but_not_127_8() {
+    fn this_machine_is_reached_through_the_ip_path() {
         let mut paths = Paths::new(None, None, true);
         let now = Instant::now();
-        let path = paths.resolve("::1".parse().unwrap(), now).unwrap();
-        assert_eq!(path.source, "::1".parse::<IpAddr>().unwrap());
-        let lo = crate::route::interface_index("lo").unwrap();
-        let mut header = [0u8; 14];
-        header[12..].copy_from_slice(&[0x86, 0xdd]);
-        assert_eq!(
-            path.via,
-            Via::Frame {
-                ifindex: lo,
-                header
-            }
-        );
-        let path = paths.resolve("127.0.0.1".parse().unwrap(), now).unwrap();
-        assert_eq!(path.via, Via::Ip);
-        let mut ip_only = Paths::new(None, None, false);
-        assert_eq!(
-            ip_only
-                .resolve("127.0.0.1".parse().unwrap(), now)
-                .unwrap()
-                .via,
-            Via::Ip
-        );
+        for addr in ["::1", "127.0.0.1"] {
+            let path = paths.resolve(addr.parse().unwrap(), now).unwrap();
+            assert_eq!(path.source, addr.parse::<IpAddr>().unwrap());
+            assert_eq!(path.via, Via::Ip);
+        }
     }
 
     #[test]

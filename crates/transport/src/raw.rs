@@ -30,7 +30,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
 use portolan_wire::{
-    IcmpQuery, Reply as Packet, SynTemplate, TcpFlags, parse_query_reply, parse_reply, write_query,
+    IcmpQuery, Reply as Packet, SynTemplate, TcpFlags, parse_neighbour_reply, parse_query_reply,
+    parse_reply, write_query, write_solicitation,
 };
 
 use crate::cookie::CookieJar;
@@ -43,6 +44,8 @@ use crate::{Control, Observer, route, sys};
 const SEND_BUDGET: usize = 1024;
 /// Packets read per turn at most, so sending is not starved.
 const RECV_BUDGET: usize = 4096;
+/// Link-layer addresses kept at most for hosts not yet reported.
+const MAX_MACS: usize = 1 << 16;
 
 /// The raw TCP scans: one engine, one template each, and nmap's reading
 /// of the answers (RFC 9293 §3.10.7: a closed port answers anything but a
@@ -134,6 +137,10 @@ pub enum PingProbe {
     Syn(u16),
     /// `-PA<port>`: a lone ACK; the RST it draws proves the host.
     Ack(u16),
+    /// `-PR`: an ARP request (IPv4) or Neighbor Solicitation (IPv6), for
+    /// hosts on a directly attached segment, where it replaces the other
+    /// probes (a host answers it even when its firewall drops all IP).
+    Neighbour,
 }
 
 impl PingProbe {
@@ -142,7 +149,7 @@ impl PingProbe {
         match self {
             PingProbe::Syn(port) => Some((TcpScan::Syn, port)),
             PingProbe::Ack(port) => Some((TcpScan::Ack, port)),
-            PingProbe::Echo | PingProbe::Timestamp => None,
+            PingProbe::Echo | PingProbe::Timestamp | PingProbe::Neighbour => None,
         }
     }
 }
@@ -383,6 +390,10 @@ impl FlightTable {
         }
     }
 
+    fn contains(&self, dst: IpAddr, port: u16) -> bool {
+        self.by_target.contains_key(&(dst, port))
+    }
+
     fn take(&mut self, dst: IpAddr, port: u16) -> Option<ProbeId> {
         let id = self.by_target.remove(&(dst, port))?;
         if let Some(slot) = self.by_slot.get_mut(id.slot()) {
@@ -459,6 +470,8 @@ pub fn run(
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
     let mut templates = Templates::default();
+    let neighbour_pings = options.pings.contains(&PingProbe::Neighbour);
+    let mut macs = HashMap::new();
     let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
     let mut sockets: [Option<socket2::Socket>; 3] = [None, None, None];
     for (i, socket) in opened.into_iter().enumerate() {
@@ -499,6 +512,7 @@ pub fn run(
                 our_ports: &reservation,
                 scan: options.scan,
                 pings: &options.pings,
+                macs: &mut macs,
                 stats: &mut stats,
                 now,
             },
@@ -552,11 +566,32 @@ pub fn run(
                 &options.decoys[..]
             };
             if let Some(&ping) = options.pings.get(usize::from(probe.port)) {
+                // On a directly attached segment the neighbour solicitation
+                // is the one probe, as nmap's ARP ping; elsewhere it has no
+                // meaning.
+                let segment = if frames && neighbour_pings {
+                    paths.on_segment(probe.addr).ok().flatten()
+                } else {
+                    None
+                };
+                let applies = match ping {
+                    PingProbe::Neighbour => segment.is_some(),
+                    _ => segment.is_none(),
+                };
+                if !applies {
+                    scheduler.on_skipped(probe.id, now);
+                    continue;
+                }
+                let outlet = if ping == PingProbe::Neighbour {
+                    Outlet::Frame
+                } else {
+                    outlet
+                };
                 let batch = sender.filling(outlet, &mut |b| {
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
-                let staged = match ping.tcp() {
-                    Some((scan, port)) => {
+                let staged = match (ping.tcp(), segment) {
+                    (Some((scan, port)), _) => {
                         let template = templates.get(path.source, scan, reservation.base);
                         let tcp = TcpProbe {
                             dst_port: port,
@@ -564,7 +599,10 @@ pub fn run(
                         };
                         stage(probe, path.via, template, &reservation, &jar, batch, tcp)
                     }
-                    None => stage_query(probe, ping, path, &jar, batch),
+                    (None, Some(segment)) if ping == PingProbe::Neighbour => {
+                        stage_solicitation(probe, segment, batch)
+                    }
+                    (None, _) => stage_query(probe, ping, path, &jar, batch),
                 };
                 staged?;
                 if batch.packets.is_full() {
@@ -600,7 +638,10 @@ pub fn run(
         if let Some(e) = fatal.take() {
             return Err(e);
         }
-        while let Some(event) = scheduler.poll_event() {
+        while let Some(mut event) = scheduler.poll_event() {
+            if let ScanEvent::HostDone(report) = &mut event {
+                report.mac = macs.remove(&report.target.addr);
+            }
             sink(event);
         }
         if scheduler.is_finished() {
@@ -743,6 +784,26 @@ fn stage_query(
     Ok(())
 }
 
+/// Builds a neighbour solicitation (ARP request or ICMPv6 Neighbor
+/// Solicitation) into a batch, as a whole frame on the segment's interface.
+fn stage_solicitation(
+    probe: Probe,
+    (ifindex, mac, source): (u32, [u8; 6], IpAddr),
+    batch: &mut Batch,
+) -> Result<(), RawError> {
+    let Some(buffer) = batch.packets.next_buffer() else {
+        return Ok(());
+    };
+    let len =
+        write_solicitation(buffer, mac, source, probe.addr).map_err(|e| RawError::Socket {
+            what: "building a probe",
+            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+        })?;
+    batch.packets.commit_frame(len, ifindex);
+    batch.ids.push(Some(probe.id));
+    Ok(())
+}
+
 /// Builds one TCP probe into a batch: the Ethernet header first for a
 /// frame, then the packet from the template.
 fn stage(
@@ -794,6 +855,9 @@ struct Judge<'a> {
     our_ports: &'a PortReservation,
     scan: TcpScan,
     pings: &'a [PingProbe],
+    /// The link-layer addresses neighbours answered with, by address,
+    /// until their host is reported.
+    macs: &'a mut HashMap<IpAddr, [u8; 6]>,
     stats: &'a mut RawStats,
     now: Instant,
 }
@@ -866,6 +930,31 @@ impl Judge<'_> {
     /// Judges a packet in host discovery: an ICMP query's reply or a TCP
     /// ping's answer, matched to the probe by its index.
     fn ping_answer(&mut self, bytes: &[u8]) {
+        if let Some(answer) = parse_neighbour_reply(bytes) {
+            // No cookie to check: an answer counts only while a
+            // solicitation to that address is in flight.
+            let Some(index) = self.pings.iter().position(|p| *p == PingProbe::Neighbour) else {
+                return;
+            };
+            self.stats.received += 1;
+            let reason = if answer.addr.is_ipv4() {
+                Reason::ArpResponse
+            } else {
+                Reason::NdResponse
+            };
+            let reply = Reply {
+                state: PortState::Open,
+                reason,
+                ttl: None,
+            };
+            if let Some(mac) = answer.mac
+                && self.flights.contains(answer.addr, index as u16)
+                && self.macs.len() < MAX_MACS
+            {
+                self.macs.insert(answer.addr, mac);
+            }
+            return self.report(answer.addr, index as u16, reply);
+        }
         if let Some(answer) = parse_query_reply(bytes) {
             self.stats.received += 1;
             let (want, reason) = match answer.query {

@@ -261,33 +261,39 @@ fn set_int_option(
     }
 }
 
-/// Classic BPF over a packet that starts at its IP header: drop what
-/// this machine sends (our own probes, seen leaving; the kernel's RSTs),
-/// accept IPv4 TCP or ICMP and IPv6 TCP or ICMPv6, drop everything else;
-/// all in the kernel, before anything is copied to us.
-fn reply_filter() -> [socket2::SockFilter; 13] {
+/// Classic BPF over a packet that starts at its network header: drop what
+/// this machine sends (our own probes, seen leaving; the kernel's RSTs);
+/// accept ARP (for host discovery), IPv4 TCP or ICMP and IPv6 TCP or
+/// ICMPv6; drop everything else; all in the kernel, before anything is
+/// copied to us.
+fn reply_filter() -> [socket2::SockFilter; 15] {
     use socket2::SockFilter as F;
     const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const ALU_RSH: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
     const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    // The packet type, an ancillary field (SKF_AD_OFF + SKF_AD_PKTTYPE).
+    // Ancillary fields: the packet type (SKF_AD_OFF + SKF_AD_PKTTYPE) and
+    // the link-layer protocol (SKF_AD_OFF + SKF_AD_PROTOCOL).
     const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+    const PROTOCOL: u32 = (-0x1000i32) as u32;
     // Jump offsets count from the next instruction.
     [
-        F::new(LD_B_ABS, 0, 0, PKTTYPE),                 // 0: A = packet type
-        F::new(JEQ, 9, 0, libc::PACKET_OUTGOING as u32), // 1: outgoing ? drop : 2
-        F::new(LD_B_ABS, 0, 0, 0),                       // 2: A = first byte
-        F::new(ALU_RSH, 0, 0, 4),                        // 3: A = IP version
-        F::new(JEQ, 0, 3, 4),                            // 4: IPv4 ? 5 : 8
-        F::new(LD_B_ABS, 0, 0, 9),                       // 5: A = IPv4 protocol
-        F::new(JEQ, 5, 0, 6),                            // 6: TCP ? accept : 7
-        F::new(JEQ, 4, 3, 1),                            // 7: ICMP ? accept : drop
-        F::new(LD_B_ABS, 0, 0, 6),                       // 8: A = IPv6 next header
-        F::new(JEQ, 2, 0, 6),                            // 9: TCP ? accept : 10
-        F::new(JEQ, 1, 0, 58),                           // 10: ICMPv6 ? accept : drop
-        F::new(RET, 0, 0, 0),                            // 11: drop
-        F::new(RET, 0, 0, 0x0004_0000),                  // 12: accept (up to 256 KiB)
+        F::new(LD_B_ABS, 0, 0, PKTTYPE), // 0: A = packet type
+        F::new(JEQ, 11, 0, libc::PACKET_OUTGOING as u32), // 1: outgoing ? drop : 2
+        F::new(LD_H_ABS, 0, 0, PROTOCOL), // 2: A = EtherType
+        F::new(JEQ, 10, 0, libc::ETH_P_ARP as u32), // 3: ARP ? accept : 4
+        F::new(LD_B_ABS, 0, 0, 0),       // 4: A = first byte
+        F::new(ALU_RSH, 0, 0, 4),        // 5: A = IP version
+        F::new(JEQ, 0, 3, 4),            // 6: IPv4 ? 7 : 10
+        F::new(LD_B_ABS, 0, 0, 9),       // 7: A = IPv4 protocol
+        F::new(JEQ, 5, 0, 6),            // 8: TCP ? accept : 9
+        F::new(JEQ, 4, 3, 1),            // 9: ICMP ? accept : drop
+        F::new(LD_B_ABS, 0, 0, 6),       // 10: A = IPv6 next header
+        F::new(JEQ, 2, 0, 6),            // 11: TCP ? accept : 12
+        F::new(JEQ, 1, 0, 58),           // 12: ICMPv6 ? accept : drop
+        F::new(RET, 0, 0, 0),            // 13: drop
+        F::new(RET, 0, 0, 0x0004_0000),  // 14: accept (up to 256 KiB)
     ]
 }
 
@@ -483,6 +489,44 @@ pub fn source_for(dst: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
     let socket = std::net::UdpSocket::bind(bind)?;
     socket.connect((dst, 9))?;
     Ok(socket.local_addr()?.ip())
+}
+
+/// This machine's own addresses (every interface's, IPv4 and IPv6), from
+/// `getifaddrs(3)`; empty if the call fails.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Vec::new();
+    }
+    let mut addrs = Vec::new();
+    let mut node = list;
+    while !node.is_null() {
+        // SAFETY: `node` is a live element of the list getifaddrs made;
+        // each ifa_addr is null or points to a sockaddr of its family.
+        unsafe {
+            let sa = (*node).ifa_addr;
+            if !sa.is_null() {
+                match i32::from((*sa).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(sa as *const libc::sockaddr_in);
+                        addrs.push(
+                            std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)).into(),
+                        );
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(sa as *const libc::sockaddr_in6);
+                        addrs.push(std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr).into());
+                    }
+                    _ => {}
+                }
+            }
+            node = (*node).ifa_next;
+        }
+    }
+    // SAFETY: frees the list getifaddrs made, once.
+    unsafe { libc::freeifaddrs(list) };
+    addrs
 }
 
 /// Drops every capability of the process (effective, permitted and

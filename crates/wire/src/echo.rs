@@ -16,11 +16,9 @@ use core::net::IpAddr;
 use crate::bytes::{be32, ipv4_at, ipv6_at, put_bytes, put8, put16, tail, u8_at};
 use crate::checksum;
 use crate::error::StampError;
+use crate::ip_protocol;
 use crate::{ipv4, ipv6};
 
-/// ICMP for IPv4 (protocol 1) and ICMPv6 (next header 58).
-const PROTO_ICMP: u8 = 1;
-const PROTO_ICMPV6: u8 = 58;
 /// ICMP timestamp request and reply (RFC 792).
 const TIMESTAMP_REQUEST: u8 = 13;
 const TIMESTAMP_REPLY: u8 = 14;
@@ -100,7 +98,7 @@ pub fn write_query(
             put16(out, f::TOTAL_LEN, len as u16);
             put16(out, f::IDENT, ip_id);
             put8(out, f::TTL, 64);
-            put8(out, f::PROTOCOL, PROTO_ICMP);
+            put8(out, f::PROTOCOL, ip_protocol::ICMP);
             put_bytes(out, f::SRC_ADDR, s.octets());
             put_bytes(out, f::DST_ADDR, d.octets());
             let sum = checksum::checksum(out.get(..ipv4::HEADER_LEN).unwrap_or(&[]));
@@ -115,11 +113,11 @@ pub fn write_query(
             use ipv6::field as f;
             put8(out, f::VER_TC_FLOW, 0x60);
             put16(out, f::PAYLOAD_LEN, body16);
-            put8(out, f::NEXT_HEADER, PROTO_ICMPV6);
+            put8(out, f::NEXT_HEADER, ip_protocol::ICMPV6);
             put8(out, f::HOP_LIMIT, 64);
             put_bytes(out, f::SRC_ADDR, s.octets());
             put_bytes(out, f::DST_ADDR, d.octets());
-            let pseudo = checksum::pseudo_header_v6(&s, &d, PROTO_ICMPV6, u32::from(body16));
+            let pseudo = checksum::pseudo_header_v6(&s, &d, ip_protocol::ICMPV6, u32::from(body16));
             (crate::icmp::v6::ECHO_REQUEST, pseudo)
         }
         // Checked above.
@@ -144,7 +142,7 @@ pub fn parse_query_reply(packet: &[u8]) -> Option<QueryReply> {
             let ihl = usize::from(u8_at(packet, 0) & 0x0f).saturating_mul(4);
             if ihl < ipv4::HEADER_LEN
                 || packet.len() < ihl
-                || u8_at(packet, ipv4::field::PROTOCOL) != PROTO_ICMP
+                || u8_at(packet, ipv4::field::PROTOCOL) != ip_protocol::ICMP
             {
                 return None;
             }
@@ -158,7 +156,7 @@ pub fn parse_query_reply(packet: &[u8]) -> Option<QueryReply> {
         }
         6 => {
             if packet.len() < ipv6::HEADER_LEN
-                || u8_at(packet, ipv6::field::NEXT_HEADER) != PROTO_ICMPV6
+                || u8_at(packet, ipv6::field::NEXT_HEADER) != ip_protocol::ICMPV6
             {
                 return None;
             }

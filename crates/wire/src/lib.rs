@@ -12,6 +12,8 @@
 //!   ICMPv6 error with the [`Quoted`] probe it answers, or [`Reply::Other`].
 //! - [`write_query`] and [`parse_query_reply`]: ICMP echo and timestamp
 //!   queries for host discovery, with a cookie in identifier and sequence.
+//! - [`write_solicitation`] and [`parse_neighbour_reply`]: ARP and
+//!   Neighbor Discovery on a directly attached segment.
 //! - Checked views ([`Ipv4Packet`], [`Ipv6Packet`], [`TcpPacket`],
 //!   [`IcmpPacket`]) over borrowed bytes, for callers that need more fields.
 //!
@@ -63,6 +65,7 @@ mod error;
 pub mod icmp;
 mod ipv4;
 mod ipv6;
+mod neighbour;
 mod reply;
 mod syn;
 mod tcp;
@@ -74,6 +77,7 @@ pub use error::{Header, StampError, WireError};
 pub use icmp::IcmpPacket;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
+pub use neighbour::{NeighbourReply, parse_neighbour_reply, write_solicitation};
 pub use reply::{Quoted, Reply, parse_reply};
 pub use syn::{SynOptions, SynTemplate};
 pub use tcp::{TcpFlags, TcpPacket};

@@ -1,0 +1,282 @@
+//! Neighbour discovery on a directly attached segment, for host discovery
+//! (nmap's ARP and ND pings): the ARP request (IPv4) and the ICMPv6
+//! Neighbor Solicitation (IPv6) as whole Ethernet frames, and the ARP reply
+//! and Neighbor Advertisement that answer them.
+//!
+//! Read first: RFC 826 (ARP), RFC 4861 sections 4.3, 4.4 and 7.2 (Neighbor
+//! Solicitation and Advertisement), RFC 4291 section 2.7.1 (the
+//! solicited-node multicast address) and RFC 2464 section 7 (its Ethernet
+//! address).
+//!
+//! Contract: no panic on any input; no allocation. Frames are written
+//! whole; answers are read from their network header on (ARP header or
+//! IPv6 header), as a packet socket of type `SOCK_DGRAM` delivers them.
+
+use core::net::{IpAddr, Ipv6Addr};
+
+use crate::bytes::{be16, ipv4_at, ipv6_at, put_bytes, put8, put16, tail, u8_at};
+use crate::checksum;
+use crate::error::StampError;
+use crate::ip_protocol;
+use crate::ipv6;
+
+/// Ethernet header length; EtherTypes of ARP and IPv6.
+const ETHERNET: usize = 14;
+const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// An ARP packet for Ethernet and IPv4.
+const ARP_LEN: usize = 28;
+/// ICMPv6 Neighbor Solicitation / Advertisement: type, code, checksum,
+/// 4 bytes of flags or reserved, the 16-byte target, then options.
+const ND_TYPE_SOLICIT: u8 = 135;
+const ND_TYPE_ADVERT: u8 = 136;
+const ND_LEN: usize = 24;
+/// The source (1) and target (2) link-layer address options, 8 bytes each.
+const OPTION_SOURCE_LL: u8 = 1;
+const OPTION_TARGET_LL: u8 = 2;
+const OPTION_LL_LEN: usize = 8;
+
+/// An answer of a neighbour on the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighbourReply {
+    /// The address the neighbour answers for.
+    pub addr: IpAddr,
+    /// Its link-layer address, when the answer carries one.
+    pub mac: Option<[u8; 6]>,
+    /// The address the answer is for (ours), for ARP; unspecified for ND.
+    pub to: IpAddr,
+}
+
+fn ethernet(out: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
+    put_bytes(out, 0, dst);
+    put_bytes(out, 6, src);
+    put16(out, 12, ethertype);
+}
+
+/// Writes a whole Ethernet frame asking who has `target` (ARP for IPv4,
+/// a Neighbor Solicitation for IPv6), from our `mac` and `ip`, and returns
+/// its length.
+///
+/// # Errors
+/// [`StampError::BufferTooSmall`] for a short buffer,
+/// [`StampError::FamilyMismatch`] when `ip` and `target` differ in IP
+/// version. Nothing is written then.
+pub fn write_solicitation(
+    buf: &mut [u8],
+    mac: [u8; 6],
+    ip: IpAddr,
+    target: IpAddr,
+) -> Result<usize, StampError> {
+    let len = match (ip, target) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => ETHERNET.saturating_add(ARP_LEN),
+        (IpAddr::V6(_), IpAddr::V6(_)) => ETHERNET
+            .saturating_add(ipv6::HEADER_LEN)
+            .saturating_add(ND_LEN)
+            .saturating_add(OPTION_LL_LEN),
+        _ => {
+            return Err(StampError::FamilyMismatch {
+                template_v6: ip.is_ipv6(),
+            });
+        }
+    };
+    let available = buf.len();
+    let Some(out) = buf.get_mut(..len) else {
+        return Err(StampError::BufferTooSmall {
+            needed: len,
+            available,
+        });
+    };
+    out.fill(0);
+    match (ip, target) {
+        (IpAddr::V4(ip), IpAddr::V4(target)) => {
+            ethernet(out, [0xff; 6], mac, ETHERTYPE_ARP);
+            let arp = out.get_mut(ETHERNET..).unwrap_or(&mut []);
+            put16(arp, 0, 1); // Ethernet
+            put16(arp, 2, 0x0800); // IPv4
+            put8(arp, 4, 6);
+            put8(arp, 5, 4);
+            put16(arp, 6, 1); // request
+            put_bytes(arp, 8, mac);
+            put_bytes(arp, 14, ip.octets());
+            put_bytes(arp, 24, target.octets());
+        }
+        (IpAddr::V6(ip), IpAddr::V6(target)) => {
+            let t = target.octets();
+            let group = Ipv6Addr::new(
+                0xff02,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0xff00 | u16::from(t[13]),
+                u16::from_be_bytes([t[14], t[15]]),
+            );
+            ethernet(
+                out,
+                [0x33, 0x33, 0xff, t[13], t[14], t[15]],
+                mac,
+                ETHERTYPE_IPV6,
+            );
+            let packet = out.get_mut(ETHERNET..).unwrap_or(&mut []);
+            use ipv6::field as f;
+            let body = (ND_LEN + OPTION_LL_LEN) as u16;
+            put8(packet, f::VER_TC_FLOW, 0x60);
+            put16(packet, f::PAYLOAD_LEN, body);
+            put8(packet, f::NEXT_HEADER, ip_protocol::ICMPV6);
+            put8(packet, f::HOP_LIMIT, 255);
+            put_bytes(packet, f::SRC_ADDR, ip.octets());
+            put_bytes(packet, f::DST_ADDR, group.octets());
+            let nd = packet.get_mut(ipv6::HEADER_LEN..).unwrap_or(&mut []);
+            put8(nd, 0, ND_TYPE_SOLICIT);
+            put_bytes(nd, 8, t);
+            put8(nd, ND_LEN, OPTION_SOURCE_LL);
+            put8(nd, ND_LEN.saturating_add(1), 1);
+            put_bytes(nd, ND_LEN.saturating_add(2), mac);
+            let pseudo =
+                checksum::pseudo_header_v6(&ip, &group, ip_protocol::ICMPV6, u32::from(body));
+            let sum = checksum::add(pseudo, checksum::sum(nd));
+            put16(nd, 2, !sum);
+        }
+        _ => {}
+    }
+    Ok(len)
+}
+
+/// Reads an ARP reply (from the ARP header on) or a Neighbor
+/// Advertisement (from the IPv6 header on); `None` for anything else.
+#[must_use]
+pub fn parse_neighbour_reply(packet: &[u8]) -> Option<NeighbourReply> {
+    if packet.len() >= ARP_LEN
+        && be16(packet, 0) == 1
+        && be16(packet, 2) == 0x0800
+        && u8_at(packet, 4) == 6
+        && u8_at(packet, 5) == 4
+        && be16(packet, 6) == 2
+    {
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(packet.get(8..14)?);
+        return Some(NeighbourReply {
+            addr: IpAddr::V4(ipv4_at(packet, 14)),
+            mac: Some(mac),
+            to: IpAddr::V4(ipv4_at(packet, 24)),
+        });
+    }
+    if packet.len() < ipv6::HEADER_LEN
+        || u8_at(packet, 0) >> 4 != 6
+        || u8_at(packet, ipv6::field::NEXT_HEADER) != ip_protocol::ICMPV6
+        // A genuine advertisement comes from the link itself.
+        || u8_at(packet, ipv6::field::HOP_LIMIT) != 255
+    {
+        return None;
+    }
+    let nd = tail(packet, ipv6::HEADER_LEN);
+    if nd.len() < ND_LEN || u8_at(nd, 0) != ND_TYPE_ADVERT || u8_at(nd, 1) != 0 {
+        return None;
+    }
+    let target = ipv6_at(nd, 8);
+    // The options: look for the target link-layer address.
+    let mut mac = None;
+    let mut options = tail(nd, ND_LEN);
+    while options.len() >= 2 {
+        let len = usize::from(u8_at(options, 1)).saturating_mul(8);
+        if len == 0 || len > options.len() {
+            break;
+        }
+        if u8_at(options, 0) == OPTION_TARGET_LL && len >= OPTION_LL_LEN {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(options.get(2..8)?);
+            mac = Some(m);
+        }
+        options = tail(options, len);
+    }
+    Some(NeighbourReply {
+        addr: IpAddr::V6(target),
+        mac,
+        to: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_packets::{v4, v6};
+    use proptest::prelude::*;
+
+    const MAC: [u8; 6] = [2, 0x5c, 0x12, 0, 0, 1];
+    const THEIRS: [u8; 6] = [2, 0x5c, 0x12, 0, 0, 2];
+
+    #[test]
+    fn arp_request_and_reply() {
+        let mut buf = [0u8; 128];
+        let n = write_solicitation(&mut buf, MAC, v4("198.18.0.1"), v4("198.18.0.2")).unwrap();
+        assert_eq!(n, 42);
+        assert_eq!(&buf[..6], &[0xff; 6]);
+        assert_eq!(&buf[12..14], &[0x08, 0x06]);
+        // Our own request is not a reply.
+        assert_eq!(parse_neighbour_reply(&buf[14..n]), None);
+        // The reply: operation 2, sender and target swapped.
+        let mut reply = buf[14..n].to_vec();
+        reply[7] = 2;
+        reply[8..14].copy_from_slice(&THEIRS);
+        reply[14..18].copy_from_slice(&[198, 18, 0, 2]);
+        reply[18..24].copy_from_slice(&MAC);
+        reply[24..28].copy_from_slice(&[198, 18, 0, 1]);
+        assert_eq!(
+            parse_neighbour_reply(&reply),
+            Some(NeighbourReply {
+                addr: v4("198.18.0.2"),
+                mac: Some(THEIRS),
+                to: v4("198.18.0.1"),
+            })
+        );
+    }
+
+    #[test]
+    fn neighbor_solicitation_is_valid_and_the_advertisement_is_read() {
+        let mut buf = [0u8; 128];
+        let n = write_solicitation(&mut buf, MAC, v6("fd00::1"), v6("fd00::abcd:1234")).unwrap();
+        assert_eq!(&buf[..6], &[0x33, 0x33, 0xff, 0xcd, 0x12, 0x34]);
+        let packet = &buf[14..n];
+        let group: Ipv6Addr = "ff02::1:ffcd:1234".parse().unwrap();
+        assert_eq!(&packet[24..40], &group.octets());
+        let IpAddr::V6(src) = v6("fd00::1") else {
+            unreachable!()
+        };
+        let pseudo = checksum::pseudo_header_v6(&src, &group, 58, (n - 54) as u32);
+        assert_eq!(checksum::add(pseudo, checksum::sum(&packet[40..])), 0xffff);
+        // An advertisement for the target with its link-layer address.
+        let mut advert = packet.to_vec();
+        advert[40] = ND_TYPE_ADVERT;
+        advert[64] = OPTION_TARGET_LL;
+        advert[66..72].copy_from_slice(&THEIRS);
+        assert_eq!(
+            parse_neighbour_reply(&advert),
+            Some(NeighbourReply {
+                addr: v6("fd00::abcd:1234"),
+                mac: Some(THEIRS),
+                to: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            })
+        );
+        // Not from the link: ignored.
+        advert[7] = 64;
+        assert_eq!(parse_neighbour_reply(&advert), None);
+    }
+
+    #[test]
+    fn mixed_families_and_short_buffers_are_errors() {
+        let mut buf = [0u8; 128];
+        assert!(write_solicitation(&mut buf, MAC, v4("198.18.0.1"), v6("fd00::2")).is_err());
+        assert!(
+            write_solicitation(&mut buf[..41], MAC, v4("198.18.0.1"), v4("198.18.0.2")).is_err()
+        );
+        assert_eq!(buf, [0u8; 128]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = parse_neighbour_reply(&bytes);
+        }
+    }
+}
