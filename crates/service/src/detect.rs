@@ -637,6 +637,65 @@ async fn portmapper_dump(addr: SocketAddr, wait: Duration) -> Option<Vec<rpc::Ma
 mod tests {
     use super::*;
 
+    /// Probes, in file order: NULL; A (rarity 1); B (rarity 5, lists 8080);
+    /// C (rarity 8); D (rarity 3, lists 443 as an sslport); a UDP probe.
+    const DB: &str = "\
+Probe TCP NULL q||
+Probe TCP A q|a|
+rarity 1
+Probe TCP B q|b|
+rarity 5
+ports 8080
+Probe TCP C q|c|
+rarity 8
+Probe TCP D q|d|
+rarity 3
+sslports 443
+Probe UDP U q|u|
+rarity 1
+";
+
+    fn plan(port: u16, intensity: u8, tls: Option<&TlsInfo>) -> Vec<String> {
+        let parsed = crate::parse(DB.as_bytes());
+        assert_eq!(parsed.errors, vec![]);
+        let ctx = Context {
+            db: Arc::new(parsed.db),
+            clients: TlsClients::new().unwrap(),
+            options: DetectOptions {
+                intensity,
+                ..DetectOptions::default()
+            },
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            extra: Duration::ZERO,
+        };
+        ctx.plan(tls)
+            .into_iter()
+            .map(|i| ctx.db.probes[i].name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn probes_follow_port_lists_then_rarity_up_to_the_intensity() {
+        // --version-intensity 7 (the default): every TCP probe up to 7.
+        assert_eq!(plan(22, 7, None), ["NULL", "A", "B", "D"]);
+        // --version-light (2): the rarest go; a probe listing the port
+        // comes first whatever its rarity.
+        assert_eq!(plan(22, 2, None), ["NULL", "A"]);
+        assert_eq!(plan(8080, 2, None), ["NULL", "B", "A"]);
+        // --version-all (9) and 0.
+        assert_eq!(plan(22, 9, None), ["NULL", "A", "B", "C", "D"]);
+        assert_eq!(plan(22, 0, None), ["NULL"]);
+        // sslports count inside TLS only; HTTP chosen by ALPN skips NULL.
+        let tls = TlsInfo::default();
+        assert_eq!(plan(443, 2, Some(&tls)), ["NULL", "D", "A"]);
+        assert_eq!(plan(443, 2, None), ["NULL", "A"]);
+        let http = TlsInfo {
+            alpn: Some("http/1.1".into()),
+            ..TlsInfo::default()
+        };
+        assert_eq!(plan(443, 2, Some(&http)), ["D", "A"]);
+    }
+
     #[test]
     fn waits_grow_with_the_round_trip_up_to_a_bound() {
         assert_eq!(rtt_allowance(None), Duration::ZERO);
