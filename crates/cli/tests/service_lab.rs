@@ -408,6 +408,57 @@ impl Versions {
     }
 }
 
+/// `--versiondb`: an unreadable file or one without probes stops the run
+/// before anything is sent; bad lines are named with their numbers (at
+/// most ten, then a count) and skipped. Scans only a closed port of
+/// 127.0.0.1.
+#[test]
+fn versiondb_errors_are_reported_with_line_numbers() {
+    let dir = scratch_dir();
+    let run = |db: &Path| {
+        util::portolan(&[
+            "-sT",
+            "-sV",
+            "-Pn",
+            "--no-progress",
+            "--versiondb",
+            db.to_str().unwrap(),
+            "-p",
+            "1",
+            "127.0.0.1",
+        ])
+    };
+    let out = run(&dir.join("missing"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "# nothing\nmatch x m/y/\n").unwrap();
+    let out = run(&empty);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2: \"match\" before any Probe line"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no probes loaded"), "{stderr}");
+
+    let bad = dir.join("bad");
+    let mut text = String::from("Probe TCP NULL q||\n");
+    for _ in 0..12 {
+        text.push_str("match x m/(/\n");
+    }
+    text.push_str("match ok m/^ok/ p/\x1b[2J/\n");
+    std::fs::write(&bad, text).unwrap();
+    let out = run(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("line 2: pattern:"), "{stderr}");
+    assert!(stderr.contains("line 11: pattern:"), "{stderr}");
+    assert!(!stderr.contains("line 12:"), "{stderr}");
+    assert!(stderr.contains("2 more bad lines skipped"), "{stderr}");
+}
+
 /// The second set of daemons, with the Debian packages that carry them.
 const MORE_PROGRAMS: [(&str, &str); 8] = [
     ("/usr/sbin/vsftpd", "vsftpd"),
