@@ -71,6 +71,30 @@ pub struct OutputFile {
     pub path: Option<PathBuf>,
 }
 
+/// Service and version detection (`-sV` and its knobs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionConfig {
+    /// `-sV`.
+    pub enabled: bool,
+    /// `--version-intensity`, `--version-light` (2), `--version-all` (9).
+    pub intensity: u8,
+    /// `--version-timeout`: the most time spent on one port.
+    pub timeout: Duration,
+    /// `--versiondb`: a probe file to use instead of Portolan's own.
+    pub db: Option<PathBuf>,
+}
+
+impl Default for VersionConfig {
+    fn default() -> Self {
+        VersionConfig {
+            enabled: false,
+            intensity: 7,
+            timeout: Duration::from_secs(30),
+            db: None,
+        }
+    }
+}
+
 /// The resolved configuration of one run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -121,6 +145,8 @@ pub struct Config {
     pub source: Option<std::net::IpAddr>,
     /// `-e`.
     pub interface: Option<String>,
+    /// `-sV` and its knobs.
+    pub version: VersionConfig,
     /// `--send-ip`.
     pub send_ip: bool,
     /// `-D`: decoys, with `Me` placed; empty without `-D`.
@@ -279,6 +305,7 @@ pub fn resolve(
         no_progress: false,
         source: None,
         interface: None,
+        version: VersionConfig::default(),
         send_ip: false,
         decoys: Vec::new(),
         skip_discovery: false,
@@ -366,8 +393,9 @@ pub fn resolve(
                             cfg.scan = Some(kind);
                         }
                         'L' => mode = Mode::List,
+                        'V' => cfg.version.enabled = true,
                         'n' => cfg.ping_only = true,
-                        'U' | 'Y' | 'Z' | 'O' | 'I' | 'V' | 'C' | 'R' => {
+                        'U' | 'Y' | 'Z' | 'O' | 'I' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
                                  use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM or -sL"
@@ -383,6 +411,22 @@ pub fn resolve(
                     }
                 }
             }
+            FlagId::VersionIntensity => {
+                let n: u8 = number(g, "a number from 0 to 9")?;
+                if n > 9 {
+                    return Err(bad_value(g, "a number from 0 to 9"));
+                }
+                cfg.version.intensity = n;
+            }
+            FlagId::VersionLight => cfg.version.intensity = 2,
+            FlagId::VersionAll => cfg.version.intensity = 9,
+            FlagId::VersionTimeout => {
+                cfg.version.timeout = time(g)?;
+                if cfg.version.timeout.is_zero() {
+                    return Err(bad_value(g, "a time such as 500ms, 2s, 5m or 1h"));
+                }
+            }
+            FlagId::VersionDb => cfg.version.db = Some(PathBuf::from(value(g))),
             FlagId::Ports => port_spec = Some(g),
             FlagId::ExcludePorts => exclude_ports = Some(g),
             FlagId::Fast => top = Some(100),
@@ -740,6 +784,25 @@ mod tests {
         assert_eq!(c.tcp_ports.len(), 100);
         let c = cfg(&["-p-", "--exclude-ports", "1-1000", "198.18.0.1"]).unwrap();
         assert_eq!(c.tcp_ports.len(), 65535 - 1000);
+    }
+
+    #[test]
+    fn version_detection_flags() {
+        let c = cfg(&["198.18.0.1"]).unwrap();
+        assert_eq!(c.version, VersionConfig::default());
+        let c = cfg(&["-sV", "--version-light", "--version-timeout", "5s", "x"]).unwrap();
+        assert!(c.version.enabled);
+        assert_eq!(c.version.intensity, 2);
+        assert_eq!(c.version.timeout, Duration::from_secs(5));
+        let c = cfg(&["-sTV", "-version-all", "--versiondb", "db.txt", "x"]).unwrap();
+        assert!(c.version.enabled);
+        assert_eq!(c.version.intensity, 9);
+        assert_eq!(c.version.db, Some(PathBuf::from("db.txt")));
+        assert!(
+            cfg(&["--version-intensity", "10", "x"])
+                .unwrap_err()
+                .contains("\"10\"")
+        );
     }
 
     #[test]

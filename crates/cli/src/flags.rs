@@ -36,6 +36,12 @@ pub enum FlagId {
     Ping,
     // Techniques
     Scan,
+    // Service and version detection
+    VersionIntensity,
+    VersionLight,
+    VersionAll,
+    VersionTimeout,
+    VersionDb,
     // Ports
     Ports,
     ExcludePorts,
@@ -101,17 +107,19 @@ pub enum Section {
     Discovery,
     Techniques,
     Ports,
+    Service,
     Timing,
     Output,
     Misc,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Targets,
         Section::Discovery,
         Section::Techniques,
         Section::Ports,
+        Section::Service,
         Section::Timing,
         Section::Output,
         Section::Misc,
@@ -123,6 +131,7 @@ impl Section {
             Section::Discovery => "HOST DISCOVERY",
             Section::Techniques => "SCAN TECHNIQUES",
             Section::Ports => "PORT SPECIFICATION AND SCAN ORDER",
+            Section::Service => "SERVICE/VERSION DETECTION",
             Section::Timing => "TIMING AND PERFORMANCE",
             Section::Output => "OUTPUT",
             Section::Misc => "MISC",
@@ -239,8 +248,8 @@ pub static FLAGS: &[FlagDef] = &[
         ["s"],
         Value,
         Techniques,
-        "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sL",
-        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only"
+        "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sL / -sV",
+        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only / then probe open TCP ports for service and version"
     ),
     flag!(
         Ports,
@@ -289,6 +298,46 @@ pub static FLAGS: &[FlagDef] = &[
         Ports,
         "--seed <number>",
         "Key of the random order, to reproduce a scan's order"
+    ),
+    flag!(
+        VersionIntensity,
+        ["version-intensity"],
+        Value,
+        Service,
+        "--version-intensity <0-9>",
+        "With -sV: send probes up to this rarity (default 7)"
+    ),
+    flag!(
+        VersionLight,
+        ["version-light"],
+        Switch,
+        Service,
+        "--version-light",
+        "With -sV: the likeliest probes only (intensity 2)"
+    ),
+    flag!(
+        VersionAll,
+        ["version-all"],
+        Switch,
+        Service,
+        "--version-all",
+        "With -sV: every probe (intensity 9)"
+    ),
+    flag!(
+        VersionTimeout,
+        ["version-timeout"],
+        Value,
+        Service,
+        "--version-timeout <time>",
+        "With -sV: the most time spent on one port (default 30s)"
+    ),
+    flag!(
+        VersionDb,
+        ["versiondb"],
+        Value,
+        Service,
+        "--versiondb <file>",
+        "With -sV: probes from this nmap-service-probes file instead of Portolan's"
     ),
     flag!(
         Timing,

@@ -8,6 +8,7 @@
 //! interrupted.
 
 mod args;
+mod detection;
 mod flags;
 mod names;
 mod outputs;
@@ -187,6 +188,15 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     };
     let outputs = outputs::Outputs::new(config, options)?;
 
+    // -sV: the probe database loads before anything is sent.
+    let version_db = if config.version.enabled {
+        Some(detection::load_db(&config.version)?)
+    } else {
+        None
+    };
+    // With -sV, finished hosts wait for version detection before output.
+    let held: std::cell::RefCell<Vec<HostReport>> = Default::default();
+
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal ends the process at once.
@@ -224,6 +234,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         outputs: &outputs,
         interrupted: &interrupted,
         start,
+        held: version_db.as_ref().map(|_| &held),
     };
 
     let mut packets = None;
@@ -268,6 +279,13 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         }
         stats
     };
+    if let Some(db) = &version_db {
+        let mut held = held.into_inner();
+        detection::enrich(&mut held, db, &config.version, Arc::clone(&interrupted))?;
+        for report in held {
+            outputs.event(&ScanEvent::HostDone(Box::new(report)));
+        }
+    }
     outputs.finish_names(!interrupted.load(Ordering::Relaxed));
     if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
@@ -363,6 +381,8 @@ struct Engine<'a> {
     outputs: &'a outputs::Outputs,
     interrupted: &'a AtomicBool,
     start: Instant,
+    /// With `-sV`: where port-scanned hosts wait for version detection.
+    held: Option<&'a std::cell::RefCell<Vec<HostReport>>>,
 }
 
 impl Engine<'_> {
@@ -454,6 +474,10 @@ impl Engine<'_> {
                 if report.times.srtt.is_none() {
                     report.times = *times;
                 }
+            }
+            if let Some(held) = self.held {
+                held.borrow_mut().push(report.clone());
+                return false;
             }
             true
         };

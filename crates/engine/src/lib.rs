@@ -13,10 +13,12 @@
 
 pub mod model;
 pub mod scheduler;
+pub mod service;
 pub mod timing;
 
 pub use model::{
     HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, Reply, ScanStats,
 };
 pub use scheduler::{Probe, ProbeId, ScanEvent, ScanPlan, Scheduler};
+pub use service::{PortService, ServiceInfo, ServiceMethod, TlsInfo};
 pub use timing::{RateLimiter, RttEstimator, TimingConfig, TimingTemplate, Window};

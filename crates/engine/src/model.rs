@@ -269,6 +269,8 @@ pub struct HostReport {
     pub started: Instant,
     /// When the host was done.
     pub finished: Instant,
+    /// What version detection (`-sV`) found on its ports; empty without it.
+    pub services: Vec<crate::service::PortService>,
 }
 
 impl HostReport {
@@ -279,6 +281,14 @@ impl HostReport {
             counts[p.state.index()] += 1;
         }
         counts
+    }
+
+    /// The service version detection found on `port`, if it ran there.
+    pub fn service(&self, proto: Protocol, port: u16) -> Option<&crate::service::ServiceInfo> {
+        self.services
+            .iter()
+            .find(|s| s.proto == proto && s.port == port)
+            .map(|s| &s.info)
     }
 }
 

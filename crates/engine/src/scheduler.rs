@@ -1073,6 +1073,7 @@ impl Scheduler {
             },
             started: host.started.unwrap_or(now),
             finished: now,
+            services: Vec::new(),
         };
         self.stats.hosts_done += 1;
         if matches!(status, HostStatus::Up(_)) {

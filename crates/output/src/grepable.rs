@@ -73,12 +73,23 @@ impl<W: Write> GrepableSink<W> {
             .iter()
             .filter(|p| Some(p.state) != ignored)
             .map(|p| {
+                // With -sV: the probed name (`ssl|http`) and the version
+                // text, terminal-escaped like every banner.
+                let found = report.service(p.proto, p.port);
+                let name = found.map_or_else(
+                    || service_name(p.proto, p.port).to_string(),
+                    |f| for_terminal(&f.full_name()).into_owned(),
+                );
+                let version = found.map_or_else(String::new, |f| {
+                    for_terminal(&f.version_line()).into_owned()
+                });
                 format!(
-                    "{}/{}/{}//{}///",
+                    "{}/{}/{}//{}//{}/",
                     p.port,
                     field(p.state.as_str()),
                     proto_name(p.proto),
-                    field(service_name(p.proto, p.port))
+                    field(&name),
+                    field(&version)
                 )
             })
             .collect();
@@ -124,6 +135,21 @@ impl<W: Write> Sink for GrepableSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probed_services_fill_the_service_and_version_fields() {
+        let mut sink = GrepableSink::new(Vec::new(), OutputOptions::default());
+        sink.write_host(&crate::fixtures::probed_host()).unwrap();
+        let text = String::from_utf8(sink.out).unwrap();
+        assert!(
+            text.contains(
+                "Ports: 22/open/tcp//ssh//OpenSSH 9.2p1 Debian 2+deb12u3 (protocol 2.0)/, \
+                 443/open/tcp//ssl|http//evil<&>\\x1b[2J\\u{9b} 1.22.1/, \
+                 8080/open/tcp//http-alt///"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn separators_never_enter_a_field() {

@@ -7,9 +7,15 @@
 //! - `{"type":"rate","t_s","probes_sent","replies","ports_done"}` about once
 //!   a second: the scan's cumulative counters `t_s` seconds after its start
 //!   (rates are the differences between two lines);
-//! - `{"type":"host","addr","name"?,"rdns"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count}}`
+//! - `{"type":"host","addr","name"?,"rdns"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count},"services"?}`
 //!   when a host is done (`name`: the name typed, else the reverse-DNS
-//!   name; `rdns`: the reverse-DNS name, when one was found);
+//!   name; `rdns`: the reverse-DNS name, when one was found); with `-sV`,
+//!   `services` lists
+//!   `{"port","proto","name","product"?,"version"?,"extrainfo"?,"hostname"?,"ostype"?,"devicetype"?,"cpe"?,"method","conf","tunnel"?,"tls"?,"banner"?}`
+//!   per probed port, `tls` being
+//!   `{"protocol","alpn"?,"subject","issuer","san","not_before"?,"not_after"?,"key_type"}`
+//!   and `banner` the first bytes received, printable ASCII as is and
+//!   every other byte as `\xNN`;
 //! - `{"type":"summary","schema":1,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted"}`
 //!   last.
 //!
@@ -20,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use portolan_engine::{HostReport, HostStatus, PortResult, PortState};
+use portolan_engine::{HostReport, HostStatus, PortResult, PortService, PortState, TlsInfo};
 use serde::Serialize;
 
 use crate::time::rfc3339;
@@ -76,6 +82,104 @@ struct Host<'a> {
     rttvar_us: Option<u128>,
     timeout_us: u128,
     ports: BTreeMap<&'a str, u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<Service<'a>>,
+}
+
+#[derive(Serialize)]
+struct Service<'a> {
+    port: u16,
+    proto: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extrainfo: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ostype: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    devicetype: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    cpe: &'a [String],
+    method: &'a str,
+    conf: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Tls<'a>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    banner: String,
+}
+
+#[derive(Serialize)]
+struct Tls<'a> {
+    protocol: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alpn: Option<&'a str>,
+    subject: &'a str,
+    issuer: &'a str,
+    san: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<String>,
+    key_type: &'a str,
+}
+
+impl<'a> Service<'a> {
+    fn new(s: &'a PortService) -> Service<'a> {
+        let i = &s.info;
+        Service {
+            port: s.port,
+            proto: proto_name(s.proto),
+            name: &i.name,
+            product: i.product.as_deref(),
+            version: i.version.as_deref(),
+            extrainfo: i.extrainfo.as_deref(),
+            hostname: i.hostname.as_deref(),
+            ostype: i.ostype.as_deref(),
+            devicetype: i.devicetype.as_deref(),
+            cpe: &i.cpe,
+            method: i.method.as_str(),
+            conf: i.conf,
+            tunnel: i.ssl.then_some("ssl"),
+            tls: i.tls.as_ref().map(Tls::new),
+            banner: escape_bytes(&i.banner),
+        }
+    }
+}
+
+impl<'a> Tls<'a> {
+    fn new(t: &'a TlsInfo) -> Tls<'a> {
+        Tls {
+            protocol: &t.protocol,
+            alpn: t.alpn.as_deref(),
+            subject: &t.subject,
+            issuer: &t.issuer,
+            san: &t.san,
+            not_before: t.not_before.map(rfc3339),
+            not_after: t.not_after.map(rfc3339),
+            key_type: &t.key_type,
+        }
+    }
+}
+
+/// Raw bytes as text: printable ASCII as is (`\` doubled), every other
+/// byte as `\xNN`.
+fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b' '..=b'~' => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -197,6 +301,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             rttvar_us: report.times.rttvar.map(|d| d.as_micros()),
             timeout_us: report.times.timeout.as_micros(),
             ports: state_counts(&report.state_counts()),
+            services: report.services.iter().map(Service::new).collect(),
         })?;
         self.out.flush()
     }
@@ -268,6 +373,45 @@ mod tests {
             text,
             "{\"type\":\"port\",\"addr\":\"fd00::2\",\"proto\":\"tcp\",\"port\":22,\
              \"state\":\"open\",\"reason\":\"syn-ack\",\"service\":\"ssh\",\"tries\":1}\n"
+        );
+    }
+
+    #[test]
+    fn services_carry_version_tls_and_escaped_banners() {
+        use portolan_engine::{ServiceInfo, ServiceMethod};
+        let service = PortService {
+            port: 443,
+            proto: Protocol::Tcp,
+            info: ServiceInfo {
+                name: "http".into(),
+                product: Some("nginx".into()),
+                version: Some("1.22.1".into()),
+                cpe: vec!["cpe:/a:f5:nginx:1.22.1".into()],
+                method: ServiceMethod::Probed,
+                conf: 10,
+                ssl: true,
+                tls: Some(TlsInfo {
+                    protocol: "TLSv1.3".into(),
+                    subject: "CN=lab\u{1b}".into(),
+                    issuer: "CN=lab".into(),
+                    san: vec!["DNS:lab".into()],
+                    not_before: Some(std::time::UNIX_EPOCH),
+                    key_type: "RSA 2048".into(),
+                    ..TlsInfo::default()
+                }),
+                banner: b"HTTP/1.1 200\r\n\x1b\xff\\".to_vec(),
+                ..ServiceInfo::default()
+            },
+        };
+        let text = serde_json::to_string(&Service::new(&service)).unwrap();
+        assert_eq!(
+            text,
+            "{\"port\":443,\"proto\":\"tcp\",\"name\":\"http\",\"product\":\"nginx\",\
+             \"version\":\"1.22.1\",\"cpe\":[\"cpe:/a:f5:nginx:1.22.1\"],\"method\":\"probed\",\
+             \"conf\":10,\"tunnel\":\"ssl\",\"tls\":{\"protocol\":\"TLSv1.3\",\
+             \"subject\":\"CN=lab\\u001b\",\"issuer\":\"CN=lab\",\"san\":[\"DNS:lab\"],\
+             \"not_before\":\"1970-01-01T00:00:00Z\",\"key_type\":\"RSA 2048\"},\
+             \"banner\":\"HTTP/1.1 200\\\\x0d\\\\x0a\\\\x1b\\\\xff\\\\\\\\\"}"
         );
     }
 }

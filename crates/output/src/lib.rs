@@ -289,7 +289,10 @@ pub fn hosts_phrase(done: u64, up: u64) -> String {
 pub(crate) mod fixtures {
     use std::time::{Duration, Instant};
 
-    use portolan_engine::{HostReport, HostStatus, HostTimes, PortOutcome, PortState, Reason};
+    use portolan_engine::{
+        HostReport, HostStatus, HostTimes, PortOutcome, PortService, PortState, Reason,
+        ServiceInfo, ServiceMethod,
+    };
     use portolan_targets::{Protocol, Target};
 
     /// A TCP port's outcome after one try.
@@ -324,12 +327,57 @@ pub(crate) mod fixtures {
             },
             started: now,
             finished: now,
+            services: Vec::new(),
         }
     }
 
     /// [`host`], up.
     pub fn up_host(ports: Vec<PortOutcome>) -> HostReport {
         host(HostStatus::Up(Reason::UserSet), ports)
+    }
+
+    /// [`up_host`] after `-sV`: OpenSSH on 22, nginx inside TLS on 443
+    /// (with a product holding a terminal escape and XML metacharacters,
+    /// and a CPE), and 8080 open but not probed.
+    pub fn probed_host() -> HostReport {
+        let mut report = up_host(vec![
+            outcome(22, PortState::Open, Reason::SynAck),
+            outcome(443, PortState::Open, Reason::SynAck),
+            outcome(8080, PortState::Open, Reason::SynAck),
+        ]);
+        let probed = |port, info: ServiceInfo| PortService {
+            port,
+            proto: Protocol::Tcp,
+            info: ServiceInfo {
+                method: ServiceMethod::Probed,
+                conf: 10,
+                ..info
+            },
+        };
+        report.services = vec![
+            probed(
+                22,
+                ServiceInfo {
+                    name: "ssh".into(),
+                    product: Some("OpenSSH".into()),
+                    version: Some("9.2p1 Debian 2+deb12u3".into()),
+                    extrainfo: Some("protocol 2.0".into()),
+                    ..ServiceInfo::default()
+                },
+            ),
+            probed(
+                443,
+                ServiceInfo {
+                    name: "http".into(),
+                    product: Some("evil<&>\x1b[2J\u{9b}".into()),
+                    version: Some("1.22.1".into()),
+                    cpe: vec!["cpe:/a:f5:nginx:1.22.1".into()],
+                    ssl: true,
+                    ..ServiceInfo::default()
+                },
+            ),
+        ];
+        report
     }
 }
 

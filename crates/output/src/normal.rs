@@ -136,7 +136,7 @@ impl<W: Write> NormalSink<W> {
                 )?;
             }
         } else {
-            write_table(out, &shown, self.options.reason)?;
+            write_table(out, &shown, self.options.reason, report)?;
         }
         if let Some(mac) = deferred_mac {
             writeln!(out, "MAC Address: {mac}")?;
@@ -145,44 +145,67 @@ impl<W: Write> NormalSink<W> {
     }
 }
 
-fn write_table(out: &mut impl Write, ports: &[&PortOutcome], reason: bool) -> io::Result<()> {
-    let rows: Vec<[String; 4]> = ports
+fn write_table(
+    out: &mut impl Write,
+    ports: &[&PortOutcome],
+    reason: bool,
+    report: &HostReport,
+) -> io::Result<()> {
+    // With -sV, the probed service name and nmap's VERSION column (text
+    // from the network: escaped).
+    let version = !report.services.is_empty();
+    let rows: Vec<[String; 5]> = ports
         .iter()
         .map(|p| {
             let why = match p.reason_ttl {
                 Some(ttl) => format!("{} ttl {ttl}", p.reason.as_str()),
                 None => p.reason.as_str().to_string(),
             };
+            let found = report.service(p.proto, p.port);
             [
                 format!("{}/{}", p.port, proto_name(p.proto)),
                 p.state.as_str().to_string(),
-                service_name(p.proto, p.port).to_string(),
+                found.map_or_else(
+                    || service_name(p.proto, p.port).to_string(),
+                    |f| for_terminal(&f.full_name()).into_owned(),
+                ),
                 why,
+                found.map_or_else(String::new, |f| {
+                    for_terminal(&f.version_line()).into_owned()
+                }),
             ]
         })
         .collect();
-    let mut widths = [4usize, 5, 7, 6];
+    let mut widths = [4usize, 5, 7, 6, 7];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
-    let columns = if reason { 4 } else { 3 };
-    let header = ["PORT", "STATE", "SERVICE", "REASON"];
-    let line = |cells: [&str; 4]| {
+    let columns: Vec<usize> = [0, 1, 2]
+        .into_iter()
+        .chain(reason.then_some(3))
+        .chain(version.then_some(4))
+        .collect();
+    let header = ["PORT", "STATE", "SERVICE", "REASON", "VERSION"];
+    let line = |cells: [&str; 5]| {
         let mut s = String::new();
-        for i in 0..columns {
-            if i + 1 == columns {
+        for (n, &i) in columns.iter().enumerate() {
+            if n + 1 == columns.len() {
                 s.push_str(cells[i]);
             } else {
                 s.push_str(&format!("{:<w$} ", cells[i], w = widths[i]));
             }
         }
-        s
+        s.trim_end().to_string()
     };
     writeln!(out, "{}", line(header))?;
     for row in &rows {
-        writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3]]))?;
+        writeln!(
+            out,
+            "{}",
+            line([&row[0], &row[1], &row[2], &row[3], &row[4]])
+        )?;
     }
     Ok(())
 }
@@ -283,6 +306,23 @@ mod tests {
             service_name(Protocol::Tcp, 5000)
         );
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn version_column_shows_escaped_service_fields() {
+        let r = crate::fixtures::probed_host();
+        let text = render(&r, OutputOptions::default());
+        let table: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(
+            table,
+            vec![
+                "PORT     STATE SERVICE  VERSION",
+                "22/tcp   open  ssh      OpenSSH 9.2p1 Debian 2+deb12u3 (protocol 2.0)",
+                "443/tcp  open  ssl/http evil<&>\\x1b[2J\\u{9b} 1.22.1",
+                "8080/tcp open  http-alt",
+                "",
+            ]
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use portolan_engine::{HostReport, HostStatus, PortOutcome, PortState, Reason};
+use portolan_engine::{HostReport, HostStatus, PortOutcome, PortState, Reason, ServiceInfo};
 
 use crate::escape::for_xml;
 use crate::time::{ctime_utc, unix_seconds};
@@ -217,12 +217,16 @@ fn write_ports(
         .iter()
         .filter(|p| !collapsed.contains(&p.state));
     for p in shown {
-        write_port(out, p)?;
+        write_port(out, p, report.service(p.proto, p.port))?;
     }
     out.write_all(b"</ports>\n")
 }
 
-fn write_port(out: &mut impl Write, p: &PortOutcome) -> io::Result<()> {
+fn write_port(
+    out: &mut impl Write,
+    p: &PortOutcome,
+    service: Option<&ServiceInfo>,
+) -> io::Result<()> {
     open_tag(
         out,
         "port",
@@ -241,16 +245,52 @@ fn write_port(out: &mut impl Write, p: &PortOutcome) -> io::Result<()> {
             ("reason_ttl", &ttl(p.reason_ttl)),
         ],
     )?;
-    empty(
-        out,
-        "service",
-        &[
-            ("name", service_name(p.proto, p.port)),
-            ("method", "table"),
-            ("conf", "3"),
-        ],
-    )?;
+    match service {
+        Some(found) => write_service(out, found)?,
+        None => empty(
+            out,
+            "service",
+            &[
+                ("name", service_name(p.proto, p.port)),
+                ("method", "table"),
+                ("conf", "3"),
+            ],
+        )?,
+    }
     out.write_all(b"</port>\n")
+}
+
+/// `-sV`'s findings: nmap's `<service>` attributes and `<cpe>` children
+/// (every value from the network, escaped).
+fn write_service(out: &mut impl Write, s: &ServiceInfo) -> io::Result<()> {
+    let conf = s.conf.to_string();
+    let mut attrs: Vec<(&str, &str)> = vec![("name", &s.name)];
+    let optional = [
+        ("product", &s.product),
+        ("version", &s.version),
+        ("extrainfo", &s.extrainfo),
+        ("hostname", &s.hostname),
+        ("ostype", &s.ostype),
+        ("devicetype", &s.devicetype),
+    ];
+    attrs.extend(
+        optional
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))),
+    );
+    if s.ssl {
+        attrs.push(("tunnel", "ssl"));
+    }
+    attrs.extend([("method", s.method.as_str()), ("conf", conf.as_str())]);
+    if s.cpe.is_empty() {
+        return empty(out, "service", &attrs);
+    }
+    open_tag(out, "service", &attrs)?;
+    out.write_all(b">")?;
+    for cpe in &s.cpe {
+        write!(out, "<cpe>{}</cpe>", for_xml(cpe))?;
+    }
+    out.write_all(b"</service>")
 }
 
 impl<W: Write> Sink for XmlSink<W> {
@@ -377,6 +417,27 @@ mod tests {
             .render_host(&mut out, report)
             .unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn probed_services_carry_nmaps_attributes_escaped() {
+        let text = render(&crate::fixtures::probed_host(), OutputOptions::default());
+        assert!(
+            text.contains(
+                "<service name=\"ssh\" product=\"OpenSSH\" version=\"9.2p1 Debian 2+deb12u3\" \
+                 extrainfo=\"protocol 2.0\" method=\"probed\" conf=\"10\"/>"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "<service name=\"http\" product=\"evil&lt;&amp;&gt;\\x1b[2J\\u{9b}\" \
+                 version=\"1.22.1\" tunnel=\"ssl\" method=\"probed\" conf=\"10\">\
+                 <cpe>cpe:/a:f5:nginx:1.22.1</cpe></service>"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("<service name=\"http-alt\" method=\"table\" conf=\"3\"/>"));
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn scan() -> Scan {
         times: times(srtt),
         started: at(s),
         finished: at(e),
+        services: Vec::new(),
     };
     // Host 1: 22 and 80 open, the rest closed (collapsed).
     let h1: Vec<PortOutcome> = ports

@@ -1,0 +1,215 @@
+//! ONC RPC programs behind open ports, from the portmapper's list.
+//!
+//! Read RFC 5531 (RPC messages, record marking in §11) and RFC 1833
+//! (portmapper version 2, `PMAPPROC_DUMP`) first. nmap's RPC grinder
+//! tries program numbers one by one; where a host's portmapper answers
+//! `DUMP`, its list already says which program and versions serve each
+//! port, so one call names every RPC port of the host (the issue's
+//! "portmapper dump where allowed").
+//!
+//! Contract: [`parse_dump`] never panics and never reads past its input;
+//! it accepts at most [`MAX_MAPPINGS`] entries. No I/O here.
+
+/// The portmapper's program number.
+pub const PORTMAPPER: u32 = 100_000;
+/// The most entries read from one `DUMP` reply.
+pub const MAX_MAPPINGS: usize = 4096;
+/// The transaction id of our calls ("PLRP").
+pub const XID: u32 = 0x504c_5250;
+/// IP protocol number of TCP in a mapping.
+pub const PROTO_TCP: u32 = 6;
+
+/// One entry of the portmapper's list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// The program number.
+    pub program: u32,
+    /// One version it serves.
+    pub version: u32,
+    /// 6 (TCP) or 17 (UDP).
+    pub protocol: u32,
+    /// The port.
+    pub port: u32,
+}
+
+/// The `PMAPPROC_DUMP` call (program 100000 version 2 procedure 4), with
+/// TCP record marking.
+pub fn dump_call() -> Vec<u8> {
+    let words: [u32; 10] = [XID, 0, 2, PORTMAPPER, 2, 4, 0, 0, 0, 0];
+    let mut call = Vec::with_capacity(44);
+    call.extend_from_slice(&(0x8000_0000u32 | 40).to_be_bytes());
+    for w in words {
+        call.extend_from_slice(&w.to_be_bytes());
+    }
+    call
+}
+
+/// Joins the record fragments of a TCP reply; `None` until the last
+/// fragment is complete (or if a fragment is malformed).
+pub fn record(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let (mark, after) = rest.split_first_chunk::<4>()?;
+        let mark = u32::from_be_bytes(*mark);
+        let len = (mark & 0x7fff_ffff) as usize;
+        let fragment = after.get(..len)?;
+        out.extend_from_slice(fragment);
+        if mark & 0x8000_0000 != 0 {
+            return Some(out);
+        }
+        rest = &after[len..];
+    }
+}
+
+/// Reads the mappings of an accepted `DUMP` reply (one joined record).
+pub fn parse_dump(reply: &[u8]) -> Option<Vec<Mapping>> {
+    let mut words = reply
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    let mut next = || words.next();
+    // xid, REPLY (1), MSG_ACCEPTED (0)
+    if next()? != XID || next()? != 1 || next()? != 0 {
+        return None;
+    }
+    // The verifier: flavor, then an opaque body padded to 4 bytes.
+    let _flavor = next()?;
+    let body = next()? as usize;
+    for _ in 0..body.div_ceil(4) {
+        next()?;
+    }
+    // SUCCESS (0)
+    if next()? != 0 {
+        return None;
+    }
+    let mut list = Vec::new();
+    while next()? == 1 {
+        if list.len() == MAX_MAPPINGS {
+            break;
+        }
+        list.push(Mapping {
+            program: next()?,
+            version: next()?,
+            protocol: next()?,
+            port: next()?,
+        });
+    }
+    Some(list)
+}
+
+/// The usual name of an RPC program (as in `/etc/rpc`), for the
+/// well-known numbers; `None` for others.
+pub fn program_name(program: u32) -> Option<&'static str> {
+    Some(match program {
+        100_000 => "rpcbind",
+        100_001 => "rstatd",
+        100_002 => "rusersd",
+        100_003 => "nfs",
+        100_004 => "ypserv",
+        100_005 => "mountd",
+        100_007 => "ypbind",
+        100_008 => "walld",
+        100_009 => "yppasswdd",
+        100_011 => "rquotad",
+        100_012 => "sprayd",
+        100_021 => "nlockmgr",
+        100_024 => "status",
+        100_068 => "cmsd",
+        100_083 => "ttdbserverd",
+        100_227 => "nfs_acl",
+        150_001 => "pcnfsd",
+        300_019 => "amd",
+        _ => return None,
+    })
+}
+
+/// The lowest and highest version of `program` served on TCP `port`.
+pub fn versions_on(list: &[Mapping], program: u32, port: u16) -> Option<(u32, u32)> {
+    let served = list
+        .iter()
+        .filter(|m| m.program == program && m.protocol == PROTO_TCP && m.port == u32::from(port));
+    let low = served.clone().map(|m| m.version).min()?;
+    let high = served.map(|m| m.version).max()?;
+    Some((low, high))
+}
+
+/// The program served on TCP `port`, if the list names exactly one.
+pub fn program_on(list: &[Mapping], port: u16) -> Option<u32> {
+    let mut programs = list
+        .iter()
+        .filter(|m| m.protocol == PROTO_TCP && m.port == u32::from(port))
+        .map(|m| m.program);
+    let first = programs.next()?;
+    programs.all(|p| p == first).then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_be_bytes()).collect()
+    }
+
+    /// A reply listing rpcbind 4, 3, 2 on 111 and nfs 3, 4 on 2049.
+    fn reply() -> Vec<u8> {
+        let mut w = vec![XID, 1, 0, 0, 0, 0];
+        for (prog, vers, port) in [
+            (100_000, 4, 111),
+            (100_000, 3, 111),
+            (100_000, 2, 111),
+            (100_003, 3, 2049),
+            (100_003, 4, 2049),
+        ] {
+            w.extend([1, prog, vers, PROTO_TCP, port]);
+        }
+        w.extend([1, 100_003, 3, 17, 2049, 0]);
+        words(&w)
+    }
+
+    #[test]
+    fn dump_call_is_a_record_of_ten_words() {
+        let call = dump_call();
+        assert_eq!(call.len(), 44);
+        assert_eq!(&call[..4], &[0x80, 0, 0, 40]);
+        assert_eq!(record(&call).unwrap().len(), 40);
+    }
+
+    #[test]
+    fn dump_replies_parse() {
+        let list = parse_dump(&reply()).unwrap();
+        assert_eq!(list.len(), 6);
+        assert_eq!(versions_on(&list, PORTMAPPER, 111), Some((2, 4)));
+        assert_eq!(versions_on(&list, 100_003, 2049), Some((3, 4)));
+        assert_eq!(program_on(&list, 2049), Some(100_003));
+        assert_eq!(program_on(&list, 22), None);
+        assert_eq!(program_name(100_003), Some("nfs"));
+    }
+
+    #[test]
+    fn fragments_join_and_truncation_is_refused() {
+        let body = reply();
+        let (a, b) = body.split_at(12);
+        let mut framed = Vec::new();
+        framed.extend_from_slice(&(a.len() as u32).to_be_bytes());
+        framed.extend_from_slice(a);
+        framed.extend_from_slice(&(0x8000_0000 | b.len() as u32).to_be_bytes());
+        framed.extend_from_slice(b);
+        assert_eq!(record(&framed).unwrap(), body);
+        for cut in 0..framed.len() {
+            assert!(record(&framed[..cut]).is_none());
+        }
+        for cut in 0..body.len() {
+            let _ = parse_dump(&body[..cut]);
+        }
+        assert!(parse_dump(&words(&[XID, 1, 1])).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_replies_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = record(&bytes);
+            let _ = parse_dump(&bytes);
+        }
+    }
+}
