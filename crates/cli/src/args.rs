@@ -46,6 +46,8 @@ pub enum ScanKind {
     /// `-sS`, `-sA`, `-sW`, `-sF`, `-sN`, `-sX`, `-sM`: raw TCP probes,
     /// needs `CAP_NET_RAW`.
     Raw(TcpScan),
+    /// `-sU`: raw UDP probes, needs `CAP_NET_RAW`.
+    Udp,
 }
 
 impl ScanKind {
@@ -60,6 +62,7 @@ impl ScanKind {
             ScanKind::Raw(TcpScan::Null) => "-sN",
             ScanKind::Raw(TcpScan::Xmas) => "-sX",
             ScanKind::Raw(TcpScan::Maimon) => "-sM",
+            ScanKind::Udp => "-sU",
         }
     }
 }
@@ -113,6 +116,10 @@ pub struct Config {
     pub prefer_ipv6: bool,
     /// TCP ports to scan, sorted.
     pub tcp_ports: Vec<u16>,
+    /// `-sU`: scan UDP ports too (or only, without a TCP scan type).
+    pub udp: bool,
+    /// The UDP ports to scan with `-sU`.
+    pub udp_ports: Vec<u16>,
     /// Scan order key.
     pub seed: Option<u64>,
     /// `-r` turns it off.
@@ -289,6 +296,8 @@ pub fn resolve(
         excludes: Vec::new(),
         prefer_ipv6: false,
         tcp_ports: Vec::new(),
+        udp: false,
+        udp_ports: Vec::new(),
         seed: None,
         randomize: true,
         timing: TimingConfig::from_template(TimingTemplate::Normal),
@@ -395,7 +404,8 @@ pub fn resolve(
                         'L' => mode = Mode::List,
                         'V' => cfg.version.enabled = true,
                         'n' => cfg.ping_only = true,
-                        'U' | 'Y' | 'Z' | 'O' | 'I' | 'C' | 'R' => {
+                        'U' => cfg.udp = true,
+                        'Y' | 'Z' | 'O' | 'I' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
                                  use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM or -sL"
@@ -565,14 +575,31 @@ pub fn resolve(
     cfg.timing = t.normalized();
 
     // Ports.
+    // TCP unless -sU is the only scan type asked for; ports without a
+    // T:/U: prefix go to every protocol scanned.
+    let tcp = !cfg.udp || cfg.scan.is_some();
+    let mut protocols = Vec::new();
+    if tcp {
+        protocols.push(Protocol::Tcp);
+    }
+    if cfg.udp {
+        protocols.push(Protocol::Udp);
+    }
     let mut ports = match (port_spec, top) {
-        (Some(g), _) => portolan_targets::parse_ports(value(g))
+        (Some(g), _) => portolan_targets::parse_ports_for(value(g), &protocols)
             .map_err(|e| usage(format!("{}: {e}", g.spelled)))?,
         (None, n) => {
             let n = n.unwrap_or(1000);
+            let top = |p: Protocol| {
+                if protocols.contains(&p) {
+                    portolan_targets::top_ports(p, n)
+                } else {
+                    Vec::new()
+                }
+            };
             PortList {
-                tcp: portolan_targets::top_ports(Protocol::Tcp, n),
-                udp: Vec::new(),
+                tcp: top(Protocol::Tcp),
+                udp: top(Protocol::Udp),
                 sctp: Vec::new(),
             }
         }
@@ -583,6 +610,7 @@ pub fn resolve(
         ports.remove(&ex);
     }
     cfg.tcp_ports = ports.tcp;
+    cfg.udp_ports = ports.udp;
 
     let to_stdout = [&cfg.normal_out, &cfg.json_out, &cfg.xml_out, &cfg.grep_out]
         .iter()
@@ -603,10 +631,16 @@ pub fn resolve(
                 "no targets were specified: give addresses, networks or names, or -iL FILE",
             ));
         }
-        if cfg.mode == Mode::Scan && cfg.tcp_ports.is_empty() {
-            return Err(usage(
-                "no TCP ports to scan: the port list is empty (check -p and --exclude-ports)",
-            ));
+        let nothing = (tcp && cfg.tcp_ports.is_empty()) || (cfg.udp && cfg.udp_ports.is_empty());
+        if cfg.mode == Mode::Scan && nothing && !cfg.ping_only {
+            let which = if tcp && cfg.tcp_ports.is_empty() {
+                "TCP"
+            } else {
+                "UDP"
+            };
+            return Err(usage(format!(
+                "no {which} ports to scan: the port list is empty (check -p and --exclude-ports)"
+            )));
         }
     }
     Ok(cfg)

@@ -154,7 +154,7 @@ fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
         anyhow::bail!("-D: decoys need a raw-packet scan (-sS, -sA, ...), not -sT");
     }
     match config.scan {
-        Some(kind @ ScanKind::Raw(_)) => {
+        Some(kind @ (ScanKind::Raw(_) | ScanKind::Udp)) => {
             raw::check_privileges().context(kind.flag())?;
             Ok(kind)
         }
@@ -194,8 +194,21 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    // With -sV, finished hosts wait for version detection before output.
+    // The port scans: TCP unless -sU is the only scan type, UDP with -sU.
+    let mut phases: Vec<(ScanKind, Protocol, Vec<u16>)> = Vec::new();
+    if !config.ping_only {
+        if !config.udp || config.scan.is_some() {
+            phases.push((technique, Protocol::Tcp, config.tcp_ports.clone()));
+        }
+        if config.udp {
+            raw::check_privileges().context("-sU")?;
+            phases.push((ScanKind::Udp, Protocol::Udp, config.udp_ports.clone()));
+        }
+    }
+    // With -sV, or TCP and UDP, finished hosts are held until the end
+    // (detection, or their other protocol's ports, still to come).
     let held: std::cell::RefCell<Vec<HostReport>> = Default::default();
+    let hold = version_db.is_some() || phases.len() > 1;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -208,23 +221,20 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
 
     let start_wall = SystemTime::now();
     let start = Instant::now();
-    let ports = if config.ping_only {
-        Vec::new()
-    } else {
-        config.tcp_ports.clone()
-    };
+    let (first_kind, first_proto, first_ports) =
+        phases
+            .first()
+            .cloned()
+            .unwrap_or((technique, Protocol::Tcp, Vec::new()));
     let info = ScanInfo {
         version: VERSION,
         args: argv,
         start: start_wall,
         started_at: start,
-        scan_type: match technique {
-            ScanKind::Raw(scan) => scan.name(),
-            ScanKind::Connect => "connect",
-        },
-        proto: Protocol::Tcp,
-        port_count: ports.len(),
-        ports: ports.clone(),
+        scan_type: scan_type(first_kind),
+        proto: first_proto,
+        port_count: first_ports.len(),
+        ports: first_ports,
     };
     outputs.begin(&info)?;
     let engine = Engine {
@@ -234,7 +244,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         outputs: &outputs,
         interrupted: &interrupted,
         start,
-        held: version_db.as_ref().map(|_| &held),
+        held: hold.then_some(&held),
     };
 
     let mut packets = None;
@@ -246,16 +256,20 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             (TargetList::from_targets(&found.up), Some(found))
         }
     };
-    let stats = if config.ping_only || interrupted.load(Ordering::Relaxed) {
-        found.as_ref().map(|f| f.stats).unwrap_or_default()
-    } else {
+    let mut stats = found.as_ref().map(|f| f.stats).unwrap_or_default();
+    let phase_count = phases.len();
+    for (n, (kind, proto, ports)) in phases.into_iter().enumerate() {
+        if interrupted.load(Ordering::Relaxed) {
+            break;
+        }
         let plan = ScanPlan {
-            targets,
+            targets: targets.clone(),
             ports,
-            proto: Protocol::Tcp,
-            silent_state: match technique {
+            proto,
+            silent_state: match kind {
                 ScanKind::Raw(scan) => scan.silent_state(),
                 ScanKind::Connect => PortState::Filtered,
+                ScanKind::Udp => PortState::OpenFiltered,
             },
             seed: config.seed.unwrap_or_else(random_seed),
             randomize: config.randomize,
@@ -263,22 +277,34 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             // The most commonly open ports first, as nmap does: an early
             // answer gives the round-trip time, and short timeouts, sooner.
             first_ports: if config.randomize {
-                portolan_targets::top_ports(Protocol::Tcp, FIRST_PORTS)
+                portolan_targets::top_ports(proto, FIRST_PORTS)
             } else {
                 Vec::new()
             },
             timing: config.timing.clone(),
             discovery: false,
+            // UDP answers (ICMP port unreachables above all) are rate
+            // limited by most systems.
+            pace_to_answers: kind == ScanKind::Udp,
         };
-        let (mut stats, sent) = engine.run(plan, Vec::new(), found.as_ref())?;
+        let more_raw = n + 1 < phase_count;
+        let (phase_stats, sent) = engine.run(kind, plan, found.as_ref(), more_raw)?;
         add_packets(&mut packets, sent);
-        if let Some(found) = &found {
-            // Every target was looked at; the port scan saw the up ones.
-            stats.hosts_done = found.stats.hosts_done;
-            stats.hosts_up = found.stats.hosts_up;
+        stats = if n == 0 && found.is_none() {
+            phase_stats
+        } else {
+            add_stats(stats, &phase_stats, found.is_some() || n > 0)
+        };
+    }
+    if hold && phase_count > 1 {
+        let merged = merge_reports(held.take());
+        held.replace(merged);
+    }
+    if version_db.is_none() {
+        for report in held.take() {
+            outputs.event(&ScanEvent::HostDone(Box::new(report)));
         }
-        stats
-    };
+    }
     if let Some(db) = &version_db {
         let mut held = held.into_inner();
         detection::enrich(&mut held, db, &config.version, Arc::clone(&interrupted))?;
@@ -304,6 +330,57 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// nmap's name of a scan technique.
+fn scan_type(kind: ScanKind) -> &'static str {
+    match kind {
+        ScanKind::Raw(scan) => scan.name(),
+        ScanKind::Connect => "connect",
+        ScanKind::Udp => "udp",
+    }
+}
+
+/// The counters of one more scan phase added to `total`; the hosts are
+/// counted once (by discovery, or by the first phase).
+fn add_stats(mut total: ScanStats, phase: &ScanStats, hosts_counted: bool) -> ScanStats {
+    if !hosts_counted {
+        total.hosts_done = phase.hosts_done;
+        total.hosts_up = phase.hosts_up;
+    }
+    total.ports_done += phase.ports_done;
+    for (t, p) in total.ports_by_state.iter_mut().zip(phase.ports_by_state) {
+        *t += p;
+    }
+    total.probes_sent += phase.probes_sent;
+    total.retransmissions += phase.retransmissions;
+    total.replies += phase.replies;
+    total.late_replies += phase.late_replies;
+    total
+}
+
+/// One report per host from the reports of several phases (TCP, then
+/// UDP): the first report of each host, with every phase's ports.
+fn merge_reports(reports: Vec<HostReport>) -> Vec<HostReport> {
+    let mut merged: Vec<HostReport> = Vec::new();
+    let mut index: std::collections::HashMap<std::net::IpAddr, usize> = Default::default();
+    for report in reports {
+        match index.get(&report.target.addr) {
+            Some(&i) => {
+                let into = &mut merged[i];
+                into.ports.extend(report.ports);
+                into.finished = into.finished.max(report.finished);
+            }
+            None => {
+                index.insert(report.target.addr, merged.len());
+                merged.push(report);
+            }
+        }
+    }
+    for report in &mut merged {
+        report.ports.sort_by_key(|p| (p.proto as u8, p.port));
+    }
+    merged
 }
 
 fn add_packets(total: &mut Option<portolan_output::PacketStats>, more: Option<raw::RawStats>) {
@@ -341,7 +418,7 @@ fn discovery_probes(
         return Ok(Some(config.pings.clone()));
     }
     Ok(Some(match technique {
-        ScanKind::Raw(_) => {
+        ScanKind::Raw(_) | ScanKind::Udp => {
             let mut probes = vec![
                 PingProbe::Echo,
                 PingProbe::Syn(443),
@@ -415,6 +492,7 @@ impl Engine<'_> {
             randomize: self.config.randomize,
             max_hostgroup: self.config.max_hostgroup,
             first_ports: Vec::new(),
+            pace_to_answers: false,
             timing: TimingConfig {
                 // A host is up if any of several probes is answered: two
                 // retransmissions of each are plenty (nmap's discovery
@@ -446,7 +524,11 @@ impl Engine<'_> {
             }
         };
         let pings = if connect { Vec::new() } else { pings };
-        let (stats, sent) = self.run_with(self.discovery_technique, plan, pings, &mut on_host)?;
+        // Raw discovery keeps its privileges for a raw port scan after it.
+        let keep = !self.config.ping_only
+            && (self.config.udp || matches!(self.technique, ScanKind::Raw(_)));
+        let (stats, sent) =
+            self.run_with(self.discovery_technique, plan, pings, keep, &mut on_host)?;
         let mut found = found.into_inner();
         // Discovery's probes are not ports.
         found.stats = ScanStats {
@@ -457,12 +539,15 @@ impl Engine<'_> {
         Ok((found, sent))
     }
 
-    /// Runs a port scan plan; host reports get the discovery's evidence.
+    /// Runs a port scan plan with `technique`; host reports get the
+    /// discovery's evidence. `keep_privileges` when another raw scan
+    /// follows.
     fn run(
         &self,
+        technique: ScanKind,
         plan: ScanPlan,
-        pings: Vec<PingProbe>,
         found: Option<&Discovered>,
+        keep_privileges: bool,
     ) -> anyhow::Result<(ScanStats, Option<raw::RawStats>)> {
         let mut on_host = |report: &mut HostReport| -> bool {
             if let Some((status, ttl, times)) =
@@ -481,7 +566,7 @@ impl Engine<'_> {
             }
             true
         };
-        self.run_with(self.technique, plan, pings, &mut on_host)
+        self.run_with(technique, plan, Vec::new(), keep_privileges, &mut on_host)
     }
 
     /// Runs `plan` to its end; `on_host` may amend each host report and
@@ -491,6 +576,7 @@ impl Engine<'_> {
         technique: ScanKind,
         plan: ScanPlan,
         pings: Vec<PingProbe>,
+        keep_privileges: bool,
         on_host: &mut dyn FnMut(&mut HostReport) -> bool,
     ) -> anyhow::Result<(ScanStats, Option<raw::RawStats>)> {
         let config = self.config;
@@ -544,24 +630,27 @@ impl Engine<'_> {
                 )
                 .context("the connect scan failed")?;
             }
-            ScanKind::Raw(tcp_scan) => {
+            ScanKind::Raw(_) | ScanKind::Udp => {
                 let seed = random_seed();
-                let what = if pings.is_empty() {
-                    tcp_scan.name().to_uppercase()
-                } else {
+                let (tcp_scan, udp) = match technique {
+                    ScanKind::Raw(scan) => (scan, false),
+                    _ => (TcpScan::Syn, true),
+                };
+                let what = if !pings.is_empty() {
                     "host discovery".to_string()
+                } else {
+                    scan_type(technique).to_uppercase()
                 };
                 let syn_options = SynOptions {
                     scan: tcp_scan,
+                    udp,
                     source: config.source,
                     source_port: config.source_port,
                     device: config.interface.clone(),
                     send_ip: config.send_ip,
                     decoys: config.decoys.clone(),
                     // Discovery keeps them for the port scan that follows.
-                    keep_privileges: !pings.is_empty()
-                        && !config.ping_only
-                        && matches!(self.technique, ScanKind::Raw(_)),
+                    keep_privileges,
                     pings,
                     key: (seed, seed.rotate_left(29) ^ random_seed()),
                 };

@@ -27,7 +27,7 @@ fn name_of(index: usize) -> String {
 }
 
 /// Whether dnsmasq is installed; skips loudly, or fails under CI.
-fn dnsmasq_or_skip(test: &str) -> bool {
+pub(crate) fn dnsmasq_or_skip(test: &str) -> bool {
     if Path::new(DNSMASQ).exists() {
         return true;
     }
@@ -41,7 +41,7 @@ fn dnsmasq_or_skip(test: &str) -> bool {
 
 /// dnsmasq on `server`'s addresses with a PTR (and A/AAAA) record for
 /// each host of `named`; ready when it accepts TCP on port 53.
-fn start_dnsmasq(server: &Host, named: &[(usize, &Host)]) -> Daemon {
+pub(crate) fn start_dnsmasq(server: &Host, named: &[(usize, &Host)]) -> Daemon {
     let dir = scratch_dir();
     let mut cmd = Command::new(DNSMASQ);
     cmd.arg("--keep-in-foreground")

@@ -17,3 +17,4 @@ mod output_tools;
 mod output_xml;
 mod syn_lab;
 mod tcp_flags_lab;
+mod udp_lab;

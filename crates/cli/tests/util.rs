@@ -91,7 +91,7 @@ pub fn read_jsonl(path: &Path) -> JsonRun {
                     reason: v["reason"].as_str().unwrap().to_string(),
                     tries: v["tries"].as_u64().unwrap(),
                 };
-                assert_eq!(v["proto"], "tcp");
+                assert!(v["proto"] == "tcp" || v["proto"] == "udp", "{line}");
                 assert!(v["service"].is_string());
                 let dup = run.ports.insert((addr, port), p);
                 assert!(dup.is_none(), "{addr} port {port} reported twice");

@@ -99,6 +99,8 @@ pub enum Reason {
     EchoReply,
     /// An ICMP timestamp reply (host discovery).
     TimestampReply,
+    /// A UDP datagram came back from the port.
+    UdpResponse,
     /// An ARP reply (host discovery on the segment).
     ArpResponse,
     /// An ICMPv6 Neighbor Advertisement (host discovery on the segment).
@@ -122,6 +124,7 @@ impl Reason {
                 | Reason::TimestampReply
                 | Reason::ArpResponse
                 | Reason::NdResponse
+                | Reason::UdpResponse
         )
     }
 
@@ -179,6 +182,7 @@ impl Reason {
             Reason::UserSet => "user-set",
             Reason::EchoReply => "echo-reply",
             Reason::TimestampReply => "timestamp-reply",
+            Reason::UdpResponse => "udp-response",
             Reason::ArpResponse => "arp-response",
             Reason::NdResponse => "nd-response",
         }
@@ -313,4 +317,7 @@ pub struct ScanStats {
     pub ports_by_state: [u64; 6],
     /// Times the congestion windows were reduced after evidence of loss.
     pub window_decreases: u64,
+    /// Times a host's delay between probes grew because its answers came
+    /// only after retransmissions (rate limiting, see `pace_to_answers`).
+    pub pacing_increases: u64,
 }

@@ -25,7 +25,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use portolan_targets::{Permutation, Protocol, Target, TargetList};
 
@@ -60,6 +60,14 @@ pub struct ScanPlan {
     pub first_ports: Vec<u16>,
     /// Timing knobs.
     pub timing: TimingConfig,
+    /// Pace each host to its answers, as nmap does for UDP: a probe that
+    /// goes unanswered by a host that has answered others doubles the
+    /// host's delay between probes (from [`PACING_START`] up to
+    /// [`PACING_MAX`]), and its silent ports keep their tries until the
+    /// pace is at its most; so a host that rate-limits its answers (Linux
+    /// sends an ICMP port unreachable about once a second after a burst of
+    /// six) still answers every closed port.
+    pub pace_to_answers: bool,
     /// Host discovery: the "ports" are numbers of discovery probes, the
     /// first answer proves the host up (with that answer's reason) and
     /// ends its probing, and a host that answers none is down.
@@ -153,6 +161,10 @@ struct HostScan {
     answered_tries: u32,
     started: Option<Instant>,
     next_allowed: Option<Instant>,
+    /// This host's own delay between probes (see `pace_to_answers`).
+    send_delay: Duration,
+    /// When that delay reached its most.
+    paced_at: Option<Instant>,
     results: Vec<PortOutcome>,
     timed_out: bool,
     reported: bool,
@@ -199,6 +211,7 @@ pub struct Scheduler {
     proto: Protocol,
     silent_state: PortState,
     discovery: bool,
+    pace_to_answers: bool,
     seed: u64,
     randomize: bool,
     timing: TimingConfig,
@@ -263,6 +276,11 @@ fn retries_for_loss(ports: u32, tries: u32, scanned: usize) -> u8 {
 /// starts from (a weak prior: a tenth of a try each).
 const PRIOR_LOST: f64 = 0.1;
 
+/// The first delay between probes to a host paced to its answers.
+pub const PACING_START: Duration = Duration::from_millis(25);
+/// The longest (nmap's default `--max-scan-delay` for UDP).
+pub const PACING_MAX: Duration = Duration::from_secs(1);
+
 /// (host, port) pairs handed out per group, which sets the group size.
 const PAIRS_PER_GROUP: u32 = 1 << 16;
 /// Largest host group.
@@ -305,6 +323,7 @@ impl Scheduler {
             proto: plan.proto,
             silent_state: plan.silent_state,
             discovery: plan.discovery,
+            pace_to_answers: plan.pace_to_answers,
             seed: plan.seed,
             randomize: plan.randomize,
             timing,
@@ -670,7 +689,25 @@ impl Scheduler {
         self.window.on_silence(aggressive);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
         host.window.on_silence(aggressive);
-        let retries = host.retry_budget(max_retries, scanned);
+        // Paced to its answers: silence from a host that does answer may be
+        // its rate limit; slow down, and until the pace reaches its most,
+        // keep trying (the ports are not given up while the pace is off).
+        let pacing = self.pace_to_answers && host.answered_ports > 0;
+        if pacing && host.send_delay < PACING_MAX {
+            host.send_delay = (host.send_delay * 2).clamp(PACING_START, PACING_MAX);
+            self.stats.pacing_increases += 1;
+            if host.send_delay == PACING_MAX {
+                host.paced_at = Some(now);
+            }
+        }
+        // A try sent before the pace settled does not count against the
+        // port: the answer may have been cut by the rate limit.
+        let unsettled = pacing && host.paced_at.is_none_or(|t| entry.sent_at < t);
+        let retries = if unsettled {
+            max_retries
+        } else {
+            host.retry_budget(max_retries, scanned)
+        };
         let allowed_tries = retries + 1;
         if entry.try_no + 1 < allowed_tries && !host.timed_out {
             host.queue.push_back((entry.port, entry.try_no + 1));
@@ -804,8 +841,9 @@ impl Scheduler {
             }
         }
         host.outstanding += 1;
-        if !scan_delay.is_zero() {
-            host.next_allowed = Some(now + scan_delay);
+        let delay = scan_delay.max(host.send_delay);
+        if !delay.is_zero() {
+            host.next_allowed = Some(now + delay);
         }
         // Each retransmission waits twice as long as the try before it
         // (as TCP backs off), which spreads a port's tries over time: a
@@ -971,6 +1009,8 @@ impl Scheduler {
             answered_tries: 0,
             started: None,
             next_allowed: None,
+            send_delay: Duration::ZERO,
+            paced_at: None,
             results: Vec::new(),
             timed_out: false,
             reported: false,
@@ -1121,6 +1161,7 @@ mod tests {
             first_ports: Vec::new(),
             timing,
             discovery: false,
+            pace_to_answers: false,
         }
     }
 

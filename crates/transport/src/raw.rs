@@ -30,8 +30,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
 use portolan_wire::{
-    IcmpQuery, Reply as Packet, SynTemplate, TcpFlags, parse_neighbour_reply, parse_query_reply,
-    parse_reply, write_query, write_solicitation,
+    IcmpQuery, Reply as Packet, SynTemplate, TcpFlags, UdpTemplate, parse_neighbour_reply,
+    parse_query_reply, parse_reply, write_query, write_solicitation,
 };
 
 use crate::cookie::CookieJar;
@@ -167,8 +167,14 @@ pub enum Decoy {
 /// Options of the raw TCP scans.
 #[derive(Clone, Debug, Default)]
 pub struct SynOptions {
-    /// Which scan.
+    /// Which TCP scan (unused for a UDP scan).
     pub scan: TcpScan,
+    /// A UDP scan (`-sU`) instead of a TCP one: each probe carries the
+    /// payload that makes its port's service answer
+    /// ([`portolan_payloads`]), empty for other ports. Any UDP answer =
+    /// open (`udp-response`), ICMP port unreachable = closed, other ICMP
+    /// unreachables = filtered, silence = open|filtered.
+    pub udp: bool,
     /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
     /// empty for no decoys. Decoys of the other IP version are skipped.
     pub decoys: Vec<Decoy>,
@@ -278,7 +284,7 @@ const TRY_PORTS: u16 = 8;
 struct PortReservation {
     base: u16,
     count: u16,
-    _sockets: Vec<std::net::TcpListener>,
+    _sockets: Vec<socket2::Socket>,
 }
 
 impl PortReservation {
@@ -293,19 +299,27 @@ impl PortReservation {
     }
 }
 
-fn bind_reserved(port: u16) -> io::Result<Vec<std::net::TcpListener>> {
+/// Binds TCP and UDP sockets to `port` on every address: UDP answers to
+/// our probes then land in a socket (never read) instead of drawing the
+/// kernel's port unreachables.
+fn bind_reserved(port: u16) -> io::Result<Vec<socket2::Socket>> {
     let mut held = Vec::new();
-    for addr in [
-        SocketAddr::from(([0, 0, 0, 0], port)),
-        SocketAddr::from(([0u16; 8], port)),
+    for (addr, kind) in [
+        (
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            socket2::Type::STREAM,
+        ),
+        (SocketAddr::from(([0u16; 8], port)), socket2::Type::STREAM),
+        (SocketAddr::from(([0, 0, 0, 0], port)), socket2::Type::DGRAM),
+        (SocketAddr::from(([0u16; 8], port)), socket2::Type::DGRAM),
     ] {
         let domain = socket2::Domain::for_address(addr);
-        let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        let s = socket2::Socket::new(domain, kind, None)?;
         if addr.is_ipv6() {
             s.set_only_v6(true)?;
         }
         match s.bind(&addr.into()) {
-            Ok(()) => held.push(s.into()),
+            Ok(()) => held.push(s),
             // No IPv6 on this machine: the IPv4 reservation is enough.
             Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
             Err(e) => return Err(e),
@@ -470,6 +484,9 @@ pub fn run(
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
     let mut templates = Templates::default();
+    let mut udp_templates: HashMap<IpAddr, UdpTemplate> = HashMap::new();
+    // Payloads are written here, then copied into the probe.
+    let mut payload = vec![0u8; portolan_payloads::MAX_PAYLOAD_LEN];
     let neighbour_pings = options.pings.contains(&PingProbe::Neighbour);
     let mut macs = HashMap::new();
     let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
@@ -511,6 +528,7 @@ pub fn run(
                 jar: &jar,
                 our_ports: &reservation,
                 scan: options.scan,
+                udp: options.udp,
                 pings: &options.pings,
                 macs: &mut macs,
                 stats: &mut stats,
@@ -615,15 +633,31 @@ pub fn run(
                     Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
                     Decoy::Addr(_) => continue,
                 };
-                let template = templates.get(source, options.scan, reservation.base);
                 let batch = sender.filling(outlet, &mut |b| {
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
-                let tcp = TcpProbe {
-                    dst_port: probe.port,
-                    id,
-                };
-                stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
+                if options.udp {
+                    let template = udp_templates
+                        .entry(source)
+                        .or_insert_with(|| UdpTemplate::new(source, reservation.base));
+                    let via = path.via;
+                    stage_udp(
+                        probe,
+                        (via, id),
+                        template,
+                        &reservation,
+                        &jar,
+                        &mut payload,
+                        batch,
+                    )?;
+                } else {
+                    let template = templates.get(source, options.scan, reservation.base);
+                    let tcp = TcpProbe {
+                        dst_port: probe.port,
+                        id,
+                    };
+                    stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
+                }
                 if batch.packets.is_full() {
                     sender.submit(outlet);
                 }
@@ -776,10 +810,7 @@ fn stage_query(
         cookie,
         (cookie >> 16) as u16 ^ u16::from(probe.try_no),
     )
-    .map_err(|e| RawError::Socket {
-        what: "building a probe",
-        source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-    })?;
+    .map_err(build_error)?;
     commit(batch, path.via, offset + len, probe.addr, Some(probe.id));
     Ok(())
 }
@@ -794,13 +825,53 @@ fn stage_solicitation(
     let Some(buffer) = batch.packets.next_buffer() else {
         return Ok(());
     };
-    let len =
-        write_solicitation(buffer, mac, source, probe.addr).map_err(|e| RawError::Socket {
-            what: "building a probe",
-            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-        })?;
+    let len = write_solicitation(buffer, mac, source, probe.addr).map_err(build_error)?;
     batch.packets.commit_frame(len, ifindex);
     batch.ids.push(Some(probe.id));
+    Ok(())
+}
+
+/// A probe that could not be written (a template or buffer of the wrong
+/// shape: a bug, reported rather than panicking).
+fn build_error(e: portolan_wire::StampError) -> RawError {
+    RawError::Socket {
+        what: "building a probe",
+        source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+    }
+}
+
+/// Builds one UDP probe into a batch: the payload for its port (see
+/// `portolan_payloads`; none for other ports) with the cookie where the
+/// protocol echoes it, written into `scratch` and copied behind the
+/// headers.
+fn stage_udp(
+    probe: Probe,
+    (via, id): (Via, Option<ProbeId>),
+    template: &UdpTemplate,
+    ports: &PortReservation,
+    jar: &CookieJar,
+    scratch: &mut [u8],
+    batch: &mut Batch,
+) -> Result<(), RawError> {
+    let src = template.src();
+    let port = ports.port_for(probe.try_no);
+    let cookie = jar.cookie(src, probe.addr, port, probe.port);
+    let len = portolan_payloads::payload_for(probe.port, cookie, scratch).unwrap_or(0);
+    let Some(buffer) = batch.packets.next_buffer() else {
+        return Ok(());
+    };
+    let offset = frame_header(buffer, via);
+    let stamped = template
+        .stamp(
+            &mut buffer[offset..],
+            probe.addr,
+            port,
+            probe.port,
+            (cookie >> 16) as u16 ^ u16::from(probe.try_no),
+            &scratch[..len],
+        )
+        .map_err(build_error)?;
+    commit(batch, via, offset + stamped, probe.addr, id);
     Ok(())
 }
 
@@ -831,10 +902,7 @@ fn stage(
             seq,
             (seq >> 16) as u16 ^ u16::from(probe.try_no),
         )
-        .map_err(|e| RawError::Socket {
-            what: "building a probe",
-            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-        })?;
+        .map_err(build_error)?;
     commit(batch, via, offset + len, probe.addr, tcp.id);
     Ok(())
 }
@@ -854,6 +922,7 @@ struct Judge<'a> {
     jar: &'a CookieJar,
     our_ports: &'a PortReservation,
     scan: TcpScan,
+    udp: bool,
     pings: &'a [PingProbe],
     /// The link-layer addresses neighbours answered with, by address,
     /// until their host is reported.
@@ -907,6 +976,9 @@ impl Judge<'_> {
             self.stats.ignored += 1;
             return;
         };
+        if self.udp {
+            return self.udp_answer(packet, bytes);
+        }
         if is_own_probe(&packet, self.our_ports, self.scan) {
             // Our own SYN, seen arriving when the target is on loopback.
             return;
@@ -917,6 +989,76 @@ impl Judge<'_> {
             return;
         };
         self.report(target, port, reply);
+    }
+
+    /// Judges a packet in a UDP scan: a datagram from a scanned port to one
+    /// of ours, or an ICMP error quoting one of our probes.
+    fn udp_answer(&mut self, packet: Packet, bytes: &[u8]) {
+        match packet {
+            Packet::Udp {
+                src,
+                dst,
+                ttl,
+                src_port,
+                dst_port,
+                payload,
+            } => {
+                // Our own probes, seen arriving on loopback, and datagrams
+                // that are not for us.
+                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                    return;
+                }
+                self.stats.received += 1;
+                // Where the protocol echoes the cookie, the answer must
+                // carry it; any other datagram from the port proves it
+                // open as it is.
+                let cookie = self.jar.cookie(dst, src, dst_port, src_port);
+                let answer = payload.of(bytes);
+                if portolan_payloads::echo(src_port, answer).is_some_and(|e| !e.matches(cookie)) {
+                    self.stats.ignored += 1;
+                    return;
+                }
+                let reply = Reply {
+                    state: PortState::Open,
+                    reason: Reason::UdpResponse,
+                    ttl: Some(ttl),
+                };
+                self.report(src, src_port, reply);
+            }
+            Packet::IcmpError {
+                ttl,
+                v6,
+                icmp_type,
+                code,
+                quoted,
+                ..
+            } if quoted.protocol == portolan_wire::ip_protocol::UDP
+                && self.our_ports.contains(quoted.src_port) =>
+            {
+                self.stats.received += 1;
+                let reason = if v6 {
+                    Reason::from_icmpv6(icmp_type, code)
+                } else {
+                    Reason::from_icmpv4(icmp_type, code)
+                };
+                let Some(reason) = reason.filter(|r| *r != Reason::TimeExceeded) else {
+                    self.stats.ignored += 1;
+                    return;
+                };
+                let state = if reason == Reason::PortUnreach {
+                    PortState::Closed
+                } else {
+                    PortState::Filtered
+                };
+                let reply = Reply {
+                    state,
+                    reason,
+                    ttl: Some(ttl),
+                };
+                self.report(quoted.dst, quoted.dst_port, reply);
+            }
+            _ => {}
+        }
     }
 
     /// Hands an answer to the probe in flight to (`target`, `port`).

@@ -1,0 +1,155 @@
+//! The UDP scan (`-sU`) against a lab host with a real DNS server
+//! (dnsmasq, found by the DNS payload), UDP responders, closed ports behind
+//! the kernel's default ICMP rate limit, dropped and ICMP-rejected ports;
+//! over IPv4 and IPv6; and with a TCP scan in the same run.
+
+use std::net::IpAddr;
+
+use portolan_lab::{Lab, lab_or_skip};
+
+use crate::dns_lab::{dnsmasq_or_skip, start_dnsmasq};
+use crate::util::{JsonRun, assert_success, portolan_bin, read_jsonl, scratch_dir};
+
+const ECHO: [u16; 2] = [7777, 9999];
+const DROPPED: std::ops::RangeInclusive<u16> = 2000..=2004;
+const PROHIBITED: std::ops::RangeInclusive<u16> = 3000..=3002;
+/// Closed ports: more than the burst of ICMP errors Linux sends before its
+/// limit of about one a second sets in.
+const CLOSED: std::ops::RangeInclusive<u16> = 100..=115;
+
+fn truth(port: u16) -> (&'static str, &'static str) {
+    if port == 53 || ECHO.contains(&port) {
+        ("open", "udp-response")
+    } else if DROPPED.contains(&port) {
+        ("open|filtered", "no-response")
+    } else if PROHIBITED.contains(&port) {
+        ("filtered", "admin-prohibited")
+    } else {
+        ("closed", "port-unreach")
+    }
+}
+
+fn scan(lab: &Lab, args: &[&str]) -> JsonRun {
+    let json = scratch_dir().join("udp.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(args)
+        .args(["-n", "--no-progress", "-oJ"])
+        .arg(&json)
+        .output()
+        .expect("run portolan");
+    assert_success(&out);
+    read_jsonl(&json)
+}
+
+#[test]
+fn udp_states_are_exact_behind_the_default_icmp_rate_limit() {
+    if !dnsmasq_or_skip("udp_states_are_exact_behind_the_default_icmp_rate_limit") {
+        return;
+    }
+    // The host keeps Linux's ICMP rate limits (no without_icmp_rate_limits).
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    let _dns = start_dnsmasq(host, &[]);
+    let _echo = host.listen_udp(ECHO).unwrap();
+    host.drop_udp(DROPPED).unwrap();
+    host.reject_udp_admin_prohibited(PROHIBITED).unwrap();
+    let ports = "53,100-115,2000-2004,3000-3002,7777,9999";
+    let (v4, v6): (IpAddr, IpAddr) = (host.ipv4().into(), host.ipv6().into());
+    let run = scan(
+        &lab,
+        &["-sU", "-T4", "-p", ports, &v4.to_string(), &v6.to_string()],
+    );
+    let mut wrong = Vec::new();
+    let mut count = 0;
+    for addr in [v4, v6] {
+        for port in std::iter::once(53)
+            .chain(CLOSED)
+            .chain(DROPPED)
+            .chain(PROHIBITED)
+            .chain(ECHO)
+        {
+            count += 1;
+            let want = truth(port);
+            match run.ports.get(&(addr, port)) {
+                Some(p) if (p.state.as_str(), p.reason.as_str()) == want => {}
+                got => wrong.push(format!("{addr} {port}: want {want:?}, got {got:?}")),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {count} wrong:\n{}\nsummary: {:?}",
+        wrong.len(),
+        wrong.join("\n"),
+        run.summary
+    );
+    assert_eq!(run.begin.unwrap()["scan_type"], "udp");
+}
+
+#[test]
+fn tcp_and_udp_in_one_run_give_one_report_per_host() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _tcp = host.listen_tcp([22]).unwrap();
+    let _udp = host.listen_udp([9999]).unwrap();
+    let json = scratch_dir().join("both.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args([
+            "-sS",
+            "-sU",
+            "-p",
+            "T:22,23,U:9999,9998",
+            "-n",
+            "--no-progress",
+            "-oJ",
+        ])
+        .arg(&json)
+        .arg(host.ipv4().to_string())
+        .output()
+        .unwrap();
+    let stdout = assert_success(&out);
+    let text = std::fs::read_to_string(&json).unwrap();
+    let ports: Vec<(String, u64, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "port")
+        .map(|v| {
+            (
+                v["proto"].as_str().unwrap().to_string(),
+                v["port"].as_u64().unwrap(),
+                v["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("tcp", 22, "open"),
+        ("tcp", 23, "closed"),
+        ("udp", 9999, "open"),
+        ("udp", 9998, "closed"),
+    ] {
+        assert!(
+            ports
+                .iter()
+                .any(|(p, n, s)| (p.as_str(), *n, s.as_str()) == want),
+            "{want:?} not in {ports:?}"
+        );
+    }
+    let host_lines = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"host\""))
+        .count();
+    assert_eq!(host_lines, 1, "{text}");
+    assert_eq!(
+        stdout.matches("Portolan scan report for").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("9999/udp") && stdout.contains("22/tcp"),
+        "{stdout}"
+    );
+}
