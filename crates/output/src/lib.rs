@@ -17,6 +17,7 @@ pub mod grepable;
 pub mod jsonl;
 pub mod normal;
 pub mod time;
+pub mod vendor;
 pub mod xml;
 
 use std::io;

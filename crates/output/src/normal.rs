@@ -104,7 +104,10 @@ impl<W: Write> NormalSink<W> {
 
         if let Some(mac) = report.mac {
             // After the ports, as nmap; nothing to look the vendor up in.
-            deferred_mac = Some(crate::mac_text(mac));
+            deferred_mac = Some(match crate::vendor::vendor(mac) {
+                Some(vendor) => format!("{} ({})", crate::mac_text(mac), for_terminal(vendor)),
+                None => crate::mac_text(mac),
+            });
         }
         let collapsed = crate::collapsed_states(report, &self.options);
         if !collapsed.is_empty() {

@@ -151,8 +151,15 @@ impl<W: Write> XmlSink<W> {
         empty(out, "address", &[("addr", &addr), ("addrtype", addrtype)])?;
         if let Some(mac) = report.mac {
             out.write_all(b"\n")?;
-            let mac = crate::mac_text(mac);
-            empty(out, "address", &[("addr", &mac), ("addrtype", "mac")])?;
+            let text = crate::mac_text(mac);
+            match crate::vendor::vendor(mac) {
+                Some(vendor) => empty(
+                    out,
+                    "address",
+                    &[("addr", &text), ("addrtype", "mac"), ("vendor", vendor)],
+                )?,
+                None => empty(out, "address", &[("addr", &text), ("addrtype", "mac")])?,
+            }
         }
         out.write_all(b"\n<hostnames>\n")?;
         if let Some(name) = &report.target.name {
