@@ -235,6 +235,11 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         proto: first_proto,
         port_count: first_ports.len(),
         ports: first_ports,
+        more_scans: phases
+            .iter()
+            .skip(1)
+            .map(|(kind, proto, ports)| (scan_type(*kind), *proto, ports.clone()))
+            .collect(),
     };
     outputs.begin(&info)?;
     let engine = Engine {

@@ -46,6 +46,9 @@ pub struct ScanInfo {
     pub port_count: usize,
     /// The ports each host gets, sorted.
     pub ports: Vec<u16>,
+    /// Further scans of the same run (`-sU` beside a TCP scan): nmap's
+    /// name, protocol and ports of each.
+    pub more_scans: Vec<(&'static str, Protocol, Vec<u16>)>,
 }
 
 impl ScanInfo {

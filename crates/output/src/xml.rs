@@ -332,17 +332,21 @@ impl<W: Write> Sink for XmlSink<W> {
             ],
         )?;
         out.write_all(b">\n")?;
-        empty(
-            out,
-            "scaninfo",
-            &[
-                ("type", info.scan_type),
-                ("protocol", proto_name(info.proto)),
-                ("numservices", &info.ports.len().to_string()),
-                ("services", &port_ranges(&info.ports)),
-            ],
-        )?;
-        out.write_all(b"\n")?;
+        let scans = std::iter::once((info.scan_type, info.proto, &info.ports))
+            .chain(info.more_scans.iter().map(|(t, p, ports)| (*t, *p, ports)));
+        for (scan_type, proto, ports) in scans {
+            empty(
+                out,
+                "scaninfo",
+                &[
+                    ("type", scan_type),
+                    ("protocol", proto_name(proto)),
+                    ("numservices", &ports.len().to_string()),
+                    ("services", &port_ranges(ports)),
+                ],
+            )?;
+            out.write_all(b"\n")?;
+        }
         empty(
             out,
             "verbose",

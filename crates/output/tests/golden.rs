@@ -134,6 +134,7 @@ fn scan() -> Scan {
             proto: Protocol::Tcp,
             port_count: ports.len(),
             ports,
+            more_scans: Vec::new(),
         },
         hosts,
         summary: ScanSummary {
