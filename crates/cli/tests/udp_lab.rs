@@ -95,6 +95,7 @@ fn tcp_and_udp_in_one_run_give_one_report_per_host() {
     let _tcp = host.listen_tcp([22]).unwrap();
     let _udp = host.listen_udp([9999]).unwrap();
     let json = scratch_dir().join("both.jsonl");
+    let xml = scratch_dir().join("both.xml");
     let out = lab
         .scanner()
         .command(portolan_bin())
@@ -108,6 +109,8 @@ fn tcp_and_udp_in_one_run_give_one_report_per_host() {
             "-oJ",
         ])
         .arg(&json)
+        .arg("-oX")
+        .arg(&xml)
         .arg(host.ipv4().to_string())
         .output()
         .unwrap();
@@ -151,5 +154,12 @@ fn tcp_and_udp_in_one_run_give_one_report_per_host() {
     assert!(
         stdout.contains("9999/udp") && stdout.contains("22/tcp"),
         "{stdout}"
+    );
+    // nmap's XML has one scaninfo per scan type.
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        xml.contains(r#"<scaninfo type="syn" protocol="tcp""#)
+            && xml.contains(r#"<scaninfo type="udp" protocol="udp""#),
+        "{xml}"
     );
 }
