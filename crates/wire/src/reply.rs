@@ -104,7 +104,9 @@ pub enum Reply {
     },
     /// An ICMP Destination Unreachable or Time Exceeded (types 3 and 11),
     /// or an ICMPv6 Destination Unreachable or Time Exceeded (types 1 and
-    /// 3), with the packet it quotes.
+    /// 3) or Parameter Problem with code 1 (unrecognized Next Header: the
+    /// protocol is not spoken, as ICMP protocol unreachable), with the
+    /// packet it quotes.
     IcmpError {
         /// The sender of the error: a router, a firewall or the target.
         from: IpAddr,
@@ -271,23 +273,33 @@ fn parse_ipv6(packet: &[u8]) -> Result<Reply, WireError> {
             let msg = IcmpPacket::new_checked(payload)?;
             match msg.msg_type() {
                 icmp::v6::DEST_UNREACHABLE | icmp::v6::TIME_EXCEEDED => {
-                    let quote = Ipv6Packet::new_truncated(msg.payload())?;
-                    let Some((protocol, transport)) = quote.upper_layer()? else {
-                        return Ok(Reply::Other);
-                    };
-                    let quoted = quoted_transport(
-                        IpAddr::V6(quote.src_addr()),
-                        IpAddr::V6(quote.dst_addr()),
-                        protocol,
-                        transport,
-                    )?;
-                    Ok(icmp_error(src, ip.hop_limit(), true, &msg, quoted))
+                    icmpv6_error(src, ip.hop_limit(), &msg)
+                }
+                icmp::v6::PARAMETER_PROBLEM
+                    if msg.code() == icmp::v6::parameter_problem::UNRECOGNIZED_NEXT_HEADER =>
+                {
+                    icmpv6_error(src, ip.hop_limit(), &msg)
                 }
                 _ => Ok(Reply::Other),
             }
         }
         _ => Ok(Reply::Other),
     }
+}
+
+/// An ICMPv6 error from `from` with the packet it quotes.
+fn icmpv6_error(from: IpAddr, ttl: u8, msg: &IcmpPacket<'_>) -> Result<Reply, WireError> {
+    let quote = Ipv6Packet::new_truncated(msg.payload())?;
+    let Some((protocol, transport)) = quote.upper_layer()? else {
+        return Ok(Reply::Other);
+    };
+    let quoted = quoted_transport(
+        IpAddr::V6(quote.src_addr()),
+        IpAddr::V6(quote.dst_addr()),
+        protocol,
+        transport,
+    )?;
+    Ok(icmp_error(from, ttl, true, msg, quoted))
 }
 
 fn parse_tcp(src: IpAddr, dst: IpAddr, ttl: u8, segment: &[u8]) -> Result<Reply, WireError> {
@@ -956,6 +968,16 @@ mod tests {
         assert_eq!((cut(19).vtag, cut(19).sctp_initiate_tag), (Some(0), None));
         assert_eq!(cut(19).sctp_cookie(), None);
         assert_eq!((cut(7).vtag, cut(4).dst_port), (None, 80));
+        // A Parameter Problem, unrecognized Next Header (checksum not
+        // verified): the host does not speak SCTP. Other codes are Other.
+        let mut p = SCTP_ADMIN_PROHIBITED_V6;
+        p[40..42].copy_from_slice(&[4, 1]);
+        assert!(matches!(
+            parse_reply(&p),
+            Ok(Reply::IcmpError { icmp_type: 4, code: 1, quoted, .. }) if quoted == echo
+        ));
+        p[41] = 0;
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
         let p = shorten_v6_quote(&SCTP_ADMIN_PROHIBITED_V6, 48);
         assert!(matches!(
             parse_reply(&p),
