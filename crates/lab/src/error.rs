@@ -64,6 +64,22 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
+    /// The kernel offers no SCTP: `socket(AF_INET, SOCK_STREAM,
+    /// IPPROTO_SCTP)` failed (`EPROTONOSUPPORT` when the kernel was built
+    /// without `CONFIG_IP_SCTP` or its `sctp` module is not loaded).
+    /// [`Namespace::respond_sctp`](crate::Namespace::respond_sctp) answers
+    /// SCTP from user space instead.
+    #[error(
+        "the kernel offers no SCTP (socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP) in namespace \
+         `{namespace}`: {source}); use the user-space responder instead"
+    )]
+    SctpUnavailable {
+        /// The namespace the socket was asked for.
+        namespace: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
     /// A value the caller passed is outside what the lab supports.
     #[error("invalid lab request: {0}")]
     Invalid(String),

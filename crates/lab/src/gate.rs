@@ -5,7 +5,8 @@
 //! `SKIPPED: ...` line on stderr, except under `CI` (set and not `false`/`0`),
 //! where it panics: CI never skips silently. When the machine can host a
 //! lab but building this one fails, the test panics (a real failure). The
-//! capability probe runs once per process. This module is the only place
+//! capability probe runs once per process. Kernel SCTP has its own gate
+//! ([`require_kernel_sctp`]), strict only under `PORTOLAN_EXPECT_SCTP`. This module is the only place
 //! in the crate that prints.
 
 use std::io::Write;
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 
 use crate::namespace::{Namespace, run_command};
 use crate::sweep::next_stem;
-use crate::{Lab, LabBuilder, sys};
+use crate::{Lab, LabBuilder, kernel_sctp_support, sys};
 
 /// Whether this machine can host labs; `Err` says why not. Probed once per
 /// process by creating and deleting a throwaway namespace with an nftables
@@ -79,6 +80,42 @@ pub fn require_lab(builder: LabBuilder) -> Option<Lab> {
 #[track_caller]
 pub fn require_root_lab() -> Option<Lab> {
     require_lab(Lab::builder().hosts(1))
+}
+
+/// Whether `PORTOLAN_EXPECT_SCTP` (set and not `false`/`0`) says this
+/// machine's kernel offers SCTP, so that tests needing it must not skip.
+///
+/// Kernel SCTP is a property of the machine's kernel, which no install step
+/// can change: the machines this project runs on today lack it (see
+/// [`kernel_sctp_support`]), CI included, so `CI` alone does not make its
+/// absence a failure; this variable does.
+pub fn expect_kernel_sctp() -> bool {
+    std::env::var("PORTOLAN_EXPECT_SCTP")
+        .is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE" | "False"))
+}
+
+/// Whether the kernel offers SCTP sockets, for a test that needs them:
+/// `false` after printing `SKIPPED: <test>: ...` when it does not. Panics
+/// instead of skipping when [`expect_kernel_sctp`] says it should.
+#[track_caller]
+pub fn require_kernel_sctp() -> bool {
+    let location = std::panic::Location::caller();
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("<unnamed>");
+    match kernel_sctp_support() {
+        Ok(()) => true,
+        Err(reason) if expect_kernel_sctp() => panic!(
+            "kernel SCTP required (PORTOLAN_EXPECT_SCTP is set) but unavailable at \
+             {location} ({test}): {reason}"
+        ),
+        Err(reason) => {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED: {test} at {location}: kernel SCTP unavailable: {reason}"
+            );
+            false
+        }
+    }
 }
 
 /// Evaluates to a [`Lab`](crate::Lab), or returns from the enclosing test

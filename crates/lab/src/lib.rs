@@ -9,6 +9,8 @@
 //! `ip netns exec`) and closures ([`in_namespace`], via `setns(2)` on a
 //! fresh thread), start TCP listeners and UDP echo responders that live in
 //! the test process ([`Namespace::listen_tcp`], [`Namespace::listen_udp`]),
+//! answer SCTP ([`Namespace::listen_sctp`] with the kernel's SCTP where it
+//! exists, [`Namespace::respond_sctp`] from user space everywhere),
 //! run daemons ([`Namespace::spawn`]), add nftables rules (drop, reset,
 //! ICMP admin-prohibited, random loss), set sysctls and shape traffic.
 //!
@@ -25,7 +27,9 @@
 //!   [`LabBuilder::build`] ([`sweep_stale_namespaces`]).
 //! - **Requirements.** Root, iproute2 (`ip`, `tc`) and nftables. Tests get a
 //!   lab through [`lab_or_skip!`] / [`require_lab`], which skip loudly, or
-//!   panic under `CI`, when those are missing.
+//!   panic under `CI`, when those are missing. Kernel SCTP is optional
+//!   ([`require_kernel_sctp`]): its tests skip loudly without it, and fail
+//!   only where `PORTOLAN_EXPECT_SCTP` says the kernel has it.
 //! - Errors are [`LabError`]s naming the command and its stderr. The only
 //!   `unsafe` is in the private `sys` module. Only the gate prints.
 //!
@@ -53,15 +57,19 @@ mod firewall;
 mod gate;
 mod lab;
 mod namespace;
+mod sctp;
 mod service;
 mod sweep;
 mod sys;
 
 pub use error::LabError;
 pub use firewall::{PortRange, Rejection, TABLE};
-pub use gate::{lab_support, require_lab, require_root_lab, under_ci};
+pub use gate::{
+    expect_kernel_sctp, lab_support, require_kernel_sctp, require_lab, require_root_lab, under_ci,
+};
 pub use lab::{Host, Lab, LabBuilder, MAX_SEGMENT_HOSTS, Segment, Subnet};
 pub use namespace::{Namespace, Tbf, in_namespace};
+pub use sctp::{SctpResponder, SctpService, kernel_sctp_support};
 pub use service::{
     DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, TcpHandler, TcpService, UdpEcho,
 };

@@ -204,9 +204,11 @@ impl Drop for Daemon {
 }
 
 /// Bound sockets handed to a service thread.
-enum Sockets {
+pub(crate) enum Sockets {
     Tcp(Vec<TcpListener>, Box<TcpHandler>),
     Udp(Vec<UdpSocket>),
+    /// Raw SCTP sockets (IPv4, IPv6) and the ports that answer as open.
+    SctpRaw(Vec<(UdpSocket, bool)>, Box<dyn Fn(u16) -> bool + Send>),
 }
 
 impl Sockets {
@@ -214,6 +216,7 @@ impl Sockets {
         match self {
             Sockets::Tcp(list, _) => list.iter().map(AsRawFd::as_raw_fd).collect(),
             Sockets::Udp(list) => list.iter().map(AsRawFd::as_raw_fd).collect(),
+            Sockets::SctpRaw(list, _) => list.iter().map(|(s, _)| s.as_raw_fd()).collect(),
         }
     }
 
@@ -222,6 +225,10 @@ impl Sockets {
         match self {
             Sockets::Tcp(list, handler) => drain_accepts(&list[index], handler, handled),
             Sockets::Udp(list) => drain_datagrams(&list[index], buffer, handled),
+            Sockets::SctpRaw(list, open) => {
+                let (socket, v6) = &list[index];
+                crate::sctp::drain_raw(socket, *v6, open, buffer, handled)
+            }
         }
     }
 }
@@ -242,8 +249,20 @@ impl Namespace {
         ports: impl IntoIterator<Item = u16>,
         handler: impl Fn(TcpStream) + Send + Sync + 'static,
     ) -> Result<TcpService, LabError> {
+        self.listen_stream(ports, Protocol::TCP, handler)
+    }
+
+    /// Listening stream sockets of `protocol` (TCP, or SCTP's one-to-one
+    /// style) on `ports`, accepted by a service thread that hands every
+    /// connection to `handler`.
+    pub(crate) fn listen_stream(
+        &self,
+        ports: impl IntoIterator<Item = u16>,
+        protocol: Protocol,
+        handler: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> Result<TcpService, LabError> {
         let addrs = wildcard_addrs(ports)?;
-        let sockets = self.bind_all(&addrs, Type::STREAM, Protocol::TCP)?;
+        let sockets = self.bind_all(&addrs, Type::STREAM, protocol)?;
         let listeners = sockets.into_iter().map(TcpListener::from).collect();
         let (control, handled) = self.start(Sockets::Tcp(listeners, Box::new(handler)))?;
         Ok(TcpService {
@@ -316,7 +335,10 @@ impl Namespace {
     }
 
     /// Spawns the service thread and registers its stop switch here.
-    fn start(&self, sockets: Sockets) -> Result<(Arc<ServiceControl>, Arc<AtomicU64>), LabError> {
+    pub(crate) fn start(
+        &self,
+        sockets: Sockets,
+    ) -> Result<(Arc<ServiceControl>, Arc<AtomicU64>), LabError> {
         let (wake, wake_rx) =
             UnixStream::pair().map_err(|e| LabError::io("creating a wake-up socket pair", e))?;
         let handled = Arc::new(AtomicU64::new(0));

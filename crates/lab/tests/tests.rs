@@ -460,3 +460,238 @@ mod topology {
         assert!(!netns_names().contains(&stale));
     }
 }
+
+/// SCTP targets: the kernel's listeners where the kernel offers SCTP, the
+/// user-space responder everywhere, and the kernel's own answer to SCTP
+/// where it has none. Probes are the wire crate's stamped INIT and COOKIE
+/// ECHO, sent from raw sockets in the scanner namespace; answers are read
+/// from a packet socket there and parsed with `parse_reply`.
+mod sctp {
+    use super::*;
+    use std::net::IpAddr;
+
+    use portolan_lab::{Host, LabError, kernel_sctp_support, require_kernel_sctp};
+    use portolan_wire::{Reply, SctpChunk, SctpProbe, SctpTemplate, parse_reply};
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+    const IPPROTO_SCTP: i32 = 132;
+    /// How long to wait for the last answer: a bound, not an assertion.
+    const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+    /// One probe: kind, destination port, cookie.
+    type Probe = (SctpProbe, u16, u32);
+
+    /// Stamps `probes` to `dst` from the scanner, sends them, and collects
+    /// the packets `dst` sends back (parsed, with their bytes) until `done`
+    /// holds or [`ANSWER_WAIT`] passes.
+    fn exchange(
+        lab: &Lab,
+        host: &Host,
+        dst: IpAddr,
+        probes: &[Probe],
+        done: impl Fn(&[(Reply, Vec<u8>)]) -> bool + Sync,
+    ) -> Vec<(Reply, Vec<u8>)> {
+        let src = if dst.is_ipv4() {
+            IpAddr::V4(host.scanner_ipv4())
+        } else {
+            IpAddr::V6(host.scanner_ipv6())
+        };
+        lab.scanner()
+            .run(|| {
+                let eth_p_all = i32::from((libc::ETH_P_ALL as u16).to_be());
+                let recv = Socket::new(Domain::PACKET, Type::DGRAM, Some(eth_p_all.into()))?;
+                recv.set_read_timeout(Some(Duration::from_millis(100)))?;
+                // IPv4: whole packets (IPPROTO_RAW implies IP_HDRINCL);
+                // IPv6: the SCTP bytes, the kernel writes the header.
+                let (send, skip) = if dst.is_ipv4() {
+                    let raw = Protocol::from(libc::IPPROTO_RAW);
+                    (Socket::new(Domain::IPV4, Type::RAW, Some(raw))?, 0)
+                } else {
+                    let sctp = Protocol::from(IPPROTO_SCTP);
+                    (Socket::new(Domain::IPV6, Type::RAW, Some(sctp))?, 40)
+                };
+                let to = SockAddr::from(SocketAddr::new(dst, 0));
+                let mut buf = [0u8; SctpTemplate::MAX_LEN];
+                for (i, &(kind, port, cookie)) in probes.iter().enumerate() {
+                    let t = SctpTemplate::new(src, 40000, kind);
+                    let n = t
+                        .stamp(&mut buf, dst, 40000, port, cookie, i as u16)
+                        .unwrap();
+                    send.send_to(&buf[skip..n], &to)?;
+                }
+                let mut got = Vec::new();
+                let deadline = Instant::now() + ANSWER_WAIT;
+                let mut packet = vec![0u8; 65536];
+                while !done(&got) && Instant::now() < deadline {
+                    let n = match (&recv).read(&mut packet) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let bytes = packet[..n].to_vec();
+                    let from = match parse_reply(&bytes) {
+                        Ok(Reply::Sctp { src, .. }) => src,
+                        Ok(Reply::IcmpError { from, .. }) => from,
+                        Ok(_) if bytes.len() >= 40 && bytes[0] >> 4 == 6 => {
+                            IpAddr::from(<[u8; 16]>::try_from(&bytes[8..24]).unwrap())
+                        }
+                        _ => continue,
+                    };
+                    if from == dst {
+                        got.push((parse_reply(&bytes).unwrap(), bytes));
+                    }
+                }
+                Ok::<_, io::Error>(got)
+            })
+            .expect("enter scanner namespace")
+            .expect("raw SCTP exchange in the scanner namespace")
+    }
+
+    /// Whether the kernel offers SCTP, after a `SKIPPED` line saying why
+    /// that makes the calling test moot (the kernel answers SCTP itself).
+    fn kernel_answers_sctp(why: &str) -> bool {
+        let offered = kernel_sctp_support().is_ok();
+        if offered {
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or("<unnamed>");
+            let _ = writeln!(
+                io::stderr().lock(),
+                "SKIPPED: {test}: the kernel offers SCTP, {why}"
+            );
+        }
+        offered
+    }
+
+    fn sctp_answers(got: &[(Reply, Vec<u8>)]) -> Vec<(u16, u32, SctpChunk)> {
+        got.iter()
+            .filter_map(|(r, _)| match *r {
+                Reply::Sctp {
+                    src_port,
+                    vtag,
+                    chunk,
+                    ..
+                } => Some((src_port, vtag, chunk)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn user_space_responder_answers_init_and_cookie_echo() {
+        let lab = lab_or_skip!();
+        // Where the kernel answers too, its listeners are tested instead.
+        if kernel_answers_sctp("which would answer beside the responder") {
+            return;
+        }
+        let host = lab.host(0);
+        let responder = host.respond_sctp([80]).unwrap();
+        for dst in host.addrs() {
+            // Probes to 81 come last: once both ABORTs are in, the open
+            // port's silence to COOKIE ECHO is established by order (its
+            // answer would have come before them), not by a timeout.
+            let probes = [
+                (SctpProbe::Init, 80, 0x1111_1111),
+                (SctpProbe::CookieEcho, 80, 0x2222_2222),
+                (SctpProbe::Init, 81, 0x3333_3333),
+                (SctpProbe::CookieEcho, 81, 0x4444_4444),
+            ];
+            let got = exchange(&lab, host, dst, &probes, |g| sctp_answers(g).len() >= 3);
+            let answers = sctp_answers(&got);
+            assert_eq!(answers.len(), 3, "{dst}: {got:?}");
+            assert!(
+                answers.iter().any(|a| matches!(
+                    a,
+                    (80, 0x1111_1111, SctpChunk::InitAck { initiate_tag }) if *initiate_tag != 0
+                )),
+                "{dst}: {answers:?}"
+            );
+            assert!(answers.contains(&(81, 0x3333_3333, SctpChunk::Abort { reflected: false })));
+            assert!(answers.contains(&(81, 0x4444_4444, SctpChunk::Abort { reflected: true })));
+        }
+        assert_eq!(responder.answered(), 6);
+    }
+
+    #[test]
+    fn host_without_sctp_answers_init_with_protocol_unreachable() {
+        let lab = lab_or_skip!();
+        if kernel_answers_sctp("which answers INIT with ABORT") {
+            return;
+        }
+        let host = lab.host(0);
+        let cookie = 0x5151_5151;
+        let probes = [(SctpProbe::Init, 80, cookie)];
+        // IPv4: protocol unreachable; IPv6: Parameter Problem, unrecognized
+        // Next Header. Both quote our INIT with its cookie.
+        for (dst, want) in [
+            (IpAddr::V4(host.ipv4()), (3, 2)),
+            (IpAddr::V6(host.ipv6()), (4, 1)),
+        ] {
+            let got = exchange(&lab, host, dst, &probes, |g| !g.is_empty());
+            match got.first() {
+                Some((
+                    Reply::IcmpError {
+                        icmp_type,
+                        code,
+                        quoted,
+                        ..
+                    },
+                    _,
+                )) => {
+                    assert_eq!((*icmp_type, *code), want, "{dst}");
+                    assert_eq!((quoted.protocol, quoted.dst_port), (132, 80));
+                    assert_eq!(quoted.sctp_cookie(), Some(cookie));
+                }
+                other => panic!("{dst}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn listen_sctp_fails_clearly_without_kernel_sctp() {
+        let lab = lab_or_skip!();
+        let host = lab.host(0);
+        match (host.listen_sctp([9899]), kernel_sctp_support()) {
+            (Ok(_), Ok(())) => {}
+            (Err(LabError::SctpUnavailable { source, .. }), Err(_)) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EPROTONOSUPPORT));
+            }
+            (result, support) => panic!("{result:?} with kernel support {support:?}"),
+        }
+    }
+
+    /// A kernel SCTP client in the scanner namespace.
+    fn associate(lab: &Lab, addr: SocketAddr) -> io::Result<()> {
+        lab.scanner()
+            .run(|| {
+                let socket = Socket::new(
+                    Domain::for_address(addr),
+                    Type::STREAM,
+                    Some(Protocol::from(IPPROTO_SCTP)),
+                )?;
+                socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)
+            })
+            .expect("enter scanner namespace")
+    }
+
+    #[test]
+    fn kernel_sctp_listener_accepts_and_closed_port_aborts() {
+        if !require_kernel_sctp() {
+            return;
+        }
+        let lab = lab_or_skip!();
+        let host = lab.host(0);
+        let listeners = host.listen_sctp([9899]).unwrap();
+        for addr in [host.socket_v4(9899), host.socket_v6(9899)] {
+            associate(&lab, addr).expect("an association with the kernel listener");
+            let closed = SocketAddr::new(addr.ip(), 9898);
+            // The kernel answers the INIT with an ABORT: refused.
+            let err = associate(&lab, closed).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{closed}");
+        }
+        let deadline = Instant::now() + ANSWER_WAIT;
+        while listeners.accepted() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(listeners.accepted(), 2);
+    }
+}

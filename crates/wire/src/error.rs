@@ -25,6 +25,8 @@ pub enum Header {
     Tcp,
     /// A UDP header (RFC 768).
     Udp,
+    /// An SCTP common header and first chunk header (RFC 9260).
+    Sctp,
     /// An ICMP or ICMPv6 header (RFC 792, RFC 4443).
     Icmp,
     /// The transport header quoted in an ICMP error (its first 4 bytes, the
@@ -41,6 +43,7 @@ impl fmt::Display for Header {
             Header::Ipv6Extension => "IPv6 extension",
             Header::Tcp => "TCP",
             Header::Udp => "UDP",
+            Header::Sctp => "SCTP",
             Header::Icmp => "ICMP",
             Header::QuotedTransport => "quoted transport",
         })
@@ -101,8 +104,9 @@ impl fmt::Display for WireError {
 
 impl core::error::Error for WireError {}
 
-/// Why [`SynTemplate::stamp`](crate::SynTemplate::stamp) or
-/// [`UdpTemplate::stamp`](crate::UdpTemplate::stamp) wrote nothing.
+/// Why [`SynTemplate::stamp`](crate::SynTemplate::stamp),
+/// [`UdpTemplate::stamp`](crate::UdpTemplate::stamp) or
+/// [`SctpTemplate::stamp`](crate::SctpTemplate::stamp) wrote nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StampError {

@@ -59,7 +59,7 @@ pub mod v6 {
     pub const PACKET_TOO_BIG: u8 = 2;
     /// Time Exceeded (code 0: hop limit exceeded in transit).
     pub const TIME_EXCEEDED: u8 = 3;
-    /// Parameter Problem.
+    /// Parameter Problem; codes in [`mod@parameter_problem`].
     pub const PARAMETER_PROBLEM: u8 = 4;
     /// Echo Request.
     pub const ECHO_REQUEST: u8 = 128;
@@ -82,6 +82,19 @@ pub mod v6 {
         pub const POLICY_FAILED: u8 = 5;
         /// Reject route to destination.
         pub const REJECT_ROUTE: u8 = 6;
+    }
+
+    /// Parameter Problem codes (RFC 4443, section 3.4).
+    pub mod parameter_problem {
+        /// Erroneous header field encountered.
+        pub const ERRONEOUS_FIELD: u8 = 0;
+        /// Unrecognized Next Header type encountered: the host does not
+        /// speak the quoted packet's protocol (IPv6's counterpart of
+        /// ICMP protocol unreachable, what Linux sends for SCTP without
+        /// SCTP support).
+        pub const UNRECOGNIZED_NEXT_HEADER: u8 = 1;
+        /// Unrecognized IPv6 option encountered.
+        pub const UNRECOGNIZED_OPTION: u8 = 2;
     }
 }
 

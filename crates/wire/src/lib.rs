@@ -10,16 +10,21 @@
 //! - [`UdpTemplate`]: a UDP probe (IPv4 or IPv6 header plus a UDP header)
 //!   built once; [`UdpTemplate::stamp`] writes the per-probe fields and the
 //!   caller's payload, and finishes both checksums.
+//! - [`SctpTemplate`]: an SCTP probe (IPv4 or IPv6 header plus an SCTP
+//!   INIT or COOKIE ECHO) built once; [`SctpTemplate::stamp`] writes the
+//!   per-probe fields, the cookie where replies reflect it, and the CRC32c
+//!   ([`crc32c`]).
 //! - [`parse_reply`]: the receive path. It takes untrusted bytes starting at
 //!   the IP header and returns a small [`Reply`]: a TCP segment, a UDP
-//!   datagram (with where its payload lies, a [`PayloadSpan`]), an ICMP or
+//!   datagram (with where its payload lies, a [`PayloadSpan`]), an SCTP
+//!   packet (its verification tag and first chunk, an [`SctpChunk`]), an ICMP or
 //!   ICMPv6 error with the [`Quoted`] probe it answers, or [`Reply::Other`].
 //! - [`write_query`] and [`parse_query_reply`]: ICMP echo and timestamp
 //!   queries for host discovery, with a cookie in identifier and sequence.
 //! - [`write_solicitation`] and [`parse_neighbour_reply`]: ARP and
 //!   Neighbor Discovery on a directly attached segment.
 //! - Checked views ([`Ipv4Packet`], [`Ipv6Packet`], [`TcpPacket`],
-//!   [`UdpPacket`], [`IcmpPacket`]) over borrowed bytes, for callers that
+//!   [`UdpPacket`], [`SctpPacket`], [`IcmpPacket`]) over borrowed bytes, for callers that
 //!   need more fields.
 //!
 //! # The contract (every file keeps it)
@@ -42,7 +47,7 @@
 //! contract above, with no dependency to audit and a fuzz target later.
 //!
 //! Read first: RFC 791 (IPv4), RFC 8200 (IPv6), RFC 9293 (TCP), RFC 768
-//! (UDP), RFC 792
+//! (UDP), RFC 9260 (SCTP), RFC 792
 //! (ICMP), RFC 4443 (ICMPv6), RFC 1071 and RFC 1624 (checksums).
 
 #![cfg_attr(not(test), no_std)]
@@ -73,6 +78,7 @@ mod ipv4;
 mod ipv6;
 mod neighbour;
 mod reply;
+pub mod sctp;
 mod syn;
 mod tcp;
 #[cfg(test)]
@@ -86,6 +92,7 @@ pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
 pub use neighbour::{NeighbourReply, parse_neighbour_reply, write_solicitation};
 pub use reply::{PayloadSpan, Quoted, Reply, parse_reply};
+pub use sctp::{SctpChunk, SctpPacket, SctpProbe, SctpTemplate, crc32c};
 pub use syn::{SynOptions, SynTemplate};
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::{UdpPacket, UdpTemplate};
@@ -101,6 +108,8 @@ pub mod ip_protocol {
     pub const TCP: u8 = 6;
     /// UDP (RFC 768).
     pub const UDP: u8 = 17;
+    /// SCTP (RFC 9260).
+    pub const SCTP: u8 = 132;
     /// IPv6 Routing extension header (RFC 8200, section 4.4).
     pub const ROUTING: u8 = 43;
     /// IPv6 Fragment extension header (RFC 8200, section 4.5).

@@ -2,7 +2,8 @@
 //! untrusted bytes that start at the IP header.
 //!
 //! Read first: RFC 791 and RFC 8200 (the IP headers; IPv6 extension headers
-//! in section 4), RFC 9293 section 3.1 (TCP), RFC 768 (UDP), RFC 792 and
+//! in section 4), RFC 9293 section 3.1 (TCP), RFC 768 (UDP), RFC 9260
+//! section 3 (SCTP), RFC 792 and
 //! RFC 4443 section 3
 //! (the errors and what they quote), RFC 1812 section 4.3.2.3 (routers may
 //! quote more than 8 bytes).
@@ -12,7 +13,10 @@
 //! `LaxSlicedPacket` does: the quote is usually cut short, so only its IP
 //! header (and, for IPv6, any extension headers) and the first 4 bytes of
 //! its transport header (the ports) are required; its length fields are
-//! ignored. Checksums are not verified (the kernel has).
+//! ignored. Checksums are not verified (the kernel has; for SCTP, which a
+//! kernel without SCTP support does not check, [`SctpPacket::verify_checksum`]
+//! does it on demand: the reply's verification tag, checked against the
+//! probe's cookie, already rejects what is not ours).
 //!
 //! Contract: no panic on any input; no allocation. A truncated or
 //! impossible header is a [`WireError`]; a well-formed packet the scanner
@@ -29,6 +33,7 @@ use crate::icmp::{self, IcmpPacket};
 use crate::ip_protocol;
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::{self, Ipv6Packet};
+use crate::sctp::{SctpChunk, SctpPacket};
 use crate::tcp::{TcpFlags, TcpPacket};
 use crate::udp::UdpPacket;
 
@@ -75,9 +80,33 @@ pub enum Reply {
         /// borrows it from them.
         payload: PayloadSpan,
     },
+    /// An SCTP packet, read up to its first chunk: for an INIT scan an
+    /// INIT ACK (open) or an ABORT (closed), for a COOKIE ECHO scan an
+    /// ABORT (closed). Later chunks are not read.
+    Sctp {
+        /// The sender: the scanned host.
+        src: IpAddr,
+        /// The receiver: our address.
+        dst: IpAddr,
+        /// IPv4 TTL or IPv6 hop limit as received.
+        ttl: u8,
+        /// The sender's port: the scanned port.
+        src_port: u16,
+        /// Our port.
+        dst_port: u16,
+        /// The verification tag. Answering our probes it is our cookie: the
+        /// INIT's Initiate Tag echoed by an INIT ACK or an ABORT (T bit
+        /// clear), or the COOKIE ECHO's own tag reflected by an ABORT (T
+        /// bit set).
+        vtag: u32,
+        /// The first chunk.
+        chunk: SctpChunk,
+    },
     /// An ICMP Destination Unreachable or Time Exceeded (types 3 and 11),
     /// or an ICMPv6 Destination Unreachable or Time Exceeded (types 1 and
-    /// 3), with the packet it quotes.
+    /// 3) or Parameter Problem with code 1 (unrecognized Next Header: the
+    /// protocol is not spoken, as ICMP protocol unreachable), with the
+    /// packet it quotes.
     IcmpError {
         /// The sender of the error: a router, a firewall or the target.
         from: IpAddr,
@@ -148,6 +177,25 @@ pub struct Quoted {
     /// The TCP sequence number, if the protocol is TCP and 8 bytes of its
     /// header are quoted.
     pub seq: Option<u32>,
+    /// The SCTP verification tag, if the protocol is SCTP and 8 bytes of
+    /// its common header are quoted: our cookie for a COOKIE ECHO probe,
+    /// 0 for an INIT (whose cookie lies in the chunk, past the 8 bytes a
+    /// quote must hold; see [`Quoted::sctp_initiate_tag`]).
+    pub vtag: Option<u32>,
+    /// The quoted SCTP INIT chunk's Initiate Tag (our cookie), if the
+    /// protocol is SCTP, the first chunk is an INIT and its tag is quoted
+    /// (20 bytes of SCTP: routers that quote only 8 leave it out).
+    pub sctp_initiate_tag: Option<u32>,
+}
+
+impl Quoted {
+    /// The cookie an SCTP probe carried, as far as the quote shows it: an
+    /// INIT's Initiate Tag, else the verification tag (a COOKIE ECHO's).
+    /// `None` for other protocols or a quote too short to hold it.
+    #[must_use]
+    pub fn sctp_cookie(&self) -> Option<u32> {
+        self.sctp_initiate_tag.or(self.vtag.filter(|&tag| tag != 0))
+    }
 }
 
 /// Reads a received packet starting at its IP header (version 4 or 6, from
@@ -181,6 +229,7 @@ fn parse_ipv4(packet: &[u8]) -> Result<Reply, WireError> {
     match ip.protocol() {
         ip_protocol::TCP => parse_tcp(src, dst, ip.ttl(), ip.payload()),
         ip_protocol::UDP => parse_udp(src, dst, ip.ttl(), ip.header_len(), ip.payload()),
+        ip_protocol::SCTP => parse_sctp(src, dst, ip.ttl(), ip.payload()),
         ip_protocol::ICMP => {
             let msg = IcmpPacket::new_checked(ip.payload())?;
             match msg.msg_type() {
@@ -219,27 +268,38 @@ fn parse_ipv6(packet: &[u8]) -> Result<Reply, WireError> {
                 ipv6::HEADER_LEN.saturating_add(ip.payload().len().saturating_sub(payload.len()));
             parse_udp(src, dst, ip.hop_limit(), at, payload)
         }
+        ip_protocol::SCTP => parse_sctp(src, dst, ip.hop_limit(), payload),
         ip_protocol::ICMPV6 => {
             let msg = IcmpPacket::new_checked(payload)?;
             match msg.msg_type() {
                 icmp::v6::DEST_UNREACHABLE | icmp::v6::TIME_EXCEEDED => {
-                    let quote = Ipv6Packet::new_truncated(msg.payload())?;
-                    let Some((protocol, transport)) = quote.upper_layer()? else {
-                        return Ok(Reply::Other);
-                    };
-                    let quoted = quoted_transport(
-                        IpAddr::V6(quote.src_addr()),
-                        IpAddr::V6(quote.dst_addr()),
-                        protocol,
-                        transport,
-                    )?;
-                    Ok(icmp_error(src, ip.hop_limit(), true, &msg, quoted))
+                    icmpv6_error(src, ip.hop_limit(), &msg)
+                }
+                icmp::v6::PARAMETER_PROBLEM
+                    if msg.code() == icmp::v6::parameter_problem::UNRECOGNIZED_NEXT_HEADER =>
+                {
+                    icmpv6_error(src, ip.hop_limit(), &msg)
                 }
                 _ => Ok(Reply::Other),
             }
         }
         _ => Ok(Reply::Other),
     }
+}
+
+/// An ICMPv6 error from `from` with the packet it quotes.
+fn icmpv6_error(from: IpAddr, ttl: u8, msg: &IcmpPacket<'_>) -> Result<Reply, WireError> {
+    let quote = Ipv6Packet::new_truncated(msg.payload())?;
+    let Some((protocol, transport)) = quote.upper_layer()? else {
+        return Ok(Reply::Other);
+    };
+    let quoted = quoted_transport(
+        IpAddr::V6(quote.src_addr()),
+        IpAddr::V6(quote.dst_addr()),
+        protocol,
+        transport,
+    )?;
+    Ok(icmp_error(from, ttl, true, msg, quoted))
 }
 
 fn parse_tcp(src: IpAddr, dst: IpAddr, ttl: u8, segment: &[u8]) -> Result<Reply, WireError> {
@@ -279,8 +339,22 @@ fn parse_udp(
     })
 }
 
-/// The ports and, for TCP, the sequence number of a quoted transport
-/// header, of which at least 4 bytes must be present.
+fn parse_sctp(src: IpAddr, dst: IpAddr, ttl: u8, packet: &[u8]) -> Result<Reply, WireError> {
+    let sctp = SctpPacket::new_checked(packet)?;
+    Ok(Reply::Sctp {
+        src,
+        dst,
+        ttl,
+        src_port: sctp.src_port(),
+        dst_port: sctp.dst_port(),
+        vtag: sctp.verification_tag(),
+        chunk: SctpChunk::of(&sctp)?,
+    })
+}
+
+/// The ports and, for TCP, the sequence number, for SCTP the verification
+/// tag and an INIT's Initiate Tag, of a quoted transport header, of which
+/// at least 4 bytes must be present.
 fn quoted_transport(
     src: IpAddr,
     dst: IpAddr,
@@ -296,8 +370,15 @@ fn quoted_transport(
             available: transport.len(),
         });
     }
+    const SCTP_INITIATE_TAG_END: usize = 20;
     let seq = (protocol == ip_protocol::TCP && transport.len() >= TCP_SEQ_END)
         .then(|| be32(transport, 4));
+    let sctp = protocol == ip_protocol::SCTP;
+    let vtag = (sctp && transport.len() >= TCP_SEQ_END).then(|| be32(transport, 4));
+    let sctp_initiate_tag = (sctp
+        && transport.len() >= SCTP_INITIATE_TAG_END
+        && crate::bytes::u8_at(transport, 12) == crate::sctp::chunk::INIT)
+        .then(|| be32(transport, 16));
     Ok(Quoted {
         src,
         dst,
@@ -305,6 +386,8 @@ fn quoted_transport(
         src_port: be16(transport, 0),
         dst_port: be16(transport, 2),
         seq,
+        vtag,
+        sctp_initiate_tag,
     })
 }
 
@@ -325,7 +408,14 @@ mod tests {
     use crate::test_packets::*;
     use proptest::prelude::*;
 
-    const ALL: [&[u8]; 16] = [
+    const ALL: [&[u8]; 23] = [
+        &SCTP_INIT_V4,
+        &SCTP_COOKIE_ECHO_V6,
+        &SCTP_INIT_ACK_V4,
+        &SCTP_ABORT_V4,
+        &SCTP_ABORT_V6,
+        &SCTP_PROTOCOL_UNREACHABLE_V4,
+        &SCTP_ADMIN_PROHIBITED_V6,
         &UDP_PROBE_V4,
         &UDP_PROBE_V6,
         &UDP_REPLY_V4,
@@ -380,6 +470,8 @@ mod tests {
             src_port: 40000,
             dst_port: 443,
             seq: Some(0x1234_5678),
+            vtag: None,
+            sctp_initiate_tag: None,
         }
     }
 
@@ -588,9 +680,9 @@ mod tests {
         let mut p = ICMP_ADMIN_PROHIBITED_V6;
         p[40] = icmp::v6::ECHO_REPLY;
         assert_eq!(parse_reply(&p), Ok(Reply::Other));
-        // Another protocol (SCTP).
+        // Another protocol (UDP-Lite).
         let mut p = RST_V4;
-        p[9] = 132;
+        p[9] = 136;
         assert_eq!(parse_reply(&p), Ok(Reply::Other));
         let mut p = SYN_ACK_V6;
         p[6] = ip_protocol::NO_NEXT_HEADER;
@@ -717,6 +809,8 @@ mod tests {
             src_port: 40000,
             dst_port: 53,
             seq: None,
+            vtag: None,
+            sctp_initiate_tag: None,
         };
         let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
         assert_eq!(
@@ -752,6 +846,142 @@ mod tests {
         assert!(matches!(
             parse_reply(&p),
             Ok(Reply::IcmpError { quoted, .. }) if quoted == our_probe(us, them)
+        ));
+    }
+
+    #[test]
+    fn test_sctp_replies() {
+        let reply = |src, dst, src_port, chunk| Reply::Sctp {
+            src,
+            dst,
+            ttl: 64,
+            src_port,
+            dst_port: 40000,
+            vtag: 0x1234_5678,
+            chunk,
+        };
+        let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
+        let init_ack = SctpChunk::InitAck {
+            initiate_tag: 0xcafe_f00d,
+        };
+        assert_eq!(
+            parse_reply(&SCTP_INIT_ACK_V4),
+            Ok(reply(them, us, 80, init_ack))
+        );
+        let abort = SctpChunk::Abort { reflected: false };
+        assert_eq!(parse_reply(&SCTP_ABORT_V4), Ok(reply(them, us, 81, abort)));
+        let (us, them) = (v6("fd00::1"), v6("fd00::2"));
+        let abort = SctpChunk::Abort { reflected: true };
+        assert_eq!(parse_reply(&SCTP_ABORT_V6), Ok(reply(them, us, 80, abort)));
+        // SHUTDOWN ACK, and another chunk type.
+        let mut p = SCTP_ABORT_V6;
+        p[52] = crate::sctp::chunk::SHUTDOWN_ACK;
+        assert!(matches!(
+            parse_reply(&p),
+            Ok(Reply::Sctp {
+                chunk: SctpChunk::ShutdownAck,
+                ..
+            })
+        ));
+        p[52] = 14;
+        assert!(matches!(
+            parse_reply(&p),
+            Ok(Reply::Sctp {
+                chunk: SctpChunk::Other { chunk_type: 14 },
+                ..
+            })
+        ));
+        // A chunk length past the packet, or below 4.
+        let mut p = SCTP_ABORT_V4;
+        p[34..36].copy_from_slice(&5u16.to_be_bytes());
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::Truncated {
+                header: Header::Sctp,
+                needed: 17,
+                available: 16
+            })
+        );
+        p[34..36].copy_from_slice(&2u16.to_be_bytes());
+        assert_eq!(
+            parse_reply(&p),
+            Err(WireError::BadLength {
+                header: Header::Sctp,
+                value: 2
+            })
+        );
+    }
+
+    #[test]
+    fn test_icmp_quoting_sctp() {
+        let probe = |src, dst, vtag, sctp_initiate_tag| Quoted {
+            src,
+            dst,
+            protocol: ip_protocol::SCTP,
+            src_port: 40000,
+            dst_port: 80,
+            seq: None,
+            vtag: Some(vtag),
+            sctp_initiate_tag,
+        };
+        let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
+        let init = probe(us, them, 0, Some(0x1234_5678));
+        assert_eq!(
+            parse_reply(&SCTP_PROTOCOL_UNREACHABLE_V4),
+            Ok(Reply::IcmpError {
+                from: them,
+                ttl: 64,
+                v6: false,
+                icmp_type: icmp::v4::DEST_UNREACHABLE,
+                code: icmp::v4::unreachable::PROTOCOL,
+                quoted: init,
+            })
+        );
+        assert_eq!(init.sctp_cookie(), Some(0x1234_5678));
+        let (us, them) = (v6("fd00::1"), v6("fd00::2"));
+        let echo = probe(us, them, 0x1234_5678, None);
+        assert_eq!(
+            parse_reply(&SCTP_ADMIN_PROHIBITED_V6),
+            Ok(Reply::IcmpError {
+                from: v6("fd00::fe"),
+                ttl: 63,
+                v6: true,
+                icmp_type: icmp::v6::DEST_UNREACHABLE,
+                code: icmp::v6::unreachable::ADMIN_PROHIBITED,
+                quoted: echo,
+            })
+        );
+        assert_eq!(echo.sctp_cookie(), Some(0x1234_5678));
+        // Quotes cut short: 8 bytes of SCTP hold the tag, 20 an INIT's
+        // Initiate Tag, 4 only the ports.
+        let cut = |len: usize| {
+            let p = shorten_v4_quote(&SCTP_PROTOCOL_UNREACHABLE_V4, 20 + len);
+            match parse_reply(&p) {
+                Ok(Reply::IcmpError { quoted, .. }) => quoted,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            (cut(20).vtag, cut(20).sctp_cookie()),
+            (Some(0), Some(0x1234_5678))
+        );
+        assert_eq!((cut(19).vtag, cut(19).sctp_initiate_tag), (Some(0), None));
+        assert_eq!(cut(19).sctp_cookie(), None);
+        assert_eq!((cut(7).vtag, cut(4).dst_port), (None, 80));
+        // A Parameter Problem, unrecognized Next Header (checksum not
+        // verified): the host does not speak SCTP. Other codes are Other.
+        let mut p = SCTP_ADMIN_PROHIBITED_V6;
+        p[40..42].copy_from_slice(&[4, 1]);
+        assert!(matches!(
+            parse_reply(&p),
+            Ok(Reply::IcmpError { icmp_type: 4, code: 1, quoted, .. }) if quoted == echo
+        ));
+        p[41] = 0;
+        assert_eq!(parse_reply(&p), Ok(Reply::Other));
+        let p = shorten_v6_quote(&SCTP_ADMIN_PROHIBITED_V6, 48);
+        assert!(matches!(
+            parse_reply(&p),
+            Ok(Reply::IcmpError { quoted, .. }) if quoted.sctp_cookie() == Some(0x1234_5678)
         ));
     }
 
