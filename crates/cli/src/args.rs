@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use portolan_engine::{TimingConfig, TimingTemplate};
 use portolan_targets::{PortList, Protocol};
-use portolan_transport::raw::{Decoy, PingProbe, TcpScan};
+use portolan_transport::raw::{Decoy, PingProbe, SctpProbe, TcpScan};
 
 use crate::flags::{FlagId, Given, ParsedArgs};
 
@@ -48,6 +48,8 @@ pub enum ScanKind {
     Raw(TcpScan),
     /// `-sU`: raw UDP probes, needs `CAP_NET_RAW`.
     Udp,
+    /// `-sY`, `-sZ`: raw SCTP probes, needs `CAP_NET_RAW`.
+    Sctp(SctpProbe),
 }
 
 impl ScanKind {
@@ -63,6 +65,8 @@ impl ScanKind {
             ScanKind::Raw(TcpScan::Xmas) => "-sX",
             ScanKind::Raw(TcpScan::Maimon) => "-sM",
             ScanKind::Udp => "-sU",
+            ScanKind::Sctp(SctpProbe::Init) => "-sY",
+            ScanKind::Sctp(_) => "-sZ",
         }
     }
 }
@@ -120,6 +124,10 @@ pub struct Config {
     pub udp: bool,
     /// The UDP ports to scan with `-sU`.
     pub udp_ports: Vec<u16>,
+    /// `-sY` or `-sZ`: an SCTP scan too (or only).
+    pub sctp: Option<SctpProbe>,
+    /// The SCTP ports to scan.
+    pub sctp_ports: Vec<u16>,
     /// Scan order key.
     pub seed: Option<u64>,
     /// `-r` turns it off.
@@ -298,6 +306,8 @@ pub fn resolve(
         tcp_ports: Vec::new(),
         udp: false,
         udp_ports: Vec::new(),
+        sctp: None,
+        sctp_ports: Vec::new(),
         seed: None,
         randomize: true,
         timing: TimingConfig::from_template(TimingTemplate::Normal),
@@ -405,7 +415,18 @@ pub fn resolve(
                         'V' => cfg.version.enabled = true,
                         'n' => cfg.ping_only = true,
                         'U' => cfg.udp = true,
-                        'Y' | 'Z' | 'O' | 'I' | 'C' | 'R' => {
+                        'Y' | 'Z' => {
+                            let probe = if letter == 'Y' {
+                                SctpProbe::Init
+                            } else {
+                                SctpProbe::CookieEcho
+                            };
+                            if cfg.sctp.is_some_and(|p| p != probe) {
+                                return Err(usage("only one SCTP scan type at a time: -sY or -sZ"));
+                            }
+                            cfg.sctp = Some(probe);
+                        }
+                        'O' | 'I' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
                                  use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM or -sL"
@@ -577,13 +598,16 @@ pub fn resolve(
     // Ports.
     // TCP unless -sU is the only scan type asked for; ports without a
     // T:/U: prefix go to every protocol scanned.
-    let tcp = !cfg.udp || cfg.scan.is_some();
+    let tcp = !(cfg.udp || cfg.sctp.is_some()) || cfg.scan.is_some();
     let mut protocols = Vec::new();
     if tcp {
         protocols.push(Protocol::Tcp);
     }
     if cfg.udp {
         protocols.push(Protocol::Udp);
+    }
+    if cfg.sctp.is_some() {
+        protocols.push(Protocol::Sctp);
     }
     let mut ports = match (port_spec, top) {
         (Some(g), _) => portolan_targets::parse_ports_for(value(g), &protocols)
@@ -600,7 +624,7 @@ pub fn resolve(
             PortList {
                 tcp: top(Protocol::Tcp),
                 udp: top(Protocol::Udp),
-                sctp: Vec::new(),
+                sctp: top(Protocol::Sctp),
             }
         }
     };
@@ -611,6 +635,7 @@ pub fn resolve(
     }
     cfg.tcp_ports = ports.tcp;
     cfg.udp_ports = ports.udp;
+    cfg.sctp_ports = ports.sctp;
 
     let to_stdout = [&cfg.normal_out, &cfg.json_out, &cfg.xml_out, &cfg.grep_out]
         .iter()
@@ -631,13 +656,16 @@ pub fn resolve(
                 "no targets were specified: give addresses, networks or names, or -iL FILE",
             ));
         }
-        let nothing = (tcp && cfg.tcp_ports.is_empty()) || (cfg.udp && cfg.udp_ports.is_empty());
-        if cfg.mode == Mode::Scan && nothing && !cfg.ping_only {
-            let which = if tcp && cfg.tcp_ports.is_empty() {
-                "TCP"
-            } else {
-                "UDP"
-            };
+        let which = if tcp && cfg.tcp_ports.is_empty() {
+            Some("TCP")
+        } else if cfg.udp && cfg.udp_ports.is_empty() {
+            Some("UDP")
+        } else if cfg.sctp.is_some() && cfg.sctp_ports.is_empty() {
+            Some("SCTP")
+        } else {
+            None
+        };
+        if let Some(which) = which.filter(|_| cfg.mode == Mode::Scan && !cfg.ping_only) {
             return Err(usage(format!(
                 "no {which} ports to scan: the port list is empty (check -p and --exclude-ports)"
             )));

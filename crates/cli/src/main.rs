@@ -30,7 +30,7 @@ use portolan_output::{OutputOptions, ScanInfo, ScanSummary};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
-use portolan_transport::raw::{self, PingProbe, SynOptions, TcpScan};
+use portolan_transport::raw::{self, PingProbe, SctpProbe, SynOptions, TcpScan};
 
 use crate::args::{Config, Mode, ScanKind, UsageError};
 
@@ -154,7 +154,7 @@ fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
         anyhow::bail!("-D: decoys need a raw-packet scan (-sS, -sA, ...), not -sT");
     }
     match config.scan {
-        Some(kind @ (ScanKind::Raw(_) | ScanKind::Udp)) => {
+        Some(kind @ (ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_))) => {
             raw::check_privileges().context(kind.flag())?;
             Ok(kind)
         }
@@ -197,12 +197,17 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     // The port scans: TCP unless -sU is the only scan type, UDP with -sU.
     let mut phases: Vec<(ScanKind, Protocol, Vec<u16>)> = Vec::new();
     if !config.ping_only {
-        if !config.udp || config.scan.is_some() {
+        if !(config.udp || config.sctp.is_some()) || config.scan.is_some() {
             phases.push((technique, Protocol::Tcp, config.tcp_ports.clone()));
         }
         if config.udp {
             raw::check_privileges().context("-sU")?;
             phases.push((ScanKind::Udp, Protocol::Udp, config.udp_ports.clone()));
+        }
+        if let Some(probe) = config.sctp {
+            let kind = ScanKind::Sctp(probe);
+            raw::check_privileges().context(kind.flag())?;
+            phases.push((kind, Protocol::Sctp, config.sctp_ports.clone()));
         }
     }
     // With -sV, or TCP and UDP, finished hosts are held until the end
@@ -275,6 +280,8 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                 ScanKind::Raw(scan) => scan.silent_state(),
                 ScanKind::Connect => PortState::Filtered,
                 ScanKind::Udp => PortState::OpenFiltered,
+                ScanKind::Sctp(SctpProbe::Init) => PortState::Filtered,
+                ScanKind::Sctp(_) => PortState::OpenFiltered,
             },
             seed: config.seed.unwrap_or_else(random_seed),
             randomize: config.randomize,
@@ -343,6 +350,8 @@ fn scan_type(kind: ScanKind) -> &'static str {
         ScanKind::Raw(scan) => scan.name(),
         ScanKind::Connect => "connect",
         ScanKind::Udp => "udp",
+        ScanKind::Sctp(SctpProbe::Init) => "sctpinit",
+        ScanKind::Sctp(_) => "sctpcookieecho",
     }
 }
 
@@ -423,7 +432,7 @@ fn discovery_probes(
         return Ok(Some(config.pings.clone()));
     }
     Ok(Some(match technique {
-        ScanKind::Raw(_) | ScanKind::Udp => {
+        ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) => {
             let mut probes = vec![
                 PingProbe::Echo,
                 PingProbe::Syn(443),
@@ -531,7 +540,9 @@ impl Engine<'_> {
         let pings = if connect { Vec::new() } else { pings };
         // Raw discovery keeps its privileges for a raw port scan after it.
         let keep = !self.config.ping_only
-            && (self.config.udp || matches!(self.technique, ScanKind::Raw(_)));
+            && (self.config.udp
+                || self.config.sctp.is_some()
+                || matches!(self.technique, ScanKind::Raw(_)));
         let (stats, sent) =
             self.run_with(self.discovery_technique, plan, pings, keep, &mut on_host)?;
         let mut found = found.into_inner();
@@ -635,11 +646,12 @@ impl Engine<'_> {
                 )
                 .context("the connect scan failed")?;
             }
-            ScanKind::Raw(_) | ScanKind::Udp => {
+            ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) => {
                 let seed = random_seed();
-                let (tcp_scan, udp) = match technique {
-                    ScanKind::Raw(scan) => (scan, false),
-                    _ => (TcpScan::Syn, true),
+                let (tcp_scan, udp, sctp) = match technique {
+                    ScanKind::Raw(scan) => (scan, false, None),
+                    ScanKind::Sctp(probe) => (TcpScan::Syn, false, Some(probe)),
+                    _ => (TcpScan::Syn, true, None),
                 };
                 let what = if !pings.is_empty() {
                     "host discovery".to_string()
@@ -649,6 +661,7 @@ impl Engine<'_> {
                 let syn_options = SynOptions {
                     scan: tcp_scan,
                     udp,
+                    sctp,
                     source: config.source,
                     source_port: config.source_port,
                     device: config.interface.clone(),

@@ -15,6 +15,7 @@ mod output_interrupt;
 mod output_report;
 mod output_tools;
 mod output_xml;
+mod sctp_lab;
 mod syn_lab;
 mod tcp_flags_lab;
 mod udp_lab;

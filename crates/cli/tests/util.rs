@@ -91,7 +91,10 @@ pub fn read_jsonl(path: &Path) -> JsonRun {
                     reason: v["reason"].as_str().unwrap().to_string(),
                     tries: v["tries"].as_u64().unwrap(),
                 };
-                assert!(v["proto"] == "tcp" || v["proto"] == "udp", "{line}");
+                assert!(
+                    ["tcp", "udp", "sctp"].contains(&v["proto"].as_str().unwrap_or("")),
+                    "{line}"
+                );
                 assert!(v["service"].is_string());
                 let dup = run.ports.insert((addr, port), p);
                 assert!(dup.is_none(), "{addr} port {port} reported twice");

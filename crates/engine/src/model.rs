@@ -101,6 +101,10 @@ pub enum Reason {
     TimestampReply,
     /// A UDP datagram came back from the port.
     UdpResponse,
+    /// An SCTP INIT ACK came back (the INIT scan).
+    InitAck,
+    /// An SCTP ABORT came back.
+    Abort,
     /// An ARP reply (host discovery on the segment).
     ArpResponse,
     /// An ICMPv6 Neighbor Advertisement (host discovery on the segment).
@@ -125,6 +129,8 @@ impl Reason {
                 | Reason::ArpResponse
                 | Reason::NdResponse
                 | Reason::UdpResponse
+                | Reason::InitAck
+                | Reason::Abort
         )
     }
 
@@ -155,6 +161,9 @@ impl Reason {
             (1, 4) => Reason::PortUnreach,
             (1, 5) => Reason::FailedPolicy,
             (1, 6) => Reason::RejectRoute,
+            // Parameter problem, unrecognised next header: IPv6's protocol
+            // unreachable.
+            (4, 1) => Reason::ProtoUnreach,
             (3, _) => Reason::TimeExceeded,
             _ => return None,
         })
@@ -183,6 +192,8 @@ impl Reason {
             Reason::EchoReply => "echo-reply",
             Reason::TimestampReply => "timestamp-reply",
             Reason::UdpResponse => "udp-response",
+            Reason::InitAck => "init-ack",
+            Reason::Abort => "abort",
             Reason::ArpResponse => "arp-response",
             Reason::NdResponse => "nd-response",
         }

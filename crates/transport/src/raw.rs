@@ -30,8 +30,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
 use portolan_wire::{
-    IcmpQuery, Reply as Packet, SynTemplate, TcpFlags, UdpTemplate, parse_neighbour_reply,
-    parse_query_reply, parse_reply, write_query, write_solicitation,
+    IcmpQuery, Reply as Packet, SctpChunk, SctpTemplate, SynTemplate, TcpFlags, UdpTemplate,
+    parse_neighbour_reply, parse_query_reply, parse_reply, write_query, write_solicitation,
 };
 
 use crate::cookie::CookieJar;
@@ -46,6 +46,8 @@ const SEND_BUDGET: usize = 1024;
 const RECV_BUDGET: usize = 4096;
 /// Link-layer addresses kept at most for hosts not yet reported.
 const MAX_MACS: usize = 1 << 16;
+
+pub use portolan_wire::SctpProbe;
 
 /// The raw TCP scans: one engine, one template each, and nmap's reading
 /// of the answers (RFC 9293 §3.10.7: a closed port answers anything but a
@@ -175,6 +177,10 @@ pub struct SynOptions {
     /// open (`udp-response`), ICMP port unreachable = closed, other ICMP
     /// unreachables = filtered, silence = open|filtered.
     pub udp: bool,
+    /// An SCTP scan instead of a TCP one: INIT (`-sY`: INIT ACK = open,
+    /// ABORT = closed, silence = filtered) or COOKIE ECHO (`-sZ`: ABORT =
+    /// closed, silence = open|filtered); ICMP unreachables = filtered.
+    pub sctp: Option<SctpProbe>,
     /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
     /// empty for no decoys. Decoys of the other IP version are skipped.
     pub decoys: Vec<Decoy>,
@@ -485,6 +491,7 @@ pub fn run(
     let mut paths = Paths::new(oif, options.source, frames);
     let mut templates = Templates::default();
     let mut udp_templates: HashMap<IpAddr, UdpTemplate> = HashMap::new();
+    let mut sctp_templates: HashMap<IpAddr, SctpTemplate> = HashMap::new();
     // Payloads are written here, then copied into the probe.
     let mut payload = vec![0u8; portolan_payloads::MAX_PAYLOAD_LEN];
     let neighbour_pings = options.pings.contains(&PingProbe::Neighbour);
@@ -529,6 +536,7 @@ pub fn run(
                 our_ports: &reservation,
                 scan: options.scan,
                 udp: options.udp,
+                sctp: options.sctp,
                 pings: &options.pings,
                 macs: &mut macs,
                 stats: &mut stats,
@@ -636,7 +644,12 @@ pub fn run(
                 let batch = sender.filling(outlet, &mut |b| {
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
-                if options.udp {
+                if let Some(kind) = options.sctp {
+                    let template = sctp_templates
+                        .entry(source)
+                        .or_insert_with(|| SctpTemplate::new(source, reservation.base, kind));
+                    stage_sctp(probe, (path.via, id), template, &reservation, &jar, batch)?;
+                } else if options.udp {
                     let template = udp_templates
                         .entry(source)
                         .or_insert_with(|| UdpTemplate::new(source, reservation.base));
@@ -840,6 +853,43 @@ fn build_error(e: portolan_wire::StampError) -> RawError {
     }
 }
 
+/// The cookie of an SCTP probe: never 0, which an INIT's Initiate Tag
+/// may not be (RFC 9260 section 3.3.2).
+fn sctp_cookie(jar: &CookieJar, ours: IpAddr, target: IpAddr, sport: u16, dport: u16) -> u32 {
+    jar.cookie(ours, target, sport, dport).max(1)
+}
+
+/// Builds one SCTP probe into a batch.
+fn stage_sctp(
+    probe: Probe,
+    (via, id): (Via, Option<ProbeId>),
+    template: &SctpTemplate,
+    ports: &PortReservation,
+    jar: &CookieJar,
+    batch: &mut Batch,
+) -> Result<(), RawError> {
+    let src = template.src();
+    let port = ports.port_for(probe.try_no);
+    let cookie = sctp_cookie(jar, src, probe.addr, port, probe.port);
+    let Some(buffer) = batch.packets.next_buffer() else {
+        return Ok(());
+    };
+    let offset = frame_header(buffer, via);
+    let ip_id = (cookie >> 16) as u16 ^ u16::from(probe.try_no);
+    let len = template
+        .stamp(
+            &mut buffer[offset..],
+            probe.addr,
+            port,
+            probe.port,
+            cookie,
+            ip_id,
+        )
+        .map_err(build_error)?;
+    commit(batch, via, offset + len, probe.addr, id);
+    Ok(())
+}
+
 /// Builds one UDP probe into a batch: the payload for its port (see
 /// `portolan_payloads`; none for other ports) with the cookie where the
 /// protocol echoes it, written into `scratch` and copied behind the
@@ -923,6 +973,7 @@ struct Judge<'a> {
     our_ports: &'a PortReservation,
     scan: TcpScan,
     udp: bool,
+    sctp: Option<SctpProbe>,
     pings: &'a [PingProbe],
     /// The link-layer addresses neighbours answered with, by address,
     /// until their host is reported.
@@ -978,6 +1029,9 @@ impl Judge<'_> {
         };
         if self.udp {
             return self.udp_answer(packet, bytes);
+        }
+        if let Some(kind) = self.sctp {
+            return self.sctp_answer(packet, kind);
         }
         if is_own_probe(&packet, self.our_ports, self.scan) {
             // Our own SYN, seen arriving when the target is on loopback.
@@ -1056,6 +1110,87 @@ impl Judge<'_> {
                     ttl: Some(ttl),
                 };
                 self.report(quoted.dst, quoted.dst_port, reply);
+            }
+            _ => {}
+        }
+    }
+
+    /// Judges a packet in an SCTP scan: an INIT ACK or ABORT carrying our
+    /// cookie as its verification tag, or an ICMP error quoting a probe
+    /// with our cookie.
+    fn sctp_answer(&mut self, packet: Packet, kind: SctpProbe) {
+        match packet {
+            Packet::Sctp {
+                src,
+                dst,
+                ttl,
+                src_port,
+                dst_port,
+                vtag,
+                chunk,
+            } => {
+                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                    return;
+                }
+                self.stats.received += 1;
+                let cookie = sctp_cookie(self.jar, dst, src, dst_port, src_port);
+                let read = match (kind, chunk) {
+                    (SctpProbe::Init, SctpChunk::InitAck { .. }) => {
+                        Some((PortState::Open, Reason::InitAck))
+                    }
+                    (SctpProbe::Init, SctpChunk::Abort { reflected: false })
+                    | (SctpProbe::CookieEcho, SctpChunk::Abort { reflected: true }) => {
+                        Some((PortState::Closed, Reason::Abort))
+                    }
+                    _ => None,
+                };
+                match read.filter(|_| vtag == cookie) {
+                    Some((state, reason)) => self.report(
+                        src,
+                        src_port,
+                        Reply {
+                            state,
+                            reason,
+                            ttl: Some(ttl),
+                        },
+                    ),
+                    None => self.stats.ignored += 1,
+                }
+            }
+            Packet::IcmpError {
+                ttl,
+                v6,
+                icmp_type,
+                code,
+                quoted,
+                ..
+            } if quoted.protocol == portolan_wire::ip_protocol::SCTP
+                && self.our_ports.contains(quoted.src_port) =>
+            {
+                self.stats.received += 1;
+                let cookie = sctp_cookie(
+                    self.jar,
+                    quoted.src,
+                    quoted.dst,
+                    quoted.src_port,
+                    quoted.dst_port,
+                );
+                let reason = if v6 {
+                    Reason::from_icmpv6(icmp_type, code)
+                } else {
+                    Reason::from_icmpv4(icmp_type, code)
+                };
+                match reason.filter(|r| *r != Reason::TimeExceeded) {
+                    Some(reason) if quoted.sctp_cookie() == Some(cookie) => {
+                        let reply = Reply {
+                            state: PortState::Filtered,
+                            reason,
+                            ttl: Some(ttl),
+                        };
+                        self.report(quoted.dst, quoted.dst_port, reply);
+                    }
+                    _ => self.stats.ignored += 1,
+                }
             }
             _ => {}
         }

@@ -263,10 +263,10 @@ fn set_int_option(
 
 /// Classic BPF over a packet that starts at its network header: drop what
 /// this machine sends (our own probes, seen leaving; the kernel's RSTs);
-/// accept ARP (for host discovery), IPv4 TCP, UDP or ICMP and IPv6 TCP,
-/// UDP or ICMPv6; drop everything else; all in the kernel, before
-/// anything is copied to us.
-fn reply_filter() -> [socket2::SockFilter; 17] {
+/// accept ARP (for host discovery), IPv4 TCP, UDP, SCTP or ICMP and IPv6
+/// TCP, UDP, SCTP or ICMPv6; drop everything else; all in the kernel,
+/// before anything is copied to us.
+fn reply_filter() -> [socket2::SockFilter; 19] {
     use socket2::SockFilter as F;
     const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
     const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
@@ -280,22 +280,24 @@ fn reply_filter() -> [socket2::SockFilter; 17] {
     // Jump offsets count from the next instruction.
     [
         F::new(LD_B_ABS, 0, 0, PKTTYPE), // 0: A = packet type
-        F::new(JEQ, 13, 0, libc::PACKET_OUTGOING as u32), // 1: outgoing ? drop : 2
+        F::new(JEQ, 15, 0, libc::PACKET_OUTGOING as u32), // 1: outgoing ? drop : 2
         F::new(LD_H_ABS, 0, 0, PROTOCOL), // 2: A = EtherType
-        F::new(JEQ, 12, 0, libc::ETH_P_ARP as u32), // 3: ARP ? accept : 4
+        F::new(JEQ, 14, 0, libc::ETH_P_ARP as u32), // 3: ARP ? accept : 4
         F::new(LD_B_ABS, 0, 0, 0),       // 4: A = first byte
         F::new(ALU_RSH, 0, 0, 4),        // 5: A = IP version
-        F::new(JEQ, 0, 4, 4),            // 6: IPv4 ? 7 : 11
+        F::new(JEQ, 0, 5, 4),            // 6: IPv4 ? 7 : 12
         F::new(LD_B_ABS, 0, 0, 9),       // 7: A = IPv4 protocol
-        F::new(JEQ, 7, 0, 6),            // 8: TCP ? accept : 9
-        F::new(JEQ, 6, 0, 1),            // 9: ICMP ? accept : 10
-        F::new(JEQ, 5, 4, 17),           // 10: UDP ? accept : drop
-        F::new(LD_B_ABS, 0, 0, 6),       // 11: A = IPv6 next header
-        F::new(JEQ, 3, 0, 6),            // 12: TCP ? accept : 13
-        F::new(JEQ, 2, 0, 58),           // 13: ICMPv6 ? accept : 14
-        F::new(JEQ, 1, 0, 17),           // 14: UDP ? accept : drop
-        F::new(RET, 0, 0, 0),            // 15: drop
-        F::new(RET, 0, 0, 0x0004_0000),  // 16: accept (up to 256 KiB)
+        F::new(JEQ, 9, 0, 6),            // 8: TCP ? accept : 9
+        F::new(JEQ, 8, 0, 1),            // 9: ICMP ? accept : 10
+        F::new(JEQ, 7, 0, 17),           // 10: UDP ? accept : 11
+        F::new(JEQ, 6, 5, 132),          // 11: SCTP ? accept : drop
+        F::new(LD_B_ABS, 0, 0, 6),       // 12: A = IPv6 next header
+        F::new(JEQ, 4, 0, 6),            // 13: TCP ? accept : 14
+        F::new(JEQ, 3, 0, 58),           // 14: ICMPv6 ? accept : 15
+        F::new(JEQ, 2, 0, 17),           // 15: UDP ? accept : 16
+        F::new(JEQ, 1, 0, 132),          // 16: SCTP ? accept : drop
+        F::new(RET, 0, 0, 0),            // 17: drop
+        F::new(RET, 0, 0, 0x0004_0000),  // 18: accept (up to 256 KiB)
     ]
 }
 
