@@ -853,6 +853,18 @@ fn build_error(e: portolan_wire::StampError) -> RawError {
     }
 }
 
+/// What an ICMP or ICMPv6 destination unreachable quoting one of our
+/// probes says of its port; `None` for other errors (a time exceeded says
+/// nothing about the port).
+fn unreachable_reason(v6: bool, icmp_type: u8, code: u8) -> Option<Reason> {
+    let reason = if v6 {
+        Reason::from_icmpv6(icmp_type, code)
+    } else {
+        Reason::from_icmpv4(icmp_type, code)
+    };
+    reason.filter(|r| *r != Reason::TimeExceeded)
+}
+
 /// The cookie of an SCTP probe: never 0, which an INIT's Initiate Tag
 /// may not be (RFC 9260 section 3.3.2).
 fn sctp_cookie(jar: &CookieJar, ours: IpAddr, target: IpAddr, sport: u16, dport: u16) -> u32 {
@@ -1090,12 +1102,8 @@ impl Judge<'_> {
                 && self.our_ports.contains(quoted.src_port) =>
             {
                 self.stats.received += 1;
-                let reason = if v6 {
-                    Reason::from_icmpv6(icmp_type, code)
-                } else {
-                    Reason::from_icmpv4(icmp_type, code)
-                };
-                let Some(reason) = reason.filter(|r| *r != Reason::TimeExceeded) else {
+                let reason = unreachable_reason(v6, icmp_type, code);
+                let Some(reason) = reason else {
                     self.stats.ignored += 1;
                     return;
                 };
@@ -1175,12 +1183,8 @@ impl Judge<'_> {
                     quoted.src_port,
                     quoted.dst_port,
                 );
-                let reason = if v6 {
-                    Reason::from_icmpv6(icmp_type, code)
-                } else {
-                    Reason::from_icmpv4(icmp_type, code)
-                };
-                match reason.filter(|r| *r != Reason::TimeExceeded) {
+                let reason = unreachable_reason(v6, icmp_type, code);
+                match reason {
                     Some(reason) if quoted.sctp_cookie() == Some(cookie) => {
                         let reply = Reply {
                             state: PortState::Filtered,
