@@ -278,8 +278,12 @@ const PRIOR_LOST: f64 = 0.1;
 
 /// The first delay between probes to a host paced to its answers.
 pub const PACING_START: Duration = Duration::from_millis(25);
-/// The longest (nmap's default `--max-scan-delay` for UDP).
-pub const PACING_MAX: Duration = Duration::from_secs(1);
+/// The longest: a little over a second, Linux's pace for ICMP errors,
+/// so that its token bucket has refilled when each probe arrives.
+pub const PACING_MAX: Duration = Duration::from_millis(1100);
+
+/// Retries a port of a paced host gets at least once the pace settled.
+const PACED_RETRIES: u8 = 2;
 
 /// (host, port) pairs handed out per group, which sets the group size.
 const PAIRS_PER_GROUP: u32 = 1 << 16;
@@ -698,19 +702,29 @@ impl Scheduler {
             self.stats.pacing_increases += 1;
             if host.send_delay == PACING_MAX {
                 host.paced_at = Some(now);
+                // The limit's bucket may be empty now: the first probe at
+                // the settled pace waits a whole interval too.
+                host.next_allowed = Some(now + PACING_MAX);
             }
         }
         // A try sent before the pace settled does not count against the
         // port: the answer may have been cut by the rate limit.
+        // Its port starts counting its tries again as a first retry, at
+        // the settled pace.
         let unsettled = pacing && host.paced_at.is_none_or(|t| entry.sent_at < t);
-        let retries = if unsettled {
-            max_retries
+        let (retries, next_try) = if unsettled {
+            (max_retries, 1)
+        } else if pacing {
+            // At the settled pace, a lost answer is the limit's jitter more
+            // often than the port's silence: two retries at least.
+            let budget = host.retry_budget(max_retries, scanned).max(PACED_RETRIES);
+            (budget.min(max_retries), entry.try_no + 1)
         } else {
-            host.retry_budget(max_retries, scanned)
+            (host.retry_budget(max_retries, scanned), entry.try_no + 1)
         };
         let allowed_tries = retries + 1;
-        if entry.try_no + 1 < allowed_tries && !host.timed_out {
-            host.queue.push_back((entry.port, entry.try_no + 1));
+        if (unsettled || entry.try_no + 1 < allowed_tries) && !host.timed_out {
+            host.queue.push_back((entry.port, next_try));
             self.queued += 1;
             self.mark_ready(entry.host);
         } else {
@@ -1720,6 +1734,52 @@ mod tests {
                 assert!(*at <= answered[&probe.addr], "{probe:?} after the answer");
             }
         }
+    }
+
+    #[test]
+    fn paced_hosts_get_every_answer_of_a_rate_limiting_target() {
+        // A Linux-like target: closed ports answer from a token bucket of
+        // six, refilled one a second; ports 1-5 are silent (open|filtered).
+        let mut p = plan(&["198.18.0.2"], &[], (1..=30).collect(), fast());
+        p.silent_state = PortState::OpenFiltered;
+        p.pace_to_answers = true;
+        let mut tokens = 6.0f64;
+        let mut last: Option<Instant> = None;
+        let run = simulate_full(
+            p,
+            |probe, now| {
+                if let Some(t) = last {
+                    tokens = (tokens + (now - t).as_secs_f64()).min(6.0);
+                }
+                last = Some(now);
+                if probe.port <= 5 || tokens < 1.0 {
+                    return None;
+                }
+                tokens -= 1.0;
+                Some((
+                    Reply {
+                        state: PortState::Closed,
+                        reason: Reason::PortUnreach,
+                        ttl: None,
+                    },
+                    Duration::from_millis(1),
+                ))
+            },
+            None,
+        );
+        for (&(_, port), outcome) in &run.ports {
+            let want = if port <= 5 {
+                PortState::OpenFiltered
+            } else {
+                PortState::Closed
+            };
+            assert_eq!(outcome.state, want, "port {port}");
+        }
+        assert_eq!(run.ports.len(), 30);
+        assert!(run.stats.pacing_increases > 0);
+        // Bounded by the limit: about a second per closed port past the
+        // burst, not a timeout per try of every port.
+        assert!(run.elapsed < Duration::from_secs(90), "{:?}", run.elapsed);
     }
 
     #[test]
