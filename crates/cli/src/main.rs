@@ -39,6 +39,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How many of the most common ports each host is probed on first.
 const FIRST_PORTS: usize = 10;
 
+/// Targets per group when host discovery runs (see `scan`).
+const DISCOVERY_GROUP: u128 = 4096;
+
 /// Retransmissions of a host discovery probe at most.
 const DISCOVERY_RETRIES: u8 = 2;
 
@@ -255,57 +258,104 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         interrupted: &interrupted,
         start,
         held: hold.then_some(&held),
+        more_groups: std::cell::Cell::new(false),
     };
 
     let mut packets = None;
-    let (targets, found) = match pings {
-        None => (targets, None),
-        Some(pings) => {
-            let (found, sent) = engine.discover(targets, pings)?;
-            add_packets(&mut packets, sent);
-            (TargetList::from_targets(&found.up), Some(found))
-        }
-    };
-    let mut stats = found.as_ref().map(|f| f.stats).unwrap_or_default();
     let phase_count = phases.len();
-    for (n, (kind, proto, ports)) in phases.into_iter().enumerate() {
+    // With discovery, targets go in groups, as nmap's host groups: each
+    // group's port scan starts as soon as its discovery is done, and a
+    // wide sweep never holds more than a group. The groups are taken in
+    // the scan's keyed order, so none is one network's block.
+    let grouped = pings.is_some() && targets.host_count() > DISCOVERY_GROUP;
+    let group_count = if grouped {
+        targets.host_count().div_ceil(DISCOVERY_GROUP) as usize
+    } else {
+        1
+    };
+    let order = config.randomize.then(|| {
+        portolan_targets::Permutation::new(
+            targets.host_count(),
+            config.seed.unwrap_or_else(random_seed),
+        )
+    });
+    let mut stats = ScanStats::default();
+    for g in 0..group_count {
         if interrupted.load(Ordering::Relaxed) {
             break;
         }
-        let plan = ScanPlan {
-            targets: targets.clone(),
-            ports,
-            proto,
-            silent_state: match kind {
-                ScanKind::Raw(scan) => scan.silent_state(),
-                ScanKind::Connect => PortState::Filtered,
-                ScanKind::Udp => PortState::OpenFiltered,
-                ScanKind::Sctp(SctpProbe::Init) => PortState::Filtered,
-                ScanKind::Sctp(_) => PortState::OpenFiltered,
-            },
-            seed: config.seed.unwrap_or_else(random_seed),
-            randomize: config.randomize,
-            max_hostgroup: config.max_hostgroup,
-            // The most commonly open ports first, as nmap does: an early
-            // answer gives the round-trip time, and short timeouts, sooner.
-            first_ports: if config.randomize {
-                portolan_targets::top_ports(proto, FIRST_PORTS)
-            } else {
-                Vec::new()
-            },
-            timing: config.timing.clone(),
-            discovery: false,
-            // UDP answers (ICMP port unreachables above all) are rate
-            // limited by most systems.
-            pace_to_answers: kind == ScanKind::Udp,
-        };
-        let more_raw = n + 1 < phase_count;
-        let (phase_stats, sent) = engine.run(kind, plan, found.as_ref(), more_raw)?;
-        add_packets(&mut packets, sent);
-        stats = if n == 0 && found.is_none() {
-            phase_stats
+        let group = if !grouped {
+            targets.clone()
         } else {
-            add_stats(stats, &phase_stats, found.is_some() || n > 0)
+            let start = g as u128 * DISCOVERY_GROUP;
+            let end = (start + DISCOVERY_GROUP).min(targets.host_count());
+            let members: Vec<portolan_targets::Target> = (start..end)
+                .filter_map(|i| {
+                    let index = order.as_ref().map_or(i, |o| o.apply(i));
+                    targets.host_at(index)
+                })
+                .filter(|t| !targets.is_excluded(t.addr))
+                .collect();
+            TargetList::from_targets(&members)
+        };
+        engine.more_groups.set(g + 1 < group_count);
+        let (group_targets, found) = match &pings {
+            None => (group, None),
+            Some(pings) => {
+                let (found, sent) = engine.discover(group, pings.clone())?;
+                add_packets(&mut packets, sent);
+                (TargetList::from_targets(&found.up), Some(found))
+            }
+        };
+        let mut group_stats = found.as_ref().map(|f| f.stats).unwrap_or_default();
+        for (n, (kind, proto, ports)) in phases.iter().cloned().enumerate() {
+            if interrupted.load(Ordering::Relaxed) {
+                break;
+            }
+            let plan = ScanPlan {
+                targets: group_targets.clone(),
+                ports,
+                proto,
+                silent_state: match kind {
+                    ScanKind::Raw(scan) => scan.silent_state(),
+                    ScanKind::Connect => PortState::Filtered,
+                    ScanKind::Udp => PortState::OpenFiltered,
+                    ScanKind::Sctp(SctpProbe::Init) => PortState::Filtered,
+                    ScanKind::Sctp(_) => PortState::OpenFiltered,
+                },
+                seed: config.seed.unwrap_or_else(random_seed),
+                randomize: config.randomize,
+                max_hostgroup: config.max_hostgroup,
+                // The most commonly open ports first, as nmap does: an
+                // early answer gives the round-trip time, and short
+                // timeouts, sooner.
+                first_ports: if config.randomize {
+                    portolan_targets::top_ports(proto, FIRST_PORTS)
+                } else {
+                    Vec::new()
+                },
+                timing: config.timing.clone(),
+                discovery: false,
+                // UDP answers (ICMP port unreachables above all) are rate
+                // limited by most systems.
+                pace_to_answers: kind == ScanKind::Udp,
+            };
+            let more_raw = n + 1 < phase_count;
+            let (phase_stats, sent) = engine.run(kind, plan, found.as_ref(), more_raw)?;
+            add_packets(&mut packets, sent);
+            group_stats = if n == 0 && found.is_none() {
+                phase_stats
+            } else {
+                add_stats(group_stats, &phase_stats, found.is_some() || n > 0)
+            };
+        }
+        stats = if g == 0 {
+            group_stats
+        } else {
+            let mut total = add_stats(stats, &group_stats, true);
+            total.hosts_done += group_stats.hosts_done;
+            total.hosts_up += group_stats.hosts_up;
+            total
         };
     }
     if hold && phase_count > 1 {
@@ -474,6 +524,9 @@ struct Engine<'a> {
     start: Instant,
     /// With `-sV`: where port-scanned hosts wait for version detection.
     held: Option<&'a std::cell::RefCell<Vec<HostReport>>>,
+    /// Whether more target groups follow this one (raw runs then keep
+    /// their privileges for the next).
+    more_groups: std::cell::Cell<bool>,
 }
 
 impl Engine<'_> {
@@ -539,10 +592,11 @@ impl Engine<'_> {
         };
         let pings = if connect { Vec::new() } else { pings };
         // Raw discovery keeps its privileges for a raw port scan after it.
-        let keep = !self.config.ping_only
-            && (self.config.udp
-                || self.config.sctp.is_some()
-                || matches!(self.technique, ScanKind::Raw(_)));
+        let keep = self.more_groups.get()
+            || !self.config.ping_only
+                && (self.config.udp
+                    || self.config.sctp.is_some()
+                    || matches!(self.technique, ScanKind::Raw(_)));
         let (stats, sent) =
             self.run_with(self.discovery_technique, plan, pings, keep, &mut on_host)?;
         let mut found = found.into_inner();
@@ -582,7 +636,8 @@ impl Engine<'_> {
             }
             true
         };
-        self.run_with(technique, plan, Vec::new(), keep_privileges, &mut on_host)
+        let keep = keep_privileges || self.more_groups.get();
+        self.run_with(technique, plan, Vec::new(), keep, &mut on_host)
     }
 
     /// Runs `plan` to its end; `on_host` may amend each host report and

@@ -297,3 +297,55 @@ fn without_privileges_discovery_connects_to_80_and_443() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("need raw sockets"), "{stderr}");
 }
+
+#[test]
+fn a_wide_range_is_discovered_and_port_scanned_group_by_group() {
+    // 8192 addresses (two discovery groups) behind a gateway, seven live
+    // ones spread over both halves, each with port 22 open.
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let gateway = lab.host(0);
+    let _ssh = gateway.listen_tcp([22]).unwrap();
+    lab.scanner()
+        .ip(&[
+            "route",
+            "add",
+            "198.19.32.0/19",
+            "via",
+            &gateway.ipv4().to_string(),
+        ])
+        .unwrap();
+    let live = [
+        "198.19.32.1",
+        "198.19.33.200",
+        "198.19.40.7",
+        "198.19.47.255",
+        "198.19.48.0",
+        "198.19.55.55",
+        "198.19.63.254",
+    ];
+    for addr in live {
+        gateway
+            .ip(&["address", "add", &format!("{addr}/32"), "dev", "lo"])
+            .unwrap();
+    }
+    let scanned = run(&lab, &["-T5", "-p", "22", "198.19.32.0/19"]);
+    let got = statuses(&scanned);
+    let mut up: Vec<String> = got
+        .iter()
+        .filter(|(_, s)| s.0 == "up")
+        .map(|(a, _)| a.to_string())
+        .collect();
+    up.sort();
+    let mut want: Vec<String> = live.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(up, want);
+    assert_eq!(got.len(), 8192, "every address is reported (with -v)");
+    for addr in live {
+        let line = &scanned.ports[&(addr.parse().unwrap(), 22)];
+        assert_eq!(line.state, "open", "{addr}");
+    }
+    assert_eq!(scanned.ports.len(), live.len());
+    let summary = scanned.summary.unwrap();
+    assert_eq!(summary["hosts"]["scanned"], 8192);
+    assert_eq!(summary["hosts"]["up"], live.len());
+}
