@@ -365,25 +365,28 @@ pub fn resolve(
                     ("E", "") => cfg.pings.push(PingProbe::Echo),
                     ("P", "") => cfg.pings.push(PingProbe::Timestamp),
                     ("R", "") => cfg.pings.push(PingProbe::Neighbour),
-                    (kind @ ("S" | "A"), list) => {
+                    ("M", "") => cfg.pings.push(PingProbe::AddressMask),
+                    (kind @ ("S" | "A" | "U" | "Y"), list) => {
+                        // nmap's defaults: 80, and 40125 for UDP.
                         let ports = if list.is_empty() {
-                            vec![80]
+                            vec![if kind == "U" { 40125 } else { 80 }]
                         } else {
                             portolan_targets::parse_ports(list)
                                 .map_err(|e| usage(format!("-P{v}: {e}")))?
                                 .tcp
                         };
-                        let make = if kind == "S" {
-                            PingProbe::Syn
-                        } else {
-                            PingProbe::Ack
+                        let make = match kind {
+                            "S" => PingProbe::Syn,
+                            "A" => PingProbe::Ack,
+                            "U" => PingProbe::Udp,
+                            _ => PingProbe::Sctp,
                         };
                         cfg.pings.extend(ports.into_iter().map(make));
                     }
                     _ => {
                         return Err(usage(format!(
                             "-P{v}: this discovery probe is not available yet; \
-                             use -PE, -PP, -PS[ports], -PA[ports], -PR or -Pn"
+                             use -PE, -PP, -PM, -PS/-PA/-PU/-PY[ports], -PR or -Pn"
                         )));
                     }
                 }

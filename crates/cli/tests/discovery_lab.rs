@@ -349,3 +349,43 @@ fn a_wide_range_is_discovered_and_port_scanned_group_by_group() {
     assert_eq!(summary["hosts"]["scanned"], 8192);
     assert_eq!(summary["hosts"]["up"], live.len());
 }
+
+#[test]
+fn udp_and_sctp_pings_find_hosts_that_drop_icmp_and_tcp() {
+    let lab = lab_or_skip!(Lab::builder().hosts(2).without_icmp_rate_limits());
+    let (plain, sctp) = (lab.host(0), lab.host(1));
+    for host in [plain, sctp] {
+        drop_icmp(host);
+        host.drop_tcp(1..=65535).unwrap();
+    }
+    let _dns = plain.listen_udp([53]).unwrap();
+    let _endpoint = sctp.respond_sctp([80]).unwrap();
+    let status = |args: &[&str], host: &Host| {
+        let mut all = vec!["-sn", "--disable-arp-ping"];
+        all.extend_from_slice(args);
+        let target = host.ipv4().to_string();
+        all.push(&target);
+        statuses(&run(&lab, &all))[&IpAddr::from(host.ipv4())].clone()
+    };
+    // Only the ICMP and TCP probes: both hosts look down.
+    assert_eq!(status(&["-PE", "-PS80", "-PA80"], plain).0, "down");
+    // A UDP answer, or the host's own port unreachable.
+    assert_eq!(
+        status(&["-PU53"], plain),
+        ("up".into(), "udp-response".into())
+    );
+    assert_eq!(
+        status(&["-PU"], plain),
+        ("up".into(), "port-unreach".into())
+    );
+    // An SCTP INIT: INIT ACK from the endpoint's open port, ABORT from a
+    // closed one; a host without SCTP says protocol unreachable itself.
+    assert_eq!(status(&["-PY80"], sctp), ("up".into(), "init-ack".into()));
+    assert_eq!(status(&["-PY81"], sctp), ("up".into(), "abort".into()));
+    assert_eq!(
+        status(&["-PY"], plain),
+        ("up".into(), "proto-unreach".into())
+    );
+    // Linux does not answer address mask requests.
+    assert_eq!(status(&["-PM"], plain).0, "down");
+}

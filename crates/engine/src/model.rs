@@ -99,6 +99,8 @@ pub enum Reason {
     EchoReply,
     /// An ICMP timestamp reply (host discovery).
     TimestampReply,
+    /// An ICMP address mask reply (host discovery).
+    MaskReply,
     /// A UDP datagram came back from the port.
     UdpResponse,
     /// An SCTP INIT ACK came back (the INIT scan).
@@ -126,6 +128,7 @@ impl Reason {
                 | Reason::ProtoUnreach
                 | Reason::EchoReply
                 | Reason::TimestampReply
+                | Reason::MaskReply
                 | Reason::ArpResponse
                 | Reason::NdResponse
                 | Reason::UdpResponse
@@ -191,6 +194,7 @@ impl Reason {
             Reason::UserSet => "user-set",
             Reason::EchoReply => "echo-reply",
             Reason::TimestampReply => "timestamp-reply",
+            Reason::MaskReply => "addressmask-reply",
             Reason::UdpResponse => "udp-response",
             Reason::InitAck => "init-ack",
             Reason::Abort => "abort",

@@ -139,6 +139,13 @@ pub enum PingProbe {
     Syn(u16),
     /// `-PA<port>`: a lone ACK; the RST it draws proves the host.
     Ack(u16),
+    /// `-PM`: ICMP address mask request (IPv4 only; skipped for IPv6).
+    AddressMask,
+    /// `-PU<port>`: a UDP datagram (with the port's payload); any UDP
+    /// answer, or the host's own port unreachable, proves it.
+    Udp(u16),
+    /// `-PY<port>`: an SCTP INIT; an INIT ACK or ABORT proves the host.
+    Sctp(u16),
     /// `-PR`: an ARP request (IPv4) or Neighbor Solicitation (IPv6), for
     /// hosts on a directly attached segment, where it replaces the other
     /// probes (a host answers it even when its firewall drops all IP).
@@ -151,7 +158,7 @@ impl PingProbe {
         match self {
             PingProbe::Syn(port) => Some((TcpScan::Syn, port)),
             PingProbe::Ack(port) => Some((TcpScan::Ack, port)),
-            PingProbe::Echo | PingProbe::Timestamp | PingProbe::Neighbour => None,
+            _ => None,
         }
     }
 }
@@ -628,6 +635,34 @@ pub fn run(
                     (None, Some(segment)) if ping == PingProbe::Neighbour => {
                         stage_solicitation(probe, segment, batch)
                     }
+                    (None, _) if matches!(ping, PingProbe::Udp(_)) => {
+                        let PingProbe::Udp(port) = ping else {
+                            unreachable!()
+                        };
+                        let template = udp_templates
+                            .entry(path.source)
+                            .or_insert_with(|| UdpTemplate::new(path.source, reservation.base));
+                        let probe_of = (path.via, Some(probe.id), port);
+                        stage_udp(
+                            probe,
+                            probe_of,
+                            template,
+                            &reservation,
+                            &jar,
+                            &mut payload,
+                            batch,
+                        )
+                    }
+                    (None, _) if matches!(ping, PingProbe::Sctp(_)) => {
+                        let PingProbe::Sctp(port) = ping else {
+                            unreachable!()
+                        };
+                        let template = sctp_templates.entry(path.source).or_insert_with(|| {
+                            SctpTemplate::new(path.source, reservation.base, SctpProbe::Init)
+                        });
+                        let probe_of = (path.via, Some(probe.id), port);
+                        stage_sctp(probe, probe_of, template, &reservation, &jar, batch)
+                    }
                     (None, _) => stage_query(probe, ping, path, &jar, batch),
                 };
                 staged?;
@@ -648,7 +683,8 @@ pub fn run(
                     let template = sctp_templates
                         .entry(source)
                         .or_insert_with(|| SctpTemplate::new(source, reservation.base, kind));
-                    stage_sctp(probe, (path.via, id), template, &reservation, &jar, batch)?;
+                    let probe_of = (path.via, id, probe.port);
+                    stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
                 } else if options.udp {
                     let template = udp_templates
                         .entry(source)
@@ -656,7 +692,7 @@ pub fn run(
                     let via = path.via;
                     stage_udp(
                         probe,
-                        (via, id),
+                        (via, id, probe.port),
                         template,
                         &reservation,
                         &jar,
@@ -803,11 +839,12 @@ fn stage_query(
     batch: &mut Batch,
 ) -> Result<(), RawError> {
     let query = match ping {
-        PingProbe::Timestamp if probe.addr.is_ipv6() => {
-            // No ICMPv6 timestamp: nothing to send, as if it went unanswered.
+        PingProbe::Timestamp | PingProbe::AddressMask if probe.addr.is_ipv6() => {
+            // No ICMPv6 form: nothing to send, as if it went unanswered.
             return Ok(());
         }
         PingProbe::Timestamp => IcmpQuery::Timestamp,
+        PingProbe::AddressMask => IcmpQuery::AddressMask,
         _ => IcmpQuery::Echo,
     };
     let cookie = jar.cookie(path.source, probe.addr, 0, probe.port);
@@ -874,7 +911,7 @@ fn sctp_cookie(jar: &CookieJar, ours: IpAddr, target: IpAddr, sport: u16, dport:
 /// Builds one SCTP probe into a batch.
 fn stage_sctp(
     probe: Probe,
-    (via, id): (Via, Option<ProbeId>),
+    (via, id, dst_port): (Via, Option<ProbeId>, u16),
     template: &SctpTemplate,
     ports: &PortReservation,
     jar: &CookieJar,
@@ -882,7 +919,7 @@ fn stage_sctp(
 ) -> Result<(), RawError> {
     let src = template.src();
     let port = ports.port_for(probe.try_no);
-    let cookie = sctp_cookie(jar, src, probe.addr, port, probe.port);
+    let cookie = sctp_cookie(jar, src, probe.addr, port, dst_port);
     let Some(buffer) = batch.packets.next_buffer() else {
         return Ok(());
     };
@@ -893,7 +930,7 @@ fn stage_sctp(
             &mut buffer[offset..],
             probe.addr,
             port,
-            probe.port,
+            dst_port,
             cookie,
             ip_id,
         )
@@ -908,7 +945,7 @@ fn stage_sctp(
 /// headers.
 fn stage_udp(
     probe: Probe,
-    (via, id): (Via, Option<ProbeId>),
+    (via, id, dst_port): (Via, Option<ProbeId>, u16),
     template: &UdpTemplate,
     ports: &PortReservation,
     jar: &CookieJar,
@@ -917,8 +954,8 @@ fn stage_udp(
 ) -> Result<(), RawError> {
     let src = template.src();
     let port = ports.port_for(probe.try_no);
-    let cookie = jar.cookie(src, probe.addr, port, probe.port);
-    let len = portolan_payloads::payload_for(probe.port, cookie, scratch).unwrap_or(0);
+    let cookie = jar.cookie(src, probe.addr, port, dst_port);
+    let len = portolan_payloads::payload_for(dst_port, cookie, scratch).unwrap_or(0);
     let Some(buffer) = batch.packets.next_buffer() else {
         return Ok(());
     };
@@ -928,7 +965,7 @@ fn stage_udp(
             &mut buffer[offset..],
             probe.addr,
             port,
-            probe.port,
+            dst_port,
             (cookie >> 16) as u16 ^ u16::from(probe.try_no),
             &scratch[..len],
         )
@@ -1123,6 +1160,87 @@ impl Judge<'_> {
         }
     }
 
+    /// Judges a UDP or SCTP ping's answer, or an ICMP error from the host
+    /// itself quoting a ping (its port or protocol unreachable proves it
+    /// up; errors from routers on the way count as silence).
+    fn other_ping_answer(&mut self, packet: Packet, bytes: &[u8]) {
+        let (target, port, reply) = match packet {
+            Packet::Udp {
+                src,
+                dst,
+                ttl,
+                src_port,
+                dst_port,
+                payload,
+            } if self.our_ports.contains(dst_port) && !self.our_ports.contains(src_port) => {
+                let cookie = self.jar.cookie(dst, src, dst_port, src_port);
+                let answer = payload.of(bytes);
+                if portolan_payloads::echo(src_port, answer).is_some_and(|e| !e.matches(cookie)) {
+                    return;
+                }
+                let reply = Reply {
+                    state: PortState::Open,
+                    reason: Reason::UdpResponse,
+                    ttl: Some(ttl),
+                };
+                (src, PingProbe::Udp(src_port), reply)
+            }
+            Packet::Sctp {
+                src,
+                dst,
+                ttl,
+                src_port,
+                dst_port,
+                vtag,
+                chunk,
+            } if self.our_ports.contains(dst_port) => {
+                let reason = match chunk {
+                    SctpChunk::InitAck { .. } => Reason::InitAck,
+                    SctpChunk::Abort { reflected: false } => Reason::Abort,
+                    _ => return,
+                };
+                if vtag != sctp_cookie(self.jar, dst, src, dst_port, src_port) {
+                    return;
+                }
+                let reply = Reply {
+                    state: PortState::Open,
+                    reason,
+                    ttl: Some(ttl),
+                };
+                (src, PingProbe::Sctp(src_port), reply)
+            }
+            Packet::IcmpError {
+                from,
+                ttl,
+                v6,
+                icmp_type,
+                code,
+                quoted,
+            } if from == quoted.dst && self.our_ports.contains(quoted.src_port) => {
+                let Some(reason) = unreachable_reason(v6, icmp_type, code) else {
+                    return;
+                };
+                let ping = match quoted.protocol {
+                    portolan_wire::ip_protocol::UDP => PingProbe::Udp(quoted.dst_port),
+                    portolan_wire::ip_protocol::SCTP => PingProbe::Sctp(quoted.dst_port),
+                    _ => return,
+                };
+                let reply = Reply {
+                    state: PortState::Open,
+                    reason,
+                    ttl: Some(ttl),
+                };
+                (quoted.dst, ping, reply)
+            }
+            _ => return,
+        };
+        self.stats.received += 1;
+        match self.pings.iter().position(|p| *p == port) {
+            Some(index) => self.report(target, index as u16, reply),
+            None => self.stats.ignored += 1,
+        }
+    }
+
     /// Judges a packet in an SCTP scan: an INIT ACK or ABORT carrying our
     /// cookie as its verification tag, or an ICMP error quoting a probe
     /// with our cookie.
@@ -1241,6 +1359,7 @@ impl Judge<'_> {
             let (want, reason) = match answer.query {
                 IcmpQuery::Echo => (PingProbe::Echo, Reason::EchoReply),
                 IcmpQuery::Timestamp => (PingProbe::Timestamp, Reason::TimestampReply),
+                IcmpQuery::AddressMask => (PingProbe::AddressMask, Reason::MaskReply),
             };
             let index = self.pings.iter().position(|p| *p == want);
             let valid = index
@@ -1256,8 +1375,12 @@ impl Judge<'_> {
             };
             return self.report(answer.src, index as u16, reply);
         }
-        let Ok(packet @ Packet::Tcp { src_port, .. }) = parse_reply(bytes) else {
-            // Not an answer to a ping (ICMP errors count as silence).
+        let packet = match parse_reply(bytes) {
+            Ok(packet @ Packet::Tcp { .. }) => packet,
+            Ok(other) => return self.other_ping_answer(other, bytes),
+            Err(_) => return,
+        };
+        let Packet::Tcp { src_port, .. } = packet else {
             return;
         };
         if is_own_probe(&packet, self.our_ports, TcpScan::Syn)

@@ -1,6 +1,7 @@
 //! ICMP queries for host discovery: the echo request (`-PE`, ICMP and
-//! ICMPv6) and the timestamp request (`-PP`, IPv4 only) that go out, and
-//! the echo and timestamp replies that come back ([`parse_query_reply`]).
+//! ICMPv6), the timestamp request (`-PP`) and the address mask request
+//! (`-PM`, RFC 950; both IPv4 only) that go out, and their replies
+//! ([`parse_query_reply`]).
 //! The identifier and sequence number, which a reply echoes, carry a
 //! 32-bit cookie between them.
 //!
@@ -22,6 +23,10 @@ use crate::{ipv4, ipv6};
 /// ICMP timestamp request and reply (RFC 792).
 const TIMESTAMP_REQUEST: u8 = 13;
 const TIMESTAMP_REPLY: u8 = 14;
+/// ICMP address mask request and reply (RFC 950), with a 4-byte mask.
+const MASK_REQUEST: u8 = 17;
+const MASK_REPLY: u8 = 18;
+const MASK: usize = 4;
 /// The ICMP header: type, code, checksum, identifier, sequence number.
 const ICMP_HEADER: usize = 8;
 /// The three 32-bit timestamps after a timestamp message's header.
@@ -34,6 +39,8 @@ pub enum IcmpQuery {
     Echo,
     /// Timestamp request / reply (ICMP type 13/14; no ICMPv6 form).
     Timestamp,
+    /// Address mask request / reply (ICMP type 17/18; no ICMPv6 form).
+    AddressMask,
 }
 
 /// An ICMP query's reply, as read by [`parse_query_reply`].
@@ -58,7 +65,8 @@ pub struct QueryReply {
 /// # Errors
 /// [`StampError::BufferTooSmall`] for a short buffer;
 /// [`StampError::FamilyMismatch`] if `src` and `dst` differ in IP version
-/// or a timestamp request is asked for over IPv6. Nothing is written then.
+/// or a timestamp or address mask request is asked for over IPv6. Nothing
+/// is written then.
 pub fn write_query(
     buf: &mut [u8],
     src: IpAddr,
@@ -70,6 +78,7 @@ pub fn write_query(
     let body = match query {
         IcmpQuery::Echo => ICMP_HEADER,
         IcmpQuery::Timestamp => ICMP_HEADER.saturating_add(TIMESTAMPS),
+        IcmpQuery::AddressMask => ICMP_HEADER.saturating_add(MASK),
     };
     let (ip_len, v6) = match (src, dst, query) {
         (IpAddr::V4(_), IpAddr::V4(_), _) => (ipv4::HEADER_LEN, false),
@@ -106,6 +115,7 @@ pub fn write_query(
             let t = match query {
                 IcmpQuery::Echo => crate::icmp::v4::ECHO_REQUEST,
                 IcmpQuery::Timestamp => TIMESTAMP_REQUEST,
+                IcmpQuery::AddressMask => MASK_REQUEST,
             };
             (t, 0)
         }
@@ -180,6 +190,9 @@ pub fn parse_query_reply(packet: &[u8]) -> Option<QueryReply> {
         (false, TIMESTAMP_REPLY) if icmp.len() >= ICMP_HEADER.saturating_add(TIMESTAMPS) => {
             IcmpQuery::Timestamp
         }
+        (false, MASK_REPLY) if icmp.len() >= ICMP_HEADER.saturating_add(MASK) => {
+            IcmpQuery::AddressMask
+        }
         _ => return None,
     };
     let cookie = be32(icmp, 4);
@@ -211,7 +224,11 @@ mod tests {
             let (s, d) = (r[12..16].to_vec(), r[16..20].to_vec());
             r[12..16].copy_from_slice(&d);
             r[16..20].copy_from_slice(&s);
-            r[20] = if r[20] == 8 { 0 } else { TIMESTAMP_REPLY };
+            r[20] = match r[20] {
+                8 => 0,
+                MASK_REQUEST => MASK_REPLY,
+                _ => TIMESTAMP_REPLY,
+            };
         }
         r
     }
@@ -222,6 +239,7 @@ mod tests {
         for (src, dst, query) in [
             (v4("198.18.0.1"), v4("198.18.0.2"), IcmpQuery::Echo),
             (v4("198.18.0.1"), v4("198.18.0.2"), IcmpQuery::Timestamp),
+            (v4("198.18.0.1"), v4("198.18.0.2"), IcmpQuery::AddressMask),
             (v6("fd00::1"), v6("fd00::2"), IcmpQuery::Echo),
         ] {
             let n = write_query(&mut buf, src, dst, query, 0xdead_beef, 7).unwrap();
