@@ -179,9 +179,13 @@ impl HostScan {
     /// Before the host has answered at all, silence may be the path
     /// warming up (ARP or neighbour discovery dropping the first packets),
     /// so the full budget applies.
-    fn retry_budget(&self, max_retries: u8, scanned: usize) -> u8 {
+    fn retry_budget(&self, max_retries: u8, scanned: usize, others: Option<u8>) -> u8 {
         if self.answered_ports == 0 {
-            return max_retries;
+            // Other hosts of the scan answered: this one's silence is
+            // more likely absence than a path warming up (a sweep of
+            // mostly empty space); it gets what they needed, as nmap's
+            // group-wide count.
+            return others.map_or(max_retries, |o| o.min(max_retries));
         }
         let adaptive = self
             .max_successful_try
@@ -245,6 +249,9 @@ pub struct Scheduler {
 
     window: Window,
     global_rtt: RttEstimator,
+    /// Ports answered over all hosts, and the highest try that one needed.
+    global_answered: u32,
+    global_max_successful_try: u8,
     rate: RateLimiter,
     stats: ScanStats,
     events: VecDeque<ScanEvent>,
@@ -281,6 +288,12 @@ pub const PACING_START: Duration = Duration::from_millis(25);
 /// The longest: a little over a second, Linux's pace for ICMP errors,
 /// so that its token bucket has refilled when each probe arrives.
 pub const PACING_MAX: Duration = Duration::from_millis(1100);
+
+/// Answers from the scan's hosts before a silent host's budget follows
+/// theirs.
+const OTHERS_ANSWERED: u32 = 16;
+/// Retries a silent host gets at least then.
+const MIN_OTHERS_RETRIES: u8 = 2;
 
 /// Retries a port of a paced host gets at least once the pace settled.
 const PACED_RETRIES: u8 = 2;
@@ -353,6 +366,8 @@ impl Scheduler {
             timeouts: BinaryHeap::new(),
             cancels: Vec::new(),
             global_rtt: RttEstimator::default(),
+            global_answered: 0,
+            global_max_successful_try: 0,
             stats: ScanStats::default(),
             events: VecDeque::new(),
             interrupted: false,
@@ -593,6 +608,8 @@ impl Scheduler {
             self.stats.window_decreases += 1;
         }
         host.max_successful_try = host.max_successful_try.max(entry.try_no);
+        self.global_answered = self.global_answered.saturating_add(1);
+        self.global_max_successful_try = self.global_max_successful_try.max(entry.try_no);
         host.answered_ports = host.answered_ports.saturating_add(1);
         host.answered_tries = host
             .answered_tries
@@ -654,6 +671,17 @@ impl Scheduler {
         let _ = now;
     }
 
+    /// The retries a host that has not answered yet gets once enough
+    /// other hosts have: one more than the most any answer needed, and at
+    /// least [`MIN_OTHERS_RETRIES`].
+    fn others_budget(&self) -> Option<u8> {
+        (self.global_answered >= OTHERS_ANSWERED).then(|| {
+            self.global_max_successful_try
+                .saturating_add(1)
+                .max(MIN_OTHERS_RETRIES)
+        })
+    }
+
     /// Takes a probe that did not go out back off the books: its slot is
     /// freed and it no longer counts as sent.
     fn unsend(&mut self, id: ProbeId) -> Option<InFlight> {
@@ -685,6 +713,7 @@ impl Scheduler {
     }
 
     fn on_timeout(&mut self, slot: u32, now: Instant) {
+        let others = self.others_budget();
         let entry = self.slab[slot as usize];
         self.release(slot);
         let max_retries = self.timing.max_retries;
@@ -717,10 +746,15 @@ impl Scheduler {
         } else if pacing {
             // At the settled pace, a lost answer is the limit's jitter more
             // often than the port's silence: two retries at least.
-            let budget = host.retry_budget(max_retries, scanned).max(PACED_RETRIES);
+            let budget = host
+                .retry_budget(max_retries, scanned, None)
+                .max(PACED_RETRIES);
             (budget.min(max_retries), entry.try_no + 1)
         } else {
-            (host.retry_budget(max_retries, scanned), entry.try_no + 1)
+            (
+                host.retry_budget(max_retries, scanned, others),
+                entry.try_no + 1,
+            )
         };
         let allowed_tries = retries + 1;
         if (unsettled || entry.try_no + 1 < allowed_tries) && !host.timed_out {
@@ -865,7 +899,10 @@ impl Scheduler {
         // Tries that another try will follow start from what the round
         // trips justify; the last try waits at least the full
         // --min-rtt-timeout, so a slow answer is not lost for good.
-        let last_try = try_no >= host.retry_budget(self.timing.max_retries, self.ports.len());
+        let others = self.others_budget();
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        let last_try =
+            try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
         let base =
             host.rtt
                 .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial);
@@ -1780,6 +1817,46 @@ mod tests {
         // Bounded by the limit: about a second per closed port past the
         // burst, not a timeout per try of every port.
         assert!(run.elapsed < Duration::from_secs(90), "{:?}", run.elapsed);
+    }
+
+    #[test]
+    fn a_sweep_of_mostly_empty_space_does_not_retry_the_dead_to_the_full() {
+        // One port over a /22: every 16th address answers, the rest is
+        // silent. Silent addresses get about what the live ones needed.
+        let p = plan(&["198.18.0.0/22"], &[], vec![80], fast());
+        let run = simulate(
+            p,
+            |probe| {
+                let IpAddr::V4(a) = probe.addr else {
+                    unreachable!()
+                };
+                (a.octets()[3] % 16 == 0).then(|| {
+                    (
+                        Reply {
+                            state: PortState::Open,
+                            reason: Reason::SynAck,
+                            ttl: None,
+                        },
+                        Duration::from_millis(1),
+                    )
+                })
+            },
+            None,
+        );
+        assert_eq!(run.ports.len(), 1024);
+        let open = run
+            .ports
+            .values()
+            .filter(|o| o.state == PortState::Open)
+            .count();
+        assert_eq!(open, 64, "no live address is lost");
+        let silent = 1024 - 64;
+        let max_retries = fast().max_retries as usize;
+        assert!(
+            run.probes.len() < 64 + silent * 4,
+            "{} probes for {silent} silent addresses (max_retries {max_retries})",
+            run.probes.len()
+        );
     }
 
     #[test]
