@@ -120,13 +120,14 @@ pub struct Tool<'a> {
 
 /// While alive, the host sends the scanner a one-byte UDP datagram (to the
 /// discard port, which the scanner's kernel refuses) every [`HEARTBEAT`].
-struct Heartbeat {
+pub struct Heartbeat {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Heartbeat {
-    fn start(host: &Host) -> Self {
+    /// Starts the datagrams from `host` to the scanner.
+    pub fn start(host: &Host) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let namespace = host.name().to_string();
         let to = SocketAddr::from((host.scanner_ipv4(), 9));
