@@ -22,8 +22,11 @@
 //! Each row gives the live hosts found out of the truth (and any false
 //! ones), wall time, CPU time, peak memory, ratios to the first row, and
 //! packets per second where the count is known (Portolan's summary;
-//! masscan's and ZMap's one SYN per address). Every tool runs under a time
-//! limit, and packets go only to the lab's namespaces.
+//! masscan's and ZMap's one SYN per address). Packets go only to the lab's
+//! namespaces. Every discovery run is stopped after [`LIMIT`]: nmap at its
+//! default timing and at `-T4` need longer for the /16, so their rows give
+//! the wall time as a lower bound (`>`), no CPU time (it dies with the
+//! stopped process) and the hosts found until then, and are not repeated.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -32,7 +35,7 @@ use std::time::Duration;
 
 use portolan_lab::{Lab, Namespace};
 
-use crate::harness::{Row, peer, print_table, sibling_binary};
+use crate::harness::{Row, median, peer, print_table, sibling_binary};
 use crate::parse;
 use crate::sweep::{self, Live, Reading, Scratch, Sweep, UNBOUNDED_RATE};
 
@@ -164,7 +167,7 @@ fn segment_part(runs: usize) -> Result<(), String> {
     let rows: Vec<Row> = pingers(&[&[]])
         .iter()
         .map(|(pinger, flags)| {
-            sweep::median(runs, || {
+            median(runs, || {
                 pinger.ping(lab.scanner(), &dir, &target, flags, &live)
             })
         })
@@ -183,7 +186,7 @@ fn routed_parts(runs: usize) -> Result<(), String> {
     let rows: Vec<Row> = pingers(&[&[], &["-T4"], &["--min-rate", "50000"]])
         .iter()
         .map(|(pinger, flags)| {
-            sweep::median(runs, || {
+            median(runs, || {
                 pinger.ping(sweep.lab().scanner(), &dir, &target, flags, sweep.live())
             })
         })
@@ -205,12 +208,12 @@ fn routed_parts(runs: usize) -> Result<(), String> {
             "Sweep of port {} over {target} without discovery ({LIVE} live addresses), {heading}; median of {runs} run(s)",
             sweep::PORT
         );
-        let mut rows = vec![sweep::median(runs, || sweep.portolan(16, flags))];
+        let mut rows = vec![median(runs, || sweep.portolan(16, flags))];
         if let Some(binary) = &masscan {
-            rows.push(sweep::median(runs, || sweep.masscan(binary, rate)));
+            rows.push(median(runs, || sweep.masscan(binary, rate)));
         }
         if let Some(binary) = &zmap {
-            rows.push(sweep::median(runs, || sweep.zmap(binary, rate)));
+            rows.push(median(runs, || sweep.zmap(binary, rate)));
         }
         print_table(&rows);
         println!();

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use portolan_lab::{Host, Lab, TcpService};
 
-use crate::harness::{Heartbeat, Row, peer, print_table, sibling_binary};
+use crate::harness::{Heartbeat, Row, median, peer, print_table, sibling_binary};
 use crate::measure::{Cost, run_measured};
 use crate::parse;
 
@@ -104,13 +104,6 @@ pub fn run(label: &str, command: Command, reading: Reading, live: &Live, limit: 
             reading.wait,
         ),
     )
-}
-
-/// The median (by wall time) of `runs` runs of `one`.
-pub fn median(runs: usize, one: impl Fn() -> Row) -> Row {
-    let mut rows: Vec<Row> = (0..runs).map(|_| one()).collect();
-    rows.sort_by_key(|r| r.wall());
-    rows.swap_remove(rows.len() / 2)
 }
 
 /// A scratch directory for results, removed on drop.
