@@ -331,7 +331,7 @@ pub fn print_table(rows: &[Row]) {
     };
     let secs = |d: Duration| d.as_secs_f64();
     println!(
-        "{:<26} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  accuracy",
+        "{:<34} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  accuracy",
         "tool", "wall s", "cpu s", "rss MiB", "wall/ours", "cpu/ours", "pkt/s"
     );
     for r in rows {
@@ -347,7 +347,7 @@ pub fn print_table(rows: &[Row]) {
             )
         };
         println!(
-            "{:<26} {:>8} {:>8} {:>8.1} {:>9} {:>9} {:>9}  {}{}",
+            "{:<34} {:>8} {:>8} {:>8.1} {:>9} {:>9} {:>9}  {}{}",
             r.tool,
             format!("{more}{:.2}", secs(r.cost.wall)),
             cpu,
