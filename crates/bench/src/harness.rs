@@ -120,13 +120,14 @@ pub struct Tool<'a> {
 
 /// While alive, the host sends the scanner a one-byte UDP datagram (to the
 /// discard port, which the scanner's kernel refuses) every [`HEARTBEAT`].
-struct Heartbeat {
+pub struct Heartbeat {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Heartbeat {
-    fn start(host: &Host) -> Self {
+    /// Starts the datagrams from `host` to the scanner.
+    pub fn start(host: &Host) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let namespace = host.name().to_string();
         let to = SocketAddr::from((host.scanner_ipv4(), 9));
@@ -176,11 +177,6 @@ impl Row {
             pps,
             accuracy,
         }
-    }
-
-    /// The run's wall time.
-    pub fn wall(&self) -> Duration {
-        self.cost.wall
     }
 }
 
@@ -246,10 +242,7 @@ impl Bench {
     /// Runs `tool` the configured number of times and returns the row of
     /// the run with the median wall time.
     pub fn measure(&self, tool: &Tool) -> Row {
-        let mut rows: Vec<Row> = (0..self.runs).map(|_| self.measure_once(tool)).collect();
-        rows.sort_by_key(|r| r.cost.wall);
-        let mid = rows.len() / 2;
-        rows.swap_remove(mid)
+        median(self.runs, || self.measure_once(tool))
     }
 
     fn measure_once(&self, tool: &Tool) -> Row {
@@ -292,6 +285,22 @@ impl Drop for Bench {
     }
 }
 
+/// The row of the run with the median wall time among `runs` runs of
+/// `one`. A run stopped at its time limit ends the series (the next ones
+/// would be stopped too) and is the row.
+pub fn median(runs: usize, mut one: impl FnMut() -> Row) -> Row {
+    let mut rows = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let row = one();
+        if row.cost.timed_out() {
+            return row;
+        }
+        rows.push(row);
+    }
+    rows.sort_by_key(|r| r.cost.wall);
+    rows.swap_remove(rows.len() / 2)
+}
+
 /// A binary next to this one (`target/release/portolan`).
 pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
@@ -322,22 +331,37 @@ pub fn print_table(rows: &[Row]) {
     };
     let secs = |d: Duration| d.as_secs_f64();
     println!(
-        "{:<26} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  accuracy",
+        "{:<34} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  accuracy",
         "tool", "wall s", "cpu s", "rss MiB", "wall/ours", "cpu/ours", "pkt/s"
     );
     for r in rows {
+        // A run stopped at its limit took longer than its wall time says,
+        // and its CPU time is lost with the killed process.
+        let (more, cpu, cpu_ratio) = if r.cost.timed_out() {
+            (">", "-".to_string(), "-".to_string())
+        } else {
+            (
+                "",
+                format!("{:.2}", secs(r.cost.cpu)),
+                format!("{:.2}", secs(r.cost.cpu) / secs(base.cost.cpu).max(1e-9)),
+            )
+        };
         println!(
-            "{:<26} {:>8.2} {:>8.2} {:>8.1} {:>9.2} {:>9.2} {:>9}  {}{}",
+            "{:<34} {:>8} {:>8} {:>8.1} {:>9} {:>9} {:>9}  {}{}",
             r.tool,
-            secs(r.cost.wall),
-            secs(r.cost.cpu),
+            format!("{more}{:.2}", secs(r.cost.wall)),
+            cpu,
             r.cost.max_rss_kib as f64 / 1024.0,
-            secs(r.cost.wall) / secs(base.cost.wall).max(1e-9),
-            secs(r.cost.cpu) / secs(base.cost.cpu).max(1e-9),
+            format!(
+                "{more}{:.2}",
+                secs(r.cost.wall) / secs(base.cost.wall).max(1e-9)
+            ),
+            cpu_ratio,
             r.pps.map_or("-".to_string(), |p| format!("{p:.0}")),
             r.accuracy,
             match r.cost.status {
                 Some(0) => String::new(),
+                _ if r.cost.timed_out() => " (stopped at the time limit)".to_string(),
                 Some(c) => format!(" (exit {c})"),
                 None => " (killed)".to_string(),
             }

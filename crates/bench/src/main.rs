@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -16,11 +16,17 @@
 //! - `sweep`: one port over a routed /16 of live addresses (the lab host
 //!   answers for all of them): Portolan, masscan and ZMap at full speed,
 //!   with addresses found, packets per second and per CPU-second, and
-//!   Portolan's memory over ranges from a /20 to a /15.
+//!   Portolan's memory over ranges from a /20 to a /16.
+//! - `discovery`: which hosts are up: `portolan -sn` and `nmap -sn` on a
+//!   bridged segment (ARP) and on a routed /16 where a few hundred
+//!   scattered addresses exist, then a `-Pn` sweep of port 80 over that
+//!   /16 by Portolan, masscan and ZMap at an equal and at maximal rates
+//!   (see [`discovery`]).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
 
+mod discovery;
 mod harness;
 mod measure;
 mod parse;
@@ -280,10 +286,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" => scenario = Some(a.clone()),
+            "connect" | "syn" | "sweep" | "discovery" => scenario = Some(a.clone()),
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery)"
                 );
                 return ExitCode::from(2);
             }
@@ -293,6 +299,7 @@ fn main() -> ExitCode {
         "connect" => connect_bench(runs),
         "syn" => syn_bench(runs),
         "sweep" => sweep::sweep_bench(runs),
+        "discovery" => discovery::discovery_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

@@ -25,6 +25,17 @@ pub struct Cost {
     pub status: Option<i32>,
 }
 
+/// `timeout`'s exit codes when it stopped the tool: 124 after TERM, 137
+/// after the KILL that `-k` sends when TERM was not enough.
+const TIMED_OUT: [i32; 2] = [124, 137];
+
+impl Cost {
+    /// The run was stopped at its time limit.
+    pub fn timed_out(&self) -> bool {
+        self.status.is_some_and(|c| TIMED_OUT.contains(&c))
+    }
+}
+
 /// Runs `command` (already set up, e.g. inside a namespace) under
 /// `timeout -k 5 LIMIT`, with its standard output sent to `stdout_to`.
 pub fn run_measured(command: Command, limit: Duration, stdout_to: Stdio) -> Cost {
@@ -85,5 +96,23 @@ pub fn run_measured(command: Command, limit: Duration, stdout_to: Stdio) -> Cost
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         max_rss_kib: measured_rss.unwrap_or(usage.ru_maxrss as u64),
         status: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_exit_codes_mean_stopped_at_the_limit() {
+        let cost = |status| Cost {
+            status,
+            ..Cost::default()
+        };
+        assert!(cost(Some(124)).timed_out());
+        assert!(cost(Some(137)).timed_out());
+        assert!(!cost(Some(0)).timed_out());
+        assert!(!cost(Some(1)).timed_out());
+        assert!(!cost(None).timed_out());
     }
 }

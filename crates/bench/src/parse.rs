@@ -6,7 +6,7 @@
 //! scanning is enough for these machine-written files; malformed input
 //! yields fewer ports, which shows up as a mismatch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Port number to state name ("open", "closed", "filtered", ...).
 pub type States = BTreeMap<u16, String>;
@@ -126,6 +126,74 @@ pub fn masscan_list(text: &str) -> States {
     states
 }
 
+/// The addresses with an open port in Portolan's JSON lines.
+pub fn portolan_open_addresses(text: &str) -> BTreeSet<String> {
+    jsonl_addresses(text, "port", "state", "open")
+}
+
+/// The addresses Portolan's JSON lines say are up (`host` lines).
+pub fn portolan_up_hosts(text: &str) -> BTreeSet<String> {
+    jsonl_addresses(text, "host", "status", "up")
+}
+
+/// The `addr` of each JSON line of `type` whose `key` is `value`.
+fn jsonl_addresses(text: &str, kind: &str, key: &str, value: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == kind && v[key] == value)
+        .filter_map(|v| v["addr"].as_str().map(String::from))
+        .collect()
+}
+
+/// The IPv4 addresses nmap's XML says are up: `<host>` elements (not
+/// `<hosthint>`, which nmap 7.90 and later write as a host is found) with
+/// `<status state="up"`.
+pub fn nmap_up_hosts(text: &str) -> BTreeSet<String> {
+    let mut up = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("<host") {
+        rest = &rest[i + "<host".len()..];
+        if !rest.starts_with([' ', '>']) {
+            continue;
+        }
+        let element = &rest[..rest.find("</host>").unwrap_or(rest.len())];
+        let state = element
+            .find("<status ")
+            .and_then(|at| attr(&element[at..], "state"));
+        let mut addresses = element.match_indices("<address ");
+        let ipv4 = addresses.find_map(|(at, _)| {
+            let address = &element[at..];
+            (attr(address, "addrtype") == Some("ipv4"))
+                .then(|| attr(address, "addr"))
+                .flatten()
+        });
+        if let (Some("up"), Some(addr)) = (state, ipv4) {
+            up.insert(addr.to_string());
+        }
+    }
+    up
+}
+
+/// masscan's `-oL` addresses with an open port: `open tcp PORT ADDR
+/// TIMESTAMP`.
+pub fn masscan_open_addresses(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && f[0] == "open").then(|| f[3].to_string())
+        })
+        .collect()
+}
+
+/// One address a line (ZMap's default output).
+pub fn address_lines(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// The MAC address in `ip link show IFACE` output (`link/ether MAC ...`).
 pub fn link_mac(text: &str) -> Option<&str> {
     let mut words = text.split_whitespace();
@@ -188,5 +256,50 @@ garbage\n\
             link_mac("1: lo: <LOOPBACK>\n    link/loopback 00:00:00:00:00:00"),
             None
         );
+    }
+
+    #[test]
+    fn nmap_hosts_up_skip_hints_and_down_hosts() {
+        let xml = r#"<hosthint><status state="up" reason="arp-response"/>
+<address addr="198.18.5.9" addrtype="ipv4"/></hosthint>
+<host><status state="up" reason="arp-response" reason_ttl="0"/>
+<address addr="198.18.5.2" addrtype="ipv4"/>
+<address addr="02:5C:12:05:00:02" addrtype="mac"/>
+<hostnames>
+</hostnames>
+<times srtt="1" rttvar="5000" to="100000"/>
+</host>
+<host starttime="1"><status state="down" reason="no-response"/>
+<address addr="198.18.5.3" addrtype="ipv4"/></host>
+<host><status state="up" reason="localhost-response"/>
+<address addr="198.18.5.1" addrtype="ipv4"/></host>"#;
+        let up: Vec<String> = nmap_up_hosts(xml).into_iter().collect();
+        assert_eq!(up, ["198.18.5.1", "198.18.5.2"]);
+    }
+
+    #[test]
+    fn portolan_hosts_up_and_open_addresses() {
+        let text = r#"{"type":"host","addr":"198.19.0.7","status":"up","reason":"echo-reply"}
+{"type":"host","addr":"198.19.0.8","status":"down"}
+{"type":"port","addr":"198.19.0.9","port":80,"state":"open"}
+{"type":"port","addr":"198.19.0.10","port":80,"state":"filtered"}
+"#;
+        assert_eq!(
+            portolan_up_hosts(text).into_iter().collect::<Vec<_>>(),
+            ["198.19.0.7"]
+        );
+        assert_eq!(
+            portolan_open_addresses(text)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["198.19.0.9"]
+        );
+    }
+
+    #[test]
+    fn masscan_and_zmap_addresses() {
+        let masscan = "#masscan\nopen tcp 80 198.19.3.4 1700000000\n# end\n";
+        assert_eq!(masscan_open_addresses(masscan).len(), 1);
+        assert_eq!(address_lines("198.19.3.4\n\n198.19.3.5\n").len(), 2);
     }
 }
