@@ -39,8 +39,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How many of the most common ports each host is probed on first.
 const FIRST_PORTS: usize = 10;
 
-/// Targets per group when host discovery runs (see `scan`).
-const DISCOVERY_GROUP: u128 = 4096;
+/// Targets per group when host discovery runs (see `scan`), unless
+/// `--max-hostgroup` says otherwise.
+const DISCOVERY_GROUP: u128 = 65_536;
 
 /// Retransmissions of a host discovery probe at most.
 const DISCOVERY_RETRIES: u8 = 2;
@@ -267,9 +268,12 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     // group's port scan starts as soon as its discovery is done, and a
     // wide sweep never holds more than a group. The groups are taken in
     // the scan's keyed order, so none is one network's block.
-    let grouped = pings.is_some() && targets.host_count() > DISCOVERY_GROUP;
+    let group_size = config
+        .max_hostgroup
+        .map_or(DISCOVERY_GROUP, |n| u128::from(n.max(1)));
+    let grouped = pings.is_some() && targets.host_count() > group_size;
     let group_count = if grouped {
-        targets.host_count().div_ceil(DISCOVERY_GROUP) as usize
+        targets.host_count().div_ceil(group_size) as usize
     } else {
         1
     };
@@ -287,8 +291,8 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         let group = if !grouped {
             targets.clone()
         } else {
-            let start = g as u128 * DISCOVERY_GROUP;
-            let end = (start + DISCOVERY_GROUP).min(targets.host_count());
+            let start = g as u128 * group_size;
+            let end = (start + group_size).min(targets.host_count());
             let members: Vec<portolan_targets::Target> = (start..end)
                 .filter_map(|i| {
                     let index = order.as_ref().map_or(i, |o| o.apply(i));

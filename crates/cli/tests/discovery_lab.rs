@@ -300,7 +300,7 @@ fn without_privileges_discovery_connects_to_80_and_443() {
 
 #[test]
 fn a_wide_range_is_discovered_and_port_scanned_group_by_group() {
-    // 8192 addresses (two discovery groups) behind a gateway, seven live
+    // 8192 addresses (two discovery groups of --max-hostgroup) behind a gateway, seven live
     // ones spread over both halves, each with port 22 open.
     let lab = lab_or_skip!(Lab::builder().hosts(1));
     let gateway = lab.host(0);
@@ -328,7 +328,17 @@ fn a_wide_range_is_discovered_and_port_scanned_group_by_group() {
             .ip(&["address", "add", &format!("{addr}/32"), "dev", "lo"])
             .unwrap();
     }
-    let scanned = run(&lab, &["-T5", "-p", "22", "198.19.32.0/19"]);
+    let scanned = run(
+        &lab,
+        &[
+            "-T5",
+            "--max-hostgroup",
+            "4096",
+            "-p",
+            "22",
+            "198.19.32.0/19",
+        ],
+    );
     let got = statuses(&scanned);
     let mut up: Vec<String> = got
         .iter()
