@@ -55,9 +55,16 @@ impl Names {
     }
 
     /// Whether `report`'s host gets a lookup: with `-R` every host, else
-    /// those up with a TCP answer from the host itself.
+    /// those found up by an answer (discovery's, or a TCP answer from the
+    /// host itself). Never this machine's loopback addresses: a DNS
+    /// server knows nothing of them (their names are in /etc/hosts), and
+    /// a scan of loopback sends nothing off the machine.
     fn wanted(&self, report: &HostReport) -> bool {
+        if report.target.addr.is_loopback() {
+            return false;
+        }
         self.every_host
+            || matches!(report.status, HostStatus::Up(r) if r.proves_host_up())
             || (matches!(report.status, HostStatus::Up(_))
                 && report.ports.iter().any(|p| {
                     matches!(

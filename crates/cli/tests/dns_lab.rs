@@ -264,7 +264,16 @@ fn resolve_all_names_hosts_that_never_answered() {
     let dir = scratch_dir();
     let json = dir.join("scan.jsonl");
     let args = |extra: &'static [&'static str]| {
-        let mut a = vec!["--dns-servers", &dns, "-p", "80,443", "--max-retries", "0"];
+        // -Pn: no discovery, which would find the host up by ARP.
+        let mut a = vec![
+            "-Pn",
+            "--dns-servers",
+            &dns,
+            "-p",
+            "80,443",
+            "--max-retries",
+            "0",
+        ];
         a.extend_from_slice(extra);
         a
     };
@@ -285,4 +294,27 @@ fn resolve_all_names_hosts_that_never_answered() {
     );
     let run = read_jsonl(&json);
     assert_eq!(run.hosts[0]["rdns"], name_of(1).as_str());
+}
+
+#[test]
+fn discovered_hosts_get_names_and_loopback_asks_nothing() {
+    if !dnsmasq_or_skip("discovered_hosts_get_names_and_loopback_asks_nothing") {
+        return;
+    }
+    let lab = lab_or_skip!(Lab::builder().hosts(2));
+    let (server, target) = (lab.host(0), lab.host(1));
+    let _dns = start_dnsmasq(server, &[(1, target)]);
+    count_dns_queries(server);
+    let dns = server.ipv4().to_string();
+    // This machine's loopback is never looked up.
+    let out = scan(&lab, &["--dns-servers", &dns, "-p", "1", "127.0.0.1"]);
+    assert_success(&out);
+    assert_eq!(dns_queries(server), 0);
+    // A host found up by discovery alone (-sn: no port) gets its name.
+    let out = scan(
+        &lab,
+        &["--dns-servers", &dns, "-sn", &target.ipv4().to_string()],
+    );
+    let stdout = assert_success(&out);
+    assert!(stdout.contains(&name_of(1)), "{stdout}");
 }
