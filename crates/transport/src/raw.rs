@@ -496,9 +496,7 @@ pub fn run(
     let opened = open_senders()?;
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
-    let mut templates = Templates::default();
-    let mut udp_templates: HashMap<IpAddr, UdpTemplate> = HashMap::new();
-    let mut sctp_templates: HashMap<IpAddr, SctpTemplate> = HashMap::new();
+    let mut templates = Templates::new(reservation.base);
     // Payloads are written here, then copied into the probe.
     let mut payload = vec![0u8; portolan_payloads::MAX_PAYLOAD_LEN];
     let neighbour_pings = options.pings.contains(&PingProbe::Neighbour);
@@ -623,25 +621,21 @@ pub fn run(
                 let batch = sender.filling(outlet, &mut |b| {
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
-                let staged = match (ping.tcp(), segment) {
-                    (Some((scan, port)), _) => {
-                        let template = templates.get(path.source, scan, reservation.base);
+                let staged = match (ping, segment) {
+                    (PingProbe::Neighbour, Some(segment)) => {
+                        stage_solicitation(probe, segment, batch)
+                    }
+                    (PingProbe::Syn(port) | PingProbe::Ack(port), _) => {
+                        let scan = ping.tcp().map_or(TcpScan::Syn, |(scan, _)| scan);
+                        let template = templates.tcp(path.source, scan);
                         let tcp = TcpProbe {
                             dst_port: port,
                             id: Some(probe.id),
                         };
                         stage(probe, path.via, template, &reservation, &jar, batch, tcp)
                     }
-                    (None, Some(segment)) if ping == PingProbe::Neighbour => {
-                        stage_solicitation(probe, segment, batch)
-                    }
-                    (None, _) if matches!(ping, PingProbe::Udp(_)) => {
-                        let PingProbe::Udp(port) = ping else {
-                            unreachable!()
-                        };
-                        let template = udp_templates
-                            .entry(path.source)
-                            .or_insert_with(|| UdpTemplate::new(path.source, reservation.base));
+                    (PingProbe::Udp(port), _) => {
+                        let template = templates.udp(path.source);
                         let probe_of = (path.via, Some(probe.id), port);
                         stage_udp(
                             probe,
@@ -653,17 +647,12 @@ pub fn run(
                             batch,
                         )
                     }
-                    (None, _) if matches!(ping, PingProbe::Sctp(_)) => {
-                        let PingProbe::Sctp(port) = ping else {
-                            unreachable!()
-                        };
-                        let template = sctp_templates.entry(path.source).or_insert_with(|| {
-                            SctpTemplate::new(path.source, reservation.base, SctpProbe::Init)
-                        });
+                    (PingProbe::Sctp(port), _) => {
+                        let template = templates.sctp(path.source, SctpProbe::Init);
                         let probe_of = (path.via, Some(probe.id), port);
                         stage_sctp(probe, probe_of, template, &reservation, &jar, batch)
                     }
-                    (None, _) => stage_query(probe, ping, path, &jar, batch),
+                    _ => stage_query(probe, ping, path, &jar, batch),
                 };
                 staged?;
                 if batch.packets.is_full() {
@@ -679,20 +668,15 @@ pub fn run(
                 let batch = sender.filling(outlet, &mut |b| {
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
+                let probe_of = (path.via, id, probe.port);
                 if let Some(kind) = options.sctp {
-                    let template = sctp_templates
-                        .entry(source)
-                        .or_insert_with(|| SctpTemplate::new(source, reservation.base, kind));
-                    let probe_of = (path.via, id, probe.port);
+                    let template = templates.sctp(source, kind);
                     stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
                 } else if options.udp {
-                    let template = udp_templates
-                        .entry(source)
-                        .or_insert_with(|| UdpTemplate::new(source, reservation.base));
-                    let via = path.via;
+                    let template = templates.udp(source);
                     stage_udp(
                         probe,
-                        (via, id, probe.port),
+                        probe_of,
                         template,
                         &reservation,
                         &jar,
@@ -700,7 +684,7 @@ pub fn run(
                         batch,
                     )?;
                 } else {
-                    let template = templates.get(source, options.scan, reservation.base);
+                    let template = templates.tcp(source, options.scan);
                     let tcp = TcpProbe {
                         dst_port: probe.port,
                         id,
@@ -788,22 +772,51 @@ struct TcpProbe {
     id: Option<ProbeId>,
 }
 
-/// The probe templates of a scan, by source address and scan.
-#[derive(Default)]
-struct Templates(HashMap<(IpAddr, TcpScan), SynTemplate>);
+/// The probe templates of a run, built on first use, by source address
+/// and kind of probe, all for the reserved base source port.
+struct Templates {
+    source_port: u16,
+    tcp: HashMap<(IpAddr, TcpScan), SynTemplate>,
+    udp: HashMap<IpAddr, UdpTemplate>,
+    sctp: HashMap<(IpAddr, SctpProbe), SctpTemplate>,
+}
 
 impl Templates {
+    fn new(source_port: u16) -> Templates {
+        Templates {
+            source_port,
+            tcp: HashMap::new(),
+            udp: HashMap::new(),
+            sctp: HashMap::new(),
+        }
+    }
+
     /// The template of `scan`'s probes from `source` (nmap's shapes: a SYN
     /// with the MSS option, the others without options).
-    fn get(&mut self, source: IpAddr, scan: TcpScan, source_port: u16) -> &SynTemplate {
-        self.0.entry((source, scan)).or_insert_with(|| {
+    fn tcp(&mut self, source: IpAddr, scan: TcpScan) -> &SynTemplate {
+        let port = self.source_port;
+        self.tcp.entry((source, scan)).or_insert_with(|| {
             let shape = portolan_wire::SynOptions {
                 flags: scan.flags(),
                 mss: (scan == TcpScan::Syn).then_some(1460),
                 ..portolan_wire::SynOptions::default()
             };
-            SynTemplate::with_options(source, source_port, shape)
+            SynTemplate::with_options(source, port, shape)
         })
+    }
+
+    fn udp(&mut self, source: IpAddr) -> &UdpTemplate {
+        let port = self.source_port;
+        self.udp
+            .entry(source)
+            .or_insert_with(|| UdpTemplate::new(source, port))
+    }
+
+    fn sctp(&mut self, source: IpAddr, kind: SctpProbe) -> &SctpTemplate {
+        let port = self.source_port;
+        self.sctp
+            .entry((source, kind))
+            .or_insert_with(|| SctpTemplate::new(source, port, kind))
     }
 }
 
@@ -1112,12 +1125,7 @@ impl Judge<'_> {
                     return;
                 }
                 self.stats.received += 1;
-                // Where the protocol echoes the cookie, the answer must
-                // carry it; any other datagram from the port proves it
-                // open as it is.
-                let cookie = self.jar.cookie(dst, src, dst_port, src_port);
-                let answer = payload.of(bytes);
-                if portolan_payloads::echo(src_port, answer).is_some_and(|e| !e.matches(cookie)) {
+                if !self.echoes_cookie((src, src_port), (dst, dst_port), payload.of(bytes)) {
                     self.stats.ignored += 1;
                     return;
                 }
@@ -1160,6 +1168,14 @@ impl Judge<'_> {
         }
     }
 
+    /// Whether a UDP answer from `target` to `ours` carries our cookie
+    /// where its protocol echoes it; a datagram of a protocol that echoes
+    /// nothing (or that we cannot read) proves the port open as it is.
+    fn echoes_cookie(&self, target: (IpAddr, u16), ours: (IpAddr, u16), answer: &[u8]) -> bool {
+        let cookie = self.jar.cookie(ours.0, target.0, ours.1, target.1);
+        portolan_payloads::echo(target.1, answer).is_none_or(|e| e.matches(cookie))
+    }
+
     /// Judges a UDP or SCTP ping's answer, or an ICMP error from the host
     /// itself quoting a ping (its port or protocol unreachable proves it
     /// up; errors from routers on the way count as silence).
@@ -1173,9 +1189,7 @@ impl Judge<'_> {
                 dst_port,
                 payload,
             } if self.our_ports.contains(dst_port) && !self.our_ports.contains(src_port) => {
-                let cookie = self.jar.cookie(dst, src, dst_port, src_port);
-                let answer = payload.of(bytes);
-                if portolan_payloads::echo(src_port, answer).is_some_and(|e| !e.matches(cookie)) {
+                if !self.echoes_cookie((src, src_port), (dst, dst_port), payload.of(bytes)) {
                     return;
                 }
                 let reply = Reply {
