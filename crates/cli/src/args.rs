@@ -164,6 +164,8 @@ pub struct Config {
     pub version: VersionConfig,
     /// `--send-ip`.
     pub send_ip: bool,
+    /// `--scanflags`: the control bits of the TCP scan's probes.
+    pub scanflags: Option<u8>,
     /// `-D`: decoys, with `Me` placed; empty without `-D`.
     pub decoys: Vec<Decoy>,
     /// `-Pn`: no host discovery; every target is scanned as up.
@@ -326,6 +328,7 @@ pub fn resolve(
         interface: None,
         version: VersionConfig::default(),
         send_ip: false,
+        scanflags: None,
         decoys: Vec::new(),
         skip_discovery: false,
         pings: Vec::new(),
@@ -521,6 +524,14 @@ pub fn resolve(
             }
             FlagId::Interface => cfg.interface = Some(value(g).to_string()),
             FlagId::SendIp => cfg.send_ip = true,
+            FlagId::ScanFlags => {
+                cfg.scanflags = Some(parse_scanflags(value(g)).ok_or_else(|| {
+                    bad_value(
+                        g,
+                        "TCP flag names run together (SYNFIN, URGPSHFIN) or 0-255",
+                    )
+                })?);
+            }
             FlagId::DisableArpPing => cfg.disable_arp_ping = true,
             FlagId::Decoys => cfg.decoys = parse_decoys(value(g)).map_err(|e| bad_value(g, &e))?,
             FlagId::SourcePort => {
@@ -597,6 +608,12 @@ pub fn resolve(
         t.scan_delay = t.scan_delay.min(cap);
     }
     cfg.timing = t.normalized();
+
+    if cfg.scanflags.is_some() && cfg.scan == Some(ScanKind::Connect) {
+        return Err(usage(
+            "--scanflags: custom flags need a raw TCP scan (-sS, -sA, -sF, ...), not -sT",
+        ));
+    }
 
     // Ports.
     // TCP unless -sU is the only scan type asked for; ports without a
@@ -675,6 +692,39 @@ pub fn resolve(
         }
     }
     Ok(cfg)
+}
+
+/// Parses `--scanflags` as nmap does: TCP flag names run together in any
+/// order and case (`SYNFIN`, `urgpshfin`), `ALL` or `NONE`, or the flags
+/// byte as a number (`9`, `0x29`). `None` for anything else.
+fn parse_scanflags(text: &str) -> Option<u8> {
+    const NAMES: [(&str, u8); 10] = [
+        ("FIN", 0x01),
+        ("SYN", 0x02),
+        ("RST", 0x04),
+        ("PSH", 0x08),
+        ("ACK", 0x10),
+        ("URG", 0x20),
+        ("ECE", 0x40),
+        ("CWR", 0x80),
+        ("ALL", 0xff),
+        ("NONE", 0x00),
+    ];
+    if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        return u8::from_str_radix(hex, 16).ok();
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    let upper = text.to_ascii_uppercase();
+    let mut rest = upper.as_str();
+    let mut bits = 0;
+    while !rest.is_empty() {
+        let (name, flag) = NAMES.iter().find(|(name, _)| rest.starts_with(name))?;
+        bits |= flag;
+        rest = &rest[name.len()..];
+    }
+    (!upper.is_empty()).then_some(bits)
 }
 
 /// Parses `-D`: addresses, `ME` (where our own probe goes; a random place
@@ -910,6 +960,25 @@ mod tests {
         assert!(cfg(&["-p", "70000", "x"]).unwrap_err().contains("70000"));
         assert!(cfg(&[]).unwrap_err().contains("no targets"));
         assert!(cfg(&["-sQ", "x"]).unwrap_err().contains("-sQ"));
+    }
+
+    #[test]
+    fn scanflags_take_names_or_numbers() {
+        assert_eq!(parse_scanflags("SYNFIN"), Some(0x03));
+        assert_eq!(parse_scanflags("urgpshfin"), Some(0x29));
+        assert_eq!(parse_scanflags("URGACKPSHRSTSYNFIN"), Some(0x3f));
+        assert_eq!(parse_scanflags("ECECWR"), Some(0xc0));
+        assert_eq!(parse_scanflags("ALL"), Some(0xff));
+        assert_eq!(parse_scanflags("NONE"), Some(0));
+        assert_eq!(parse_scanflags("9"), Some(9));
+        assert_eq!(parse_scanflags("0x29"), Some(0x29));
+        for bad in ["", "SYNX", "256", "0x100", "0x", "-1", "SY"] {
+            assert_eq!(parse_scanflags(bad), None, "{bad}");
+        }
+        let c = cfg(&["--scanflags", "PSHFIN", "-sF", "x"]).unwrap();
+        assert_eq!(c.scanflags, Some(0x09));
+        let err = cfg(&["--scanflags", "SYNBOGUS", "x"]).unwrap_err();
+        assert!(err.contains("--scanflags"), "{err}");
         assert!(cfg(&["-iL", "nope.txt"]).unwrap_err().contains("nope.txt"));
         assert!(
             cfg(&["-p", "U:53", "x"])

@@ -36,6 +36,7 @@ pub enum FlagId {
     Ping,
     // Techniques
     Scan,
+    ScanFlags,
     // Service and version detection
     VersionIntensity,
     VersionLight,
@@ -250,6 +251,14 @@ pub static FLAGS: &[FlagDef] = &[
         Techniques,
         "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sL / -sV",
         "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only / then probe open TCP ports for service and version"
+    ),
+    flag!(
+        ScanFlags,
+        ["scanflags"],
+        Value,
+        Techniques,
+        "--scanflags <flags>",
+        "Send TCP probes with these control bits: names run together (URGACKPSHRSTSYNFIN, ECE, CWR, ALL, NONE) or a number (9, 0x29); the scan type (-sA, -sF, ...) says how answers are read, SYN by default"
     ),
     flag!(
         Ports,

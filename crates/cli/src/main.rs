@@ -157,6 +157,11 @@ fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
     if !config.decoys.is_empty() && config.scan == Some(ScanKind::Connect) {
         anyhow::bail!("-D: decoys need a raw-packet scan (-sS, -sA, ...), not -sT");
     }
+    if config.scanflags.is_some() && config.scan.is_none() {
+        // Custom flags are read as a SYN scan's answers by default.
+        raw::check_privileges().context("--scanflags")?;
+        return Ok(ScanKind::Raw(TcpScan::Syn));
+    }
     match config.scan {
         Some(kind @ (ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_))) => {
             raw::check_privileges().context(kind.flag())?;
@@ -719,6 +724,10 @@ impl Engine<'_> {
                 };
                 let syn_options = SynOptions {
                     scan: tcp_scan,
+                    scanflags: config
+                        .scanflags
+                        .filter(|_| pings.is_empty() && matches!(technique, ScanKind::Raw(_)))
+                        .map(raw::TcpFlags::from_bits),
                     udp,
                     sctp,
                     source: config.source,

@@ -23,6 +23,8 @@ fn unknown_flags_are_named() {
     assert_usage_error(&["--frobnicate", "127.0.0.1"], "--frobnicate");
     assert_usage_error(&["-Q", "127.0.0.1"], "-Q");
     assert_usage_error(&["-sQ", "127.0.0.1"], "-sQ");
+    assert_usage_error(&["--scanflags", "SYNX", "127.0.0.1"], "SYNX");
+    assert_usage_error(&["--scanflags", "SYN", "-sT", "127.0.0.1"], "--scanflags");
 }
 
 #[test]

@@ -34,14 +34,15 @@ fn kind(port: u16) -> Kind {
     }
 }
 
-fn scan(lab: &Lab, flag: &str) -> (JsonRun, [IpAddr; 2]) {
+fn scan(lab: &Lab, flags: &[&str]) -> (JsonRun, [IpAddr; 2]) {
     let host = lab.host(0);
     let targets: [IpAddr; 2] = [host.ipv4().into(), host.ipv6().into()];
     let json = scratch_dir().join("flags.jsonl");
     let out = lab
         .scanner()
         .command(portolan_bin())
-        .args([flag, "-T4", "--no-progress", "-p", PORTS, "-oJ"])
+        .args(flags)
+        .args(["-T4", "--no-progress", "-p", PORTS, "-oJ"])
         .arg(&json)
         .args(targets.map(|a| a.to_string()))
         .output()
@@ -51,13 +52,14 @@ fn scan(lab: &Lab, flag: &str) -> (JsonRun, [IpAddr; 2]) {
 }
 
 /// Checks every port of both targets against `want`.
-fn check(flag: &str, want: impl Fn(Kind) -> (&'static str, &'static str)) {
+fn check(flags: &[&str], want: impl Fn(Kind) -> (&'static str, &'static str)) {
+    let flag = flags.join(" ");
     let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
     let host = lab.host(0);
     let _service = host.listen_tcp(OPEN).unwrap();
     host.drop_tcp(DROPPED).unwrap();
     host.reject_tcp_admin_prohibited(PROHIBITED).unwrap();
-    let (run, targets) = scan(&lab, flag);
+    let (run, targets) = scan(&lab, flags);
     let mut wrong = Vec::new();
     let mut count = 0;
     for addr in targets {
@@ -81,7 +83,7 @@ fn check(flag: &str, want: impl Fn(Kind) -> (&'static str, &'static str)) {
 
 #[test]
 fn ack_scan_maps_the_firewall() {
-    check("-sA", |k| match k {
+    check(&["-sA"], |k| match k {
         Kind::Open | Kind::Closed => ("unfiltered", "reset"),
         Kind::Dropped => ("filtered", "no-response"),
         Kind::Prohibited => ("filtered", "admin-prohibited"),
@@ -90,7 +92,7 @@ fn ack_scan_maps_the_firewall() {
 
 #[test]
 fn window_scan_reads_linux_zero_windows_as_closed() {
-    check("-sW", |k| match k {
+    check(&["-sW"], |k| match k {
         Kind::Open | Kind::Closed => ("closed", "reset"),
         Kind::Dropped => ("filtered", "no-response"),
         Kind::Prohibited => ("filtered", "admin-prohibited"),
@@ -108,25 +110,48 @@ fn fin_like(k: Kind) -> (&'static str, &'static str) {
 
 #[test]
 fn fin_scan() {
-    check("-sF", fin_like);
+    check(&["-sF"], fin_like);
 }
 
 #[test]
 fn null_scan() {
-    check("-sN", fin_like);
+    check(&["-sN"], fin_like);
 }
 
 #[test]
 fn xmas_scan() {
-    check("-sX", fin_like);
+    check(&["-sX"], fin_like);
 }
 
 #[test]
 fn maimon_scan_on_linux_finds_every_reachable_port_closed() {
     // FIN/ACK is answered with a RST by open ports too, except on BSD.
-    check("-sM", |k| match k {
+    check(&["-sM"], |k| match k {
         Kind::Open | Kind::Closed => ("closed", "reset"),
         Kind::Dropped => ("open|filtered", "no-response"),
+        Kind::Prohibited => ("filtered", "admin-prohibited"),
+    });
+}
+
+#[test]
+fn scanflags_send_custom_bits_read_as_the_scan_type_says() {
+    // SYN probes read as an ACK scan: a listener's SYN-ACK is no RST, so
+    // open ports stay silent (filtered) while closed ones reset
+    // (unfiltered); plain ACK probes would draw a RST from both.
+    check(&["--scanflags", "SYN", "-sA"], |k| match k {
+        Kind::Open | Kind::Dropped => ("filtered", "no-response"),
+        Kind::Closed => ("unfiltered", "reset"),
+        Kind::Prohibited => ("filtered", "admin-prohibited"),
+    });
+}
+
+#[test]
+fn scanflags_by_number_default_to_reading_as_syn() {
+    // 0x29 is URG, PSH and FIN (an Xmas probe) read as a SYN scan: no
+    // SYN-ACK ever comes, closed ports reset.
+    check(&["--scanflags", "0x29"], |k| match k {
+        Kind::Open | Kind::Dropped => ("filtered", "no-response"),
+        Kind::Closed => ("closed", "reset"),
         Kind::Prohibited => ("filtered", "admin-prohibited"),
     });
 }

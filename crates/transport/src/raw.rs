@@ -30,7 +30,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
 use portolan_wire::{
-    IcmpQuery, Reply as Packet, SctpChunk, SctpTemplate, SynTemplate, TcpFlags, UdpTemplate,
+    IcmpQuery, Reply as Packet, SctpChunk, SctpTemplate, SynTemplate, UdpTemplate,
     parse_neighbour_reply, parse_query_reply, parse_reply, write_query, write_solicitation,
 };
 
@@ -47,7 +47,7 @@ const RECV_BUDGET: usize = 4096;
 /// Link-layer addresses kept at most for hosts not yet reported.
 const MAX_MACS: usize = 1 << 16;
 
-pub use portolan_wire::SctpProbe;
+pub use portolan_wire::{SctpProbe, TcpFlags};
 
 /// The raw TCP scans: one engine, one template each, and nmap's reading
 /// of the answers (RFC 9293 §3.10.7: a closed port answers anything but a
@@ -178,6 +178,9 @@ pub enum Decoy {
 pub struct SynOptions {
     /// Which TCP scan (unused for a UDP scan).
     pub scan: TcpScan,
+    /// `--scanflags`: the TCP scan's probes carry these control bits
+    /// instead of its own; `scan` still says how answers are read.
+    pub scanflags: Option<TcpFlags>,
     /// A UDP scan (`-sU`) instead of a TCP one: each probe carries the
     /// payload that makes its port's service answer
     /// ([`portolan_payloads`]), empty for other ports. Any UDP answer =
@@ -496,7 +499,7 @@ pub fn run(
     let opened = open_senders()?;
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
-    let mut templates = Templates::new(reservation.base);
+    let mut templates = Templates::new(reservation.base, options.scanflags);
     // Payloads are written here, then copied into the probe.
     let mut payload = vec![0u8; portolan_payloads::MAX_PAYLOAD_LEN];
     let neighbour_pings = options.pings.contains(&PingProbe::Neighbour);
@@ -540,6 +543,7 @@ pub fn run(
                 jar: &jar,
                 our_ports: &reservation,
                 scan: options.scan,
+                sent: options.scanflags.unwrap_or(options.scan.flags()),
                 udp: options.udp,
                 sctp: options.sctp,
                 pings: &options.pings,
@@ -776,15 +780,19 @@ struct TcpProbe {
 /// and kind of probe, all for the reserved base source port.
 struct Templates {
     source_port: u16,
+    /// `--scanflags`: the bits of the scan's probes (not of TCP pings,
+    /// which a run with custom flags does not send).
+    scanflags: Option<TcpFlags>,
     tcp: HashMap<(IpAddr, TcpScan), SynTemplate>,
     udp: HashMap<IpAddr, UdpTemplate>,
     sctp: HashMap<(IpAddr, SctpProbe), SctpTemplate>,
 }
 
 impl Templates {
-    fn new(source_port: u16) -> Templates {
+    fn new(source_port: u16, scanflags: Option<TcpFlags>) -> Templates {
         Templates {
             source_port,
+            scanflags,
             tcp: HashMap::new(),
             udp: HashMap::new(),
             sctp: HashMap::new(),
@@ -795,10 +803,11 @@ impl Templates {
     /// with the MSS option, the others without options).
     fn tcp(&mut self, source: IpAddr, scan: TcpScan) -> &SynTemplate {
         let port = self.source_port;
+        let flags = self.scanflags.unwrap_or(scan.flags());
         self.tcp.entry((source, scan)).or_insert_with(|| {
             let shape = portolan_wire::SynOptions {
-                flags: scan.flags(),
-                mss: (scan == TcpScan::Syn).then_some(1460),
+                flags,
+                mss: (flags == TcpFlags::SYN).then_some(1460),
                 ..portolan_wire::SynOptions::default()
             };
             SynTemplate::with_options(source, port, shape)
@@ -1034,6 +1043,9 @@ struct Judge<'a> {
     jar: &'a CookieJar,
     our_ports: &'a PortReservation,
     scan: TcpScan,
+    /// The control bits of the scan's probes (`--scanflags`, or the
+    /// scan's own).
+    sent: TcpFlags,
     udp: bool,
     sctp: Option<SctpProbe>,
     pings: &'a [PingProbe],
@@ -1095,12 +1107,12 @@ impl Judge<'_> {
         if let Some(kind) = self.sctp {
             return self.sctp_answer(packet, kind);
         }
-        if is_own_probe(&packet, self.our_ports, self.scan) {
+        if is_own_probe(&packet, self.our_ports, self.sent) {
             // Our own SYN, seen arriving when the target is on loopback.
             return;
         }
         self.stats.received += 1;
-        let Some((target, port, reply)) = classify(packet, self.jar, self.scan) else {
+        let Some((target, port, reply)) = classify(packet, self.jar, self.scan, self.sent) else {
             self.stats.ignored += 1;
             return;
         };
@@ -1397,8 +1409,8 @@ impl Judge<'_> {
         let Packet::Tcp { src_port, .. } = packet else {
             return;
         };
-        if is_own_probe(&packet, self.our_ports, TcpScan::Syn)
-            || is_own_probe(&packet, self.our_ports, TcpScan::Ack)
+        if is_own_probe(&packet, self.our_ports, TcpScan::Syn.flags())
+            || is_own_probe(&packet, self.our_ports, TcpScan::Ack.flags())
         {
             return;
         }
@@ -1410,7 +1422,7 @@ impl Judge<'_> {
             if port != src_port {
                 continue;
             }
-            if let Some((target, _, reply)) = classify(packet, self.jar, scan) {
+            if let Some((target, _, reply)) = classify(packet, self.jar, scan, scan.flags()) {
                 let reply = Reply {
                     state: PortState::Open,
                     ..reply
@@ -1424,11 +1436,11 @@ impl Judge<'_> {
 
 /// Whether a packet is one of our probes (our ports, the probe's bits),
 /// seen arriving when the target is on loopback.
-fn is_own_probe(packet: &Packet, our_ports: &PortReservation, scan: TcpScan) -> bool {
+fn is_own_probe(packet: &Packet, our_ports: &PortReservation, sent: TcpFlags) -> bool {
     matches!(
         *packet,
         Packet::Tcp { src_port, flags, .. }
-            if our_ports.contains(src_port) && flags == scan.flags()
+            if our_ports.contains(src_port) && flags == sent
     )
 }
 
@@ -1437,7 +1449,13 @@ fn is_own_probe(packet: &Packet, our_ports: &PortReservation, scan: TcpScan) -> 
 /// the probe's sequence number (the cookie) plus one for a SYN or a FIN;
 /// a RST without ACK answers a probe that carried ACK and takes its
 /// sequence number from the probe's acknowledgment number, the cookie too.
-fn classify(packet: Packet, jar: &CookieJar, scan: TcpScan) -> Option<(IpAddr, u16, Reply)> {
+/// `sent` are the probe's control bits, `scan` says how answers read.
+fn classify(
+    packet: Packet,
+    jar: &CookieJar,
+    scan: TcpScan,
+    sent: TcpFlags,
+) -> Option<(IpAddr, u16, Reply)> {
     match packet {
         Packet::Tcp {
             src,
@@ -1451,7 +1469,6 @@ fn classify(packet: Packet, jar: &CookieJar, scan: TcpScan) -> Option<(IpAddr, u
             window,
         } => {
             let cookie = jar.cookie(dst, src, dst_port, src_port);
-            let sent = scan.flags();
             let valid = if flags.contains(TcpFlags::ACK) {
                 let consumed = u32::from(sent.contains(TcpFlags::SYN))
                     + u32::from(sent.contains(TcpFlags::FIN));
