@@ -50,6 +50,9 @@ pub enum ScanKind {
     Udp,
     /// `-sY`, `-sZ`: raw SCTP probes, needs `CAP_NET_RAW`.
     Sctp(SctpProbe),
+    /// `-sO`: IP protocol scan, raw IP packets of each protocol number,
+    /// needs `CAP_NET_RAW`.
+    IpProtocol,
 }
 
 impl ScanKind {
@@ -67,6 +70,7 @@ impl ScanKind {
             ScanKind::Udp => "-sU",
             ScanKind::Sctp(SctpProbe::Init) => "-sY",
             ScanKind::Sctp(_) => "-sZ",
+            ScanKind::IpProtocol => "-sO",
         }
     }
 }
@@ -128,6 +132,10 @@ pub struct Config {
     pub sctp: Option<SctpProbe>,
     /// The SCTP ports to scan.
     pub sctp_ports: Vec<u16>,
+    /// `-sO`: an IP protocol scan too (or only).
+    pub ip_protocols: bool,
+    /// The IP protocol numbers to scan with `-sO`.
+    pub ip_protocol_numbers: Vec<u16>,
     /// Scan order key.
     pub seed: Option<u64>,
     /// `-r` turns it off.
@@ -181,6 +189,14 @@ pub struct Config {
     pub reverse_dns: ReverseDns,
     /// `--dns-servers`; the system's servers when `None`.
     pub dns_servers: Option<Vec<std::net::SocketAddr>>,
+}
+
+impl Config {
+    /// Whether TCP ports are scanned: unless another protocol's scan
+    /// (`-sU`, `-sY`, `-sO`) is the only scan type asked for, as in nmap.
+    pub fn scans_tcp(&self) -> bool {
+        !(self.udp || self.sctp.is_some() || self.ip_protocols) || self.scan.is_some()
+    }
 }
 
 /// Which hosts get reverse DNS.
@@ -310,6 +326,8 @@ pub fn resolve(
         udp_ports: Vec::new(),
         sctp: None,
         sctp_ports: Vec::new(),
+        ip_protocols: false,
+        ip_protocol_numbers: Vec::new(),
         seed: None,
         randomize: true,
         timing: TimingConfig::from_template(TimingTemplate::Normal),
@@ -432,10 +450,11 @@ pub fn resolve(
                             }
                             cfg.sctp = Some(probe);
                         }
-                        'O' | 'I' | 'C' | 'R' => {
+                        'O' => cfg.ip_protocols = true,
+                        'I' | 'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
-                                 use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM or -sL"
+                                 use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM, -sU, -sY, -sZ, -sO or -sL"
                             )));
                         }
                         other => {
@@ -618,7 +637,7 @@ pub fn resolve(
     // Ports.
     // TCP unless -sU is the only scan type asked for; ports without a
     // T:/U: prefix go to every protocol scanned.
-    let tcp = !(cfg.udp || cfg.sctp.is_some()) || cfg.scan.is_some();
+    let tcp = cfg.scans_tcp();
     let mut protocols = Vec::new();
     if tcp {
         protocols.push(Protocol::Tcp);
@@ -628,6 +647,9 @@ pub fn resolve(
     }
     if cfg.sctp.is_some() {
         protocols.push(Protocol::Sctp);
+    }
+    if cfg.ip_protocols {
+        protocols.push(Protocol::Ip);
     }
     let mut ports = match (port_spec, top) {
         (Some(g), _) => portolan_targets::parse_ports_for(value(g), &protocols)
@@ -645,6 +667,8 @@ pub fn resolve(
                 tcp: top(Protocol::Tcp),
                 udp: top(Protocol::Udp),
                 sctp: top(Protocol::Sctp),
+                // -sO scans every protocol number by default, as nmap.
+                ip: top(Protocol::Ip),
             }
         }
     };
@@ -656,6 +680,7 @@ pub fn resolve(
     cfg.tcp_ports = ports.tcp;
     cfg.udp_ports = ports.udp;
     cfg.sctp_ports = ports.sctp;
+    cfg.ip_protocol_numbers = ports.ip;
 
     let to_stdout = [&cfg.normal_out, &cfg.json_out, &cfg.xml_out, &cfg.grep_out]
         .iter()
@@ -682,6 +707,8 @@ pub fn resolve(
             Some("UDP")
         } else if cfg.sctp.is_some() && cfg.sctp_ports.is_empty() {
             Some("SCTP")
+        } else if cfg.ip_protocols && cfg.ip_protocol_numbers.is_empty() {
+            Some("IP protocol")
         } else {
             None
         };

@@ -163,7 +163,9 @@ fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
         return Ok(ScanKind::Raw(TcpScan::Syn));
     }
     match config.scan {
-        Some(kind @ (ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_))) => {
+        Some(
+            kind @ (ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) | ScanKind::IpProtocol),
+        ) => {
             raw::check_privileges().context(kind.flag())?;
             Ok(kind)
         }
@@ -206,7 +208,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     // The port scans: TCP unless -sU is the only scan type, UDP with -sU.
     let mut phases: Vec<(ScanKind, Protocol, Vec<u16>)> = Vec::new();
     if !config.ping_only {
-        if !(config.udp || config.sctp.is_some()) || config.scan.is_some() {
+        if config.scans_tcp() {
             phases.push((technique, Protocol::Tcp, config.tcp_ports.clone()));
         }
         if config.udp {
@@ -217,6 +219,14 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             let kind = ScanKind::Sctp(probe);
             raw::check_privileges().context(kind.flag())?;
             phases.push((kind, Protocol::Sctp, config.sctp_ports.clone()));
+        }
+        if config.ip_protocols {
+            raw::check_privileges().context("-sO")?;
+            phases.push((
+                ScanKind::IpProtocol,
+                Protocol::Ip,
+                config.ip_protocol_numbers.clone(),
+            ));
         }
     }
     // With -sV, or TCP and UDP, finished hosts are held until the end
@@ -330,7 +340,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                     ScanKind::Connect => PortState::Filtered,
                     ScanKind::Udp => PortState::OpenFiltered,
                     ScanKind::Sctp(SctpProbe::Init) => PortState::Filtered,
-                    ScanKind::Sctp(_) => PortState::OpenFiltered,
+                    ScanKind::Sctp(_) | ScanKind::IpProtocol => PortState::OpenFiltered,
                 },
                 seed: config.seed.unwrap_or_else(random_seed),
                 randomize: config.randomize,
@@ -347,7 +357,8 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                 discovery: false,
                 // UDP answers (ICMP port unreachables above all) are rate
                 // limited by most systems.
-                pace_to_answers: kind == ScanKind::Udp,
+                // Protocol unreachables likewise.
+                pace_to_answers: matches!(kind, ScanKind::Udp | ScanKind::IpProtocol),
             };
             let more_raw = n + 1 < phase_count;
             let (phase_stats, sent) = engine.run(kind, plan, found.as_ref(), more_raw)?;
@@ -411,6 +422,7 @@ fn scan_type(kind: ScanKind) -> &'static str {
         ScanKind::Udp => "udp",
         ScanKind::Sctp(SctpProbe::Init) => "sctpinit",
         ScanKind::Sctp(_) => "sctpcookieecho",
+        ScanKind::IpProtocol => "ipproto",
     }
 }
 
@@ -491,7 +503,7 @@ fn discovery_probes(
         return Ok(Some(config.pings.clone()));
     }
     Ok(Some(match technique {
-        ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) => {
+        ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) | ScanKind::IpProtocol => {
             let mut probes = vec![
                 PingProbe::Echo,
                 PingProbe::Syn(443),
@@ -605,6 +617,7 @@ impl Engine<'_> {
             || !self.config.ping_only
                 && (self.config.udp
                     || self.config.sctp.is_some()
+                    || self.config.ip_protocols
                     || matches!(self.technique, ScanKind::Raw(_)));
         let (stats, sent) =
             self.run_with(self.discovery_technique, plan, pings, keep, &mut on_host)?;
@@ -710,12 +723,13 @@ impl Engine<'_> {
                 )
                 .context("the connect scan failed")?;
             }
-            ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) => {
+            ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) | ScanKind::IpProtocol => {
                 let seed = random_seed();
                 let (tcp_scan, udp, sctp) = match technique {
                     ScanKind::Raw(scan) => (scan, false, None),
                     ScanKind::Sctp(probe) => (TcpScan::Syn, false, Some(probe)),
-                    _ => (TcpScan::Syn, true, None),
+                    ScanKind::Udp => (TcpScan::Syn, true, None),
+                    _ => (TcpScan::Syn, false, None),
                 };
                 let what = if !pings.is_empty() {
                     "host discovery".to_string()
@@ -730,6 +744,7 @@ impl Engine<'_> {
                         .map(raw::TcpFlags::from_bits),
                     udp,
                     sctp,
+                    ip_protocols: technique == ScanKind::IpProtocol,
                     source: config.source,
                     source_port: config.source_port,
                     device: config.interface.clone(),

@@ -92,7 +92,7 @@ pub fn read_jsonl(path: &Path) -> JsonRun {
                     tries: v["tries"].as_u64().unwrap(),
                 };
                 assert!(
-                    ["tcp", "udp", "sctp"].contains(&v["proto"].as_str().unwrap_or("")),
+                    ["tcp", "udp", "sctp", "ip"].contains(&v["proto"].as_str().unwrap_or("")),
                     "{line}"
                 );
                 assert!(v["service"].is_string());

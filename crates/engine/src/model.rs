@@ -74,6 +74,9 @@ pub enum Reason {
     NetUnreach,
     /// ICMP protocol unreachable (IPv4 type 3 code 2).
     ProtoUnreach,
+    /// ICMPv6 parameter problem, unrecognized Next Header (type 4 code
+    /// 1): IPv6's protocol unreachable.
+    ParamProblem,
     /// ICMP port unreachable (IPv4 type 3 code 3, IPv6 type 1 code 4).
     PortUnreach,
     /// ICMP communication administratively prohibited (IPv4 type 3 code 13,
@@ -111,6 +114,9 @@ pub enum Reason {
     ArpResponse,
     /// An ICMPv6 Neighbor Advertisement (host discovery on the segment).
     NdResponse,
+    /// A packet of the probed protocol came back (the IP protocol scan:
+    /// a TCP RST, an SCTP INIT ACK or ABORT).
+    ProtoResponse,
 }
 
 impl Reason {
@@ -126,6 +132,7 @@ impl Reason {
                 | Reason::ConnRefused
                 | Reason::PortUnreach
                 | Reason::ProtoUnreach
+                | Reason::ParamProblem
                 | Reason::EchoReply
                 | Reason::TimestampReply
                 | Reason::MaskReply
@@ -134,6 +141,7 @@ impl Reason {
                 | Reason::UdpResponse
                 | Reason::InitAck
                 | Reason::Abort
+                | Reason::ProtoResponse
         )
     }
 
@@ -166,7 +174,7 @@ impl Reason {
             (1, 6) => Reason::RejectRoute,
             // Parameter problem, unrecognised next header: IPv6's protocol
             // unreachable.
-            (4, 1) => Reason::ProtoUnreach,
+            (4, 1) => Reason::ParamProblem,
             (3, _) => Reason::TimeExceeded,
             _ => return None,
         })
@@ -182,6 +190,7 @@ impl Reason {
             Reason::HostUnreach => "host-unreach",
             Reason::NetUnreach => "net-unreach",
             Reason::ProtoUnreach => "proto-unreach",
+            Reason::ParamProblem => "param-problem",
             Reason::PortUnreach => "port-unreach",
             Reason::AdminProhibited => "admin-prohibited",
             Reason::NetProhibited => "net-prohibited",
@@ -200,6 +209,7 @@ impl Reason {
             Reason::Abort => "abort",
             Reason::ArpResponse => "arp-response",
             Reason::NdResponse => "nd-response",
+            Reason::ProtoResponse => "proto-response",
         }
     }
 }

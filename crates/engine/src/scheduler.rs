@@ -66,7 +66,10 @@ pub struct ScanPlan {
     /// [`PACING_MAX`]), and its silent ports keep their tries until the
     /// pace is at its most; so a host that rate-limits its answers (Linux
     /// sends an ICMP port unreachable about once a second after a burst of
-    /// six) still answers every closed port.
+    /// six) still answers every closed port. A host whose ICMP errors come
+    /// faster than any such limit lets them ([`UNLIMITED_ERRORS`] within a
+    /// second: loopback, a lab host without limits, a fast BSD) is not
+    /// paced: its silence is silence.
     pub pace_to_answers: bool,
     /// Host discovery: the "ports" are numbers of discovery probes, the
     /// first answer proves the host up (with that answer's reason) and
@@ -165,6 +168,12 @@ struct HostScan {
     send_delay: Duration,
     /// When that delay reached its most.
     paced_at: Option<Instant>,
+    /// The ICMP errors counted in the current one-second window, and when
+    /// it began; once they reach [`UNLIMITED_ERRORS`], `unlimited` is set.
+    errors_in_window: u32,
+    error_window_start: Option<Instant>,
+    /// The host's ICMP errors are not rate limited: it is not paced.
+    unlimited: bool,
     results: Vec<PortOutcome>,
     timed_out: bool,
     reported: bool,
@@ -173,6 +182,23 @@ struct HostScan {
 }
 
 impl HostScan {
+    /// Counts an ICMP error from the host; enough of them within a second
+    /// show it does not rate-limit them, and end its pacing.
+    fn count_error(&mut self, now: Instant) {
+        let start = *self.error_window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) > Duration::from_secs(1) {
+            self.error_window_start = Some(now);
+            self.errors_in_window = 0;
+        }
+        self.errors_in_window += 1;
+        if self.errors_in_window >= UNLIMITED_ERRORS && !self.unlimited {
+            self.unlimited = true;
+            self.send_delay = Duration::ZERO;
+            self.paced_at = None;
+            self.next_allowed = None;
+        }
+    }
+
     /// Retransmissions a port of this host gets at most now: nmap's
     /// adaptive rule (one more than the most any answered port needed),
     /// raised to what the measured loss calls for, within `max_retries`.
@@ -297,6 +323,12 @@ const MIN_OTHERS_RETRIES: u8 = 2;
 
 /// Retries a port of a paced host gets at least once the pace settled.
 const PACED_RETRIES: u8 = 2;
+
+/// ICMP errors (port or protocol unreachable) a host sends within one
+/// second that show it does not limit them to the pace
+/// [`ScanPlan::pace_to_answers`] guards against: Linux lets a burst of six
+/// through, then one a second; Solaris two a second.
+pub const UNLIMITED_ERRORS: u32 = 20;
 
 /// (host, port) pairs handed out per group, which sets the group size.
 const PAIRS_PER_GROUP: u32 = 1 << 16;
@@ -614,6 +646,14 @@ impl Scheduler {
         host.answered_tries = host
             .answered_tries
             .saturating_add(u32::from(entry.try_no) + 1);
+        if self.pace_to_answers
+            && matches!(
+                reply.reason,
+                Reason::PortUnreach | Reason::ProtoUnreach | Reason::ParamProblem
+            )
+        {
+            host.count_error(now);
+        }
         self.resolve(
             entry.host,
             entry.port,
@@ -725,7 +765,7 @@ impl Scheduler {
         // Paced to its answers: silence from a host that does answer may be
         // its rate limit; slow down, and until the pace reaches its most,
         // keep trying (the ports are not given up while the pace is off).
-        let pacing = self.pace_to_answers && host.answered_ports > 0;
+        let pacing = self.pace_to_answers && host.answered_ports > 0 && !host.unlimited;
         if pacing && host.send_delay < PACING_MAX {
             host.send_delay = (host.send_delay * 2).clamp(PACING_START, PACING_MAX);
             self.stats.pacing_increases += 1;
@@ -1062,6 +1102,9 @@ impl Scheduler {
             next_allowed: None,
             send_delay: Duration::ZERO,
             paced_at: None,
+            errors_in_window: 0,
+            error_window_start: None,
+            unlimited: false,
             results: Vec::new(),
             timed_out: false,
             reported: false,
@@ -1817,6 +1860,43 @@ mod tests {
         // Bounded by the limit: about a second per closed port past the
         // burst, not a timeout per try of every port.
         assert!(run.elapsed < Duration::from_secs(90), "{:?}", run.elapsed);
+    }
+
+    #[test]
+    fn a_host_whose_errors_are_not_rate_limited_is_not_paced() {
+        // Loopback or a lab host without limits: every closed port answers
+        // at once, a few ports are silent. Their silence must not slow
+        // the scan down to the pace of a rate limit.
+        let mut p = plan(&["198.18.0.2"], &[], (0..=255).collect(), fast());
+        p.silent_state = PortState::OpenFiltered;
+        p.pace_to_answers = true;
+        let silent = [2u16, 103, 136, 255];
+        let run = simulate_full(
+            p,
+            |probe, _| {
+                (!silent.contains(&probe.port)).then_some((
+                    Reply {
+                        state: PortState::Closed,
+                        reason: Reason::ProtoUnreach,
+                        ttl: None,
+                    },
+                    Duration::from_millis(1),
+                ))
+            },
+            None,
+        );
+        for (&(_, port), outcome) in &run.ports {
+            let want = if silent.contains(&port) {
+                PortState::OpenFiltered
+            } else {
+                PortState::Closed
+            };
+            assert_eq!(outcome.state, want, "port {port}");
+        }
+        assert_eq!(run.ports.len(), 256);
+        assert_eq!(run.stats.pacing_increases, 0);
+        // Virtual time: a few timeouts, not seconds of pacing per port.
+        assert!(run.elapsed < Duration::from_secs(3), "{:?}", run.elapsed);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 use std::io::{self, Write};
 
 use portolan_engine::{HostReport, HostStatus, PortState};
+use portolan_targets::Protocol;
 
 use crate::escape::for_terminal;
 use crate::{
@@ -83,6 +84,12 @@ impl<W: Write> GrepableSink<W> {
                 let version = found.map_or_else(String::new, |f| {
                     for_terminal(&f.version_line()).into_owned()
                 });
+                if p.proto == Protocol::Ip {
+                    // nmap's form for the IP protocol scan:
+                    // `number/state/name/`, no name for unassigned ones.
+                    let name = portolan_targets::service_name(p.proto, p.port).unwrap_or("");
+                    return format!("{}/{}/{}/", p.port, field(p.state.as_str()), field(name));
+                }
                 format!(
                     "{}/{}/{}//{}//{}/",
                     p.port,
@@ -95,7 +102,12 @@ impl<W: Write> GrepableSink<W> {
             .collect();
         let mut line = host;
         if !listed.is_empty() {
-            line.push_str("\tPorts: ");
+            let protocols = report.ports.iter().all(|p| p.proto == Protocol::Ip);
+            line.push_str(if protocols {
+                "\tProtocols: "
+            } else {
+                "\tPorts: "
+            });
             line.push_str(&listed.join(", "));
         }
         if let Some(state) = ignored {

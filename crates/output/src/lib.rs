@@ -168,6 +168,7 @@ pub fn proto_name(proto: Protocol) -> &'static str {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
         Protocol::Sctp => "sctp",
+        Protocol::Ip => "ip",
     }
 }
 

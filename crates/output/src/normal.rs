@@ -11,6 +11,7 @@
 use std::io::{self, Write};
 
 use portolan_engine::{HostReport, HostStatus, PortOutcome, PortState};
+use portolan_targets::Protocol;
 
 use crate::escape::for_terminal;
 use crate::time::minute_utc;
@@ -119,8 +120,13 @@ impl<W: Write> NormalSink<W> {
                         .first()
                         .map(|(r, _)| format!(" ({})", r.as_str()))
                         .unwrap_or_default();
-                    let proto = report.ports.first().map_or("tcp", |p| proto_name(p.proto));
-                    format!("{n} {} {proto} ports{reason}", s.as_str())
+                    let what = match report.ports.first().map(|p| p.proto) {
+                        // nmap's words for the IP protocol scan.
+                        Some(Protocol::Ip) => "n/a protocols".to_string(),
+                        Some(proto) => format!("{} ports", proto_name(proto)),
+                        None => "tcp ports".to_string(),
+                    };
+                    format!("{n} {} {what}{reason}", s.as_str())
                 })
                 .collect();
             writeln!(out, "Not shown: {}", parts.join(", "))?;
@@ -166,7 +172,11 @@ fn write_table(
             };
             let found = report.service(p.proto, p.port);
             [
-                format!("{}/{}", p.port, proto_name(p.proto)),
+                match p.proto {
+                    // An IP protocol number stands alone.
+                    Protocol::Ip => p.port.to_string(),
+                    proto => format!("{}/{}", p.port, proto_name(proto)),
+                },
                 p.state.as_str().to_string(),
                 found.map_or_else(
                     || service_name(p.proto, p.port).to_string(),
@@ -179,7 +189,12 @@ fn write_table(
             ]
         })
         .collect();
-    let mut widths = [4usize, 5, 7, 6, 7];
+    let first = if ports.iter().all(|p| p.proto == Protocol::Ip) {
+        "PROTOCOL"
+    } else {
+        "PORT"
+    };
+    let mut widths = [first.len(), 5, 7, 6, 7];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -190,7 +205,7 @@ fn write_table(
         .chain(reason.then_some(3))
         .chain(version.then_some(4))
         .collect();
-    let header = ["PORT", "STATE", "SERVICE", "REASON", "VERSION"];
+    let header = [first, "STATE", "SERVICE", "REASON", "VERSION"];
     let line = |cells: [&str; 5]| {
         let mut s = String::new();
         for (n, &i) in columns.iter().enumerate() {

@@ -92,6 +92,9 @@ pub enum PortError {
     /// A port number above 65535.
     #[error("invalid port \"{token}\": out of range 0-65535")]
     OutOfRange { token: String },
+    /// An IP protocol number above 255 (`-sO`).
+    #[error("invalid IP protocol number \"{token}\": out of range 0-255")]
+    ProtocolOutOfRange { token: String },
     /// A range whose start is after its end (`5-3`).
     #[error("invalid port range \"{token}\": start is after end")]
     ReversedRange { token: String },

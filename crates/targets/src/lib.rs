@@ -17,6 +17,7 @@
 //! "TARGET SPECIFICATION" and "PORT SPECIFICATION".
 
 mod error;
+mod ip_protocols;
 mod octets;
 mod permutation;
 mod port_table;
@@ -27,6 +28,7 @@ mod target_list;
 mod target_spec;
 
 pub use error::{PortError, TargetError};
+pub use ip_protocols::ip_protocol_name;
 pub use permutation::Permutation;
 pub use port_table::{ports_named, service_name, top_ports};
 pub use ports::{PortList, Protocol, parse_ports, parse_ports_for};

@@ -9,7 +9,8 @@
 //! first use, behind a `OnceLock` (about 1500 rows, a few dozen kilobytes). Ports
 //! the table does not rank come after it, ascending, so [`top_ports`] always
 //! returns `n` distinct ports for `n` up to 65535. Port 0 is never a top
-//! port. Nothing here panics; a malformed row would be skipped (a unit test
+//! port. IP protocol numbers (`Protocol::Ip`) are named from IANA's
+//! registry ([`crate::ip_protocol_name`]) and all 256 are "top", 0 first. Nothing here panics; a malformed row would be skipped (a unit test
 //! proves there is none).
 
 use std::sync::OnceLock;
@@ -31,9 +32,9 @@ struct PortEntry {
 #[derive(Debug, Default)]
 struct PortTable {
     /// Rows sorted by port, for name lookups.
-    by_port: [Vec<PortEntry>; 3],
+    by_port: [Vec<PortEntry>; 4],
     /// Ports from most to least common.
-    by_rank: [Vec<u16>; 3],
+    by_rank: [Vec<u16>; 4],
     /// Rows that could not be parsed (always 0 for the shipped file).
     skipped_rows: usize,
 }
@@ -54,6 +55,14 @@ fn parse_table(text: &'static str) -> PortTable {
             None => table.skipped_rows += 1,
         }
     }
+    // IP protocol numbers, ranked by number.
+    table.by_port[Protocol::Ip as usize] = crate::ip_protocols::ip_protocol_names()
+        .map(|(number, name)| PortEntry {
+            port: u16::from(number),
+            name: Some(name),
+            rank: u32::from(number),
+        })
+        .collect();
     for (rows, ranked) in table.by_port.iter_mut().zip(&mut table.by_rank) {
         rows.sort_by_key(|entry| (entry.rank, entry.port));
         // A port listed twice keeps its best rank.
@@ -95,6 +104,9 @@ pub fn service_name(proto: Protocol, port: u16) -> Option<&'static str> {
 /// The `n` most common ports for `proto`, sorted ascending; `n` is capped at
 /// 65535 (ports 1-65535).
 pub fn top_ports(proto: Protocol, n: usize) -> Vec<u16> {
+    if proto == Protocol::Ip {
+        return (0..=proto.max_port()).take(n).collect();
+    }
     let n = n.min(usize::from(u16::MAX));
     let ranked = &table().by_rank[proto as usize];
     let mut ports: Vec<u16> = ranked.iter().copied().filter(|&p| p != 0).take(n).collect();
@@ -192,7 +204,12 @@ mod tests {
 
     #[test]
     fn top_ports_are_distinct_sorted_and_sized() {
-        for proto in Protocol::ALL {
+        // IP protocol numbers: all 256 at most, 0 first.
+        assert_eq!(
+            top_ports(Protocol::Ip, 70000),
+            (0..=255).collect::<Vec<_>>()
+        );
+        for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
             for n in [0, 1, 10, 100, 1000, 5000, 65535, 70000] {
                 let ports = top_ports(proto, n);
                 assert_eq!(ports.len(), n.min(65535), "{proto} {n}");

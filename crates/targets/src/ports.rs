@@ -5,10 +5,11 @@
 //! from the port table with `*`/`?` wildcards (`http*`), or a bracketed
 //! range keeping only ports the table names (`[1-1024]`). A prefix `T:`,
 //! `U:` or `S:` sends its item and those after it to TCP, UDP or SCTP until
-//! the next prefix. Port 0 is included only when written (`0`, `0-10`), as
-//! in nmap. Unprefixed items apply to every scanned protocol (nmap's rule):
+//! the next prefix. `P:` does the same for IP protocol numbers (0-255, for
+//! the IP protocol scan; open ranges end at 255). Port 0 is included only
+//! when written (`0`, `0-10`), as in nmap. Unprefixed items apply to every scanned protocol (nmap's rule):
 //! [`parse_ports_for`] takes that protocol set, [`parse_ports`] assumes TCP.
-//! Parsing never panics; it allocates three 8 KiB bitmaps while it runs and
+//! Parsing never panics; it allocates four 8 KiB bitmaps while it runs and
 //! the sorted result. Reference: `man nmap`, "PORT SPECIFICATION".
 
 use std::fmt;
@@ -16,24 +17,35 @@ use std::fmt;
 use crate::PortError;
 use crate::port_table::{ports_named, service_name};
 
-/// A transport protocol whose ports are scanned.
+/// A transport protocol whose ports are scanned, or IP itself, whose
+/// "ports" are protocol numbers (the IP protocol scan, `-sO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     Tcp,
     Udp,
     Sctp,
+    Ip,
 }
 
 impl Protocol {
     /// Every protocol, in the order nmap reports them.
-    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+    pub const ALL: [Protocol; 4] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Ip];
 
-    /// `tcp`, `udp` or `sctp`, as nmap's output writes them.
+    /// `tcp`, `udp`, `sctp` or `ip`, as nmap's output writes them.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
             Protocol::Sctp => "sctp",
+            Protocol::Ip => "ip",
+        }
+    }
+
+    /// The highest "port": 65535, or 255 for IP protocol numbers.
+    pub fn max_port(self) -> u16 {
+        match self {
+            Protocol::Ip => u16::from(u8::MAX),
+            _ => u16::MAX,
         }
     }
 }
@@ -51,6 +63,8 @@ pub struct PortList {
     pub tcp: Vec<u16>,
     pub udp: Vec<u16>,
     pub sctp: Vec<u16>,
+    /// IP protocol numbers (`-sO`).
+    pub ip: Vec<u16>,
 }
 
 impl PortList {
@@ -60,6 +74,7 @@ impl PortList {
             Protocol::Tcp => &self.tcp,
             Protocol::Udp => &self.udp,
             Protocol::Sctp => &self.sctp,
+            Protocol::Ip => &self.ip,
         }
     }
 
@@ -68,6 +83,7 @@ impl PortList {
             Protocol::Tcp => &mut self.tcp,
             Protocol::Udp => &mut self.udp,
             Protocol::Sctp => &mut self.sctp,
+            Protocol::Ip => &mut self.ip,
         }
     }
 
@@ -92,7 +108,7 @@ impl PortList {
 
     /// Ports across all protocols.
     pub fn len(&self) -> usize {
-        self.tcp.len() + self.udp.len() + self.sctp.len()
+        self.tcp.len() + self.udp.len() + self.sctp.len() + self.ip.len()
     }
 
     /// Every (protocol, port), TCP first, ports ascending.
@@ -125,6 +141,7 @@ pub fn parse_ports_for(spec: &str, unprefixed: &[Protocol]) -> Result<PortList, 
                 "T" | "t" => Protocol::Tcp,
                 "U" | "u" => Protocol::Udp,
                 "S" | "s" => Protocol::Sctp,
+                "P" | "p" => Protocol::Ip,
                 _ if prefix.len() == 1 && prefix.bytes().all(|b| b.is_ascii_alphabetic()) => {
                     return Err(PortError::UnsupportedPrefix {
                         token: item.to_owned(),
@@ -148,6 +165,7 @@ pub fn parse_ports_for(spec: &str, unprefixed: &[Protocol]) -> Result<PortList, 
             let inner = inner.strip_suffix(']').ok_or_else(|| malformed(item))?;
             let (start, end) = parse_range(item, inner.trim())?;
             for &proto in protos {
+                let (start, end) = fit(proto, item, start, end)?;
                 for port in start..=end {
                     if service_name(proto, port).is_some() {
                         sets.insert(proto, port);
@@ -157,6 +175,7 @@ pub fn parse_ports_for(spec: &str, unprefixed: &[Protocol]) -> Result<PortList, 
         } else if body.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
             let (start, end) = parse_range(item, body)?;
             for &proto in protos {
+                let (start, end) = fit(proto, item, start, end)?;
                 sets.insert_range(proto, start, end);
             }
         } else {
@@ -192,6 +211,20 @@ fn add_service_ports(
         }
     }
     Ok(())
+}
+
+/// A range parsed as ports, fitted to `proto`: IP protocol numbers end at
+/// 255, so an open range (`-`, `100-`) stops there and a number above it
+/// is out of range.
+fn fit(proto: Protocol, item: &str, start: u16, end: u16) -> Result<(u16, u16), PortError> {
+    let max = proto.max_port();
+    let end = if end == u16::MAX { max } else { end };
+    if start > max || end > max {
+        return Err(PortError::ProtocolOutOfRange {
+            token: item.to_owned(),
+        });
+    }
+    Ok((start, end))
 }
 
 fn malformed(item: &str) -> PortError {
@@ -240,7 +273,7 @@ fn parse_port(item: &str, text: &str) -> Result<u16, PortError> {
 
 /// One 65536-bit set per protocol.
 struct PortSets {
-    words: [Vec<u64>; 3],
+    words: [Vec<u64>; 4],
 }
 
 impl PortSets {
@@ -261,7 +294,7 @@ impl PortSets {
     }
 
     fn into_list(self) -> PortList {
-        let [tcp, udp, sctp] = self.words.map(|words| {
+        let [tcp, udp, sctp, ip] = self.words.map(|words| {
             let mut ports = Vec::new();
             for (index, &word) in words.iter().enumerate() {
                 let mut rest = word;
@@ -273,7 +306,7 @@ impl PortSets {
             }
             ports
         });
-        PortList { tcp, udp, sctp }
+        PortList { tcp, udp, sctp, ip }
     }
 }
 
@@ -321,6 +354,31 @@ mod tests {
             (list.tcp, list.sctp, list.udp),
             (vec![22], vec![2905], vec![161])
         );
+    }
+
+    #[test]
+    fn ip_protocol_numbers_stop_at_255() {
+        let list = parse_ports_for("1,6,17,P:132", &[Protocol::Ip]).unwrap();
+        assert_eq!(list.ip, [1, 6, 17, 132]);
+        assert!(list.tcp.is_empty());
+        let all = parse_ports_for("-", &[Protocol::Ip]).unwrap();
+        assert_eq!(all.ip, (1..=255).collect::<Vec<_>>());
+        assert_eq!(
+            parse_ports_for("0-", &[Protocol::Ip]).unwrap().ip.len(),
+            256
+        );
+        let err = parse_ports_for("1-300", &[Protocol::Ip])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("IP protocol number") && err.contains("1-300"),
+            "{err}"
+        );
+        // A TCP list beside it keeps its range.
+        let both = parse_ports_for("T:1-1024,P:1-255", &[Protocol::Tcp]).unwrap();
+        assert_eq!((both.tcp.len(), both.ip.len()), (1024, 255));
+        assert_eq!(crate::service_name(Protocol::Ip, 1), Some("icmp"));
+        assert_eq!(crate::top_ports(Protocol::Ip, 1000).len(), 256);
     }
 
     #[test]
@@ -373,7 +431,7 @@ mod tests {
         assert!(error("U:").contains("empty item"));
         assert!(error("1-2-3").contains("\"1-2-3\""));
         assert!(error("no-such-service").contains("\"no-such-service\": unknown service"));
-        assert!(error("P:6").contains("\"P:\" is not supported"));
+        assert!(error("Q:6").contains("\"Q:\" is not supported"));
         assert!(error("22;80").contains("\"22;80\""));
         assert!(error("[1-10").contains("\"[1-10\""));
         assert!(error("TCP:80").contains("\"TCP:80\""));
@@ -446,7 +504,7 @@ mod tests {
                 }
                 prop_assume!(!items.is_empty());
                 let parsed = parse_ports(&items.join(",")).unwrap();
-                prop_assert_eq!(parsed, PortList { tcp, udp, sctp });
+                prop_assert_eq!(parsed, PortList { tcp, udp, sctp, ip: Vec::new() });
             }
 
             #[test]

@@ -30,8 +30,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
 use portolan_wire::{
-    IcmpQuery, Reply as Packet, SctpChunk, SctpTemplate, SynTemplate, UdpTemplate,
-    parse_neighbour_reply, parse_query_reply, parse_reply, write_query, write_solicitation,
+    IcmpQuery, Quoted, Reply as Packet, SctpChunk, SctpTemplate, SynTemplate, UdpTemplate,
+    ip_protocol, parse_neighbour_reply, parse_query_reply, parse_reply, write_bare, write_query,
+    write_solicitation,
 };
 
 use crate::cookie::CookieJar;
@@ -46,6 +47,12 @@ const SEND_BUDGET: usize = 1024;
 const RECV_BUDGET: usize = 4096;
 /// Link-layer addresses kept at most for hosts not yet reported.
 const MAX_MACS: usize = 1 << 16;
+/// The port the IP protocol scan's TCP and SCTP probes go to (any port
+/// draws an answer: a RST or an ABORT when closed).
+const PROTOCOL_SCAN_PORT: u16 = 80;
+/// The port of its UDP probe: one no service is known on, so the answer
+/// is the host's port unreachable.
+const PROTOCOL_SCAN_UDP_PORT: u16 = 40_125;
 
 pub use portolan_wire::{SctpProbe, TcpFlags};
 
@@ -194,6 +201,15 @@ pub struct SynOptions {
     /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
     /// empty for no decoys. Decoys of the other IP version are skipped.
     pub decoys: Vec<Decoy>,
+    /// `-sO`: an IP protocol scan instead of a TCP one. The scheduler's
+    /// "ports" are protocol numbers; each gets its own probe where stacks
+    /// answer one (an ICMP or ICMPv6 echo request, a TCP ACK, a UDP
+    /// datagram to a closed port, an SCTP INIT) and a bare header with the
+    /// cookie otherwise. Any answer in the protocol = open (a port
+    /// unreachable answering the UDP probe too), the host's protocol
+    /// unreachable = closed, other ICMP unreachables = filtered, silence =
+    /// open|filtered.
+    pub ip_protocols: bool,
     /// Host discovery: when not empty, the scheduler's "ports" are indexes
     /// into this list (a discovery plan), and `scan` is not used.
     pub pings: Vec<PingProbe>,
@@ -546,6 +562,7 @@ pub fn run(
                 sent: options.scanflags.unwrap_or(options.scan.flags()),
                 udp: options.udp,
                 sctp: options.sctp,
+                ip_protocols: options.ip_protocols,
                 pings: &options.pings,
                 macs: &mut macs,
                 stats: &mut stats,
@@ -656,7 +673,7 @@ pub fn run(
                         let probe_of = (path.via, Some(probe.id), port);
                         stage_sctp(probe, probe_of, template, &reservation, &jar, batch)
                     }
-                    _ => stage_query(probe, ping, path, &jar, batch),
+                    _ => stage_query(probe, ping, path, Some(probe.id), &jar, batch),
                 };
                 staged?;
                 if batch.packets.is_full() {
@@ -673,7 +690,44 @@ pub fn run(
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
                 let probe_of = (path.via, id, probe.port);
-                if let Some(kind) = options.sctp {
+                if options.ip_protocols {
+                    let protocol = u8::try_from(probe.port).unwrap_or(u8::MAX);
+                    match ProtocolProbe::of(protocol, probe.addr.is_ipv6()) {
+                        ProtocolProbe::Echo => {
+                            let from = Path { source, ..path };
+                            stage_query(probe, PingProbe::Echo, from, id, &jar, batch)?;
+                        }
+                        ProtocolProbe::Tcp => {
+                            let template = templates.tcp(source, TcpScan::Ack);
+                            let tcp = TcpProbe {
+                                dst_port: PROTOCOL_SCAN_PORT,
+                                id,
+                            };
+                            stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
+                        }
+                        ProtocolProbe::Udp => {
+                            let template = templates.udp(source);
+                            let probe_of = (path.via, id, PROTOCOL_SCAN_UDP_PORT);
+                            stage_udp(
+                                probe,
+                                probe_of,
+                                template,
+                                &reservation,
+                                &jar,
+                                &mut payload,
+                                batch,
+                            )?;
+                        }
+                        ProtocolProbe::Sctp => {
+                            let template = templates.sctp(source, SctpProbe::Init);
+                            let probe_of = (path.via, id, PROTOCOL_SCAN_PORT);
+                            stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
+                        }
+                        ProtocolProbe::Bare => {
+                            stage_bare(probe, probe_of, source, &jar, batch)?;
+                        }
+                    }
+                } else if let Some(kind) = options.sctp {
                     let template = templates.sctp(source, kind);
                     stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
                 } else if options.udp {
@@ -857,6 +911,7 @@ fn stage_query(
     probe: Probe,
     ping: PingProbe,
     path: Path,
+    id: Option<ProbeId>,
     jar: &CookieJar,
     batch: &mut Batch,
 ) -> Result<(), RawError> {
@@ -883,7 +938,70 @@ fn stage_query(
         (cookie >> 16) as u16 ^ u16::from(probe.try_no),
     )
     .map_err(build_error)?;
-    commit(batch, path.via, offset + len, probe.addr, Some(probe.id));
+    commit(batch, path.via, offset + len, probe.addr, id);
+    Ok(())
+}
+
+/// What the IP protocol scan sends for one protocol number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProtocolProbe {
+    /// An ICMP echo request (protocol 1 over IPv4, 58 over IPv6).
+    Echo,
+    /// A TCP ACK, which any stack answers with a RST.
+    Tcp,
+    /// A UDP datagram to a closed port: a port unreachable proves UDP.
+    Udp,
+    /// An SCTP INIT, answered by an INIT ACK or an ABORT.
+    Sctp,
+    /// A bare header, for the protocols without such a probe.
+    Bare,
+}
+
+impl ProtocolProbe {
+    fn of(protocol: u8, v6: bool) -> ProtocolProbe {
+        match protocol {
+            ip_protocol::TCP => ProtocolProbe::Tcp,
+            ip_protocol::UDP => ProtocolProbe::Udp,
+            ip_protocol::SCTP => ProtocolProbe::Sctp,
+            p if p == echo_protocol(v6) => ProtocolProbe::Echo,
+            _ => ProtocolProbe::Bare,
+        }
+    }
+}
+
+/// ICMP's protocol number in this IP version: 1, or 58 (ICMPv6).
+fn echo_protocol(v6: bool) -> u8 {
+    if v6 {
+        ip_protocol::ICMPV6
+    } else {
+        ip_protocol::ICMP
+    }
+}
+
+/// Builds a bare probe of the IP protocol scan into a batch: the protocol
+/// number in the IP header, the cookie after it.
+fn stage_bare(
+    probe: Probe,
+    (via, id, protocol): (Via, Option<ProbeId>, u16),
+    source: IpAddr,
+    jar: &CookieJar,
+    batch: &mut Batch,
+) -> Result<(), RawError> {
+    let cookie = jar.cookie(source, probe.addr, 0, protocol);
+    let Some(buffer) = batch.packets.next_buffer() else {
+        return Ok(());
+    };
+    let offset = frame_header(buffer, via);
+    let len = write_bare(
+        &mut buffer[offset..],
+        source,
+        probe.addr,
+        u8::try_from(protocol).unwrap_or(u8::MAX),
+        cookie,
+        (cookie >> 16) as u16 ^ u16::from(probe.try_no),
+    )
+    .map_err(build_error)?;
+    commit(batch, via, offset + len, probe.addr, id);
     Ok(())
 }
 
@@ -1048,6 +1166,7 @@ struct Judge<'a> {
     sent: TcpFlags,
     udp: bool,
     sctp: Option<SctpProbe>,
+    ip_protocols: bool,
     pings: &'a [PingProbe],
     /// The link-layer addresses neighbours answered with, by address,
     /// until their host is reported.
@@ -1095,6 +1214,9 @@ impl Judge<'_> {
         }
         if !self.pings.is_empty() {
             return self.ping_answer(bytes);
+        }
+        if self.ip_protocols {
+            return self.ip_protocol_answer(bytes);
         }
         let Ok(packet) = parse_reply(bytes) else {
             self.stats.received += 1;
@@ -1178,6 +1300,163 @@ impl Judge<'_> {
             }
             _ => {}
         }
+    }
+
+    /// Judges a packet in an IP protocol scan: an answer in a probed
+    /// protocol (an echo reply, a TCP RST, a UDP datagram, an SCTP INIT
+    /// ACK or ABORT) proves it open, and so does the host's port
+    /// unreachable for the UDP probe; the host's protocol unreachable
+    /// proves it closed; other unreachables, or any from a router, prove
+    /// it filtered. Each must carry the probe's cookie.
+    fn ip_protocol_answer(&mut self, bytes: &[u8]) {
+        if let Some(answer) = parse_query_reply(bytes) {
+            if answer.query != IcmpQuery::Echo {
+                return;
+            }
+            self.stats.received += 1;
+            let protocol = u16::from(echo_protocol(answer.src.is_ipv6()));
+            if answer.cookie != self.jar.cookie(answer.dst, answer.src, 0, protocol) {
+                self.stats.ignored += 1;
+                return;
+            }
+            let reply = Reply {
+                state: PortState::Open,
+                reason: Reason::EchoReply,
+                ttl: Some(answer.ttl),
+            };
+            return self.report(answer.src, protocol, reply);
+        }
+        let Ok(packet) = parse_reply(bytes) else {
+            self.stats.received += 1;
+            self.stats.ignored += 1;
+            return;
+        };
+        let answer = match packet {
+            Packet::Tcp { src_port, .. } => {
+                if is_own_probe(&packet, self.our_ports, TcpScan::Ack.flags()) {
+                    return;
+                }
+                self.stats.received += 1;
+                classify(packet, self.jar, TcpScan::Ack, TcpScan::Ack.flags())
+                    .filter(|_| src_port == PROTOCOL_SCAN_PORT)
+                    .map(|(target, _, reply)| {
+                        let reply = Reply {
+                            state: PortState::Open,
+                            reason: Reason::ProtoResponse,
+                            ..reply
+                        };
+                        (target, ip_protocol::TCP, reply)
+                    })
+            }
+            Packet::Udp {
+                src,
+                dst,
+                ttl,
+                src_port,
+                dst_port,
+                payload,
+            } => {
+                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                    return;
+                }
+                self.stats.received += 1;
+                let reply = Reply {
+                    state: PortState::Open,
+                    reason: Reason::UdpResponse,
+                    ttl: Some(ttl),
+                };
+                self.echoes_cookie((src, src_port), (dst, dst_port), payload.of(bytes))
+                    .then_some((src, ip_protocol::UDP, reply))
+            }
+            Packet::Sctp {
+                src,
+                dst,
+                ttl,
+                src_port,
+                dst_port,
+                vtag,
+                chunk,
+            } => {
+                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                    return;
+                }
+                self.stats.received += 1;
+                let answers = matches!(
+                    chunk,
+                    SctpChunk::InitAck { .. } | SctpChunk::Abort { reflected: false }
+                );
+                let reply = Reply {
+                    state: PortState::Open,
+                    reason: Reason::ProtoResponse,
+                    ttl: Some(ttl),
+                };
+                (answers && vtag == sctp_cookie(self.jar, dst, src, dst_port, src_port))
+                    .then_some((src, ip_protocol::SCTP, reply))
+            }
+            Packet::IcmpError {
+                from,
+                ttl,
+                v6,
+                icmp_type,
+                code,
+                quoted,
+            } => {
+                self.stats.received += 1;
+                let reason = unreachable_reason(v6, icmp_type, code);
+                let protocol = self.quoted_protocol_probe(&quoted);
+                protocol.zip(reason).map(|(protocol, reason)| {
+                    let from_target = from == quoted.dst;
+                    let state = match reason {
+                        Reason::ProtoUnreach | Reason::ParamProblem if from_target => {
+                            PortState::Closed
+                        }
+                        Reason::PortUnreach if from_target && protocol == ip_protocol::UDP => {
+                            PortState::Open
+                        }
+                        _ => PortState::Filtered,
+                    };
+                    let reply = Reply {
+                        state,
+                        reason,
+                        ttl: Some(ttl),
+                    };
+                    (quoted.dst, protocol, reply)
+                })
+            }
+            _ => return,
+        };
+        match answer {
+            Some((target, protocol, reply)) => self.report(target, u16::from(protocol), reply),
+            None => self.stats.ignored += 1,
+        }
+    }
+
+    /// The protocol number of the IP protocol scan's probe an ICMP error
+    /// quotes, if the quote shows that probe's cookie.
+    fn quoted_protocol_probe(&self, quoted: &Quoted) -> Option<u8> {
+        let jar = self.jar;
+        let (ours, target) = (quoted.src, quoted.dst);
+        let (sport, dport) = (quoted.src_port, quoted.dst_port);
+        let protocol = quoted.protocol;
+        let valid = match ProtocolProbe::of(protocol, target.is_ipv6()) {
+            ProtocolProbe::Tcp => {
+                self.our_ports.contains(sport)
+                    && quoted.seq == Some(jar.cookie(ours, target, sport, dport))
+            }
+            ProtocolProbe::Udp => self.our_ports.contains(sport),
+            ProtocolProbe::Sctp => {
+                self.our_ports.contains(sport)
+                    && quoted.sctp_cookie() == Some(sctp_cookie(jar, ours, target, sport, dport))
+            }
+            ProtocolProbe::Echo => {
+                quoted.echo_cookie == Some(jar.cookie(ours, target, 0, u16::from(protocol)))
+            }
+            ProtocolProbe::Bare => {
+                let carried = (u32::from(sport) << 16) | u32::from(dport);
+                carried == jar.cookie(ours, target, 0, u16::from(protocol))
+            }
+        };
+        valid.then_some(protocol)
     }
 
     /// Whether a UDP answer from `target` to `ours` carries our cookie

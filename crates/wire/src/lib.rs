@@ -19,6 +19,8 @@
 //!   datagram (with where its payload lies, a [`PayloadSpan`]), an SCTP
 //!   packet (its verification tag and first chunk, an [`SctpChunk`]), an ICMP or
 //!   ICMPv6 error with the [`Quoted`] probe it answers, or [`Reply::Other`].
+//! - [`write_bare`]: a bare IP header of any protocol number with a cookie
+//!   after it, for the IP protocol scan.
 //! - [`write_query`] and [`parse_query_reply`]: ICMP echo and timestamp
 //!   queries for host discovery, with a cookie in identifier and sequence.
 //! - [`write_solicitation`] and [`parse_neighbour_reply`]: ARP and
@@ -69,6 +71,7 @@
     )
 )]
 
+mod bare;
 mod bytes;
 pub mod checksum;
 mod echo;
@@ -85,6 +88,7 @@ mod tcp;
 mod test_packets;
 mod udp;
 
+pub use bare::{BARE_PAYLOAD_LEN, write_bare};
 pub use echo::{IcmpQuery, QueryReply, parse_query_reply, write_query};
 pub use error::{Header, StampError, WireError};
 pub use icmp::IcmpPacket;

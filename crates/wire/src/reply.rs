@@ -186,6 +186,9 @@ pub struct Quoted {
     /// protocol is SCTP, the first chunk is an INIT and its tag is quoted
     /// (20 bytes of SCTP: routers that quote only 8 leave it out).
     pub sctp_initiate_tag: Option<u32>,
+    /// The identifier and sequence number (our cookie) of a quoted ICMP or
+    /// ICMPv6 echo request, if that is what is quoted, 8 bytes of it.
+    pub echo_cookie: Option<u32>,
 }
 
 impl Quoted {
@@ -375,6 +378,14 @@ fn quoted_transport(
         .then(|| be32(transport, 4));
     let sctp = protocol == ip_protocol::SCTP;
     let vtag = (sctp && transport.len() >= TCP_SEQ_END).then(|| be32(transport, 4));
+    let echo = match protocol {
+        ip_protocol::ICMP => crate::icmp::v4::ECHO_REQUEST,
+        ip_protocol::ICMPV6 => crate::icmp::v6::ECHO_REQUEST,
+        _ => 0,
+    };
+    let echo_cookie =
+        (echo != 0 && transport.len() >= TCP_SEQ_END && crate::bytes::u8_at(transport, 0) == echo)
+            .then(|| be32(transport, 4));
     let sctp_initiate_tag = (sctp
         && transport.len() >= SCTP_INITIATE_TAG_END
         && crate::bytes::u8_at(transport, 12) == crate::sctp::chunk::INIT)
@@ -388,6 +399,7 @@ fn quoted_transport(
         seq,
         vtag,
         sctp_initiate_tag,
+        echo_cookie,
     })
 }
 
@@ -472,6 +484,7 @@ mod tests {
             seq: Some(0x1234_5678),
             vtag: None,
             sctp_initiate_tag: None,
+            echo_cookie: None,
         }
     }
 
@@ -811,6 +824,7 @@ mod tests {
             seq: None,
             vtag: None,
             sctp_initiate_tag: None,
+            echo_cookie: None,
         };
         let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
         assert_eq!(
@@ -923,6 +937,7 @@ mod tests {
             seq: None,
             vtag: Some(vtag),
             sctp_initiate_tag,
+            echo_cookie: None,
         };
         let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
         let init = probe(us, them, 0, Some(0x1234_5678));
