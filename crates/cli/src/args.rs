@@ -174,6 +174,9 @@ pub struct Config {
     pub send_ip: bool,
     /// `--scanflags`: the control bits of the TCP scan's probes.
     pub scanflags: Option<u8>,
+    /// `--defeat-icmp-ratelimit`: UDP and IP protocol scans do not pace
+    /// to ICMP rate limits; silent ports are closed|filtered.
+    pub defeat_icmp_ratelimit: bool,
     /// `-D`: decoys, with `Me` placed; empty without `-D`.
     pub decoys: Vec<Decoy>,
     /// `-Pn`: no host discovery; every target is scanned as up.
@@ -347,6 +350,7 @@ pub fn resolve(
         version: VersionConfig::default(),
         send_ip: false,
         scanflags: None,
+        defeat_icmp_ratelimit: false,
         decoys: Vec::new(),
         skip_discovery: false,
         pings: Vec::new(),
@@ -543,6 +547,7 @@ pub fn resolve(
             }
             FlagId::Interface => cfg.interface = Some(value(g).to_string()),
             FlagId::SendIp => cfg.send_ip = true,
+            FlagId::DefeatIcmpRatelimit => cfg.defeat_icmp_ratelimit = true,
             FlagId::ScanFlags => {
                 cfg.scanflags = Some(parse_scanflags(value(g)).ok_or_else(|| {
                     bad_value(

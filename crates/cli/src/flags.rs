@@ -55,6 +55,7 @@ pub enum FlagId {
     MinRate,
     MaxRate,
     MaxRetries,
+    DefeatIcmpRatelimit,
     HostTimeout,
     MinRttTimeout,
     MaxRttTimeout,
@@ -563,6 +564,14 @@ pub static FLAGS: &[FlagDef] = &[
         Misc,
         "-e <iface>",
         "Use this network interface"
+    ),
+    flag!(
+        DefeatIcmpRatelimit,
+        ["defeat-icmp-ratelimit"],
+        Switch,
+        Timing,
+        "--defeat-icmp-ratelimit",
+        "UDP and IP protocol scans: do not slow down to a host's ICMP rate limit; ports that stay silent are reported closed|filtered instead of open|filtered (faster, less exact)"
     ),
     flag!(
         SendIp,

@@ -338,6 +338,11 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                 silent_state: match kind {
                     ScanKind::Raw(scan) => scan.silent_state(),
                     ScanKind::Connect => PortState::Filtered,
+                    // Not waiting for rate-limited port unreachables,
+                    // silence may be a closed port too (nmap's reading).
+                    ScanKind::Udp | ScanKind::IpProtocol if config.defeat_icmp_ratelimit => {
+                        PortState::ClosedFiltered
+                    }
                     ScanKind::Udp => PortState::OpenFiltered,
                     ScanKind::Sctp(SctpProbe::Init) => PortState::Filtered,
                     ScanKind::Sctp(_) | ScanKind::IpProtocol => PortState::OpenFiltered,
@@ -358,7 +363,8 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                 // UDP answers (ICMP port unreachables above all) are rate
                 // limited by most systems.
                 // Protocol unreachables likewise.
-                pace_to_answers: matches!(kind, ScanKind::Udp | ScanKind::IpProtocol),
+                pace_to_answers: matches!(kind, ScanKind::Udp | ScanKind::IpProtocol)
+                    && !config.defeat_icmp_ratelimit,
             };
             let more_raw = n + 1 < phase_count;
             let (phase_stats, sent) = engine.run(kind, plan, found.as_ref(), more_raw)?;
@@ -441,6 +447,7 @@ fn add_stats(mut total: ScanStats, phase: &ScanStats, hosts_counted: bool) -> Sc
     total.retransmissions += phase.retransmissions;
     total.replies += phase.replies;
     total.late_replies += phase.late_replies;
+    total.hosts_paced += phase.hosts_paced;
     total
 }
 
@@ -455,6 +462,7 @@ fn merge_reports(reports: Vec<HostReport>) -> Vec<HostReport> {
                 let into = &mut merged[i];
                 into.ports.extend(report.ports);
                 into.finished = into.finished.max(report.finished);
+                into.times.paced = into.times.paced.max(report.times.paced);
             }
             None => {
                 index.insert(report.target.addr, merged.len());

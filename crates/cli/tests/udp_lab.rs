@@ -86,6 +86,51 @@ fn udp_states_are_exact_behind_the_default_icmp_rate_limit() {
         run.summary
     );
     assert_eq!(run.begin.unwrap()["scan_type"], "udp");
+    // The limit slowed both address families' scans, and the report says
+    // so: per host, and in the summary.
+    for host in &run.hosts {
+        let paced = host["paced_us"].as_u64().unwrap_or(0);
+        assert!(paced >= 25_000, "host line without paced_us: {host}");
+    }
+    assert_eq!(run.summary.unwrap()["hosts_paced"], 2);
+}
+
+#[test]
+fn defeat_icmp_ratelimit_reports_silence_as_closed_or_filtered_without_pacing() {
+    // The same rate-limited host, more closed ports than its burst.
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    let _echo = host.listen_udp(ECHO).unwrap();
+    host.drop_udp(DROPPED).unwrap();
+    let target = host.ipv4().to_string();
+    let run = scan(
+        &lab,
+        &[
+            "-sU",
+            "-T4",
+            "--defeat-icmp-ratelimit",
+            "-p",
+            "100-139,2000-2004,7777,9999",
+            &target,
+        ],
+    );
+    let addr: IpAddr = host.ipv4().into();
+    let state = |port: u16| run.ports[&(addr, port)].state.as_str();
+    for port in ECHO {
+        assert_eq!(state(port), "open", "port {port}");
+    }
+    for port in DROPPED {
+        assert_eq!(state(port), "closed|filtered", "port {port}");
+    }
+    let closed = (100..=139).filter(|&p| state(p) == "closed").count();
+    let unsure = (100..=139)
+        .filter(|&p| state(p) == "closed|filtered")
+        .count();
+    assert_eq!(closed + unsure, 40, "closed ports read as open|filtered");
+    // At least the burst the limit lets through was read.
+    assert!(closed >= 6, "{closed} closed");
+    assert!(run.hosts[0].get("paced_us").is_none(), "{}", run.hosts[0]);
+    assert!(run.summary.unwrap().get("hosts_paced").is_none());
 }
 
 #[test]

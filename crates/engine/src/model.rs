@@ -23,7 +23,7 @@ pub enum PortState {
     Unfiltered,
     /// Silence that may be an open port or a filter (UDP, FIN, NULL, Xmas).
     OpenFiltered,
-    /// Closed or filtered (idle scan).
+    /// Closed or filtered (idle scan; UDP with --defeat-icmp-ratelimit).
     ClosedFiltered,
 }
 
@@ -276,6 +276,10 @@ pub struct HostTimes {
     pub rttvar: Option<Duration>,
     /// The probe timeout in force when the host finished.
     pub timeout: Duration,
+    /// The longest delay between probes the host's rate limit on its
+    /// answers forced (ICMP errors, see `ScanPlan::pace_to_answers`);
+    /// `None` when it did not slow the scan of this host.
+    pub paced: Option<Duration>,
 }
 
 /// Everything known about one host when it is done.
@@ -345,4 +349,7 @@ pub struct ScanStats {
     /// Times a host's delay between probes grew because its answers came
     /// only after retransmissions (rate limiting, see `pace_to_answers`).
     pub pacing_increases: u64,
+    /// Hosts whose rate limit on ICMP errors slowed their scan (see
+    /// [`HostTimes::paced`]).
+    pub hosts_paced: u64,
 }

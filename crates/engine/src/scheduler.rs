@@ -168,6 +168,8 @@ struct HostScan {
     send_delay: Duration,
     /// When that delay reached its most.
     paced_at: Option<Instant>,
+    /// The longest that delay was, for the report.
+    most_paced: Duration,
     /// The ICMP errors counted in the current one-second window, and when
     /// it began; once they reach [`UNLIMITED_ERRORS`], `unlimited` is set.
     errors_in_window: u32,
@@ -768,6 +770,7 @@ impl Scheduler {
         let pacing = self.pace_to_answers && host.answered_ports > 0 && !host.unlimited;
         if pacing && host.send_delay < PACING_MAX {
             host.send_delay = (host.send_delay * 2).clamp(PACING_START, PACING_MAX);
+            host.most_paced = host.most_paced.max(host.send_delay);
             self.stats.pacing_increases += 1;
             if host.send_delay == PACING_MAX {
                 host.paced_at = Some(now);
@@ -1102,6 +1105,7 @@ impl Scheduler {
             next_allowed: None,
             send_delay: Duration::ZERO,
             paced_at: None,
+            most_paced: Duration::ZERO,
             errors_in_window: 0,
             error_window_start: None,
             unlimited: false,
@@ -1204,12 +1208,14 @@ impl Scheduler {
                 srtt: host.rtt.srtt(),
                 rttvar: host.rtt.rttvar(),
                 timeout: host.rtt.timeout(&self.timing, fallback_timeout),
+                paced: (!host.most_paced.is_zero()).then_some(host.most_paced),
             },
             started: host.started.unwrap_or(now),
             finished: now,
             services: Vec::new(),
         };
         self.stats.hosts_done += 1;
+        self.stats.hosts_paced += u64::from(report.times.paced.is_some());
         if matches!(status, HostStatus::Up(_)) {
             self.stats.hosts_up += 1;
         }

@@ -7,17 +7,19 @@
 //! - `{"type":"rate","t_s","probes_sent","replies","ports_done"}` about once
 //!   a second: the scan's cumulative counters `t_s` seconds after its start
 //!   (rates are the differences between two lines);
-//! - `{"type":"host","addr","name"?,"rdns"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","ports":{state: count},"services"?}`
+//! - `{"type":"host","addr","name"?,"rdns"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","paced_us"?,"ports":{state: count},"services"?}`
 //!   when a host is done (`name`: the name typed, else the reverse-DNS
-//!   name; `rdns`: the reverse-DNS name, when one was found); with `-sV`,
+//!   name; `rdns`: the reverse-DNS name, when one was found; `paced_us`:
+//!   the longest delay between probes the host's ICMP rate limit forced,
+//!   when it slowed its scan); with `-sV`,
 //!   `services` lists
 //!   `{"port","proto","name","product"?,"version"?,"extrainfo"?,"hostname"?,"ostype"?,"devicetype"?,"cpe"?,"method","conf","tunnel"?,"tls"?,"banner"?}`
 //!   per probed port, `tls` being
 //!   `{"protocol","alpn"?,"subject","issuer","san","not_before"?,"not_after"?,"key_type"}`
 //!   and `banner` the first bytes received, printable ASCII as is and
 //!   every other byte as `\xNN`;
-//! - `{"type":"summary","schema":1,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted"}`
-//!   last.
+//! - `{"type":"summary","schema":1,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?}`
+//!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan).
 //!
 //! Version 2 added the `rate` lines; readers should skip line types they do
 //! not know. serde_json escapes every string, so untrusted text cannot
@@ -81,6 +83,8 @@ struct Host<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     rttvar_us: Option<u128>,
     timeout_us: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paced_us: Option<u128>,
     ports: BTreeMap<&'a str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<Service<'a>>,
@@ -213,6 +217,12 @@ struct Summary<'a> {
     interrupted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     packets: Option<Packets>,
+    #[serde(skip_serializing_if = "is_zero")]
+    hosts_paced: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -300,6 +310,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             srtt_us: report.times.srtt.map(|d| d.as_micros()),
             rttvar_us: report.times.rttvar.map(|d| d.as_micros()),
             timeout_us: report.times.timeout.as_micros(),
+            paced_us: report.times.paced.map(|d| d.as_micros()),
             ports: state_counts(&report.state_counts()),
             services: report.services.iter().map(Service::new).collect(),
         })?;
@@ -336,6 +347,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             late_replies: s.late_replies,
             probes_per_s: summary.probe_rate(),
             interrupted: summary.interrupted,
+            hosts_paced: s.hosts_paced,
             packets: summary.packets.map(|p| Packets {
                 sent: p.sent,
                 received: p.received,

@@ -326,6 +326,7 @@ pub(crate) mod fixtures {
             mac: None,
             ports,
             times: HostTimes {
+                paced: None,
                 srtt: Some(Duration::from_micros(42)),
                 rttvar: Some(Duration::from_micros(10)),
                 timeout: Duration::from_millis(100),

@@ -150,6 +150,15 @@ impl<W: Write> NormalSink<W> {
         if let Some(mac) = deferred_mac {
             writeln!(out, "MAC Address: {mac}")?;
         }
+        if let Some(delay) = report.times.paced {
+            writeln!(
+                out,
+                "ICMP rate limit: this host rate-limits its error messages; probes to it were \
+                 paced down to one per {:.2}s to read every port's answer \
+                 (--defeat-icmp-ratelimit does not wait for them)",
+                delay.as_secs_f64()
+            )?;
+        }
         writeln!(out)
     }
 }
@@ -282,6 +291,16 @@ impl<W: Write> Sink for NormalSink<W> {
                 self.out,
                 "Packets: {} sent, {} received, {} ignored (not an answer to a probe in flight)",
                 p.sent, p.received, p.ignored
+            )?;
+        }
+        if s.hosts_paced > 0 {
+            writeln!(
+                self.out,
+                "ICMP rate limits slowed the scan of {} (see \"ICMP rate limit\" in each report)",
+                match s.hosts_paced {
+                    1 => "1 host".to_string(),
+                    n => format!("{n} hosts"),
+                }
             )?;
         }
         if self.file {

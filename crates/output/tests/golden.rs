@@ -42,6 +42,7 @@ fn scan() -> Scan {
     let at = |ms: u64| t0 + Duration::from_millis(ms);
     let ports: Vec<u16> = (1..=40).chain([80, 443, 8080]).collect();
     let times = |srtt: Option<u64>| HostTimes {
+        paced: None,
         srtt: srtt.map(Duration::from_micros),
         rttvar: srtt.map(|s| Duration::from_micros(s / 2)),
         timeout: Duration::from_millis(100),
