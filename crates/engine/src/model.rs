@@ -111,6 +111,12 @@ pub enum Reason {
     ArpResponse,
     /// An ICMPv6 Neighbor Advertisement (host discovery on the segment).
     NdResponse,
+    /// The idle scan's zombie sent packets for the probes (its IP ID rose):
+    /// the target answered the spoofed SYN with a SYN-ACK.
+    IpidChange,
+    /// The idle scan's zombie sent nothing for the probes (its IP ID did
+    /// not rise): the target answered with a RST, or not at all.
+    NoIpidChange,
 }
 
 impl Reason {
@@ -200,6 +206,8 @@ impl Reason {
             Reason::Abort => "abort",
             Reason::ArpResponse => "arp-response",
             Reason::NdResponse => "nd-response",
+            Reason::IpidChange => "ipid-change",
+            Reason::NoIpidChange => "no-ipid-change",
         }
     }
 }
