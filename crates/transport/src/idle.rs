@@ -898,10 +898,10 @@ mod tests {
         // One extra packet of the zombie's own every third test, and a
         // burst of 100 now and then.
         let noise = |n: u32| {
-            if n % 17 == 0 {
+            if n.is_multiple_of(17) {
                 100
             } else {
-                u32::from(n % 3 == 0)
+                u32::from(n.is_multiple_of(3))
             }
         };
         let (v, _, _) = simulate(&ports, &open, &noise);
