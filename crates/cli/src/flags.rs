@@ -36,6 +36,7 @@ pub enum FlagId {
     Ping,
     // Techniques
     Scan,
+    IdleScan,
     // Service and version detection
     VersionIntensity,
     VersionLight,
@@ -250,6 +251,14 @@ pub static FLAGS: &[FlagDef] = &[
         Techniques,
         "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sL / -sV",
         "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only / then probe open TCP ports for service and version"
+    ),
+    flag!(
+        IdleScan,
+        ["sI"],
+        Value,
+        Techniques,
+        "-sI <zombie host>[:<probeport>]",
+        "Idle scan: SYNs spoofed from the zombie, open ports read from its IP ID (IPv4; probe port 80 by default); add -Pn to send the target nothing from this address"
     ),
     flag!(
         Ports,
@@ -856,6 +865,23 @@ mod tests {
                 (FlagId::TopPorts, v("10")),
                 (FlagId::OutXml, v("-")),
             ]
+        );
+    }
+
+    #[test]
+    fn idle_scan_takes_the_next_argument() {
+        assert_eq!(
+            ids(&["-sI", "198.18.0.3:22", "-sI=z:80", "-sIz"]),
+            vec![
+                (FlagId::IdleScan, v("198.18.0.3:22")),
+                (FlagId::IdleScan, v("z:80")),
+                // As with nmap, the zombie is not attached: scan letters.
+                (FlagId::Scan, v("Iz")),
+            ]
+        );
+        assert_eq!(
+            parse(["-sI"]).unwrap_err(),
+            FlagError::MissingValue("-sI".into())
         );
     }
 

@@ -9,6 +9,7 @@ mod bad_input;
 mod connect_lab;
 mod discovery_lab;
 mod dns_lab;
+mod idle_lab;
 mod loopback;
 mod output_golden;
 mod output_interrupt;

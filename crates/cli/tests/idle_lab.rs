@@ -1,0 +1,212 @@
+//! The idle scan (`-sI zombie[:port]`) on a bridged lab segment: the
+//! scanner, a zombie (a user-space responder with a global incremental IP
+//! ID, `Namespace::respond_zombie`) and a target with open, closed and
+//! dropped ports. The target's firewall counts every packet from the
+//! scanner's own address: with `-Pn` there must be none.
+
+use std::net::IpAddr;
+use std::process::Output;
+
+use portolan_lab::{Host, Lab, ZombieIpId, ZombieResponder};
+
+use crate::util::{assert_success, portolan_bin, read_jsonl, scratch_dir};
+
+/// The target's open ports; 25 and 53 are dropped, the rest closed.
+const OPEN: [u16; 3] = [22, 80, 8080];
+const DROPPED: [u16; 2] = [25, 53];
+const PORTS: &str = "20-90,443,8080";
+
+fn scanned_ports() -> Vec<u16> {
+    let mut ports: Vec<u16> = (20..=90).collect();
+    ports.extend([443, 8080]);
+    ports
+}
+
+/// A segment of two hosts: the zombie (`.2`, answering as `mode`) and the
+/// target (`.3`), whose firewall counts packets from the scanner and TCP
+/// SYNs from anyone.
+fn idle_lab(mode: ZombieIpId) -> Option<(Lab, ZombieResponder)> {
+    let lab = portolan_lab::require_lab(Lab::builder().segment(2))?;
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    let responder = zombie.respond_zombie(zombie.ipv4(), mode).unwrap();
+    target
+        .nft(&format!(
+            "table inet watch {{\n chain input {{\n type filter hook input priority -20;\n \
+         ip saddr {} counter name from_scanner\n \
+         tcp flags & (syn | ack) == syn counter name syns\n }}\n \
+         counter from_scanner {{}}\n counter syns {{}}\n}}\n",
+            segment.scanner_ipv4()
+        ))
+        .unwrap();
+    Some((lab, responder))
+}
+
+/// Packets counted by the target's counter `name`.
+fn counted(target: &Host, name: &str) -> u64 {
+    let text = target
+        .exec("nft", &["list", "counter", "inet", "watch", name], None)
+        .unwrap();
+    let at = text.find("packets ").expect("a packets field") + "packets ".len();
+    text[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn run(lab: &Lab, args: &[&str]) -> Output {
+    lab.scanner()
+        .command(portolan_bin())
+        .args(["-n", "--no-progress"])
+        .args(args)
+        .output()
+        .expect("run portolan")
+}
+
+/// Scans the target through the zombie and checks every port's state and
+/// reason, the outputs, and that the target heard nothing from us.
+fn scan_exactly(mode: ZombieIpId) {
+    let Some((lab, responder)) = idle_lab(mode) else {
+        return;
+    };
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    let _open = target.listen_tcp(OPEN).unwrap();
+    for port in DROPPED {
+        target.drop_tcp(port).unwrap();
+    }
+    let bursts_before = responder.bursts();
+    let dir = scratch_dir();
+    let (json, xml) = (dir.join("idle.jsonl"), dir.join("idle.xml"));
+    let zombie_arg = format!("{}:443", zombie.ipv4());
+    let out = run(
+        &lab,
+        &[
+            "-sI",
+            &zombie_arg,
+            "-Pn",
+            "-p",
+            PORTS,
+            "--reason",
+            "-oJ",
+            json.to_str().unwrap(),
+            "-oX",
+            xml.to_str().unwrap(),
+            &target.ipv4().to_string(),
+        ],
+    );
+    let stdout = assert_success(&out);
+    assert!(
+        stdout.contains(&format!(
+            "Idle scan using zombie {} ({}:443); Class: Incremental",
+            zombie.ipv4(),
+            zombie.ipv4()
+        )),
+        "{stdout}"
+    );
+    let run = read_jsonl(&json);
+    let addr = IpAddr::from(target.ipv4());
+    for port in scanned_ports() {
+        let line = &run.ports[&(addr, port)];
+        if OPEN.contains(&port) {
+            assert_eq!(
+                (line.state.as_str(), line.reason.as_str()),
+                ("open", "ipid-change"),
+                "port {port}"
+            );
+        } else {
+            assert_eq!(
+                (line.state.as_str(), line.reason.as_str()),
+                ("closed|filtered", "no-ipid-change"),
+                "port {port}"
+            );
+        }
+    }
+    assert_eq!(run.ports.len(), scanned_ports().len());
+    assert_eq!(run.begin.as_ref().unwrap()["scan_type"], "idle");
+    let summary = run.summary.unwrap();
+    assert!(summary["packets"]["sent"].as_u64().unwrap() > scanned_ports().len() as u64);
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        xml.contains(r#"<scaninfo type="idle" protocol="tcp""#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"reason="ipid-change""#), "{xml}");
+    assert!(stdout.contains("8080/tcp open"), "{stdout}");
+    // The point of an idle scan: every SYN the target saw came from the
+    // zombie's address, none from ours.
+    assert_eq!(counted(target, "from_scanner"), 0);
+    assert!(counted(target, "syns") >= scanned_ports().len() as u64);
+    // The zombie answered the target's SYN-ACKs and our probes; a busy
+    // one also talked to others while we read its counter.
+    assert!(responder.answered() > OPEN.len() as u64);
+    if mode == ZombieIpId::Busy {
+        assert!(responder.bursts() > bursts_before, "no traffic of its own");
+    }
+}
+
+#[test]
+fn an_idle_scan_finds_exactly_the_open_ports_and_sends_the_target_nothing_of_ours() {
+    scan_exactly(ZombieIpId::Incremental);
+}
+
+#[test]
+fn a_busy_zombie_still_gives_exact_results() {
+    scan_exactly(ZombieIpId::Busy);
+}
+
+/// An unusable zombie: one error line, exit 1, and no SYN to the target.
+fn refused(lab: &Lab, zombie: &Host, says: &str) {
+    let target = lab.segment(0).host(1);
+    let out = run(
+        lab,
+        &[
+            "-sI",
+            &zombie.ipv4().to_string(),
+            "-Pn",
+            "-p",
+            "22,80",
+            &target.ipv4().to_string(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot be used"), "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+    assert_eq!(counted(target, "syns"), 0);
+    assert_eq!(counted(target, "from_scanner"), 0);
+}
+
+#[test]
+fn a_zombie_with_random_ip_ids_is_refused_before_any_spoofed_packet() {
+    let Some((lab, _responder)) = idle_lab(ZombieIpId::Random) else {
+        return;
+    };
+    refused(
+        &lab,
+        lab.segment(0).host(0),
+        "IP ID sequence class is Random",
+    );
+}
+
+#[test]
+fn a_linux_host_is_no_zombie() {
+    // Linux answers an unsolicited SYN-ACK with a RST whose IP ID is 0.
+    let Some(lab) = portolan_lab::require_lab(Lab::builder().segment(2)) else {
+        return;
+    };
+    let target = lab.segment(0).host(1);
+    target
+        .nft(&format!(
+            "table inet watch {{\n chain input {{\n type filter hook input priority -20;\n \
+             ip saddr {} counter name from_scanner\n \
+             tcp flags & (syn | ack) == syn counter name syns\n }}\n \
+             counter from_scanner {{}}\n counter syns {{}}\n}}\n",
+            lab.segment(0).scanner_ipv4()
+        ))
+        .unwrap();
+    refused(&lab, lab.segment(0).host(0), "");
+}
