@@ -128,11 +128,12 @@ fn scan_exactly(mode: ZombieIpId) {
     assert_eq!(run.begin.as_ref().unwrap()["scan_type"], "idle");
     let summary = run.summary.unwrap();
     assert!(summary["packets"]["sent"].as_u64().unwrap() > scanned_ports().len() as u64);
+    if crate::output_tools::xmllint() {
+        crate::output_tools::assert_dtd_valid(&xml);
+    }
     let xml = std::fs::read_to_string(&xml).unwrap();
-    assert!(
-        xml.contains(r#"<scaninfo type="idle" protocol="tcp""#),
-        "{xml}"
-    );
+    // As nmap's: no scaninfo (nmap.dtd has no "idle" scan type).
+    assert!(!xml.contains("<scaninfo"), "{xml}");
     assert!(xml.contains(r#"reason="ipid-change""#), "{xml}");
     assert!(stdout.contains("8080/tcp open"), "{stdout}");
     // The point of an idle scan: every SYN the target saw came from the
@@ -209,4 +210,174 @@ fn a_linux_host_is_no_zombie() {
         ))
         .unwrap();
     refused(&lab, lab.segment(0).host(0), "");
+}
+
+#[test]
+fn without_pn_the_target_is_found_by_arp_then_scanned_through_the_zombie() {
+    let Some((lab, _responder)) = idle_lab(ZombieIpId::Incremental) else {
+        return;
+    };
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    let _open = target.listen_tcp([22]).unwrap();
+    let json = scratch_dir().join("idle.jsonl");
+    let out = run(
+        &lab,
+        &[
+            "-sI",
+            &zombie.ipv4().to_string(),
+            "-p",
+            "20-25",
+            "-oJ",
+            json.to_str().unwrap(),
+            &target.ipv4().to_string(),
+        ],
+    );
+    assert_success(&out);
+    let run = read_jsonl(&json);
+    assert_eq!(run.hosts[0]["reason"], "arp-response", "{:?}", run.hosts);
+    let open: Vec<u16> = run
+        .ports
+        .iter()
+        .filter(|(_, l)| l.state == "open")
+        .map(|((_, port), _)| *port)
+        .collect();
+    assert_eq!(open, [22]);
+    assert_eq!(run.ports.len(), 6);
+    // On a segment, discovery asks by ARP: still no IP packet of ours.
+    assert_eq!(counted(target, "from_scanner"), 0);
+}
+
+#[test]
+fn a_silent_zombie_is_named_in_one_line() {
+    let Some((lab, _responder)) = idle_lab(ZombieIpId::Incremental) else {
+        return;
+    };
+    let segment = lab.segment(0);
+    // Nobody has .9.
+    let nobody = segment.subnet().ipv4(9).to_string();
+    let out = run(
+        &lab,
+        &[
+            "-sI",
+            &nobody,
+            "-Pn",
+            "--max-retries",
+            "1",
+            "--initial-rtt-timeout",
+            "100ms",
+            "-p",
+            "22",
+            &segment.host(1).ipv4().to_string(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("does not answer on port 80"), "{stderr}");
+    assert_eq!(counted(segment.host(1), "syns"), 0);
+}
+
+#[test]
+fn spoofed_packets_dropped_on_the_way_make_the_zombie_unusable() {
+    let Some((lab, _responder)) = idle_lab(ZombieIpId::Incremental) else {
+        return;
+    };
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    // The switch drops what comes from the scanner's port with another
+    // source address than the scanner's (ingress filtering).
+    segment
+        .switch()
+        .nft(&format!(
+            "table bridge ingress {{\n chain forward {{\n type filter hook forward priority 0;\n \
+             iifname \"uplink\" ip saddr != {} drop\n }}\n}}\n",
+            segment.scanner_ipv4()
+        ))
+        .unwrap();
+    refused(&lab, zombie, "spoofed");
+    let _ = target;
+}
+
+#[test]
+fn ipv6_is_refused_in_one_line() {
+    for args in [
+        &["-sI", "198.18.0.2", "fd00::3"][..],
+        &["-sI", "198.18.0.2", "-6", "fd00::3"][..],
+        &["-sI", "fd00::2", "198.18.0.3"][..],
+    ] {
+        let out = crate::util::portolan(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("IPv4 only"), "{stderr}");
+    }
+}
+
+/// nmap as the reference subject: it reads the lab's zombie as Portolan
+/// does (same class line) and finds the same open ports, and Portolan's
+/// normal output lists the same ports with the same states.
+#[test]
+fn nmap_reads_the_lab_zombie_the_same_way() {
+    crate::output_tools::tools_or_skip!(nmap);
+    let Some((lab, _responder)) = idle_lab(ZombieIpId::Incremental) else {
+        return;
+    };
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    let _open = target.listen_tcp([22, 80, 443, 999]).unwrap();
+    target.drop_tcp(25).unwrap();
+    let args = [
+        "-sI".to_string(),
+        zombie.ipv4().to_string(),
+        "-Pn".into(),
+        "-n".into(),
+        "-p".into(),
+        "1-1000".into(),
+        target.ipv4().to_string(),
+    ];
+    let ours = assert_success(&run(
+        &lab,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let theirs = lab
+        .scanner()
+        .command("nmap")
+        .args(&args)
+        .output()
+        .expect("run nmap");
+    let theirs = assert_success(&theirs);
+    // The lines both print alike: the zombie's, the summary of the
+    // closed|filtered ports, and the open ports (but 999's name, which
+    // comes from each tool's own table).
+    let alike = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| {
+                if l.starts_with("Idle scan using zombie") || l.starts_with("Not shown:") {
+                    Some(l.to_string())
+                } else if l.contains("/tcp ") {
+                    Some(l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    assert_eq!(
+        alike(&ours),
+        alike(&theirs),
+        "Portolan:\n{ours}\nnmap:\n{theirs}"
+    );
+    assert!(ours.contains(&format!(
+        "Idle scan using zombie {z} ({z}:80); Class: Incremental",
+        z = zombie.ipv4()
+    )));
+    assert!(
+        theirs.contains("Not shown: 996 closed|filtered tcp ports (no-ipid-change)"),
+        "{theirs}"
+    );
+    assert!(
+        ours.contains("Not shown: 996 closed|filtered tcp ports (no-ipid-change)"),
+        "{ours}"
+    );
 }

@@ -26,7 +26,8 @@
 //!
 //! Timing is the engine's: each probe of the zombie waits the timeout of
 //! its measured round-trip time ([`RttEstimator`], `--min/max-rtt-timeout`,
-//! doubled per retransmission, `--max-retries` retransmissions); the
+//! doubled per retransmission, `--max-retries` retransmissions but at most
+//! three); the
 //! spoofed SYNs follow `--max-rate` ([`RateLimiter`]) and `--scan-delay`;
 //! before each reading the zombie gets one such timeout to answer the
 //! target. Each zombie probe's acknowledgment number is a keyed cookie
@@ -74,6 +75,11 @@ pub const MAX_GROUP: usize = 64;
 
 /// The first group's size.
 pub const FIRST_GROUP: usize = 16;
+
+/// Retransmissions of a probe of the zombie at most, whatever
+/// `--max-retries` allows: a zombie that misses four in a row is not
+/// worth waiting for (host discovery caps its retries the same way).
+const ZOMBIE_RETRIES: u8 = 3;
 
 /// Tests of a single port at most, to settle whether it is open.
 const SINGLE_TESTS: u8 = 4;
@@ -632,7 +638,7 @@ impl IdleScan {
         let zombie = IpAddr::V4(self.options.zombie);
         let port = self.options.probe_port;
         let mut timeout = self.timeout();
-        for try_no in 0..=self.options.timing.max_retries {
+        for try_no in 0..=self.options.timing.max_retries.min(ZOMBIE_RETRIES) {
             self.serial = self.serial.wrapping_add(1);
             let sport = self.reservation.port_for(try_no);
             let ours = self.our_source()?;
