@@ -746,6 +746,15 @@ impl Engine<'_> {
         };
         let mut scan = cell.borrow_mut();
         let before = scan.stats();
+        // Ports in the scan's keyed order (unless -r), as the other scans.
+        let ports: Vec<u16> = if plan.randomize {
+            let order = portolan_targets::Permutation::new(plan.ports.len() as u128, plan.seed);
+            (0..plan.ports.len() as u128)
+                .map(|i| plan.ports[order.apply(i) as usize])
+                .collect()
+        } else {
+            plan.ports.clone()
+        };
         let mut stats = ScanStats::default();
         let stop = || self.interrupted.load(Ordering::Relaxed) || self.outputs.failed();
         for target in plan.targets.iter() {
@@ -760,7 +769,7 @@ impl Engine<'_> {
             };
             let started = Instant::now();
             let Some(verdicts) = scan
-                .scan_host(addr, &plan.ports, &stop)
+                .scan_host(addr, &ports, &stop)
                 .context("the idle scan failed")?
             else {
                 break;
