@@ -79,7 +79,11 @@ fn scan_exactly(mode: ZombieIpId) {
     }
     let bursts_before = responder.bursts();
     let dir = scratch_dir();
-    let (json, xml) = (dir.join("idle.jsonl"), dir.join("idle.xml"));
+    let (json, xml, normal) = (
+        dir.join("idle.jsonl"),
+        dir.join("idle.xml"),
+        dir.join("idle.nmap"),
+    );
     let zombie_arg = format!("{}:443", zombie.ipv4());
     let out = run(
         &lab,
@@ -94,16 +98,21 @@ fn scan_exactly(mode: ZombieIpId) {
             json.to_str().unwrap(),
             "-oX",
             xml.to_str().unwrap(),
+            "-oN",
+            normal.to_str().unwrap(),
             &target.ipv4().to_string(),
         ],
     );
-    let stdout = assert_success(&out);
-    assert!(
-        stdout.contains(&format!(
-            "Idle scan using zombie {} ({}:443); Class: Incremental",
-            zombie.ipv4(),
-            zombie.ipv4()
-        )),
+    assert_success(&out);
+    // -oN has the zombie's line right under its first, as nmap's.
+    let stdout = std::fs::read_to_string(&normal).unwrap();
+    let second = stdout.lines().nth(1).unwrap_or_default();
+    assert_eq!(
+        second,
+        format!(
+            "Idle scan using zombie {z} ({z}:443); Class: Incremental",
+            z = zombie.ipv4()
+        ),
         "{stdout}"
     );
     let run = read_jsonl(&json);
