@@ -30,7 +30,8 @@
 //! three); the
 //! spoofed SYNs follow `--max-rate` ([`RateLimiter`]) and `--scan-delay`;
 //! before each reading the zombie gets one such timeout to answer the
-//! target. Each zombie probe's acknowledgment number is a keyed cookie
+//! target (a target much farther away than the zombie needs a larger
+//! `--min-rtt-timeout`: its SYN-ACKs must reach the zombie in that time). Each zombie probe's acknowledgment number is a keyed cookie
 //! (plus the probe's serial number), which the zombie's RST returns as
 //! its sequence number: stray, late and forged packets are ignored and
 //! counted in [`RawStats::ignored`].
