@@ -53,6 +53,9 @@ pub enum ScanKind {
     /// `-sO`: IP protocol scan, raw IP packets of each protocol number,
     /// needs `CAP_NET_RAW`.
     IpProtocol,
+    /// `-sI`: SYNs spoofed from a zombie ([`Config::idle`]), needs
+    /// `CAP_NET_RAW`.
+    Idle,
 }
 
 impl ScanKind {
@@ -71,8 +74,50 @@ impl ScanKind {
             ScanKind::Sctp(SctpProbe::Init) => "-sY",
             ScanKind::Sctp(_) => "-sZ",
             ScanKind::IpProtocol => "-sO",
+            ScanKind::Idle => "-sI",
         }
     }
+}
+
+/// `-sI <zombie>[:<probeport>]`: the zombie as typed (an IPv4 address or
+/// a name) and the port our probes of it go to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdleZombie {
+    /// The zombie host.
+    pub host: String,
+    /// Its probe port (nmap's default: 80).
+    pub port: u16,
+}
+
+/// The default probe port of an idle scan's zombie (nmap's).
+pub const ZOMBIE_PORT: u16 = 80;
+
+/// Parses the value of `-sI`.
+fn parse_zombie(value: &str) -> Result<IdleZombie, String> {
+    const EXPECTED: &str = "expected a zombie host, optionally with a probe port from 1 to 65535 (-sI 198.18.0.3[:80])";
+    if value.parse::<std::net::Ipv6Addr>().is_ok()
+        || value.starts_with('[')
+        || value.matches(':').count() > 1
+    {
+        return Err("the idle scan works over IPv4 only: give an IPv4 zombie".into());
+    }
+    let (host, port) = match value.split_once(':') {
+        Some((host, port)) => {
+            let port: u16 = port.parse().map_err(|_| EXPECTED.to_string())?;
+            if port == 0 {
+                return Err(EXPECTED.into());
+            }
+            (host, port)
+        }
+        None => (value, ZOMBIE_PORT),
+    };
+    if host.is_empty() || host.starts_with('-') || host.contains(['/', ',', ' ']) {
+        return Err(EXPECTED.into());
+    }
+    Ok(IdleZombie {
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// An output file request.
@@ -179,6 +224,8 @@ pub struct Config {
     pub defeat_icmp_ratelimit: bool,
     /// `-D`: decoys, with `Me` placed; empty without `-D`.
     pub decoys: Vec<Decoy>,
+    /// `-sI`: the zombie of the idle scan.
+    pub idle: Option<IdleZombie>,
     /// `-Pn`: no host discovery; every target is scanned as up.
     pub skip_discovery: bool,
     /// `-PE -PP -PS -PA`: the discovery probes asked for; empty for the
@@ -352,6 +399,7 @@ pub fn resolve(
         scanflags: None,
         defeat_icmp_ratelimit: false,
         decoys: Vec::new(),
+        idle: None,
         skip_discovery: false,
         pings: Vec::new(),
         ping_only: false,
@@ -455,7 +503,13 @@ pub fn resolve(
                             cfg.sctp = Some(probe);
                         }
                         'O' => cfg.ip_protocols = true,
-                        'I' | 'C' | 'R' => {
+                        'I' => {
+                            return Err(usage(
+                                "-sI takes the zombie as the next argument: \
+                                 -sI <zombie>[:<probeport>] (as nmap)",
+                            ));
+                        }
+                        'C' | 'R' => {
                             return Err(usage(format!(
                                 "-s{letter}: this scan type is not available yet; \
                                  use -sS, -sT, -sA, -sW, -sF, -sN, -sX, -sM, -sU, -sY, -sZ, -sO or -sL"
@@ -470,6 +524,19 @@ pub fn resolve(
                         }
                     }
                 }
+            }
+            FlagId::IdleScan => {
+                if let Some(other) = cfg.scan.filter(|k| *k != ScanKind::Idle) {
+                    return Err(usage(format!(
+                        "only one TCP scan type at a time: {} or -sI",
+                        other.flag()
+                    )));
+                }
+                cfg.idle = Some(
+                    parse_zombie(value(g))
+                        .map_err(|e| usage(format!("-sI \"{}\": {e}", value(g))))?,
+                );
+                cfg.scan = Some(ScanKind::Idle);
             }
             FlagId::VersionIntensity => {
                 let n: u8 = number(g, "a number from 0 to 9")?;
@@ -578,6 +645,19 @@ pub fn resolve(
             | FlagId::MaxScanDelay
             | FlagId::MinHostgroup
             | FlagId::MaxHostgroup => overrides.push(g),
+        }
+    }
+
+    if cfg.idle.is_some() {
+        if cfg.prefer_ipv6 {
+            return Err(usage(
+                "-sI: the idle scan works over IPv4 only; it does not go with -6",
+            ));
+        }
+        if !cfg.decoys.is_empty() {
+            return Err(usage(
+                "-D: decoys do not go with the idle scan (-sI), whose probes all come from the zombie",
+            ));
         }
     }
 
@@ -992,6 +1072,13 @@ mod tests {
         assert!(cfg(&["-p", "70000", "x"]).unwrap_err().contains("70000"));
         assert!(cfg(&[]).unwrap_err().contains("no targets"));
         assert!(cfg(&["-sQ", "x"]).unwrap_err().contains("-sQ"));
+        assert!(cfg(&["-sIz", "x"]).unwrap_err().contains("next argument"));
+        assert!(cfg(&["-iL", "nope.txt"]).unwrap_err().contains("nope.txt"));
+        assert!(
+            cfg(&["-p", "U:53", "x"])
+                .unwrap_err()
+                .contains("no TCP ports")
+        );
     }
 
     #[test]
@@ -1011,11 +1098,42 @@ mod tests {
         assert_eq!(c.scanflags, Some(0x09));
         let err = cfg(&["--scanflags", "SYNBOGUS", "x"]).unwrap_err();
         assert!(err.contains("--scanflags"), "{err}");
-        assert!(cfg(&["-iL", "nope.txt"]).unwrap_err().contains("nope.txt"));
-        assert!(
-            cfg(&["-p", "U:53", "x"])
-                .unwrap_err()
-                .contains("no TCP ports")
+    }
+
+    #[test]
+    fn idle_scan_flags() {
+        let c = cfg(&["-sI", "198.18.0.3", "-Pn", "x"]).unwrap();
+        assert_eq!(c.scan, Some(ScanKind::Idle));
+        assert_eq!(
+            c.idle,
+            Some(IdleZombie {
+                host: "198.18.0.3".into(),
+                port: 80
+            })
         );
+        let c = cfg(&["-sI", "zombie.lab:22", "x"]).unwrap();
+        assert_eq!(c.idle.unwrap().port, 22);
+        // With -sU, as nmap allows.
+        let c = cfg(&["-sU", "-sI", "198.18.0.3", "x"]).unwrap();
+        assert!(c.udp && c.scan == Some(ScanKind::Idle));
+        for (args, says) in [
+            (&["-sI", "198.18.0.3:0", "x"][..], "probe port"),
+            (&["-sI", "198.18.0.3:http", "x"][..], "probe port"),
+            (&["-sI", "198.18.0.3:70000", "x"][..], "probe port"),
+            (&["-sI", ":80", "x"][..], "zombie host"),
+            (&["-sI", "fd00::3", "x"][..], "IPv4 only"),
+            (&["-sI", "[fd00::3]:80", "x"][..], "IPv4 only"),
+            (&["-sI", "198.18.0.3", "-6", "x"][..], "-6"),
+            (&["-sS", "-sI", "198.18.0.3", "x"][..], "-sS or -sI"),
+            (&["-sI", "198.18.0.3", "-sT", "x"][..], "-sI or -sT"),
+            (
+                &["-sI", "198.18.0.3", "-D", "198.18.0.9", "x"][..],
+                "decoys",
+            ),
+        ] {
+            let e = cfg(args).unwrap_err();
+            assert!(e.contains(says), "{args:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 }

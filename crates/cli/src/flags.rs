@@ -37,6 +37,7 @@ pub enum FlagId {
     // Techniques
     Scan,
     ScanFlags,
+    IdleScan,
     // Service and version detection
     VersionIntensity,
     VersionLight,
@@ -260,6 +261,14 @@ pub static FLAGS: &[FlagDef] = &[
         Techniques,
         "--scanflags <flags>",
         "Send TCP probes with these control bits: names run together (URGACKPSHRSTSYNFIN, ECE, CWR, ALL, NONE) or a number (9, 0x29); the scan type (-sA, -sF, ...) says how answers are read, SYN by default"
+    ),
+    flag!(
+        IdleScan,
+        ["sI"],
+        Value,
+        Techniques,
+        "-sI <zombie host>[:<probeport>]",
+        "Idle scan: SYNs spoofed from the zombie, open ports read from its IP ID (IPv4; probe port 80 by default); add -Pn to send the target nothing from this address"
     ),
     flag!(
         Ports,
@@ -874,6 +883,23 @@ mod tests {
                 (FlagId::TopPorts, v("10")),
                 (FlagId::OutXml, v("-")),
             ]
+        );
+    }
+
+    #[test]
+    fn idle_scan_takes_the_next_argument() {
+        assert_eq!(
+            ids(&["-sI", "198.18.0.3:22", "-sI=z:80", "-sIz"]),
+            vec![
+                (FlagId::IdleScan, v("198.18.0.3:22")),
+                (FlagId::IdleScan, v("z:80")),
+                // As with nmap, the zombie is not attached: scan letters.
+                (FlagId::Scan, v("Iz")),
+            ]
+        );
+        assert_eq!(
+            parse(["-sI"]).unwrap_err(),
+            FlagError::MissingValue("-sI".into())
         );
     }
 

@@ -23,13 +23,14 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use portolan_engine::{
-    HostReport, HostStatus, PortState, Reason, ScanEvent, ScanPlan, ScanStats, Scheduler,
-    TimingConfig,
+    HostReport, HostStatus, PortOutcome, PortResult, PortState, Reason, ScanEvent, ScanPlan,
+    ScanStats, Scheduler, TimingConfig,
 };
 use portolan_output::{OutputOptions, ScanInfo, ScanSummary};
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
+use portolan_transport::idle::{IdleOptions, IdleScan};
 use portolan_transport::raw::{self, PingProbe, SctpProbe, SynOptions, TcpScan};
 
 use crate::args::{Config, Mode, ScanKind, UsageError};
@@ -164,7 +165,11 @@ fn choose_technique(config: &Config) -> anyhow::Result<ScanKind> {
     }
     match config.scan {
         Some(
-            kind @ (ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) | ScanKind::IpProtocol),
+            kind @ (ScanKind::Raw(_)
+            | ScanKind::Udp
+            | ScanKind::Sctp(_)
+            | ScanKind::IpProtocol
+            | ScanKind::Idle),
         ) => {
             raw::check_privileges().context(kind.flag())?;
             Ok(kind)
@@ -189,6 +194,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     // technique (as nmap: `-sT` as root still pings with raw packets).
     let discovery_technique = match technique {
         ScanKind::Connect if raw::check_privileges().is_ok() => ScanKind::Raw(TcpScan::Syn),
+        ScanKind::Idle => ScanKind::Raw(TcpScan::Syn),
         other => other,
     };
     let pings = discovery_probes(config, discovery_technique)?;
@@ -243,6 +249,20 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             .context("cannot install the signal handler")?;
     }
 
+    // -sI: the zombie is checked before anything else is sent or written,
+    // so an unusable one costs one error line.
+    let mut packets = None;
+    let mut notes = Vec::new();
+    let idle = if technique == ScanKind::Idle && !config.ping_only {
+        let keep = pings.is_some() || config.udp || config.sctp.is_some();
+        let (scan, note, sent) = open_idle(config, &targets, keep)?;
+        notes.push(note);
+        add_packets(&mut packets, Some(sent));
+        Some(std::cell::RefCell::new(scan))
+    } else {
+        None
+    };
+
     let start_wall = SystemTime::now();
     let start = Instant::now();
     let (first_kind, first_proto, first_ports) =
@@ -264,6 +284,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             .skip(1)
             .map(|(kind, proto, ports)| (scan_type(*kind), *proto, ports.clone()))
             .collect(),
+        notes,
     };
     outputs.begin(&info)?;
     let engine = Engine {
@@ -275,9 +296,9 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         start,
         held: hold.then_some(&held),
         more_groups: std::cell::Cell::new(false),
+        idle,
     };
 
-    let mut packets = None;
     let phase_count = phases.len();
     // With discovery, targets go in groups, as nmap's host groups: each
     // group's port scan starts as soon as its discovery is done, and a
@@ -346,6 +367,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
                     ScanKind::Udp => PortState::OpenFiltered,
                     ScanKind::Sctp(SctpProbe::Init) => PortState::Filtered,
                     ScanKind::Sctp(_) | ScanKind::IpProtocol => PortState::OpenFiltered,
+                    ScanKind::Idle => PortState::ClosedFiltered,
                 },
                 seed: config.seed.unwrap_or_else(random_seed),
                 randomize: config.randomize,
@@ -429,7 +451,74 @@ fn scan_type(kind: ScanKind) -> &'static str {
         ScanKind::Sctp(SctpProbe::Init) => "sctpinit",
         ScanKind::Sctp(_) => "sctpcookieecho",
         ScanKind::IpProtocol => "ipproto",
+        ScanKind::Idle => "idle",
     }
+}
+
+/// Opens the idle scan's sockets and checks its zombie (`-sI`): the scan,
+/// the line nmap prints about the zombie, and the packets the check took.
+fn open_idle(
+    config: &Config,
+    targets: &TargetList,
+    keep_privileges: bool,
+) -> anyhow::Result<(IdleScan, String, raw::RawStats)> {
+    let Some(zombie) = &config.idle else {
+        anyhow::bail!("-sI: no zombie given");
+    };
+    let addr = match zombie.host.parse::<std::net::Ipv4Addr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            use std::net::ToSocketAddrs;
+            (zombie.host.as_str(), zombie.port)
+                .to_socket_addrs()
+                .ok()
+                .into_iter()
+                .flatten()
+                .find_map(|a| match a.ip() {
+                    std::net::IpAddr::V4(v4) => Some(v4),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "-sI: cannot resolve the zombie \"{}\" to an IPv4 address",
+                        zombie.host
+                    ))
+                })?
+        }
+    };
+    let first = match targets.iter().next().map(|t| t.addr) {
+        Some(std::net::IpAddr::V4(first)) => first,
+        Some(other) => {
+            return Err(UsageError(format!(
+                "-sI: the idle scan works over IPv4 only, and {other} is IPv6"
+            ))
+            .into());
+        }
+        None => anyhow::bail!("-sI: no targets to scan"),
+    };
+    let seed = random_seed();
+    let options = IdleOptions {
+        zombie: addr,
+        probe_port: zombie.port,
+        source: config.source,
+        source_port: config.source_port,
+        device: config.interface.clone(),
+        send_ip: config.send_ip,
+        timing: config.timing.clone(),
+        key: (seed, seed.rotate_left(29) ^ random_seed()),
+        keep_privileges,
+    };
+    let mut scan = IdleScan::open(options).context("-sI")?;
+    let report = scan.check_zombie(first).context("-sI");
+    let sent = scan.stats();
+    let report = report?;
+    let note = format!(
+        "Idle scan using zombie {} ({addr}:{}); Class: {}",
+        zombie.host,
+        zombie.port,
+        report.class.name()
+    );
+    Ok((scan, note, sent))
 }
 
 /// The counters of one more scan phase added to `total`; the hosts are
@@ -511,7 +600,11 @@ fn discovery_probes(
         return Ok(Some(config.pings.clone()));
     }
     Ok(Some(match technique {
-        ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) | ScanKind::IpProtocol => {
+        ScanKind::Raw(_)
+        | ScanKind::Udp
+        | ScanKind::Sctp(_)
+        | ScanKind::IpProtocol
+        | ScanKind::Idle => {
             let mut probes = vec![
                 PingProbe::Echo,
                 PingProbe::Syn(443),
@@ -556,6 +649,8 @@ struct Engine<'a> {
     /// Whether more target groups follow this one (raw runs then keep
     /// their privileges for the next).
     more_groups: std::cell::Cell<bool>,
+    /// `-sI`: the idle scan, its zombie checked.
+    idle: Option<std::cell::RefCell<IdleScan>>,
 }
 
 impl Engine<'_> {
@@ -666,8 +761,114 @@ impl Engine<'_> {
             }
             true
         };
+        if technique == ScanKind::Idle {
+            return self.run_idle(plan, &mut on_host);
+        }
         let keep = keep_privileges || self.more_groups.get();
         self.run_with(technique, plan, Vec::new(), keep, &mut on_host)
+    }
+
+    /// Runs `plan` as an idle scan, host after host, through the zombie
+    /// checked at the start.
+    fn run_idle(
+        &self,
+        plan: ScanPlan,
+        on_host: &mut dyn FnMut(&mut HostReport) -> bool,
+    ) -> anyhow::Result<(ScanStats, Option<raw::RawStats>)> {
+        let Some(cell) = &self.idle else {
+            anyhow::bail!("-sI: the idle scan was not set up");
+        };
+        let mut scan = cell.borrow_mut();
+        let before = scan.stats();
+        // Ports in the scan's keyed order (unless -r), as the other scans.
+        let ports: Vec<u16> = if plan.randomize {
+            let order = portolan_targets::Permutation::new(plan.ports.len() as u128, plan.seed);
+            (0..plan.ports.len() as u128)
+                .map(|i| plan.ports[order.apply(i) as usize])
+                .collect()
+        } else {
+            plan.ports.clone()
+        };
+        let mut stats = ScanStats::default();
+        let stop = || self.interrupted.load(Ordering::Relaxed) || self.outputs.failed();
+        for target in plan.targets.iter() {
+            if stop() {
+                break;
+            }
+            let std::net::IpAddr::V4(addr) = target.addr else {
+                anyhow::bail!(
+                    "-sI: the idle scan works over IPv4 only, and {} is IPv6",
+                    target.addr
+                );
+            };
+            let started = Instant::now();
+            let Some(verdicts) = scan
+                .scan_host(addr, &ports, &stop)
+                .context("the idle scan failed")?
+            else {
+                break;
+            };
+            let mut ports: Vec<PortOutcome> = verdicts
+                .iter()
+                .map(|v| PortOutcome {
+                    port: v.port,
+                    proto: Protocol::Tcp,
+                    state: if v.open {
+                        PortState::Open
+                    } else {
+                        plan.silent_state
+                    },
+                    reason: if v.open {
+                        Reason::IpidChange
+                    } else {
+                        Reason::NoIpidChange
+                    },
+                    reason_ttl: None,
+                    tries: v.tries,
+                })
+                .collect();
+            ports.sort_by_key(|p| p.port);
+            for outcome in &ports {
+                stats.ports_done += 1;
+                stats.ports_by_state[outcome.state.index()] += 1;
+                self.outputs.event(&ScanEvent::Port(PortResult {
+                    addr: target.addr,
+                    outcome: *outcome,
+                }));
+            }
+            stats.hosts_done += 1;
+            stats.hosts_up += 1;
+            let mut report = HostReport {
+                target,
+                status: HostStatus::Up(Reason::UserSet),
+                reason_ttl: None,
+                mac: None,
+                ports,
+                times: portolan_engine::HostTimes {
+                    srtt: None,
+                    rttvar: None,
+                    timeout: scan.timeout(),
+                    paced: None,
+                },
+                started,
+                finished: Instant::now(),
+                services: Vec::new(),
+            };
+            if on_host(&mut report) {
+                self.outputs.event(&ScanEvent::HostDone(Box::new(report)));
+            }
+            self.outputs.tick(&stats, Instant::now());
+        }
+        let now = scan.stats();
+        let sent = raw::RawStats {
+            sent: now.sent - before.sent,
+            received: now.received - before.received,
+            matched: now.matched - before.matched,
+            ignored: now.ignored - before.ignored,
+        };
+        stats.probes_sent = sent.sent;
+        stats.replies = sent.matched;
+        Ok((stats, Some(sent)))
     }
 
     /// Runs `plan` to its end; `on_host` may amend each host report and
@@ -731,6 +932,7 @@ impl Engine<'_> {
                 )
                 .context("the connect scan failed")?;
             }
+            ScanKind::Idle => anyhow::bail!("-sI: the idle scan runs on its own engine"),
             ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) | ScanKind::IpProtocol => {
                 let seed = random_seed();
                 let (tcp_scan, udp, sctp) = match technique {

@@ -117,6 +117,12 @@ pub enum Reason {
     /// A packet of the probed protocol came back (the IP protocol scan:
     /// a TCP RST, an SCTP INIT ACK or ABORT).
     ProtoResponse,
+    /// The idle scan's zombie sent packets for the probes (its IP ID rose):
+    /// the target answered the spoofed SYN with a SYN-ACK.
+    IpidChange,
+    /// The idle scan's zombie sent nothing for the probes (its IP ID did
+    /// not rise): the target answered with a RST, or not at all.
+    NoIpidChange,
 }
 
 impl Reason {
@@ -210,6 +216,8 @@ impl Reason {
             Reason::ArpResponse => "arp-response",
             Reason::NdResponse => "nd-response",
             Reason::ProtoResponse => "proto-response",
+            Reason::IpidChange => "ipid-change",
+            Reason::NoIpidChange => "no-ipid-change",
         }
     }
 }

@@ -11,6 +11,7 @@
 //! the test process ([`Namespace::listen_tcp`], [`Namespace::listen_udp`]),
 //! answer SCTP ([`Namespace::listen_sctp`] with the kernel's SCTP where it
 //! exists, [`Namespace::respond_sctp`] from user space everywhere),
+//! stand in as an idle-scan zombie ([`Namespace::respond_zombie`]),
 //! run daemons ([`Namespace::spawn`]), add nftables rules (drop, reset,
 //! ICMP admin-prohibited, random loss), set sysctls and shape traffic.
 //!
@@ -61,6 +62,7 @@ mod sctp;
 mod service;
 mod sweep;
 mod sys;
+mod zombie;
 
 pub use error::LabError;
 pub use firewall::{PortRange, Rejection, TABLE};
@@ -74,3 +76,4 @@ pub use service::{
     DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, TcpHandler, TcpService, UdpEcho,
 };
 pub use sweep::{NAMESPACE_PREFIX, NETNS_RUN_DIR, sweep_stale_namespaces};
+pub use zombie::{BUSY_BURST, BUSY_EVERY, ZombieIpId, ZombieResponder};

@@ -209,6 +209,8 @@ pub(crate) enum Sockets {
     Udp(Vec<UdpSocket>),
     /// Raw SCTP sockets (IPv4, IPv6) and the ports that answer as open.
     SctpRaw(Vec<(UdpSocket, bool)>, Box<dyn Fn(u16) -> bool + Send>),
+    /// An idle-scan zombie's packet and raw sockets.
+    Zombie(Box<crate::zombie::Zombie>),
 }
 
 impl Sockets {
@@ -217,6 +219,23 @@ impl Sockets {
             Sockets::Tcp(list, _) => list.iter().map(AsRawFd::as_raw_fd).collect(),
             Sockets::Udp(list) => list.iter().map(AsRawFd::as_raw_fd).collect(),
             Sockets::SctpRaw(list, _) => list.iter().map(|(s, _)| s.as_raw_fd()).collect(),
+            Sockets::Zombie(zombie) => vec![zombie.fd()],
+        }
+    }
+
+    /// How long the service may wait for readiness before [`Sockets::tick`]
+    /// is due; `None` for ever.
+    fn wait(&self) -> Option<Duration> {
+        match self {
+            Sockets::Zombie(zombie) => zombie.wait(),
+            _ => None,
+        }
+    }
+
+    /// Work that is due by time rather than by packets.
+    fn tick(&self) {
+        if let Sockets::Zombie(zombie) = self {
+            zombie.tick();
         }
     }
 
@@ -229,6 +248,7 @@ impl Sockets {
                 let (socket, v6) = &list[index];
                 crate::sctp::drain_raw(socket, *v6, open, buffer, handled)
             }
+            Sockets::Zombie(zombie) => zombie.drain(buffer, handled),
         }
     }
 }
@@ -395,9 +415,10 @@ fn serve(sockets: Sockets, mut wake_rx: UnixStream, handled: &AtomicU64) {
     fds.push(wake_rx.as_raw_fd());
     let mut buffer = vec![0u8; 65_536];
     loop {
-        let Ok(ready) = sys::poll_readable(&fds, None) else {
+        let Ok(ready) = sys::poll_readable(&fds, sockets.wait()) else {
             return;
         };
+        sockets.tick();
         if ready[wake_index] {
             let _ = wake_rx.read(&mut [0u8; 1]);
             return;

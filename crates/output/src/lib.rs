@@ -49,6 +49,9 @@ pub struct ScanInfo {
     /// Further scans of the same run (`-sU` beside a TCP scan): nmap's
     /// name, protocol and ports of each.
     pub more_scans: Vec<(&'static str, Protocol, Vec<u16>)>,
+    /// Lines the normal output prints after its first line, as nmap does
+    /// for what it learned before the scan (the idle scan's zombie).
+    pub notes: Vec<String>,
 }
 
 impl ScanInfo {

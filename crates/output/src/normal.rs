@@ -241,14 +241,18 @@ impl<W: Write> Sink for NormalSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
         if self.file {
             writeln!(self.out, "{}", crate::initiated_comment(info))?;
-            return self.out.flush();
+        } else {
+            writeln!(
+                self.out,
+                "Starting Portolan {} at {}",
+                info.version,
+                minute_utc(info.start)
+            )?;
         }
-        writeln!(
-            self.out,
-            "Starting Portolan {} at {}",
-            info.version,
-            minute_utc(info.start)
-        )
+        for note in &info.notes {
+            writeln!(self.out, "{}", crate::escape::for_terminal(note))?;
+        }
+        self.out.flush()
     }
 
     fn host(&mut self, report: &HostReport) -> io::Result<()> {

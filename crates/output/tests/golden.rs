@@ -136,6 +136,7 @@ fn scan() -> Scan {
             port_count: ports.len(),
             ports,
             more_scans: Vec::new(),
+            notes: Vec::new(),
         },
         hosts,
         summary: ScanSummary {

@@ -3,6 +3,8 @@
 //!
 //! - [`connect`]: the TCP connect scan (`-sT`), non-blocking `connect()`
 //!   calls multiplexed on one epoll instance; needs no privilege.
+//! - [`idle`]: the idle scan (`-sI`), spoofed SYNs read back through a
+//!   zombie's IP ID, on the raw engine's paths and sockets.
 //! - [`raw`]: the TCP SYN scan on packet sockets, with [`route`] (the
 //!   kernel's routes, neighbours and links over rtnetlink), a path cache
 //!   per destination and a sending thread.
@@ -18,6 +20,7 @@
 
 pub mod connect;
 pub mod cookie;
+pub mod idle;
 mod paths;
 pub mod raw;
 pub mod ring;

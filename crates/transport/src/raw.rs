@@ -313,15 +313,15 @@ const TRY_PORTS: u16 = 8;
 /// will not give out as ephemeral ports, while matching no incoming
 /// segment (they neither listen nor connect), so the kernel still answers
 /// our SYN-ACKs with RSTs.
-struct PortReservation {
-    base: u16,
+pub(crate) struct PortReservation {
+    pub(crate) base: u16,
     count: u16,
     _sockets: Vec<socket2::Socket>,
 }
 
 impl PortReservation {
     /// The source port of a probe's try.
-    fn port_for(&self, try_no: u8) -> u16 {
+    pub(crate) fn port_for(&self, try_no: u8) -> u16 {
         self.base + u16::from(try_no) % self.count
     }
 
@@ -362,7 +362,7 @@ fn bind_reserved(port: u16) -> io::Result<Vec<socket2::Socket>> {
 
 /// Reserves the user's port (`-g`, one port for every try), or
 /// [`TRY_PORTS`] consecutive free ports picked from the seed.
-fn reserve_ports(wanted: Option<u16>, seed: u64) -> Result<PortReservation, RawError> {
+pub(crate) fn reserve_ports(wanted: Option<u16>, seed: u64) -> Result<PortReservation, RawError> {
     if let Some(port) = wanted {
         // A port in use still works for raw probes; it is just not kept
         // from the kernel.
