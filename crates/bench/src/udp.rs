@@ -1,0 +1,236 @@
+//! The UDP scenario (issue 5's benchmark): `portolan -sU` against
+//! `nmap -sU` on one lab host that keeps Linux's default ICMP rate limit
+//! (a burst of six port unreachables, then about one a second), on two
+//! port lists:
+//!
+//! 1. **Top 100**: Portolan's 100 most common UDP ports, given to both tools
+//!    as the same explicit list (the tools' own top-100 lists differ). Of
+//!    them, the [`ANSWERING`] ones have a UDP responder, every
+//!    [`DROPPED_EVERY`]-th is dropped by nftables, the rest are closed.
+//! 2. **A fixed list**: [`FIXED_OPEN`] answering, [`FIXED_DROPPED`] dropped,
+//!    [`FIXED_CLOSED`] closed.
+//!
+//! Each list is scanned by both tools at `-T4`, and again with
+//! `--defeat-icmp-ratelimit` (nmap's option too: silence reads
+//! closed|filtered instead of waiting out the limit). Rows give wall time,
+//! CPU time, peak memory, ratios to the first row and how each port's
+//! state compares with the truth (answering = open, dropped =
+//! open|filtered, closed = closed). The limit bounds any exact scan: past
+//! the burst, one closed port per second. Packets go only to the lab's
+//! namespaces.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use portolan_lab::{Lab, UdpEcho};
+
+use crate::harness::{Row, median, peer, print_table, sibling_binary};
+use crate::measure::run_measured;
+use crate::parse::{self, States};
+
+/// Ports with a UDP responder (it answers any datagram with one).
+pub const ANSWERING: [u16; 6] = [53, 123, 161, 500, 1900, 11211];
+/// Top-100 ports whose datagrams the host drops: every 20th of the list.
+pub const DROPPED_EVERY: usize = 20;
+/// The fixed list: answering, dropped and closed ports.
+pub const FIXED_OPEN: [u16; 4] = [53, 123, 161, 11211];
+/// Dropped ports of the fixed list.
+pub const FIXED_DROPPED: std::ops::RangeInclusive<u16> = 2000..=2009;
+/// Closed ports of the fixed list.
+pub const FIXED_CLOSED: std::ops::RangeInclusive<u16> = 3000..=3029;
+/// Longest one run may take.
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// A port list and its truth.
+struct Case {
+    name: String,
+    ports: Vec<u16>,
+    truth: BTreeMap<u16, &'static str>,
+}
+
+impl Case {
+    fn list(&self) -> String {
+        let items: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        items.join(",")
+    }
+
+    /// "exact", or counts of `want->got` mismatches over the listed ports.
+    fn accuracy(&self, states: &States) -> String {
+        let mut wrong: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+        for (port, want) in &self.truth {
+            let got = states.get(port).map_or("missing", String::as_str);
+            if got != *want {
+                *wrong.entry((want, got)).or_default() += 1;
+            }
+        }
+        if wrong.is_empty() {
+            return "exact".into();
+        }
+        let parts: Vec<String> = wrong
+            .iter()
+            .map(|((want, got), n)| format!("{n} {want}->{got}"))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+fn top_case() -> Case {
+    let ports = portolan_targets::top_ports(portolan_targets::Protocol::Udp, 100);
+    let mut truth = BTreeMap::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let state = if ANSWERING.contains(&port) {
+            "open"
+        } else if i % DROPPED_EVERY == DROPPED_EVERY - 1 {
+            "open|filtered"
+        } else {
+            "closed"
+        };
+        truth.insert(port, state);
+    }
+    Case {
+        name: "Portolan's top 100 UDP ports".into(),
+        ports,
+        truth,
+    }
+}
+
+fn fixed_case() -> Case {
+    let mut truth = BTreeMap::new();
+    for port in FIXED_OPEN {
+        truth.insert(port, "open");
+    }
+    for port in FIXED_DROPPED {
+        truth.insert(port, "open|filtered");
+    }
+    for port in FIXED_CLOSED {
+        truth.insert(port, "closed");
+    }
+    Case {
+        name: "a fixed list".into(),
+        ports: truth.keys().copied().collect(),
+        truth,
+    }
+}
+
+/// One tool's run: its command line (without output and target) and how
+/// its results are read.
+struct Runner {
+    label: String,
+    binary: PathBuf,
+    args: Vec<String>,
+    nmap: bool,
+}
+
+impl Runner {
+    fn run(&self, lab: &Lab, case: &Case, target: &str, out: &Path) -> Row {
+        let mut cmd = lab.scanner().command(&self.binary);
+        cmd.args(&self.args).args(["-p", &case.list(), "-n", "-Pn"]);
+        if self.nmap {
+            cmd.arg("-oX");
+        } else {
+            cmd.args(["--no-progress", "-oJ"]);
+        }
+        cmd.arg(out).arg(target);
+        let cost = run_measured(cmd, LIMIT, Stdio::null());
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        let states = if self.nmap {
+            parse::nmap_xml(&text)
+        } else {
+            parse::portolan_jsonl(&text)
+        };
+        Row::new(self.label.clone(), cost, None, case.accuracy(&states))
+    }
+}
+
+/// Runs the UDP scenario with `runs` runs per tool.
+pub fn udp_bench(runs: usize) -> Result<(), String> {
+    let lab = Lab::builder()
+        .hosts(1)
+        .build()
+        .map_err(|e| format!("cannot build the lab (run as root): {e}"))?;
+    let host = lab.host(0);
+    let target = host.ipv4().to_string();
+    let dir = std::env::temp_dir().join(format!("portolan-bench-udp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut runners = vec![Runner {
+        label: "portolan -sU -T4".into(),
+        binary: sibling_binary("portolan"),
+        args: vec!["-sU".into(), "-T4".into()],
+        nmap: false,
+    }];
+    let nmap = peer("nmap", "apt-get install nmap");
+    if let Some(binary) = &nmap {
+        runners.push(Runner {
+            label: "nmap -sU -T4".into(),
+            binary: binary.clone(),
+            args: vec!["-sU".into(), "-T4".into()],
+            nmap: true,
+        });
+    }
+    runners.push(Runner {
+        label: "portolan -sU -T4 --defeat-icmp-ratelimit".into(),
+        binary: sibling_binary("portolan"),
+        args: vec!["-sU".into(), "-T4".into(), "--defeat-icmp-ratelimit".into()],
+        nmap: false,
+    });
+    if let Some(binary) = &nmap {
+        runners.push(Runner {
+            label: "nmap -sU -T4 --defeat-icmp-ratelimit".into(),
+            binary: binary.clone(),
+            args: vec!["-sU".into(), "-T4".into(), "--defeat-icmp-ratelimit".into()],
+            nmap: true,
+        });
+    }
+    let mut file = 0;
+    for case in [top_case(), fixed_case()] {
+        let open: Vec<u16> = case
+            .truth
+            .iter()
+            .filter(|(_, s)| **s == "open")
+            .map(|(p, _)| *p)
+            .collect();
+        let _responders: UdpEcho = host
+            .listen_udp(open.iter().copied())
+            .map_err(|e| format!("UDP responders: {e}"))?;
+        let dropped: Vec<u16> = case
+            .truth
+            .iter()
+            .filter(|(_, s)| **s == "open|filtered")
+            .map(|(p, _)| *p)
+            .collect();
+        host.clear_firewall()
+            .map_err(|e| format!("firewall: {e}"))?;
+        for &port in &dropped {
+            host.drop_udp(port).map_err(|e| format!("firewall: {e}"))?;
+        }
+        let count = |s: &str| case.truth.values().filter(|v| **v == s).count();
+        println!(
+            "UDP scan of {} ({} ports) on a lab host ({target}) with Linux's default ICMP rate limit: \
+             {} answering, {} dropped, {} closed; median of {runs} run(s)",
+            case.name,
+            case.ports.len(),
+            count("open"),
+            count("open|filtered"),
+            count("closed"),
+        );
+        let rows: Vec<Row> = runners
+            .iter()
+            .map(|runner| {
+                median(runs, || {
+                    file += 1;
+                    runner.run(&lab, &case, &target, &dir.join(format!("udp-{file}.out")))
+                })
+            })
+            .collect();
+        print_table(&rows);
+        println!();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "With --defeat-icmp-ratelimit both tools stop waiting for the limit: closed ports past \
+         the burst read closed|filtered (counted above as closed->closed|filtered)."
+    );
+    Ok(())
+}
