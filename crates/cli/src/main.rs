@@ -31,7 +31,7 @@ use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::Control;
 use portolan_transport::connect::{self, ConnectOptions};
 use portolan_transport::idle::{IdleOptions, IdleScan};
-use portolan_transport::raw::{self, PingProbe, SctpProbe, SynOptions, TcpScan};
+use portolan_transport::raw::{self, PingProbe, RawOptions, RawProbes, SctpProbe, TcpScan};
 
 use crate::args::{Config, Mode, ScanKind, UsageError};
 
@@ -935,26 +935,26 @@ impl Engine<'_> {
             ScanKind::Idle => anyhow::bail!("-sI: the idle scan runs on its own engine"),
             ScanKind::Raw(_) | ScanKind::Udp | ScanKind::Sctp(_) | ScanKind::IpProtocol => {
                 let seed = random_seed();
-                let (tcp_scan, udp, sctp) = match technique {
-                    ScanKind::Raw(scan) => (scan, false, None),
-                    ScanKind::Sctp(probe) => (TcpScan::Syn, false, Some(probe)),
-                    ScanKind::Udp => (TcpScan::Syn, true, None),
-                    _ => (TcpScan::Syn, false, None),
-                };
                 let what = if !pings.is_empty() {
                     "host discovery".to_string()
                 } else {
                     scan_type(technique).to_uppercase()
                 };
-                let syn_options = SynOptions {
-                    scan: tcp_scan,
-                    scanflags: config
-                        .scanflags
-                        .filter(|_| pings.is_empty() && matches!(technique, ScanKind::Raw(_)))
-                        .map(raw::TcpFlags::from_bits),
-                    udp,
-                    sctp,
-                    ip_protocols: technique == ScanKind::IpProtocol,
+                let probes = match technique {
+                    _ if !pings.is_empty() => RawProbes::Discovery(pings),
+                    ScanKind::Raw(scan) => RawProbes::Tcp {
+                        scan,
+                        flags: config.scanflags.map(raw::TcpFlags::from_bits),
+                    },
+                    ScanKind::Sctp(probe) => RawProbes::Sctp(probe),
+                    ScanKind::Udp => RawProbes::Udp,
+                    ScanKind::IpProtocol => RawProbes::IpProtocols,
+                    ScanKind::Connect | ScanKind::Idle => {
+                        anyhow::bail!("{}: not a raw-packet scan", technique.flag())
+                    }
+                };
+                let raw_options = RawOptions {
+                    probes,
                     source: config.source,
                     source_port: config.source_port,
                     device: config.interface.clone(),
@@ -962,10 +962,9 @@ impl Engine<'_> {
                     decoys: config.decoys.clone(),
                     // Discovery keeps them for the port scan that follows.
                     keep_privileges,
-                    pings,
                     key: (seed, seed.rotate_left(29) ^ random_seed()),
                 };
-                let stats = raw::run(&mut scheduler, &syn_options, &mut observer, &mut sink_event)
+                let stats = raw::run(&mut scheduler, &raw_options, &mut observer, &mut sink_event)
                     .with_context(|| format!("the {what} scan failed"))?;
                 sent = Some(stats);
             }

@@ -180,39 +180,66 @@ pub enum Decoy {
     Addr(IpAddr),
 }
 
-/// Options of the raw TCP scans.
+/// What a raw run sends, and how it reads the answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawProbes {
+    /// A TCP scan: `scan`'s probes, or with `--scanflags` probes with
+    /// `flags` instead, whose answers `scan` still reads.
+    Tcp {
+        /// The scan, and how answers are read.
+        scan: TcpScan,
+        /// `--scanflags`: the probes' control bits instead of `scan`'s.
+        flags: Option<TcpFlags>,
+    },
+    /// `-sU`: each probe carries the payload that makes its port's service
+    /// answer ([`portolan_payloads`]), empty for other ports. Any UDP
+    /// answer = open (`udp-response`), ICMP port unreachable = closed,
+    /// other ICMP unreachables = filtered, silence = open|filtered.
+    Udp,
+    /// An SCTP scan: INIT (`-sY`: INIT ACK = open, ABORT = closed, silence
+    /// = filtered) or COOKIE ECHO (`-sZ`: ABORT = closed, silence =
+    /// open|filtered); ICMP unreachables = filtered.
+    Sctp(SctpProbe),
+    /// `-sO`: the scheduler's "ports" are IP protocol numbers; each gets
+    /// its own probe where stacks answer one (an ICMP or ICMPv6 echo
+    /// request, a TCP ACK, a UDP datagram to a closed port, an SCTP INIT)
+    /// and a bare header with the cookie otherwise. Any answer in the
+    /// protocol = open (a port unreachable answering the UDP probe too),
+    /// the host's protocol unreachable = closed, other ICMP unreachables =
+    /// filtered, silence = open|filtered.
+    IpProtocols,
+    /// Host discovery: the scheduler's "ports" are indexes into this list
+    /// (a discovery plan).
+    Discovery(Vec<PingProbe>),
+}
+
+impl Default for RawProbes {
+    fn default() -> Self {
+        RawProbes::Tcp {
+            scan: TcpScan::Syn,
+            flags: None,
+        }
+    }
+}
+
+impl RawProbes {
+    /// The discovery probes; empty for a port scan.
+    fn pings(&self) -> &[PingProbe] {
+        match self {
+            RawProbes::Discovery(pings) => pings,
+            _ => &[],
+        }
+    }
+}
+
+/// Options of a raw run.
 #[derive(Clone, Debug, Default)]
-pub struct SynOptions {
-    /// Which TCP scan (unused for a UDP scan).
-    pub scan: TcpScan,
-    /// `--scanflags`: the TCP scan's probes carry these control bits
-    /// instead of its own; `scan` still says how answers are read.
-    pub scanflags: Option<TcpFlags>,
-    /// A UDP scan (`-sU`) instead of a TCP one: each probe carries the
-    /// payload that makes its port's service answer
-    /// ([`portolan_payloads`]), empty for other ports. Any UDP answer =
-    /// open (`udp-response`), ICMP port unreachable = closed, other ICMP
-    /// unreachables = filtered, silence = open|filtered.
-    pub udp: bool,
-    /// An SCTP scan instead of a TCP one: INIT (`-sY`: INIT ACK = open,
-    /// ABORT = closed, silence = filtered) or COOKIE ECHO (`-sZ`: ABORT =
-    /// closed, silence = open|filtered); ICMP unreachables = filtered.
-    pub sctp: Option<SctpProbe>,
+pub struct RawOptions {
+    /// What is sent.
+    pub probes: RawProbes,
     /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
     /// empty for no decoys. Decoys of the other IP version are skipped.
     pub decoys: Vec<Decoy>,
-    /// `-sO`: an IP protocol scan instead of a TCP one. The scheduler's
-    /// "ports" are protocol numbers; each gets its own probe where stacks
-    /// answer one (an ICMP or ICMPv6 echo request, a TCP ACK, a UDP
-    /// datagram to a closed port, an SCTP INIT) and a bare header with the
-    /// cookie otherwise. Any answer in the protocol = open (a port
-    /// unreachable answering the UDP probe too), the host's protocol
-    /// unreachable = closed, other ICMP unreachables = filtered, silence =
-    /// open|filtered.
-    pub ip_protocols: bool,
-    /// Host discovery: when not empty, the scheduler's "ports" are indexes
-    /// into this list (a discovery plan), and `scan` is not used.
-    pub pings: Vec<PingProbe>,
     /// Keep the privileges after the sockets are open, for a later run
     /// (the port scan after host discovery); by default they are dropped.
     pub keep_privileges: bool,
@@ -475,7 +502,7 @@ fn open_senders() -> Result<[Result<socket2::Socket, io::Error>; 3], RawError> {
 /// of the scheduler to `sink`.
 pub fn run(
     scheduler: &mut Scheduler,
-    options: &SynOptions,
+    options: &RawOptions,
     observer: &mut dyn Observer,
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<RawStats, RawError> {
@@ -515,10 +542,15 @@ pub fn run(
     let opened = open_senders()?;
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
-    let mut templates = Templates::new(reservation.base, options.scanflags);
+    let scanflags = match options.probes {
+        RawProbes::Tcp { flags, .. } => flags,
+        _ => None,
+    };
+    let mut templates = Templates::new(reservation.base, scanflags);
+    let pings = options.probes.pings();
     // Payloads are written here, then copied into the probe.
     let mut payload = vec![0u8; portolan_payloads::MAX_PAYLOAD_LEN];
-    let neighbour_pings = options.pings.contains(&PingProbe::Neighbour);
+    let neighbour_pings = pings.contains(&PingProbe::Neighbour);
     let mut macs = HashMap::new();
     let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
     let mut sockets: [Option<socket2::Socket>; 3] = [None, None, None];
@@ -558,12 +590,7 @@ pub fn run(
                 flights: &mut flights,
                 jar: &jar,
                 our_ports: &reservation,
-                scan: options.scan,
-                sent: options.scanflags.unwrap_or(options.scan.flags()),
-                udp: options.udp,
-                sctp: options.sctp,
-                ip_protocols: options.ip_protocols,
-                pings: &options.pings,
+                probes: &options.probes,
                 macs: &mut macs,
                 stats: &mut stats,
                 now,
@@ -617,7 +644,7 @@ pub fn run(
             } else {
                 &options.decoys[..]
             };
-            if let Some(&ping) = options.pings.get(usize::from(probe.port)) {
+            if let Some(&ping) = pings.get(usize::from(probe.port)) {
                 // On a directly attached segment the neighbour solicitation
                 // is the one probe, as nmap's ARP ping; elsewhere it has no
                 // meaning.
@@ -680,7 +707,7 @@ pub fn run(
                     sender.submit(outlet);
                 }
             }
-            for decoy in sources.iter().filter(|_| options.pings.is_empty()) {
+            for decoy in sources.iter().filter(|_| pings.is_empty()) {
                 let (source, id) = match *decoy {
                     Decoy::Me => (path.source, Some(probe.id)),
                     Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
@@ -690,64 +717,71 @@ pub fn run(
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
                 let probe_of = (path.via, id, probe.port);
-                if options.ip_protocols {
-                    let protocol = u8::try_from(probe.port).unwrap_or(u8::MAX);
-                    match ProtocolProbe::of(protocol, probe.addr.is_ipv6()) {
-                        ProtocolProbe::Echo => {
-                            let from = Path { source, ..path };
-                            stage_query(probe, PingProbe::Echo, from, id, &jar, batch)?;
-                        }
-                        ProtocolProbe::Tcp => {
-                            let template = templates.tcp(source, TcpScan::Ack);
-                            let tcp = TcpProbe {
-                                dst_port: PROTOCOL_SCAN_PORT,
-                                id,
-                            };
-                            stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
-                        }
-                        ProtocolProbe::Udp => {
-                            let template = templates.udp(source);
-                            let probe_of = (path.via, id, PROTOCOL_SCAN_UDP_PORT);
-                            stage_udp(
-                                probe,
-                                probe_of,
-                                template,
-                                &reservation,
-                                &jar,
-                                &mut payload,
-                                batch,
-                            )?;
-                        }
-                        ProtocolProbe::Sctp => {
-                            let template = templates.sctp(source, SctpProbe::Init);
-                            let probe_of = (path.via, id, PROTOCOL_SCAN_PORT);
-                            stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
-                        }
-                        ProtocolProbe::Bare => {
-                            stage_bare(probe, probe_of, source, &jar, batch)?;
+                match options.probes {
+                    RawProbes::IpProtocols => {
+                        let protocol = u8::try_from(probe.port).unwrap_or(u8::MAX);
+                        match ProtocolProbe::of(protocol, probe.addr.is_ipv6()) {
+                            ProtocolProbe::Echo => {
+                                let from = Path { source, ..path };
+                                stage_query(probe, PingProbe::Echo, from, id, &jar, batch)?;
+                            }
+                            ProtocolProbe::Tcp => {
+                                let template = templates.tcp(source, TcpScan::Ack);
+                                let tcp = TcpProbe {
+                                    dst_port: PROTOCOL_SCAN_PORT,
+                                    id,
+                                };
+                                stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
+                            }
+                            ProtocolProbe::Udp => {
+                                let template = templates.udp(source);
+                                let probe_of = (path.via, id, PROTOCOL_SCAN_UDP_PORT);
+                                stage_udp(
+                                    probe,
+                                    probe_of,
+                                    template,
+                                    &reservation,
+                                    &jar,
+                                    &mut payload,
+                                    batch,
+                                )?;
+                            }
+                            ProtocolProbe::Sctp => {
+                                let template = templates.sctp(source, SctpProbe::Init);
+                                let probe_of = (path.via, id, PROTOCOL_SCAN_PORT);
+                                stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
+                            }
+                            ProtocolProbe::Bare => {
+                                stage_bare(probe, probe_of, source, &jar, batch)?;
+                            }
                         }
                     }
-                } else if let Some(kind) = options.sctp {
-                    let template = templates.sctp(source, kind);
-                    stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
-                } else if options.udp {
-                    let template = templates.udp(source);
-                    stage_udp(
-                        probe,
-                        probe_of,
-                        template,
-                        &reservation,
-                        &jar,
-                        &mut payload,
-                        batch,
-                    )?;
-                } else {
-                    let template = templates.tcp(source, options.scan);
-                    let tcp = TcpProbe {
-                        dst_port: probe.port,
-                        id,
-                    };
-                    stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
+                    RawProbes::Sctp(kind) => {
+                        let template = templates.sctp(source, kind);
+                        stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
+                    }
+                    RawProbes::Udp => {
+                        let template = templates.udp(source);
+                        stage_udp(
+                            probe,
+                            probe_of,
+                            template,
+                            &reservation,
+                            &jar,
+                            &mut payload,
+                            batch,
+                        )?;
+                    }
+                    RawProbes::Tcp { scan, .. } => {
+                        let template = templates.tcp(source, scan);
+                        let tcp = TcpProbe {
+                            dst_port: probe.port,
+                            id,
+                        };
+                        stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
+                    }
+                    // Discovery sends no decoys' copies (filtered above).
+                    RawProbes::Discovery(_) => {}
                 }
                 if batch.packets.is_full() {
                     sender.submit(outlet);
@@ -1160,14 +1194,7 @@ struct Judge<'a> {
     flights: &'a mut FlightTable,
     jar: &'a CookieJar,
     our_ports: &'a PortReservation,
-    scan: TcpScan,
-    /// The control bits of the scan's probes (`--scanflags`, or the
-    /// scan's own).
-    sent: TcpFlags,
-    udp: bool,
-    sctp: Option<SctpProbe>,
-    ip_protocols: bool,
-    pings: &'a [PingProbe],
+    probes: &'a RawProbes,
     /// The link-layer addresses neighbours answered with, by address,
     /// until their host is reported.
     macs: &'a mut HashMap<IpAddr, [u8; 6]>,
@@ -1212,29 +1239,34 @@ impl Judge<'_> {
         if kind == sys::PACKET_OUTGOING {
             return;
         }
-        if !self.pings.is_empty() {
-            return self.ping_answer(bytes);
-        }
-        if self.ip_protocols {
-            return self.ip_protocol_answer(bytes);
+        match *self.probes {
+            RawProbes::Discovery(_) => return self.ping_answer(bytes),
+            RawProbes::IpProtocols => return self.ip_protocol_answer(bytes),
+            _ => {}
         }
         let Ok(packet) = parse_reply(bytes) else {
             self.stats.received += 1;
             self.stats.ignored += 1;
             return;
         };
-        if self.udp {
-            return self.udp_answer(packet, bytes);
+        match *self.probes {
+            RawProbes::Udp => self.udp_answer(packet, bytes),
+            RawProbes::Sctp(kind) => self.sctp_answer(packet, kind),
+            RawProbes::Tcp { scan, flags } => {
+                self.tcp_answer(packet, scan, flags.unwrap_or(scan.flags()));
+            }
+            RawProbes::Discovery(_) | RawProbes::IpProtocols => {}
         }
-        if let Some(kind) = self.sctp {
-            return self.sctp_answer(packet, kind);
-        }
-        if is_own_probe(&packet, self.our_ports, self.sent) {
+    }
+
+    /// Judges a packet in a TCP scan whose probes carry `sent`.
+    fn tcp_answer(&mut self, packet: Packet, scan: TcpScan, sent: TcpFlags) {
+        if is_own_probe(&packet, self.our_ports, sent) {
             // Our own SYN, seen arriving when the target is on loopback.
             return;
         }
         self.stats.received += 1;
-        let Some((target, port, reply)) = classify(packet, self.jar, self.scan, self.sent) else {
+        let Some((target, port, reply)) = classify(packet, self.jar, scan, sent) else {
             self.stats.ignored += 1;
             return;
         };
@@ -1540,7 +1572,7 @@ impl Judge<'_> {
             _ => return,
         };
         self.stats.received += 1;
-        match self.pings.iter().position(|p| *p == port) {
+        match self.probes.pings().iter().position(|p| *p == port) {
             Some(index) => self.report(target, index as u16, reply),
             None => self.stats.ignored += 1,
         }
@@ -1637,7 +1669,12 @@ impl Judge<'_> {
         if let Some(answer) = parse_neighbour_reply(bytes) {
             // No cookie to check: an answer counts only while a
             // solicitation to that address is in flight.
-            let Some(index) = self.pings.iter().position(|p| *p == PingProbe::Neighbour) else {
+            let Some(index) = self
+                .probes
+                .pings()
+                .iter()
+                .position(|p| *p == PingProbe::Neighbour)
+            else {
                 return;
             };
             self.stats.received += 1;
@@ -1666,7 +1703,7 @@ impl Judge<'_> {
                 IcmpQuery::Timestamp => (PingProbe::Timestamp, Reason::TimestampReply),
                 IcmpQuery::AddressMask => (PingProbe::AddressMask, Reason::MaskReply),
             };
-            let index = self.pings.iter().position(|p| *p == want);
+            let index = self.probes.pings().iter().position(|p| *p == want);
             let valid = index
                 .filter(|&i| answer.cookie == self.jar.cookie(answer.dst, answer.src, 0, i as u16));
             let Some(index) = valid else {
@@ -1694,7 +1731,7 @@ impl Judge<'_> {
             return;
         }
         self.stats.received += 1;
-        for (index, ping) in self.pings.iter().enumerate() {
+        for (index, ping) in self.probes.pings().iter().enumerate() {
             let Some((scan, port)) = ping.tcp() else {
                 continue;
             };
