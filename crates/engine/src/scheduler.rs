@@ -1868,6 +1868,67 @@ mod tests {
         assert!(run.elapsed < Duration::from_secs(90), "{:?}", run.elapsed);
     }
 
+    /// A Linux-like ICMP limit per host: a bucket of six, one a second.
+    struct Buckets(BTreeMap<IpAddr, (f64, Instant)>);
+
+    impl Buckets {
+        fn take(&mut self, host: IpAddr, now: Instant) -> bool {
+            let (tokens, last) = self.0.entry(host).or_insert((6.0, now));
+            *tokens = (*tokens + (now - *last).as_secs_f64()).min(6.0);
+            *last = now;
+            if *tokens < 1.0 {
+                return false;
+            }
+            *tokens -= 1.0;
+            true
+        }
+    }
+
+    fn rate_limited_run(targets: &[&str]) -> Run {
+        let mut p = plan(targets, &[], (1..=30).collect(), fast());
+        p.silent_state = PortState::OpenFiltered;
+        p.pace_to_answers = true;
+        let mut buckets = Buckets(BTreeMap::new());
+        simulate_full(
+            p,
+            |probe, now| {
+                (probe.port > 5 && buckets.take(probe.addr, now)).then_some((
+                    Reply {
+                        state: PortState::Closed,
+                        reason: Reason::PortUnreach,
+                        ttl: None,
+                    },
+                    Duration::from_millis(1),
+                ))
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn rate_limited_hosts_are_paced_side_by_side() {
+        // Four hosts, each with its own limit, take about as long as one:
+        // the time is bounded by the slowest host, not the sum.
+        let one = rate_limited_run(&["198.18.0.2"]);
+        let four = rate_limited_run(&["198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5"]);
+        assert_eq!(four.ports.len(), 4 * 30);
+        for (&(addr, port), outcome) in &four.ports {
+            let want = if port <= 5 {
+                PortState::OpenFiltered
+            } else {
+                PortState::Closed
+            };
+            assert_eq!(outcome.state, want, "{addr} port {port}");
+        }
+        assert_eq!(four.stats.hosts_paced, 4);
+        assert!(
+            four.elapsed.as_secs_f64() < one.elapsed.as_secs_f64() * 1.5,
+            "one host {:?}, four hosts {:?}",
+            one.elapsed,
+            four.elapsed
+        );
+    }
+
     #[test]
     fn a_host_whose_errors_are_not_rate_limited_is_not_paced() {
         // Loopback or a lab host without limits: every closed port answers
