@@ -10,7 +10,9 @@
 //! 2. **A fixed list**: [`FIXED_OPEN`] answering, [`FIXED_DROPPED`] dropped,
 //!    [`FIXED_CLOSED`] closed.
 //!
-//! Each list is scanned by both tools at `-T4`, and again with
+//! Each list is scanned by Portolan at `-T4`, by nmap at its default
+//! timing and at `-T4` (whose fewer retries give up on closed ports), and
+//! by both again with
 //! `--defeat-icmp-ratelimit` (nmap's option too: silence reads
 //! closed|filtered instead of waiting out the limit). Rows give wall time,
 //! CPU time, peak memory, ratios to the first row and how each port's
@@ -42,6 +44,9 @@ pub const FIXED_DROPPED: std::ops::RangeInclusive<u16> = 2000..=2009;
 pub const FIXED_CLOSED: std::ops::RangeInclusive<u16> = 3000..=3029;
 /// Longest one run may take.
 const LIMIT: Duration = Duration::from_secs(600);
+/// The pause before each run: the host's ICMP bucket (six errors, one more
+/// a second) refills, so no run starts behind the one before.
+const REST: Duration = Duration::from_secs(7);
 
 /// A port list and its truth.
 struct Case {
@@ -125,6 +130,7 @@ struct Runner {
 
 impl Runner {
     fn run(&self, lab: &Lab, case: &Case, target: &str, out: &Path) -> Row {
+        std::thread::sleep(REST);
         let mut cmd = lab.scanner().command(&self.binary);
         cmd.args(&self.args).args(["-p", &case.list(), "-n", "-Pn"]);
         if self.nmap {
@@ -162,12 +168,16 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
     }];
     let nmap = peer("nmap", "apt-get install nmap");
     if let Some(binary) = &nmap {
-        runners.push(Runner {
-            label: "nmap -sU -T4".into(),
-            binary: binary.clone(),
-            args: vec!["-sU".into(), "-T4".into()],
-            nmap: true,
-        });
+        for timing in [None, Some("-T4")] {
+            let mut args = vec!["-sU".to_string()];
+            args.extend(timing.map(str::to_string));
+            runners.push(Runner {
+                label: format!("nmap {}", args.join(" ")),
+                binary: binary.clone(),
+                args,
+                nmap: true,
+            });
+        }
     }
     runners.push(Runner {
         label: "portolan -sU -T4 --defeat-icmp-ratelimit".into(),

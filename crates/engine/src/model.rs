@@ -151,6 +151,27 @@ impl Reason {
         )
     }
 
+    /// Whether the evidence is an ICMP or ICMPv6 error message (which
+    /// hosts rate-limit).
+    pub fn is_icmp_error(self) -> bool {
+        matches!(
+            self,
+            Reason::HostUnreach
+                | Reason::NetUnreach
+                | Reason::ProtoUnreach
+                | Reason::ParamProblem
+                | Reason::PortUnreach
+                | Reason::AdminProhibited
+                | Reason::NetProhibited
+                | Reason::HostProhibited
+                | Reason::NoRoute
+                | Reason::BeyondScope
+                | Reason::FailedPolicy
+                | Reason::RejectRoute
+                | Reason::TimeExceeded
+        )
+    }
+
     /// The reason an ICMP (IPv4) error of `icmp_type` and `code` gives for
     /// a probe it quotes, if it is one that proves filtering.
     pub fn from_icmpv4(icmp_type: u8, code: u8) -> Option<Reason> {

@@ -132,6 +132,27 @@ pub enum ScanEvent {
     HostDone(Box<HostReport>),
 }
 
+/// A try waiting in a host's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Queued {
+    port: u16,
+    try_no: u8,
+    /// A retry of a port whose try at the settled pace went unanswered: it
+    /// most likely draws no rate-limited error either, so it does not wait
+    /// for the host's pace (see [`ScanPlan::pace_to_answers`]).
+    quiet: bool,
+}
+
+impl Queued {
+    fn new(port: u16, try_no: u8) -> Queued {
+        Queued {
+            port,
+            try_no,
+            quiet: false,
+        }
+    }
+}
+
 /// A probe in flight, in the slab.
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
@@ -153,7 +174,7 @@ struct HostScan {
     outstanding: u32,
     /// (port, try) ready to send: retries, and first tries deferred while
     /// the host's window was full.
-    queue: VecDeque<(u16, u8)>,
+    queue: VecDeque<Queued>,
     in_ready: bool,
     rtt: RttEstimator,
     window: Window,
@@ -176,6 +197,8 @@ struct HostScan {
     error_window_start: Option<Instant>,
     /// The host's ICMP errors are not rate limited: it is not paced.
     unlimited: bool,
+    /// ICMP errors (port or protocol unreachables) the host sent.
+    icmp_errors: u32,
     results: Vec<PortOutcome>,
     timed_out: bool,
     reported: bool,
@@ -184,9 +207,21 @@ struct HostScan {
 }
 
 impl HostScan {
+    /// At the settled pace each probe waits for the token a rate-limited
+    /// ICMP error would cost; a probe answered otherwise (a UDP answer)
+    /// cost none, so the next one need not wait for it. Only when no probe
+    /// went out since (the wait is still that probe's). Silence is no such
+    /// proof: the answer may have been cut for want of a token.
+    fn refund_pace(&mut self, entry: &InFlight, scan_delay: Duration) {
+        if self.next_allowed == Some(entry.sent_at + self.send_delay.max(scan_delay)) {
+            self.next_allowed = Some(entry.sent_at + scan_delay);
+        }
+    }
+
     /// Counts an ICMP error from the host; enough of them within a second
     /// show it does not rate-limit them, and end its pacing.
     fn count_error(&mut self, now: Instant) {
+        self.icmp_errors = self.icmp_errors.saturating_add(1);
         let start = *self.error_window_start.get_or_insert(now);
         if now.saturating_duration_since(start) > Duration::from_secs(1) {
             self.error_window_start = Some(now);
@@ -315,7 +350,7 @@ const PRIOR_LOST: f64 = 0.1;
 pub const PACING_START: Duration = Duration::from_millis(25);
 /// The longest: a little over a second, Linux's pace for ICMP errors,
 /// so that its token bucket has refilled when each probe arrives.
-pub const PACING_MAX: Duration = Duration::from_millis(1100);
+pub const PACING_MAX: Duration = Duration::from_millis(1050);
 
 /// Answers from the scan's hosts before a silent host's budget follows
 /// theirs.
@@ -577,6 +612,19 @@ impl Scheduler {
                 host.in_ready = false;
                 continue;
             }
+            // Held by its pace alone: a quiet retry may go (not by a user's
+            // --scan-delay, nor by a full window).
+            let paced_only = matches!(blocked, Some(Some(_))) && self.timing.scan_delay.is_zero();
+            if paced_only && let Some(i) = host.queue.iter().position(|q| q.quiet) {
+                let Queued { port, try_no, .. } = host.queue.remove(i).expect("found");
+                if host.queue.is_empty() {
+                    host.in_ready = false;
+                } else {
+                    self.ready.push_back(h);
+                }
+                self.queued -= 1;
+                return Some(self.dispatch(h, port, try_no, now, false));
+            }
             if let Some(until) = blocked {
                 // Stays marked while it waits in the delay heap.
                 host.in_ready = until.is_some();
@@ -585,23 +633,23 @@ impl Scheduler {
                 }
                 continue;
             }
-            let (port, try_no) = host.queue.pop_front().expect("queue is not empty");
+            let Queued { port, try_no, .. } = host.queue.pop_front().expect("queue is not empty");
             if host.queue.is_empty() {
                 host.in_ready = false;
             } else {
                 self.ready.push_back(h);
             }
             self.queued -= 1;
-            return Some(self.dispatch(h, port, try_no, now));
+            return Some(self.dispatch(h, port, try_no, now, true));
         }
         // Then the next first tries in the order.
         while self.queued < MAX_QUEUED {
             let (h, port) = self.next_fresh_pair()?;
             match self.host_blocked(h, now, forced) {
-                None => return Some(self.dispatch(h, port, 0, now)),
+                None => return Some(self.dispatch(h, port, 0, now, true)),
                 Some(until) => {
                     let host = self.hosts[h as usize].as_mut().expect("live host");
-                    host.queue.push_back((port, 0));
+                    host.queue.push_back(Queued::new(port, 0));
                     self.queued += 1;
                     if let Some(until) = until
                         && !host.in_ready
@@ -656,6 +704,12 @@ impl Scheduler {
         {
             host.count_error(now);
         }
+        if self.pace_to_answers
+            && !reply.reason.is_icmp_error()
+            && host.paced_at.is_some_and(|t| entry.sent_at >= t)
+        {
+            host.refund_pace(&entry, self.timing.scan_delay);
+        }
         self.resolve(
             entry.host,
             entry.port,
@@ -707,7 +761,7 @@ impl Scheduler {
         };
         self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
-        host.queue.push_front((entry.port, entry.try_no));
+        host.queue.push_front(Queued::new(entry.port, entry.try_no));
         self.queued += 1;
         self.mark_ready(entry.host);
         let _ = now;
@@ -767,7 +821,10 @@ impl Scheduler {
         // Paced to its answers: silence from a host that does answer may be
         // its rate limit; slow down, and until the pace reaches its most,
         // keep trying (the ports are not given up while the pace is off).
-        let pacing = self.pace_to_answers && host.answered_ports > 0 && !host.unlimited;
+        // Only a host that sends rate-limited errors at all (port or
+        // protocol unreachables) can have them cut: behind a firewall that
+        // drops, silence is silence.
+        let pacing = self.pace_to_answers && host.icmp_errors > 0 && !host.unlimited;
         if pacing && host.send_delay < PACING_MAX {
             host.send_delay = (host.send_delay * 2).clamp(PACING_START, PACING_MAX);
             host.most_paced = host.most_paced.max(host.send_delay);
@@ -787,12 +844,11 @@ impl Scheduler {
         let (retries, next_try) = if unsettled {
             (max_retries, 1)
         } else if pacing {
-            // At the settled pace, a lost answer is the limit's jitter more
-            // often than the port's silence: two retries at least.
-            let budget = host
-                .retry_budget(max_retries, scanned, None)
-                .max(PACED_RETRIES);
-            (budget.min(max_retries), entry.try_no + 1)
+            // At the settled pace the limit lets every answer through: the
+            // retries the host needed before are the limit's doing, not the
+            // path's. A lost answer is then the limit's jitter or the
+            // path's loss: two retries.
+            (PACED_RETRIES.min(max_retries), entry.try_no + 1)
         } else {
             (
                 host.retry_budget(max_retries, scanned, others),
@@ -801,8 +857,18 @@ impl Scheduler {
         };
         let allowed_tries = retries + 1;
         if (unsettled || entry.try_no + 1 < allowed_tries) && !host.timed_out {
-            host.queue.push_back((entry.port, next_try));
+            let quiet = pacing && !unsettled;
+            host.queue.push_back(Queued {
+                port: entry.port,
+                try_no: next_try,
+                quiet,
+            });
             self.queued += 1;
+            if quiet && host.in_ready {
+                // The host may wait in the delay heap for its pace, which
+                // a quiet retry does not wait for.
+                self.ready.push_back(entry.host);
+            }
             self.mark_ready(entry.host);
         } else {
             let state = self.silent_state;
@@ -917,7 +983,9 @@ impl Scheduler {
         }
     }
 
-    fn dispatch(&mut self, h: u32, port: u16, try_no: u8, now: Instant) -> Probe {
+    /// Sends `port`'s try `try_no` to host `h`; `paced`: the host's pace
+    /// applies to the probe after it.
+    fn dispatch(&mut self, h: u32, port: u16, try_no: u8, now: Instant, paced: bool) -> Probe {
         let scan_delay = self.timing.scan_delay;
         let host_timeout = self.timing.host_timeout;
         let initial = self
@@ -932,7 +1000,11 @@ impl Scheduler {
             }
         }
         host.outstanding += 1;
-        let delay = scan_delay.max(host.send_delay);
+        let delay = if paced {
+            scan_delay.max(host.send_delay)
+        } else {
+            scan_delay
+        };
         if !delay.is_zero() {
             host.next_allowed = Some(now + delay);
         }
@@ -1063,7 +1135,7 @@ impl Scheduler {
                 let h = self.new_host(target);
                 let host = self.hosts[h as usize].as_mut().expect("new host");
                 for &i in &self.first {
-                    host.queue.push_back((self.ports[i], 0));
+                    host.queue.push_back(Queued::new(self.ports[i], 0));
                 }
                 self.queued += self.first.len();
                 self.mark_ready(h);
@@ -1109,6 +1181,7 @@ impl Scheduler {
             errors_in_window: 0,
             error_window_start: None,
             unlimited: false,
+            icmp_errors: 0,
             results: Vec::new(),
             timed_out: false,
             reported: false,
@@ -1903,6 +1976,70 @@ mod tests {
             },
             None,
         )
+    }
+
+    #[test]
+    fn silence_at_the_settled_pace_costs_no_pace_interval() {
+        // 25 closed ports behind the limit and 25 silent ones: the silent
+        // ports' tries at the settled pace cost their timeouts, not a
+        // second each (no ICMP error spent a token of the limit).
+        let mut p = plan(&["198.18.0.2"], &[], (1..=50).collect(), fast());
+        p.silent_state = PortState::OpenFiltered;
+        p.pace_to_answers = true;
+        let mut buckets = Buckets(BTreeMap::new());
+        let run = simulate_full(
+            p,
+            |probe, now| {
+                (probe.port > 25 && buckets.take(probe.addr, now)).then_some((
+                    Reply {
+                        state: PortState::Closed,
+                        reason: Reason::PortUnreach,
+                        ttl: None,
+                    },
+                    Duration::from_millis(1),
+                ))
+            },
+            None,
+        );
+        for (&(_, port), outcome) in &run.ports {
+            let want = if port <= 25 {
+                PortState::OpenFiltered
+            } else {
+                PortState::Closed
+            };
+            assert_eq!(outcome.state, want, "port {port}");
+        }
+        // The limit's floor is about 19 s (25 errors, 6 at once), plus a
+        // pace interval for each silent port's first try at the settled
+        // pace; its two retries do not wait (three tries each at the pace
+        // would take 80 s more).
+        assert!(run.elapsed < Duration::from_secs(55), "{:?}", run.elapsed);
+    }
+
+    #[test]
+    fn a_host_that_sends_no_icmp_errors_is_not_paced() {
+        // A firewall that drops every UDP port but two open services: no
+        // error to rate-limit, so the silence of 198 ports is silence.
+        let mut p = plan(&["198.18.0.2"], &[], (1..=200).collect(), fast());
+        p.silent_state = PortState::OpenFiltered;
+        p.pace_to_answers = true;
+        let run = simulate_full(
+            p,
+            |probe, _| {
+                [53, 123].contains(&probe.port).then_some((
+                    Reply {
+                        state: PortState::Open,
+                        reason: Reason::UdpResponse,
+                        ttl: None,
+                    },
+                    Duration::from_millis(1),
+                ))
+            },
+            None,
+        );
+        assert_eq!(run.ports.len(), 200);
+        assert_eq!(run.stats.pacing_increases, 0);
+        assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
     }
 
     #[test]
