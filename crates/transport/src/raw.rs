@@ -347,6 +347,13 @@ pub(crate) struct PortReservation {
 }
 
 impl PortReservation {
+    /// Whether a datagram from `src` to `dst` port answers our probes:
+    /// to one of our ports, and not from one (our own probes, seen
+    /// arriving when the target is on loopback).
+    fn answers(&self, (src, dst): (u16, u16)) -> bool {
+        !self.contains(src) && self.contains(dst)
+    }
+
     /// The source port of a probe's try.
     pub(crate) fn port_for(&self, try_no: u8) -> u16 {
         self.base + u16::from(try_no) % self.count
@@ -1287,7 +1294,7 @@ impl Judge<'_> {
             } => {
                 // Our own probes, seen arriving on loopback, and datagrams
                 // that are not for us.
-                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                if !self.our_ports.answers((src_port, dst_port)) {
                     return;
                 }
                 self.stats.received += 1;
@@ -1388,7 +1395,7 @@ impl Judge<'_> {
                 dst_port,
                 payload,
             } => {
-                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                if !self.our_ports.answers((src_port, dst_port)) {
                     return;
                 }
                 self.stats.received += 1;
@@ -1409,7 +1416,7 @@ impl Judge<'_> {
                 vtag,
                 chunk,
             } => {
-                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                if !self.our_ports.answers((src_port, dst_port)) {
                     return;
                 }
                 self.stats.received += 1;
@@ -1511,7 +1518,7 @@ impl Judge<'_> {
                 src_port,
                 dst_port,
                 payload,
-            } if self.our_ports.contains(dst_port) && !self.our_ports.contains(src_port) => {
+            } if self.our_ports.answers((src_port, dst_port)) => {
                 if !self.echoes_cookie((src, src_port), (dst, dst_port), payload.of(bytes)) {
                     return;
                 }
@@ -1592,7 +1599,7 @@ impl Judge<'_> {
                 vtag,
                 chunk,
             } => {
-                if self.our_ports.contains(src_port) || !self.our_ports.contains(dst_port) {
+                if !self.our_ports.answers((src_port, dst_port)) {
                     return;
                 }
                 self.stats.received += 1;

@@ -20,7 +20,7 @@
 
 use core::net::IpAddr;
 
-use crate::bytes::{put_bytes, put8, put16};
+use crate::bytes::{put_bytes, put16};
 use crate::checksum;
 use crate::error::StampError;
 use crate::{ipv4, ipv6};
@@ -69,27 +69,12 @@ pub fn write_bare(
     // constant 8: the casts cannot truncate).
     let pseudo = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            use ipv4::field as f;
-            put8(out, f::VER_IHL, 0x45);
             // At most 48: the cast cannot truncate.
-            put16(out, f::TOTAL_LEN, len as u16);
-            put16(out, f::IDENT, ip_id);
-            put8(out, f::TTL, 64);
-            put8(out, f::PROTOCOL, protocol);
-            put_bytes(out, f::SRC_ADDR, s.octets());
-            put_bytes(out, f::DST_ADDR, d.octets());
-            let sum = checksum::checksum(out.get(..ipv4::HEADER_LEN).unwrap_or(&[]));
-            put16(out, f::CHECKSUM, sum);
+            ipv4::write_header(out, (s, d), protocol, len as u16, ip_id);
             0
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            use ipv6::field as f;
-            put8(out, f::VER_TC_FLOW, 0x60);
-            put16(out, f::PAYLOAD_LEN, BARE_PAYLOAD_LEN as u16);
-            put8(out, f::NEXT_HEADER, protocol);
-            put8(out, f::HOP_LIMIT, 64);
-            put_bytes(out, f::SRC_ADDR, s.octets());
-            put_bytes(out, f::DST_ADDR, d.octets());
+            ipv6::write_header(out, (&s, &d), protocol, BARE_PAYLOAD_LEN as u16);
             checksum::pseudo_header_v6(&s, &d, protocol, BARE_PAYLOAD_LEN as u32)
         }
         // Checked above.

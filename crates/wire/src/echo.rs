@@ -14,7 +14,7 @@
 
 use core::net::IpAddr;
 
-use crate::bytes::{be32, ipv4_at, ipv6_at, put_bytes, put8, put16, tail, u8_at};
+use crate::bytes::{be32, ipv4_at, ipv6_at, put8, put16, tail, u8_at};
 use crate::checksum;
 use crate::error::StampError;
 use crate::ip_protocol;
@@ -102,16 +102,7 @@ pub fn write_query(
     let body16 = body as u16;
     let (icmp_type, pseudo) = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            use ipv4::field as f;
-            put8(out, f::VER_IHL, 0x45);
-            put16(out, f::TOTAL_LEN, len as u16);
-            put16(out, f::IDENT, ip_id);
-            put8(out, f::TTL, 64);
-            put8(out, f::PROTOCOL, ip_protocol::ICMP);
-            put_bytes(out, f::SRC_ADDR, s.octets());
-            put_bytes(out, f::DST_ADDR, d.octets());
-            let sum = checksum::checksum(out.get(..ipv4::HEADER_LEN).unwrap_or(&[]));
-            put16(out, f::CHECKSUM, sum);
+            ipv4::write_header(out, (s, d), ip_protocol::ICMP, len as u16, ip_id);
             let t = match query {
                 IcmpQuery::Echo => crate::icmp::v4::ECHO_REQUEST,
                 IcmpQuery::Timestamp => TIMESTAMP_REQUEST,
@@ -120,13 +111,7 @@ pub fn write_query(
             (t, 0)
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            use ipv6::field as f;
-            put8(out, f::VER_TC_FLOW, 0x60);
-            put16(out, f::PAYLOAD_LEN, body16);
-            put8(out, f::NEXT_HEADER, ip_protocol::ICMPV6);
-            put8(out, f::HOP_LIMIT, 64);
-            put_bytes(out, f::SRC_ADDR, s.octets());
-            put_bytes(out, f::DST_ADDR, d.octets());
+            ipv6::write_header(out, (&s, &d), ip_protocol::ICMPV6, body16);
             let pseudo = checksum::pseudo_header_v6(&s, &d, ip_protocol::ICMPV6, u32::from(body16));
             (crate::icmp::v6::ECHO_REQUEST, pseudo)
         }

@@ -41,6 +41,28 @@ pub(crate) mod field {
 /// The length of an IPv4 header without options.
 pub const HEADER_LEN: usize = 20;
 
+/// Writes an IPv4 header without options (TTL 64, its checksum filled) at
+/// the start of `out`, over zeroed bytes; does nothing if `out` is shorter
+/// than a header.
+pub(crate) fn write_header(
+    out: &mut [u8],
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    protocol: u8,
+    total_len: u16,
+    ident: u16,
+) {
+    use crate::bytes::{put_bytes, put8, put16};
+    put8(out, field::VER_IHL, 0x45);
+    put16(out, field::TOTAL_LEN, total_len);
+    put16(out, field::IDENT, ident);
+    put8(out, field::TTL, 64);
+    put8(out, field::PROTOCOL, protocol);
+    put_bytes(out, field::SRC_ADDR, src.octets());
+    put_bytes(out, field::DST_ADDR, dst.octets());
+    let sum = checksum::checksum(out.get(..HEADER_LEN).unwrap_or(&[]));
+    put16(out, field::CHECKSUM, sum);
+}
+
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const FRAG_OFFSET_MASK: u16 = 0x1fff;

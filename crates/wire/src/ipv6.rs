@@ -35,6 +35,23 @@ pub(crate) mod field {
 /// The length of the IPv6 fixed header.
 pub const HEADER_LEN: usize = 40;
 
+/// Writes an IPv6 header (hop limit 64) at the start of `out`, over zeroed
+/// bytes; does nothing past the end of `out`.
+pub(crate) fn write_header(
+    out: &mut [u8],
+    (src, dst): (&Ipv6Addr, &Ipv6Addr),
+    next_header: u8,
+    payload_len: u16,
+) {
+    use crate::bytes::{put_bytes, put8, put16};
+    put8(out, field::VER_TC_FLOW, 0x60);
+    put16(out, field::PAYLOAD_LEN, payload_len);
+    put8(out, field::NEXT_HEADER, next_header);
+    put8(out, field::HOP_LIMIT, 64);
+    put_bytes(out, field::SRC_ADDR, src.octets());
+    put_bytes(out, field::DST_ADDR, dst.octets());
+}
+
 /// The length of a Fragment header, and the unit of the other extension
 /// headers' lengths (RFC 8200, section 4).
 const EXTENSION_UNIT: usize = 8;
