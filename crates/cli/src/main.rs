@@ -249,6 +249,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             .skip(1)
             .map(|(kind, proto, ports)| (scan_type(*kind), *proto, ports.clone()))
             .collect(),
+        version_detection: version_db.is_some(),
     };
     outputs.begin(&info)?;
     let engine = Engine {

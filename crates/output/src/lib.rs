@@ -49,6 +49,9 @@ pub struct ScanInfo {
     /// Further scans of the same run (`-sU` beside a TCP scan): nmap's
     /// name, protocol and ports of each.
     pub more_scans: Vec<(&'static str, Protocol, Vec<u16>)>,
+    /// Whether version detection (`-sV`) runs after the port scan: port
+    /// results then take their final form only when their host is done.
+    pub version_detection: bool,
 }
 
 impl ScanInfo {
