@@ -1,8 +1,10 @@
 //! Version detection (`-sV`) against real daemons started inside a lab
 //! host's namespace: OpenSSH, nginx (HTTP on 80 and 8081, HTTPS with a
-//! self-signed certificate on 443 and 8444), Redis and memcached, each
-//! identified with the product and version of the installed Debian
-//! package; and against hostile services (a flood, a drip, a mute peer,
+//! self-signed certificate on 443 and 8444), Redis and memcached, vsftpd,
+//! dnsmasq, mosquitto, rpcbind, MariaDB, PostgreSQL, Dovecot and Exim over
+//! TCP, and dnsmasq, rpcbind, chrony, snmpd and memcached over UDP (`-sU
+//! -sV`), each identified with the product and version of the installed
+//! Debian package; and against hostile services (a flood, a drip, a mute peer,
 //! terminal escapes with invalid UTF-8, broken TLS) that must cost
 //! bounded time and memory and leave the output escaped.
 //!
@@ -460,7 +462,7 @@ fn versiondb_errors_are_reported_with_line_numbers() {
 }
 
 /// The second set of daemons, with the Debian packages that carry them.
-const MORE_PROGRAMS: [(&str, &str); 8] = [
+const MORE_PROGRAMS: [(&str, &str); 9] = [
     ("/usr/sbin/vsftpd", "vsftpd"),
     ("/usr/sbin/dnsmasq", "dnsmasq"),
     ("/usr/sbin/mosquitto", "mosquitto"),
@@ -469,6 +471,7 @@ const MORE_PROGRAMS: [(&str, &str); 8] = [
     ("/usr/lib/postgresql", "postgresql"),
     ("/usr/lib/dovecot/imap-login", "dovecot-imapd"),
     ("/usr/lib/dovecot/pop3-login", "dovecot-pop3d"),
+    ("/usr/sbin/exim4", "exim4-daemon-light"),
 ];
 
 fn vsftpd(host: &Host, dir: &Path) -> Daemon {
@@ -516,14 +519,54 @@ fn mosquitto(host: &Host, dir: &Path) -> Daemon {
 }
 
 fn rpcbind(host: &Host) -> Daemon {
-    std::fs::create_dir_all("/run/rpcbind").unwrap();
-    let mut cmd = Command::new("/usr/sbin/rpcbind");
-    // -i: registrations from the lab host's own address (below), which is
-    // not loopback; the namespace keeps everyone else out.
-    cmd.args(["-f", "-w", "-i"])
+    // rpcbind keeps a lock and a socket under /run, shared by the whole
+    // machine: it gets a private /run in a mount namespace of its own (so
+    // tests running at once do not share one). -i: registrations from the
+    // lab host's own address (below), which is not loopback; the network
+    // namespace keeps everyone else out.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && \
+             exec /usr/sbin/rpcbind -f -w -i",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     start(host, cmd, 111)
+}
+
+/// Exim as a foreground SMTP daemon on port 25 with a configuration of
+/// its own (no DNS or ident lookups, no TLS, no relaying).
+fn exim(host: &Host, dir: &Path) -> Daemon {
+    let d = dir.join("exim");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        "keep_environment =\n\
+         primary_hostname = lab.test\n\
+         spool_directory = {d}/spool\n\
+         log_file_path = {d}/%slog\n\
+         pid_file_path = {d}/exim.pid\n\
+         daemon_smtp_ports = 25\n\
+         local_interfaces = 0.0.0.0\n\
+         exim_user = root\n\
+         exim_group = root\n\
+         host_lookup =\n\
+         rfc1413_hosts =\n\
+         tls_advertise_hosts =\n\
+         acl_smtp_rcpt = refuse\n\
+         begin acl\n\
+         refuse:\n  deny\n",
+        d = d.display()
+    );
+    let path = d.join("exim.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new("/usr/sbin/exim4");
+    cmd.arg("-bdf")
+        .arg("-C")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    start(host, cmd, 25)
 }
 
 /// A fake NFS server on TCP 2049 (it answers every RPC call with
@@ -643,6 +686,46 @@ fn postgresql_bin() -> PathBuf {
     versions.pop().expect("a postgres binary")
 }
 
+/// The major version of the newest installed PostgreSQL (its binaries'
+/// directory, as Debian lays them out: /usr/lib/postgresql/15/bin), which
+/// its package confirms (postgresql-15, 15.x-...).
+fn postgresql_major() -> u32 {
+    let bin = postgresql_bin();
+    let major: u32 = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("a major version directory");
+    let (upstream, _) = upstream_and_revision(&package_version(&format!("postgresql-{major}")));
+    assert!(
+        upstream.starts_with(&format!("{major}.")),
+        "postgresql-{major} is {upstream}"
+    );
+    major
+}
+
+/// Whether `major` lies in a version range as the database writes them:
+/// `14 - 16`, `17`, `18 or later`, `9.5 or earlier` (majors before 10
+/// count as 9).
+fn major_in_range(major: u32, range: &str) -> bool {
+    let first = |v: &str| -> u32 {
+        v.split('.')
+            .next()
+            .and_then(|m| m.trim().parse().ok())
+            .expect("a version number")
+    };
+    if let Some(low) = range.strip_suffix(" or later") {
+        major >= first(low)
+    } else if let Some(high) = range.strip_suffix(" or earlier") {
+        major <= first(high)
+    } else if let Some((low, high)) = range.split_once(" - ") {
+        (first(low)..=first(high)).contains(&major)
+    } else {
+        major == first(range)
+    }
+}
+
 fn postgresql(host: &Host, dir: &Path) -> Daemon {
     let bin = postgresql_bin();
     let data = dir.join("pg");
@@ -683,11 +766,12 @@ fn more_daemons_are_identified() {
     let _mariadb = mariadb(host, &dir);
     let _postgresql = postgresql(host, &dir);
     let _dovecot = dovecot(host, &dir);
+    let _exim = exim(host, &dir);
 
     let (out, services) = scan(
         &lab,
         host.ipv4().into(),
-        "21,53,110,111,143,1883,2049,3306,5432",
+        "21,25,53,110,111,143,1883,2049,3306,5432",
         &[],
     );
     assert_success(&out);
@@ -711,9 +795,254 @@ fn more_daemons_are_identified() {
     assert_eq!(service(&services, 2049)["extrainfo"], "RPC #100003");
     expect(1883, "mqtt", Some("Mosquitto"), upstream("mosquitto"));
     expect(3306, "mysql", Some("MariaDB"), upstream("mariadb-server"));
-    expect(5432, "postgresql", Some("PostgreSQL DB"), None);
+    // PostgreSQL names no version before authentication: detection dates
+    // it to a range of major versions, which holds the installed one.
+    let pg = service(&services, 5432);
+    assert_eq!(pg["name"], "postgresql", "{pg}");
+    assert_eq!(pg["product"], "PostgreSQL DB", "{pg}");
+    let major = postgresql_major();
+    let range = pg["version"].as_str().expect("a PostgreSQL version range");
+    assert!(
+        major_in_range(major, range),
+        "PostgreSQL {major} is not in {range:?}"
+    );
+    // Exim tells its version in its greeting.
+    expect(
+        25,
+        "smtp",
+        Some("Exim smtpd"),
+        upstream("exim4-daemon-light"),
+    );
+    assert_eq!(service(&services, 25)["hostname"], "lab.test");
     expect(110, "pop3", Some("Dovecot pop3d"), None);
     expect(143, "imap", Some("Dovecot imapd"), None);
+}
+
+/// The UDP daemons, with the Debian packages that carry them.
+const UDP_PROGRAMS: [(&str, &str); 5] = [
+    ("/usr/sbin/dnsmasq", "dnsmasq"),
+    ("/usr/sbin/rpcbind", "rpcbind"),
+    ("/usr/sbin/chronyd", "chrony"),
+    ("/usr/sbin/snmpd", "snmpd"),
+    ("/usr/bin/memcached", "memcached"),
+];
+
+/// Waits until `port` answers `request` over UDP (a bounded poll: UDP
+/// daemons have no listening socket to connect to).
+fn wait_for_udp(host: &Host, port: u16, request: &'static [u8]) {
+    let addr = host.socket_v4(port);
+    let started = Instant::now();
+    while started.elapsed() < START_WAIT {
+        let answered = host
+            .run(move || -> bool {
+                let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") else {
+                    return false;
+                };
+                let _ = socket.set_read_timeout(Some(Duration::from_millis(300)));
+                let mut buf = [0u8; 2048];
+                socket.send_to(request, addr).is_ok() && socket.recv(&mut buf).is_ok()
+            })
+            .expect("enter the lab host");
+        if answered {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing answers on UDP {addr}");
+}
+
+/// chronyd serving its own clock at stratum 10 to anyone, never touching
+/// the system clock.
+fn chronyd(host: &Host, dir: &Path) -> Daemon {
+    let d = dir.join("chrony");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = d.join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port 123\nallow all\nlocal stratum 10\ncmdport 0\nbindcmdaddress /\n\
+             pidfile {0}/chronyd.pid\ndriftfile {0}/drift\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("/usr/sbin/chronyd");
+    cmd.args(["-d", "-x", "-u", "root", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let daemon = host.spawn(cmd).expect("spawn chronyd");
+    // An NTP v4 client request (RFC 5905).
+    const NTP: &[u8] = b"\xe3\0\x0a\xec\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\
+        \0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0portolan";
+    wait_for_udp(host, 123, NTP);
+    daemon
+}
+
+/// snmpd answering community "public" on UDP 161 with the whole MIB.
+fn snmpd(host: &Host, dir: &Path) -> Daemon {
+    let d = dir.join("snmpd");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = d.join("snmpd.conf");
+    std::fs::write(&conf, "agentaddress udp:161\nrocommunity public\n").unwrap();
+    let mut cmd = Command::new("/usr/sbin/snmpd");
+    cmd.args(["-f", "-C", "-c"])
+        .arg(&conf)
+        .arg("-Lf")
+        .arg(d.join("log"))
+        .arg("-p")
+        .arg(d.join("pid"))
+        .env("SNMP_PERSISTENT_DIR", d.join("persistent"))
+        .env("MIBS", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let daemon = host.spawn(cmd).expect("spawn snmpd");
+    // SNMPv1 GetRequest for sysDescr.0, community "public" (RFC 1157).
+    const GET: &[u8] = b"0)\x02\x01\x00\x04\x06public\xa0\x1c\x02\x04PLWT\x02\x01\x00\x02\x01\x00\
+        0\x0e0\x0c\x06\x08+\x06\x01\x02\x01\x01\x01\x00\x05\x00";
+    wait_for_udp(host, 161, GET);
+    daemon
+}
+
+/// memcached with UDP (and TCP) on `port`.
+fn memcached_udp(host: &Host, port: u16) -> Daemon {
+    let port_text = port.to_string();
+    let mut cmd = Command::new("/usr/bin/memcached");
+    cmd.args([
+        "-u", "root", "-l", "0.0.0.0", "-p", &port_text, "-U", &port_text,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    start(host, cmd, port)
+}
+
+/// Every `"type":"port"` line of a JSON-lines file.
+fn read_port_lines(json: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(json).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "port")
+        .collect()
+}
+
+/// `-sU -sV` (issue 6): UDP probes name dnsmasq, rpcbind, chrony, snmpd
+/// and memcached with their packages' versions where the daemon tells
+/// one. memcached on 11311, a port the scan has no payload for, is
+/// open|filtered after the scan: its answer to a version probe makes it
+/// open (reason udp-response), on the port line of the JSON output too.
+#[test]
+fn udp_daemons_are_identified() {
+    if !installed("udp_daemons_are_identified", &UDP_PROGRAMS) {
+        return;
+    }
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let _dnsmasq = dnsmasq(host, &dir);
+    let _rpcbind = rpcbind(host);
+    let _chronyd = chronyd(host, &dir);
+    let _snmpd = snmpd(host, &dir);
+    let _memcached = memcached_udp(host, 11211);
+    let _memcached_other = memcached_udp(host, 11311);
+
+    let json = dir.join("udp.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sU", "-sV", "-Pn", "--no-progress", "-p"])
+        .arg("53,111,123,161,11211,11311")
+        .arg("-oJ")
+        .arg(&json)
+        .arg("-oN")
+        .arg("-")
+        .arg(host.ipv4().to_string())
+        .output()
+        .expect("run portolan in the lab");
+    let text = assert_success(&out);
+    let services = read_services(&json);
+    let ports = read_port_lines(&json);
+
+    let upstream = |package: &str| upstream_and_revision(&package_version(package)).0;
+    // Debian's repacks carry "+dfsg" in their upstream version; the
+    // daemon does not.
+    let unrepacked = |version: String| match version.split_once("+dfsg") {
+        Some((v, _)) => v.to_string(),
+        None => version,
+    };
+    let expect = |port: u16, name: &str, product: Option<&str>, version: Option<String>| {
+        let s = services
+            .iter()
+            .find(|s| s["port"] == port && s["proto"] == "udp")
+            .unwrap_or_else(|| panic!("no UDP service for {port} in {services:#?}"));
+        assert_eq!(s["name"], name, "port {port}: {s}");
+        assert_eq!(s["product"].as_str(), product, "port {port}: {s}");
+        assert_eq!(
+            s["version"].as_str(),
+            version.as_deref(),
+            "port {port}: {s}"
+        );
+        assert_eq!(s["method"], "probed", "port {port}: {s}");
+        // The port line carries the same service, in the final state.
+        let line = ports
+            .iter()
+            .find(|p| p["port"] == port && p["proto"] == "udp")
+            .unwrap_or_else(|| panic!("no port line for {port}/udp"));
+        assert_eq!(line["state"], "open", "{line}");
+        assert_eq!(line["service"], name, "{line}");
+        assert_eq!(line["product"].as_str(), product, "{line}");
+        assert_eq!(line["version"].as_str(), version.as_deref(), "{line}");
+    };
+    expect(
+        53,
+        "domain",
+        Some("dnsmasq"),
+        Some(upstream("dnsmasq-base")),
+    );
+    expect(111, "rpcbind", None, Some("2-4".into()));
+    // chrony tells no version over NTP.
+    expect(123, "ntp", Some("chrony"), None);
+    expect(
+        161,
+        "snmp",
+        Some("net-snmp"),
+        Some(unrepacked(upstream("snmpd"))),
+    );
+    let memcached = Some(upstream("memcached"));
+    expect(11211, "memcached", Some("Memcached"), memcached.clone());
+    expect(11311, "memcached", Some("Memcached"), memcached);
+    let other = ports
+        .iter()
+        .find(|p| p["port"] == 11311)
+        .expect("11311 port line");
+    assert_eq!(other["reason"], "udp-response", "{other}");
+    // The normal output's table says the same.
+    let line = table_line(&text, "11311/udp");
+    assert!(
+        line.starts_with("11311/udp open memcached Memcached"),
+        "{line}"
+    );
+    // The summary counts the port as open.
+    let summary: Value = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .expect("summary line");
+    assert_eq!(summary["ports"]["open"], 6, "{summary}");
+
+    // Without -sV the scan alone cannot tell 11311 open.
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sU", "-Pn", "--no-progress", "-p", "11311"])
+        .arg(host.ipv4().to_string())
+        .output()
+        .expect("run portolan in the lab");
+    let text = assert_success(&out);
+    assert!(
+        table_line(&text, "11311/udp").starts_with("11311/udp open|filtered"),
+        "{text}"
+    );
 }
 
 /// Hostile services next to a well-behaved one: each ends within the
