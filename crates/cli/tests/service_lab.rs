@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use portolan_lab::{Daemon, Host, Lab, lab_or_skip, under_ci};
+use portolan_lab::daemons::{self, upstream_and_revision};
+use portolan_lab::{Host, Lab, lab_or_skip, under_ci};
 use serde_json::Value;
 
 #[path = "util.rs"]
@@ -28,10 +29,6 @@ use util::{assert_success, portolan_bin, scratch_dir};
 
 /// How long a hostile service keeps misbehaving at most.
 const HOSTILE_BOUND: Duration = Duration::from_secs(20);
-
-/// How long a daemon may take to start listening (a hang guard: a loaded
-/// CI machine starts MariaDB slowly).
-const START_WAIT: Duration = Duration::from_secs(60);
 
 /// The daemons' programs, with the Debian packages that carry them.
 const PROGRAMS: [(&str, &str); 5] = [
@@ -61,156 +58,76 @@ fn installed(test: &str, programs: &[(&str, &str)]) -> bool {
     false
 }
 
-/// The installed version of a Debian package (`1:9.2p1-2+deb12u3`).
-fn package_version(package: &str) -> String {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${Version}", package])
-        .output()
-        .expect("dpkg-query");
-    assert!(out.status.success(), "{package} is not installed");
-    String::from_utf8(out.stdout).unwrap()
-}
+/// The daemons of [`portolan_lab::daemons`], started in `host` (a test
+/// fails at once, naming the daemon, if one cannot start).
+mod start {
+    use std::path::Path;
 
-/// A Debian version without its epoch, split into upstream version and
-/// Debian revision: `1:9.2p1-2+deb12u3` → (`9.2p1`, `2+deb12u3`).
-fn upstream_and_revision(version: &str) -> (String, String) {
-    let no_epoch = version.split_once(':').map_or(version, |(_, v)| v);
-    match no_epoch.rsplit_once('-') {
-        Some((up, rev)) => (up.to_string(), rev.to_string()),
-        None => (no_epoch.to_string(), String::new()),
+    use portolan_lab::{Daemon, Host, daemons};
+
+    fn up(name: &str, started: Result<Daemon, portolan_lab::LabError>) -> Daemon {
+        started.unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+    }
+
+    pub fn sshd(host: &Host, dir: &Path) -> Daemon {
+        up("sshd", daemons::sshd(host, dir))
+    }
+    pub fn nginx(host: &Host, dir: &Path) -> Daemon {
+        up("nginx", daemons::nginx(host, dir))
+    }
+    pub fn redis(host: &Host, dir: &Path) -> Daemon {
+        up("redis", daemons::redis(host, dir))
+    }
+    pub fn memcached(host: &Host, port: u16, udp: bool) -> Daemon {
+        up("memcached", daemons::memcached(host, port, udp))
+    }
+    pub fn vsftpd(host: &Host, dir: &Path) -> Daemon {
+        up("vsftpd", daemons::vsftpd(host, dir))
+    }
+    pub fn dnsmasq(host: &Host, dir: &Path) -> Daemon {
+        up("dnsmasq", daemons::dnsmasq(host, dir))
+    }
+    pub fn mosquitto(host: &Host, dir: &Path) -> Daemon {
+        up("mosquitto", daemons::mosquitto(host, dir))
+    }
+    pub fn rpcbind(host: &Host) -> Daemon {
+        up("rpcbind", daemons::rpcbind(host))
+    }
+    pub fn mariadb(host: &Host, dir: &Path) -> Daemon {
+        up("mariadb", daemons::mariadb(host, dir))
+    }
+    pub fn postgresql(host: &Host, dir: &Path) -> Daemon {
+        up("postgresql", daemons::postgresql(host, dir))
+    }
+    pub fn dovecot(host: &Host, dir: &Path) -> Daemon {
+        up("dovecot", daemons::dovecot(host, dir))
+    }
+    pub fn exim(host: &Host, dir: &Path) -> Daemon {
+        up("exim", daemons::exim(host, dir))
+    }
+    pub fn chronyd(host: &Host, dir: &Path) -> Daemon {
+        up("chronyd", daemons::chronyd(host, dir))
+    }
+    pub fn snmpd(host: &Host, dir: &Path) -> Daemon {
+        up("snmpd", daemons::snmpd(host, dir))
     }
 }
 
-fn run_ok(command: &mut Command) {
-    let out = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run");
+/// The installed version of a Debian package (`1:9.2p1-2+deb12u3`).
+fn package_version(package: &str) -> String {
+    daemons::package_version(package).unwrap_or_else(|e| panic!("{package}: {e}"))
+}
+
+/// The major version of the newest installed PostgreSQL, which its
+/// package confirms (postgresql-15, 15.x-...).
+fn postgresql_major() -> u32 {
+    let major = daemons::postgresql_major().expect("PostgreSQL's major version");
+    let (upstream, _) = upstream_and_revision(&package_version(&format!("postgresql-{major}")));
     assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        upstream.starts_with(&format!("{major}.")),
+        "postgresql-{major} is {upstream}"
     );
-}
-
-/// A self-signed certificate and key for `lab.test`.
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args([
-                "-subj",
-                "/CN=lab.test",
-                "-addext",
-                "subjectAltName=DNS:lab.test",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-    );
-    (cert, key)
-}
-
-fn start(host: &Host, command: Command, port: u16) -> Daemon {
-    let mut daemon = host.spawn(command).expect("spawn daemon");
-    daemon
-        .wait_for_tcp(host.socket_v4(port), START_WAIT)
-        .expect("daemon listening");
-    daemon
-}
-
-fn sshd(host: &Host, dir: &Path) -> Daemon {
-    let key = dir.join("ssh_host_ed25519_key");
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", ""])
-            .arg("-f")
-            .arg(&key),
-    );
-    // sshd wants its privilege-separation directory.
-    std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
-    let mut cmd = Command::new("/usr/sbin/sshd");
-    cmd.args(["-D", "-e", "-f", "/dev/null", "-p", "22"])
-        .arg("-h")
-        .arg(&key)
-        .args(["-o", "PidFile=none", "-o", "UsePAM=no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 22)
-}
-
-fn nginx(host: &Host, dir: &Path) -> Daemon {
-    let (cert, key) = certificate(dir);
-    let www = dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "lab\n").unwrap();
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\n\
-         worker_processes 1;\n\
-         pid {d}/nginx.pid;\n\
-         error_log {d}/nginx-error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {d}/body;\n\
-           proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n\
-           uwsgi_temp_path {d}/uwsgi;\n\
-           scgi_temp_path {d}/scgi;\n\
-           server {{ listen 80; listen 8081; root {www}; }}\n\
-           server {{ listen 443 ssl; listen 8444 ssl; root {www};\n\
-                    ssl_certificate {cert}; ssl_certificate_key {key}; }}\n\
-         }}\n",
-        www = www.display(),
-        cert = cert.display(),
-        key = key.display()
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new("/usr/sbin/nginx");
-    cmd.arg("-c")
-        .arg(&path)
-        .arg("-e")
-        .arg(dir.join("nginx-error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut daemon = start(host, cmd, 80);
-    daemon
-        .wait_for_tcp(host.socket_v4(443), START_WAIT)
-        .expect("nginx on 443");
-    daemon
-}
-
-fn redis(host: &Host, dir: &Path) -> Daemon {
-    let mut cmd = Command::new("/usr/bin/redis-server");
-    cmd.args([
-        "--port",
-        "6379",
-        "--bind",
-        "0.0.0.0",
-        "--protected-mode",
-        "no",
-    ])
-    .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-    .arg("--dir")
-    .arg(dir)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    start(host, cmd, 6379)
-}
-
-fn memcached(host: &Host) -> Daemon {
-    let mut cmd = Command::new("/usr/bin/memcached");
-    cmd.args(["-u", "root", "-l", "0.0.0.0", "-p", "11211", "-U", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 11211)
+    major
 }
 
 /// `portolan -sT -sV` in the lab's scanner namespace, and the JSON-lines
@@ -303,10 +220,10 @@ fn real_daemons_are_identified_with_their_package_versions() {
     let lab = lab_or_skip!();
     let host = lab.host(0);
     let dir = scratch_dir();
-    let _sshd = sshd(host, &dir);
-    let _nginx = nginx(host, &dir);
-    let _redis = redis(host, &dir);
-    let _memcached = memcached(host);
+    let _sshd = start::sshd(host, &dir);
+    let _nginx = start::nginx(host, &dir);
+    let _redis = start::redis(host, &dir);
+    let _memcached = start::memcached(host, 11211, false);
 
     let (out, services) = scan(
         &lab,
@@ -474,101 +391,6 @@ const MORE_PROGRAMS: [(&str, &str); 9] = [
     ("/usr/sbin/exim4", "exim4-daemon-light"),
 ];
 
-fn vsftpd(host: &Host, dir: &Path) -> Daemon {
-    let empty = dir.join("empty");
-    std::fs::create_dir_all(&empty).unwrap();
-    let conf = dir.join("vsftpd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listen=YES\nlisten_ipv6=NO\nlisten_port=21\nbackground=NO\n\
-             anonymous_enable=YES\nno_anon_password=YES\nlocal_enable=NO\n\
-             seccomp_sandbox=NO\nsecure_chroot_dir={0}\nanon_root={0}\n",
-            empty.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("/usr/sbin/vsftpd");
-    cmd.arg(&conf).stdout(Stdio::null()).stderr(Stdio::null());
-    start(host, cmd, 21)
-}
-
-fn dnsmasq(host: &Host, dir: &Path) -> Daemon {
-    let mut cmd = Command::new("/usr/sbin/dnsmasq");
-    cmd.args(["-k", "--conf-file=/dev/null", "--port=53", "--no-resolv"])
-        .args(["--no-hosts", "--user=root", "--group=root"])
-        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 53)
-}
-
-fn mosquitto(host: &Host, dir: &Path) -> Daemon {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        "listener 1883 0.0.0.0\nallow_anonymous true\npersistence false\nuser root\n",
-    )
-    .unwrap();
-    let mut cmd = Command::new("/usr/sbin/mosquitto");
-    cmd.arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 1883)
-}
-
-fn rpcbind(host: &Host) -> Daemon {
-    // rpcbind keeps a lock and a socket under /run, shared by the whole
-    // machine: it gets a private /run in a mount namespace of its own (so
-    // tests running at once do not share one). -i: registrations from the
-    // lab host's own address (below), which is not loopback; the network
-    // namespace keeps everyone else out.
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && \
-             exec /usr/sbin/rpcbind -f -w -i",
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 111)
-}
-
-/// Exim as a foreground SMTP daemon on port 25 with a configuration of
-/// its own (no DNS or ident lookups, no TLS, no relaying).
-fn exim(host: &Host, dir: &Path) -> Daemon {
-    let d = dir.join("exim");
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = format!(
-        "keep_environment =\n\
-         primary_hostname = lab.test\n\
-         spool_directory = {d}/spool\n\
-         log_file_path = {d}/%slog\n\
-         pid_file_path = {d}/exim.pid\n\
-         daemon_smtp_ports = 25\n\
-         local_interfaces = 0.0.0.0\n\
-         exim_user = root\n\
-         exim_group = root\n\
-         host_lookup =\n\
-         rfc1413_hosts =\n\
-         tls_advertise_hosts =\n\
-         acl_smtp_rcpt = refuse\n\
-         begin acl\n\
-         refuse:\n  deny\n",
-        d = d.display()
-    );
-    let path = d.join("exim.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new("/usr/sbin/exim4");
-    cmd.arg("-bdf")
-        .arg("-C")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 25)
-}
-
 /// A fake NFS server on TCP 2049 (it answers every RPC call with
 /// PROG_UNAVAIL), registered with the host's rpcbind as program 100003
 /// versions 3 and 4: version detection must name it from rpcbind's list.
@@ -591,118 +413,10 @@ fn fake_nfs(host: &Host) -> portolan_lab::TcpService {
             });
         })
         .expect("fake NFS listener");
-    let rpcbind = host.socket_v4(111);
-    for version in [3u32, 4] {
-        // PMAPPROC_SET (RFC 1833): program, version, protocol, port.
-        let mut call = vec![0x80, 0, 0, 56];
-        for word in [
-            7 + version,
-            0,
-            2,
-            100_000,
-            2,
-            1,
-            0,
-            0,
-            0,
-            0,
-            100_003,
-            version,
-            6,
-            2049,
-        ] {
-            call.extend_from_slice(&word.to_be_bytes());
-        }
-        let set = host
-            .run(move || -> std::io::Result<Vec<u8>> {
-                let mut s = std::net::TcpStream::connect_timeout(&rpcbind, START_WAIT)?;
-                s.set_read_timeout(Some(START_WAIT))?;
-                s.write_all(&call)?;
-                let mut reply = [0u8; 32];
-                s.read_exact(&mut reply)?;
-                Ok(reply.to_vec())
-            })
-            .expect("enter the lab host")
-            .expect("rpcbind answers SET");
-        // An accepted reply whose result is TRUE.
-        assert_eq!(&set[28..32], &[0, 0, 0, 1], "rpcbind refused SET: {set:?}");
+    for version in [3, 4] {
+        daemons::rpc_register(host, 100_003, version, 2049).expect("rpcbind answers SET");
     }
     service
-}
-
-fn mariadb(host: &Host, dir: &Path) -> Daemon {
-    let data = dir.join("mariadb");
-    run_ok(
-        Command::new("/usr/bin/mariadb-install-db")
-            .args(["--no-defaults", "--user=root", "--skip-test-db"])
-            .arg(format!("--datadir={}", data.display())),
-    );
-    let mut cmd = Command::new("/usr/sbin/mariadbd");
-    cmd.args(["--no-defaults", "--user=root", "--port=3306"])
-        .args(["--bind-address=0.0.0.0", "--skip-grant-tables"])
-        .arg(format!("--datadir={}", data.display()))
-        .arg(format!("--socket={}", dir.join("mariadb.sock").display()))
-        .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 3306)
-}
-
-/// Dovecot with IMAP on 143 and POP3 on 110, without TLS.
-fn dovecot(host: &Host, dir: &Path) -> Daemon {
-    let d = dir.join("dovecot");
-    std::fs::create_dir_all(d.join("home")).unwrap();
-    let d = d.display();
-    let conf = format!(
-        "protocols = imap pop3\nlisten = *\nssl = no\n\
-         base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-         auth_mechanisms = plain\n\
-         passdb {{\n  driver = static\n  args = password=portolan\n}}\n\
-         userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home\n}}\n"
-    );
-    let path = dir.join("dovecot.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new("/usr/sbin/dovecot");
-    cmd.arg("-F")
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut daemon = start(host, cmd, 143);
-    daemon
-        .wait_for_tcp(host.socket_v4(110), START_WAIT)
-        .expect("dovecot on 110");
-    daemon
-}
-
-/// The newest installed PostgreSQL's binaries.
-fn postgresql_bin() -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("postgresql installed")
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("postgres").exists())
-        .collect();
-    versions.sort();
-    versions.pop().expect("a postgres binary")
-}
-
-/// The major version of the newest installed PostgreSQL (its binaries'
-/// directory, as Debian lays them out: /usr/lib/postgresql/15/bin), which
-/// its package confirms (postgresql-15, 15.x-...).
-fn postgresql_major() -> u32 {
-    let bin = postgresql_bin();
-    let major: u32 = bin
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok())
-        .expect("a major version directory");
-    let (upstream, _) = upstream_and_revision(&package_version(&format!("postgresql-{major}")));
-    assert!(
-        upstream.starts_with(&format!("{major}.")),
-        "postgresql-{major} is {upstream}"
-    );
-    major
 }
 
 /// Whether `major` lies in a version range as the database writes them:
@@ -726,30 +440,6 @@ fn major_in_range(major: u32, range: &str) -> bool {
     }
 }
 
-fn postgresql(host: &Host, dir: &Path) -> Daemon {
-    let bin = postgresql_bin();
-    let data = dir.join("pg");
-    std::fs::create_dir_all(&data).unwrap();
-    run_ok(Command::new("chown").arg("-R").arg("postgres:").arg(dir));
-    run_ok(
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(bin.join("initdb"))
-            .args(["-A", "trust", "-D"])
-            .arg(&data),
-    );
-    let mut cmd = Command::new("runuser");
-    cmd.args(["-u", "postgres", "--"])
-        .arg(bin.join("postgres"))
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", "5432", "-c", "listen_addresses=*", "-k"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    start(host, cmd, 5432)
-}
-
 #[test]
 fn more_daemons_are_identified() {
     if !installed("more_daemons_are_identified", &MORE_PROGRAMS) {
@@ -758,15 +448,15 @@ fn more_daemons_are_identified() {
     let lab = lab_or_skip!();
     let host = lab.host(0);
     let dir = scratch_dir();
-    let _vsftpd = vsftpd(host, &dir);
-    let _dnsmasq = dnsmasq(host, &dir);
-    let _mosquitto = mosquitto(host, &dir);
-    let _rpcbind = rpcbind(host);
+    let _vsftpd = start::vsftpd(host, &dir);
+    let _dnsmasq = start::dnsmasq(host, &dir);
+    let _mosquitto = start::mosquitto(host, &dir);
+    let _rpcbind = start::rpcbind(host);
     let _nfs = fake_nfs(host);
-    let _mariadb = mariadb(host, &dir);
-    let _postgresql = postgresql(host, &dir);
-    let _dovecot = dovecot(host, &dir);
-    let _exim = exim(host, &dir);
+    let _mariadb = start::mariadb(host, &dir);
+    let _postgresql = start::postgresql(host, &dir);
+    let _dovecot = start::dovecot(host, &dir);
+    let _exim = start::exim(host, &dir);
 
     let (out, services) = scan(
         &lab,
@@ -827,95 +517,6 @@ const UDP_PROGRAMS: [(&str, &str); 5] = [
     ("/usr/bin/memcached", "memcached"),
 ];
 
-/// Waits until `port` answers `request` over UDP (a bounded poll: UDP
-/// daemons have no listening socket to connect to).
-fn wait_for_udp(host: &Host, port: u16, request: &'static [u8]) {
-    let addr = host.socket_v4(port);
-    let started = Instant::now();
-    while started.elapsed() < START_WAIT {
-        let answered = host
-            .run(move || -> bool {
-                let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") else {
-                    return false;
-                };
-                let _ = socket.set_read_timeout(Some(Duration::from_millis(300)));
-                let mut buf = [0u8; 2048];
-                socket.send_to(request, addr).is_ok() && socket.recv(&mut buf).is_ok()
-            })
-            .expect("enter the lab host");
-        if answered {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("nothing answers on UDP {addr}");
-}
-
-/// chronyd serving its own clock at stratum 10 to anyone, never touching
-/// the system clock.
-fn chronyd(host: &Host, dir: &Path) -> Daemon {
-    let d = dir.join("chrony");
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = d.join("chrony.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port 123\nallow all\nlocal stratum 10\ncmdport 0\nbindcmdaddress /\n\
-             pidfile {0}/chronyd.pid\ndriftfile {0}/drift\n",
-            d.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("/usr/sbin/chronyd");
-    cmd.args(["-d", "-x", "-u", "root", "-f"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let daemon = host.spawn(cmd).expect("spawn chronyd");
-    // An NTP v4 client request (RFC 5905).
-    const NTP: &[u8] = b"\xe3\0\x0a\xec\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\
-        \0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0portolan";
-    wait_for_udp(host, 123, NTP);
-    daemon
-}
-
-/// snmpd answering community "public" on UDP 161 with the whole MIB.
-fn snmpd(host: &Host, dir: &Path) -> Daemon {
-    let d = dir.join("snmpd");
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = d.join("snmpd.conf");
-    std::fs::write(&conf, "agentaddress udp:161\nrocommunity public\n").unwrap();
-    let mut cmd = Command::new("/usr/sbin/snmpd");
-    cmd.args(["-f", "-C", "-c"])
-        .arg(&conf)
-        .arg("-Lf")
-        .arg(d.join("log"))
-        .arg("-p")
-        .arg(d.join("pid"))
-        .env("SNMP_PERSISTENT_DIR", d.join("persistent"))
-        .env("MIBS", "")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let daemon = host.spawn(cmd).expect("spawn snmpd");
-    // SNMPv1 GetRequest for sysDescr.0, community "public" (RFC 1157).
-    const GET: &[u8] = b"0)\x02\x01\x00\x04\x06public\xa0\x1c\x02\x04PLWT\x02\x01\x00\x02\x01\x00\
-        0\x0e0\x0c\x06\x08+\x06\x01\x02\x01\x01\x01\x00\x05\x00";
-    wait_for_udp(host, 161, GET);
-    daemon
-}
-
-/// memcached with UDP (and TCP) on `port`.
-fn memcached_udp(host: &Host, port: u16) -> Daemon {
-    let port_text = port.to_string();
-    let mut cmd = Command::new("/usr/bin/memcached");
-    cmd.args([
-        "-u", "root", "-l", "0.0.0.0", "-p", &port_text, "-U", &port_text,
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    start(host, cmd, port)
-}
-
 /// Every `"type":"port"` line of a JSON-lines file.
 fn read_port_lines(json: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(json).unwrap_or_default();
@@ -938,12 +539,12 @@ fn udp_daemons_are_identified() {
     let lab = lab_or_skip!();
     let host = lab.host(0);
     let dir = scratch_dir();
-    let _dnsmasq = dnsmasq(host, &dir);
-    let _rpcbind = rpcbind(host);
-    let _chronyd = chronyd(host, &dir);
-    let _snmpd = snmpd(host, &dir);
-    let _memcached = memcached_udp(host, 11211);
-    let _memcached_other = memcached_udp(host, 11311);
+    let _dnsmasq = start::dnsmasq(host, &dir);
+    let _rpcbind = start::rpcbind(host);
+    let _chronyd = start::chronyd(host, &dir);
+    let _snmpd = start::snmpd(host, &dir);
+    let _memcached = start::memcached(host, 11211, true);
+    let _memcached_other = start::memcached(host, 11311, true);
 
     let json = dir.join("udp.jsonl");
     let out = lab
@@ -1172,76 +773,4 @@ fn table_line(text: &str, port: &str) -> String {
         .find(|l| l.starts_with(port))
         .unwrap_or_else(|| panic!("no {port} line in:\n{text}"));
     line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Not a timed test: `cargo nextest run -p portolan --test service_lab
-/// --run-ignored only compare_with_nmap --no-capture` prints the wall time
-/// and the findings of `portolan -sV` (own database and nmap's) and of
-/// `nmap -sV` against every daemon above, for the issue's benchmark note.
-#[test]
-#[ignore = "a comparison to read, run by hand"]
-fn compare_with_nmap() {
-    if !installed("compare_with_nmap", &PROGRAMS) || !installed("compare_with_nmap", &MORE_PROGRAMS)
-    {
-        return;
-    }
-    let lab = lab_or_skip!();
-    let host = lab.host(0);
-    let dir = scratch_dir();
-    let _daemons = [
-        sshd(host, &dir),
-        nginx(host, &dir),
-        redis(host, &dir),
-        memcached(host),
-        vsftpd(host, &dir),
-        dnsmasq(host, &dir),
-        mosquitto(host, &dir),
-        rpcbind(host),
-        mariadb(host, &dir),
-        postgresql(host, &dir),
-        dovecot(host, &dir),
-    ];
-    let ports = "21,22,53,80,110,111,143,443,1883,3306,5432,6379,8081,8444,11211";
-    let target = host.ipv4().to_string();
-    let timed = |label: &str, command: &mut Command| {
-        let started = Instant::now();
-        let out = command.output().expect("run");
-        let text = String::from_utf8_lossy(&out.stdout);
-        eprintln!(
-            "== {label}: {:.2} s\n{text}",
-            started.elapsed().as_secs_f64()
-        );
-    };
-    timed(
-        "portolan -sV",
-        lab.scanner().command(portolan_bin()).args([
-            "-sT",
-            "-sV",
-            "-Pn",
-            "--no-progress",
-            "-p",
-            ports,
-            &target,
-        ]),
-    );
-    timed(
-        "portolan -sV --versiondb nmap-service-probes",
-        lab.scanner().command(portolan_bin()).args([
-            "-sT",
-            "-sV",
-            "-Pn",
-            "--no-progress",
-            "--versiondb",
-            "/usr/share/nmap/nmap-service-probes",
-            "-p",
-            ports,
-            &target,
-        ]),
-    );
-    timed(
-        "nmap -sV",
-        lab.scanner()
-            .command("nmap")
-            .args(["-sT", "-sV", "-Pn", "-n", "-p", ports, &target]),
-    );
 }

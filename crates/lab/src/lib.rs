@@ -52,6 +52,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod daemons;
 mod error;
 mod firewall;
 mod gate;
