@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|sv] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -22,6 +22,11 @@
 //!   scattered addresses exist, then a `-Pn` sweep of port 80 over that
 //!   /16 by Portolan, masscan and ZMap at an equal and at maximal rates
 //!   (see [`discovery`]).
+//! - `sv`: version detection (`-sS -sU -sV`) of a lab host running real
+//!   daemons: Portolan with its own database and with nmap's, and nmap,
+//!   with wall time, the ratio to nmap's, and per port whether service,
+//!   product and version are right against the packages installed (see
+//!   [`versions`]).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
@@ -31,6 +36,7 @@ mod harness;
 mod measure;
 mod parse;
 mod sweep;
+mod versions;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -286,10 +292,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" | "discovery" => scenario = Some(a.clone()),
+            "connect" | "syn" | "sweep" | "discovery" | "sv" => scenario = Some(a.clone()),
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, sv)"
                 );
                 return ExitCode::from(2);
             }
@@ -300,6 +306,7 @@ fn main() -> ExitCode {
         "syn" => syn_bench(runs),
         "sweep" => sweep::sweep_bench(runs),
         "discovery" => discovery::discovery_bench(runs),
+        "sv" => versions::versions_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {
