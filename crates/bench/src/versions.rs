@@ -6,10 +6,10 @@
 //! ([`portolan_lab::daemons`]): OpenSSH, Exim, vsftpd, dnsmasq, nginx
 //! (HTTP on 80 and 8081, HTTPS on 443 and 8444), Dovecot (POP3, IMAP),
 //! rpcbind, mosquitto, MariaDB, PostgreSQL, Redis and memcached over TCP;
-//! dnsmasq, rpcbind, chrony, snmpd and memcached over UDP. Three tools
-//! scan those ports (`-sS -sU -sV`): Portolan with its own database,
-//! Portolan with nmap's database (`--versiondb`), and nmap. Each runs
-//! under `timeout -k` ([`run_measured`]) `--runs` times; the run with the
+//! dnsmasq, rpcbind, chrony, snmpd, Kamailio and memcached over UDP.
+//! Three tools scan those ports (`-sS -sU -sV`): Portolan with its own
+//! database, Portolan with nmap's database (`--versiondb`), and nmap.
+//! Each runs under `timeout -k` ([`run_measured`]) `--runs` times; the run with the
 //! median wall time is shown, with its ratio to nmap's.
 //!
 //! The truth is each port's service (nmap's names), product and version,
@@ -40,7 +40,7 @@ const NMAP_DB: &str = "/usr/share/nmap/nmap-service-probes";
 /// The TCP ports with a daemon.
 const TCP_PORTS: &str = "21,22,25,53,80,110,111,143,443,1883,3306,5432,6379,8081,8444,11211";
 /// The UDP ports with a daemon.
-const UDP_PORTS: &str = "53,111,123,161,11211";
+const UDP_PORTS: &str = "53,111,123,161,5060,11211";
 
 /// What one port truly runs.
 struct Truth {
@@ -114,6 +114,7 @@ fn truth() -> Result<Vec<Truth>, String> {
         t("udp", 111, "rpcbind", None, rpc),
         t("udp", 123, "ntp", Some("chrony"), up("chrony")?),
         t("udp", 161, "snmp", Some("net-snmp"), snmp),
+        t("udp", 5060, "sip", Some("Kamailio"), up("kamailio")?),
         t("udp", 11211, "memcached", Some("memcached"), memcached),
     ])
 }
@@ -214,6 +215,7 @@ fn start_daemons(lab: &Lab, dir: &Path) -> Result<Daemons, String> {
         named("memcached", daemons::memcached(host, 11211, true))?,
         named("chronyd", daemons::chronyd(host, &sub("chrony")?))?,
         named("snmpd", daemons::snmpd(host, &sub("snmp")?))?,
+        named("kamailio", daemons::kamailio(host, &sub("sip")?))?,
     ]))
 }
 

@@ -2,11 +2,11 @@
 //! host's namespace: OpenSSH, nginx (HTTP on 80 and 8081, HTTPS with a
 //! self-signed certificate on 443 and 8444), Redis and memcached, vsftpd,
 //! dnsmasq, mosquitto, rpcbind, MariaDB, PostgreSQL, Dovecot and Exim over
-//! TCP, and dnsmasq, rpcbind, chrony, snmpd and memcached over UDP (`-sU
-//! -sV`), each identified with the product and version of the installed
-//! Debian package; and against hostile services (a flood, a drip, a mute peer,
-//! terminal escapes with invalid UTF-8, broken TLS) that must cost
-//! bounded time and memory and leave the output escaped.
+//! TCP, and dnsmasq, rpcbind, chrony, snmpd, Kamailio and memcached over
+//! UDP (`-sU -sV`), each identified with the product and version of the
+//! installed Debian package; and against hostile services (a flood, a
+//! drip, a mute peer, terminal escapes with invalid UTF-8, broken TLS)
+//! that must cost bounded time and memory and leave the output escaped.
 //!
 //! Daemons listen only inside the lab namespace and are killed when their
 //! guards drop (also on failure). Without root or the daemons the tests
@@ -110,6 +110,9 @@ mod start {
     }
     pub fn snmpd(host: &Host, dir: &Path) -> Daemon {
         up("snmpd", daemons::snmpd(host, dir))
+    }
+    pub fn kamailio(host: &Host, dir: &Path) -> Daemon {
+        up("kamailio", daemons::kamailio(host, dir))
     }
 }
 
@@ -509,12 +512,13 @@ fn more_daemons_are_identified() {
 }
 
 /// The UDP daemons, with the Debian packages that carry them.
-const UDP_PROGRAMS: [(&str, &str); 5] = [
+const UDP_PROGRAMS: [(&str, &str); 6] = [
     ("/usr/sbin/dnsmasq", "dnsmasq"),
     ("/usr/sbin/rpcbind", "rpcbind"),
     ("/usr/sbin/chronyd", "chrony"),
     ("/usr/sbin/snmpd", "snmpd"),
     ("/usr/bin/memcached", "memcached"),
+    ("/usr/sbin/kamailio", "kamailio"),
 ];
 
 /// Every `"type":"port"` line of a JSON-lines file.
@@ -526,8 +530,8 @@ fn read_port_lines(json: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// `-sU -sV` (issue 6): UDP probes name dnsmasq, rpcbind, chrony, snmpd
-/// and memcached with their packages' versions where the daemon tells
+/// `-sU -sV` (issue 6): UDP probes name dnsmasq, rpcbind, chrony, snmpd,
+/// Kamailio and memcached with their packages' versions where the daemon tells
 /// one. memcached on 11311, a port the scan has no payload for, is
 /// open|filtered after the scan: its answer to a version probe makes it
 /// open (reason udp-response), on the port line of the JSON output too.
@@ -543,6 +547,7 @@ fn udp_daemons_are_identified() {
     let _rpcbind = start::rpcbind(host);
     let _chronyd = start::chronyd(host, &dir);
     let _snmpd = start::snmpd(host, &dir);
+    let _kamailio = start::kamailio(host, &dir);
     let _memcached = start::memcached(host, 11211, true);
     let _memcached_other = start::memcached(host, 11311, true);
 
@@ -551,7 +556,7 @@ fn udp_daemons_are_identified() {
         .scanner()
         .command(portolan_bin())
         .args(["-sU", "-sV", "-Pn", "--no-progress", "-p"])
-        .arg("53,111,123,161,11211,11311")
+        .arg("53,111,123,161,5060,11211,11311")
         .arg("-oJ")
         .arg(&json)
         .arg("-oN")
@@ -608,6 +613,12 @@ fn udp_daemons_are_identified() {
         Some("net-snmp"),
         Some(unrepacked(upstream("snmpd"))),
     );
+    expect(
+        5060,
+        "sip",
+        Some("Kamailio SIP proxy"),
+        Some(upstream("kamailio")),
+    );
     let memcached = Some(upstream("memcached"));
     expect(11211, "memcached", Some("Memcached"), memcached.clone());
     expect(11311, "memcached", Some("Memcached"), memcached);
@@ -629,7 +640,7 @@ fn udp_daemons_are_identified() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["type"] == "summary")
         .expect("summary line");
-    assert_eq!(summary["ports"]["open"], 6, "{summary}");
+    assert_eq!(summary["ports"]["open"], 7, "{summary}");
 
     // Without -sV the scan alone cannot tell 11311 open.
     let out = lab

@@ -3,7 +3,8 @@
 //! in a scratch directory, in the foreground, on its standard port:
 //! OpenSSH, nginx (HTTP and HTTPS with a self-signed certificate), Redis,
 //! memcached (TCP and UDP), vsftpd, dnsmasq, mosquitto, rpcbind, MariaDB,
-//! PostgreSQL, Dovecot, Exim, chrony and net-snmp's snmpd; and the Debian
+//! PostgreSQL, Dovecot, Exim, chrony, net-snmp's snmpd and Kamailio; and
+//! the Debian
 //! package versions they are checked against ([`package_version`]).
 //!
 //! Contract: daemons listen only inside the host's namespace and die with
@@ -424,6 +425,42 @@ pub fn snmpd(host: &Host, dir: &Path) -> Result<Daemon, LabError> {
         .env("MIBS", "");
     let daemon = host.spawn(quiet(cmd))?;
     wait_for_udp(host, 161, SNMP_GET)?;
+    Ok(daemon)
+}
+
+/// A SIP OPTIONS request (RFC 3261 section 11); `rport` (RFC 3581) has
+/// the answer sent back to the source address and port.
+const SIP_OPTIONS: &[u8] = b"OPTIONS sip:lab.test SIP/2.0\r\n\
+    Via: SIP/2.0/UDP lab.test;branch=z9hG4bKlabwait;rport\r\n\
+    From: <sip:lab@lab.test>;tag=lab\r\nTo: <sip:lab@lab.test>\r\n\
+    Call-ID: lab-wait@lab.test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+    Content-Length: 0\r\n\r\n";
+
+/// Kamailio on UDP 5060 with the smallest routing script: 200 to OPTIONS,
+/// 501 otherwise (stateless replies, which name the server).
+pub fn kamailio(host: &Host, dir: &Path) -> Result<Daemon, LabError> {
+    let d = dir.join("kamailio");
+    create_dir(&d)?;
+    let conf = d.join("kamailio.cfg");
+    write(
+        &conf,
+        "#!KAMAILIO\nlisten=udp:0.0.0.0:5060\nchildren=1\n\
+         mpath=\"/usr/lib/x86_64-linux-gnu/kamailio/modules/\"\n\
+         loadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
+         request_route {\n  if (is_method(\"OPTIONS\")) {\n    \
+         sl_send_reply(\"200\", \"OK\");\n    exit;\n  }\n  \
+         sl_send_reply(\"501\", \"Not Implemented\");\n}\n",
+    )?;
+    let mut cmd = Command::new("/usr/sbin/kamailio");
+    // Foreground with its children, runtime files in its directory.
+    cmd.args(["-DD", "-E", "-u", "root", "-f"])
+        .arg(&conf)
+        .arg("-P")
+        .arg(d.join("pid"))
+        .arg("-Y")
+        .arg(&d);
+    let daemon = host.spawn(quiet(cmd))?;
+    wait_for_udp(host, 5060, SIP_OPTIONS)?;
     Ok(daemon)
 }
 
