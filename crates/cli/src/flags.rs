@@ -249,7 +249,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Techniques,
         "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sL / -sV",
-        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only / then probe open TCP ports for service and version"
+        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / list targets only / then probe open TCP ports (and open or open|filtered UDP ports with -sU) for service and version"
     ),
     flag!(
         Ports,
