@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -25,6 +25,11 @@
 //! - `udp`: `portolan -sU` and `nmap -sU` on a host behind Linux's
 //!   default ICMP rate limit, on the top 100 UDP ports and a fixed list,
 //!   exact and with `--defeat-icmp-ratelimit` (see [`udp`]).
+//! - `sv`: version detection (`-sS -sU -sV`) of a lab host running real
+//!   daemons: Portolan with its own database and with nmap's, and nmap,
+//!   with wall time, the ratio to nmap's, and per port whether service,
+//!   product and version are right against the packages installed (see
+//!   [`versions`]).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
@@ -35,6 +40,7 @@ mod measure;
 mod parse;
 mod sweep;
 mod udp;
+mod versions;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -290,10 +296,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" | "discovery" | "udp" => scenario = Some(a.clone()),
+            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" => scenario = Some(a.clone()),
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv)"
                 );
                 return ExitCode::from(2);
             }
@@ -305,6 +311,7 @@ fn main() -> ExitCode {
         "sweep" => sweep::sweep_bench(runs),
         "discovery" => discovery::discovery_bench(runs),
         "udp" => udp::udp_bench(runs),
+        "sv" => versions::versions_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

@@ -11,6 +11,97 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Port number to state name ("open", "closed", "filtered", ...).
 pub type States = BTreeMap<u16, String>;
 
+/// What version detection said of one port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// The service name, `ssl/` first when tunnelled in TLS.
+    pub service: String,
+    /// The product, if named.
+    pub product: Option<String>,
+    /// The version, if named.
+    pub version: Option<String>,
+}
+
+/// The services on Portolan's JSON-lines port lines (`-sV`), by protocol
+/// and port.
+pub fn portolan_services(text: &str) -> BTreeMap<(String, u16), Found> {
+    let mut found = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(proto), Some(port), Some(name)) = (
+            v["proto"].as_str(),
+            v["port"].as_u64(),
+            v["service"].as_str(),
+        ) else {
+            continue;
+        };
+        if v["type"] != "port" || v["method"].is_null() {
+            continue;
+        }
+        let service = match v["tunnel"].as_str() {
+            Some(t) => format!("{t}/{name}"),
+            None => name.to_string(),
+        };
+        let text = |key: &str| v[key].as_str().map(str::to_string);
+        found.insert(
+            (proto.to_string(), port as u16),
+            Found {
+                service,
+                product: text("product"),
+                version: text("version"),
+            },
+        );
+    }
+    found
+}
+
+/// The `<service>` of each port of nmap's XML, by protocol and port.
+pub fn nmap_services(text: &str) -> BTreeMap<(String, u16), Found> {
+    let mut found = BTreeMap::new();
+    for element in text.split("<port ").skip(1) {
+        let element = element.split("</port>").next().unwrap_or("");
+        let head = format!(" {element}");
+        let (Some(proto), Some(Ok(port))) = (
+            attr(&head, "protocol"),
+            attr(&head, "portid").map(str::parse::<u16>),
+        ) else {
+            continue;
+        };
+        let Some(at) = element.find("<service ") else {
+            continue;
+        };
+        let service = &element[at..];
+        let service = &service[..service.find('>').unwrap_or(service.len())];
+        let text = |key: &str| attr(service, key).map(unescape_xml);
+        let Some(name) = text("name") else {
+            continue;
+        };
+        found.insert(
+            (proto.to_string(), port),
+            Found {
+                service: match text("tunnel") {
+                    Some(t) => format!("{t}/{name}"),
+                    None => name,
+                },
+                product: text("product"),
+                version: text("version"),
+            },
+        );
+    }
+    found
+}
+
+/// XML's five predefined entities decoded (nmap writes no others).
+fn unescape_xml(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 /// Portolan's JSON lines.
 pub fn portolan_jsonl(text: &str) -> States {
     let mut states = States::new();

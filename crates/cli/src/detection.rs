@@ -1,20 +1,22 @@
 //! `-sV` in the binary: loading the probe database and running version
-//! detection on the open TCP ports of finished hosts.
+//! detection on the open TCP ports, and the open and open|filtered UDP
+//! ports, of finished hosts.
 //!
 //! The port scan hands over each finished host's report; detection runs
-//! after the scan over every open port at once (many in parallel, each
+//! after the scan over every such port at once (many in parallel, each
 //! bounded by `--version-timeout`, with waits grown by the host's measured
 //! round trip) and attaches a `ServiceInfo` per port to the report before
-//! the sinks write it.
+//! the sinks write it. A UDP port the scan left open|filtered that answers
+//! a probe becomes open, reason `udp-response`, as in nmap.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use anyhow::Context;
-use portolan_engine::{HostReport, PortService, PortState};
-use portolan_service::{DetectOptions, ProbeDb};
+use portolan_engine::{HostReport, PortService, PortState, Reason};
+use portolan_service::db::Transport;
+use portolan_service::{DetectOptions, DetectTarget, ProbeDb};
 use portolan_targets::Protocol;
 
 use crate::args::VersionConfig;
@@ -56,27 +58,35 @@ pub fn load_db(config: &VersionConfig) -> anyhow::Result<Arc<ProbeDb>> {
     Ok(Arc::new(parsed.db))
 }
 
-/// Runs detection on every open TCP port of `reports` and records what
-/// was found in each report's `services`. Setting `stop` (Ctrl-C) ends it
-/// early.
+/// Runs detection on every open TCP port and every open or open|filtered
+/// UDP port of `reports` and records what was found in each report's
+/// `services`; returns how many UDP ports an answer proved open (they
+/// were open|filtered). Setting `stop` (Ctrl-C) ends it early.
 pub fn enrich(
     reports: &mut [HostReport],
     db: &Arc<ProbeDb>,
     config: &VersionConfig,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    // (report, port, address, the host's smoothed round trip)
-    let mut targets: Vec<(usize, u16, SocketAddr, Option<Duration>)> = Vec::new();
+) -> anyhow::Result<u64> {
+    // (report, protocol, port, target)
+    let mut targets: Vec<(usize, Protocol, u16, DetectTarget)> = Vec::new();
     for (i, report) in reports.iter().enumerate() {
         for p in &report.ports {
-            if p.state == PortState::Open && p.proto == Protocol::Tcp {
-                let addr = SocketAddr::new(report.target.addr, p.port);
-                targets.push((i, p.port, addr, report.times.srtt));
-            }
+            let transport = match (p.proto, p.state) {
+                (Protocol::Tcp, PortState::Open) => Transport::Tcp,
+                (Protocol::Udp, PortState::Open | PortState::OpenFiltered) => Transport::Udp,
+                _ => continue,
+            };
+            let target = DetectTarget {
+                addr: SocketAddr::new(report.target.addr, p.port),
+                transport,
+                rtt: report.times.srtt,
+            };
+            targets.push((i, p.proto, p.port, target));
         }
     }
     if targets.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let options = DetectOptions {
         intensity: config.intensity,
@@ -84,15 +94,32 @@ pub fn enrich(
         stop: Some(stop),
         ..DetectOptions::default()
     };
-    let addrs: Vec<(SocketAddr, Option<Duration>)> = targets.iter().map(|t| (t.2, t.3)).collect();
-    let found = portolan_service::detect::detect_all_with_rtt(Arc::clone(db), &addrs, &options)
+    let list: Vec<DetectTarget> = targets.iter().map(|t| t.3).collect();
+    let found = portolan_service::detect_targets(Arc::clone(db), &list, &options)
         .context("version detection failed")?;
-    for ((i, port, _, _), info) in targets.into_iter().zip(found) {
-        reports[i].services.push(PortService {
+    let mut proved_open = 0;
+    for ((i, proto, port, _), detected) in targets.into_iter().zip(found) {
+        let report = &mut reports[i];
+        if proto == Protocol::Udp
+            && detected.answered
+            && let Some(outcome) = report
+                .ports
+                .iter_mut()
+                .find(|p| p.proto == proto && p.port == port)
+            && outcome.state == PortState::OpenFiltered
+        {
+            outcome.state = PortState::Open;
+            outcome.reason = Reason::UdpResponse;
+            outcome.reason_ttl = None;
+            proved_open += 1;
+        }
+        // A UDP port nothing answered keeps its state and gets no service
+        // line of its own beyond the table's name, as nmap prints it.
+        report.services.push(PortService {
             port,
-            proto: Protocol::Tcp,
-            info,
+            proto,
+            info: detected.info,
         });
     }
-    Ok(())
+    Ok(proved_open)
 }

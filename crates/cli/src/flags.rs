@@ -252,7 +252,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         Techniques,
         "-sS / -sT / -sA / -sW / -sF / -sN / -sX / -sM / -sU / -sY / -sZ / -sO / -sn / -sL / -sV",
-        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / UDP scan / SCTP INIT and COOKIE ECHO scans / IP protocol scan (-p takes protocol numbers) / host discovery only / list targets only / then probe open ports for service and version"
+        "TCP SYN scan (the default with raw-socket privileges) / connect scan (the default without) / ACK, window, FIN, NULL, Xmas and Maimon scans / UDP scan / SCTP INIT and COOKIE ECHO scans / IP protocol scan (-p takes protocol numbers) / host discovery only / list targets only / then probe open TCP ports (and open or open|filtered UDP ports with -sU) for service and version"
     ),
     flag!(
         ScanFlags,

@@ -285,6 +285,7 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             .map(|(kind, proto, ports)| (scan_type(*kind), *proto, ports.clone()))
             .collect(),
         notes,
+        version_detection: version_db.is_some(),
     };
     outputs.begin(&info)?;
     let engine = Engine {
@@ -417,7 +418,12 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     if let Some(db) = &version_db {
         let mut held = held.into_inner();
-        detection::enrich(&mut held, db, &config.version, Arc::clone(&interrupted))?;
+        let proved_open =
+            detection::enrich(&mut held, db, &config.version, Arc::clone(&interrupted))?;
+        // UDP ports an answer proved open move in the summary's counts too.
+        let (open, open_filtered) = (PortState::Open.index(), PortState::OpenFiltered.index());
+        stats.ports_by_state[open_filtered] -= proved_open.min(stats.ports_by_state[open_filtered]);
+        stats.ports_by_state[open] += proved_open;
         for report in held {
             outputs.event(&ScanEvent::HostDone(Box::new(report)));
         }

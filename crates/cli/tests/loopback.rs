@@ -54,7 +54,7 @@ fn loopback_open_and_closed_ports_ipv4_and_ipv6() {
     }
     assert!(stdout.contains(&format!("{open4}/tcp ")), "{stdout}");
     let begin = run.begin.expect("begin line");
-    assert_eq!(begin["schema"], 2);
+    assert_eq!(begin["schema"], 3);
     assert_eq!(begin["scan_type"], "connect");
     drop(v4);
 }

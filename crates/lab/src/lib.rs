@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod daemons;
 mod error;
 mod firewall;
 mod gate;

@@ -1,9 +1,16 @@
 //! JSON lines (`-oJ`): one JSON object per line, each with a `"type"`.
 //!
-//! Schema version 2, in order of appearance:
-//! - `{"type":"begin","schema":1,"version","args","start","scan_type","proto","ports"}`
+//! Schema version 3, in order of appearance:
+//! - `{"type":"begin","schema":3,"version","args","start","scan_type","proto","ports"}`
 //! - `{"type":"port","addr","proto","port","state","reason","reason_ttl"?,"service","tries"}`,
-//!   streamed as each port is resolved (with `--open`, open ports only);
+//!   streamed as each port is resolved (with `--open`, open ports only),
+//!   `service` being the port table's name. With `-sV` the port lines of
+//!   a host are written instead when the host is done, just before its
+//!   `host` line, in their final state (a UDP port that answered a
+//!   version probe is `open`, reason `udp-response`); `service` is then
+//!   the name detection found, followed by the service fields below
+//!   (`product`, `version`, ..., `method`, `conf`, `tunnel`, `tls`,
+//!   `banner`) for each port detection ran on;
 //! - `{"type":"rate","t_s","probes_sent","replies","ports_done"}` about once
 //!   a second: the scan's cumulative counters `t_s` seconds after its start
 //!   (rates are the differences between two lines);
@@ -18,24 +25,28 @@
 //!   `{"protocol","alpn"?,"subject","issuer","san","not_before"?,"not_after"?,"key_type"}`
 //!   and `banner` the first bytes received, printable ASCII as is and
 //!   every other byte as `\xNN`;
-//! - `{"type":"summary","schema":1,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?}`
+//! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?}`
 //!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan).
 //!
-//! Version 2 added the `rate` lines; readers should skip line types they do
-//! not know. serde_json escapes every string, so untrusted text cannot
+//! Version 2 added the `rate` lines; version 3 holds the port lines of a
+//! `-sV` run until detection and gives them the service fields (the
+//! host line's `services` stays, with the same fields). Readers should
+//! skip line types and fields they do not know. serde_json escapes every string, so untrusted text cannot
 //! break a line.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use portolan_engine::{HostReport, HostStatus, PortResult, PortService, PortState, TlsInfo};
+use portolan_engine::{
+    HostReport, HostStatus, PortOutcome, PortResult, PortService, PortState, ServiceInfo, TlsInfo,
+};
 use serde::Serialize;
 
 use crate::time::rfc3339;
 use crate::{OutputOptions, RateSample, ScanInfo, ScanSummary, Sink, proto_name, service_name};
 
 /// The schema version written in `begin` and `summary` lines.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Serialize)]
 struct Begin<'a> {
@@ -61,6 +72,9 @@ struct Port<'a> {
     reason_ttl: Option<u8>,
     service: &'a str,
     tries: u8,
+    /// With `-sV`: what detection found (`service` is then its name).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    detail: Option<ServiceDetail<'a>>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +109,13 @@ struct Service<'a> {
     port: u16,
     proto: &'a str,
     name: &'a str,
+    #[serde(flatten)]
+    detail: ServiceDetail<'a>,
+}
+
+/// A service's fields beside its name (in `services` and on port lines).
+#[derive(Serialize)]
+struct ServiceDetail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     product: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,11 +157,18 @@ struct Tls<'a> {
 
 impl<'a> Service<'a> {
     fn new(s: &'a PortService) -> Service<'a> {
-        let i = &s.info;
         Service {
             port: s.port,
             proto: proto_name(s.proto),
-            name: &i.name,
+            name: &s.info.name,
+            detail: ServiceDetail::new(&s.info),
+        }
+    }
+}
+
+impl<'a> ServiceDetail<'a> {
+    fn new(i: &'a ServiceInfo) -> ServiceDetail<'a> {
+        ServiceDetail {
             product: i.product.as_deref(),
             version: i.version.as_deref(),
             extrainfo: i.extrainfo.as_deref(),
@@ -237,17 +265,47 @@ struct Packets {
 pub struct JsonLinesSink<W: Write> {
     out: W,
     options: OutputOptions,
+    /// `-sV`: port lines wait for their host's report.
+    hold_ports: bool,
 }
 
 impl<W: Write> JsonLinesSink<W> {
     /// A sink writing to `out`.
     pub fn new(out: W, options: OutputOptions) -> JsonLinesSink<W> {
-        JsonLinesSink { out, options }
+        JsonLinesSink {
+            out,
+            options,
+            hold_ports: false,
+        }
     }
 
     fn line(&mut self, value: &impl Serialize) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, value)?;
         self.out.write_all(b"\n")
+    }
+
+    /// One port line; `service` is what detection found there, if it ran.
+    fn port_line(
+        &mut self,
+        addr: std::net::IpAddr,
+        o: &PortOutcome,
+        service: Option<&ServiceInfo>,
+    ) -> io::Result<()> {
+        if self.options.open_only && !crate::shown_with_open_only(o.state) {
+            return Ok(());
+        }
+        self.line(&Port {
+            r#type: "port",
+            addr: addr.to_string(),
+            proto: proto_name(o.proto),
+            port: o.port,
+            state: o.state.as_str(),
+            reason: o.reason.as_str(),
+            reason_ttl: o.reason_ttl,
+            service: service.map_or_else(|| service_name(o.proto, o.port), |s| s.name.as_str()),
+            tries: o.tries,
+            detail: service.map(ServiceDetail::new),
+        })
     }
 }
 
@@ -261,6 +319,7 @@ fn state_counts(counts: &[u64; 6]) -> BTreeMap<&'static str, u64> {
 
 impl<W: Write> Sink for JsonLinesSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
+        self.hold_ports = info.version_detection;
         self.line(&Begin {
             r#type: "begin",
             schema: SCHEMA_VERSION,
@@ -274,24 +333,19 @@ impl<W: Write> Sink for JsonLinesSink<W> {
     }
 
     fn port(&mut self, result: &PortResult) -> io::Result<()> {
-        let o = &result.outcome;
-        if self.options.open_only && !crate::shown_with_open_only(o.state) {
+        if self.hold_ports {
             return Ok(());
         }
-        self.line(&Port {
-            r#type: "port",
-            addr: result.addr.to_string(),
-            proto: proto_name(o.proto),
-            port: o.port,
-            state: o.state.as_str(),
-            reason: o.reason.as_str(),
-            reason_ttl: o.reason_ttl,
-            service: service_name(o.proto, o.port),
-            tries: o.tries,
-        })
+        self.port_line(result.addr, &result.outcome, None)
     }
 
     fn host(&mut self, report: &HostReport) -> io::Result<()> {
+        if self.hold_ports {
+            for o in &report.ports {
+                let service = report.service(o.proto, o.port);
+                self.port_line(report.target.addr, o, service)?;
+            }
+        }
         let (status, reason) = match report.status {
             HostStatus::Up(r) => ("up", Some(r.as_str())),
             HostStatus::Down => ("down", None),

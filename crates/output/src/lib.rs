@@ -52,6 +52,9 @@ pub struct ScanInfo {
     /// Lines the normal output prints after its first line, as nmap does
     /// for what it learned before the scan (the idle scan's zombie).
     pub notes: Vec<String>,
+    /// Whether version detection (`-sV`) runs after the port scan: port
+    /// results then take their final form only when their host is done.
+    pub version_detection: bool,
 }
 
 impl ScanInfo {

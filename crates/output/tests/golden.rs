@@ -137,6 +137,7 @@ fn scan() -> Scan {
             ports,
             more_scans: Vec::new(),
             notes: Vec::new(),
+            version_detection: false,
         },
         hosts,
         summary: ScanSummary {
@@ -210,4 +211,76 @@ fn every_format_matches_its_golden_file() {
     check("scan.gnmap", &gnmap);
     check("scan.nmap", &normal);
     check("scan.jsonl", &jsonl);
+}
+
+/// `-sV` (issue 6): the same scan with detection's findings on host 1
+/// (SSH and HTTPS on 22 and 80) and a UDP port an answer proved open.
+/// The JSON-lines port lines come with their host, carrying the service.
+#[test]
+fn version_detection_jsonl_matches_its_golden_file() {
+    use portolan_engine::{PortService, ServiceInfo, ServiceMethod};
+    let mut scan = scan();
+    scan.info.version_detection = true;
+    scan.info.args = [
+        "portolan",
+        "-sS",
+        "-sU",
+        "-sV",
+        "-p",
+        "T:1-40,80,443,8080,U:53",
+    ]
+    .map(String::from)
+    .to_vec();
+    let h1 = &mut scan.hosts[0];
+    h1.ports.push(PortOutcome {
+        port: 53,
+        proto: Protocol::Udp,
+        state: PortState::Open,
+        reason: Reason::UdpResponse,
+        reason_ttl: None,
+        tries: 1,
+    });
+    let service =
+        |port, proto, name: &str, product: &str, version: &str, banner: &[u8]| PortService {
+            port,
+            proto,
+            info: ServiceInfo {
+                name: name.into(),
+                product: Some(product.into()),
+                version: Some(version.into()),
+                method: ServiceMethod::Probed,
+                conf: 10,
+                banner: banner.to_vec(),
+                ..ServiceInfo::default()
+            },
+        };
+    h1.services = vec![
+        service(
+            22,
+            Protocol::Tcp,
+            "ssh",
+            "OpenSSH",
+            "9.2p1 Debian 2+deb12u7",
+            b"SSH-2.0-OpenSSH_9.2p1\r\n",
+        ),
+        service(
+            80,
+            Protocol::Tcp,
+            "http",
+            "nginx",
+            "1.22.1",
+            b"HTTP/1.1 200 OK\r\n",
+        ),
+        service(
+            53,
+            Protocol::Udp,
+            "domain",
+            "dnsmasq",
+            "2.89",
+            b"PT\x85\x80",
+        ),
+    ];
+    let mut jsonl = Vec::new();
+    run(JsonLinesSink::new(&mut jsonl, options()), &scan);
+    check("scan-sv.jsonl", &jsonl);
 }

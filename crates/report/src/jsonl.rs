@@ -1,5 +1,6 @@
-//! Portolan JSON lines (`-oJ`, schema 1 or 2) into a [`ScanReport`].
-//! Every port comes as its own line; as in normal output, a state other
+//! Portolan JSON lines (`-oJ`, schema 1 to 3) into a [`ScanReport`].
+//! Every port comes as its own line (since schema 3, with `-sV`, carrying
+//! the product, version and extra information found); as in normal output, a state other
 //! than open with more than 25 ports on a host is counted instead of
 //! listed. Line types this reader does not know are skipped.
 
@@ -72,7 +73,12 @@ pub(crate) fn read(input: &str) -> Result<ScanReport, ReportError> {
                     state: text(&v, "state"),
                     reason: text(&v, "reason"),
                     service: text(&v, "service"),
-                    version: String::new(),
+                    version: ["product", "version", "extrainfo"]
+                        .iter()
+                        .map(|k| text(&v, k))
+                        .filter(|w| !w.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" "),
                 });
             }
             Some("host") => {
@@ -179,6 +185,20 @@ mod tests {
         let r = read(&text).unwrap();
         assert!(!r.incomplete);
         assert_eq!(r.elapsed_s, Some(2.5));
+    }
+
+    /// Schema 3 (issue 6): a -sV run's port lines carry the service.
+    #[test]
+    fn port_lines_of_a_version_scan_give_the_version_column() {
+        let text = "{\"type\":\"port\",\"addr\":\"::1\",\"proto\":\"tcp\",\"port\":22,\
+            \"state\":\"open\",\"reason\":\"syn-ack\",\"service\":\"ssh\",\"tries\":1,\
+            \"product\":\"OpenSSH\",\"version\":\"9.2p1\",\"extrainfo\":\"protocol 2.0\",\
+            \"method\":\"probed\",\"conf\":10}\n\
+            {\"type\":\"host\",\"addr\":\"::1\",\"status\":\"up\",\"timeout_us\":1,\"ports\":{\"open\":1}}\n";
+        let r = read(text).unwrap();
+        let p = &r.hosts[0].ports[0];
+        assert_eq!(p.service, "ssh");
+        assert_eq!(p.version, "OpenSSH 9.2p1 protocol 2.0");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The probe engine: what answers on each open TCP port.
+//! The probe engine: what answers on each open TCP port, and on each open
+//! or open|filtered UDP port.
 //!
 //! Per port, as nmap's version detection (read
 //! <https://nmap.org/book/vscan-technique.html> first):
@@ -20,13 +21,22 @@
 //! 5. RPC ports of a host with a portmapper are named from its `DUMP` list
 //!    ([`crate::rpc`]).
 //!
+//! 6. A UDP port gets the UDP probes (those listing the port, then those
+//!    of rarity up to the intensity), each in one datagram from a socket
+//!    of its own, all at once: a silent port costs one `totalwaitms`, not
+//!    one per probe. The answer to the earliest probe in that order that
+//!    hard-matches wins (else the earliest soft match); any answer proves
+//!    the port open ([`Detected::answered`]), an ICMP port unreachable
+//!    ends the port's probes.
+//!
 //! Every wait grows with the host's measured round trip
 //! ([`rtt_allowance`]).
 //!
 //! Contract: every port is bounded by the service timeout (also a service
 //! that drips a byte at a time), and holds at most [`MAX_RESPONSE`] bytes
 //! of answer; ports run in parallel up to a limit, so one slow service
-//! holds up no other. Banners are untrusted bytes: nothing here prints
+//! holds up no other, and at most [`UDP_SOCKETS`] UDP probe sockets are
+//! open at once. Banners are untrusted bytes: nothing here prints
 //! them; no panics on any answer.
 
 use std::net::SocketAddr;
@@ -37,7 +47,7 @@ use std::time::Duration;
 use portolan_engine::{ServiceInfo, ServiceMethod, TlsInfo};
 use portolan_targets::Protocol;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
@@ -61,6 +71,9 @@ pub const MAX_RTT_ALLOWANCE: Duration = Duration::from_secs(10);
 pub fn rtt_allowance(rtt: Option<Duration>) -> Duration {
     rtt.map_or(Duration::ZERO, |r| (r * RTT_WAITS).min(MAX_RTT_ALLOWANCE))
 }
+
+/// The most UDP probe sockets open at once, over all ports.
+pub const UDP_SOCKETS: usize = 256;
 
 /// How often detection checks [`DetectOptions::stop`].
 pub const STOP_POLL: Duration = Duration::from_millis(100);
@@ -107,6 +120,28 @@ pub enum DetectError {
     Tls(#[from] rustls::Error),
 }
 
+/// One port to identify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetectTarget {
+    /// The service's address.
+    pub addr: SocketAddr,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The round trip the port scan measured to the host, if any.
+    pub rtt: Option<Duration>,
+}
+
+/// What detection found on one port.
+#[derive(Clone, Debug, Default)]
+pub struct Detected {
+    /// The service.
+    pub info: ServiceInfo,
+    /// Whether the port answered a probe: for UDP, a datagram came back
+    /// (the port is open, whatever the scan could tell); for TCP, whether
+    /// a probe's answer named the service.
+    pub answered: bool,
+}
+
 /// Probes every address and returns one [`ServiceInfo`] per address, in
 /// the same order. Blocks until all are done.
 pub fn detect_all(
@@ -128,6 +163,28 @@ pub fn detect_all_with_rtt(
     targets: &[(SocketAddr, Option<Duration>)],
     options: &DetectOptions,
 ) -> Result<Vec<ServiceInfo>, DetectError> {
+    let targets: Vec<DetectTarget> = targets
+        .iter()
+        .map(|&(addr, rtt)| DetectTarget {
+            addr,
+            transport: Transport::Tcp,
+            rtt,
+        })
+        .collect();
+    Ok(detect_targets(db, &targets, options)?
+        .into_iter()
+        .map(|d| d.info)
+        .collect())
+}
+
+/// Identifies every port of `targets` (TCP and UDP), one [`Detected`] per
+/// target in the same order; waits grow by [`rtt_allowance`] of each
+/// target's round trip. Blocks until all are done.
+pub fn detect_targets(
+    db: Arc<ProbeDb>,
+    targets: &[DetectTarget],
+    options: &DetectOptions,
+) -> Result<Vec<Detected>, DetectError> {
     // Matching is CPU work (thousands of patterns with nmap's file): one
     // worker per core.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -138,25 +195,41 @@ pub fn detect_all_with_rtt(
         .map_err(DetectError::Runtime)?;
     let clients = TlsClients::new()?;
     let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
+    let udp_sockets = Arc::new(Semaphore::new(UDP_SOCKETS));
     Ok(runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, &(addr, rtt)) in targets.iter().enumerate() {
+        for (i, t) in targets.iter().enumerate() {
             let ctx = Context {
                 db: Arc::clone(&db),
                 clients: clients.clone(),
                 options: options.clone(),
-                addr,
-                extra: rtt_allowance(rtt),
+                addr: t.addr,
+                extra: rtt_allowance(t.rtt),
+                udp_sockets: Arc::clone(&udp_sockets),
             };
             let limit = Arc::clone(&limit);
+            let transport = t.transport;
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (i, ctx.detect().await)
+                let found = match transport {
+                    Transport::Tcp => {
+                        let info = ctx.detect().await;
+                        Detected {
+                            answered: info.method == ServiceMethod::Probed,
+                            info,
+                        }
+                    }
+                    Transport::Udp => ctx.detect_udp().await,
+                };
+                (i, found)
             });
         }
-        let mut found: Vec<ServiceInfo> = targets
+        let mut found: Vec<Detected> = targets
             .iter()
-            .map(|(a, _)| table_guess(a.port(), Vec::new()))
+            .map(|t| Detected {
+                info: table_guess(t.transport, t.addr.port(), Vec::new()),
+                answered: false,
+            })
             .collect();
         let stopped = || {
             options
@@ -181,8 +254,7 @@ pub fn detect_all_with_rtt(
         }
         if !stopped() {
             let wait = options.service_timeout.min(CONNECT_WAIT * 2);
-            let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.0).collect();
-            name_rpc_ports(&addrs, &mut found, wait).await;
+            name_rpc_ports(targets, &mut found, wait).await;
         }
         found
     }))
@@ -221,6 +293,8 @@ struct Context {
     addr: SocketAddr,
     /// Added to every wait: [`rtt_allowance`] of the host's round trip.
     extra: Duration,
+    /// Permits for UDP probe sockets, shared by every port.
+    udp_sockets: Arc<Semaphore>,
 }
 
 /// A port's progress: the deadline and the first bytes seen.
@@ -535,7 +609,161 @@ impl Context {
     }
 
     fn table_guess(&self, run: &Run) -> ServiceInfo {
-        table_guess(self.addr.port(), run.banner.clone())
+        table_guess(Transport::Tcp, self.addr.port(), run.banner.clone())
+    }
+
+    /// The UDP probes to send to this port, in order: those listing the
+    /// port, then the rest up to the intensity.
+    fn plan_udp(&self) -> Vec<usize> {
+        let port = self.addr.port();
+        let udp: Vec<usize> = (0..self.db.probes.len())
+            .filter(|&i| self.db.probes[i].transport == Transport::Udp)
+            .collect();
+        let listed = |i: &usize| self.db.probes[*i].ports.contains(port);
+        let mut order: Vec<usize> = udp.iter().copied().filter(listed).collect();
+        order.extend(
+            udp.iter()
+                .copied()
+                .filter(|i| !listed(i) && self.db.probes[*i].rarity <= self.options.intensity),
+        );
+        order
+    }
+
+    /// Every UDP probe at once, each from its own socket; the answers
+    /// matched in the plan's order.
+    async fn detect_udp(&self) -> Detected {
+        let port = self.addr.port();
+        let unanswered = |banner: Vec<u8>| Detected {
+            info: table_guess(Transport::Udp, port, banner),
+            answered: false,
+        };
+        if self.db.exclude.udp.contains(port) {
+            return unanswered(Vec::new());
+        }
+        let plan = self.plan_udp();
+        let deadline = Instant::now() + self.options.service_timeout;
+        let mut exchanges = tokio::task::JoinSet::new();
+        for (rank, &index) in plan.iter().enumerate() {
+            let probe = &self.db.probes[index];
+            let payload = probe.payload.clone();
+            let until = deadline.min(Instant::now() + probe.totalwait + self.extra);
+            let sockets = Arc::clone(&self.udp_sockets);
+            let addr = self.addr;
+            exchanges.spawn(async move {
+                let _permit = sockets.acquire_owned().await;
+                (rank, udp_exchange(addr, &payload, until).await)
+            });
+        }
+        // Per rank: None while waiting, then the answer (empty: none).
+        let mut answers: Vec<Option<Vec<u8>>> = vec![None; plan.len()];
+        let mut refused = false;
+        while let Some(done) = exchanges.join_next().await {
+            let Ok((rank, outcome)) = done else { continue };
+            match outcome {
+                UdpOutcome::Answer(bytes) => answers[rank] = Some(bytes),
+                UdpOutcome::Silent => answers[rank] = Some(Vec::new()),
+                UdpOutcome::Refused => {
+                    answers[rank] = Some(Vec::new());
+                    refused = true;
+                }
+            }
+            // Done once every probe before the first hard match is in.
+            let mut settled = true;
+            let mut hard = false;
+            for (r, a) in answers.iter().enumerate() {
+                match a {
+                    None => {
+                        settled = false;
+                        break;
+                    }
+                    Some(bytes) if !bytes.is_empty() => {
+                        if matches!(
+                            self.match_answer(plan[r], bytes, None, None),
+                            Answer::Hard(_)
+                        ) {
+                            hard = true;
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            if (settled && hard) || refused {
+                exchanges.abort_all();
+                break;
+            }
+        }
+        let banner = answers
+            .iter()
+            .flatten()
+            .find(|a| !a.is_empty())
+            .map(|a| a[..a.len().min(BANNER_BYTES)].to_vec());
+        let Some(banner) = banner else {
+            return unanswered(Vec::new());
+        };
+        let mut soft = None;
+        for (r, answer) in answers.iter().enumerate() {
+            let Some(bytes) = answer.as_ref().filter(|a| !a.is_empty()) else {
+                continue;
+            };
+            match self.match_answer(plan[r], bytes, None, None) {
+                Answer::Hard(mut info) => {
+                    info.banner = banner;
+                    return Detected {
+                        info,
+                        answered: true,
+                    };
+                }
+                Answer::Soft(info) if soft.is_none() => soft = Some(info),
+                _ => {}
+            }
+        }
+        let info = match soft {
+            Some(mut info) => {
+                info.banner = banner;
+                info
+            }
+            None => table_guess(Transport::Udp, port, banner),
+        };
+        Detected {
+            info,
+            answered: true,
+        }
+    }
+}
+
+/// How one UDP probe went.
+enum UdpOutcome {
+    /// A datagram came back (at most [`MAX_RESPONSE`] bytes kept).
+    Answer(Vec<u8>),
+    /// Nothing came back in time (or the socket could not be used).
+    Silent,
+    /// The host said the port is unreachable (ICMP port unreachable).
+    Refused,
+}
+
+/// Sends `payload` to `addr` from a fresh connected socket and waits until
+/// `until` for one datagram back.
+async fn udp_exchange(addr: SocketAddr, payload: &[u8], until: Instant) -> UdpOutcome {
+    let local: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(socket) = UdpSocket::bind(local).await else {
+        return UdpOutcome::Silent;
+    };
+    if socket.connect(addr).await.is_err() || socket.send(payload).await.is_err() {
+        return UdpOutcome::Silent;
+    }
+    let mut buf = vec![0u8; MAX_RESPONSE];
+    match timeout_at(until, socket.recv(&mut buf)).await {
+        Ok(Ok(n)) => {
+            buf.truncate(n);
+            UdpOutcome::Answer(buf)
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => UdpOutcome::Refused,
+        Ok(Err(_)) | Err(_) => UdpOutcome::Silent,
     }
 }
 
@@ -546,9 +774,13 @@ fn says_tls(info: &ServiceInfo) -> bool {
 }
 
 /// What the port table says of a port nothing matched on.
-fn table_guess(port: u16, banner: Vec<u8>) -> ServiceInfo {
+fn table_guess(transport: Transport, port: u16, banner: Vec<u8>) -> ServiceInfo {
+    let proto = match transport {
+        Transport::Tcp => Protocol::Tcp,
+        Transport::Udp => Protocol::Udp,
+    };
     ServiceInfo {
-        name: portolan_targets::service_name(Protocol::Tcp, port)
+        name: portolan_targets::service_name(proto, port)
             .unwrap_or("unknown")
             .to_string(),
         method: ServiceMethod::Table,
@@ -562,33 +794,48 @@ fn table_guess(port: u16, banner: Vec<u8>) -> ServiceInfo {
 /// RPC on some port) from the portmapper's `DUMP` list: program, versions
 /// and number, as nmap's RPC grinder reports them (`nfs 3-4 (RPC
 /// #100003)`). Ports already matched to a product keep their match.
-async fn name_rpc_ports(targets: &[SocketAddr], found: &mut [ServiceInfo], wait: Duration) {
+async fn name_rpc_ports(targets: &[DetectTarget], found: &mut [Detected], wait: Duration) {
     let is_rpc = |f: &ServiceInfo| f.name == "rpc" || f.name == "rpcbind";
     let mut hosts: Vec<std::net::IpAddr> = targets
         .iter()
         .zip(found.iter())
-        .filter(|(_, f)| is_rpc(f))
-        .map(|(a, _)| a.ip())
+        .filter(|(_, f)| is_rpc(&f.info))
+        .map(|(t, _)| t.addr.ip())
         .collect();
+    hosts.sort();
     hosts.dedup();
     for ip in hosts {
+        // The portmapper's TCP port (111 unless it was found elsewhere).
         let portmapper = targets
             .iter()
             .zip(found.iter())
-            .find(|(a, f)| a.ip() == ip && f.name == "rpcbind")
-            .map_or(111, |(a, _)| a.port());
+            .find(|(t, f)| {
+                t.addr.ip() == ip && t.transport == Transport::Tcp && f.info.name == "rpcbind"
+            })
+            .map_or(111, |(t, _)| t.addr.port());
         let Some(list) = portmapper_dump(SocketAddr::new(ip, portmapper), wait).await else {
             continue;
         };
-        for (addr, info) in targets.iter().zip(found.iter_mut()) {
+        for (target, detected) in targets.iter().zip(found.iter_mut()) {
+            let info = &mut detected.info;
             let nameable = is_rpc(info) || info.method == ServiceMethod::Table;
-            if addr.ip() != ip || !nameable {
+            if target.addr.ip() != ip || !nameable {
                 continue;
             }
-            let Some(program) = rpc::program_on(&list, addr.port()) else {
+            // A silent UDP port is not named from the list: nothing says
+            // the program is what listens there now.
+            if target.transport == Transport::Udp && !detected.answered {
+                continue;
+            }
+            let proto = match target.transport {
+                Transport::Tcp => rpc::PROTO_TCP,
+                Transport::Udp => rpc::PROTO_UDP,
+            };
+            let port = target.addr.port();
+            let Some(program) = rpc::program_on(&list, proto, port) else {
                 continue;
             };
-            let Some((low, high)) = rpc::versions_on(&list, program, addr.port()) else {
+            let Some((low, high)) = rpc::versions_on(&list, program, proto, port) else {
                 continue;
             };
             info.name = rpc::program_name(program).unwrap_or("rpc").to_string();
@@ -667,6 +914,7 @@ rarity 1
             },
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             extra: Duration::ZERO,
+            udp_sockets: Arc::new(Semaphore::new(1)),
         };
         ctx.plan(tls)
             .into_iter()

@@ -18,6 +18,8 @@ pub const MAX_MAPPINGS: usize = 4096;
 pub const XID: u32 = 0x504c_5250;
 /// IP protocol number of TCP in a mapping.
 pub const PROTO_TCP: u32 = 6;
+/// IP protocol number of UDP in a mapping.
+pub const PROTO_UDP: u32 = 17;
 
 /// One entry of the portmapper's list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,21 +125,23 @@ pub fn program_name(program: u32) -> Option<&'static str> {
     })
 }
 
-/// The lowest and highest version of `program` served on TCP `port`.
-pub fn versions_on(list: &[Mapping], program: u32, port: u16) -> Option<(u32, u32)> {
+/// The lowest and highest version of `program` served on `port` over
+/// `protocol` ([`PROTO_TCP`] or [`PROTO_UDP`]).
+pub fn versions_on(list: &[Mapping], program: u32, protocol: u32, port: u16) -> Option<(u32, u32)> {
     let served = list
         .iter()
-        .filter(|m| m.program == program && m.protocol == PROTO_TCP && m.port == u32::from(port));
+        .filter(|m| m.program == program && m.protocol == protocol && m.port == u32::from(port));
     let low = served.clone().map(|m| m.version).min()?;
     let high = served.map(|m| m.version).max()?;
     Some((low, high))
 }
 
-/// The program served on TCP `port`, if the list names exactly one.
-pub fn program_on(list: &[Mapping], port: u16) -> Option<u32> {
+/// The program served on `port` over `protocol`, if the list names
+/// exactly one.
+pub fn program_on(list: &[Mapping], protocol: u32, port: u16) -> Option<u32> {
     let mut programs = list
         .iter()
-        .filter(|m| m.protocol == PROTO_TCP && m.port == u32::from(port))
+        .filter(|m| m.protocol == protocol && m.port == u32::from(port))
         .map(|m| m.program);
     let first = programs.next()?;
     programs.all(|p| p == first).then_some(first)
@@ -163,7 +167,7 @@ mod tests {
         ] {
             w.extend([1, prog, vers, PROTO_TCP, port]);
         }
-        w.extend([1, 100_003, 3, 17, 2049, 0]);
+        w.extend([1, 100_003, 3, PROTO_UDP, 2049, 0]);
         words(&w)
     }
 
@@ -179,10 +183,13 @@ mod tests {
     fn dump_replies_parse() {
         let list = parse_dump(&reply()).unwrap();
         assert_eq!(list.len(), 6);
-        assert_eq!(versions_on(&list, PORTMAPPER, 111), Some((2, 4)));
-        assert_eq!(versions_on(&list, 100_003, 2049), Some((3, 4)));
-        assert_eq!(program_on(&list, 2049), Some(100_003));
-        assert_eq!(program_on(&list, 22), None);
+        assert_eq!(versions_on(&list, PORTMAPPER, PROTO_TCP, 111), Some((2, 4)));
+        assert_eq!(versions_on(&list, 100_003, PROTO_TCP, 2049), Some((3, 4)));
+        assert_eq!(versions_on(&list, 100_003, PROTO_UDP, 2049), Some((3, 3)));
+        assert_eq!(program_on(&list, PROTO_TCP, 2049), Some(100_003));
+        assert_eq!(program_on(&list, PROTO_UDP, 2049), Some(100_003));
+        assert_eq!(program_on(&list, PROTO_UDP, 111), None);
+        assert_eq!(program_on(&list, PROTO_TCP, 22), None);
         assert_eq!(program_name(100_003), Some("nfs"));
     }
 

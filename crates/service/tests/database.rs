@@ -162,6 +162,43 @@ const ANSWERS: &[Case] = &[
         Some("PostgreSQL DB"),
         None,
     ),
+    // PostgreSQL 15.18's answer to protocol 0.0, then the shapes the
+    // release notes give other versions (translated messages too).
+    (
+        "PgBadVersion",
+        b"E\0\0\0\x83SFATAL\0VFATAL\0C0A000\0Munsupported frontend protocol 0.0: server supports 3.0 to 3.0\0Fpostmaster.c\0L2222\0RProcessStartupPacket\0\0",
+        "postgresql",
+        Some("PostgreSQL DB"),
+        Some("14 - 16"),
+    ),
+    (
+        "PgBadVersion",
+        b"E\0\0\0\x88SFATAL\0VFATAL\0C0A000\0Munsupported frontend protocol 0.0: server supports 3.0 to 3.0\0Fbackend_startup.c\0L811\0RProcessStartupPacket\0\0",
+        "postgresql",
+        Some("PostgreSQL DB"),
+        Some("17"),
+    ),
+    (
+        "PgBadVersion",
+        b"E\0\0\0\x88SFATAL\0VFATAL\0C0A000\0Munsupported frontend protocol 0.0: server supports 3.0 to 3.2\0Fbackend_startup.c\0L830\0RProcessStartupPacket\0\0",
+        "postgresql",
+        Some("PostgreSQL DB"),
+        Some("18 or later"),
+    ),
+    (
+        "PgBadVersion",
+        b"E\0\0\0\x90SFATAL\0VFATAL\0C0A000\0Mnicht unterst\xc3\xbctztes Frontend-Protokoll 0.0: Server unterst\xc3\xbctzt 2.0 bis 3.0\0Fpostmaster.c\0L2100\0RProcessStartupPacket\0\0",
+        "postgresql",
+        Some("PostgreSQL DB"),
+        Some("9.6 - 13"),
+    ),
+    (
+        "PgBadVersion",
+        b"E\0\0\0\x80SFATAL\0C0A000\0Munsupported frontend protocol 0.0: server supports 1.0 to 3.0\0Fpostmaster.c\0L1695\0RProcessStartupPacket\0\0",
+        "postgresql",
+        Some("PostgreSQL DB"),
+        Some("9.5 or earlier"),
+    ),
     (
         "DNSVersionTCP",
         b"\0\x3bPT\x85\x80\0\x01\0\x01\0\0\0\0\x07version\x04bind\0\0\x10\0\x03\xc0\x0c\0\x10\0\x03\0\0\0\0\0\x0d\x0cdnsmasq-2.89",
@@ -234,14 +271,140 @@ const ANSWERS: &[Case] = &[
         Some("RDP server"),
         None,
     ),
+    ("NULL", b"RFB 003.003\n", "vnc", Some("VNC"), None),
+    ("NULL", b"\xff\xfb\x01\xff\xfb\x03\xff\xfd\x1f", "telnet", None, None),
+    (
+        "MongoBuildInfo",
+        b"\x20\0\0\0\x02\0\0\0PLMG\x01\0\0\0\0\0\0\0",
+        "mongodb",
+        Some("MongoDB"),
+        None,
+    ),
+    ("AMQPHeader", b"AMQP\0\0\x09\x01", "amqp", None, None),
+    (
+        "LDAPBind",
+        b"\x30\x84\0\0\0\x10\x02\x01\x01\x61\x84\0\0\0\x07\x0a\x01\0\x04\0\x04\0",
+        "ldap",
+        Some("LDAP server"),
+        None,
+    ),
+    (
+        "SMBNegotiate",
+        b"\0\0\0\x55\xffSMBr\0\0\0\0\x98\x53\xc8",
+        "microsoft-ds",
+        None,
+        None,
+    ),
+    (
+        "RDPNegotiate",
+        b"\x03\0\0\x0b\x06\xd0\0\0\x12\x34\0",
+        "ms-wbt-server",
+        Some("RDP server"),
+        None,
+    ),
+    (
+        "SIPOptionsTCP",
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP portolan.invalid\r\nServer: kamailio (5.6.3 (x86_64/linux))\r\n\r\n",
+        "sip",
+        Some("Kamailio SIP proxy"),
+        Some("5.6.3"),
+    ),
+];
+
+/// Answers to the UDP probes, as [`ANSWERS`].
+const UDP_ANSWERS: &[Case] = &[
+    (
+        "DNSVersionUDP",
+        b"PT\x85\x80\0\x01\0\x01\0\0\0\0\x07version\x04bind\0\0\x10\0\x03\xc0\x0c\0\x10\0\x03\0\0\0\0\0\x0d\x0cdnsmasq-2.89",
+        "domain",
+        Some("dnsmasq"),
+        Some("2.89"),
+    ),
+    ("DNSVersionUDP", b"PT\x81\x85\0\x01\0\0\0\0\0\0", "domain", None, None),
+    (
+        "RPCNullUDP",
+        b"PLRU\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x02\0\0\0\x02\0\0\0\x04",
+        "rpcbind",
+        None,
+        Some("2-4"),
+    ),
+    // net-snmp 5.9.3's answers (v2c with its versionTag, v1, v3 report).
+    (
+        "SNMPv2cGet",
+        b"0\x81\x90\x02\x01\x01\x04\x06public\xa2\x81\x82\x02\x04PLSN\x02\x01\x00\x02\x01\x000t0E\x06\x08+\x06\x01\x02\x01\x01\x01\x00\x049Linux vm 6.18.44-fc-v657 #1 SMP PREEMPT_DYNAMIC @0 x86_640\x16\x06\x08+\x06\x01\x02\x01\x01\x02\x00\x06\n+\x06\x01\x04\x01\xbf\x08\x03\x02\n0\x13\x06\n+\x06\x01\x04\x01\x8fed\x02\x00\x04\x055.9.3",
+        "snmp",
+        Some("net-snmp"),
+        Some("5.9.3"),
+    ),
+    (
+        "SNMPv2cGet",
+        b"0\x2e\x02\x01\x01\x04\x06public\xa2\x21\x02\x04PLSN\x02\x01\x00\x02\x01\x000\x130\x11\x06\x08+\x06\x01\x02\x01\x01\x01\x00\x04\x05cisco",
+        "snmp",
+        None,
+        None,
+    ),
+    (
+        "SNMPv1Get",
+        b"0z\x02\x01\x00\x04\x06public\xa2m\x02\x04PLSN\x02\x01\x00\x02\x01\x000_0E\x06\x08+\x06\x01\x02\x01\x01\x01\x00\x049Linux vm 6.18.44-fc-v657 #1 SMP PREEMPT_DYNAMIC @0 x86_640\x16\x06\x08+\x06\x01\x02\x01\x01\x02\x00\x06\n+\x06\x01\x04\x01\xbf\x08\x03\x02\n",
+        "snmp",
+        Some("net-snmp"),
+        None,
+    ),
+    (
+        "SNMPv3Discover",
+        b"0o\x02\x01\x030\x0f\x02\x02PL\x02\x03\x00\xff\xe3\x04\x01\x00\x02\x01\x03\x04!0\x1f\x04\x11\x80\x00\x1f\x88\x80\xb7\x1e\x13Q\xf2\xfe\x05k\x00\x00\x00\x00\x02\x01\x01\x02\x01\x02\x04\x00\x04\x00\x04\x0006\x04\x11\x80\x00\x1f\x88\x80\xb7\x1e\x13Q\xf2\xfe\x05k\x00\x00\x00\x00\x04\x00\xa8\x1f\x02\x04PLS3\x02\x01\x00\x02\x01\x000\x110\x0f\x06\n+\x06\x01\x06\x03\x0f\x01\x01\x04\x00A\x01\x01",
+        "snmp",
+        Some("net-snmp"),
+        None,
+    ),
+    // chrony 4.3 serving its own clock at stratum 10, and another server.
+    (
+        "NTPClient",
+        b"$\n\n\xe6\x00\x00\x00\x00\x00\x00\x00\x00\x7f\x7f\x01\x01\xee\xb0}s\x1e\x14P*PORTOLAN\xee\xb0}t\x96%\x8e\xb7\xee\xb0}t\x96)\xf98",
+        "ntp",
+        Some("chrony"),
+        None,
+    ),
+    (
+        "NTPClient",
+        b"\x24\x02\x03\xe8\0\0\0\0\0\0\0\0\xc0\x00\x02\x01\xee\xb0}s\x1e\x14P*PORTOLAN\xee\xb0}t\x96%\x8e\xb7\xee\xb0}t\x96)\xf98",
+        "ntp",
+        None,
+        None,
+    ),
+    (
+        "NTPReadVar",
+        b"\x16\x82\0\x01\x06\x15\0\0\0\0\0\x40version=\"ntpd 4.2.8p15@1.3728-o Wed Sep 23 11:46:38 UTC 2020 (1)\", processor=\"x86_64\"",
+        "ntp",
+        Some("ntpd"),
+        Some("4.2.8p15"),
+    ),
+    (
+        "MemcachedVersionUDP",
+        b"PL\0\0\0\x01\0\0VERSION 1.6.18\r\n",
+        "memcached",
+        Some("Memcached"),
+        Some("1.6.18"),
+    ),
+    (
+        "SIPOptions",
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP portolan.invalid;rport=5060\r\nServer: kamailio (5.6.3 (x86_64/linux))\r\nContent-Length: 0\r\n\r\n",
+        "sip",
+        Some("Kamailio SIP proxy"),
+        Some("5.6.3"),
+    ),
 ];
 
 #[test]
 fn builtin_database_identifies_each_protocol() {
     let db = db();
-    for &(probe, answer, service, product, version) in ANSWERS {
+    let cases = ANSWERS
+        .iter()
+        .map(|c| (Transport::Tcp, c))
+        .chain(UDP_ANSWERS.iter().map(|c| (Transport::Udp, c)));
+    for (transport, &(probe, answer, service, product, version)) in cases {
         let index = db
-            .find(Transport::Tcp, probe)
+            .find(transport, probe)
             .unwrap_or_else(|| panic!("no probe {probe}"));
         let found = db
             .identify(index, answer, None)

@@ -341,3 +341,75 @@ fn tls_handshake_records_the_certificate_and_probes_inside() {
     assert!(tls.not_before.unwrap() < tls.not_after.unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A UDP server on 127.0.0.1 that answers each datagram with what
+/// `answer` returns for it (nothing for `None`), for [`SERVER_LIFE`] at
+/// most.
+fn udp_server(answer: fn(&[u8]) -> Option<Vec<u8>>) -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    thread::spawn(move || {
+        let born = Instant::now();
+        let mut buf = [0u8; 2048];
+        while born.elapsed() < SERVER_LIFE {
+            if let Ok((n, from)) = socket.recv_from(&mut buf)
+                && let Some(reply) = answer(&buf[..n])
+            {
+                let _ = socket.send_to(&reply, from);
+            }
+        }
+    });
+    addr
+}
+
+/// UDP ports (issue 6): a memcached-like server is named from its answer
+/// to the memcached probe among all the probes sent at once; a server
+/// that answers noise is answered but unnamed; a closed port (ICMP port
+/// unreachable) and a silent one are not answered.
+#[test]
+fn udp_ports_are_probed_at_once_and_answers_prove_them_open() {
+    use portolan_service::db::Transport;
+    use portolan_service::{DetectTarget, detect_targets};
+    let memcached = udp_server(|d| {
+        let header = d.get(..8)?;
+        (&d[8..] == b"version\r\n").then(|| [header, b"VERSION 1.6.18\r\n"].concat())
+    });
+    let noise = udp_server(|_| Some(b"hello".to_vec()));
+    let silent = udp_server(|_| None);
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let targets: Vec<DetectTarget> = [memcached, noise, silent, closed]
+        .iter()
+        .map(|&addr| DetectTarget {
+            addr,
+            transport: Transport::Udp,
+            rtt: None,
+        })
+        .collect();
+    let started = Instant::now();
+    let found = detect_targets(
+        Arc::new(builtin().db),
+        &targets,
+        &options(Duration::from_secs(20)),
+    )
+    .unwrap();
+    // Hang guard only (the probes of a port go at once: the silent port
+    // costs one probe's wait of 5 s, where one after the other would
+    // take over 40).
+    assert!(started.elapsed() < Duration::from_secs(40));
+    assert!(found[0].answered);
+    assert_eq!(found[0].info.name, "memcached");
+    assert_eq!(found[0].info.version.as_deref(), Some("1.6.18"));
+    assert_eq!(found[0].info.method, ServiceMethod::Probed);
+    assert!(found[1].answered);
+    assert_eq!(found[1].info.method, ServiceMethod::Table);
+    assert_eq!(found[1].info.banner, b"hello");
+    assert!(!found[2].answered);
+    assert!(!found[3].answered);
+    assert!(found[3].info.banner.is_empty());
+}
