@@ -657,6 +657,75 @@ fn udp_daemons_are_identified() {
     );
 }
 
+/// `-sU` alone (issue 5): the scan's payloads make real daemons answer
+/// (dnsmasq, rpcbind, chrony, snmpd, Kamailio, memcached over UDP), beside
+/// dropped ports and closed ports behind Linux's default ICMP rate limit:
+/// every state and reason exact, over IPv4 and IPv6 (where snmpd, Kamailio
+/// and memcached, bound to IPv4 in the lab, are closed ports).
+#[test]
+fn udp_scan_payloads_open_real_daemons() {
+    if !installed("udp_scan_payloads_open_real_daemons", &UDP_PROGRAMS) {
+        return;
+    }
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let _dnsmasq = start::dnsmasq(host, &dir);
+    let _rpcbind = start::rpcbind(host);
+    let _chronyd = start::chronyd(host, &dir);
+    let _snmpd = start::snmpd(host, &dir);
+    let _kamailio = start::kamailio(host, &dir);
+    let _memcached = start::memcached(host, 11211, true);
+    const SERVICES: [u16; 6] = [53, 111, 123, 161, 5060, 11211];
+    const IPV6_SERVICES: [u16; 3] = [53, 111, 123];
+    const DROPPED: std::ops::RangeInclusive<u16> = 2000..=2004;
+    const CLOSED: std::ops::RangeInclusive<u16> = 3000..=3011;
+    host.drop_udp(DROPPED).unwrap();
+    let json = dir.join("udp-scan.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sU", "-n", "-Pn", "-T4", "--no-progress", "-p"])
+        .arg("53,111,123,161,5060,11211,2000-2004,3000-3011")
+        .arg("-oJ")
+        .arg(&json)
+        .args(host.addrs().map(|a| a.to_string()))
+        .output()
+        .expect("run portolan in the lab");
+    assert_success(&out);
+    let ports = read_port_lines(&json);
+    let mut wrong = Vec::new();
+    for addr in host.addrs() {
+        for port in SERVICES.into_iter().chain(DROPPED).chain(CLOSED) {
+            let listens = if addr.is_ipv6() {
+                IPV6_SERVICES.contains(&port)
+            } else {
+                SERVICES.contains(&port)
+            };
+            let want = if listens {
+                ("open", "udp-response")
+            } else if DROPPED.contains(&port) {
+                ("open|filtered", "no-response")
+            } else {
+                ("closed", "port-unreach")
+            };
+            let got = ports
+                .iter()
+                .find(|p| p["port"] == port && p["addr"] == addr.to_string())
+                .map(|p| {
+                    (
+                        p["state"].as_str().unwrap_or(""),
+                        p["reason"].as_str().unwrap_or(""),
+                    )
+                });
+            if got != Some(want) {
+                wrong.push(format!("{addr} {port}/udp: want {want:?}, got {got:?}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// Hostile services next to a well-behaved one: each ends within the
 /// version timeout, the scanner's memory stays small although one peer
 /// floods, and banners full of terminal escapes and invalid UTF-8 come
