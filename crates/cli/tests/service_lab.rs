@@ -726,6 +726,71 @@ fn udp_scan_payloads_open_real_daemons() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// An RPC server registered nowhere (mountd, program 100005, versions 1
+/// to 3, on TCP 20048; the host runs no portmapper): it answers a NULL
+/// call for another program with PROG_UNAVAIL, for its own at an unserved
+/// version with PROG_MISMATCH and its versions, as RFC 5531 says.
+fn lone_mountd(host: &Host) -> portolan_lab::TcpService {
+    use std::io::{Read, Write};
+    host.listen_tcp_with([20048], |mut s| {
+        std::thread::spawn(move || {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            loop {
+                let mut mark = [0u8; 4];
+                if s.read_exact(&mut mark).is_err() {
+                    return;
+                }
+                let len = (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize;
+                if !(24..=1024).contains(&len) {
+                    return;
+                }
+                let mut call = vec![0u8; len];
+                if s.read_exact(&mut call).is_err() {
+                    return;
+                }
+                let word =
+                    |i: usize| u32::from_be_bytes(call[i * 4..i * 4 + 4].try_into().unwrap());
+                let (xid, program, version) = (word(0), word(3), word(4));
+                let mut words = vec![xid, 1, 0, 0, 0];
+                if program != 100_005 {
+                    words.push(1);
+                } else if (1..=3).contains(&version) {
+                    words.push(0);
+                } else {
+                    words.extend([2, 1, 3]);
+                }
+                let mut reply = (0x8000_0000u32 | (words.len() as u32 * 4))
+                    .to_be_bytes()
+                    .to_vec();
+                reply.extend(words.iter().flat_map(|w| w.to_be_bytes()));
+                if s.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        });
+    })
+    .expect("mountd listener")
+}
+
+/// With no portmapper to ask, an RPC port is ground as nmap's RPC grinder
+/// does: the program and versions come from its own answers.
+#[test]
+fn an_rpc_port_no_portmapper_lists_is_ground() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    let _mountd = lone_mountd(host);
+    let (out, services) = scan(&lab, host.ipv4().into(), "111,20048", &[]);
+    let text = assert_success(&out);
+    let mountd = services
+        .iter()
+        .find(|s| s["port"] == 20048)
+        .unwrap_or_else(|| panic!("no service on 20048 in {services:#?}\n{text}"));
+    assert_eq!(mountd["name"], "mountd", "{mountd}");
+    assert_eq!(mountd["version"], "1-3", "{mountd}");
+    assert_eq!(mountd["extrainfo"], "RPC #100005", "{mountd}");
+    assert_eq!(mountd["method"], "probed", "{mountd}");
+}
+
 /// Hostile services next to a well-behaved one: each ends within the
 /// version timeout, the scanner's memory stays small although one peer
 /// floods, and banners full of terminal escapes and invalid UTF-8 come

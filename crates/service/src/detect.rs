@@ -793,7 +793,8 @@ fn table_guess(transport: Transport, port: u16, banner: Vec<u8>) -> ServiceInfo 
 /// Names the RPC ports of each host that runs a portmapper (or answered
 /// RPC on some port) from the portmapper's `DUMP` list: program, versions
 /// and number, as nmap's RPC grinder reports them (`nfs 3-4 (RPC
-/// #100003)`). Ports already matched to a product keep their match.
+/// #100003)`); RPC ports no list names are ground ([`grind`]). Ports
+/// already matched to a product keep their match.
 async fn name_rpc_ports(targets: &[DetectTarget], found: &mut [Detected], wait: Duration) {
     let is_rpc = |f: &ServiceInfo| f.name == "rpc" || f.name == "rpcbind";
     let mut hosts: Vec<std::net::IpAddr> = targets
@@ -838,17 +839,111 @@ async fn name_rpc_ports(targets: &[DetectTarget], found: &mut [Detected], wait: 
             let Some((low, high)) = rpc::versions_on(&list, program, proto, port) else {
                 continue;
             };
-            info.name = rpc::program_name(program).unwrap_or("rpc").to_string();
-            info.version = Some(if low == high {
-                low.to_string()
-            } else {
-                format!("{low}-{high}")
-            });
-            info.extrainfo = Some(format!("RPC #{program}"));
-            info.method = ServiceMethod::Probed;
-            info.conf = 10;
+            name_program(info, program, low, high);
         }
     }
+    // RPC answered where no list names the program (no portmapper, or it
+    // refuses DUMP): grind the port.
+    for (target, detected) in targets.iter().zip(found.iter_mut()) {
+        if detected.info.name != "rpc" {
+            continue;
+        }
+        if let Some((program, low, high)) = grind(target.addr, target.transport, wait).await {
+            name_program(&mut detected.info, program, low, high);
+        }
+    }
+}
+
+/// Names a port's service from the RPC program found on it.
+fn name_program(info: &mut ServiceInfo, program: u32, low: u32, high: u32) {
+    info.name = rpc::program_name(program).unwrap_or("rpc").to_string();
+    info.version = Some(if low == high {
+        low.to_string()
+    } else {
+        format!("{low}-{high}")
+    });
+    info.extrainfo = Some(format!("RPC #{program}"));
+    info.method = ServiceMethod::Probed;
+    info.conf = 10;
+}
+
+/// Grinds an RPC port as nmap's RPC grinder does: a NULL call for each
+/// program of [`rpc::GRIND_PROGRAMS`] at [`rpc::GRIND_VERSION`], until one
+/// answers `PROG_MISMATCH` with the versions it serves. Each call waits
+/// `wait` at most for its answer; the first silence ends the grinding.
+async fn grind(addr: SocketAddr, transport: Transport, wait: Duration) -> Option<(u32, u32, u32)> {
+    let deadline = || Instant::now() + wait;
+    let calls = rpc::GRIND_PROGRAMS
+        .iter()
+        .enumerate()
+        .map(|(i, &(program, _))| (program, rpc::XID ^ (i as u32 + 1)));
+    match transport {
+        Transport::Tcp => {
+            let mut stream = timeout_at(deadline(), TcpStream::connect(addr))
+                .await
+                .ok()?
+                .ok()?;
+            for (program, xid) in calls {
+                let call = rpc::null_call(program, rpc::GRIND_VERSION, xid, true);
+                let at = deadline();
+                timeout_at(at, stream.write_all(&call)).await.ok()?.ok()?;
+                let reply = read_record(&mut stream, at).await?;
+                if let Some(rpc::CallReply::ProgramMismatch { low, high }) =
+                    rpc::parse_call_reply(&reply, xid)
+                {
+                    return Some((program, low, high));
+                }
+            }
+            None
+        }
+        Transport::Udp => {
+            let local = if addr.is_ipv4() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([0u16; 8], 0))
+            };
+            let socket = UdpSocket::bind(local).await.ok()?;
+            socket.connect(addr).await.ok()?;
+            let mut buf = [0u8; 1024];
+            for (program, xid) in calls {
+                let call = rpc::null_call(program, rpc::GRIND_VERSION, xid, false);
+                let at = deadline();
+                socket.send(&call).await.ok()?;
+                // Datagrams answering earlier calls are skipped.
+                let answer = loop {
+                    let n = timeout_at(at, socket.recv(&mut buf)).await.ok()?.ok()?;
+                    if let Some(answer) = rpc::parse_call_reply(&buf[..n], xid) {
+                        break answer;
+                    }
+                };
+                if let rpc::CallReply::ProgramMismatch { low, high } = answer {
+                    return Some((program, low, high));
+                }
+            }
+            None
+        }
+    }
+}
+
+/// One record of RPC over TCP (its fragments joined), read by `deadline`,
+/// at most [`MAX_RESPONSE`] bytes.
+async fn read_record(stream: &mut TcpStream, deadline: Instant) -> Option<Vec<u8>> {
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while reply.len() < MAX_RESPONSE {
+        if let Some(joined) = rpc::record(&reply) {
+            return Some(joined);
+        }
+        let n = timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n.min(MAX_RESPONSE - reply.len())]);
+    }
+    rpc::record(&reply)
 }
 
 /// The portmapper's list at `addr`, over TCP, within `wait`.
@@ -862,22 +957,7 @@ async fn portmapper_dump(addr: SocketAddr, wait: Duration) -> Option<Vec<rpc::Ma
         .await
         .ok()?
         .ok()?;
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while reply.len() < MAX_RESPONSE {
-        if let Some(joined) = rpc::record(&reply) {
-            return rpc::parse_dump(&joined);
-        }
-        let n = timeout_at(deadline, stream.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        reply.extend_from_slice(&chunk[..n.min(MAX_RESPONSE - reply.len())]);
-    }
-    rpc::record(&reply).and_then(|r| rpc::parse_dump(&r))
+    rpc::parse_dump(&read_record(&mut stream, deadline).await?)
 }
 
 #[cfg(test)]

@@ -1,14 +1,19 @@
-//! ONC RPC programs behind open ports, from the portmapper's list.
+//! ONC RPC programs behind open ports: from the portmapper's list, or by
+//! grinding through program numbers.
 //!
 //! Read RFC 5531 (RPC messages, record marking in §11) and RFC 1833
-//! (portmapper version 2, `PMAPPROC_DUMP`) first. nmap's RPC grinder
-//! tries program numbers one by one; where a host's portmapper answers
-//! `DUMP`, its list already says which program and versions serve each
+//! (portmapper version 2, `PMAPPROC_DUMP`) first. Where a host's portmapper
+//! answers `DUMP`, its list says which program and versions serve each
 //! port, so one call names every RPC port of the host (the issue's
-//! "portmapper dump where allowed").
+//! "portmapper dump where allowed"). Otherwise the port is ground, as
+//! nmap's RPC grinder does: a NULL call (procedure 0) for each program of
+//! [`GRIND_PROGRAMS`] at a version no program serves ([`GRIND_VERSION`]);
+//! the program that listens answers `PROG_MISMATCH` with the lowest and
+//! highest versions it serves, the others `PROG_UNAVAIL`.
 //!
-//! Contract: [`parse_dump`] never panics and never reads past its input;
-//! it accepts at most [`MAX_MAPPINGS`] entries. No I/O here.
+//! Contract: [`parse_dump`] and [`parse_call_reply`] never panic and never
+//! read past their input; [`parse_dump`] accepts at most [`MAX_MAPPINGS`]
+//! entries. No I/O here.
 
 /// The portmapper's program number.
 pub const PORTMAPPER: u32 = 100_000;
@@ -99,29 +104,103 @@ pub fn parse_dump(reply: &[u8]) -> Option<Vec<Mapping>> {
     Some(list)
 }
 
+/// Well-known RPC programs and their usual names (as in `/etc/rpc`), in
+/// the order the grinder tries them: the most often exposed first.
+pub const GRIND_PROGRAMS: [(u32, &str); 18] = [
+    (100_000, "rpcbind"),
+    (100_003, "nfs"),
+    (100_005, "mountd"),
+    (100_021, "nlockmgr"),
+    (100_024, "status"),
+    (100_227, "nfs_acl"),
+    (100_011, "rquotad"),
+    (100_004, "ypserv"),
+    (100_007, "ypbind"),
+    (100_009, "yppasswdd"),
+    (100_001, "rstatd"),
+    (100_002, "rusersd"),
+    (100_008, "walld"),
+    (100_012, "sprayd"),
+    (100_068, "cmsd"),
+    (100_083, "ttdbserverd"),
+    (150_001, "pcnfsd"),
+    (300_019, "amd"),
+];
+
+/// The version the grinder's calls ask for: far above any real program's,
+/// so the program that listens answers with the versions it does serve.
+pub const GRIND_VERSION: u32 = 0x2e_5f3a;
+
 /// The usual name of an RPC program (as in `/etc/rpc`), for the
 /// well-known numbers; `None` for others.
 pub fn program_name(program: u32) -> Option<&'static str> {
-    Some(match program {
-        100_000 => "rpcbind",
-        100_001 => "rstatd",
-        100_002 => "rusersd",
-        100_003 => "nfs",
-        100_004 => "ypserv",
-        100_005 => "mountd",
-        100_007 => "ypbind",
-        100_008 => "walld",
-        100_009 => "yppasswdd",
-        100_011 => "rquotad",
-        100_012 => "sprayd",
-        100_021 => "nlockmgr",
-        100_024 => "status",
-        100_068 => "cmsd",
-        100_083 => "ttdbserverd",
-        100_227 => "nfs_acl",
-        150_001 => "pcnfsd",
-        300_019 => "amd",
-        _ => return None,
+    GRIND_PROGRAMS
+        .iter()
+        .find(|(number, _)| *number == program)
+        .map(|(_, name)| *name)
+}
+
+/// A NULL call (procedure 0, no credentials) to `program` at `version`
+/// with transaction id `xid`; with TCP's record mark in front when
+/// `record_marked`.
+pub fn null_call(program: u32, version: u32, xid: u32, record_marked: bool) -> Vec<u8> {
+    let words: [u32; 10] = [xid, 0, 2, program, version, 0, 0, 0, 0, 0];
+    let mut call = Vec::with_capacity(44);
+    if record_marked {
+        call.extend_from_slice(&(0x8000_0000u32 | 40).to_be_bytes());
+    }
+    for w in words {
+        call.extend_from_slice(&w.to_be_bytes());
+    }
+    call
+}
+
+/// What an RPC server answered a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallReply {
+    /// Accepted and run: the program serves that version.
+    Success,
+    /// `PROG_UNAVAIL`: no such program here.
+    ProgramUnavailable,
+    /// `PROG_MISMATCH`: the program is here, serving these versions.
+    ProgramMismatch {
+        /// The lowest version served.
+        low: u32,
+        /// The highest version served.
+        high: u32,
+    },
+    /// Any other accepted status, or the call denied.
+    Other,
+}
+
+/// Reads the reply (one joined record, or a datagram) to the call with
+/// transaction id `xid`; `None` if it is not one.
+pub fn parse_call_reply(reply: &[u8], xid: u32) -> Option<CallReply> {
+    let mut words = reply
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    let mut next = || words.next();
+    // xid, REPLY (1)
+    if next()? != xid || next()? != 1 {
+        return None;
+    }
+    // MSG_DENIED (1)
+    if next()? != 0 {
+        return Some(CallReply::Other);
+    }
+    let _flavor = next()?;
+    let body = next()? as usize;
+    for _ in 0..body.div_ceil(4) {
+        next()?;
+    }
+    Some(match next()? {
+        0 => CallReply::Success,
+        1 => CallReply::ProgramUnavailable,
+        2 => CallReply::ProgramMismatch {
+            low: next()?,
+            high: next()?,
+        },
+        _ => CallReply::Other,
     })
 }
 
@@ -212,11 +291,50 @@ mod tests {
         assert!(parse_dump(&words(&[XID, 1, 1])).is_none());
     }
 
+    #[test]
+    fn null_calls_and_their_replies() {
+        let call = null_call(100_005, GRIND_VERSION, 7, true);
+        assert_eq!(&call[..4], &[0x80, 0, 0, 40]);
+        let body = record(&call).unwrap();
+        assert_eq!(
+            body,
+            words(&[7, 0, 2, 100_005, GRIND_VERSION, 0, 0, 0, 0, 0])
+        );
+        assert_eq!(null_call(100_005, GRIND_VERSION, 7, false), body);
+        let mismatch = words(&[7, 1, 0, 0, 0, 2, 1, 3]);
+        assert_eq!(
+            parse_call_reply(&mismatch, 7),
+            Some(CallReply::ProgramMismatch { low: 1, high: 3 })
+        );
+        assert_eq!(parse_call_reply(&mismatch, 8), None);
+        assert_eq!(
+            parse_call_reply(&words(&[7, 1, 0, 0, 0, 1]), 7),
+            Some(CallReply::ProgramUnavailable)
+        );
+        assert_eq!(
+            parse_call_reply(&words(&[7, 1, 0, 1, 4, 0xdead_beef, 0]), 7),
+            Some(CallReply::Success)
+        );
+        assert_eq!(
+            parse_call_reply(&words(&[7, 1, 1, 0]), 7),
+            Some(CallReply::Other)
+        );
+        for cut in 0..mismatch.len() {
+            assert_ne!(
+                parse_call_reply(&mismatch[..cut], 7),
+                Some(CallReply::ProgramMismatch { low: 1, high: 3 })
+            );
+        }
+        assert_eq!(program_name(100_005), Some("mountd"));
+        assert_eq!(program_name(4), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_replies_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = record(&bytes);
             let _ = parse_dump(&bytes);
+            let _ = parse_call_reply(&bytes, XID);
         }
     }
 }
