@@ -276,6 +276,10 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         start: start_wall,
         started_at: start,
         scan_type: scan_type(first_kind),
+        scanflags: match first_kind {
+            ScanKind::Raw(_) => config.scanflags.map(nmap_flag_names),
+            _ => None,
+        },
         proto: first_proto,
         port_count: first_ports.len(),
         ports: first_ports,
@@ -446,6 +450,17 @@ fn scan(config: &Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// TCP control bits named as nmap's XML writes `--scanflags`: `FINSYN`.
+fn nmap_flag_names(bits: u8) -> String {
+    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, name)| *name)
+        .collect()
 }
 
 /// nmap's name of a scan technique.

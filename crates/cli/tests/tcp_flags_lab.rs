@@ -155,3 +155,26 @@ fn scanflags_by_number_default_to_reading_as_syn() {
         Kind::Prohibited => ("filtered", "admin-prohibited"),
     });
 }
+
+#[test]
+fn scanflags_are_named_in_the_xml_as_nmap_names_them() {
+    crate::output_tools::tools_or_skip!(xmllint);
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let xml = scratch_dir().join("scanflags.xml");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sA", "--scanflags", "0x29", "-n", "-Pn", "--no-progress"])
+        .args(["-p", "80", "-oX"])
+        .arg(&xml)
+        .arg(lab.host(0).ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        text.contains("<scaninfo type=\"ack\" scanflags=\"FINPSHURG\" protocol=\"tcp\""),
+        "{text}"
+    );
+    crate::output_tools::assert_dtd_valid(&xml);
+}

@@ -40,6 +40,9 @@ pub struct ScanInfo {
     pub started_at: Instant,
     /// nmap's name of the scan type ("connect", "syn", ...).
     pub scan_type: &'static str,
+    /// `--scanflags`: the first scan's custom control bits, as nmap names
+    /// them (`FINSYN`); `None` without.
+    pub scanflags: Option<String>,
     /// The protocol scanned.
     pub proto: Protocol,
     /// How many ports each host gets.

@@ -332,21 +332,27 @@ impl<W: Write> Sink for XmlSink<W> {
             ],
         )?;
         out.write_all(b">\n")?;
-        let scans = std::iter::once((info.scan_type, info.proto, &info.ports))
-            .chain(info.more_scans.iter().map(|(t, p, ports)| (*t, *p, ports)));
+        let scans = std::iter::once((info.scan_type, info.proto, &info.ports, &info.scanflags))
+            .chain(
+                info.more_scans
+                    .iter()
+                    .map(|(t, p, ports)| (*t, *p, ports, &None)),
+            );
         // nmap writes no scaninfo for its idle scan, whose type nmap.dtd
         // does not list.
-        for (scan_type, proto, ports) in scans.filter(|(t, _, _)| *t != "idle") {
-            empty(
-                out,
-                "scaninfo",
-                &[
-                    ("type", scan_type),
-                    ("protocol", proto_name(proto)),
-                    ("numservices", &ports.len().to_string()),
-                    ("services", &port_ranges(ports)),
-                ],
-            )?;
+        for (scan_type, proto, ports, flags) in scans.filter(|(t, ..)| *t != "idle") {
+            let numservices = ports.len().to_string();
+            let services = port_ranges(ports);
+            let mut attrs = vec![("type", scan_type)];
+            if let Some(flags) = flags {
+                attrs.push(("scanflags", flags.as_str()));
+            }
+            attrs.extend([
+                ("protocol", proto_name(proto)),
+                ("numservices", numservices.as_str()),
+                ("services", services.as_str()),
+            ]);
+            empty(out, "scaninfo", &attrs)?;
             out.write_all(b"\n")?;
         }
         empty(

@@ -132,6 +132,7 @@ fn scan() -> Scan {
             start,
             started_at: t0,
             scan_type: "syn",
+            scanflags: None,
             proto: Protocol::Tcp,
             port_count: ports.len(),
             ports,
