@@ -9,6 +9,8 @@
 //!    [`DROPPED_EVERY`]-th is dropped by nftables, the rest are closed.
 //! 2. **A fixed list**: [`FIXED_OPEN`] answering, [`FIXED_DROPPED`] dropped,
 //!    [`FIXED_CLOSED`] closed.
+//! 3. **The fixed list on [`HOSTS`] hosts** at once, each behind its own
+//!    limit: a scan paced per host takes about as long as for one.
 //!
 //! Each list is scanned by Portolan at `-T4`, by nmap at its default
 //! timing and at `-T4` (whose fewer retries give up on closed ports), and
@@ -48,11 +50,15 @@ const LIMIT: Duration = Duration::from_secs(600);
 /// a second) refills, so no run starts behind the one before.
 const REST: Duration = Duration::from_secs(7);
 
-/// A port list and its truth.
+/// Hosts of the third case.
+pub const HOSTS: usize = 4;
+
+/// A port list and its truth (the same on every host scanned).
 struct Case {
     name: String,
     ports: Vec<u16>,
     truth: BTreeMap<u16, &'static str>,
+    hosts: usize,
 }
 
 impl Case {
@@ -61,13 +67,16 @@ impl Case {
         items.join(",")
     }
 
-    /// "exact", or counts of `want->got` mismatches over the listed ports.
-    fn accuracy(&self, states: &States) -> String {
+    /// "exact", or counts of `want->got` mismatches over the listed ports
+    /// of every host.
+    fn accuracy(&self, hosts: &[States]) -> String {
         let mut wrong: BTreeMap<(&str, &str), u32> = BTreeMap::new();
-        for (port, want) in &self.truth {
-            let got = states.get(port).map_or("missing", String::as_str);
-            if got != *want {
-                *wrong.entry((want, got)).or_default() += 1;
+        for states in hosts {
+            for (port, want) in &self.truth {
+                let got = states.get(port).map_or("missing", String::as_str);
+                if got != *want {
+                    *wrong.entry((want, got)).or_default() += 1;
+                }
             }
         }
         if wrong.is_empty() {
@@ -98,6 +107,7 @@ fn top_case() -> Case {
         name: "Portolan's top 100 UDP ports".into(),
         ports,
         truth,
+        hosts: 1,
     }
 }
 
@@ -116,6 +126,24 @@ fn fixed_case() -> Case {
         name: "a fixed list".into(),
         ports: truth.keys().copied().collect(),
         truth,
+        hosts: 1,
+    }
+}
+
+/// Each host's part of a tool's output: the text about `addr` alone.
+fn host_part<'a>(text: &'a str, addr: &str, nmap: bool) -> String {
+    if nmap {
+        let needle = format!("<address addr=\"{addr}\"");
+        text.split("<host ")
+            .find(|block| block.contains(&needle))
+            .unwrap_or("")
+            .to_string()
+    } else {
+        let needle = format!("\"addr\":\"{addr}\"");
+        text.lines()
+            .filter(|line| line.contains(&needle))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -129,7 +157,7 @@ struct Runner {
 }
 
 impl Runner {
-    fn run(&self, lab: &Lab, case: &Case, target: &str, out: &Path) -> Row {
+    fn run(&self, lab: &Lab, case: &Case, targets: &[String], out: &Path) -> Row {
         std::thread::sleep(REST);
         let mut cmd = lab.scanner().command(&self.binary);
         cmd.args(&self.args).args(["-p", &case.list(), "-n", "-Pn"]);
@@ -138,26 +166,30 @@ impl Runner {
         } else {
             cmd.args(["--no-progress", "-oJ"]);
         }
-        cmd.arg(out).arg(target);
+        cmd.arg(out).args(targets);
         let cost = run_measured(cmd, LIMIT, Stdio::null());
         let text = std::fs::read_to_string(out).unwrap_or_default();
-        let states = if self.nmap {
-            parse::nmap_xml(&text)
-        } else {
-            parse::portolan_jsonl(&text)
-        };
-        Row::new(self.label.clone(), cost, None, case.accuracy(&states))
+        let hosts: Vec<States> = targets
+            .iter()
+            .map(|addr| {
+                let part = host_part(&text, addr, self.nmap);
+                if self.nmap {
+                    parse::nmap_xml(&part)
+                } else {
+                    parse::portolan_jsonl(&part)
+                }
+            })
+            .collect();
+        Row::new(self.label.clone(), cost, None, case.accuracy(&hosts))
     }
 }
 
 /// Runs the UDP scenario with `runs` runs per tool.
 pub fn udp_bench(runs: usize) -> Result<(), String> {
     let lab = Lab::builder()
-        .hosts(1)
+        .hosts(HOSTS)
         .build()
         .map_err(|e| format!("cannot build the lab (run as root): {e}"))?;
-    let host = lab.host(0);
-    let target = host.ipv4().to_string();
     let dir = std::env::temp_dir().join(format!("portolan-bench-udp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut runners = vec![Runner {
@@ -194,33 +226,52 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
         });
     }
     let mut file = 0;
-    for case in [top_case(), fixed_case()] {
+    let many = Case {
+        name: format!("a fixed list on {HOSTS} hosts"),
+        hosts: HOSTS,
+        ..fixed_case()
+    };
+    for case in [top_case(), fixed_case(), many] {
+        let hosts = &lab.hosts()[..case.hosts];
+        let targets: Vec<String> = hosts.iter().map(|h| h.ipv4().to_string()).collect();
         let open: Vec<u16> = case
             .truth
             .iter()
             .filter(|(_, s)| **s == "open")
             .map(|(p, _)| *p)
             .collect();
-        let _responders: UdpEcho = host
-            .listen_udp(open.iter().copied())
-            .map_err(|e| format!("UDP responders: {e}"))?;
+        let mut _responders: Vec<UdpEcho> = Vec::new();
+        for host in hosts {
+            _responders.push(
+                host.listen_udp(open.iter().copied())
+                    .map_err(|e| format!("UDP responders: {e}"))?,
+            );
+        }
         let dropped: Vec<u16> = case
             .truth
             .iter()
             .filter(|(_, s)| **s == "open|filtered")
             .map(|(p, _)| *p)
             .collect();
-        host.clear_firewall()
-            .map_err(|e| format!("firewall: {e}"))?;
-        for &port in &dropped {
-            host.drop_udp(port).map_err(|e| format!("firewall: {e}"))?;
+        for host in hosts {
+            host.clear_firewall()
+                .map_err(|e| format!("firewall: {e}"))?;
+            for &port in &dropped {
+                host.drop_udp(port).map_err(|e| format!("firewall: {e}"))?;
+            }
         }
         let count = |s: &str| case.truth.values().filter(|v| **v == s).count();
         println!(
-            "UDP scan of {} ({} ports) on a lab host ({target}) with Linux's default ICMP rate limit: \
+            "UDP scan of {} ({} ports) on {} ({}) with Linux's default ICMP rate limit: \
              {} answering, {} dropped, {} closed; median of {runs} run(s)",
             case.name,
             case.ports.len(),
+            if case.hosts == 1 {
+                "a lab host"
+            } else {
+                "lab hosts"
+            },
+            targets.join(", "),
             count("open"),
             count("open|filtered"),
             count("closed"),
@@ -230,7 +281,7 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
             .map(|runner| {
                 median(runs, || {
                     file += 1;
-                    runner.run(&lab, &case, &target, &dir.join(format!("udp-{file}.out")))
+                    runner.run(&lab, &case, &targets, &dir.join(format!("udp-{file}.out")))
                 })
             })
             .collect();
