@@ -131,7 +131,7 @@ fn fixed_case() -> Case {
 }
 
 /// Each host's part of a tool's output: the text about `addr` alone.
-fn host_part<'a>(text: &'a str, addr: &str, nmap: bool) -> String {
+fn host_part(text: &str, addr: &str, nmap: bool) -> String {
     if nmap {
         let needle = format!("<address addr=\"{addr}\"");
         text.split("<host ")
