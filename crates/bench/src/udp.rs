@@ -134,7 +134,11 @@ fn fixed_case() -> Case {
 fn host_part(text: &str, addr: &str, nmap: bool) -> String {
     if nmap {
         let needle = format!("<address addr=\"{addr}\"");
+        // The `<host>` element alone: the `<hosthint>`s nmap writes
+        // between hosts name addresses too, without their ports.
         text.split("<host ")
+            .skip(1)
+            .map(|block| block.split("</host>").next().unwrap_or(""))
             .find(|block| block.contains(&needle))
             .unwrap_or("")
             .to_string()
@@ -294,4 +298,33 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
          the burst read closed|filtered (counted above as closed->closed|filtered)."
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_host_is_read_from_its_own_part() {
+        let xml = "<nmaprun args=\"nmap 198.18.0.2 198.18.0.6\">\n\
+            <hosthint><address addr=\"198.18.0.2\" addrtype=\"ipv4\"/></hosthint>\n\
+            <host starttime=\"1\"><status state=\"up\"/>\n\
+            <address addr=\"198.18.0.2\" addrtype=\"ipv4\"/>\n\
+            <ports><port protocol=\"udp\" portid=\"53\"><state state=\"open\"/></port>\n\
+            </ports></host>\n\
+            <hosthint><address addr=\"198.18.0.6\" addrtype=\"ipv4\"/></hosthint>\n\
+            <host starttime=\"1\"><status state=\"up\"/>\n\
+            <address addr=\"198.18.0.6\" addrtype=\"ipv4\"/>\n\
+            <ports><port protocol=\"udp\" portid=\"53\"><state state=\"closed\"/></port>\n\
+            </ports></host></nmaprun>\n";
+        let a = parse::nmap_xml(&host_part(xml, "198.18.0.2", true));
+        let b = parse::nmap_xml(&host_part(xml, "198.18.0.6", true));
+        assert_eq!(a.get(&53).map(String::as_str), Some("open"));
+        assert_eq!(b.get(&53).map(String::as_str), Some("closed"));
+        let jsonl = "{\"type\":\"port\",\"addr\":\"198.18.0.2\",\"proto\":\"udp\",\"port\":53,\"state\":\"open\"}\n\
+            {\"type\":\"port\",\"addr\":\"198.18.0.6\",\"proto\":\"udp\",\"port\":53,\"state\":\"closed\"}\n";
+        let a = parse::portolan_jsonl(&host_part(jsonl, "198.18.0.2", false));
+        assert_eq!(a.get(&53).map(String::as_str), Some("open"));
+        assert_eq!(a.len(), 1);
+    }
 }
