@@ -243,8 +243,8 @@ pub static FLAGS: &[FlagDef] = &[
         ["P"],
         Value,
         Discovery,
-        "-Pn",
-        "Treat all hosts as online (the only mode so far: discovery probes arrive with host discovery)"
+        "-Pn / -PE / -PP / -PM / -PS[ports] / -PA[ports] / -PU[ports] / -PY[ports] / -PR",
+        "Skip host discovery (treat every host as up) / discover hosts with ICMP echo, timestamp or address mask requests, TCP SYN or ACK, UDP or SCTP INIT probes, or ARP and Neighbor Discovery on the segment (default: -PR on a segment, else -PE -PS443 -PA80 -PP)"
     ),
     flag!(
         Scan,
@@ -786,7 +786,14 @@ pub fn help_text(version: &str) -> String {
          Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n\
          \x20      portolan report FILE.xml|FILE.jsonl [-o REPORT.html]\n"
     );
-    let width = FLAGS.iter().map(|f| f.usage.len()).max().unwrap_or(0);
+    // A usage longer than the column gets its text on the next line.
+    const MAX_COLUMN: usize = 32;
+    let width = FLAGS
+        .iter()
+        .map(|f| f.usage.len())
+        .filter(|&n| n <= MAX_COLUMN)
+        .max()
+        .unwrap_or(0);
     for section in Section::ALL {
         let _ = writeln!(s, "{}:", section.title());
         if section == Section::Targets {
@@ -797,7 +804,11 @@ pub fn help_text(version: &str) -> String {
             );
         }
         for f in FLAGS.iter().filter(|f| f.section == section) {
-            let _ = writeln!(s, "  {:<width$}  {}", f.usage, f.help);
+            if f.usage.len() > width {
+                let _ = writeln!(s, "  {}\n  {:<width$}  {}", f.usage, "", f.help);
+            } else {
+                let _ = writeln!(s, "  {:<width$}  {}", f.usage, f.help);
+            }
         }
     }
     s.push_str(
