@@ -81,6 +81,18 @@ mod start {
     pub fn memcached(host: &Host, port: u16, udp: bool) -> Daemon {
         up("memcached", daemons::memcached(host, port, udp))
     }
+    /// The UDP daemons on their standard ports: dnsmasq (53), rpcbind
+    /// (111), chrony (123), snmpd (161), Kamailio (5060), memcached (11211).
+    pub fn udp_daemons(host: &Host, dir: &Path) -> Vec<Daemon> {
+        vec![
+            dnsmasq(host, dir),
+            rpcbind(host),
+            chronyd(host, dir),
+            snmpd(host, dir),
+            kamailio(host, dir),
+            memcached(host, 11211, true),
+        ]
+    }
     pub fn vsftpd(host: &Host, dir: &Path) -> Daemon {
         up("vsftpd", daemons::vsftpd(host, dir))
     }
@@ -543,12 +555,7 @@ fn udp_daemons_are_identified() {
     let lab = lab_or_skip!();
     let host = lab.host(0);
     let dir = scratch_dir();
-    let _dnsmasq = start::dnsmasq(host, &dir);
-    let _rpcbind = start::rpcbind(host);
-    let _chronyd = start::chronyd(host, &dir);
-    let _snmpd = start::snmpd(host, &dir);
-    let _kamailio = start::kamailio(host, &dir);
-    let _memcached = start::memcached(host, 11211, true);
+    let _daemons = start::udp_daemons(host, &dir);
     let _memcached_other = start::memcached(host, 11311, true);
 
     let json = dir.join("udp.jsonl");
@@ -670,12 +677,7 @@ fn udp_scan_payloads_open_real_daemons() {
     let lab = lab_or_skip!();
     let host = lab.host(0);
     let dir = scratch_dir();
-    let _dnsmasq = start::dnsmasq(host, &dir);
-    let _rpcbind = start::rpcbind(host);
-    let _chronyd = start::chronyd(host, &dir);
-    let _snmpd = start::snmpd(host, &dir);
-    let _kamailio = start::kamailio(host, &dir);
-    let _memcached = start::memcached(host, 11211, true);
+    let _daemons = start::udp_daemons(host, &dir);
     const SERVICES: [u16; 6] = [53, 111, 123, 161, 5060, 11211];
     const IPV6_SERVICES: [u16; 3] = [53, 111, 123];
     const DROPPED: std::ops::RangeInclusive<u16> = 2000..=2004;
