@@ -823,12 +823,12 @@ impl Engine<'_> {
                 );
             };
             let started = Instant::now();
-            let Some(verdicts) = scan
+            let verdicts = scan
                 .scan_host(addr, &ports, &stop)
-                .context("the idle scan failed")?
-            else {
-                break;
-            };
+                .context("the idle scan failed")?;
+            // Stopped part way: the ports settled so far are reported, and
+            // the host as interrupted.
+            let complete = verdicts.len() == ports.len();
             let mut ports: Vec<PortOutcome> = verdicts
                 .iter()
                 .map(|v| PortOutcome {
@@ -858,10 +858,14 @@ impl Engine<'_> {
                 }));
             }
             stats.hosts_done += 1;
-            stats.hosts_up += 1;
+            stats.hosts_up += u64::from(complete);
             let mut report = HostReport {
                 target,
-                status: HostStatus::Up(Reason::UserSet),
+                status: if complete {
+                    HostStatus::Up(Reason::UserSet)
+                } else {
+                    HostStatus::Interrupted
+                },
                 reason_ttl: None,
                 mac: None,
                 ports,

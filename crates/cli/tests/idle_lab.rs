@@ -390,3 +390,82 @@ fn nmap_reads_the_lab_zombie_the_same_way() {
         "{ours}"
     );
 }
+
+/// Ctrl-C part way through a host: the ports settled so far are written,
+/// each right, and the host is reported as interrupted (exit 130).
+#[test]
+fn an_interrupted_idle_scan_writes_the_ports_it_settled() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let Some((lab, _zombie)) = idle_lab(ZombieIpId::Incremental) else {
+        return;
+    };
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    let _open = target.listen_tcp(OPEN).unwrap();
+    let dir = scratch_dir();
+    let (json, normal) = (dir.join("cut.jsonl"), dir.join("cut.nmap"));
+    // In order, slowed down: 20000 ports would take minutes.
+    let mut child = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-n", "--no-progress", "-Pn", "-r", "--max-rate", "500"])
+        .args(["-sI", &zombie.ipv4().to_string(), "-p", "1-20000", "-oJ"])
+        .arg(&json)
+        .arg("-oN")
+        .arg(&normal)
+        .arg(target.ipv4().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The zombie is checked and the port scan under way; then let it
+    // settle some groups.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&normal).is_ok_and(|t| t.contains("Idle scan using zombie")) {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("the idle scan never started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let waited = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if waited.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("portolan did not stop after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let run = read_jsonl(&json);
+    assert_eq!(run.hosts.len(), 1);
+    assert_eq!(run.hosts[0]["status"], "interrupted");
+    let addr: IpAddr = target.ipv4().into();
+    let settled: Vec<u16> = run.ports.keys().map(|&(_, port)| port).collect();
+    assert!(
+        !settled.is_empty() && settled.len() < 20000,
+        "{} ports settled",
+        settled.len()
+    );
+    // In order: the settled ports are the first ones, each right.
+    assert_eq!(settled, (1..=settled.len() as u16).collect::<Vec<_>>());
+    for port in settled {
+        let want = if OPEN.contains(&port) {
+            "open"
+        } else {
+            "closed|filtered"
+        };
+        assert_eq!(run.ports[&(addr, port)].state, want, "port {port}");
+    }
+}

@@ -181,13 +181,16 @@ pub struct Verdict {
 /// split in halves, each tested again, down to single ports, where two
 /// agreeing tests decide. Traffic of the zombie's own can only add to a
 /// rise, so it costs tests, never an open port; a lost packet can hide
-/// one, as in nmap.
+/// one, as in nmap. `stop` is asked between groups: once it says so, the
+/// verdicts of the groups settled so far come back, in the order of
+/// `ports` (a prefix of it).
 ///
 /// # Errors
 /// The first error of `test`.
 pub fn resolve_ports<E>(
     ports: &[u16],
     test: &mut dyn FnMut(&[u16]) -> Result<u32, E>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<Vec<Verdict>, E> {
     let mut verdicts: Vec<Verdict> = ports
         .iter()
@@ -202,6 +205,10 @@ pub fn resolve_ports<E>(
     // Consecutive tests of one group that showed too much rise.
     let mut noisy = 0u8;
     while at < verdicts.len() {
+        if stop() {
+            verdicts.truncate(at);
+            break;
+        }
         let end = (at + size).min(verdicts.len());
         let rise = group_test(&mut verdicts[at..end], test)?;
         if rise as usize > end - at && noisy < SINGLE_TESTS && end - at > 1 {
@@ -568,13 +575,8 @@ impl IdleScan {
         target: Ipv4Addr,
         ports: &[u16],
         stop: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<Verdict>>, IdleError> {
-        let mut stopped = false;
+    ) -> Result<Vec<Verdict>, IdleError> {
         let mut test = |group: &[u16]| -> Result<u32, IdleError> {
-            if stopped || stop() {
-                stopped = true;
-                return Ok(0);
-            }
             let before = self.latest()?;
             for &port in group {
                 self.pace();
@@ -592,8 +594,7 @@ impl IdleScan {
             let after = self.fresh()?;
             Ok(u32::from(after.wrapping_sub(before).wrapping_sub(1)))
         };
-        let verdicts = resolve_ports(ports, &mut test)?;
-        Ok((!stopped).then_some(verdicts))
+        resolve_ports(ports, &mut test, stop)
     }
 
     /// The counter's latest reading: the last one taken (whose own RST is
@@ -854,12 +855,16 @@ mod tests {
     ) -> (Vec<Verdict>, u32, u64) {
         let mut tests = 0u32;
         let mut syns = 0u64;
-        let verdicts = resolve_ports::<()>(ports, &mut |group| {
-            tests += 1;
-            syns += group.len() as u64;
-            let hits = group.iter().filter(|p| open.contains(p)).count() as u32;
-            Ok(hits + noise(tests))
-        })
+        let verdicts = resolve_ports::<()>(
+            ports,
+            &mut |group| {
+                tests += 1;
+                syns += group.len() as u64;
+                let hits = group.iter().filter(|p| open.contains(p)).count() as u32;
+                Ok(hits + noise(tests))
+            },
+            &|| false,
+        )
         .unwrap();
         (verdicts, tests, syns)
     }
@@ -918,10 +923,39 @@ mod tests {
     #[test]
     fn errors_stop_the_search() {
         let mut n = 0;
-        let r = resolve_ports(&[1, 2, 3], &mut |_| {
-            n += 1;
-            if n == 2 { Err("gone") } else { Ok(1) }
-        });
+        let r = resolve_ports(
+            &[1, 2, 3],
+            &mut |_| {
+                n += 1;
+                if n == 2 { Err("gone") } else { Ok(1) }
+            },
+            &|| false,
+        );
         assert_eq!(r, Err("gone"));
+    }
+
+    #[test]
+    fn a_stop_returns_the_groups_settled_so_far() {
+        let ports: Vec<u16> = (1..=100).collect();
+        let tests = std::cell::Cell::new(0u32);
+        let v = resolve_ports::<()>(
+            &ports,
+            &mut |group| {
+                tests.set(tests.get() + 1);
+                Ok(u32::from(group.contains(&3)))
+            },
+            &|| tests.get() >= 4,
+        )
+        .unwrap();
+        // A prefix of the ports, each settled: 3 found open on the way.
+        assert!(!v.is_empty() && v.len() < ports.len(), "{}", v.len());
+        assert!(v.iter().zip(&ports).all(|(v, p)| v.port == *p));
+        assert_eq!(
+            v.iter()
+                .filter(|v| v.open)
+                .map(|v| v.port)
+                .collect::<Vec<_>>(),
+            [3]
+        );
     }
 }
