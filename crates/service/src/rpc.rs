@@ -104,9 +104,11 @@ pub fn parse_dump(reply: &[u8]) -> Option<Vec<Mapping>> {
     Some(list)
 }
 
-/// Well-known RPC programs and their usual names (as in `/etc/rpc`), in
-/// the order the grinder tries them: the most often exposed first.
-pub const GRIND_PROGRAMS: [(u32, &str); 18] = [
+/// Well-known RPC programs and their usual names (as in `/etc/rpc`, the
+/// Debian netbase list, and `rpcbind` for the portmapper as nmap names
+/// it), in the order the grinder tries them: the most often exposed
+/// first.
+pub const GRIND_PROGRAMS: [(u32, &str); 40] = [
     (100_000, "rpcbind"),
     (100_003, "nfs"),
     (100_005, "mountd"),
@@ -117,6 +119,7 @@ pub const GRIND_PROGRAMS: [(u32, &str); 18] = [
     (100_004, "ypserv"),
     (100_007, "ypbind"),
     (100_009, "yppasswdd"),
+    (100_069, "ypxfrd"),
     (100_001, "rstatd"),
     (100_002, "rusersd"),
     (100_008, "walld"),
@@ -125,6 +128,27 @@ pub const GRIND_PROGRAMS: [(u32, &str); 18] = [
     (100_083, "ttdbserverd"),
     (150_001, "pcnfsd"),
     (300_019, "amd"),
+    (391_002, "sgi_fam"),
+    (100_017, "rexd"),
+    (100_026, "bootparam"),
+    (100_028, "ypupdated"),
+    (100_029, "keyserv"),
+    (100_010, "etherstatd"),
+    (100_013, "3270_mapper"),
+    (100_014, "rje_mapper"),
+    (100_015, "selection_svc"),
+    (100_016, "database_svc"),
+    (100_018, "alis"),
+    (100_019, "sched"),
+    (100_020, "llockmgr"),
+    (100_022, "x25.inr"),
+    (100_023, "statmon"),
+    (100_037, "tfsd"),
+    (100_038, "nsed"),
+    (100_039, "nsemntd"),
+    (545_580_417, "ugidd"),
+    (600_100_069, "fypxfrd"),
+    (788_585_389, "bwnfsd"),
 ];
 
 /// The version the grinder's calls ask for: far above any real program's,
@@ -327,6 +351,11 @@ mod tests {
         }
         assert_eq!(program_name(100_005), Some("mountd"));
         assert_eq!(program_name(4), None);
+        // Each program once.
+        let mut numbers: Vec<u32> = GRIND_PROGRAMS.iter().map(|(n, _)| *n).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), GRIND_PROGRAMS.len());
     }
 
     proptest::proptest! {
