@@ -1083,6 +1083,29 @@ fn unreachable_reason(v6: bool, icmp_type: u8, code: u8) -> Option<Reason> {
     reason.filter(|r| *r != Reason::TimeExceeded)
 }
 
+/// How an SCTP scan of `kind` reads a packet from `target` to `ours`
+/// with verification tag `vtag` and first chunk `chunk`: an INIT's INIT
+/// ACK = open, its ABORT = closed; a COOKIE ECHO's ABORT (T bit set) =
+/// closed. `None` for anything else, or without our cookie as the tag.
+fn sctp_reading(
+    jar: &CookieJar,
+    (target, target_port): (IpAddr, u16),
+    (ours, our_port): (IpAddr, u16),
+    vtag: u32,
+    chunk: SctpChunk,
+    kind: SctpProbe,
+) -> Option<(PortState, Reason)> {
+    let read = match (kind, chunk) {
+        (SctpProbe::Init, SctpChunk::InitAck { .. }) => (PortState::Open, Reason::InitAck),
+        (SctpProbe::Init, SctpChunk::Abort { reflected: false })
+        | (SctpProbe::CookieEcho, SctpChunk::Abort { reflected: true }) => {
+            (PortState::Closed, Reason::Abort)
+        }
+        _ => return None,
+    };
+    (vtag == sctp_cookie(jar, ours, target, our_port, target_port)).then_some(read)
+}
+
 /// The cookie of an SCTP probe: never 0, which an INIT's Initiate Tag
 /// may not be (RFC 9260 section 3.3.2).
 fn sctp_cookie(jar: &CookieJar, ours: IpAddr, target: IpAddr, sport: u16, dport: u16) -> u32 {
@@ -1298,16 +1321,10 @@ impl Judge<'_> {
                     return;
                 }
                 self.stats.received += 1;
-                if !self.echoes_cookie((src, src_port), (dst, dst_port), payload.of(bytes)) {
-                    self.stats.ignored += 1;
-                    return;
+                match self.udp_reply((src, src_port), (dst, dst_port), ttl, payload.of(bytes)) {
+                    Some(reply) => self.report(src, src_port, reply),
+                    None => self.stats.ignored += 1,
                 }
-                let reply = Reply {
-                    state: PortState::Open,
-                    reason: Reason::UdpResponse,
-                    ttl: Some(ttl),
-                };
-                self.report(src, src_port, reply);
             }
             Packet::IcmpError {
                 ttl,
@@ -1399,13 +1416,8 @@ impl Judge<'_> {
                     return;
                 }
                 self.stats.received += 1;
-                let reply = Reply {
-                    state: PortState::Open,
-                    reason: Reason::UdpResponse,
-                    ttl: Some(ttl),
-                };
-                self.echoes_cookie((src, src_port), (dst, dst_port), payload.of(bytes))
-                    .then_some((src, ip_protocol::UDP, reply))
+                self.udp_reply((src, src_port), (dst, dst_port), ttl, payload.of(bytes))
+                    .map(|reply| (src, ip_protocol::UDP, reply))
             }
             Packet::Sctp {
                 src,
@@ -1420,17 +1432,21 @@ impl Judge<'_> {
                     return;
                 }
                 self.stats.received += 1;
-                let answers = matches!(
-                    chunk,
-                    SctpChunk::InitAck { .. } | SctpChunk::Abort { reflected: false }
-                );
+                // An INIT's answer, either way, is SCTP spoken.
                 let reply = Reply {
                     state: PortState::Open,
                     reason: Reason::ProtoResponse,
                     ttl: Some(ttl),
                 };
-                (answers && vtag == sctp_cookie(self.jar, dst, src, dst_port, src_port))
-                    .then_some((src, ip_protocol::SCTP, reply))
+                sctp_reading(
+                    self.jar,
+                    (src, src_port),
+                    (dst, dst_port),
+                    vtag,
+                    chunk,
+                    SctpProbe::Init,
+                )
+                .map(|_| (src, ip_protocol::SCTP, reply))
             }
             Packet::IcmpError {
                 from,
@@ -1498,6 +1514,23 @@ impl Judge<'_> {
         valid.then_some(protocol)
     }
 
+    /// The reading of a UDP datagram from `target` to `ours`: open
+    /// (`udp-response`), if it carries our cookie where its protocol
+    /// echoes it (see [`Judge::echoes_cookie`]).
+    fn udp_reply(
+        &self,
+        target: (IpAddr, u16),
+        ours: (IpAddr, u16),
+        ttl: u8,
+        payload: &[u8],
+    ) -> Option<Reply> {
+        self.echoes_cookie(target, ours, payload).then_some(Reply {
+            state: PortState::Open,
+            reason: Reason::UdpResponse,
+            ttl: Some(ttl),
+        })
+    }
+
     /// Whether a UDP answer from `target` to `ours` carries our cookie
     /// where its protocol echoes it; a datagram of a protocol that echoes
     /// nothing (or that we cannot read) proves the port open as it is.
@@ -1519,13 +1552,10 @@ impl Judge<'_> {
                 dst_port,
                 payload,
             } if self.our_ports.answers((src_port, dst_port)) => {
-                if !self.echoes_cookie((src, src_port), (dst, dst_port), payload.of(bytes)) {
+                let Some(reply) =
+                    self.udp_reply((src, src_port), (dst, dst_port), ttl, payload.of(bytes))
+                else {
                     return;
-                }
-                let reply = Reply {
-                    state: PortState::Open,
-                    reason: Reason::UdpResponse,
-                    ttl: Some(ttl),
                 };
                 (src, PingProbe::Udp(src_port), reply)
             }
@@ -1538,14 +1568,17 @@ impl Judge<'_> {
                 vtag,
                 chunk,
             } if self.our_ports.contains(dst_port) => {
-                let reason = match chunk {
-                    SctpChunk::InitAck { .. } => Reason::InitAck,
-                    SctpChunk::Abort { reflected: false } => Reason::Abort,
-                    _ => return,
-                };
-                if vtag != sctp_cookie(self.jar, dst, src, dst_port, src_port) {
+                // An INIT ACK or an ABORT: the host is up either way.
+                let Some((_, reason)) = sctp_reading(
+                    self.jar,
+                    (src, src_port),
+                    (dst, dst_port),
+                    vtag,
+                    chunk,
+                    SctpProbe::Init,
+                ) else {
                     return;
-                }
+                };
                 let reply = Reply {
                     state: PortState::Open,
                     reason,
@@ -1603,18 +1636,15 @@ impl Judge<'_> {
                     return;
                 }
                 self.stats.received += 1;
-                let cookie = sctp_cookie(self.jar, dst, src, dst_port, src_port);
-                let read = match (kind, chunk) {
-                    (SctpProbe::Init, SctpChunk::InitAck { .. }) => {
-                        Some((PortState::Open, Reason::InitAck))
-                    }
-                    (SctpProbe::Init, SctpChunk::Abort { reflected: false })
-                    | (SctpProbe::CookieEcho, SctpChunk::Abort { reflected: true }) => {
-                        Some((PortState::Closed, Reason::Abort))
-                    }
-                    _ => None,
-                };
-                match read.filter(|_| vtag == cookie) {
+                let read = sctp_reading(
+                    self.jar,
+                    (src, src_port),
+                    (dst, dst_port),
+                    vtag,
+                    chunk,
+                    kind,
+                );
+                match read {
                     Some((state, reason)) => self.report(
                         src,
                         src_port,
