@@ -197,8 +197,6 @@ struct HostScan {
     error_window_start: Option<Instant>,
     /// The host's ICMP errors are not rate limited: it is not paced.
     unlimited: bool,
-    /// ICMP errors (port or protocol unreachables) the host sent.
-    icmp_errors: u32,
     results: Vec<PortOutcome>,
     timed_out: bool,
     reported: bool,
@@ -218,10 +216,14 @@ impl HostScan {
         }
     }
 
+    /// Whether the host sent an ICMP error (port or protocol unreachable).
+    fn sent_errors(&self) -> bool {
+        self.error_window_start.is_some()
+    }
+
     /// Counts an ICMP error from the host; enough of them within a second
     /// show it does not rate-limit them, and end its pacing.
     fn count_error(&mut self, now: Instant) {
-        self.icmp_errors = self.icmp_errors.saturating_add(1);
         let start = *self.error_window_start.get_or_insert(now);
         if now.saturating_duration_since(start) > Duration::from_secs(1) {
             self.error_window_start = Some(now);
@@ -824,7 +826,7 @@ impl Scheduler {
         // Only a host that sends rate-limited errors at all (port or
         // protocol unreachables) can have them cut: behind a firewall that
         // drops, silence is silence.
-        let pacing = self.pace_to_answers && host.icmp_errors > 0 && !host.unlimited;
+        let pacing = self.pace_to_answers && host.sent_errors() && !host.unlimited;
         if pacing && host.send_delay < PACING_MAX {
             host.send_delay = (host.send_delay * 2).clamp(PACING_START, PACING_MAX);
             host.most_paced = host.most_paced.max(host.send_delay);
@@ -1181,7 +1183,6 @@ impl Scheduler {
             errors_in_window: 0,
             error_window_start: None,
             unlimited: false,
-            icmp_errors: 0,
             results: Vec::new(),
             timed_out: false,
             reported: false,
