@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use portolan_engine::{TimingConfig, TimingTemplate};
+use portolan_scan::{IdleZombie, ReverseDns, ScanConfig, Technique};
 use portolan_targets::{PortList, Protocol};
 use portolan_transport::raw::{Decoy, PingProbe, SctpProbe, TcpScan};
 
@@ -36,57 +37,6 @@ pub enum Mode {
     Version,
     /// `--man`
     Man,
-}
-
-/// The TCP scan technique.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanKind {
-    /// `-sT`: `connect()`, no privilege needed.
-    Connect,
-    /// `-sS`, `-sA`, `-sW`, `-sF`, `-sN`, `-sX`, `-sM`: raw TCP probes,
-    /// needs `CAP_NET_RAW`.
-    Raw(TcpScan),
-    /// `-sU`: raw UDP probes, needs `CAP_NET_RAW`.
-    Udp,
-    /// `-sY`, `-sZ`: raw SCTP probes, needs `CAP_NET_RAW`.
-    Sctp(SctpProbe),
-    /// `-sO`: IP protocol scan, raw IP packets of each protocol number,
-    /// needs `CAP_NET_RAW`.
-    IpProtocol,
-    /// `-sI`: SYNs spoofed from a zombie ([`Config::idle`]), needs
-    /// `CAP_NET_RAW`.
-    Idle,
-}
-
-impl ScanKind {
-    /// The nmap flag that asks for this scan.
-    pub fn flag(self) -> &'static str {
-        match self {
-            ScanKind::Connect => "-sT",
-            ScanKind::Raw(TcpScan::Syn) => "-sS",
-            ScanKind::Raw(TcpScan::Ack) => "-sA",
-            ScanKind::Raw(TcpScan::Window) => "-sW",
-            ScanKind::Raw(TcpScan::Fin) => "-sF",
-            ScanKind::Raw(TcpScan::Null) => "-sN",
-            ScanKind::Raw(TcpScan::Xmas) => "-sX",
-            ScanKind::Raw(TcpScan::Maimon) => "-sM",
-            ScanKind::Udp => "-sU",
-            ScanKind::Sctp(SctpProbe::Init) => "-sY",
-            ScanKind::Sctp(_) => "-sZ",
-            ScanKind::IpProtocol => "-sO",
-            ScanKind::Idle => "-sI",
-        }
-    }
-}
-
-/// `-sI <zombie>[:<probeport>]`: the zombie as typed (an IPv4 address or
-/// a name) and the port our probes of it go to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdleZombie {
-    /// The zombie host.
-    pub host: String,
-    /// Its probe port (nmap's default: 80).
-    pub port: u16,
 }
 
 /// The default probe port of an idle scan's zombie (nmap's).
@@ -127,68 +77,13 @@ pub struct OutputFile {
     pub path: Option<PathBuf>,
 }
 
-/// Service and version detection (`-sV` and its knobs).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VersionConfig {
-    /// `-sV`.
-    pub enabled: bool,
-    /// `--version-intensity`, `--version-light` (2), `--version-all` (9).
-    pub intensity: u8,
-    /// `--version-timeout`: the most time spent on one port.
-    pub timeout: Duration,
-    /// `--versiondb`: a probe file to use instead of Portolan's own.
-    pub db: Option<PathBuf>,
-}
-
-impl Default for VersionConfig {
-    fn default() -> Self {
-        VersionConfig {
-            enabled: false,
-            intensity: 7,
-            timeout: Duration::from_secs(30),
-            db: None,
-        }
-    }
-}
-
 /// The resolved configuration of one run.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// What to do.
     pub mode: Mode,
-    /// The scan technique asked for; `None` picks SYN when raw sockets
-    /// are permitted and connect otherwise, as nmap does.
-    pub scan: Option<ScanKind>,
-    /// `-g`/`--source-port`.
-    pub source_port: Option<u16>,
-    /// Target specs, from the command line and `-iL`.
-    pub targets: Vec<String>,
-    /// Exclusion specs, from `--exclude` and `--excludefile`.
-    pub excludes: Vec<String>,
-    /// `-6`.
-    pub prefer_ipv6: bool,
-    /// TCP ports to scan, sorted.
-    pub tcp_ports: Vec<u16>,
-    /// `-sU`: scan UDP ports too (or only, without a TCP scan type).
-    pub udp: bool,
-    /// The UDP ports to scan with `-sU`.
-    pub udp_ports: Vec<u16>,
-    /// `-sY` or `-sZ`: an SCTP scan too (or only).
-    pub sctp: Option<SctpProbe>,
-    /// The SCTP ports to scan.
-    pub sctp_ports: Vec<u16>,
-    /// `-sO`: an IP protocol scan too (or only).
-    pub ip_protocols: bool,
-    /// The IP protocol numbers to scan with `-sO`.
-    pub ip_protocol_numbers: Vec<u16>,
-    /// Scan order key.
-    pub seed: Option<u64>,
-    /// `-r` turns it off.
-    pub randomize: bool,
-    /// Timing knobs.
-    pub timing: TimingConfig,
-    /// `--max-hostgroup`.
-    pub max_hostgroup: Option<u32>,
+    /// The scan itself.
+    pub scan: ScanConfig,
     /// `-oN`.
     pub normal_out: Option<OutputFile>,
     /// `-oJ`.
@@ -209,55 +104,6 @@ pub struct Config {
     pub stats_every: Option<Duration>,
     /// `--no-progress`.
     pub no_progress: bool,
-    /// `-S`.
-    pub source: Option<std::net::IpAddr>,
-    /// `-e`.
-    pub interface: Option<String>,
-    /// `-sV` and its knobs.
-    pub version: VersionConfig,
-    /// `--send-ip`.
-    pub send_ip: bool,
-    /// `--scanflags`: the control bits of the TCP scan's probes.
-    pub scanflags: Option<u8>,
-    /// `--defeat-icmp-ratelimit`: UDP and IP protocol scans do not pace
-    /// to ICMP rate limits; silent ports are closed|filtered.
-    pub defeat_icmp_ratelimit: bool,
-    /// `-D`: decoys, with `Me` placed; empty without `-D`.
-    pub decoys: Vec<Decoy>,
-    /// `-sI`: the zombie of the idle scan.
-    pub idle: Option<IdleZombie>,
-    /// `-Pn`: no host discovery; every target is scanned as up.
-    pub skip_discovery: bool,
-    /// `-PE -PP -PS -PA`: the discovery probes asked for; empty for the
-    /// default set.
-    pub pings: Vec<PingProbe>,
-    /// `-sn`: host discovery only, no port scan.
-    pub ping_only: bool,
-    /// `--disable-arp-ping`.
-    pub disable_arp_ping: bool,
-    /// `-n`, `-R` or neither.
-    pub reverse_dns: ReverseDns,
-    /// `--dns-servers`; the system's servers when `None`.
-    pub dns_servers: Option<Vec<std::net::SocketAddr>>,
-}
-
-impl Config {
-    /// Whether TCP ports are scanned: unless another protocol's scan
-    /// (`-sU`, `-sY`, `-sO`) is the only scan type asked for, as in nmap.
-    pub fn scans_tcp(&self) -> bool {
-        !(self.udp || self.sctp.is_some() || self.ip_protocols) || self.scan.is_some()
-    }
-}
-
-/// Which hosts get reverse DNS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReverseDns {
-    /// `-n`: none, and no DNS query is sent.
-    Never,
-    /// The default: hosts that answered a probe.
-    Answered,
-    /// `-R`: every host.
-    Always,
 }
 
 /// `--dns-servers 198.18.0.2,fd00::2,198.18.0.3:5353`: addresses, each
@@ -366,22 +212,7 @@ pub fn resolve(
     let mut top: Option<usize> = None;
     let mut cfg = Config {
         mode: Mode::Scan,
-        scan: None,
-        source_port: None,
-        targets: Vec::new(),
-        excludes: Vec::new(),
-        prefer_ipv6: false,
-        tcp_ports: Vec::new(),
-        udp: false,
-        udp_ports: Vec::new(),
-        sctp: None,
-        sctp_ports: Vec::new(),
-        ip_protocols: false,
-        ip_protocol_numbers: Vec::new(),
-        seed: None,
-        randomize: true,
-        timing: TimingConfig::from_template(TimingTemplate::Normal),
-        max_hostgroup: None,
+        scan: ScanConfig::new(Vec::<String>::new()),
         normal_out: None,
         json_out: None,
         xml_out: None,
@@ -392,20 +223,6 @@ pub fn resolve(
         verbosity: 0,
         stats_every: None,
         no_progress: false,
-        source: None,
-        interface: None,
-        version: VersionConfig::default(),
-        send_ip: false,
-        scanflags: None,
-        defeat_icmp_ratelimit: false,
-        decoys: Vec::new(),
-        idle: None,
-        skip_discovery: false,
-        pings: Vec::new(),
-        ping_only: false,
-        disable_arp_ping: false,
-        reverse_dns: ReverseDns::Answered,
-        dns_servers: None,
     };
 
     for g in &parsed.flags {
@@ -426,19 +243,19 @@ pub fn resolve(
                 let list = read_list(value(g)).map_err(|e| usage(format!("--excludefile: {e}")))?;
                 excludes.extend(list);
             }
-            FlagId::NoResolve => cfg.reverse_dns = ReverseDns::Never,
-            FlagId::ResolveAll => cfg.reverse_dns = ReverseDns::Always,
-            FlagId::DnsServers => cfg.dns_servers = Some(dns_servers(g)?),
+            FlagId::NoResolve => cfg.scan.reverse_dns = ReverseDns::Never,
+            FlagId::ResolveAll => cfg.scan.reverse_dns = ReverseDns::Always,
+            FlagId::DnsServers => cfg.scan.dns_servers = Some(dns_servers(g)?),
             FlagId::SystemDns => {}
-            FlagId::Ipv6 => cfg.prefer_ipv6 = true,
+            FlagId::Ipv6 => cfg.scan.prefer_ipv6 = true,
             FlagId::Ping => {
                 let v = value(g);
                 match v.split_at(v.len().min(1)) {
-                    ("n" | "N", "") => cfg.skip_discovery = true,
-                    ("E", "") => cfg.pings.push(PingProbe::Echo),
-                    ("P", "") => cfg.pings.push(PingProbe::Timestamp),
-                    ("R", "") => cfg.pings.push(PingProbe::Neighbour),
-                    ("M", "") => cfg.pings.push(PingProbe::AddressMask),
+                    ("n" | "N", "") => cfg.scan.skip_discovery = true,
+                    ("E", "") => cfg.scan.pings.push(PingProbe::Echo),
+                    ("P", "") => cfg.scan.pings.push(PingProbe::Timestamp),
+                    ("R", "") => cfg.scan.pings.push(PingProbe::Neighbour),
+                    ("M", "") => cfg.scan.pings.push(PingProbe::AddressMask),
                     (kind @ ("S" | "A" | "U" | "Y"), list) => {
                         // nmap's defaults: 80, and 40125 for UDP.
                         let ports = if list.is_empty() {
@@ -454,7 +271,7 @@ pub fn resolve(
                             "U" => PingProbe::Udp,
                             _ => PingProbe::Sctp,
                         };
-                        cfg.pings.extend(ports.into_iter().map(make));
+                        cfg.scan.pings.extend(ports.into_iter().map(make));
                     }
                     _ => {
                         return Err(usage(format!(
@@ -469,40 +286,40 @@ pub fn resolve(
                     match letter {
                         'T' | 'S' | 'A' | 'W' | 'F' | 'N' | 'X' | 'M' => {
                             let kind = match letter {
-                                'T' => ScanKind::Connect,
-                                'S' => ScanKind::Raw(TcpScan::Syn),
-                                'A' => ScanKind::Raw(TcpScan::Ack),
-                                'W' => ScanKind::Raw(TcpScan::Window),
-                                'F' => ScanKind::Raw(TcpScan::Fin),
-                                'N' => ScanKind::Raw(TcpScan::Null),
-                                'X' => ScanKind::Raw(TcpScan::Xmas),
-                                _ => ScanKind::Raw(TcpScan::Maimon),
+                                'T' => Technique::Connect,
+                                'S' => Technique::Tcp(TcpScan::Syn),
+                                'A' => Technique::Tcp(TcpScan::Ack),
+                                'W' => Technique::Tcp(TcpScan::Window),
+                                'F' => Technique::Tcp(TcpScan::Fin),
+                                'N' => Technique::Tcp(TcpScan::Null),
+                                'X' => Technique::Tcp(TcpScan::Xmas),
+                                _ => Technique::Tcp(TcpScan::Maimon),
                             };
-                            if let Some(other) = cfg.scan.filter(|k| *k != kind) {
+                            if let Some(other) = cfg.scan.technique.filter(|k| *k != kind) {
                                 return Err(usage(format!(
                                     "only one TCP scan type at a time: {} or {}",
                                     other.flag(),
                                     kind.flag()
                                 )));
                             }
-                            cfg.scan = Some(kind);
+                            cfg.scan.technique = Some(kind);
                         }
                         'L' => mode = Mode::List,
-                        'V' => cfg.version.enabled = true,
-                        'n' => cfg.ping_only = true,
-                        'U' => cfg.udp = true,
+                        'V' => cfg.scan.version.enabled = true,
+                        'n' => cfg.scan.ping_only = true,
+                        'U' => cfg.scan.udp = true,
                         'Y' | 'Z' => {
                             let probe = if letter == 'Y' {
                                 SctpProbe::Init
                             } else {
                                 SctpProbe::CookieEcho
                             };
-                            if cfg.sctp.is_some_and(|p| p != probe) {
+                            if cfg.scan.sctp.is_some_and(|p| p != probe) {
                                 return Err(usage("only one SCTP scan type at a time: -sY or -sZ"));
                             }
-                            cfg.sctp = Some(probe);
+                            cfg.scan.sctp = Some(probe);
                         }
-                        'O' => cfg.ip_protocols = true,
+                        'O' => cfg.scan.ip_protocols = true,
                         'I' => {
                             return Err(usage(
                                 "-sI takes the zombie as the next argument: \
@@ -526,34 +343,34 @@ pub fn resolve(
                 }
             }
             FlagId::IdleScan => {
-                if let Some(other) = cfg.scan.filter(|k| *k != ScanKind::Idle) {
+                if let Some(other) = cfg.scan.technique.filter(|k| *k != Technique::Idle) {
                     return Err(usage(format!(
                         "only one TCP scan type at a time: {} or -sI",
                         other.flag()
                     )));
                 }
-                cfg.idle = Some(
+                cfg.scan.idle = Some(
                     parse_zombie(value(g))
                         .map_err(|e| usage(format!("-sI \"{}\": {e}", value(g))))?,
                 );
-                cfg.scan = Some(ScanKind::Idle);
+                cfg.scan.technique = Some(Technique::Idle);
             }
             FlagId::VersionIntensity => {
                 let n: u8 = number(g, "a number from 0 to 9")?;
                 if n > 9 {
                     return Err(bad_value(g, "a number from 0 to 9"));
                 }
-                cfg.version.intensity = n;
+                cfg.scan.version.intensity = n;
             }
-            FlagId::VersionLight => cfg.version.intensity = 2,
-            FlagId::VersionAll => cfg.version.intensity = 9,
+            FlagId::VersionLight => cfg.scan.version.intensity = 2,
+            FlagId::VersionAll => cfg.scan.version.intensity = 9,
             FlagId::VersionTimeout => {
-                cfg.version.timeout = time(g)?;
-                if cfg.version.timeout.is_zero() {
+                cfg.scan.version.timeout = time(g)?;
+                if cfg.scan.version.timeout.is_zero() {
                     return Err(bad_value(g, "a time such as 500ms, 2s, 5m or 1h"));
                 }
             }
-            FlagId::VersionDb => cfg.version.db = Some(PathBuf::from(value(g))),
+            FlagId::VersionDb => cfg.scan.version.db = Some(PathBuf::from(value(g))),
             FlagId::Ports => port_spec = Some(g),
             FlagId::ExcludePorts => exclude_ports = Some(g),
             FlagId::Fast => top = Some(100),
@@ -564,8 +381,8 @@ pub fn resolve(
                 }
                 top = Some(n);
             }
-            FlagId::NoRandomize => cfg.randomize = false,
-            FlagId::Seed => cfg.seed = Some(number(g, "a whole number")?),
+            FlagId::NoRandomize => cfg.scan.randomize = false,
+            FlagId::Seed => cfg.scan.seed = Some(number(g, "a whole number")?),
             FlagId::Timing => {
                 template = TimingTemplate::parse(value(g)).ok_or_else(|| {
                     bad_value(g, "0-5 or paranoid|sneaky|polite|normal|aggressive|insane")
@@ -606,31 +423,33 @@ pub fn resolve(
             FlagId::StatsEvery => cfg.stats_every = Some(time(g)?),
             FlagId::NoProgress => cfg.no_progress = true,
             FlagId::Source => {
-                cfg.source = Some(
+                cfg.scan.source = Some(
                     value(g)
                         .parse()
                         .map_err(|_| bad_value(g, "an IPv4 or IPv6 address"))?,
                 )
             }
-            FlagId::Interface => cfg.interface = Some(value(g).to_string()),
-            FlagId::SendIp => cfg.send_ip = true,
-            FlagId::DefeatIcmpRatelimit => cfg.defeat_icmp_ratelimit = true,
+            FlagId::Interface => cfg.scan.interface = Some(value(g).to_string()),
+            FlagId::SendIp => cfg.scan.send_ip = true,
+            FlagId::DefeatIcmpRatelimit => cfg.scan.defeat_icmp_ratelimit = true,
             FlagId::ScanFlags => {
-                cfg.scanflags = Some(parse_scanflags(value(g)).ok_or_else(|| {
+                cfg.scan.scanflags = Some(parse_scanflags(value(g)).ok_or_else(|| {
                     bad_value(
                         g,
                         "TCP flag names run together (SYNFIN, URGPSHFIN) or 0-255",
                     )
                 })?);
             }
-            FlagId::DisableArpPing => cfg.disable_arp_ping = true,
-            FlagId::Decoys => cfg.decoys = parse_decoys(value(g)).map_err(|e| bad_value(g, &e))?,
+            FlagId::DisableArpPing => cfg.scan.disable_arp_ping = true,
+            FlagId::Decoys => {
+                cfg.scan.decoys = parse_decoys(value(g)).map_err(|e| bad_value(g, &e))?
+            }
             FlagId::SourcePort => {
                 let port: u16 = number(g, "a port number from 1 to 65535")?;
                 if port == 0 {
                     return Err(bad_value(g, "a port number from 1 to 65535"));
                 }
-                cfg.source_port = Some(port);
+                cfg.scan.source_port = Some(port);
             }
             FlagId::MinRate
             | FlagId::MaxRate
@@ -648,13 +467,13 @@ pub fn resolve(
         }
     }
 
-    if cfg.idle.is_some() {
-        if cfg.prefer_ipv6 {
+    if cfg.scan.idle.is_some() {
+        if cfg.scan.prefer_ipv6 {
             return Err(usage(
                 "-sI: the idle scan works over IPv4 only; it does not go with -6",
             ));
         }
-        if !cfg.decoys.is_empty() {
+        if !cfg.scan.decoys.is_empty() {
             return Err(usage(
                 "-D: decoys do not go with the idle scan (-sI), whose probes all come from the zombie",
             ));
@@ -697,7 +516,7 @@ pub fn resolve(
                 if n == 0 {
                     return Err(bad_value(g, "a positive number"));
                 }
-                cfg.max_hostgroup = Some(n);
+                cfg.scan.max_hostgroup = Some(n);
             }
             _ => {}
         }
@@ -711,9 +530,9 @@ pub fn resolve(
     if let Some(cap) = max_scan_delay {
         t.scan_delay = t.scan_delay.min(cap);
     }
-    cfg.timing = t.normalized();
+    cfg.scan.timing = t.normalized();
 
-    if cfg.scanflags.is_some() && cfg.scan == Some(ScanKind::Connect) {
+    if cfg.scan.scanflags.is_some() && cfg.scan.technique == Some(Technique::Connect) {
         return Err(usage(
             "--scanflags: custom flags need a raw TCP scan (-sS, -sA, -sF, ...), not -sT",
         ));
@@ -722,18 +541,18 @@ pub fn resolve(
     // Ports.
     // TCP unless -sU is the only scan type asked for; ports without a
     // T:/U: prefix go to every protocol scanned.
-    let tcp = cfg.scans_tcp();
+    let tcp = cfg.scan.scans_tcp();
     let mut protocols = Vec::new();
     if tcp {
         protocols.push(Protocol::Tcp);
     }
-    if cfg.udp {
+    if cfg.scan.udp {
         protocols.push(Protocol::Udp);
     }
-    if cfg.sctp.is_some() {
+    if cfg.scan.sctp.is_some() {
         protocols.push(Protocol::Sctp);
     }
-    if cfg.ip_protocols {
+    if cfg.scan.ip_protocols {
         protocols.push(Protocol::Ip);
     }
     let mut ports = match (port_spec, top) {
@@ -762,10 +581,10 @@ pub fn resolve(
             .map_err(|e| usage(format!("{}: {e}", g.spelled)))?;
         ports.remove(&ex);
     }
-    cfg.tcp_ports = ports.tcp;
-    cfg.udp_ports = ports.udp;
-    cfg.sctp_ports = ports.sctp;
-    cfg.ip_protocol_numbers = ports.ip;
+    cfg.scan.tcp_ports = ports.tcp;
+    cfg.scan.udp_ports = ports.udp;
+    cfg.scan.sctp_ports = ports.sctp;
+    cfg.scan.ip_protocol_numbers = ports.ip;
 
     let to_stdout = [&cfg.normal_out, &cfg.json_out, &cfg.xml_out, &cfg.grep_out]
         .iter()
@@ -778,26 +597,26 @@ pub fn resolve(
     }
 
     cfg.mode = mode;
-    cfg.targets = targets;
-    cfg.excludes = excludes;
+    cfg.scan.targets = targets;
+    cfg.scan.excludes = excludes;
     if cfg.mode == Mode::Scan || cfg.mode == Mode::List {
-        if cfg.targets.is_empty() {
+        if cfg.scan.targets.is_empty() {
             return Err(usage(
                 "no targets were specified: give addresses, networks or names, or -iL FILE",
             ));
         }
-        let which = if tcp && cfg.tcp_ports.is_empty() {
+        let which = if tcp && cfg.scan.tcp_ports.is_empty() {
             Some("TCP")
-        } else if cfg.udp && cfg.udp_ports.is_empty() {
+        } else if cfg.scan.udp && cfg.scan.udp_ports.is_empty() {
             Some("UDP")
-        } else if cfg.sctp.is_some() && cfg.sctp_ports.is_empty() {
+        } else if cfg.scan.sctp.is_some() && cfg.scan.sctp_ports.is_empty() {
             Some("SCTP")
-        } else if cfg.ip_protocols && cfg.ip_protocol_numbers.is_empty() {
+        } else if cfg.scan.ip_protocols && cfg.scan.ip_protocol_numbers.is_empty() {
             Some("IP protocol")
         } else {
             None
         };
-        if let Some(which) = which.filter(|_| cfg.mode == Mode::Scan && !cfg.ping_only) {
+        if let Some(which) = which.filter(|_| cfg.mode == Mode::Scan && !cfg.scan.ping_only) {
             return Err(usage(format!(
                 "no {which} ports to scan: the port list is empty (check -p and --exclude-ports)"
             )));
@@ -920,6 +739,7 @@ impl RandomAddresses {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portolan_scan::VersionConfig;
 
     #[test]
     fn decoys_place_me_and_reject_bad_items() {
@@ -959,11 +779,20 @@ mod tests {
     #[test]
     fn reverse_dns_flags() {
         let c = cfg(&["198.18.0.1"]).unwrap();
-        assert_eq!(c.reverse_dns, ReverseDns::Answered);
-        assert_eq!(c.dns_servers, None);
-        assert_eq!(cfg(&["-n", "x"]).unwrap().reverse_dns, ReverseDns::Never);
-        assert_eq!(cfg(&["-R", "x"]).unwrap().reverse_dns, ReverseDns::Always);
-        assert_eq!(cfg(&["-nR", "x"]).unwrap().reverse_dns, ReverseDns::Always);
+        assert_eq!(c.scan.reverse_dns, ReverseDns::Answered);
+        assert_eq!(c.scan.dns_servers, None);
+        assert_eq!(
+            cfg(&["-n", "x"]).unwrap().scan.reverse_dns,
+            ReverseDns::Never
+        );
+        assert_eq!(
+            cfg(&["-R", "x"]).unwrap().scan.reverse_dns,
+            ReverseDns::Always
+        );
+        assert_eq!(
+            cfg(&["-nR", "x"]).unwrap().scan.reverse_dns,
+            ReverseDns::Always
+        );
         let c = cfg(&[
             "--system-dns",
             "-dns-servers",
@@ -975,7 +804,7 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        assert_eq!(c.dns_servers, Some(want));
+        assert_eq!(c.scan.dns_servers, Some(want));
         for bad in ["", ",", "dns.example", "198.18.0.256"] {
             let err = cfg(&["--dns-servers", bad, "x"]).unwrap_err();
             assert!(err.contains("--dns-servers"), "{err}");
@@ -996,35 +825,35 @@ mod tests {
     #[test]
     fn template_then_overrides_in_any_order() {
         let c = cfg(&["--max-retries", "3", "-T4", "198.18.0.1"]).unwrap();
-        assert_eq!(c.timing.max_retries, 3);
-        assert_eq!(c.timing.max_rtt_timeout, Duration::from_millis(1250));
+        assert_eq!(c.scan.timing.max_retries, 3);
+        assert_eq!(c.scan.timing.max_rtt_timeout, Duration::from_millis(1250));
         let c = cfg(&["-T5", "--min-rate", "1000", "--host-timeout", "0", "x"]).unwrap();
-        assert_eq!(c.timing.min_rate, Some(1000.0));
-        assert_eq!(c.timing.host_timeout, None);
+        assert_eq!(c.scan.timing.min_rate, Some(1000.0));
+        assert_eq!(c.scan.timing.host_timeout, None);
     }
 
     #[test]
     fn ports_default_to_top_thousand() {
         let c = cfg(&["198.18.0.1"]).unwrap();
-        assert_eq!(c.tcp_ports.len(), 1000);
+        assert_eq!(c.scan.tcp_ports.len(), 1000);
         let c = cfg(&["-F", "198.18.0.1"]).unwrap();
-        assert_eq!(c.tcp_ports.len(), 100);
+        assert_eq!(c.scan.tcp_ports.len(), 100);
         let c = cfg(&["-p-", "--exclude-ports", "1-1000", "198.18.0.1"]).unwrap();
-        assert_eq!(c.tcp_ports.len(), 65535 - 1000);
+        assert_eq!(c.scan.tcp_ports.len(), 65535 - 1000);
     }
 
     #[test]
     fn version_detection_flags() {
         let c = cfg(&["198.18.0.1"]).unwrap();
-        assert_eq!(c.version, VersionConfig::default());
+        assert_eq!(c.scan.version, VersionConfig::default());
         let c = cfg(&["-sV", "--version-light", "--version-timeout", "5s", "x"]).unwrap();
-        assert!(c.version.enabled);
-        assert_eq!(c.version.intensity, 2);
-        assert_eq!(c.version.timeout, Duration::from_secs(5));
+        assert!(c.scan.version.enabled);
+        assert_eq!(c.scan.version.intensity, 2);
+        assert_eq!(c.scan.version.timeout, Duration::from_secs(5));
         let c = cfg(&["-sTV", "-version-all", "--versiondb", "db.txt", "x"]).unwrap();
-        assert!(c.version.enabled);
-        assert_eq!(c.version.intensity, 9);
-        assert_eq!(c.version.db, Some(PathBuf::from("db.txt")));
+        assert!(c.scan.version.enabled);
+        assert_eq!(c.scan.version.intensity, 9);
+        assert_eq!(c.scan.version.db, Some(PathBuf::from("db.txt")));
         assert!(
             cfg(&["--version-intensity", "10", "x"])
                 .unwrap_err()
@@ -1095,7 +924,7 @@ mod tests {
             assert_eq!(parse_scanflags(bad), None, "{bad}");
         }
         let c = cfg(&["--scanflags", "PSHFIN", "-sF", "x"]).unwrap();
-        assert_eq!(c.scanflags, Some(0x09));
+        assert_eq!(c.scan.scanflags, Some(0x09));
         let err = cfg(&["--scanflags", "SYNBOGUS", "x"]).unwrap_err();
         assert!(err.contains("--scanflags"), "{err}");
     }
@@ -1103,19 +932,19 @@ mod tests {
     #[test]
     fn idle_scan_flags() {
         let c = cfg(&["-sI", "198.18.0.3", "-Pn", "x"]).unwrap();
-        assert_eq!(c.scan, Some(ScanKind::Idle));
+        assert_eq!(c.scan.technique, Some(Technique::Idle));
         assert_eq!(
-            c.idle,
+            c.scan.idle,
             Some(IdleZombie {
                 host: "198.18.0.3".into(),
                 port: 80
             })
         );
         let c = cfg(&["-sI", "zombie.lab:22", "x"]).unwrap();
-        assert_eq!(c.idle.unwrap().port, 22);
+        assert_eq!(c.scan.idle.unwrap().port, 22);
         // With -sU, as nmap allows.
         let c = cfg(&["-sU", "-sI", "198.18.0.3", "x"]).unwrap();
-        assert!(c.udp && c.scan == Some(ScanKind::Idle));
+        assert!(c.scan.udp && c.scan.technique == Some(Technique::Idle));
         for (args, says) in [
             (&["-sI", "198.18.0.3:0", "x"][..], "probe port"),
             (&["-sI", "198.18.0.3:http", "x"][..], "probe port"),

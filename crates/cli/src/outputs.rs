@@ -3,8 +3,7 @@
 //! (`-oA` has set the first three), created or, with `--append-output`,
 //! appended to. [`Outputs`] feeds them the scan's events and, every
 //! [`RATE_EVERY`], a sample of its counters; the first write error stops
-//! the writing and is kept for the end of the scan. Finished hosts pass
-//! through reverse DNS ([`crate::names`]) on their way to the sinks.
+//! the writing and is kept for the end of the scan.
 
 use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
@@ -12,7 +11,7 @@ use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use portolan_engine::{HostReport, ScanEvent, ScanStats};
+use portolan_engine::{HostReport, PortResult, ScanStats};
 use portolan_output::grepable::GrepableSink;
 use portolan_output::jsonl::JsonLinesSink;
 use portolan_output::normal::NormalSink;
@@ -20,7 +19,6 @@ use portolan_output::xml::XmlSink;
 use portolan_output::{OutputOptions, RateSample, ScanInfo, ScanSummary, Sink};
 
 use crate::args::{Config, OutputFile};
-use crate::names::Names;
 
 fn open_output(file: &OutputFile, append: bool) -> anyhow::Result<Box<dyn Write>> {
     Ok(match &file.path {
@@ -48,7 +46,6 @@ pub struct Outputs {
     error: RefCell<Option<io::Error>>,
     started: Cell<Option<Instant>>,
     next_sample: Cell<Option<Instant>>,
-    names: RefCell<Option<Names>>,
 }
 
 impl Outputs {
@@ -59,7 +56,6 @@ impl Outputs {
             error: RefCell::new(None),
             started: Cell::new(None),
             next_sample: Cell::new(None),
-            names: RefCell::new(Names::start(config)?),
         })
     }
 
@@ -87,41 +83,9 @@ impl Outputs {
             .try_for_each(|s| s.begin(info))
     }
 
-    /// A port or a host is done. A host that waits for its name is held
-    /// (see [`Outputs::names_ready`]).
-    pub fn event(&self, event: &ScanEvent) {
-        if let ScanEvent::HostDone(h) = event
-            && let Some(names) = self.names.borrow_mut().as_mut()
-        {
-            if let Some(report) = names.host_done(HostReport::clone(h), Instant::now()) {
-                self.hosts(&[report]);
-            }
-            return;
-        }
-        self.each(|s| match event {
-            ScanEvent::Port(p) => s.port(p),
-            ScanEvent::HostDone(h) => s.host(h),
-        });
-    }
-
-    /// Held hosts whose name came, or whose wait for it ended, by `now`:
-    /// to be written with [`Outputs::hosts`].
-    pub fn names_ready(&self, now: Instant) -> Vec<HostReport> {
-        self.names
-            .borrow_mut()
-            .as_mut()
-            .map_or_else(Vec::new, |n| n.ready(now))
-    }
-
-    /// The scan is over: writes every held host, after waiting for their
-    /// names (a bounded time) when `wait`.
-    pub fn finish_names(&self, wait: bool) {
-        let held = self
-            .names
-            .borrow_mut()
-            .as_mut()
-            .map_or_else(Vec::new, |n| n.finish(wait));
-        self.hosts(&held);
+    /// A port is settled.
+    pub fn port(&self, port: &PortResult) {
+        self.each(|s| s.port(port));
     }
 
     /// Writes finished hosts.

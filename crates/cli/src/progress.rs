@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use portolan_engine::{PortState, Scheduler};
+use portolan_engine::{PortState, ScanStats};
 
 /// Scans shorter than this never show a bar.
 const SHOW_AFTER: Duration = Duration::from_secs(2);
@@ -106,24 +106,23 @@ impl Progress {
         self.bar.clone()
     }
 
-    /// Refreshes the display from the scheduler's counters.
-    pub fn update(&mut self, scheduler: &Scheduler, now: Instant) {
+    /// Refreshes the display from the running phase's counters: `planned`
+    /// (host, port) pairs, `in_flight` probes.
+    pub fn update(&mut self, s: &ScanStats, planned: u128, in_flight: u32, now: Instant) {
         let periodic = self
             .stats_every
             .is_some_and(|every| now.duration_since(self.last_stats) >= every);
         if periodic || self.status_requested() {
             self.last_stats = now;
-            let s = scheduler.stats();
             let elapsed = now.duration_since(self.start);
-            let planned = scheduler.planned_ports().max(1) as f64;
-            let done = s.ports_done as f64 / planned;
+            let done = s.ports_done as f64 / planned.max(1) as f64;
             let mut line = format!(
                 "Stats: {:.1}s elapsed; {} hosts completed; {} of {} ports done ({:.2}%); \
                  {} open; {:.0} probes/s",
                 elapsed.as_secs_f64(),
                 s.hosts_done,
                 s.ports_done,
-                scheduler.planned_ports(),
+                planned,
                 100.0 * done,
                 s.ports_by_state[PortState::Open.index()],
                 s.probes_sent as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -154,7 +153,6 @@ impl Progress {
             bar.set_draw_target(ProgressDrawTarget::stderr());
             self.shown = true;
         }
-        let s = scheduler.stats();
         let secs = now.duration_since(self.start).as_secs_f64().max(1e-9);
         bar.set_position(s.ports_done);
         let mut message = format!(
@@ -162,7 +160,7 @@ impl Progress {
             s.ports_by_state[PortState::Open.index()],
             s.hosts_done,
             s.probes_sent as f64 / secs,
-            scheduler.in_flight()
+            in_flight
         );
         if let Some(p) = &mut self.packets {
             if let Some(at) = p.at {

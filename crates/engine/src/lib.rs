@@ -5,20 +5,19 @@
 //! It is sans-IO: it takes `now` and answers, and hands back probes,
 //! cancellations and events, so it is tested in virtual time.
 //!
-//! - [`model`]: port states, reasons, host reports, counters.
+//! - the result model (port states, reasons, host reports, counters) is
+//!   `portolan-model`'s, re-exported here.
 //! - [`timing`]: timing templates, RTT estimation, windows, rate limits.
 //! - [`scheduler`]: the order, the windows and retries put together.
 
 #![deny(missing_docs)]
 
-pub mod model;
 pub mod scheduler;
-pub mod service;
 pub mod timing;
 
-pub use model::{
+pub use portolan_model::{
     HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, Reply, ScanStats,
 };
+pub use portolan_model::{PortService, ServiceInfo, ServiceMethod, TlsInfo};
 pub use scheduler::{Probe, ProbeId, ScanEvent, ScanPlan, Scheduler};
-pub use service::{PortService, ServiceInfo, ServiceMethod, TlsInfo};
 pub use timing::{RateLimiter, RttEstimator, TimingConfig, TimingTemplate, Window};

@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use portolan_targets::{Permutation, Protocol, Target, TargetList};
 
-use crate::model::{
+use crate::timing::{RateLimiter, RttEstimator, TimingConfig, Window};
+use portolan_model::{
     HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, Reply, ScanStats,
 };
-use crate::timing::{RateLimiter, RttEstimator, TimingConfig, Window};
 
 /// What to scan and how.
 #[derive(Debug)]

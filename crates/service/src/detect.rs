@@ -179,35 +179,69 @@ pub fn detect_all_with_rtt(
 
 /// Identifies every port of `targets` (TCP and UDP), one [`Detected`] per
 /// target in the same order; waits grow by [`rtt_allowance`] of each
-/// target's round trip. Blocks until all are done.
+/// target's round trip. Blocks until all are done, on a runtime of its
+/// own: never call it from async code (use [`Detector::detect`] there).
 pub fn detect_targets(
     db: Arc<ProbeDb>,
     targets: &[DetectTarget],
     options: &DetectOptions,
 ) -> Result<Vec<Detected>, DetectError> {
-    // Matching is CPU work (thousands of patterns with nmap's file): one
-    // worker per core.
+    let runtime = runtime().map_err(DetectError::Runtime)?;
+    let detector = Detector::new(db, options.clone())?;
+    Ok(runtime.block_on(detector.detect(targets)))
+}
+
+/// A runtime fit for detection: matching is CPU work (thousands of
+/// patterns with nmap's file), so one worker per core, with I/O and time.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()
-        .map_err(DetectError::Runtime)?;
-    let clients = TlsClients::new()?;
-    let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
-    let udp_sockets = Arc::new(Semaphore::new(UDP_SOCKETS));
-    Ok(runtime.block_on(async {
+}
+
+/// Version detection shared by any number of concurrent calls (a scan
+/// hands it each host as the host finishes): the probe database, the TLS
+/// clients, and the limits on ports probed and UDP sockets open at once,
+/// which hold across calls. Runs on the caller's tokio runtime.
+#[derive(Clone)]
+pub struct Detector {
+    db: Arc<ProbeDb>,
+    clients: TlsClients,
+    options: DetectOptions,
+    limit: Arc<Semaphore>,
+    udp_sockets: Arc<Semaphore>,
+}
+
+impl Detector {
+    /// A detector with `db` and `options`; needs no runtime yet.
+    pub fn new(db: Arc<ProbeDb>, options: DetectOptions) -> Result<Detector, DetectError> {
+        Ok(Detector {
+            clients: TlsClients::new()?,
+            limit: Arc::new(Semaphore::new(options.parallelism.max(1))),
+            udp_sockets: Arc::new(Semaphore::new(UDP_SOCKETS)),
+            db,
+            options,
+        })
+    }
+
+    /// Identifies every port of `targets`, one [`Detected`] per target in
+    /// the same order (see [`detect_targets`]). Must run inside a tokio
+    /// runtime with time and I/O enabled.
+    pub async fn detect(&self, targets: &[DetectTarget]) -> Vec<Detected> {
+        let options = &self.options;
         let mut tasks = tokio::task::JoinSet::new();
         for (i, t) in targets.iter().enumerate() {
             let ctx = Context {
-                db: Arc::clone(&db),
-                clients: clients.clone(),
+                db: Arc::clone(&self.db),
+                clients: self.clients.clone(),
                 options: options.clone(),
                 addr: t.addr,
                 extra: rtt_allowance(t.rtt),
-                udp_sockets: Arc::clone(&udp_sockets),
+                udp_sockets: Arc::clone(&self.udp_sockets),
             };
-            let limit = Arc::clone(&limit);
+            let limit = Arc::clone(&self.limit);
             let transport = t.transport;
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
@@ -257,7 +291,7 @@ pub fn detect_targets(
             name_rpc_ports(targets, &mut found, wait).await;
         }
         found
-    }))
+    }
 }
 
 /// A byte stream to a service, plain or inside TLS.

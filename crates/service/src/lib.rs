@@ -27,7 +27,10 @@ pub mod tls;
 use std::path::Path;
 
 pub use db::{ParseError, Parsed, ProbeDb, parse};
-pub use detect::{DetectError, DetectOptions, DetectTarget, Detected, detect_all, detect_targets};
+pub use detect::{
+    DetectError, DetectOptions, DetectTarget, Detected, Detector, detect_all, detect_targets,
+    runtime,
+};
 
 /// Portolan's own probe database, in the nmap-service-probes format.
 pub const BUILTIN: &[u8] = include_bytes!("../data/portolan-service-probes");

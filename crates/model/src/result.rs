@@ -332,7 +332,7 @@ pub struct HostReport {
     /// When the host was done.
     pub finished: Instant,
     /// What version detection (`-sV`) found on its ports; empty without it.
-    pub services: Vec<crate::service::PortService>,
+    pub services: Vec<crate::PortService>,
 }
 
 impl HostReport {
@@ -346,7 +346,7 @@ impl HostReport {
     }
 
     /// The service version detection found on `port`, if it ran there.
-    pub fn service(&self, proto: Protocol, port: u16) -> Option<&crate::service::ServiceInfo> {
+    pub fn service(&self, proto: Protocol, port: u16) -> Option<&crate::ServiceInfo> {
         self.services
             .iter()
             .find(|s| s.proto == proto && s.port == port)

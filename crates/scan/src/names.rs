@@ -14,11 +14,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use portolan_dns::{Outcome, ResolverConfig, ReverseResolver};
 use portolan_engine::{HostReport, HostStatus, Reason};
 
-use crate::args::{Config, ReverseDns};
+use crate::enrich::Enricher;
+use crate::{ReverseDns, ScanConfig, ScanError};
 
 /// How long a finished host waits for its name at most (the resolver's
 /// three tries of 700 ms fit in it).
@@ -36,7 +36,7 @@ pub struct Names {
 
 impl Names {
     /// The resolver the configuration asks for; `None` with `-n`.
-    pub fn start(config: &Config) -> anyhow::Result<Option<Names>> {
+    pub fn start(config: &ScanConfig) -> Result<Option<Names>, ScanError> {
         if config.reverse_dns == ReverseDns::Never {
             return Ok(None);
         }
@@ -44,8 +44,8 @@ impl Names {
             .dns_servers
             .clone()
             .unwrap_or_else(portolan_dns::system::system_nameservers);
-        let resolver = ReverseResolver::start(ResolverConfig::new(servers))
-            .context("cannot start reverse DNS (-n turns it off)")?;
+        let resolver =
+            ReverseResolver::start(ResolverConfig::new(servers)).map_err(ScanError::ReverseDns)?;
         Ok(Some(Names {
             resolver,
             every_host: config.reverse_dns == ReverseDns::Always,
@@ -74,9 +74,24 @@ impl Names {
                 }))
     }
 
+    /// The oldest held host of `addr`, named when `outcome` found a name.
+    fn answered(&mut self, addr: IpAddr, outcome: Outcome) -> Option<HostReport> {
+        let queue = self.held.get_mut(&addr)?;
+        let (mut report, _) = queue.pop_front()?;
+        if queue.is_empty() {
+            self.held.remove(&addr);
+        }
+        if let Outcome::Found(name) = outcome {
+            report.target.rdns = Some(name.to_arc());
+        }
+        Some(report)
+    }
+}
+
+impl Enricher for Names {
     /// A host is done: returns it when it needs no name, else holds it and
     /// starts its lookup.
-    pub fn host_done(&mut self, report: HostReport, now: Instant) -> Option<HostReport> {
+    fn submit(&mut self, report: HostReport, now: Instant) -> Option<HostReport> {
         if !self.wanted(&report) {
             return Some(report);
         }
@@ -92,8 +107,7 @@ impl Names {
     }
 
     /// Held hosts that got their answer, or whose wait ended, by `now`.
-    pub fn ready(&mut self, now: Instant) -> Vec<HostReport> {
-        let mut out = Vec::new();
+    fn ready(&mut self, now: Instant, out: &mut Vec<HostReport>) {
         while let Some(resolved) = self.resolver.try_result() {
             out.extend(self.answered(resolved.addr, resolved.outcome));
         }
@@ -113,12 +127,15 @@ impl Names {
                 }
             }
         }
-        out
+    }
+
+    fn pending(&self) -> usize {
+        self.held.values().map(VecDeque::len).sum()
     }
 
     /// The scan is over: waits, when `wait`, for the held hosts' answers
     /// until their waits end, then returns every held host.
-    pub fn finish(&mut self, wait: bool) -> Vec<HostReport> {
+    fn finish(&mut self, wait: bool) -> Vec<HostReport> {
         let mut out = Vec::new();
         if wait {
             let last = self.deadlines.back().map(|&(until, _)| until);
@@ -138,18 +155,5 @@ impl Names {
                 .flat_map(|(_, q)| q.into_iter().map(|(r, _)| r)),
         );
         out
-    }
-
-    /// The oldest held host of `addr`, named when `outcome` found a name.
-    fn answered(&mut self, addr: IpAddr, outcome: Outcome) -> Option<HostReport> {
-        let queue = self.held.get_mut(&addr)?;
-        let (mut report, _) = queue.pop_front()?;
-        if queue.is_empty() {
-            self.held.remove(&addr);
-        }
-        if let Outcome::Found(name) = outcome {
-            report.target.rdns = Some(name.to_arc());
-        }
-        Some(report)
     }
 }

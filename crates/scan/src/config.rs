@@ -1,0 +1,323 @@
+//! What a scan is asked to do: [`ScanConfig`] holds the scan's settings
+//! and nothing else (no terminal, no output files), so a binary, a test,
+//! a web UI or a worker can build one; [`Technique`] names each scan
+//! technique with what it needs and what its silence means.
+//!
+//! A configuration is checked once, when [`crate::Scan::new`] turns it
+//! into a runnable scan; every problem is a [`crate::ScanError`] naming
+//! the offending value.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portolan_engine::{PortState, TimingConfig, TimingTemplate};
+use portolan_transport::raw::{Decoy, PingProbe, SctpProbe, TcpScan};
+
+/// A scan technique: how ports are probed and how answers are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Technique {
+    /// `-sT`: `connect()`, no privilege needed.
+    Connect,
+    /// `-sS`, `-sA`, `-sW`, `-sF`, `-sN`, `-sX`, `-sM`: raw TCP probes.
+    Tcp(TcpScan),
+    /// `-sU`: raw UDP probes with each port's payload.
+    Udp,
+    /// `-sY`, `-sZ`: raw SCTP probes.
+    Sctp(SctpProbe),
+    /// `-sO`: the IP protocol scan, a raw packet per protocol number.
+    IpProtocol,
+    /// `-sI`: SYNs spoofed from a zombie ([`ScanConfig::idle`]).
+    Idle,
+}
+
+impl Technique {
+    /// The nmap flag that asks for this technique.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Technique::Connect => "-sT",
+            Technique::Tcp(TcpScan::Syn) => "-sS",
+            Technique::Tcp(TcpScan::Ack) => "-sA",
+            Technique::Tcp(TcpScan::Window) => "-sW",
+            Technique::Tcp(TcpScan::Fin) => "-sF",
+            Technique::Tcp(TcpScan::Null) => "-sN",
+            Technique::Tcp(TcpScan::Xmas) => "-sX",
+            Technique::Tcp(TcpScan::Maimon) => "-sM",
+            Technique::Udp => "-sU",
+            Technique::Sctp(SctpProbe::Init) => "-sY",
+            Technique::Sctp(_) => "-sZ",
+            Technique::IpProtocol => "-sO",
+            Technique::Idle => "-sI",
+        }
+    }
+
+    /// nmap's name of the technique (XML `scaninfo type`).
+    pub fn nmap_name(self) -> &'static str {
+        match self {
+            Technique::Tcp(scan) => scan.name(),
+            Technique::Connect => "connect",
+            Technique::Udp => "udp",
+            Technique::Sctp(SctpProbe::Init) => "sctpinit",
+            Technique::Sctp(_) => "sctpcookieecho",
+            Technique::IpProtocol => "ipproto",
+            Technique::Idle => "idle",
+        }
+    }
+
+    /// Whether it needs raw sockets (root or `CAP_NET_RAW`).
+    pub fn needs_raw_sockets(self) -> bool {
+        self != Technique::Connect
+    }
+
+    /// The state of a port that never answered. `defeat_icmp_ratelimit`:
+    /// UDP and IP protocol scans do not wait for rate-limited ICMP errors,
+    /// so their silence may be a closed port too (nmap's reading).
+    pub fn silent_state(self, defeat_icmp_ratelimit: bool) -> PortState {
+        match self {
+            Technique::Tcp(scan) => scan.silent_state(),
+            Technique::Connect => PortState::Filtered,
+            Technique::Udp | Technique::IpProtocol if defeat_icmp_ratelimit => {
+                PortState::ClosedFiltered
+            }
+            Technique::Udp => PortState::OpenFiltered,
+            Technique::Sctp(SctpProbe::Init) => PortState::Filtered,
+            Technique::Sctp(_) | Technique::IpProtocol => PortState::OpenFiltered,
+            Technique::Idle => PortState::ClosedFiltered,
+        }
+    }
+
+    /// Whether hosts are paced to the rate their answers come at: UDP's
+    /// answers (ICMP port unreachables above all) and the IP protocol
+    /// scan's protocol unreachables are rate-limited by most systems.
+    pub fn paces_to_answers(self, defeat_icmp_ratelimit: bool) -> bool {
+        matches!(self, Technique::Udp | Technique::IpProtocol) && !defeat_icmp_ratelimit
+    }
+}
+
+/// `-sI <zombie>[:<probeport>]`: the zombie as typed (an IPv4 address or
+/// a name) and the port our probes of it go to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdleZombie {
+    /// The zombie host.
+    pub host: String,
+    /// Its probe port (nmap's default: 80).
+    pub port: u16,
+}
+
+/// Service and version detection (`-sV` and its knobs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionConfig {
+    /// `-sV`.
+    pub enabled: bool,
+    /// `--version-intensity`, `--version-light` (2), `--version-all` (9).
+    pub intensity: u8,
+    /// `--version-timeout`: the most time spent on one port.
+    pub timeout: Duration,
+    /// `--versiondb`: a probe file to use instead of Portolan's own.
+    pub db: Option<PathBuf>,
+}
+
+impl Default for VersionConfig {
+    fn default() -> Self {
+        VersionConfig {
+            enabled: false,
+            intensity: 7,
+            timeout: Duration::from_secs(30),
+            db: None,
+        }
+    }
+}
+
+/// Which hosts get reverse DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReverseDns {
+    /// `-n`: none, and no DNS query is sent.
+    Never,
+    /// The default: hosts that answered a probe.
+    Answered,
+    /// `-R`: every host.
+    Always,
+}
+
+/// Everything a scan is asked to do. Fields are public; [`ScanConfig::new`]
+/// gives nmap's defaults and the `with_*` methods change one thing each.
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    /// Target specs in nmap's syntax (addresses, CIDR blocks, octet
+    /// ranges, names).
+    pub targets: Vec<String>,
+    /// Exclusion specs (`--exclude`, `--excludefile`).
+    pub excludes: Vec<String>,
+    /// `-6`: names resolve to IPv6 addresses.
+    pub prefer_ipv6: bool,
+    /// The TCP technique asked for; `None` picks SYN when raw sockets are
+    /// permitted and connect otherwise, as nmap does.
+    pub technique: Option<Technique>,
+    /// TCP ports to scan, sorted.
+    pub tcp_ports: Vec<u16>,
+    /// `-sU`: scan UDP ports too (or only, without a TCP technique).
+    pub udp: bool,
+    /// The UDP ports of `-sU`.
+    pub udp_ports: Vec<u16>,
+    /// `-sY` or `-sZ`: an SCTP scan too (or only).
+    pub sctp: Option<SctpProbe>,
+    /// The SCTP ports.
+    pub sctp_ports: Vec<u16>,
+    /// `-sO`: an IP protocol scan too (or only).
+    pub ip_protocols: bool,
+    /// The IP protocol numbers of `-sO`.
+    pub ip_protocol_numbers: Vec<u16>,
+    /// The key of the scan's order; random when `None`.
+    pub seed: Option<u64>,
+    /// Visit hosts and ports in a keyed pseudo-random order (`-r` turns it
+    /// off).
+    pub randomize: bool,
+    /// Timing knobs.
+    pub timing: TimingConfig,
+    /// `--max-hostgroup`.
+    pub max_hostgroup: Option<u32>,
+    /// `-S`: the source address.
+    pub source: Option<IpAddr>,
+    /// `-e`: the interface.
+    pub interface: Option<String>,
+    /// `-g`: the source port.
+    pub source_port: Option<u16>,
+    /// `--send-ip`: never send frames, always the kernel's IP path.
+    pub send_ip: bool,
+    /// `--scanflags`: the control bits of the TCP scan's probes.
+    pub scanflags: Option<u8>,
+    /// `--defeat-icmp-ratelimit`: UDP and IP protocol scans do not pace
+    /// to ICMP rate limits; silent ports are closed|filtered.
+    pub defeat_icmp_ratelimit: bool,
+    /// `-D`: decoys, with `Me` placed; empty without decoys.
+    pub decoys: Vec<Decoy>,
+    /// `-sI`: the zombie of the idle scan.
+    pub idle: Option<IdleZombie>,
+    /// `-Pn`: no host discovery; every target is scanned as up.
+    pub skip_discovery: bool,
+    /// The discovery probes asked for (`-PE -PS443 ...`); empty for the
+    /// default set.
+    pub pings: Vec<PingProbe>,
+    /// `-sn`: host discovery only, no port scan.
+    pub ping_only: bool,
+    /// `--disable-arp-ping`.
+    pub disable_arp_ping: bool,
+    /// `-sV` and its knobs.
+    pub version: VersionConfig,
+    /// Which hosts get reverse DNS (`-n`, `-R`).
+    pub reverse_dns: ReverseDns,
+    /// `--dns-servers`; the system's servers when `None`.
+    pub dns_servers: Option<Vec<SocketAddr>>,
+    /// Give up the process's capabilities once the raw sockets of the
+    /// scan's last raw phase are open (a binary that runs one scan wants
+    /// this); a library that runs more scans in the process leaves it
+    /// off, the default.
+    pub drop_privileges: bool,
+    /// The command line or request that started the scan, as recorded in
+    /// its results (nmap's `args`).
+    pub command_line: Vec<String>,
+}
+
+impl ScanConfig {
+    /// A scan of `targets` with nmap's defaults: discovery on, the
+    /// technique chosen by privileges, no ports until some are set,
+    /// reverse DNS for hosts that answer.
+    pub fn new<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> ScanConfig {
+        ScanConfig {
+            targets: targets.into_iter().map(Into::into).collect(),
+            excludes: Vec::new(),
+            prefer_ipv6: false,
+            technique: None,
+            tcp_ports: Vec::new(),
+            udp: false,
+            udp_ports: Vec::new(),
+            sctp: None,
+            sctp_ports: Vec::new(),
+            ip_protocols: false,
+            ip_protocol_numbers: Vec::new(),
+            seed: None,
+            randomize: true,
+            timing: TimingConfig::from_template(TimingTemplate::Normal),
+            max_hostgroup: None,
+            source: None,
+            interface: None,
+            source_port: None,
+            send_ip: false,
+            scanflags: None,
+            defeat_icmp_ratelimit: false,
+            decoys: Vec::new(),
+            idle: None,
+            skip_discovery: false,
+            pings: Vec::new(),
+            ping_only: false,
+            disable_arp_ping: false,
+            version: VersionConfig::default(),
+            reverse_dns: ReverseDns::Answered,
+            dns_servers: None,
+            drop_privileges: false,
+            command_line: Vec::new(),
+        }
+    }
+
+    /// The TCP technique.
+    pub fn with_technique(mut self, technique: Technique) -> ScanConfig {
+        self.technique = Some(technique);
+        self
+    }
+
+    /// The TCP ports (sorted here).
+    pub fn with_tcp_ports(mut self, ports: impl IntoIterator<Item = u16>) -> ScanConfig {
+        self.tcp_ports = sorted(ports);
+        self
+    }
+
+    /// A UDP scan of `ports` too.
+    pub fn with_udp_ports(mut self, ports: impl IntoIterator<Item = u16>) -> ScanConfig {
+        self.udp = true;
+        self.udp_ports = sorted(ports);
+        self
+    }
+
+    /// No host discovery (`-Pn`).
+    pub fn without_discovery(mut self) -> ScanConfig {
+        self.skip_discovery = true;
+        self
+    }
+
+    /// No reverse DNS (`-n`).
+    pub fn without_reverse_dns(mut self) -> ScanConfig {
+        self.reverse_dns = ReverseDns::Never;
+        self
+    }
+
+    /// Version detection (`-sV`) with Portolan's own probe database.
+    pub fn with_version_detection(mut self) -> ScanConfig {
+        self.version.enabled = true;
+        self
+    }
+
+    /// A timing template (`-T0` .. `-T5`).
+    pub fn with_timing(mut self, template: TimingTemplate) -> ScanConfig {
+        self.timing = TimingConfig::from_template(template);
+        self
+    }
+
+    /// A fixed key for the scan's order and cookies' seed.
+    pub fn with_seed(mut self, seed: u64) -> ScanConfig {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Whether TCP ports are scanned: unless another protocol's scan
+    /// (`-sU`, `-sY`, `-sO`) is the only scan type asked for, as in nmap.
+    pub fn scans_tcp(&self) -> bool {
+        !(self.udp || self.sctp.is_some() || self.ip_protocols) || self.technique.is_some()
+    }
+}
+
+fn sorted(ports: impl IntoIterator<Item = u16>) -> Vec<u16> {
+    let mut ports: Vec<u16> = ports.into_iter().collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}

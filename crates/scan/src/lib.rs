@@ -1,0 +1,336 @@
+//! Scans as a library: a [`ScanConfig`] in, typed [`Event`]s out.
+//!
+//! ```text
+//! ScanConfig ──Scan::new──▶ Scan ──run(sink, stop)──▶ Started, PhaseStarted,
+//!   (checked once:            (host discovery in groups,   HostUp, Port, Host,
+//!    targets, technique,       each group's techniques,    Progress, ...,
+//!    privileges, probe db)     enrichers per host)         Finished
+//! ```
+//!
+//! [`Scan::new`] checks everything that can be checked before a packet is
+//! sent and returns a typed [`ScanError`] naming what is wrong.
+//! [`Scan::run`] blocks its thread while it scans (call it from
+//! `spawn_blocking` in async code) and hands every [`Event`] to the
+//! caller's [`EventSink`] on that thread; a [`StopToken`] (Ctrl-C, a
+//! cancel button) ends it early with the finished hosts reported. The
+//! library never prints, never installs signal handlers, and keeps the
+//! process's capabilities unless [`ScanConfig::drop_privileges`] says
+//! otherwise, so several scans may run in one process, one after another
+//! or side by side.
+//!
+//! Version detection runs on a tokio runtime the caller owns
+//! ([`Scan::with_runtime`]); without one, the scan starts a small runtime
+//! of its own for it.
+
+#![deny(missing_docs)]
+
+mod config;
+mod enrich;
+mod error;
+mod event;
+mod names;
+mod run;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use portolan_service::ProbeDb;
+use portolan_targets::{Protocol, SystemResolver, TargetList};
+use portolan_transport::raw::{self, PingProbe, TcpScan};
+
+pub use config::{IdleZombie, ReverseDns, ScanConfig, Technique, VersionConfig};
+pub use enrich::{Chain, Enricher, MAX_PENDING};
+pub use error::ScanError;
+pub use event::{Collected, Event, EventSink, HostUp, PhaseStart, Progress};
+pub use portolan_model as model;
+
+/// Portolan's version, as results record it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Ends a running scan from anywhere: another thread, a signal handler, a
+/// sink. Clones share one flag.
+#[derive(Clone, Debug, Default)]
+pub struct StopToken(Arc<AtomicBool>);
+
+impl StopToken {
+    /// A token not yet stopped.
+    pub fn new() -> StopToken {
+        StopToken::default()
+    }
+
+    /// Asks the scan to stop: it stops sending, reports what it found
+    /// (unfinished hosts as interrupted) and ends with
+    /// [`model::ScanSummary::interrupted`] set.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The flag itself, for signal handlers (`signal_hook::flag`).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// One port scan of a run: a technique over a protocol's ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phase {
+    /// The technique.
+    pub technique: Technique,
+    /// The protocol its ports belong to.
+    pub proto: Protocol,
+    /// The ports (protocol numbers for `-sO`), sorted.
+    pub ports: Vec<u16>,
+}
+
+/// A checked scan, ready to run.
+pub struct Scan {
+    config: ScanConfig,
+    targets: TargetList,
+    technique: Technique,
+    discovery_technique: Technique,
+    pings: Option<Vec<PingProbe>>,
+    phases: Vec<Phase>,
+    probe_db: Option<Arc<ProbeDb>>,
+    warnings: Vec<String>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// At most this many bad lines of a `--versiondb` file are listed in the
+/// warnings.
+const SHOWN_PARSE_ERRORS: usize = 10;
+
+impl Scan {
+    /// Checks `config`: reads the targets (resolving names), chooses the
+    /// technique (SYN with raw sockets, connect without, unless one was
+    /// asked for), checks the privileges the techniques need, and loads
+    /// the probe database for version detection. Sends nothing.
+    pub fn new(config: ScanConfig) -> Result<Scan, ScanError> {
+        let options = portolan_targets::TargetOptions {
+            prefer_ipv6: config.prefer_ipv6,
+        };
+        let targets =
+            TargetList::parse_with(&config.targets, &config.excludes, &SystemResolver, options)?;
+        let technique = choose_technique(&config)?;
+        // Discovery sends raw probes whenever it may, whatever the port
+        // scan technique (as nmap: `-sT` as root still pings with raw
+        // packets).
+        let discovery_technique = match technique {
+            Technique::Connect if raw::check_privileges().is_ok() => Technique::Tcp(TcpScan::Syn),
+            Technique::Idle => Technique::Tcp(TcpScan::Syn),
+            other => other,
+        };
+        let pings = discovery_probes(&config, discovery_technique)?;
+        let phases = phases(&config, technique)?;
+        let mut warnings = Vec::new();
+        let probe_db = if config.version.enabled {
+            Some(load_db(&config.version, &mut warnings)?)
+        } else {
+            None
+        };
+        Ok(Scan {
+            config,
+            targets,
+            technique,
+            discovery_technique,
+            pings,
+            phases,
+            probe_db,
+            warnings,
+            runtime: None,
+        })
+    }
+
+    /// Runs version detection on `runtime` (one the caller owns) instead
+    /// of a runtime of the scan's own.
+    pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Scan {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// What the checks found worth saying that did not stop the scan (bad
+    /// lines of a `--versiondb` file, skipped).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The targets, as read.
+    pub fn targets(&self) -> &TargetList {
+        &self.targets
+    }
+
+    /// The technique of the TCP scan (or of the only scan).
+    pub fn technique(&self) -> Technique {
+        self.technique
+    }
+
+    /// The port scans of the run, in the order they run for each group of
+    /// hosts; empty with `-sn`.
+    pub fn phases(&self) -> &[Phase] {
+        &self.phases
+    }
+
+    /// Runs the scan to its end, or until `stop`, handing every event to
+    /// `sink`; returns the summary also sent as [`Event::Finished`].
+    pub fn run(
+        self,
+        sink: &mut dyn EventSink,
+        stop: &StopToken,
+    ) -> Result<model::ScanSummary, ScanError> {
+        run::run(self, sink, stop)
+    }
+}
+
+/// The technique to run: as asked, or SYN when raw sockets are permitted
+/// and connect otherwise (nmap's default).
+fn choose_technique(config: &ScanConfig) -> Result<Technique, ScanError> {
+    let privileged = |flag: &'static str| {
+        raw::check_privileges().map_err(|source| ScanError::Privileges { flag, source })
+    };
+    if !config.decoys.is_empty() && config.technique == Some(Technique::Connect) {
+        return Err(ScanError::Unsupported(
+            "-D: decoys need a raw-packet scan (-sS, -sA, ...), not -sT".into(),
+        ));
+    }
+    if config.scanflags.is_some() && config.technique.is_none() {
+        // Custom flags are read as a SYN scan's answers by default.
+        privileged("--scanflags")?;
+        return Ok(Technique::Tcp(TcpScan::Syn));
+    }
+    match config.technique {
+        Some(Technique::Connect) => Ok(Technique::Connect),
+        Some(technique) => {
+            privileged(technique.flag())?;
+            Ok(technique)
+        }
+        None if !config.decoys.is_empty() => {
+            privileged("-D")?;
+            Ok(Technique::Tcp(TcpScan::Syn))
+        }
+        None => Ok(if raw::check_privileges().is_ok() {
+            Technique::Tcp(TcpScan::Syn)
+        } else {
+            Technique::Connect
+        }),
+    }
+}
+
+/// The port scans: TCP unless another protocol's scan is the only one
+/// asked for, then UDP, SCTP and IP protocols as asked; none with `-sn`.
+fn phases(config: &ScanConfig, technique: Technique) -> Result<Vec<Phase>, ScanError> {
+    let mut phases = Vec::new();
+    if config.ping_only {
+        return Ok(phases);
+    }
+    let mut add = |technique: Technique, proto: Protocol, ports: &[u16]| -> Result<(), ScanError> {
+        if technique.needs_raw_sockets() {
+            raw::check_privileges().map_err(|source| ScanError::Privileges {
+                flag: technique.flag(),
+                source,
+            })?;
+        }
+        phases.push(Phase {
+            technique,
+            proto,
+            ports: ports.to_vec(),
+        });
+        Ok(())
+    };
+    if config.scans_tcp() {
+        add(technique, Protocol::Tcp, &config.tcp_ports)?;
+    }
+    if config.udp {
+        add(Technique::Udp, Protocol::Udp, &config.udp_ports)?;
+    }
+    if let Some(probe) = config.sctp {
+        add(Technique::Sctp(probe), Protocol::Sctp, &config.sctp_ports)?;
+    }
+    if config.ip_protocols {
+        add(
+            Technique::IpProtocol,
+            Protocol::Ip,
+            &config.ip_protocol_numbers,
+        )?;
+    }
+    Ok(phases)
+}
+
+/// The host discovery probes of this run, or `None` with `-Pn`: those
+/// asked for, else nmap's defaults (`-PR` on a directly attached segment
+/// and `-PE -PS443 -PA80 -PP` elsewhere with raw sockets, connects to
+/// ports 80 and 443 without).
+fn discovery_probes(
+    config: &ScanConfig,
+    technique: Technique,
+) -> Result<Option<Vec<PingProbe>>, ScanError> {
+    if config.skip_discovery {
+        return Ok(None);
+    }
+    if !config.pings.is_empty() {
+        if technique == Technique::Connect
+            && let Some(p) = config
+                .pings
+                .iter()
+                .find(|p| !matches!(p, PingProbe::Syn(_)))
+        {
+            return Err(ScanError::Unsupported(format!(
+                "{p:?} discovery probes need raw sockets (root or CAP_NET_RAW); \
+                 without them only -PS (as connects) works"
+            )));
+        }
+        return Ok(Some(config.pings.clone()));
+    }
+    Ok(Some(if technique.needs_raw_sockets() {
+        let mut probes = vec![
+            PingProbe::Echo,
+            PingProbe::Syn(443),
+            PingProbe::Ack(80),
+            PingProbe::Timestamp,
+        ];
+        // On a directly attached segment, ARP or ND replaces them all.
+        if !config.disable_arp_ping && !config.send_ip {
+            probes.insert(0, PingProbe::Neighbour);
+        }
+        probes
+    } else {
+        vec![PingProbe::Syn(80), PingProbe::Syn(443)]
+    }))
+}
+
+/// Loads Portolan's database, or the `--versiondb` file; bad lines of a
+/// user's file are listed in `warnings` and skipped.
+fn load_db(config: &VersionConfig, warnings: &mut Vec<String>) -> Result<Arc<ProbeDb>, ScanError> {
+    let parsed = match &config.db {
+        None => portolan_service::builtin(),
+        Some(path) => portolan_service::load(path).map_err(|source| ScanError::ProbeFile {
+            path: path.clone(),
+            source,
+        })?,
+    };
+    let name = config
+        .db
+        .as_ref()
+        .map_or("the built-in probe database".to_string(), |p| {
+            p.display().to_string()
+        });
+    for e in parsed.errors.iter().take(SHOWN_PARSE_ERRORS) {
+        warnings.push(format!("{name}: {e}"));
+    }
+    if parsed.errors.len() > SHOWN_PARSE_ERRORS {
+        warnings.push(format!(
+            "{name}: {} more bad lines skipped",
+            parsed.errors.len() - SHOWN_PARSE_ERRORS
+        ));
+    }
+    if parsed.db.probes.is_empty() {
+        return Err(ScanError::NoProbes {
+            name,
+            warnings: std::mem::take(warnings),
+        });
+    }
+    Ok(Arc::new(parsed.db))
+}
