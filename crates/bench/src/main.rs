@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -30,6 +30,9 @@
 //!   with wall time, the ratio to nmap's, and per port whether service,
 //!   product and version are right against the packages installed (see
 //!   [`versions`]).
+//! - `svwide`: `portolan -sS -sV -p 22,80` over mostly silent ranges of
+//!   4,096 and 16,384 lab addresses: wall time and peak memory, which
+//!   should stay flat as hosts stream out (see [`sweep`]).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
@@ -296,10 +299,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" => scenario = Some(a.clone()),
+            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" => {
+                scenario = Some(a.clone())
+            }
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide)"
                 );
                 return ExitCode::from(2);
             }
@@ -312,6 +317,7 @@ fn main() -> ExitCode {
         "discovery" => discovery::discovery_bench(runs),
         "udp" => udp::udp_bench(runs),
         "sv" => versions::versions_bench(runs),
+        "svwide" => sweep::sv_memory_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

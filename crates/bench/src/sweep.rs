@@ -106,6 +106,19 @@ pub fn run(label: &str, command: Command, reading: Reading, live: &Live, limit: 
     )
 }
 
+impl Reading {
+    /// Portolan's JSON lines at `path`: packets from the summary, the
+    /// addresses with an open port.
+    fn portolan(path: PathBuf) -> Reading {
+        Reading {
+            path,
+            sent: parse::portolan_packets_sent,
+            found: parse::portolan_open_addresses,
+            wait: Duration::ZERO,
+        }
+    }
+}
+
 /// A scratch directory for results, removed on drop.
 pub struct Scratch(PathBuf);
 
@@ -235,13 +248,47 @@ impl Sweep {
 
     /// What a sweep of [`Sweep::range`]`(len)` should find.
     fn live_in(&self, len: u8) -> Live {
+        let first = Ipv4Addr::new(self.network[0], self.network[1], 0, 0);
+        let count = 1u64 << (32 - len);
         match &self.live {
             Live::Range { first, .. } => Live::Range {
                 first: *first,
-                count: 1 << (32 - len),
+                count,
             },
-            Live::Only(set) => Live::Only(set.clone()),
+            Live::Only(set) => {
+                let range = Live::Range { first, count };
+                Live::Only(set.iter().copied().filter(|a| range.contains(*a)).collect())
+            }
         }
+    }
+
+    /// Portolan's version detection (`-sS -sV -p 22,80`, without
+    /// discovery) over the range of prefix length `len`: its memory is
+    /// what matters, hosts being written as each finishes.
+    pub fn portolan_versions(&self, len: u8) -> Row {
+        let out = self.file("portolan-sv.jsonl");
+        let mut cmd = self.lab.scanner().command(sibling_binary("portolan"));
+        cmd.args([
+            "-sS",
+            "-sV",
+            "-Pn",
+            "-n",
+            "-T4",
+            "--no-progress",
+            "-p",
+            "22,80",
+        ])
+        .arg("-oJ")
+        .arg(&out)
+        .arg(self.range(len));
+        let reading = Reading::portolan(out);
+        run(
+            &format!("portolan -sS -sV -p 22,80 /{len}"),
+            cmd,
+            reading,
+            &self.live_in(len),
+            Duration::from_secs(600),
+        )
     }
 
     /// Portolan's SYN sweep of port [`PORT`] over the range of prefix
@@ -254,12 +301,7 @@ impl Sweep {
             .arg("-oJ")
             .arg(&out)
             .arg(self.range(len));
-        let reading = Reading {
-            path: out,
-            sent: parse::portolan_packets_sent,
-            found: parse::portolan_open_addresses,
-            wait: Duration::ZERO,
-        };
+        let reading = Reading::portolan(out);
         let mut label = format!("portolan -sS /{len}");
         for flag in flags {
             label.push(' ');
@@ -401,6 +443,24 @@ fn describe(
         ));
     }
     text
+}
+
+/// Runs the wide version-detection scenario: `-sV -p 22,80` over ranges
+/// of 4,096 and 16,384 addresses of which a scattered few exist, for
+/// Portolan's wall time and peak memory (which should not grow with the
+/// number of hosts).
+pub fn sv_memory_bench(runs: usize) -> Result<(), String> {
+    let sweep = Sweep::scattered(300, 7)?;
+    println!(
+        "Version detection over mostly silent ranges of {} (300 scattered live addresses in the /16, port 80 open on each); median of {runs} run(s)",
+        sweep.range(16)
+    );
+    let rows: Vec<Row> = [20u8, 18]
+        .iter()
+        .map(|&len| median(runs, || sweep.portolan_versions(len)))
+        .collect();
+    print_table(&rows);
+    Ok(())
 }
 
 /// Runs the sweep scenario.

@@ -33,7 +33,8 @@ const VOLATILE_ATTRS: [&str; 12] = [
 ];
 
 /// JSON keys whose values vary between runs.
-const VOLATILE_KEYS: [&str; 15] = [
+const VOLATILE_KEYS: [&str; 16] = [
+    "scan_id",
     "args",
     "version",
     "start",

@@ -364,3 +364,77 @@ fn golden_xml_with_a_hostile_host_name_is_dtd_valid() {
     let text = std::fs::read_to_string(&golden).unwrap();
     assert!(text.contains("name=\"lab&lt;&amp;&gt;&quot;&apos;\\x1b[2J\\x07\""));
 }
+
+/// nmap's own XML of a lab scan read into the result model and written
+/// back by Portolan's XML sink: the file validates against nmap.dtd and
+/// ndiff finds no difference from nmap's (same scanner line, hosts and
+/// port states, ports nmap only counted counted again).
+#[test]
+fn nmap_xml_through_the_model_and_back_is_the_same_scan() {
+    use portolan_output::Sink;
+
+    tools_or_skip!(ndiff, nmap, xmllint);
+    let lab = lab_or_skip!(Lab::builder().hosts(2));
+    let _services: Vec<_> = lab.hosts().iter().map(furnish).collect();
+    lab.host(1).reject_tcp_admin_prohibited(50..=54).unwrap();
+    let dir = scratch_dir();
+    let reference = dir.join("nmap.xml");
+    let out = lab
+        .scanner()
+        .command("nmap")
+        .args(["-sS", "-Pn", "-n", "-T4", "--reason", "-p", PORTS, "-oX"])
+        .arg(&reference)
+        .args(lab.hosts().iter().map(|h| h.ipv4().to_string()))
+        .output()
+        .expect("run nmap in the lab");
+    assert!(out.status.success(), "nmap failed: {out:?}");
+
+    let text = std::fs::read_to_string(&reference).unwrap();
+    let file = portolan_report::read_results(&text).expect("nmap's XML reads");
+    let results = &file.results;
+    assert_eq!(results.scanner, "nmap");
+    assert_eq!(results.hosts.len(), 2);
+    assert!(!results.interrupted);
+    assert_eq!(results.scans[0].name, "syn");
+    for h in &results.hosts {
+        let open: Vec<u16> = h
+            .ports
+            .iter()
+            .filter(|p| p.state == portolan_engine::PortState::Open)
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(open, OPEN, "{}", h.target.addr);
+        let counted: u64 = h.extra.counted.iter().map(|c| c.count).sum();
+        assert_eq!(
+            h.ports.len() as u64 + counted,
+            106,
+            "{}: every port listed or counted",
+            h.target.addr
+        );
+    }
+    let prohibited = results.hosts[1]
+        .ports
+        .iter()
+        .filter(|p| p.reason == portolan_engine::Reason::AdminProhibited)
+        .count();
+    assert_eq!(prohibited, 5);
+
+    let ours = dir.join("ours.xml");
+    let mut sink = portolan_output::xml::XmlSink::new(
+        std::fs::File::create(&ours).unwrap(),
+        portolan_output::OutputOptions {
+            reason: true,
+            ..Default::default()
+        },
+    );
+    sink.begin(&results.info()).unwrap();
+    for h in &results.hosts {
+        sink.host(h).unwrap();
+    }
+    sink.end(&results.summary()).unwrap();
+    drop(sink);
+    assert_dtd_valid(&ours);
+    let (code, report) = ndiff(&reference, &ours);
+    assert!(ndiff_port_lines(&report).is_empty(), "{report}");
+    assert_eq!(code, Some(0), "ndiff sees a difference:\n{report}");
+}

@@ -31,7 +31,8 @@ use portolan_targets::{Permutation, Protocol, Target, TargetList};
 
 use crate::timing::{RateLimiter, RttEstimator, TimingConfig, Window};
 use portolan_model::{
-    HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, Reply, ScanStats,
+    HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, Reply,
+    ScanStats, WallClock,
 };
 
 /// What to scan and how.
@@ -75,6 +76,9 @@ pub struct ScanPlan {
     /// first answer proves the host up (with that answer's reason) and
     /// ends its probing, and a host that answers none is down.
     pub discovery: bool,
+    /// The wall-clock time of an instant, for the times of host reports:
+    /// the scan's start, so that every phase's reports agree.
+    pub clock: WallClock,
 }
 
 /// Identifies one probe in flight. Transports use it as their handle
@@ -281,6 +285,8 @@ pub struct Scheduler {
     silent_state: PortState,
     discovery: bool,
     pace_to_answers: bool,
+    /// Wall-clock times of instants, for host reports.
+    clock: WallClock,
     seed: u64,
     randomize: bool,
     timing: TimingConfig,
@@ -412,6 +418,7 @@ impl Scheduler {
             silent_state: plan.silent_state,
             discovery: plan.discovery,
             pace_to_answers: plan.pace_to_answers,
+            clock: plan.clock,
             seed: plan.seed,
             randomize: plan.randomize,
             timing,
@@ -1284,9 +1291,10 @@ impl Scheduler {
                 timeout: host.rtt.timeout(&self.timing, fallback_timeout),
                 paced: (!host.most_paced.is_zero()).then_some(host.most_paced),
             },
-            started: host.started.unwrap_or(now),
-            finished: now,
+            started: self.clock.at(host.started.unwrap_or(now)),
+            finished: self.clock.at(now),
             services: Vec::new(),
+            extra: Default::default(),
         };
         self.stats.hosts_done += 1;
         self.stats.hosts_paced += u64::from(report.times.paced.is_some());
@@ -1336,6 +1344,7 @@ mod tests {
             timing,
             discovery: false,
             pace_to_answers: false,
+            clock: WallClock::now(),
         }
     }
 

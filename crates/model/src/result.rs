@@ -6,9 +6,12 @@
 //! Nothing here allocates except [`HostReport::ports`].
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use portolan_targets::{Protocol, Target};
+use serde::{Deserialize, Serialize};
+
+use crate::forms;
 
 /// The state of one port, with nmap's six values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,7 +57,15 @@ impl PortState {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The state nmap calls `name`.
+    pub fn from_nmap(name: &str) -> Option<PortState> {
+        PortState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
+
+forms::by_nmap_name!(PortState, "a port state");
+forms::by_nmap_name!(Reason, "a reason");
 
 /// The evidence behind a state: nmap's reason names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,6 +134,11 @@ pub enum Reason {
     /// The idle scan's zombie sent nothing for the probes (its IP ID did
     /// not rise): the target answered with a RST, or not at all.
     NoIpidChange,
+    /// The host is this machine (nmap's reason for scanning itself).
+    LocalhostResponse,
+    /// A reason this model does not know, read from another scanner's
+    /// file (nmap's `unknown-response` too).
+    UnknownResponse,
 }
 
 impl Reason {
@@ -148,6 +164,7 @@ impl Reason {
                 | Reason::InitAck
                 | Reason::Abort
                 | Reason::ProtoResponse
+                | Reason::LocalhostResponse
         )
     }
 
@@ -239,7 +256,55 @@ impl Reason {
             Reason::ProtoResponse => "proto-response",
             Reason::IpidChange => "ipid-change",
             Reason::NoIpidChange => "no-ipid-change",
+            Reason::LocalhostResponse => "localhost-response",
+            Reason::UnknownResponse => "unknown-response",
         }
+    }
+
+    /// Every reason.
+    pub const ALL: [Reason; 31] = [
+        Reason::SynAck,
+        Reason::Reset,
+        Reason::ConnRefused,
+        Reason::NoResponse,
+        Reason::HostUnreach,
+        Reason::NetUnreach,
+        Reason::ProtoUnreach,
+        Reason::ParamProblem,
+        Reason::PortUnreach,
+        Reason::AdminProhibited,
+        Reason::NetProhibited,
+        Reason::HostProhibited,
+        Reason::NoRoute,
+        Reason::BeyondScope,
+        Reason::FailedPolicy,
+        Reason::RejectRoute,
+        Reason::TimeExceeded,
+        Reason::UserSet,
+        Reason::EchoReply,
+        Reason::TimestampReply,
+        Reason::MaskReply,
+        Reason::UdpResponse,
+        Reason::InitAck,
+        Reason::Abort,
+        Reason::ArpResponse,
+        Reason::NdResponse,
+        Reason::ProtoResponse,
+        Reason::IpidChange,
+        Reason::NoIpidChange,
+        Reason::LocalhostResponse,
+        Reason::UnknownResponse,
+    ];
+
+    /// The reason nmap calls `name`.
+    pub fn from_nmap(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// The reason nmap calls `name`, or [`Reason::UnknownResponse`] for a
+    /// name this model does not know (another scanner's file).
+    pub fn from_nmap_or_unknown(name: &str) -> Reason {
+        Reason::from_nmap(name).unwrap_or(Reason::UnknownResponse)
     }
 }
 
@@ -255,7 +320,7 @@ pub struct Reply {
 }
 
 /// One port's final outcome, as stored in a [`HostReport`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortOutcome {
     /// The port number.
     pub port: u16,
@@ -273,7 +338,7 @@ pub struct PortOutcome {
 
 /// One port's final outcome, with the host it belongs to: streamed as soon
 /// as the port is resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortResult {
     /// The scanned host.
     pub addr: IpAddr,
@@ -282,7 +347,8 @@ pub struct PortResult {
 }
 
 /// Whether a host was found up, and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state", content = "reason")]
 pub enum HostStatus {
     /// Up, with the evidence.
     Up(Reason),
@@ -297,22 +363,26 @@ pub enum HostStatus {
 }
 
 /// Round-trip timing of one host, for reports (`<times srtt rttvar to>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HostTimes {
     /// Smoothed round-trip time, if any answer came.
+    #[serde(with = "forms::micros_opt", rename = "srtt_us")]
     pub srtt: Option<Duration>,
     /// Round-trip variation.
+    #[serde(with = "forms::micros_opt", rename = "rttvar_us")]
     pub rttvar: Option<Duration>,
     /// The probe timeout in force when the host finished.
+    #[serde(with = "forms::micros", rename = "timeout_us")]
     pub timeout: Duration,
     /// The longest delay between probes the host's rate limit on its
     /// answers forced (ICMP errors, see `ScanPlan::pace_to_answers`);
     /// `None` when it did not slow the scan of this host.
+    #[serde(with = "forms::micros_opt", rename = "paced_us")]
     pub paced: Option<Duration>,
 }
 
 /// Everything known about one host when it is done.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostReport {
     /// The host, with the name the user typed, if any.
     pub target: Target,
@@ -322,17 +392,74 @@ pub struct HostReport {
     /// host discovery saw one.
     pub reason_ttl: Option<u8>,
     /// The host's link-layer address, when it answered on the segment.
+    #[serde(with = "forms::mac_opt")]
     pub mac: Option<[u8; 6]>,
     /// Per-port outcomes, sorted by protocol and port.
     pub ports: Vec<PortOutcome>,
     /// Timing figures.
     pub times: HostTimes,
     /// When the first probe to this host was sent.
-    pub started: Instant,
+    #[serde(with = "forms::rfc3339")]
+    pub started: SystemTime,
     /// When the host was done.
-    pub finished: Instant,
+    #[serde(with = "forms::rfc3339")]
+    pub finished: SystemTime,
     /// What version detection (`-sV`) found on its ports; empty without it.
     pub services: Vec<crate::PortService>,
+    /// What later stages found (OS matches, scripts' output, notes), and
+    /// ports a file only counted.
+    #[serde(default)]
+    pub extra: HostExtras,
+}
+
+/// What is known of a host beyond its ports and services.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostExtras {
+    /// Operating system matches, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os: Vec<OsMatch>,
+    /// Scripts' output, host scripts and port scripts alike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<ScriptOutput>,
+    /// Remarks for people (a middlebox suspected, a rate limit met).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Ports another scanner's file only counted by state (nmap's
+    /// `<extraports>`), not listed one by one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted: Vec<CountedPorts>,
+}
+
+/// One operating system match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsMatch {
+    /// The fingerprint's name ("Linux 5.0 - 5.14").
+    pub name: String,
+    /// Accuracy in percent.
+    pub accuracy: u8,
+    /// CPE names of the match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpe: Vec<String>,
+}
+
+/// What one script said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptOutput {
+    /// The script's name.
+    pub id: String,
+    /// The port it ran against, or `None` for a host script.
+    pub port: Option<(Protocol, u16)>,
+    /// Its output, as it came (escape before showing).
+    pub output: String,
+}
+
+/// Ports only counted, all in one state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountedPorts {
+    /// Their state.
+    pub state: PortState,
+    /// How many.
+    pub count: u64,
 }
 
 impl HostReport {
@@ -355,7 +482,7 @@ impl HostReport {
 }
 
 /// Counters for the whole scan, for progress displays and the summary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanStats {
     /// Hosts whose scan has finished (any status).
     pub hosts_done: u64,

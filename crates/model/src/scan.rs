@@ -1,19 +1,117 @@
 //! What a run is and how it went: the information known when a scan
-//! starts ([`ScanInfo`]), its counters sampled while it runs
-//! ([`RateSample`]), and what is known when it ends ([`ScanSummary`],
-//! [`PacketStats`]). Plain values; sinks and the scan library share them.
+//! starts ([`ScanInfo`], with its [`ScanId`]), its counters sampled while
+//! it runs ([`RateSample`]), and what is known when it ends
+//! ([`ScanSummary`], [`PacketStats`]); and the whole of it as one record
+//! ([`ScanResults`]), the form that is stored, exchanged and read back
+//! from Portolan's and nmap's files.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
 use portolan_targets::Protocol;
+use serde::{Deserialize, Serialize};
 
-use crate::ScanStats;
+use crate::{HostReport, ScanStats, forms};
+
+/// The version of the record form ([`ScanResults`] and everything in it):
+/// raised whenever a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A scan's identity: a UUID of version 7 (RFC 9562), so IDs sort by the
+/// time they were made and never collide across machines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ScanId(uuid::Uuid);
+
+impl ScanId {
+    /// A new ID, from the clock and random bits.
+    pub fn new() -> ScanId {
+        ScanId(uuid::Uuid::now_v7())
+    }
+
+    /// The ID as 16 bytes, for storage.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl Default for ScanId {
+    fn default() -> Self {
+        ScanId::new()
+    }
+}
+
+impl fmt::Display for ScanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for ScanId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<ScanId, uuid::Error> {
+        s.parse().map(ScanId)
+    }
+}
+
+/// A monotonic instant paired with the wall-clock time it stands for, to
+/// turn the engine's instants into times people read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClock {
+    /// The instant.
+    pub instant: Instant,
+    /// The wall-clock time at that instant.
+    pub wall: SystemTime,
+}
+
+impl WallClock {
+    /// The clocks now.
+    pub fn now() -> WallClock {
+        WallClock {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The wall-clock time of `at` (the pair's time for an earlier
+    /// instant).
+    pub fn at(&self, at: Instant) -> SystemTime {
+        self.wall + at.saturating_duration_since(self.instant)
+    }
+}
+
+/// nmap's scan type names (`<scaninfo type>`), which nmap.dtd lists.
+pub const SCAN_TYPES: [&str; 14] = [
+    "syn",
+    "ack",
+    "bounce",
+    "connect",
+    "null",
+    "xmas",
+    "window",
+    "maimon",
+    "fin",
+    "udp",
+    "sctpinit",
+    "sctpcookieecho",
+    "ipproto",
+    "idle",
+];
+
+/// nmap's scan type called `name`, as the static name sinks take.
+pub fn scan_type(name: &str) -> Option<&'static str> {
+    SCAN_TYPES.into_iter().find(|t| *t == name)
+}
 
 /// What is known when the scan starts.
 #[derive(Clone, Debug)]
 pub struct ScanInfo {
-    /// Portolan's version.
-    pub version: &'static str,
+    /// The scan's identity.
+    pub id: ScanId,
+    /// The scanner's version.
+    pub version: String,
     /// The command line, as typed.
     pub args: Vec<String>,
     /// Wall-clock start.
@@ -66,7 +164,7 @@ pub struct ScanSummary {
 }
 
 /// Packet counters of a raw-packet scan.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketStats {
     /// Packets sent.
     pub sent: u64,
@@ -111,6 +209,156 @@ impl RateSample {
             probes_sent: stats.probes_sent,
             replies: stats.replies,
             ports_done: stats.ports_done,
+        }
+    }
+}
+
+/// One scan type of a run, as a record keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanType {
+    /// nmap's name ("syn", "udp", ...).
+    pub name: String,
+    /// The protocol its ports belong to.
+    pub proto: Protocol,
+    /// The ports (protocol numbers for "ipproto"), sorted.
+    pub ports: Vec<u16>,
+}
+
+/// A whole scan as one record: what is stored, exchanged and read back,
+/// from a Portolan scan as it runs or from a file (Portolan's or nmap's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResults {
+    /// [`SCHEMA_VERSION`] when written.
+    pub schema: u32,
+    /// The scan's identity (a new one for a file that had none).
+    pub id: ScanId,
+    /// "portolan" or "nmap".
+    pub scanner: String,
+    /// The scanner's version.
+    pub version: String,
+    /// The command line, as one line.
+    pub args: String,
+    /// When it started.
+    #[serde(with = "forms::rfc3339")]
+    pub start: SystemTime,
+    /// When it ended; `None` for a scan cut short.
+    #[serde(with = "forms::rfc3339_opt")]
+    pub end: Option<SystemTime>,
+    /// Its scan types, in order.
+    pub scans: Vec<ScanType>,
+    /// Its hosts, in the order they were reported.
+    pub hosts: Vec<HostReport>,
+    /// Its counters, when the scanner kept them.
+    pub stats: Option<ScanStats>,
+    /// Whether it was interrupted or cut short.
+    pub interrupted: bool,
+}
+
+impl ScanResults {
+    /// A record of `scanner`'s scan with nothing in it yet, to be filled
+    /// from a file (a new ID, the epoch as start).
+    pub fn empty(scanner: &str) -> ScanResults {
+        ScanResults {
+            schema: SCHEMA_VERSION,
+            id: ScanId::new(),
+            scanner: scanner.to_string(),
+            version: String::new(),
+            args: String::new(),
+            start: std::time::UNIX_EPOCH,
+            end: None,
+            scans: Vec::new(),
+            hosts: Vec::new(),
+            stats: None,
+            interrupted: false,
+        }
+    }
+
+    /// The record of a Portolan scan that starts with `info`.
+    pub fn begin(info: &ScanInfo) -> ScanResults {
+        let mut scans = vec![ScanType {
+            name: info.scan_type.to_string(),
+            proto: info.proto,
+            ports: info.ports.clone(),
+        }];
+        scans.extend(info.more_scans.iter().map(|(name, proto, ports)| ScanType {
+            name: name.to_string(),
+            proto: *proto,
+            ports: ports.clone(),
+        }));
+        ScanResults {
+            schema: SCHEMA_VERSION,
+            id: info.id,
+            scanner: "portolan".into(),
+            version: info.version.clone(),
+            args: info.args.join(" "),
+            start: info.start,
+            end: None,
+            scans,
+            hosts: Vec::new(),
+            stats: None,
+            interrupted: false,
+        }
+    }
+
+    /// The scan ended with `summary`.
+    pub fn end(&mut self, summary: &ScanSummary) {
+        self.end = Some(summary.end);
+        self.stats = Some(summary.stats);
+        self.interrupted = summary.interrupted;
+    }
+
+    /// The scan's information as the sinks take it, to write the record
+    /// in any of Portolan's formats. Scan types nmap.dtd does not list
+    /// are left out; the first one is "connect" when there is none.
+    pub fn info(&self) -> ScanInfo {
+        let mut types = self
+            .scans
+            .iter()
+            .filter_map(|s| Some((scan_type(&s.name)?, s.proto, s.ports.clone())));
+        let (first, proto, ports) = types
+            .next()
+            .unwrap_or(("connect", Protocol::Tcp, Vec::new()));
+        ScanInfo {
+            id: self.id,
+            version: self.version.clone(),
+            args: self.args.split_whitespace().map(String::from).collect(),
+            start: self.start,
+            started_at: Instant::now(),
+            scan_type: first,
+            scanflags: None,
+            proto,
+            port_count: ports.len(),
+            ports,
+            more_scans: types.collect(),
+            notes: Vec::new(),
+            version_detection: self.hosts.iter().any(|h| !h.services.is_empty()),
+        }
+    }
+
+    /// Its summary as the sinks take it.
+    pub fn summary(&self) -> ScanSummary {
+        let end = self.end.unwrap_or(self.start);
+        let mut stats = self.stats.unwrap_or_default();
+        if self.stats.is_none() {
+            stats.hosts_done = self.hosts.len() as u64;
+            stats.hosts_up = self
+                .hosts
+                .iter()
+                .filter(|h| matches!(h.status, crate::HostStatus::Up(_)))
+                .count() as u64;
+            for h in &self.hosts {
+                stats.ports_done += h.ports.len() as u64;
+                for (total, n) in stats.ports_by_state.iter_mut().zip(h.state_counts()) {
+                    *total += n;
+                }
+            }
+        }
+        ScanSummary {
+            stats,
+            elapsed: end.duration_since(self.start).unwrap_or_default(),
+            end,
+            interrupted: self.interrupted,
+            packets: None,
         }
     }
 }

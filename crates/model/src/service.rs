@@ -9,6 +9,9 @@
 use std::time::SystemTime;
 
 use portolan_targets::Protocol;
+use serde::{Deserialize, Serialize};
+
+use crate::forms;
 
 /// How the service name was found (nmap's `method`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,10 +31,19 @@ impl ServiceMethod {
             ServiceMethod::Table => "table",
         }
     }
+
+    /// The method nmap calls `name`.
+    pub fn from_nmap(name: &str) -> Option<ServiceMethod> {
+        [ServiceMethod::Probed, ServiceMethod::Table]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+    }
 }
 
+forms::by_nmap_name!(ServiceMethod, "a service method");
+
 /// What a TLS handshake with the service showed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsInfo {
     /// The negotiated protocol version ("TLSv1.3").
     pub protocol: String,
@@ -44,15 +56,17 @@ pub struct TlsInfo {
     /// Its subject alternative names (DNS names and addresses).
     pub san: Vec<String>,
     /// Start of validity.
+    #[serde(with = "forms::rfc3339_opt")]
     pub not_before: Option<SystemTime>,
     /// End of validity.
+    #[serde(with = "forms::rfc3339_opt")]
     pub not_after: Option<SystemTime>,
     /// The public key's type and size ("RSA 2048", "EC P-256", "Ed25519").
     pub key_type: String,
 }
 
 /// The service found on one port.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {
     /// nmap's service name ("http", "ssh", "tcpwrapped", "unknown").
     pub name: String,
@@ -80,6 +94,7 @@ pub struct ServiceInfo {
     /// The TLS handshake, when one completed.
     pub tls: Option<TlsInfo>,
     /// The first bytes the service sent (at most a few hundred), raw.
+    #[serde(with = "forms::hex")]
     pub banner: Vec<u8>,
 }
 
@@ -105,7 +120,7 @@ impl ServiceInfo {
 }
 
 /// The service of one port of a host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortService {
     /// The port.
     pub port: u16,

@@ -1,7 +1,8 @@
 //! JSON lines (`-oJ`): one JSON object per line, each with a `"type"`.
 //!
 //! Schema version 3, in order of appearance:
-//! - `{"type":"begin","schema":3,"version","args","start","scan_type","proto","ports"}`
+//! - `{"type":"begin","schema":3,"scan_id","version","args","start","scan_type","proto","ports"}`
+//!   (`scan_id`: the scan's UUID, version 7)
 //! - `{"type":"port","addr","proto","port","state","reason","reason_ttl"?,"service","tries"}`,
 //!   streamed as each port is resolved (with `--open`, open ports only),
 //!   `service` being the port table's name. With `-sV` the port lines of
@@ -52,6 +53,7 @@ pub const SCHEMA_VERSION: u32 = 3;
 struct Begin<'a> {
     r#type: &'static str,
     schema: u32,
+    scan_id: String,
     version: &'a str,
     args: &'a [String],
     start: String,
@@ -323,7 +325,8 @@ impl<W: Write> Sink for JsonLinesSink<W> {
         self.line(&Begin {
             r#type: "begin",
             schema: SCHEMA_VERSION,
-            version: info.version,
+            scan_id: info.id.to_string(),
+            version: &info.version,
             args: &info.args,
             start: rfc3339(info.start),
             scan_type: info.scan_type,

@@ -16,7 +16,7 @@ pub mod escape;
 pub mod grepable;
 pub mod jsonl;
 pub mod normal;
-pub mod time;
+pub use portolan_model::time;
 pub mod vendor;
 pub mod xml;
 
@@ -26,11 +26,7 @@ use portolan_engine::{HostReport, PortOutcome, PortResult, PortState, Reason};
 pub use portolan_model::{PacketStats, RateSample, ScanInfo, ScanSummary};
 use portolan_targets::Protocol;
 
-/// A link-layer address as nmap writes it: `02:5C:12:00:00:02`.
-pub fn mac_text(mac: [u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02X}:{b:02X}:{c:02X}:{d:02X}:{e:02X}:{f:02X}")
-}
+pub use portolan_model::mac_text;
 
 /// Choices that shape every format alike.
 #[derive(Clone, Copy, Debug, Default)]
@@ -195,7 +191,7 @@ pub fn hosts_phrase(done: u64, up: u64) -> String {
 /// Port and host values for the sinks' unit tests.
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use std::time::{Duration, Instant};
+    use std::time::{Duration, SystemTime};
 
     use portolan_engine::{
         HostReport, HostStatus, HostTimes, PortOutcome, PortService, PortState, Reason,
@@ -217,7 +213,7 @@ pub(crate) mod fixtures {
 
     /// Host 198.18.0.2, named with a terminal escape, 42 µs away.
     pub fn host(status: HostStatus, ports: Vec<PortOutcome>) -> HostReport {
-        let now = Instant::now();
+        let now = SystemTime::now();
         HostReport {
             target: Target {
                 addr: "198.18.0.2".parse().unwrap(),
@@ -237,6 +233,7 @@ pub(crate) mod fixtures {
             started: now,
             finished: now,
             services: Vec::new(),
+            extra: Default::default(),
         }
     }
 

@@ -99,11 +99,7 @@ impl<W: Write> XmlSink<W> {
         }
     }
 
-    fn wall(&self, at: std::time::Instant) -> String {
-        let t = self
-            .info
-            .as_ref()
-            .map_or_else(SystemTime::now, |i| i.wall_time(at));
+    fn wall(&self, t: SystemTime) -> String {
         unix_seconds(t).to_string()
     }
 
@@ -171,7 +167,8 @@ impl<W: Write> XmlSink<W> {
             out.write_all(b"\n")?;
         }
         out.write_all(b"</hostnames>\n")?;
-        if report.status != HostStatus::TimedOut && !report.ports.is_empty() {
+        let has_ports = !report.ports.is_empty() || !report.extra.counted.is_empty();
+        if report.status != HostStatus::TimedOut && has_ports {
             write_ports(out, report, &collapsed_states(report, &self.options))?;
         }
         let timeout = report.times.timeout.as_micros().to_string();
@@ -193,9 +190,18 @@ fn write_ports(
     report: &HostReport,
     collapsed: &[PortState],
 ) -> io::Result<()> {
-    let counts = report.state_counts();
+    let mut counts = report.state_counts();
+    // Ports another scanner's file only counted (a record read from
+    // nmap's XML) are counted again.
+    let mut collapsed = collapsed.to_vec();
+    for c in &report.extra.counted {
+        counts[c.state.index()] += c.count;
+        if !collapsed.contains(&c.state) {
+            collapsed.push(c.state);
+        }
+    }
     out.write_all(b"<ports>")?;
-    for state in collapsed {
+    for state in &collapsed {
         let count = counts[state.index()].to_string();
         open_tag(
             out,
@@ -327,7 +333,7 @@ impl<W: Write> Sink for XmlSink<W> {
                 ("args", &args),
                 ("start", &unix_seconds(info.start).to_string()),
                 ("startstr", &started),
-                ("version", info.version),
+                ("version", &info.version),
                 ("xmloutputversion", XML_OUTPUT_VERSION),
             ],
         )?;

@@ -39,7 +39,7 @@ struct Scan {
 fn scan() -> Scan {
     let t0 = Instant::now();
     let start = UNIX_EPOCH + Duration::from_secs(1_795_545_919);
-    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let at = |ms: u64| start + Duration::from_millis(ms);
     let ports: Vec<u16> = (1..=40).chain([80, 443, 8080]).collect();
     let times = |srtt: Option<u64>| HostTimes {
         paced: None,
@@ -61,6 +61,7 @@ fn scan() -> Scan {
         started: at(s),
         finished: at(e),
         services: Vec::new(),
+        extra: Default::default(),
     };
     // Host 1: 22 and 80 open, the rest closed (collapsed).
     let h1: Vec<PortOutcome> = ports
@@ -125,7 +126,8 @@ fn scan() -> Scan {
     }
     Scan {
         info: ScanInfo {
-            version: "0.1.0",
+            id: "01900000-0000-7000-8000-000000000000".parse().unwrap(),
+            version: "0.1.0".into(),
             args: ["portolan", "-sS", "-p", "1-40,80,443,8080", "--reason"]
                 .map(String::from)
                 .to_vec(),

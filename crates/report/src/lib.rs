@@ -1,9 +1,12 @@
 //! `portolan report`: reads a scan's results and renders one HTML page
 //! that people look at.
 //!
-//! - [`read`] takes nmap XML (Portolan's `-oX` or nmap's own, also a file
-//!   cut short by a killed scan) or Portolan JSON lines (`-oJ`), told
-//!   apart by their first character, into a [`ScanReport`].
+//! - [`read_results`] takes nmap XML (Portolan's `-oX` or nmap's own, also
+//!   a file cut short by a killed scan) or Portolan JSON lines (`-oJ`),
+//!   told apart by their first character, into the result model
+//!   ([`portolan_model::ScanResults`]), the same model a scan produces and
+//!   a history stores; [`read`] makes of it the [`ScanReport`] a page
+//!   shows.
 //! - [`html::render`] writes the page: the scan, state counts, a timeline
 //!   of send and reply rates (from JSON lines' `rate` samples), a host ×
 //!   port matrix and each host's ports with services.
@@ -20,6 +23,8 @@ mod jsonl;
 mod xml;
 
 use std::collections::BTreeMap;
+
+use portolan_model::{HostStatus, PortState, ScanResults};
 
 /// Why a file could not be read as scan results.
 #[derive(Debug, thiserror::Error)]
@@ -163,13 +168,127 @@ impl ScanReport {
     }
 }
 
-/// Reads scan results: nmap XML or Portolan JSON lines.
+/// A results file as read: the scan, and what only the file had.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultsFile {
+    /// The scan in the result model.
+    pub results: ScanResults,
+    /// Counter samples, oldest first (JSON lines only).
+    pub rates: Vec<RatePoint>,
+    /// The elapsed seconds the file states, if it does.
+    pub elapsed_s: Option<f64>,
+}
+
+/// Reads scan results, nmap XML or Portolan JSON lines, into the model.
+pub fn read_results(text: &str) -> Result<ResultsFile, ReportError> {
+    let mut rates = Vec::new();
+    let mut elapsed_s = None;
+    let results = match text.trim_start().chars().next() {
+        None => return Err(ReportError::Empty),
+        Some('<') => xml::read(text, &mut elapsed_s)?,
+        Some('{') => jsonl::read(text, &mut rates, &mut elapsed_s)?,
+        Some(c) => return Err(ReportError::UnknownFormat(c)),
+    };
+    Ok(ResultsFile {
+        results,
+        rates,
+        elapsed_s,
+    })
+}
+
+/// Reads scan results for a page: nmap XML or Portolan JSON lines.
 pub fn read(text: &str) -> Result<ScanReport, ReportError> {
-    match text.trim_start().chars().next() {
-        None => Err(ReportError::Empty),
-        Some('<') => xml::read(text),
-        Some('{') => jsonl::read(text),
-        Some(c) => Err(ReportError::UnknownFormat(c)),
+    read_results(text).map(|file| ScanReport::from_file(&file))
+}
+
+/// A state with more ports than this on a host is counted on the page,
+/// not listed (as in normal output).
+const LIST_AT_MOST: usize = 25;
+
+impl ScanReport {
+    /// What a page shows of `file`.
+    pub fn from_file(file: &ResultsFile) -> ScanReport {
+        let r = &file.results;
+        let scanner = if r.scanner == "portolan" {
+            "Portolan"
+        } else {
+            "Nmap"
+        };
+        ScanReport {
+            scanner: format!("{scanner} {}", r.version).trim_end().to_string(),
+            args: r.args.clone(),
+            start: if r.start == std::time::UNIX_EPOCH {
+                String::new()
+            } else {
+                portolan_model::time::ctime_utc(r.start)
+            },
+            scan_type: r.scans.first().map(|s| s.name.clone()).unwrap_or_default(),
+            elapsed_s: file.elapsed_s,
+            incomplete: r.interrupted,
+            hosts: r.hosts.iter().map(HostEntry::from_report).collect(),
+            rates: file.rates.clone(),
+        }
+    }
+}
+
+impl HostEntry {
+    /// What a page shows of a host: its listed ports, those of states
+    /// crowded on it (other than open) counted instead.
+    fn from_report(h: &portolan_model::HostReport) -> HostEntry {
+        let counts = h.state_counts();
+        let crowded =
+            |s: PortState| s != PortState::Open && counts[s.index()] as usize > LIST_AT_MOST;
+        let mut extra: BTreeMap<String, u64> = BTreeMap::new();
+        for c in &h.extra.counted {
+            *extra.entry(c.state.as_str().to_string()).or_default() += c.count;
+        }
+        for s in PortState::ALL.into_iter().filter(|s| crowded(*s)) {
+            *extra.entry(s.as_str().to_string()).or_default() += counts[s.index()];
+        }
+        let ports = h
+            .ports
+            .iter()
+            .filter(|p| !crowded(p.state))
+            .map(|p| {
+                let service = h.service(p.proto, p.port);
+                PortEntry {
+                    port: p.port,
+                    proto: p.proto.as_str().to_string(),
+                    state: p.state.as_str().to_string(),
+                    reason: p.reason.as_str().to_string(),
+                    service: service.map(|s| s.name.clone()).unwrap_or_default(),
+                    version: service
+                        .map(|s| {
+                            [&s.product, &s.version, &s.extrainfo]
+                                .into_iter()
+                                .flatten()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        HostEntry {
+            addr: h.target.addr.to_string(),
+            names: h
+                .target
+                .name
+                .iter()
+                .chain(&h.target.rdns)
+                .map(|n| n.to_string())
+                .collect(),
+            status: match h.status {
+                HostStatus::Up(_) => "up",
+                HostStatus::Down => "down",
+                HostStatus::TimedOut => "timed-out",
+                HostStatus::Interrupted => "interrupted",
+            }
+            .to_string(),
+            ports,
+            extra,
+        }
     }
 }
 

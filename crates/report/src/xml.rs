@@ -1,14 +1,26 @@
-//! nmap XML (nmap.dtd, as Portolan's `-oX` and nmap write it) into a
-//! [`ScanReport`]. Elements this report does not show are skipped; a file
+//! nmap XML (nmap.dtd, as Portolan's `-oX` and nmap write it) into the
+//! result model's [`ScanResults`]: hosts with their status and reason,
+//! addresses and names, listed ports with state, reason, TTL and service
+//! (with CPEs and TLS tunnels), ports only counted (`<extraports>`),
+//! times, OS matches and scripts' output; the run's scanner, version,
+//! command line, scan types and end. Elements the model has no room for
+//! are skipped; a host whose address does not parse is skipped; a file
 //! that stops early (a killed scan) yields the hosts it finished and is
-//! marked incomplete.
+//! marked interrupted.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use portolan_model::{
+    CountedPorts, HostReport, HostStatus, HostTimes, OsMatch, PortOutcome, PortService, PortState,
+    Reason, ScanResults, ScanType, ScriptOutput, ServiceInfo, ServiceMethod,
+};
+use portolan_targets::{Protocol, Target};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use crate::{HostEntry, PortEntry, ReportError, ScanReport};
+use crate::ReportError;
 
 /// An element's attributes, unescaped (a malformed one is an error).
 fn attributes(e: &BytesStart<'_>, offset: u64) -> Result<BTreeMap<String, String>, ReportError> {
@@ -29,15 +41,63 @@ fn take(map: &mut BTreeMap<String, String>, key: &str) -> String {
     map.remove(key).unwrap_or_default()
 }
 
-pub(crate) fn read(text: &str) -> Result<ScanReport, ReportError> {
+fn number<T: std::str::FromStr>(map: &BTreeMap<String, String>, key: &str) -> Option<T> {
+    map.get(key).and_then(|v| v.parse().ok())
+}
+
+fn unix_time(map: &BTreeMap<String, String>, key: &str) -> Option<SystemTime> {
+    number::<u64>(map, key).map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+fn optional(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn protocol(name: &str) -> Option<Protocol> {
+    Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+}
+
+/// nmap's `services` list (`1-3,80,443`) as ports; at most 65,536.
+fn service_list(list: &str) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for part in list.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(lo), Ok(hi)) = (lo.trim().parse::<u16>(), hi.trim().parse::<u16>()) {
+            ports.extend(lo..=hi.max(lo));
+        }
+        if ports.len() > 65_536 {
+            break;
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// A host being read: its report, and whether an address was found.
+struct HostDraft {
+    report: HostReport,
+    addr: Option<IpAddr>,
+    status_known: bool,
+}
+
+/// A port being read, with its service when one was listed.
+struct PortDraft {
+    outcome: Option<PortOutcome>,
+    service: Option<ServiceInfo>,
+}
+
+/// Reads nmap XML; `elapsed` gets the run's elapsed seconds when the file
+/// has them.
+pub(crate) fn read(text: &str, elapsed: &mut Option<f64>) -> Result<ScanResults, ReportError> {
     let mut reader = Reader::from_str(text);
-    let mut report = ScanReport::default();
-    let mut version = String::new();
-    let mut portolan = false;
+    let mut results = ScanResults::empty("nmap");
     let mut seen_root = false;
     let mut closed = false;
-    let mut host: Option<HostEntry> = None;
-    let mut port: Option<PortEntry> = None;
+    let mut host: Option<HostDraft> = None;
+    let mut port: Option<PortDraft> = None;
+    // Text of the element being read, for <cpe>.
+    let mut in_cpe = false;
     loop {
         let offset = reader.buffer_position();
         let event = reader.read_event().map_err(|e| ReportError::Xml {
@@ -47,17 +107,40 @@ pub(crate) fn read(text: &str) -> Result<ScanReport, ReportError> {
         let (e, is_empty) = match event {
             Event::Start(e) => (e, false),
             Event::Empty(e) => (e, true),
+            Event::Text(t) if in_cpe => {
+                let cpe = t.xml_content(XmlVersion::Implicit1_0).trim().to_string();
+                if let Some(service) = port.as_mut().and_then(|p| p.service.as_mut()) {
+                    service.cpe.push(cpe);
+                } else if let Some(os) = host.as_mut().and_then(|h| h.report.extra.os.last_mut()) {
+                    os.cpe.push(cpe);
+                }
+                continue;
+            }
             Event::End(e) => {
                 match e.name().as_ref() {
+                    "cpe" => in_cpe = false,
                     "port" => {
-                        if let (Some(h), Some(p)) = (host.as_mut(), port.take()) {
-                            h.ports.push(p);
+                        if let (Some(h), Some(p)) = (host.as_mut(), port.take())
+                            && let Some(outcome) = p.outcome
+                        {
+                            if let Some(info) = p.service {
+                                h.report.services.push(PortService {
+                                    port: outcome.port,
+                                    proto: outcome.proto,
+                                    info,
+                                });
+                            }
+                            h.report.ports.push(outcome);
                         }
                     }
                     "host" => {
-                        if let Some(mut h) = host.take() {
-                            h.ports.sort_by_key(|p| p.port);
-                            report.hosts.push(h);
+                        if let Some(h) = host.take()
+                            && let Some(addr) = h.addr
+                        {
+                            let mut report = h.report;
+                            report.target.addr = addr;
+                            report.ports.sort_by_key(|p| (p.proto, p.port));
+                            results.hosts.push(report);
                         }
                     }
                     "nmaprun" => closed = true,
@@ -66,7 +149,9 @@ pub(crate) fn read(text: &str) -> Result<ScanReport, ReportError> {
                 continue;
             }
             Event::Comment(c) => {
-                portolan |= c.trim_start().starts_with("Portolan ");
+                if c.trim_start().starts_with("Portolan ") {
+                    results.scanner = "portolan".into();
+                }
                 continue;
             }
             Event::Eof => break,
@@ -82,79 +167,173 @@ pub(crate) fn read(text: &str) -> Result<ScanReport, ReportError> {
         let mut a = attributes(&e, offset)?;
         match name.as_str() {
             "nmaprun" => {
-                version = take(&mut a, "version");
-                report.args = take(&mut a, "args");
-                report.start = take(&mut a, "startstr");
+                results.version = take(&mut a, "version");
+                results.args = take(&mut a, "args");
+                results.start = unix_time(&a, "start").unwrap_or(UNIX_EPOCH);
             }
-            "scaninfo" if report.scan_type.is_empty() => report.scan_type = take(&mut a, "type"),
-            "host" => {
-                let status = if a.get("timedout").is_some_and(|v| v == "true") {
-                    "timed-out"
-                } else if a.get("comment").is_some_and(|v| v.contains("interrupted")) {
-                    "interrupted"
-                } else {
-                    ""
-                };
-                host = Some(HostEntry {
-                    status: status.to_string(),
-                    ..HostEntry::default()
-                });
-                if is_empty {
-                    host = None;
+            "scaninfo" => {
+                if let Some(proto) = protocol(&take(&mut a, "protocol")) {
+                    results.scans.push(ScanType {
+                        name: take(&mut a, "type"),
+                        proto,
+                        ports: service_list(a.get("services").map_or("", String::as_str)),
+                    });
                 }
             }
+            "host" if !is_empty => {
+                let started = unix_time(&a, "starttime").unwrap_or(results.start);
+                let status = if a.get("timedout").is_some_and(|v| v == "true") {
+                    Some(HostStatus::TimedOut)
+                } else if a.get("comment").is_some_and(|v| v.contains("interrupted")) {
+                    Some(HostStatus::Interrupted)
+                } else {
+                    None
+                };
+                host = Some(HostDraft {
+                    report: HostReport {
+                        target: Target::from_addr(IpAddr::from([0, 0, 0, 0])),
+                        status: status.unwrap_or(HostStatus::Down),
+                        reason_ttl: None,
+                        mac: None,
+                        ports: Vec::new(),
+                        times: HostTimes::default(),
+                        started,
+                        finished: unix_time(&a, "endtime").unwrap_or(started),
+                        services: Vec::new(),
+                        extra: Default::default(),
+                    },
+                    addr: None,
+                    status_known: status.is_some(),
+                });
+            }
             "status" => {
-                if let Some(h) = host.as_mut().filter(|h| h.status.is_empty()) {
-                    h.status = take(&mut a, "state");
+                if let Some(h) = host.as_mut().filter(|h| !h.status_known) {
+                    let reason = Reason::from_nmap_or_unknown(&take(&mut a, "reason"));
+                    h.report.status = match a.get("state").map(String::as_str) {
+                        Some("up") => HostStatus::Up(reason),
+                        _ => HostStatus::Down,
+                    };
+                    h.report.reason_ttl = number(&a, "reason_ttl").filter(|t| *t != 0);
+                    h.status_known = true;
                 }
             }
             "address" => {
-                let mac = a.get("addrtype").is_some_and(|t| t == "mac");
-                if let Some(h) = host.as_mut().filter(|h| h.addr.is_empty() && !mac) {
-                    h.addr = take(&mut a, "addr");
+                if let Some(h) = host.as_mut() {
+                    let addr = take(&mut a, "addr");
+                    match a.get("addrtype").map(String::as_str) {
+                        Some("mac") => h.report.mac = portolan_model::parse_mac(&addr),
+                        _ if h.addr.is_none() => h.addr = addr.parse().ok(),
+                        _ => {}
+                    }
                 }
             }
             "hostname" => {
                 if let Some(h) = host.as_mut() {
-                    h.names.push(take(&mut a, "name"));
+                    let name: std::sync::Arc<str> = take(&mut a, "name").into();
+                    match a.get("type").map(String::as_str) {
+                        Some("user") => h.report.target.name = Some(name),
+                        _ => h.report.target.rdns = Some(name),
+                    }
                 }
             }
             "extraports" => {
-                if let Some(h) = host.as_mut() {
-                    let count = a.get("count").and_then(|c| c.parse().ok()).unwrap_or(0);
-                    *h.extra.entry(take(&mut a, "state")).or_default() += count;
+                if let (Some(h), Some(state)) =
+                    (host.as_mut(), PortState::from_nmap(&take(&mut a, "state")))
+                {
+                    h.report.extra.counted.push(CountedPorts {
+                        state,
+                        count: number(&a, "count").unwrap_or(0),
+                    });
                 }
             }
             "port" => {
-                port = Some(PortEntry {
-                    port: a.get("portid").and_then(|p| p.parse().ok()).unwrap_or(0),
-                    proto: take(&mut a, "protocol"),
-                    state: String::new(),
-                    reason: String::new(),
-                    service: String::new(),
-                    version: String::new(),
+                let outcome = protocol(&take(&mut a, "protocol"))
+                    .zip(number::<u16>(&a, "portid"))
+                    .map(|(proto, port)| PortOutcome {
+                        port,
+                        proto,
+                        state: PortState::Filtered,
+                        reason: Reason::UnknownResponse,
+                        reason_ttl: None,
+                        tries: 0,
+                    });
+                port = Some(PortDraft {
+                    outcome,
+                    service: None,
                 });
             }
             "state" => {
-                if let Some(p) = port.as_mut() {
-                    p.state = take(&mut a, "state");
-                    p.reason = take(&mut a, "reason");
+                if let Some(outcome) = port.as_mut().and_then(|p| p.outcome.as_mut()) {
+                    match PortState::from_nmap(&take(&mut a, "state")) {
+                        Some(state) => outcome.state = state,
+                        // A state the model does not know: the port is
+                        // skipped.
+                        None => port = None,
+                    }
+                    if let Some(outcome) = port.as_mut().and_then(|p| p.outcome.as_mut()) {
+                        outcome.reason = Reason::from_nmap_or_unknown(&take(&mut a, "reason"));
+                        outcome.reason_ttl = number(&a, "reason_ttl").filter(|t| *t != 0);
+                    }
                 }
             }
             "service" => {
                 if let Some(p) = port.as_mut() {
-                    p.service = take(&mut a, "name");
-                    let words: Vec<String> = ["product", "version", "extrainfo"]
-                        .iter()
-                        .map(|k| take(&mut a, k))
-                        .filter(|w| !w.is_empty())
-                        .collect();
-                    p.version = words.join(" ");
+                    p.service = Some(ServiceInfo {
+                        name: take(&mut a, "name"),
+                        product: optional(take(&mut a, "product")),
+                        version: optional(take(&mut a, "version")),
+                        extrainfo: optional(take(&mut a, "extrainfo")),
+                        hostname: optional(take(&mut a, "hostname")),
+                        ostype: optional(take(&mut a, "ostype")),
+                        devicetype: optional(take(&mut a, "devicetype")),
+                        cpe: Vec::new(),
+                        method: ServiceMethod::from_nmap(&take(&mut a, "method"))
+                            .unwrap_or_default(),
+                        conf: number(&a, "conf").unwrap_or(0),
+                        ssl: a.get("tunnel").is_some_and(|t| t == "ssl"),
+                        tls: None,
+                        banner: Vec::new(),
+                    });
+                }
+            }
+            "cpe" if !is_empty => in_cpe = true,
+            "osmatch" => {
+                if let Some(h) = host.as_mut() {
+                    h.report.extra.os.push(OsMatch {
+                        name: take(&mut a, "name"),
+                        accuracy: number(&a, "accuracy").unwrap_or(0),
+                        cpe: Vec::new(),
+                    });
+                }
+            }
+            "script" => {
+                if let Some(h) = host.as_mut() {
+                    let on = port
+                        .as_ref()
+                        .and_then(|p| p.outcome.as_ref())
+                        .map(|o| (o.proto, o.port));
+                    h.report.extra.scripts.push(ScriptOutput {
+                        id: take(&mut a, "id"),
+                        port: on,
+                        output: take(&mut a, "output"),
+                    });
+                }
+            }
+            "times" => {
+                if let Some(h) = host.as_mut() {
+                    let micros = |k: &str| number::<u64>(&a, k).map(Duration::from_micros);
+                    h.report.times = HostTimes {
+                        srtt: micros("srtt"),
+                        rttvar: micros("rttvar"),
+                        timeout: micros("to").unwrap_or_default(),
+                        paced: None,
+                    };
                 }
             }
             "finished" => {
-                report.elapsed_s = a.get("elapsed").and_then(|e| e.parse().ok());
-                report.incomplete |= a.get("exit").is_some_and(|e| e == "error");
+                results.end = unix_time(&a, "time");
+                *elapsed = number(&a, "elapsed");
+                results.interrupted |= a.get("exit").is_some_and(|e| e == "error");
             }
             _ => {}
         }
@@ -162,10 +341,8 @@ pub(crate) fn read(text: &str) -> Result<ScanReport, ReportError> {
     if !seen_root {
         return Err(ReportError::NotNmapXml(String::new()));
     }
-    report.incomplete |= !closed;
-    let scanner = if portolan { "Portolan" } else { "Nmap" };
-    report.scanner = format!("{scanner} {version}").trim_end().to_string();
-    Ok(report)
+    results.interrupted |= !closed;
+    Ok(results)
 }
 
 #[cfg(test)]
@@ -194,7 +371,7 @@ mod tests {
         let text = format!(
             "{SAMPLE}<runstats><finished time=\"2\" elapsed=\"1.50\" exit=\"success\"/><hosts up=\"1\" down=\"0\" total=\"1\"/></runstats></nmaprun>\n"
         );
-        let r = read(&text).unwrap();
+        let r = crate::read(&text).unwrap();
         assert_eq!(r.scanner, "Portolan 0.1.0");
         assert_eq!(r.args, "portolan -oX x & y --reason");
         assert_eq!(r.scan_type, "syn");
@@ -214,11 +391,11 @@ mod tests {
 
     #[test]
     fn a_cut_file_keeps_its_finished_hosts() {
-        let r = read(SAMPLE).unwrap();
+        let r = crate::read(SAMPLE).unwrap();
         assert!(r.incomplete);
         assert_eq!(r.hosts.len(), 1);
         let half = &SAMPLE[..SAMPLE.find("<port protocol=\"tcp\" portid=\"22\"").unwrap()];
-        let r = read(half).unwrap();
+        let r = crate::read(half).unwrap();
         assert!(r.hosts.is_empty() && r.incomplete);
     }
 
@@ -230,9 +407,9 @@ mod tests {
             "<nmaprun><host a=\"&bogus;\">",
         ] {
             assert!(
-                matches!(read(text), Err(ReportError::Xml { .. })),
+                matches!(crate::read(text), Err(ReportError::Xml { .. })),
                 "{text}: {:?}",
-                read(text)
+                crate::read(text)
             );
         }
     }

@@ -12,7 +12,7 @@
 //! end of the scan.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use portolan_engine::{HostReport, PortResult, Reason, ScanStats};
 use portolan_model::{PacketStats, ScanInfo, ScanSummary};
@@ -107,7 +107,7 @@ pub struct Collected {
     /// The summary, from [`Event::Finished`].
     pub summary: Option<ScanSummary>,
     /// When each host was reported, in the order of [`Collected::hosts`].
-    pub host_times: Vec<Instant>,
+    pub host_times: Vec<SystemTime>,
 }
 
 impl EventSink for Collected {
@@ -118,7 +118,7 @@ impl EventSink for Collected {
             Event::Port(port) => self.ports.push(port.clone()),
             Event::Host(host) => {
                 self.hosts.push(host.clone());
-                self.host_times.push(Instant::now());
+                self.host_times.push(SystemTime::now());
             }
             Event::Finished(summary) => self.summary = Some(summary.clone()),
             Event::PhaseStarted(_) | Event::Progress(_) | Event::PhaseFinished => {}

@@ -16,7 +16,7 @@ use portolan_engine::{
     HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, ScanEvent,
     ScanPlan, ScanStats, Scheduler, TimingConfig,
 };
-use portolan_model::{PacketStats, ScanInfo, ScanSummary};
+use portolan_model::{PacketStats, ScanId, ScanInfo, ScanSummary, WallClock};
 use portolan_targets::{Permutation, Protocol, Target, TargetList};
 use portolan_transport::connect::{self, ConnectOptions};
 use portolan_transport::idle::{IdleOptions, IdleScan};
@@ -102,15 +102,16 @@ pub(crate) fn run(
         None
     };
 
-    let start_wall = SystemTime::now();
-    let start = Instant::now();
+    let clock = WallClock::now();
+    let (start, start_wall) = (clock.instant, clock.wall);
     let first = phases.first().cloned().unwrap_or(Phase {
         technique,
         proto: Protocol::Tcp,
         ports: Vec::new(),
     });
     let info = ScanInfo {
-        version: VERSION,
+        id: ScanId::new(),
+        version: VERSION.to_string(),
         args: config.command_line.clone(),
         start: start_wall,
         started_at: start,
@@ -190,7 +191,7 @@ pub(crate) fn run(
         let (group_targets, found) = match &pings {
             None => (group, None),
             Some(pings) => {
-                let (found, sent) = runner.discover(group, pings.clone())?;
+                let (found, sent) = runner.discover(group, pings.clone(), clock)?;
                 add_packets(&mut packets, sent);
                 (TargetList::from_targets(&found.up), Some(found))
             }
@@ -224,6 +225,7 @@ pub(crate) fn run(
                 pace_to_answers: phase
                     .technique
                     .paces_to_answers(config.defeat_icmp_ratelimit),
+                clock,
             };
             let more_raw = n + 1 < phase_count;
             let (phase_stats, sent) = runner.run(
@@ -364,6 +366,7 @@ impl Runner<'_, '_> {
         &self,
         targets: TargetList,
         pings: Vec<PingProbe>,
+        clock: WallClock,
     ) -> Result<(Discovered, Option<RawStats>), ScanError> {
         let config = self.config;
         let connect = self.discovery_technique == Technique::Connect;
@@ -396,6 +399,7 @@ impl Runner<'_, '_> {
                 ..config.timing.clone()
             },
             discovery: true,
+            clock,
         };
         let found = RefCell::new(Discovered {
             up: Vec::new(),
@@ -515,7 +519,7 @@ impl Runner<'_, '_> {
                     target.addr
                 )));
             };
-            let started = Instant::now();
+            let started = SystemTime::now();
             let verdicts = scan
                 .scan_host(addr, &ports, &stop)
                 .map_err(ScanError::Idle)?;
@@ -570,8 +574,9 @@ impl Runner<'_, '_> {
                     paced: None,
                 },
                 started,
-                finished: Instant::now(),
+                finished: SystemTime::now(),
                 services: Vec::new(),
+                extra: Default::default(),
             };
             if on_host(&mut report) {
                 emitter.host(report);

@@ -19,7 +19,10 @@ use crate::port_table::{ports_named, service_name};
 
 /// A transport protocol whose ports are scanned, or IP itself, whose
 /// "ports" are protocol numbers (the IP protocol scan, `-sO`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,

@@ -20,7 +20,7 @@ use crate::{Resolver, TargetError};
 
 /// One address to scan, with the host name the user typed if any, and
 /// the name reverse DNS gave it once known.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     pub addr: IpAddr,
     /// The name as typed (`scanme.example`), shared cheaply between clones.
