@@ -321,3 +321,104 @@ fn sorted(ports: impl IntoIterator<Item = u16>) -> Vec<u16> {
     ports.dedup();
     ports
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn techniques_say_what_nmap_says() {
+        let all = [
+            (Technique::Connect, "-sT", "connect", PortState::Filtered),
+            (
+                Technique::Tcp(TcpScan::Syn),
+                "-sS",
+                "syn",
+                PortState::Filtered,
+            ),
+            (
+                Technique::Tcp(TcpScan::Ack),
+                "-sA",
+                "ack",
+                PortState::Filtered,
+            ),
+            (
+                Technique::Tcp(TcpScan::Window),
+                "-sW",
+                "window",
+                PortState::Filtered,
+            ),
+            (
+                Technique::Tcp(TcpScan::Fin),
+                "-sF",
+                "fin",
+                PortState::OpenFiltered,
+            ),
+            (
+                Technique::Tcp(TcpScan::Null),
+                "-sN",
+                "null",
+                PortState::OpenFiltered,
+            ),
+            (
+                Technique::Tcp(TcpScan::Xmas),
+                "-sX",
+                "xmas",
+                PortState::OpenFiltered,
+            ),
+            (
+                Technique::Tcp(TcpScan::Maimon),
+                "-sM",
+                "maimon",
+                PortState::OpenFiltered,
+            ),
+            (Technique::Udp, "-sU", "udp", PortState::OpenFiltered),
+            (
+                Technique::Sctp(SctpProbe::Init),
+                "-sY",
+                "sctpinit",
+                PortState::Filtered,
+            ),
+            (
+                Technique::Sctp(SctpProbe::CookieEcho),
+                "-sZ",
+                "sctpcookieecho",
+                PortState::OpenFiltered,
+            ),
+            (
+                Technique::IpProtocol,
+                "-sO",
+                "ipproto",
+                PortState::OpenFiltered,
+            ),
+            (Technique::Idle, "-sI", "idle", PortState::ClosedFiltered),
+        ];
+        for (technique, flag, name, silent) in all {
+            assert_eq!(technique.flag(), flag);
+            assert_eq!(technique.nmap_name(), name);
+            assert!(
+                portolan_model::scan::scan_type(name).is_some(),
+                "{name} in nmap.dtd"
+            );
+            assert_eq!(technique.silent_state(false), silent, "{flag}");
+            assert_eq!(
+                technique.needs_raw_sockets(),
+                technique != Technique::Connect
+            );
+        }
+        assert_eq!(Technique::Udp.silent_state(true), PortState::ClosedFiltered);
+        assert!(Technique::Udp.paces_to_answers(false));
+        assert!(!Technique::Udp.paces_to_answers(true));
+        assert!(!Technique::Tcp(TcpScan::Syn).paces_to_answers(false));
+    }
+
+    #[test]
+    fn tcp_is_scanned_unless_another_protocol_is_the_only_one_asked() {
+        let base = ScanConfig::new(["198.18.0.2"]);
+        assert!(base.scans_tcp());
+        let udp_only = base.clone().with_udp_ports([53, 161, 53]);
+        assert!(!udp_only.scans_tcp());
+        assert_eq!(udp_only.udp_ports, [53, 161]);
+        assert!(udp_only.with_technique(Technique::Connect).scans_tcp());
+    }
+}

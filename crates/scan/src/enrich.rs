@@ -275,3 +275,124 @@ impl Enricher for Services {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::net::IpAddr;
+    use std::time::SystemTime;
+
+    use portolan_engine::{HostStatus, HostTimes};
+    use portolan_targets::Target;
+
+    use super::*;
+
+    fn host(n: u32) -> HostReport {
+        HostReport {
+            target: Target::from_addr(IpAddr::from(n.to_be_bytes())),
+            status: HostStatus::Down,
+            reason_ttl: None,
+            mac: None,
+            ports: Vec::new(),
+            times: HostTimes::default(),
+            started: SystemTime::UNIX_EPOCH,
+            finished: SystemTime::UNIX_EPOCH,
+            services: Vec::new(),
+            extra: Default::default(),
+        }
+    }
+
+    /// Holds every host with an even address and gives one back per wait;
+    /// marks what it saw in the hosts' notes.
+    #[derive(Default)]
+    struct Slow {
+        held: VecDeque<HostReport>,
+        most_held: usize,
+    }
+
+    impl Enricher for Slow {
+        fn submit(&mut self, mut report: HostReport, _now: Instant) -> Option<HostReport> {
+            report.extra.notes.push("slow".into());
+            let IpAddr::V4(a) = report.target.addr else {
+                return Some(report);
+            };
+            if u32::from(a) % 2 == 1 {
+                return Some(report);
+            }
+            self.held.push_back(report);
+            self.most_held = self.most_held.max(self.held.len());
+            None
+        }
+
+        fn ready(&mut self, _now: Instant, _out: &mut Vec<HostReport>) {}
+
+        fn pending(&self) -> usize {
+            self.held.len()
+        }
+
+        fn ready_within(&mut self, _wait: Duration, out: &mut Vec<HostReport>) {
+            out.extend(self.held.pop_front());
+        }
+
+        fn finish(&mut self, _wait: bool) -> Vec<HostReport> {
+            self.held.drain(..).collect()
+        }
+    }
+
+    /// Appends "last" to every host's notes, holding none.
+    struct Last;
+
+    impl Enricher for Last {
+        fn submit(&mut self, mut report: HostReport, _now: Instant) -> Option<HostReport> {
+            report.extra.notes.push("last".into());
+            Some(report)
+        }
+
+        fn ready(&mut self, _now: Instant, _out: &mut Vec<HostReport>) {}
+
+        fn pending(&self) -> usize {
+            0
+        }
+
+        fn finish(&mut self, _wait: bool) -> Vec<HostReport> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn every_host_goes_through_every_stage_once_and_the_chain_stays_bounded() {
+        let mut chain = Chain::new(vec![Box::new(Slow::default()), Box::new(Last)]);
+        let mut out = Vec::new();
+        let total = 3 * MAX_PENDING as u32;
+        for n in 0..total {
+            chain.submit(host(n), Instant::now(), &mut out);
+            chain.keep_bounded(&mut out, &|| false);
+            assert!(chain.pending() <= MAX_PENDING, "{} held", chain.pending());
+        }
+        out.extend(chain.finish(true));
+        assert_eq!(out.len(), total as usize);
+        let mut seen: Vec<IpAddr> = out.iter().map(|h| h.target.addr).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), total as usize, "a host came out twice");
+        for h in &out {
+            assert_eq!(h.extra.notes, ["slow", "last"], "{}", h.target.addr);
+        }
+        // Hosts the slow stage had nothing to do for came out at once.
+        assert_eq!(out[0].target.addr, IpAddr::from(1u32.to_be_bytes()));
+    }
+
+    #[test]
+    fn a_stop_ends_the_wait_for_held_hosts() {
+        let mut chain = Chain::new(vec![Box::new(Slow::default())]);
+        let mut out = Vec::new();
+        for n in 0..=(2 * MAX_PENDING as u32 + 2) {
+            chain.submit(host(n), Instant::now(), &mut out);
+        }
+        let held = chain.pending();
+        assert!(held > MAX_PENDING);
+        chain.keep_bounded(&mut out, &|| true);
+        assert_eq!(chain.pending(), held, "stopped: nothing waited for");
+        assert_eq!(chain.finish(false).len(), held);
+    }
+}

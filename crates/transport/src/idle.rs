@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{RateLimiter, RttEstimator, TimingConfig};
-use portolan_wire::{Ipv4Packet, Reply as Packet, SynTemplate, TcpFlags, parse_reply};
+use portolan_wire::{SynTemplate, TcpFlags};
 
 use crate::cookie::CookieJar;
 use crate::paths::{ETHERNET_HEADER, Paths, Via};
@@ -651,14 +651,9 @@ impl IdleScan {
             let template = match &self.probe {
                 Some(t) => t.clone(),
                 None => {
-                    let t = SynTemplate::with_options(
+                    let t = crate::probe::zombie::probe_template(
                         self.our_source()?,
                         self.reservation.base,
-                        portolan_wire::SynOptions {
-                            flags: TcpFlags::SYN | TcpFlags::ACK,
-                            mss: None,
-                            ..portolan_wire::SynOptions::default()
-                        },
                     );
                     self.probe = Some(t.clone());
                     t
@@ -706,26 +701,12 @@ impl IdleScan {
             {
                 self.stats.received += 1;
                 let bytes = &self.buf[..len];
-                let ours = match parse_reply(bytes) {
-                    Ok(Packet::Tcp {
-                        src,
-                        src_port,
-                        dst_port,
-                        seq: their_seq,
-                        flags,
-                        ..
-                    }) => {
-                        src == zombie
-                            && src_port == self.options.probe_port
-                            && dst_port == sport
-                            && flags.is_rst()
-                            && their_seq == seq
-                    }
-                    _ => false,
-                };
-                if ours && let Ok(ip) = Ipv4Packet::new_checked(bytes) {
+                let probe_port = self.options.probe_port;
+                if let Some(id) =
+                    crate::probe::zombie::rst_ip_id(bytes, zombie, probe_port, sport, seq)
+                {
                     self.stats.matched += 1;
-                    return Ok(Some(ip.ident()));
+                    return Ok(Some(id));
                 }
                 self.stats.ignored += 1;
             }

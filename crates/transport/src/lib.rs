@@ -5,9 +5,13 @@
 //!   calls multiplexed on one epoll instance; needs no privilege.
 //! - [`idle`]: the idle scan (`-sI`), spoofed SYNs read back through a
 //!   zombie's IP ID, on the raw engine's paths and sockets.
-//! - [`raw`]: the TCP SYN scan on packet sockets, with [`route`] (the
-//!   kernel's routes, neighbours and links over rtnetlink), a path cache
-//!   per destination and a sending thread.
+//! - [`probe`]: the probe modules, pure code per technique (TCP, UDP,
+//!   SCTP): templates, stamping, validation by cookie, what an answer
+//!   proves and what silence means.
+//! - [`raw`]: the raw-packet engine on packet sockets, pumping the
+//!   modules' probes and answers, with [`route`] (the kernel's routes,
+//!   neighbours and links over rtnetlink), a path cache per destination
+//!   and a sending thread.
 //! - [`sys`]: the operating-system specifics (sockets, filters, resource
 //!   limits, capabilities, sending batches) and [`ring`] (the packet
 //!   socket's receive ring): the only places with `unsafe`.
@@ -22,6 +26,7 @@ pub mod connect;
 pub mod cookie;
 pub mod idle;
 mod paths;
+pub mod probe;
 pub mod raw;
 pub mod ring;
 pub mod route;

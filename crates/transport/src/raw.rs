@@ -1,14 +1,15 @@
-//! The TCP SYN scan (`-sS`): probes built from a prebuilt template and
-//! sent in batches on raw sockets; answers read from a packet socket whose
-//! kernel filter passes only TCP and ICMP; every answer checked against
-//! the probe's keyed cookie before it counts.
+//! The raw-packet engine: probes stamped by the probe modules
+//! ([`crate::probe`]: TCP, UDP, SCTP, IP protocol and discovery) from
+//! prebuilt templates and sent in batches on raw or packet sockets from
+//! their own thread; answers read from a packet socket's receive ring and
+//! handed to the module that reads them, every one checked against the
+//! probe's keyed cookie before it counts.
 //!
-//! States (nmap's): SYN-ACK = open (`syn-ack`, and the kernel, which has no
-//! socket for the half-open connection, answers it with a RST); RST =
-//! closed (`reset`); an ICMP unreachable quoting the probe (IPv4 type 3
-//! codes 0, 1, 2, 3, 9, 10, 13; any ICMPv6 type 1) = filtered with the code
-//! as reason; silence after the scheduler's tries = filtered
-//! (`no-response`). Each answer's TTL is kept as `reason_ttl`.
+//! What each technique's answers prove is the modules' business; this
+//! file pumps packets: routes and paths, decoys' copies, the flights in
+//! progress, counters, and the one link-layer probe (ARP and Neighbor
+//! Discovery on a directly attached segment, which needs the segment's
+//! addresses and keeps the MAC addresses that answer).
 //!
 //! Contract: needs `CAP_NET_RAW` ([`check_privileges`] says so in one
 //! line); per probe, one template copy and a few stores, no allocation
@@ -29,14 +30,16 @@ use std::time::{Instant, SystemTime};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
-use portolan_wire::{
-    IcmpQuery, Quoted, Reply as Packet, SctpChunk, SctpTemplate, SynTemplate, UdpTemplate,
-    ip_protocol, parse_neighbour_reply, parse_query_reply, parse_reply, write_bare, write_query,
-    write_solicitation,
-};
+use portolan_wire::{parse_neighbour_reply, parse_reply, write_solicitation};
 
 use crate::cookie::CookieJar;
-use crate::paths::{ETHERNET_HEADER, Path, Paths, Via};
+use crate::paths::{ETHERNET_HEADER, Paths, Via};
+use crate::probe::discovery::DiscoveryProbes;
+use crate::probe::ip_protocol::IpProtocolProbes;
+use crate::probe::sctp::SctpProbes;
+use crate::probe::tcp::TcpProbes;
+use crate::probe::udp::UdpProbes;
+use crate::probe::{Judged, Keys, ProbeModule, Shot, SourcePorts, TRY_PORTS};
 use crate::ring::RxRing;
 use crate::sender::{Batch, Outlet, SendThread};
 use crate::{Control, Observer, route, sys};
@@ -47,128 +50,12 @@ const SEND_BUDGET: usize = 1024;
 const RECV_BUDGET: usize = 4096;
 /// Link-layer addresses kept at most for hosts not yet reported.
 const MAX_MACS: usize = 1 << 16;
-/// The port the IP protocol scan's TCP and SCTP probes go to (any port
-/// draws an answer: a RST or an ABORT when closed).
-const PROTOCOL_SCAN_PORT: u16 = 80;
-/// The port of its UDP probe: one no service is known on, so the answer
-/// is the host's port unreachable.
-const PROTOCOL_SCAN_UDP_PORT: u16 = 40_125;
 
 pub use portolan_wire::{SctpProbe, TcpFlags};
 
-/// The raw TCP scans: one engine, one template each, and nmap's reading
-/// of the answers (RFC 9293 §3.10.7: a closed port answers anything but a
-/// RST with a RST; an open one silently drops segments without SYN, RST or
-/// ACK; any port answers a lone ACK with a RST).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum TcpScan {
-    /// `-sS`: SYN-ACK = open, RST = closed, silence = filtered.
-    #[default]
-    Syn,
-    /// `-sA`: RST = unfiltered, silence = filtered (maps firewalls).
-    Ack,
-    /// `-sW`: an ACK scan that reads the RST's window: non-zero = open,
-    /// zero = closed (on the few systems that differ; Linux says zero).
-    Window,
-    /// `-sF`: FIN; RST = closed, silence = open|filtered.
-    Fin,
-    /// `-sN`: no flags; as FIN.
-    Null,
-    /// `-sX`: FIN, PSH and URG; as FIN.
-    Xmas,
-    /// `-sM`: FIN and ACK; as FIN (BSD stacks drop it on open ports; most
-    /// others answer RST everywhere).
-    Maimon,
-}
+pub use crate::probe::tcp::TcpScan;
 
-impl TcpScan {
-    /// The probe's control bits.
-    pub fn flags(self) -> TcpFlags {
-        let bits = match self {
-            TcpScan::Syn => TcpFlags::SYN.bits(),
-            TcpScan::Ack | TcpScan::Window => TcpFlags::ACK.bits(),
-            TcpScan::Fin => TcpFlags::FIN.bits(),
-            TcpScan::Null => 0,
-            TcpScan::Xmas => TcpFlags::FIN.bits() | TcpFlags::PSH.bits() | TcpFlags::URG.bits(),
-            TcpScan::Maimon => TcpFlags::FIN.bits() | TcpFlags::ACK.bits(),
-        };
-        TcpFlags::from_bits(bits)
-    }
-
-    /// nmap's name of the scan (XML `scaninfo type`).
-    pub fn name(self) -> &'static str {
-        match self {
-            TcpScan::Syn => "syn",
-            TcpScan::Ack => "ack",
-            TcpScan::Window => "window",
-            TcpScan::Fin => "fin",
-            TcpScan::Null => "null",
-            TcpScan::Xmas => "xmas",
-            TcpScan::Maimon => "maimon",
-        }
-    }
-
-    /// The state of a port that never answered.
-    pub fn silent_state(self) -> PortState {
-        match self {
-            TcpScan::Syn | TcpScan::Ack | TcpScan::Window => PortState::Filtered,
-            TcpScan::Fin | TcpScan::Null | TcpScan::Xmas | TcpScan::Maimon => {
-                PortState::OpenFiltered
-            }
-        }
-    }
-
-    /// What a valid TCP answer with `flags` and `window` says.
-    fn read(self, flags: TcpFlags, window: u16) -> Option<(PortState, Reason)> {
-        if self == TcpScan::Syn && flags.is_syn_ack() {
-            return Some((PortState::Open, Reason::SynAck));
-        }
-        if !flags.is_rst() {
-            return None;
-        }
-        let state = match self {
-            TcpScan::Ack => PortState::Unfiltered,
-            TcpScan::Window if window > 0 => PortState::Open,
-            _ => PortState::Closed,
-        };
-        Some((state, Reason::Reset))
-    }
-}
-
-/// A host discovery probe of the raw engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PingProbe {
-    /// `-PE`: ICMP or ICMPv6 echo request; the echo reply proves the host.
-    Echo,
-    /// `-PP`: ICMP timestamp request (IPv4 only; skipped for IPv6).
-    Timestamp,
-    /// `-PS<port>`: a SYN; a SYN-ACK or a RST proves the host.
-    Syn(u16),
-    /// `-PA<port>`: a lone ACK; the RST it draws proves the host.
-    Ack(u16),
-    /// `-PM`: ICMP address mask request (IPv4 only; skipped for IPv6).
-    AddressMask,
-    /// `-PU<port>`: a UDP datagram (with the port's payload); any UDP
-    /// answer, or the host's own port unreachable, proves it.
-    Udp(u16),
-    /// `-PY<port>`: an SCTP INIT; an INIT ACK or ABORT proves the host.
-    Sctp(u16),
-    /// `-PR`: an ARP request (IPv4) or Neighbor Solicitation (IPv6), for
-    /// hosts on a directly attached segment, where it replaces the other
-    /// probes (a host answers it even when its firewall drops all IP).
-    Neighbour,
-}
-
-impl PingProbe {
-    /// The scan whose probe and reading of answers a TCP ping shares.
-    fn tcp(self) -> Option<(TcpScan, u16)> {
-        match self {
-            PingProbe::Syn(port) => Some((TcpScan::Syn, port)),
-            PingProbe::Ack(port) => Some((TcpScan::Ack, port)),
-            _ => None,
-        }
-    }
-}
+pub use crate::probe::discovery::PingProbe;
 
 /// A source of probes with `-D`: a decoy address, or this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,15 +214,6 @@ fn socket_error(what: &'static str) -> impl Fn(io::Error) -> RawError {
     move |source| RawError::Socket { what, source }
 }
 
-/// Source ports per scan: a try uses `base + try % TRY_PORTS`, so that a
-/// retransmission is a new connection request to the target. With one
-/// port for every try, a target that still holds the half-open
-/// connection of an earlier try (its RST lost) takes the retry for a
-/// duplicate SYN and answers at most one per `tcp_invalid_ratelimit`
-/// (500 ms on Linux): an open port could then go unanswered for good.
-/// nmap varies its source port per try for the same reason.
-const TRY_PORTS: u16 = 8;
-
 /// Keeps the source ports reserved: bound TCP sockets that the kernel
 /// will not give out as ephemeral ports, while matching no incoming
 /// segment (they neither listen nor connect), so the kernel still answers
@@ -347,21 +225,17 @@ pub(crate) struct PortReservation {
 }
 
 impl PortReservation {
-    /// Whether a datagram from `src` to `dst` port answers our probes:
-    /// to one of our ports, and not from one (our own probes, seen
-    /// arriving when the target is on loopback).
-    fn answers(&self, (src, dst): (u16, u16)) -> bool {
-        !self.contains(src) && self.contains(dst)
+    /// The reserved ports.
+    pub(crate) fn ports(&self) -> SourcePorts {
+        SourcePorts {
+            base: self.base,
+            count: self.count,
+        }
     }
 
     /// The source port of a probe's try.
     pub(crate) fn port_for(&self, try_no: u8) -> u16 {
-        self.base + u16::from(try_no) % self.count
-    }
-
-    /// Whether `port` is one of ours.
-    fn contains(&self, port: u16) -> bool {
-        port.wrapping_sub(self.base) < self.count
+        self.ports().port_for(try_no)
     }
 }
 
@@ -553,10 +427,12 @@ pub fn run(
         RawProbes::Tcp { flags, .. } => flags,
         _ => None,
     };
-    let mut templates = Templates::new(reservation.base, scanflags);
+    let mut modules = Modules::new(&options.probes, scanflags);
+    let keys = Keys {
+        jar: &jar,
+        ports: reservation.ports(),
+    };
     let pings = options.probes.pings();
-    // Payloads are written here, then copied into the probe.
-    let mut payload = vec![0u8; portolan_payloads::MAX_PAYLOAD_LEN];
     let neighbour_pings = pings.contains(&PingProbe::Neighbour);
     let mut macs = HashMap::new();
     let mut unavailable: [Option<io::Error>; 3] = [None, None, None];
@@ -596,7 +472,8 @@ pub fn run(
                 scheduler,
                 flights: &mut flights,
                 jar: &jar,
-                our_ports: &reservation,
+                ports: reservation.ports(),
+                modules: &modules,
                 probes: &options.probes,
                 macs: &mut macs,
                 stats: &mut stats,
@@ -680,34 +557,11 @@ pub fn run(
                     (PingProbe::Neighbour, Some(segment)) => {
                         stage_solicitation(probe, segment, batch)
                     }
-                    (PingProbe::Syn(port) | PingProbe::Ack(port), _) => {
-                        let scan = ping.tcp().map_or(TcpScan::Syn, |(scan, _)| scan);
-                        let template = templates.tcp(path.source, scan);
-                        let tcp = TcpProbe {
-                            dst_port: port,
-                            id: Some(probe.id),
-                        };
-                        stage(probe, path.via, template, &reservation, &jar, batch, tcp)
+                    _ => {
+                        let shot = shot(probe, path.source, probe.port);
+                        let module = &mut modules.discovery;
+                        stage(module, shot, &keys, path.via, Some(probe.id), batch)
                     }
-                    (PingProbe::Udp(port), _) => {
-                        let template = templates.udp(path.source);
-                        let probe_of = (path.via, Some(probe.id), port);
-                        stage_udp(
-                            probe,
-                            probe_of,
-                            template,
-                            &reservation,
-                            &jar,
-                            &mut payload,
-                            batch,
-                        )
-                    }
-                    (PingProbe::Sctp(port), _) => {
-                        let template = templates.sctp(path.source, SctpProbe::Init);
-                        let probe_of = (path.via, Some(probe.id), port);
-                        stage_sctp(probe, probe_of, template, &reservation, &jar, batch)
-                    }
-                    _ => stage_query(probe, ping, path, Some(probe.id), &jar, batch),
                 };
                 staged?;
                 if batch.packets.is_full() {
@@ -723,69 +577,22 @@ pub fn run(
                 let batch = sender.filling(outlet, &mut |b| {
                     account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
                 });
-                let probe_of = (path.via, id, probe.port);
                 match options.probes {
                     RawProbes::IpProtocols => {
-                        let protocol = u8::try_from(probe.port).unwrap_or(u8::MAX);
-                        match ProtocolProbe::of(protocol, probe.addr.is_ipv6()) {
-                            ProtocolProbe::Echo => {
-                                let from = Path { source, ..path };
-                                stage_query(probe, PingProbe::Echo, from, id, &jar, batch)?;
-                            }
-                            ProtocolProbe::Tcp => {
-                                let template = templates.tcp(source, TcpScan::Ack);
-                                let tcp = TcpProbe {
-                                    dst_port: PROTOCOL_SCAN_PORT,
-                                    id,
-                                };
-                                stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
-                            }
-                            ProtocolProbe::Udp => {
-                                let template = templates.udp(source);
-                                let probe_of = (path.via, id, PROTOCOL_SCAN_UDP_PORT);
-                                stage_udp(
-                                    probe,
-                                    probe_of,
-                                    template,
-                                    &reservation,
-                                    &jar,
-                                    &mut payload,
-                                    batch,
-                                )?;
-                            }
-                            ProtocolProbe::Sctp => {
-                                let template = templates.sctp(source, SctpProbe::Init);
-                                let probe_of = (path.via, id, PROTOCOL_SCAN_PORT);
-                                stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
-                            }
-                            ProtocolProbe::Bare => {
-                                stage_bare(probe, probe_of, source, &jar, batch)?;
-                            }
-                        }
+                        let shot = shot(probe, source, probe.port);
+                        stage(&mut modules.ip_protocol, shot, &keys, path.via, id, batch)?;
                     }
                     RawProbes::Sctp(kind) => {
-                        let template = templates.sctp(source, kind);
-                        stage_sctp(probe, probe_of, template, &reservation, &jar, batch)?;
+                        let shot = shot(probe, source, probe.port);
+                        stage(modules.sctp(kind), shot, &keys, path.via, id, batch)?;
                     }
                     RawProbes::Udp => {
-                        let template = templates.udp(source);
-                        stage_udp(
-                            probe,
-                            probe_of,
-                            template,
-                            &reservation,
-                            &jar,
-                            &mut payload,
-                            batch,
-                        )?;
+                        let shot = shot(probe, source, probe.port);
+                        stage(&mut modules.udp, shot, &keys, path.via, id, batch)?;
                     }
                     RawProbes::Tcp { scan, .. } => {
-                        let template = templates.tcp(source, scan);
-                        let tcp = TcpProbe {
-                            dst_port: probe.port,
-                            id,
-                        };
-                        stage(probe, path.via, template, &reservation, &jar, batch, tcp)?;
+                        let shot = shot(probe, source, probe.port);
+                        stage(modules.tcp(scan), shot, &keys, path.via, id, batch)?;
                     }
                     // Discovery sends no decoys' copies (filtered above).
                     RawProbes::Discovery(_) => {}
@@ -863,65 +670,103 @@ fn account(
     }
 }
 
-/// The per-packet part of a TCP probe: its destination port and the probe
-/// it belongs to (`None` for a decoy's copy).
-#[derive(Clone, Copy)]
-struct TcpProbe {
-    dst_port: u16,
-    id: Option<ProbeId>,
+/// The probe modules of a run (see [`crate::probe`]): TCP ones by the
+/// scan whose reading applies (the run's own, with `--scanflags`, first),
+/// UDP, and SCTP ones by kind.
+struct Modules {
+    tcp: Vec<TcpProbes>,
+    udp: UdpProbes,
+    sctp: Vec<SctpProbes>,
+    ip_protocol: IpProtocolProbes,
+    discovery: DiscoveryProbes,
 }
 
-/// The probe templates of a run, built on first use, by source address
-/// and kind of probe, all for the reserved base source port.
-struct Templates {
-    source_port: u16,
-    /// `--scanflags`: the bits of the scan's probes (not of TCP pings,
-    /// which a run with custom flags does not send).
-    scanflags: Option<TcpFlags>,
-    tcp: HashMap<(IpAddr, TcpScan), SynTemplate>,
-    udp: HashMap<IpAddr, UdpTemplate>,
-    sctp: HashMap<(IpAddr, SctpProbe), SctpTemplate>,
-}
-
-impl Templates {
-    fn new(source_port: u16, scanflags: Option<TcpFlags>) -> Templates {
-        Templates {
-            source_port,
-            scanflags,
-            tcp: HashMap::new(),
-            udp: HashMap::new(),
-            sctp: HashMap::new(),
+impl Modules {
+    /// The modules `probes` needs, `scanflags` applying to a TCP scan's.
+    fn new(probes: &RawProbes, scanflags: Option<TcpFlags>) -> Modules {
+        let mut tcp = Vec::new();
+        if let RawProbes::Tcp { scan, .. } = *probes {
+            tcp.push(TcpProbes::new(scan, scanflags));
+        }
+        for scan in [TcpScan::Syn, TcpScan::Ack] {
+            if !tcp.iter().any(|m: &TcpProbes| m.scan() == scan) {
+                tcp.push(TcpProbes::new(scan, None));
+            }
+        }
+        Modules {
+            tcp,
+            udp: UdpProbes::default(),
+            sctp: vec![
+                SctpProbes::new(SctpProbe::Init),
+                SctpProbes::new(SctpProbe::CookieEcho),
+            ],
+            ip_protocol: IpProtocolProbes::default(),
+            discovery: DiscoveryProbes::new(probes.pings().to_vec()),
         }
     }
 
-    /// The template of `scan`'s probes from `source` (nmap's shapes: a SYN
-    /// with the MSS option, the others without options).
-    fn tcp(&mut self, source: IpAddr, scan: TcpScan) -> &SynTemplate {
-        let port = self.source_port;
-        let flags = self.scanflags.unwrap_or(scan.flags());
-        self.tcp.entry((source, scan)).or_insert_with(|| {
-            let shape = portolan_wire::SynOptions {
-                flags,
-                mss: (flags == TcpFlags::SYN).then_some(1460),
-                ..portolan_wire::SynOptions::default()
-            };
-            SynTemplate::with_options(source, port, shape)
-        })
+    /// The module of `scan`'s probes.
+    fn tcp(&mut self, scan: TcpScan) -> &mut TcpProbes {
+        let i = match self.tcp.iter().position(|m| m.scan() == scan) {
+            Some(i) => i,
+            None => {
+                self.tcp.push(TcpProbes::new(scan, None));
+                self.tcp.len() - 1
+            }
+        };
+        &mut self.tcp[i]
     }
 
-    fn udp(&mut self, source: IpAddr) -> &UdpTemplate {
-        let port = self.source_port;
-        self.udp
-            .entry(source)
-            .or_insert_with(|| UdpTemplate::new(source, port))
+    /// The module reading `scan`'s answers, if the run sends such probes.
+    fn tcp_reading(&self, scan: TcpScan) -> Option<&TcpProbes> {
+        self.tcp.iter().find(|m| m.scan() == scan)
     }
 
-    fn sctp(&mut self, source: IpAddr, kind: SctpProbe) -> &SctpTemplate {
-        let port = self.source_port;
-        self.sctp
-            .entry((source, kind))
-            .or_insert_with(|| SctpTemplate::new(source, port, kind))
+    /// The module of SCTP probes of `kind`.
+    fn sctp(&mut self, kind: SctpProbe) -> &mut SctpProbes {
+        let i = usize::from(kind != SctpProbe::Init);
+        &mut self.sctp[i]
     }
+
+    /// The module reading the answers to SCTP probes of `kind`.
+    fn sctp_reading(&self, kind: SctpProbe) -> &SctpProbes {
+        &self.sctp[usize::from(kind != SctpProbe::Init)]
+    }
+}
+
+/// The shot of `probe` from `source` to the target's `port`.
+fn shot(probe: Probe, source: IpAddr, port: u16) -> Shot {
+    Shot {
+        source,
+        target: probe.addr,
+        port,
+        try_no: probe.try_no,
+    }
+}
+
+/// Builds one probe into a batch with `module`: the Ethernet header first
+/// for a frame, then the IP packet.
+fn stage(
+    module: &mut impl ProbeModule,
+    shot: Shot,
+    keys: &Keys<'_>,
+    via: Via,
+    id: Option<ProbeId>,
+    batch: &mut Batch,
+) -> Result<(), RawError> {
+    let Some(buffer) = batch.packets.next_buffer() else {
+        return Ok(());
+    };
+    let offset = frame_header(buffer, via);
+    let len = module
+        .stamp(shot, keys, &mut buffer[offset..])
+        .map_err(build_error)?;
+    // Nothing to send (a ping without a form in this IP version): as if
+    // it went unanswered.
+    if len > 0 {
+        commit(batch, via, offset + len, shot.target, id);
+    }
+    Ok(())
 }
 
 /// Writes the Ethernet header of a frame into the start of `buffer`, and
@@ -944,106 +789,6 @@ fn commit(batch: &mut Batch, via: Via, len: usize, dst: IpAddr, id: Option<Probe
         Via::Ip => batch.packets.commit(len, dst),
     }
     batch.ids.push(id);
-}
-
-/// Builds an ICMP query of host discovery into a batch, its cookie in the
-/// identifier and sequence number (keyed by the probe's index).
-fn stage_query(
-    probe: Probe,
-    ping: PingProbe,
-    path: Path,
-    id: Option<ProbeId>,
-    jar: &CookieJar,
-    batch: &mut Batch,
-) -> Result<(), RawError> {
-    let query = match ping {
-        PingProbe::Timestamp | PingProbe::AddressMask if probe.addr.is_ipv6() => {
-            // No ICMPv6 form: nothing to send, as if it went unanswered.
-            return Ok(());
-        }
-        PingProbe::Timestamp => IcmpQuery::Timestamp,
-        PingProbe::AddressMask => IcmpQuery::AddressMask,
-        _ => IcmpQuery::Echo,
-    };
-    let cookie = jar.cookie(path.source, probe.addr, 0, probe.port);
-    let Some(buffer) = batch.packets.next_buffer() else {
-        return Ok(());
-    };
-    let offset = frame_header(buffer, path.via);
-    let len = write_query(
-        &mut buffer[offset..],
-        path.source,
-        probe.addr,
-        query,
-        cookie,
-        (cookie >> 16) as u16 ^ u16::from(probe.try_no),
-    )
-    .map_err(build_error)?;
-    commit(batch, path.via, offset + len, probe.addr, id);
-    Ok(())
-}
-
-/// What the IP protocol scan sends for one protocol number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ProtocolProbe {
-    /// An ICMP echo request (protocol 1 over IPv4, 58 over IPv6).
-    Echo,
-    /// A TCP ACK, which any stack answers with a RST.
-    Tcp,
-    /// A UDP datagram to a closed port: a port unreachable proves UDP.
-    Udp,
-    /// An SCTP INIT, answered by an INIT ACK or an ABORT.
-    Sctp,
-    /// A bare header, for the protocols without such a probe.
-    Bare,
-}
-
-impl ProtocolProbe {
-    fn of(protocol: u8, v6: bool) -> ProtocolProbe {
-        match protocol {
-            ip_protocol::TCP => ProtocolProbe::Tcp,
-            ip_protocol::UDP => ProtocolProbe::Udp,
-            ip_protocol::SCTP => ProtocolProbe::Sctp,
-            p if p == echo_protocol(v6) => ProtocolProbe::Echo,
-            _ => ProtocolProbe::Bare,
-        }
-    }
-}
-
-/// ICMP's protocol number in this IP version: 1, or 58 (ICMPv6).
-fn echo_protocol(v6: bool) -> u8 {
-    if v6 {
-        ip_protocol::ICMPV6
-    } else {
-        ip_protocol::ICMP
-    }
-}
-
-/// Builds a bare probe of the IP protocol scan into a batch: the protocol
-/// number in the IP header, the cookie after it.
-fn stage_bare(
-    probe: Probe,
-    (via, id, protocol): (Via, Option<ProbeId>, u16),
-    source: IpAddr,
-    jar: &CookieJar,
-    batch: &mut Batch,
-) -> Result<(), RawError> {
-    let cookie = jar.cookie(source, probe.addr, 0, protocol);
-    let Some(buffer) = batch.packets.next_buffer() else {
-        return Ok(());
-    };
-    let offset = frame_header(buffer, via);
-    let len = write_bare(
-        &mut buffer[offset..],
-        source,
-        probe.addr,
-        u8::try_from(protocol).unwrap_or(u8::MAX),
-        cookie,
-        (cookie >> 16) as u16 ^ u16::from(probe.try_no),
-    )
-    .map_err(build_error)?;
-    commit(batch, via, offset + len, probe.addr, id);
-    Ok(())
 }
 
 /// Builds a neighbour solicitation (ARP request or ICMPv6 Neighbor
@@ -1071,145 +816,6 @@ fn build_error(e: portolan_wire::StampError) -> RawError {
     }
 }
 
-/// What an ICMP or ICMPv6 destination unreachable quoting one of our
-/// probes says of its port; `None` for other errors (a time exceeded says
-/// nothing about the port).
-fn unreachable_reason(v6: bool, icmp_type: u8, code: u8) -> Option<Reason> {
-    let reason = if v6 {
-        Reason::from_icmpv6(icmp_type, code)
-    } else {
-        Reason::from_icmpv4(icmp_type, code)
-    };
-    reason.filter(|r| *r != Reason::TimeExceeded)
-}
-
-/// How an SCTP scan of `kind` reads a packet from `target` to `ours`
-/// with verification tag `vtag` and first chunk `chunk`: an INIT's INIT
-/// ACK = open, its ABORT = closed; a COOKIE ECHO's ABORT (T bit set) =
-/// closed. `None` for anything else, or without our cookie as the tag.
-fn sctp_reading(
-    jar: &CookieJar,
-    (target, target_port): (IpAddr, u16),
-    (ours, our_port): (IpAddr, u16),
-    vtag: u32,
-    chunk: SctpChunk,
-    kind: SctpProbe,
-) -> Option<(PortState, Reason)> {
-    let read = match (kind, chunk) {
-        (SctpProbe::Init, SctpChunk::InitAck { .. }) => (PortState::Open, Reason::InitAck),
-        (SctpProbe::Init, SctpChunk::Abort { reflected: false })
-        | (SctpProbe::CookieEcho, SctpChunk::Abort { reflected: true }) => {
-            (PortState::Closed, Reason::Abort)
-        }
-        _ => return None,
-    };
-    (vtag == sctp_cookie(jar, ours, target, our_port, target_port)).then_some(read)
-}
-
-/// The cookie of an SCTP probe: never 0, which an INIT's Initiate Tag
-/// may not be (RFC 9260 section 3.3.2).
-fn sctp_cookie(jar: &CookieJar, ours: IpAddr, target: IpAddr, sport: u16, dport: u16) -> u32 {
-    jar.cookie(ours, target, sport, dport).max(1)
-}
-
-/// Builds one SCTP probe into a batch.
-fn stage_sctp(
-    probe: Probe,
-    (via, id, dst_port): (Via, Option<ProbeId>, u16),
-    template: &SctpTemplate,
-    ports: &PortReservation,
-    jar: &CookieJar,
-    batch: &mut Batch,
-) -> Result<(), RawError> {
-    let src = template.src();
-    let port = ports.port_for(probe.try_no);
-    let cookie = sctp_cookie(jar, src, probe.addr, port, dst_port);
-    let Some(buffer) = batch.packets.next_buffer() else {
-        return Ok(());
-    };
-    let offset = frame_header(buffer, via);
-    let ip_id = (cookie >> 16) as u16 ^ u16::from(probe.try_no);
-    let len = template
-        .stamp(
-            &mut buffer[offset..],
-            probe.addr,
-            port,
-            dst_port,
-            cookie,
-            ip_id,
-        )
-        .map_err(build_error)?;
-    commit(batch, via, offset + len, probe.addr, id);
-    Ok(())
-}
-
-/// Builds one UDP probe into a batch: the payload for its port (see
-/// `portolan_payloads`; none for other ports) with the cookie where the
-/// protocol echoes it, written into `scratch` and copied behind the
-/// headers.
-fn stage_udp(
-    probe: Probe,
-    (via, id, dst_port): (Via, Option<ProbeId>, u16),
-    template: &UdpTemplate,
-    ports: &PortReservation,
-    jar: &CookieJar,
-    scratch: &mut [u8],
-    batch: &mut Batch,
-) -> Result<(), RawError> {
-    let src = template.src();
-    let port = ports.port_for(probe.try_no);
-    let cookie = jar.cookie(src, probe.addr, port, dst_port);
-    let len = portolan_payloads::payload_for(dst_port, cookie, scratch).unwrap_or(0);
-    let Some(buffer) = batch.packets.next_buffer() else {
-        return Ok(());
-    };
-    let offset = frame_header(buffer, via);
-    let stamped = template
-        .stamp(
-            &mut buffer[offset..],
-            probe.addr,
-            port,
-            dst_port,
-            (cookie >> 16) as u16 ^ u16::from(probe.try_no),
-            &scratch[..len],
-        )
-        .map_err(build_error)?;
-    commit(batch, via, offset + stamped, probe.addr, id);
-    Ok(())
-}
-
-/// Builds one TCP probe into a batch: the Ethernet header first for a
-/// frame, then the packet from the template.
-fn stage(
-    probe: Probe,
-    via: Via,
-    template: &SynTemplate,
-    ports: &PortReservation,
-    jar: &CookieJar,
-    batch: &mut Batch,
-    tcp: TcpProbe,
-) -> Result<(), RawError> {
-    let src = template.src();
-    let port = ports.port_for(probe.try_no);
-    let seq = jar.cookie(src, probe.addr, port, tcp.dst_port);
-    let Some(buffer) = batch.packets.next_buffer() else {
-        return Ok(());
-    };
-    let offset = frame_header(buffer, via);
-    let len = template
-        .stamp(
-            &mut buffer[offset..],
-            probe.addr,
-            port,
-            tcp.dst_port,
-            seq,
-            (seq >> 16) as u16 ^ u16::from(probe.try_no),
-        )
-        .map_err(build_error)?;
-    commit(batch, via, offset + len, probe.addr, tcp.id);
-    Ok(())
-}
-
 /// Where answers are read from: the receive ring, or (when the kernel
 /// offers none) the packet socket itself, a `recvfrom` per packet.
 struct Receiver {
@@ -1223,7 +829,10 @@ struct Judge<'a> {
     scheduler: &'a mut Scheduler,
     flights: &'a mut FlightTable,
     jar: &'a CookieJar,
-    our_ports: &'a PortReservation,
+    /// Our source ports.
+    ports: SourcePorts,
+    /// The run's probe modules, which read the answers.
+    modules: &'a Modules,
     probes: &'a RawProbes,
     /// The link-layer addresses neighbours answered with, by address,
     /// until their host is reported.
@@ -1264,6 +873,36 @@ fn receive(receiver: &mut Receiver, judge: &mut Judge) -> Result<(), RawError> {
 }
 
 impl Judge<'_> {
+    /// The cookie key and our ports, for the modules.
+    fn keys(&self) -> Keys<'_> {
+        Keys {
+            jar: self.jar,
+            ports: self.ports,
+        }
+    }
+
+    /// Counts and hands on what a module made of a packet: an answer is
+    /// reported, an invalid packet (and, with `strays_count`, one that
+    /// does not concern our probes) counted as received and ignored, our
+    /// own probes not counted.
+    fn judged(&mut self, judged: Judged, strays_count: bool) {
+        match judged {
+            Judged::Answer(answer) => {
+                self.stats.received += 1;
+                self.report(answer.target, answer.port, answer.reply);
+            }
+            Judged::Invalid => {
+                self.stats.received += 1;
+                self.stats.ignored += 1;
+            }
+            Judged::Unrelated if strays_count => {
+                self.stats.received += 1;
+                self.stats.ignored += 1;
+            }
+            Judged::Unrelated | Judged::OwnProbe => {}
+        }
+    }
+
     /// Judges one packet read from the packet socket.
     fn packet(&mut self, bytes: &[u8], kind: u8) {
         if kind == sys::PACKET_OUTGOING {
@@ -1271,7 +910,10 @@ impl Judge<'_> {
         }
         match *self.probes {
             RawProbes::Discovery(_) => return self.ping_answer(bytes),
-            RawProbes::IpProtocols => return self.ip_protocol_answer(bytes),
+            RawProbes::IpProtocols => {
+                let judged = self.modules.ip_protocol.judge(bytes, &self.keys());
+                return self.judged(judged, false);
+            }
             _ => {}
         }
         let Ok(packet) = parse_reply(bytes) else {
@@ -1279,417 +921,18 @@ impl Judge<'_> {
             self.stats.ignored += 1;
             return;
         };
-        match *self.probes {
-            RawProbes::Udp => self.udp_answer(packet, bytes),
-            RawProbes::Sctp(kind) => self.sctp_answer(packet, kind),
-            RawProbes::Tcp { scan, flags } => {
-                self.tcp_answer(packet, scan, flags.unwrap_or(scan.flags()));
-            }
-            RawProbes::Discovery(_) | RawProbes::IpProtocols => {}
-        }
-    }
-
-    /// Judges a packet in a TCP scan whose probes carry `sent`.
-    fn tcp_answer(&mut self, packet: Packet, scan: TcpScan, sent: TcpFlags) {
-        if is_own_probe(&packet, self.our_ports, sent) {
-            // Our own SYN, seen arriving when the target is on loopback.
-            return;
-        }
-        self.stats.received += 1;
-        let Some((target, port, reply)) = classify(packet, self.jar, scan, sent) else {
-            self.stats.ignored += 1;
-            return;
+        let keys = self.keys();
+        let judged = match *self.probes {
+            RawProbes::Udp => self.modules.udp.judge_parsed(packet, bytes, &keys),
+            RawProbes::Sctp(kind) => self.modules.sctp_reading(kind).judge_parsed(packet, &keys),
+            RawProbes::Tcp { scan, .. } => match self.modules.tcp_reading(scan) {
+                // A TCP scan counts every packet but its own probes.
+                Some(module) => return self.judged(module.judge_parsed(packet, &keys), true),
+                None => Judged::Unrelated,
+            },
+            RawProbes::Discovery(_) | RawProbes::IpProtocols => Judged::Unrelated,
         };
-        self.report(target, port, reply);
-    }
-
-    /// Judges a packet in a UDP scan: a datagram from a scanned port to one
-    /// of ours, or an ICMP error quoting one of our probes.
-    fn udp_answer(&mut self, packet: Packet, bytes: &[u8]) {
-        match packet {
-            Packet::Udp {
-                src,
-                dst,
-                ttl,
-                src_port,
-                dst_port,
-                payload,
-            } => {
-                // Our own probes, seen arriving on loopback, and datagrams
-                // that are not for us.
-                if !self.our_ports.answers((src_port, dst_port)) {
-                    return;
-                }
-                self.stats.received += 1;
-                match self.udp_reply((src, src_port), (dst, dst_port), ttl, payload.of(bytes)) {
-                    Some(reply) => self.report(src, src_port, reply),
-                    None => self.stats.ignored += 1,
-                }
-            }
-            Packet::IcmpError {
-                ttl,
-                v6,
-                icmp_type,
-                code,
-                quoted,
-                ..
-            } if quoted.protocol == portolan_wire::ip_protocol::UDP
-                && self.our_ports.contains(quoted.src_port) =>
-            {
-                self.stats.received += 1;
-                let reason = unreachable_reason(v6, icmp_type, code);
-                let Some(reason) = reason else {
-                    self.stats.ignored += 1;
-                    return;
-                };
-                let state = if reason == Reason::PortUnreach {
-                    PortState::Closed
-                } else {
-                    PortState::Filtered
-                };
-                let reply = Reply {
-                    state,
-                    reason,
-                    ttl: Some(ttl),
-                };
-                self.report(quoted.dst, quoted.dst_port, reply);
-            }
-            _ => {}
-        }
-    }
-
-    /// Judges a packet in an IP protocol scan: an answer in a probed
-    /// protocol (an echo reply, a TCP RST, a UDP datagram, an SCTP INIT
-    /// ACK or ABORT) proves it open, and so does the host's port
-    /// unreachable for the UDP probe; the host's protocol unreachable
-    /// proves it closed; other unreachables, or any from a router, prove
-    /// it filtered. Each must carry the probe's cookie.
-    fn ip_protocol_answer(&mut self, bytes: &[u8]) {
-        if let Some(answer) = parse_query_reply(bytes) {
-            if answer.query != IcmpQuery::Echo {
-                return;
-            }
-            self.stats.received += 1;
-            let protocol = u16::from(echo_protocol(answer.src.is_ipv6()));
-            if answer.cookie != self.jar.cookie(answer.dst, answer.src, 0, protocol) {
-                self.stats.ignored += 1;
-                return;
-            }
-            let reply = Reply {
-                state: PortState::Open,
-                reason: Reason::EchoReply,
-                ttl: Some(answer.ttl),
-            };
-            return self.report(answer.src, protocol, reply);
-        }
-        let Ok(packet) = parse_reply(bytes) else {
-            self.stats.received += 1;
-            self.stats.ignored += 1;
-            return;
-        };
-        let answer = match packet {
-            Packet::Tcp { src_port, .. } => {
-                if is_own_probe(&packet, self.our_ports, TcpScan::Ack.flags()) {
-                    return;
-                }
-                self.stats.received += 1;
-                classify(packet, self.jar, TcpScan::Ack, TcpScan::Ack.flags())
-                    .filter(|_| src_port == PROTOCOL_SCAN_PORT)
-                    .map(|(target, _, reply)| {
-                        let reply = Reply {
-                            state: PortState::Open,
-                            reason: Reason::ProtoResponse,
-                            ..reply
-                        };
-                        (target, ip_protocol::TCP, reply)
-                    })
-            }
-            Packet::Udp {
-                src,
-                dst,
-                ttl,
-                src_port,
-                dst_port,
-                payload,
-            } => {
-                if !self.our_ports.answers((src_port, dst_port)) {
-                    return;
-                }
-                self.stats.received += 1;
-                self.udp_reply((src, src_port), (dst, dst_port), ttl, payload.of(bytes))
-                    .map(|reply| (src, ip_protocol::UDP, reply))
-            }
-            Packet::Sctp {
-                src,
-                dst,
-                ttl,
-                src_port,
-                dst_port,
-                vtag,
-                chunk,
-            } => {
-                if !self.our_ports.answers((src_port, dst_port)) {
-                    return;
-                }
-                self.stats.received += 1;
-                // An INIT's answer, either way, is SCTP spoken.
-                let reply = Reply {
-                    state: PortState::Open,
-                    reason: Reason::ProtoResponse,
-                    ttl: Some(ttl),
-                };
-                sctp_reading(
-                    self.jar,
-                    (src, src_port),
-                    (dst, dst_port),
-                    vtag,
-                    chunk,
-                    SctpProbe::Init,
-                )
-                .map(|_| (src, ip_protocol::SCTP, reply))
-            }
-            Packet::IcmpError {
-                from,
-                ttl,
-                v6,
-                icmp_type,
-                code,
-                quoted,
-            } => {
-                self.stats.received += 1;
-                let reason = unreachable_reason(v6, icmp_type, code);
-                let protocol = self.quoted_protocol_probe(&quoted);
-                protocol.zip(reason).map(|(protocol, reason)| {
-                    let from_target = from == quoted.dst;
-                    let state = match reason {
-                        Reason::ProtoUnreach | Reason::ParamProblem if from_target => {
-                            PortState::Closed
-                        }
-                        Reason::PortUnreach if from_target && protocol == ip_protocol::UDP => {
-                            PortState::Open
-                        }
-                        _ => PortState::Filtered,
-                    };
-                    let reply = Reply {
-                        state,
-                        reason,
-                        ttl: Some(ttl),
-                    };
-                    (quoted.dst, protocol, reply)
-                })
-            }
-            _ => return,
-        };
-        match answer {
-            Some((target, protocol, reply)) => self.report(target, u16::from(protocol), reply),
-            None => self.stats.ignored += 1,
-        }
-    }
-
-    /// The protocol number of the IP protocol scan's probe an ICMP error
-    /// quotes, if the quote shows that probe's cookie.
-    fn quoted_protocol_probe(&self, quoted: &Quoted) -> Option<u8> {
-        let jar = self.jar;
-        let (ours, target) = (quoted.src, quoted.dst);
-        let (sport, dport) = (quoted.src_port, quoted.dst_port);
-        let protocol = quoted.protocol;
-        let valid = match ProtocolProbe::of(protocol, target.is_ipv6()) {
-            ProtocolProbe::Tcp => {
-                self.our_ports.contains(sport)
-                    && quoted.seq == Some(jar.cookie(ours, target, sport, dport))
-            }
-            ProtocolProbe::Udp => self.our_ports.contains(sport),
-            ProtocolProbe::Sctp => {
-                self.our_ports.contains(sport)
-                    && quoted.sctp_cookie() == Some(sctp_cookie(jar, ours, target, sport, dport))
-            }
-            ProtocolProbe::Echo => {
-                quoted.echo_cookie == Some(jar.cookie(ours, target, 0, u16::from(protocol)))
-            }
-            ProtocolProbe::Bare => {
-                let carried = (u32::from(sport) << 16) | u32::from(dport);
-                carried == jar.cookie(ours, target, 0, u16::from(protocol))
-            }
-        };
-        valid.then_some(protocol)
-    }
-
-    /// The reading of a UDP datagram from `target` to `ours`: open
-    /// (`udp-response`), if it carries our cookie where its protocol
-    /// echoes it (see [`Judge::echoes_cookie`]).
-    fn udp_reply(
-        &self,
-        target: (IpAddr, u16),
-        ours: (IpAddr, u16),
-        ttl: u8,
-        payload: &[u8],
-    ) -> Option<Reply> {
-        self.echoes_cookie(target, ours, payload).then_some(Reply {
-            state: PortState::Open,
-            reason: Reason::UdpResponse,
-            ttl: Some(ttl),
-        })
-    }
-
-    /// Whether a UDP answer from `target` to `ours` carries our cookie
-    /// where its protocol echoes it; a datagram of a protocol that echoes
-    /// nothing (or that we cannot read) proves the port open as it is.
-    fn echoes_cookie(&self, target: (IpAddr, u16), ours: (IpAddr, u16), answer: &[u8]) -> bool {
-        let cookie = self.jar.cookie(ours.0, target.0, ours.1, target.1);
-        portolan_payloads::echo(target.1, answer).is_none_or(|e| e.matches(cookie))
-    }
-
-    /// Judges a UDP or SCTP ping's answer, or an ICMP error from the host
-    /// itself quoting a ping (its port or protocol unreachable proves it
-    /// up; errors from routers on the way count as silence).
-    fn other_ping_answer(&mut self, packet: Packet, bytes: &[u8]) {
-        let (target, port, reply) = match packet {
-            Packet::Udp {
-                src,
-                dst,
-                ttl,
-                src_port,
-                dst_port,
-                payload,
-            } if self.our_ports.answers((src_port, dst_port)) => {
-                let Some(reply) =
-                    self.udp_reply((src, src_port), (dst, dst_port), ttl, payload.of(bytes))
-                else {
-                    return;
-                };
-                (src, PingProbe::Udp(src_port), reply)
-            }
-            Packet::Sctp {
-                src,
-                dst,
-                ttl,
-                src_port,
-                dst_port,
-                vtag,
-                chunk,
-            } if self.our_ports.contains(dst_port) => {
-                // An INIT ACK or an ABORT: the host is up either way.
-                let Some((_, reason)) = sctp_reading(
-                    self.jar,
-                    (src, src_port),
-                    (dst, dst_port),
-                    vtag,
-                    chunk,
-                    SctpProbe::Init,
-                ) else {
-                    return;
-                };
-                let reply = Reply {
-                    state: PortState::Open,
-                    reason,
-                    ttl: Some(ttl),
-                };
-                (src, PingProbe::Sctp(src_port), reply)
-            }
-            Packet::IcmpError {
-                from,
-                ttl,
-                v6,
-                icmp_type,
-                code,
-                quoted,
-            } if from == quoted.dst && self.our_ports.contains(quoted.src_port) => {
-                let Some(reason) = unreachable_reason(v6, icmp_type, code) else {
-                    return;
-                };
-                let ping = match quoted.protocol {
-                    portolan_wire::ip_protocol::UDP => PingProbe::Udp(quoted.dst_port),
-                    portolan_wire::ip_protocol::SCTP => PingProbe::Sctp(quoted.dst_port),
-                    _ => return,
-                };
-                let reply = Reply {
-                    state: PortState::Open,
-                    reason,
-                    ttl: Some(ttl),
-                };
-                (quoted.dst, ping, reply)
-            }
-            _ => return,
-        };
-        self.stats.received += 1;
-        match self.probes.pings().iter().position(|p| *p == port) {
-            Some(index) => self.report(target, index as u16, reply),
-            None => self.stats.ignored += 1,
-        }
-    }
-
-    /// Judges a packet in an SCTP scan: an INIT ACK or ABORT carrying our
-    /// cookie as its verification tag, or an ICMP error quoting a probe
-    /// with our cookie.
-    fn sctp_answer(&mut self, packet: Packet, kind: SctpProbe) {
-        match packet {
-            Packet::Sctp {
-                src,
-                dst,
-                ttl,
-                src_port,
-                dst_port,
-                vtag,
-                chunk,
-            } => {
-                if !self.our_ports.answers((src_port, dst_port)) {
-                    return;
-                }
-                self.stats.received += 1;
-                let read = sctp_reading(
-                    self.jar,
-                    (src, src_port),
-                    (dst, dst_port),
-                    vtag,
-                    chunk,
-                    kind,
-                );
-                match read {
-                    Some((state, reason)) => self.report(
-                        src,
-                        src_port,
-                        Reply {
-                            state,
-                            reason,
-                            ttl: Some(ttl),
-                        },
-                    ),
-                    None => self.stats.ignored += 1,
-                }
-            }
-            Packet::IcmpError {
-                ttl,
-                v6,
-                icmp_type,
-                code,
-                quoted,
-                ..
-            } if quoted.protocol == portolan_wire::ip_protocol::SCTP
-                && self.our_ports.contains(quoted.src_port) =>
-            {
-                self.stats.received += 1;
-                let cookie = sctp_cookie(
-                    self.jar,
-                    quoted.src,
-                    quoted.dst,
-                    quoted.src_port,
-                    quoted.dst_port,
-                );
-                let reason = unreachable_reason(v6, icmp_type, code);
-                match reason {
-                    Some(reason) if quoted.sctp_cookie() == Some(cookie) => {
-                        let reply = Reply {
-                            state: PortState::Filtered,
-                            reason,
-                            ttl: Some(ttl),
-                        };
-                        self.report(quoted.dst, quoted.dst_port, reply);
-                    }
-                    _ => self.stats.ignored += 1,
-                }
-            }
-            _ => {}
-        }
+        self.judged(judged, false);
     }
 
     /// Hands an answer to the probe in flight to (`target`, `port`).
@@ -1733,152 +976,8 @@ impl Judge<'_> {
             }
             return self.report(answer.addr, index as u16, reply);
         }
-        if let Some(answer) = parse_query_reply(bytes) {
-            self.stats.received += 1;
-            let (want, reason) = match answer.query {
-                IcmpQuery::Echo => (PingProbe::Echo, Reason::EchoReply),
-                IcmpQuery::Timestamp => (PingProbe::Timestamp, Reason::TimestampReply),
-                IcmpQuery::AddressMask => (PingProbe::AddressMask, Reason::MaskReply),
-            };
-            let index = self.probes.pings().iter().position(|p| *p == want);
-            let valid = index
-                .filter(|&i| answer.cookie == self.jar.cookie(answer.dst, answer.src, 0, i as u16));
-            let Some(index) = valid else {
-                self.stats.ignored += 1;
-                return;
-            };
-            let reply = Reply {
-                state: PortState::Open,
-                reason,
-                ttl: Some(answer.ttl),
-            };
-            return self.report(answer.src, index as u16, reply);
-        }
-        let packet = match parse_reply(bytes) {
-            Ok(packet @ Packet::Tcp { .. }) => packet,
-            Ok(other) => return self.other_ping_answer(other, bytes),
-            Err(_) => return,
-        };
-        let Packet::Tcp { src_port, .. } = packet else {
-            return;
-        };
-        if is_own_probe(&packet, self.our_ports, TcpScan::Syn.flags())
-            || is_own_probe(&packet, self.our_ports, TcpScan::Ack.flags())
-        {
-            return;
-        }
-        self.stats.received += 1;
-        for (index, ping) in self.probes.pings().iter().enumerate() {
-            let Some((scan, port)) = ping.tcp() else {
-                continue;
-            };
-            if port != src_port {
-                continue;
-            }
-            if let Some((target, _, reply)) = classify(packet, self.jar, scan, scan.flags()) {
-                let reply = Reply {
-                    state: PortState::Open,
-                    ..reply
-                };
-                return self.report(target, index as u16, reply);
-            }
-        }
-        self.stats.ignored += 1;
-    }
-}
-
-/// Whether a packet is one of our probes (our ports, the probe's bits),
-/// seen arriving when the target is on loopback.
-fn is_own_probe(packet: &Packet, our_ports: &PortReservation, sent: TcpFlags) -> bool {
-    matches!(
-        *packet,
-        Packet::Tcp { src_port, flags, .. }
-            if our_ports.contains(src_port) && flags == sent
-    )
-}
-
-/// What a packet proves, if it is a valid answer to one of our probes:
-/// the target, its port, and the answer. An answer with ACK acknowledges
-/// the probe's sequence number (the cookie) plus one for a SYN or a FIN;
-/// a RST without ACK answers a probe that carried ACK and takes its
-/// sequence number from the probe's acknowledgment number, the cookie too.
-/// `sent` are the probe's control bits, `scan` says how answers read.
-fn classify(
-    packet: Packet,
-    jar: &CookieJar,
-    scan: TcpScan,
-    sent: TcpFlags,
-) -> Option<(IpAddr, u16, Reply)> {
-    match packet {
-        Packet::Tcp {
-            src,
-            dst,
-            ttl,
-            src_port,
-            dst_port,
-            seq,
-            ack,
-            flags,
-            window,
-        } => {
-            let cookie = jar.cookie(dst, src, dst_port, src_port);
-            let valid = if flags.contains(TcpFlags::ACK) {
-                let consumed = u32::from(sent.contains(TcpFlags::SYN))
-                    + u32::from(sent.contains(TcpFlags::FIN));
-                ack == cookie.wrapping_add(consumed)
-            } else {
-                sent.contains(TcpFlags::ACK) && seq == cookie
-            };
-            if !valid {
-                return None;
-            }
-            let (state, reason) = scan.read(flags, window)?;
-            Some((
-                src,
-                src_port,
-                Reply {
-                    state,
-                    reason,
-                    ttl: Some(ttl),
-                },
-            ))
-        }
-        Packet::IcmpError {
-            ttl,
-            v6,
-            icmp_type,
-            code,
-            quoted,
-            ..
-        } => {
-            if quoted.protocol != 6 {
-                return None;
-            }
-            let expected = jar.cookie(quoted.src, quoted.dst, quoted.src_port, quoted.dst_port);
-            if quoted.seq != Some(expected) {
-                return None;
-            }
-            let reason = if v6 {
-                Reason::from_icmpv6(icmp_type, code)
-            } else if icmp_type == 3 && matches!(code, 0 | 1 | 2 | 3 | 9 | 10 | 13) {
-                Reason::from_icmpv4(icmp_type, code)
-            } else {
-                None
-            }?;
-            if icmp_type == 11 || (v6 && icmp_type == 3) {
-                return None;
-            }
-            Some((
-                quoted.dst,
-                quoted.dst_port,
-                Reply {
-                    state: PortState::Filtered,
-                    reason,
-                    ttl: Some(ttl),
-                },
-            ))
-        }
-        _ => None,
+        let judged = self.modules.discovery.judge(bytes, &self.keys());
+        self.judged(judged, false);
     }
 }
 
@@ -1896,7 +995,11 @@ mod tests {
         let used: Vec<u16> = (0..TRY_PORTS as u8).map(|t| ports.port_for(t)).collect();
         assert_eq!(used, (40_000..40_000 + TRY_PORTS).collect::<Vec<_>>());
         assert_eq!(ports.port_for(TRY_PORTS as u8), 40_000);
-        assert!(ports.contains(40_007) && !ports.contains(40_008) && !ports.contains(39_999));
+        assert!(
+            ports.ports().contains(40_007)
+                && !ports.ports().contains(40_008)
+                && !ports.ports().contains(39_999)
+        );
         let fixed = PortReservation {
             base: 53,
             count: 1,

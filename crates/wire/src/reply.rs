@@ -62,6 +62,15 @@ pub enum Reply {
         flags: TcpFlags,
         /// The window.
         window: u16,
+        /// The IPv4 identification; `None` over IPv6 (which has one only
+        /// in a fragment header).
+        ip_id: Option<u16>,
+        /// The IPv4 don't-fragment bit; `None` over IPv6.
+        dont_fragment: Option<bool>,
+        /// Where the TCP options lie in the parsed bytes, in the order the
+        /// sender wrote them (MSS, window scale, SACK permitted,
+        /// timestamps: what OS fingerprinting reads).
+        options: PayloadSpan,
     },
     /// A UDP datagram: for a UDP scan, the service's answer.
     Udp {
@@ -230,7 +239,15 @@ fn parse_ipv4(packet: &[u8]) -> Result<Reply, WireError> {
     }
     let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
     match ip.protocol() {
-        ip_protocol::TCP => parse_tcp(src, dst, ip.ttl(), ip.payload()),
+        ip_protocol::TCP => {
+            let from_ip = IpFields {
+                ttl: ip.ttl(),
+                ip_id: Some(ip.ident()),
+                dont_fragment: Some(ip.dont_frag()),
+                at: ip.header_len(),
+            };
+            parse_tcp(src, dst, from_ip, ip.payload())
+        }
         ip_protocol::UDP => parse_udp(src, dst, ip.ttl(), ip.header_len(), ip.payload()),
         ip_protocol::SCTP => parse_sctp(src, dst, ip.ttl(), ip.payload()),
         ip_protocol::ICMP => {
@@ -263,7 +280,19 @@ fn parse_ipv6(packet: &[u8]) -> Result<Reply, WireError> {
     };
     let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
     match protocol {
-        ip_protocol::TCP => parse_tcp(src, dst, ip.hop_limit(), payload),
+        ip_protocol::TCP => {
+            // `payload` is a tail of the IP payload, after any extension
+            // headers.
+            let at =
+                ipv6::HEADER_LEN.saturating_add(ip.payload().len().saturating_sub(payload.len()));
+            let from_ip = IpFields {
+                ttl: ip.hop_limit(),
+                ip_id: None,
+                dont_fragment: None,
+                at,
+            };
+            parse_tcp(src, dst, from_ip, payload)
+        }
         ip_protocol::UDP => {
             // `payload` is a tail of the IP payload, after any extension
             // headers.
@@ -305,18 +334,33 @@ fn icmpv6_error(from: IpAddr, ttl: u8, msg: &IcmpPacket<'_>) -> Result<Reply, Wi
     Ok(icmp_error(from, ttl, true, msg, quoted))
 }
 
-fn parse_tcp(src: IpAddr, dst: IpAddr, ttl: u8, segment: &[u8]) -> Result<Reply, WireError> {
+/// What a TCP reply keeps of its IP header, and where the segment starts.
+struct IpFields {
+    ttl: u8,
+    ip_id: Option<u16>,
+    dont_fragment: Option<bool>,
+    /// The segment's offset from the start of the packet.
+    at: usize,
+}
+
+fn parse_tcp(src: IpAddr, dst: IpAddr, ip: IpFields, segment: &[u8]) -> Result<Reply, WireError> {
     let tcp = TcpPacket::new_checked(segment)?;
     Ok(Reply::Tcp {
         src,
         dst,
-        ttl,
+        ttl: ip.ttl,
         src_port: tcp.src_port(),
         dst_port: tcp.dst_port(),
         seq: tcp.seq_number(),
         ack: tcp.ack_number(),
         flags: tcp.flags(),
         window: tcp.window_len(),
+        ip_id: ip.ip_id,
+        dont_fragment: ip.dont_fragment,
+        options: PayloadSpan {
+            offset: ip.at.saturating_add(crate::tcp::HEADER_LEN),
+            len: tcp.options().len(),
+        },
     })
 }
 
@@ -446,7 +490,19 @@ mod tests {
         &SYN_ACK_V6_EXTENSIONS,
     ];
 
-    fn syn_ack(src: IpAddr, dst: IpAddr) -> Reply {
+    /// The IP ID and DF bit of an IPv4 fixture (both zero and set), or
+    /// none over IPv6; the TCP header's offset in the packet.
+    fn ip_of(src: IpAddr, tcp_at: usize) -> (Option<u16>, Option<bool>, usize) {
+        match src {
+            IpAddr::V4(_) => (Some(0), Some(true), tcp_at),
+            IpAddr::V6(_) => (None, None, tcp_at),
+        }
+    }
+
+    /// The fixtures' SYN-ACK, its TCP header `tcp_at` bytes in, with an
+    /// MSS option.
+    fn syn_ack(src: IpAddr, dst: IpAddr, tcp_at: usize) -> Reply {
+        let (ip_id, dont_fragment, at) = ip_of(src, tcp_at);
         Reply::Tcp {
             src,
             dst,
@@ -457,10 +513,17 @@ mod tests {
             ack: 0x1234_5679,
             flags: TcpFlags::SYN | TcpFlags::ACK,
             window: 64240,
+            ip_id,
+            dont_fragment,
+            options: PayloadSpan {
+                offset: at + 20,
+                len: 4,
+            },
         }
     }
 
-    fn rst(src: IpAddr, dst: IpAddr) -> Reply {
+    fn rst(src: IpAddr, dst: IpAddr, tcp_at: usize) -> Reply {
+        let (ip_id, dont_fragment, at) = ip_of(src, tcp_at);
         Reply::Tcp {
             src,
             dst,
@@ -471,6 +534,12 @@ mod tests {
             ack: 0x1234_5679,
             flags: TcpFlags::RST | TcpFlags::ACK,
             window: 0,
+            ip_id,
+            dont_fragment,
+            options: PayloadSpan {
+                offset: at + 20,
+                len: 0,
+            },
         }
     }
 
@@ -491,8 +560,13 @@ mod tests {
     #[test]
     fn test_deconstruct() {
         let (us, them) = (v4("198.18.0.1"), v4("198.18.0.2"));
-        assert_eq!(parse_reply(&SYN_ACK_V4), Ok(syn_ack(them, us)));
-        assert_eq!(parse_reply(&RST_V4), Ok(rst(them, us)));
+        assert_eq!(parse_reply(&SYN_ACK_V4), Ok(syn_ack(them, us, 20)));
+        assert_eq!(parse_reply(&RST_V4), Ok(rst(them, us, 20)));
+        // The options, in the order sent: the SYN-ACK's MSS.
+        let Ok(Reply::Tcp { options, .. }) = parse_reply(&SYN_ACK_V4) else {
+            panic!("a TCP reply");
+        };
+        assert_eq!(options.of(&SYN_ACK_V4)[..2], [2, 4]);
         assert_eq!(
             parse_reply(&ICMP_ADMIN_PROHIBITED_V4),
             Ok(Reply::IcmpError {
@@ -517,9 +591,16 @@ mod tests {
         );
 
         let (us, them) = (v6("fd00::1"), v6("fd00::2"));
-        assert_eq!(parse_reply(&SYN_ACK_V6), Ok(syn_ack(them, us)));
-        assert_eq!(parse_reply(&SYN_ACK_V6_EXTENSIONS), Ok(syn_ack(them, us)));
-        assert_eq!(parse_reply(&RST_V6), Ok(rst(them, us)));
+        assert_eq!(parse_reply(&SYN_ACK_V6), Ok(syn_ack(them, us, 40)));
+        assert_eq!(
+            parse_reply(&SYN_ACK_V6_EXTENSIONS),
+            Ok(syn_ack(them, us, 72))
+        );
+        assert_eq!(parse_reply(&RST_V6), Ok(rst(them, us, 40)));
+        let Ok(Reply::Tcp { options, .. }) = parse_reply(&SYN_ACK_V6_EXTENSIONS) else {
+            panic!("a TCP reply");
+        };
+        assert_eq!(options.of(&SYN_ACK_V6_EXTENSIONS)[..2], [2, 4]);
         assert_eq!(
             parse_reply(&ICMP_ADMIN_PROHIBITED_V6),
             Ok(Reply::IcmpError {

@@ -493,6 +493,9 @@ mod tests {
 
             // And the parser reads back what was stamped.
             let reply = parse_reply(packet).unwrap();
+            let Reply::Tcp { ip_id: read_id, dont_fragment, options, .. } = reply else {
+                panic!("{reply:?}");
+            };
             prop_assert_eq!(reply, Reply::Tcp {
                 src,
                 dst,
@@ -503,7 +506,12 @@ mod tests {
                 ack: if opts.flags.contains(TcpFlags::ACK) { seq } else { 0 },
                 flags: opts.flags,
                 window: opts.window,
+                ip_id: read_id,
+                dont_fragment,
+                options,
             });
+            prop_assert_eq!(read_id.is_some(), src.is_ipv4());
+            prop_assert_eq!(options.len, if opts.mss.is_some() { 4 } else { 0 });
             prop_assert_eq!(ttl, opts.ttl);
         }
     }
