@@ -31,7 +31,7 @@
 //!   product and version are right against the packages installed (see
 //!   [`versions`]).
 //! - `svwide`: `portolan -sS -sV -p 22,80` over mostly silent ranges of
-//!   4,096 and 16,384 lab addresses: wall time and peak memory, which
+//!   4,096, 16,384 and 65,536 lab addresses: wall time and peak memory, which
 //!   should stay flat as hosts stream out (see [`sweep`]).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall

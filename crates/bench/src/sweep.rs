@@ -446,7 +446,7 @@ fn describe(
 }
 
 /// Runs the wide version-detection scenario: `-sV -p 22,80` over ranges
-/// of 4,096 and 16,384 addresses of which a scattered few exist, for
+/// of 4,096, 16,384 and 65,536 addresses of which a scattered few exist, for
 /// Portolan's wall time and peak memory (which should not grow with the
 /// number of hosts).
 pub fn sv_memory_bench(runs: usize) -> Result<(), String> {
@@ -455,7 +455,7 @@ pub fn sv_memory_bench(runs: usize) -> Result<(), String> {
         "Version detection over mostly silent ranges of {} (300 scattered live addresses in the /16, port 80 open on each); median of {runs} run(s)",
         sweep.range(16)
     );
-    let rows: Vec<Row> = [20u8, 18]
+    let rows: Vec<Row> = [20u8, 18, 16]
         .iter()
         .map(|&len| median(runs, || sweep.portolan_versions(len)))
         .collect();

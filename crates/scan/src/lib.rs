@@ -334,3 +334,68 @@ fn load_db(config: &VersionConfig, warnings: &mut Vec<String>) -> Result<Arc<Pro
     }
     Ok(Arc::new(parsed.db))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_transport::raw::Decoy;
+
+    #[test]
+    fn a_bad_target_is_a_usage_error_naming_it() {
+        let Err(e) = Scan::new(ScanConfig::new(["198.18.0.0/33"])) else {
+            panic!("a /33 was accepted");
+        };
+        assert!(e.is_usage(), "{e:?}");
+        assert!(e.to_string().contains("198.18.0.0/33"), "{e}");
+    }
+
+    #[test]
+    fn decoys_with_a_connect_scan_are_refused_before_anything_is_sent() {
+        let mut config = ScanConfig::new(["127.0.0.1"]).with_technique(Technique::Connect);
+        config.decoys = vec![Decoy::Me, Decoy::Addr("198.18.0.9".parse().unwrap())];
+        let Err(e) = Scan::new(config) else {
+            panic!("decoys with -sT were accepted");
+        };
+        assert!(matches!(e, ScanError::Unsupported(_)), "{e:?}");
+        assert!(!e.is_usage());
+    }
+
+    #[test]
+    fn a_connect_scan_needs_no_privilege_and_plans_its_phases() {
+        let config = ScanConfig::new(["127.0.0.1"])
+            .with_technique(Technique::Connect)
+            .with_tcp_ports([22, 80])
+            .without_discovery()
+            .without_reverse_dns();
+        let scan = Scan::new(config).unwrap();
+        assert_eq!(scan.technique(), Technique::Connect);
+        assert_eq!(
+            scan.phases(),
+            [Phase {
+                technique: Technique::Connect,
+                proto: Protocol::Tcp,
+                ports: vec![22, 80],
+            }]
+        );
+        assert_eq!(scan.targets().host_count(), 1);
+        assert!(scan.warnings().is_empty());
+    }
+
+    #[test]
+    fn an_empty_probe_file_is_refused_with_its_bad_lines() {
+        let path = std::env::temp_dir().join(format!("portolan-scan-db-{}", std::process::id()));
+        std::fs::write(&path, "match x m/y/\n").unwrap();
+        let mut config = ScanConfig::new(["127.0.0.1"]).with_technique(Technique::Connect);
+        config.version.enabled = true;
+        config.version.db = Some(path.clone());
+        let result = Scan::new(config);
+        std::fs::remove_file(&path).unwrap();
+        let Err(ScanError::NoProbes { warnings, .. }) = result else {
+            panic!("an empty database was accepted");
+        };
+        assert!(
+            warnings.iter().any(|w| w.contains("line 1")),
+            "{warnings:?}"
+        );
+    }
+}
