@@ -135,9 +135,6 @@ fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
 /// interrupted (SIGINT, SIGTERM; a second signal ends the process).
 fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     config.scan.command_line = argv;
-    // One scan per process: the capabilities go once the last raw
-    // sockets are open.
-    config.scan.drop_privileges = true;
     let warn = |warnings: &[String]| {
         for warning in warnings {
             eprintln!(
@@ -158,6 +155,11 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         verbosity: config.verbosity,
     };
     let outputs = outputs::Outputs::new(&config, options)?;
+    // Everything privileged is open (the scan's raw sockets, the output
+    // files): the capabilities go before anything is sent.
+    if scan.raw_context().is_some() {
+        portolan_transport::sys::drop_capabilities().context("cannot drop capabilities")?;
+    }
 
     let stop = StopToken::new();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

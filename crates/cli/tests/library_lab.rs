@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use portolan_engine::{HostStatus, PortState, Reason, TimingTemplate};
@@ -345,4 +346,54 @@ fn version_detection_streams_each_host_when_it_is_done() {
             .count()
             == 100
     );
+}
+
+#[test]
+fn scans_run_on_raw_sockets_opened_before_the_privileges_were_dropped() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _service = host.listen_tcp(OPEN).unwrap();
+    host.drop_tcp(DROPPED).unwrap();
+    let targets = vec![host.ipv4().to_string()];
+    let ports: Vec<u16> = (1..=100).chain(DROPPED).collect();
+    in_namespace(lab.scanner().name(), || {
+        // The raw sockets are opened here, with the privileges.
+        let first = Scan::new(syn_config(&targets, ports.clone())).unwrap();
+        let second = Scan::new(syn_config(&targets, ports.clone())).unwrap();
+        let shared = Arc::clone(first.raw_context().expect("a SYN scan has raw sockets"));
+        let second = second.with_raw_context(shared);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Capabilities are per thread on Linux: this thread, and the
+                // scans' sending threads it starts, hold none from here on.
+                portolan_transport::sys::drop_capabilities().unwrap();
+                let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+                let cap_eff = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .map(str::trim);
+                assert_eq!(cap_eff, Some("0000000000000000"));
+                // A new raw scan cannot open its sockets any more...
+                match Scan::new(syn_config(&targets, [22])) {
+                    Err(e @ portolan_scan::ScanError::Privileges { .. }) => {
+                        assert!(e.to_string().starts_with("-sS"), "{e}");
+                    }
+                    Err(other) => panic!("not a privilege error: {other:?}"),
+                    Ok(_) => panic!("opened raw sockets without privileges"),
+                }
+                // ...and the two opened before run, one after the other,
+                // the second on the first one's sockets.
+                for scan in [first, second] {
+                    let mut collected = Collected::default();
+                    scan.run(&mut collected, &StopToken::new()).unwrap();
+                    let got = outcomes(&collected);
+                    assert_eq!(got.len(), ports.len());
+                    for ((_, port), outcome) in got {
+                        assert_eq!(outcome, truth(port), "port {port}");
+                    }
+                }
+            });
+        });
+    })
+    .unwrap();
 }

@@ -208,11 +208,6 @@ pub struct ScanConfig {
     pub reverse_dns: ReverseDns,
     /// `--dns-servers`; the system's servers when `None`.
     pub dns_servers: Option<Vec<SocketAddr>>,
-    /// Give up the process's capabilities once the raw sockets of the
-    /// scan's last raw phase are open (a binary that runs one scan wants
-    /// this); a library that runs more scans in the process leaves it
-    /// off, the default.
-    pub drop_privileges: bool,
     /// The command line or request that started the scan, as recorded in
     /// its results (nmap's `args`).
     pub command_line: Vec<String>,
@@ -254,7 +249,6 @@ impl ScanConfig {
             version: VersionConfig::default(),
             reverse_dns: ReverseDns::Answered,
             dns_servers: None,
-            drop_privileges: false,
             command_line: Vec::new(),
         }
     }

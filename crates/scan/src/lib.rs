@@ -13,10 +13,12 @@
 //! `spawn_blocking` in async code) and hands every [`Event`] to the
 //! caller's [`EventSink`] on that thread; a [`StopToken`] (Ctrl-C, a
 //! cancel button) ends it early with the finished hosts reported. The
-//! library never prints, never installs signal handlers, and keeps the
-//! process's capabilities unless [`ScanConfig::drop_privileges`] says
-//! otherwise, so several scans may run in one process, one after another
-//! or side by side.
+//! library never prints, never installs signal handlers, and never gives
+//! up the process's capabilities: [`Scan::new`] opens the raw sockets a
+//! scan needs into a [`RawContext`] (or takes one the caller shares with
+//! [`Scan::with_raw_context`]), after which the caller may drop its
+//! privileges (the binary does); several scans run in one process, one
+//! after another or side by side.
 //!
 //! Version detection runs on a tokio runtime the caller owns
 //! ([`Scan::with_runtime`]); without one, the scan starts a small runtime
@@ -37,6 +39,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use portolan_service::ProbeDb;
 use portolan_targets::{Protocol, SystemResolver, TargetList};
 use portolan_transport::raw::{self, PingProbe, TcpScan};
+
+pub use portolan_transport::context::RawContext;
 
 pub use config::{IdleZombie, ReverseDns, ScanConfig, Technique, VersionConfig};
 pub use enrich::{Chain, Enricher, MAX_PENDING};
@@ -98,6 +102,7 @@ pub struct Scan {
     probe_db: Option<Arc<ProbeDb>>,
     warnings: Vec<String>,
     runtime: Option<tokio::runtime::Handle>,
+    raw: Option<Arc<RawContext>>,
 }
 
 /// At most this many bad lines of a `--versiondb` file are listed in the
@@ -132,6 +137,24 @@ impl Scan {
         } else {
             None
         };
+        // The raw sockets, once: what discovery or a phase sends raw.
+        let raw_flag = pings
+            .is_some()
+            .then_some(discovery_technique)
+            .into_iter()
+            .chain(phases.iter().map(|p| p.technique))
+            .find(|t| t.needs_raw_sockets())
+            .map(Technique::flag);
+        // The idle scan holds a receiver for its whole length, beside the
+        // one its discovery borrows.
+        let receivers = 1 + usize::from(technique == Technique::Idle);
+        let raw = match raw_flag {
+            Some(flag) => Some(
+                RawContext::open_with_receivers(receivers)
+                    .map_err(|source| ScanError::Privileges { flag, source })?,
+            ),
+            None => None,
+        };
         Ok(Scan {
             config,
             targets,
@@ -142,7 +165,23 @@ impl Scan {
             probe_db,
             warnings,
             runtime: None,
+            raw,
         })
+    }
+
+    /// Runs raw scans on `context`'s sockets (shared with other scans)
+    /// instead of those [`Scan::new`] opened.
+    pub fn with_raw_context(mut self, context: Arc<RawContext>) -> Scan {
+        if self.raw.is_some() {
+            self.raw = Some(context);
+        }
+        self
+    }
+
+    /// The raw sockets the scan uses, when it sends raw packets: once
+    /// [`Scan::new`] has returned, the caller may give its privileges up.
+    pub fn raw_context(&self) -> Option<&Arc<RawContext>> {
+        self.raw.as_ref()
     }
 
     /// Runs version detection on `runtime` (one the caller owns) instead

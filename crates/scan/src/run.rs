@@ -7,9 +7,10 @@
 //! call back on every turn (at least every 50 ms), which is when progress
 //! is reported, enriched hosts are passed on and the stop token is read.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use portolan_engine::{
@@ -26,7 +27,7 @@ use portolan_transport::{Control, Observer};
 use crate::enrich::{Chain, Enricher, Services};
 use crate::event::{Event, EventSink, HostUp, PhaseStart, Progress};
 use crate::names::Names;
-use crate::{Phase, Scan, ScanConfig, ScanError, StopToken, Technique, VERSION};
+use crate::{Phase, RawContext, Scan, ScanConfig, ScanError, StopToken, Technique, VERSION};
 
 /// How many of the most common ports each host is probed on first.
 const FIRST_PORTS: usize = 10;
@@ -52,6 +53,7 @@ pub(crate) fn run(
         phases,
         probe_db,
         runtime,
+        raw,
         ..
     } = scan;
     // Enrichers, in the order a host goes through them.
@@ -89,12 +91,10 @@ pub(crate) fn run(
     let mut packets = None;
     let mut notes = Vec::new();
     let idle = if technique == Technique::Idle && !config.ping_only {
-        let keep = !config.drop_privileges
-            || pings.is_some()
-            || config.udp
-            || config.sctp.is_some()
-            || config.ip_protocols;
-        let (scan, note, sent) = open_idle(&config, &targets, keep)?;
+        let context = raw.as_ref().ok_or_else(|| {
+            ScanError::Unsupported("-sI: the idle scan has no raw sockets".into())
+        })?;
+        let (scan, note, sent) = open_idle(&config, &targets, context)?;
         notes.push(note);
         add_packets(&mut packets, Some(sent));
         Some(RefCell::new(scan))
@@ -135,7 +135,6 @@ pub(crate) fn run(
 
     let runner = Runner {
         config: &config,
-        technique,
         discovery_technique,
         stop,
         emitter: RefCell::new(Emitter {
@@ -143,7 +142,7 @@ pub(crate) fn run(
             chain: Chain::new(stages),
             delta: [0; 6],
         }),
-        more_groups: Cell::new(false),
+        raw,
         idle,
     };
 
@@ -187,7 +186,6 @@ pub(crate) fn run(
                 .collect();
             TargetList::from_targets(&members)
         };
-        runner.more_groups.set(g + 1 < group_count);
         let (group_targets, found) = match &pings {
             None => (group, None),
             Some(pings) => {
@@ -227,14 +225,8 @@ pub(crate) fn run(
                     .paces_to_answers(config.defeat_icmp_ratelimit),
                 clock,
             };
-            let more_raw = n + 1 < phase_count;
-            let (phase_stats, sent) = runner.run(
-                phase.technique,
-                plan,
-                found.as_ref(),
-                more_raw,
-                held.as_ref(),
-            )?;
+            let (phase_stats, sent) =
+                runner.run(phase.technique, plan, found.as_ref(), held.as_ref())?;
             add_packets(&mut packets, sent);
             group_stats = if n == 0 && found.is_none() {
                 phase_stats
@@ -339,26 +331,17 @@ struct Discovered {
 /// Runs schedulers on the chosen transport and passes their events on.
 struct Runner<'a, 's> {
     config: &'a ScanConfig,
-    technique: Technique,
     /// Raw when permitted, else connect.
     discovery_technique: Technique,
     stop: &'a StopToken,
     emitter: RefCell<Emitter<'s>>,
-    /// Whether more target groups follow this one (raw runs then keep
-    /// their privileges for the next).
-    more_groups: Cell<bool>,
+    /// The raw sockets, when the scan sends raw packets.
+    raw: Option<Arc<RawContext>>,
     /// `-sI`: the idle scan, its zombie checked.
     idle: Option<RefCell<IdleScan>>,
 }
 
 impl Runner<'_, '_> {
-    /// Whether a raw run keeps the process's privileges after opening its
-    /// sockets: unless the configuration asks to drop them and no raw run
-    /// follows (`more`).
-    fn keep_privileges(&self, more: bool) -> bool {
-        !self.config.drop_privileges || more || self.more_groups.get()
-    }
-
     /// Host discovery over `targets` with `pings`. With `-sn` every host is
     /// reported as it is found; otherwise only the down ones are (the up
     /// ones are reported after their port scan).
@@ -428,16 +411,7 @@ impl Runner<'_, '_> {
             }
         };
         let pings = if connect { Vec::new() } else { pings };
-        // Raw discovery keeps its privileges for a raw port scan after it.
-        let keep = self.keep_privileges(
-            !config.ping_only
-                && (config.udp
-                    || config.sctp.is_some()
-                    || config.ip_protocols
-                    || matches!(self.technique, Technique::Tcp(_))),
-        );
-        let (stats, sent) =
-            self.run_with(self.discovery_technique, plan, pings, keep, &mut on_host)?;
+        let (stats, sent) = self.run_with(self.discovery_technique, plan, pings, &mut on_host)?;
         let mut found = found.into_inner();
         // Discovery's probes are not ports.
         found.stats = ScanStats {
@@ -450,13 +424,12 @@ impl Runner<'_, '_> {
 
     /// Runs a port scan plan with `technique`; host reports get the
     /// discovery's evidence, and go to `held` when other techniques still
-    /// have to scan them. `more_raw` when another raw scan follows.
+    /// have to scan them.
     fn run(
         &self,
         technique: Technique,
         plan: ScanPlan,
         found: Option<&Discovered>,
-        more_raw: bool,
         held: Option<&RefCell<Vec<HostReport>>>,
     ) -> Result<(ScanStats, Option<RawStats>), ScanError> {
         let mut on_host = |report: &mut HostReport| -> bool {
@@ -479,8 +452,7 @@ impl Runner<'_, '_> {
         if technique == Technique::Idle {
             return self.run_idle(plan, &mut on_host);
         }
-        let keep = self.keep_privileges(more_raw);
-        self.run_with(technique, plan, Vec::new(), keep, &mut on_host)
+        self.run_with(technique, plan, Vec::new(), &mut on_host)
     }
 
     /// Runs `plan` as an idle scan, host after host, through the zombie
@@ -610,7 +582,6 @@ impl Runner<'_, '_> {
         technique: Technique,
         plan: ScanPlan,
         pings: Vec<PingProbe>,
-        keep_privileges: bool,
         on_host: &mut dyn FnMut(&mut HostReport) -> bool,
     ) -> Result<(ScanStats, Option<RawStats>), ScanError> {
         let config = self.config;
@@ -682,11 +653,22 @@ impl Runner<'_, '_> {
                     device: config.interface.clone(),
                     send_ip: config.send_ip,
                     decoys: config.decoys.clone(),
-                    keep_privileges,
                     key: (seed, seed.rotate_left(29) ^ random_seed()),
                 };
-                let stats = raw::run(&mut scheduler, &raw_options, &mut observer, &mut sink_event)
-                    .map_err(|source| ScanError::Raw { what, source })?;
+                let Some(context) = &self.raw else {
+                    return Err(ScanError::Unsupported(format!(
+                        "{}: the scan has no raw sockets",
+                        technique.flag()
+                    )));
+                };
+                let stats = raw::run(
+                    &mut scheduler,
+                    &raw_options,
+                    context,
+                    &mut observer,
+                    &mut sink_event,
+                )
+                .map_err(|source| ScanError::Raw { what, source })?;
                 sent = Some(stats);
             }
         }
@@ -760,7 +742,7 @@ fn nmap_flag_names(bits: u8) -> String {
 fn open_idle(
     config: &ScanConfig,
     targets: &TargetList,
-    keep_privileges: bool,
+    context: &Arc<RawContext>,
 ) -> Result<(IdleScan, String, RawStats), ScanError> {
     let Some(zombie) = &config.idle else {
         return Err(ScanError::Settings("-sI: no zombie given".into()));
@@ -805,9 +787,8 @@ fn open_idle(
         send_ip: config.send_ip,
         timing: config.timing.clone(),
         key: (seed, seed.rotate_left(29) ^ random_seed()),
-        keep_privileges,
     };
-    let mut scan = IdleScan::open(options).map_err(ScanError::Zombie)?;
+    let mut scan = IdleScan::open(options, context).map_err(ScanError::Zombie)?;
     let report = scan.check_zombie(first).map_err(ScanError::Zombie);
     let sent = scan.stats();
     let report = report?;

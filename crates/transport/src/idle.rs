@@ -48,6 +48,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -55,6 +56,7 @@ use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{RateLimiter, RttEstimator, TimingConfig};
 use portolan_wire::{SynTemplate, TcpFlags};
 
+use crate::context::{Lease, RawContext};
 use crate::cookie::CookieJar;
 use crate::paths::{ETHERNET_HEADER, Paths, Via};
 use crate::raw::{PortReservation, RawError, RawStats, reserve_ports};
@@ -295,8 +297,6 @@ pub struct IdleOptions {
     pub timing: TimingConfig,
     /// Cookie key.
     pub key: (u64, u64),
-    /// Keep the privileges after the sockets are open.
-    pub keep_privileges: bool,
 }
 
 /// Why an idle scan could not run or go on.
@@ -368,7 +368,7 @@ pub struct ZombieReport {
 /// An idle scan through one zombie: sockets, paths, timing and counters.
 pub struct IdleScan {
     options: IdleOptions,
-    receiver: socket2::Socket,
+    receiver: Lease,
     poll: Poll,
     events: Events,
     frame_sender: Option<socket2::Socket>,
@@ -381,7 +381,6 @@ pub struct IdleScan {
     /// The SYNs spoofed from the zombie.
     spoofed: SynTemplate,
     batch: sys::SendBatch,
-    buf: Vec<u8>,
     rtt: RttEstimator,
     limiter: RateLimiter,
     class: IpIdClass,
@@ -392,61 +391,45 @@ pub struct IdleScan {
 }
 
 impl IdleScan {
-    /// Opens the sockets (then drops privileges unless told to keep them).
+    /// Opens the scan on `context`'s sockets.
     ///
     /// # Errors
-    /// [`IdleError::Raw`] when raw sockets are not permitted or cannot be
-    /// opened.
-    pub fn open(options: IdleOptions) -> Result<IdleScan, IdleError> {
-        let not_permitted = |what: &'static str| {
-            move |e: io::Error| match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
-                _ => RawError::Socket { what, source: e },
-            }
-        };
-        let receiver =
-            sys::open_packet_receiver().map_err(not_permitted("opening the packet socket"))?;
+    /// [`IdleError::Raw`] when a socket cannot be used.
+    pub fn open(options: IdleOptions, context: &Arc<RawContext>) -> Result<IdleScan, IdleError> {
         let oif = match &options.device {
             Some(name) => {
-                let index = route::interface_index(name).map_err(|source| RawError::Interface {
-                    name: name.clone(),
-                    source,
-                })?;
-                sys::bind_packet_socket(receiver.as_raw_fd(), index).map_err(|source| {
-                    RawError::Socket {
-                        what: "binding the packet socket",
+                Some(
+                    route::interface_index(name).map_err(|source| RawError::Interface {
+                        name: name.clone(),
                         source,
-                    }
-                })?;
-                Some(index)
+                    })?,
+                )
             }
             None => None,
         };
-        let ip_sender =
-            sys::open_raw_sender(false).map_err(not_permitted("opening a raw socket"))?;
+        let receiver = context.receiver(&[portolan_wire::ip_protocol::TCP], oif)?;
+        let [frame_sender, ip_sender, _] = context.senders();
+        let ip_sender = ip_sender.map_err(|source| RawError::Socket {
+            what: "opening a raw socket",
+            source,
+        })?;
         let frame_sender = if options.send_ip {
             None
         } else {
-            sys::open_frame_sender().ok()
+            frame_sender.ok()
         };
         let reservation = reserve_ports(options.source_port, options.key.0 ^ options.key.1)?;
         let poll = Poll::new().map_err(|source| RawError::Socket {
             what: "creating the poller",
             source,
         })?;
-        let fd = receiver.as_raw_fd();
+        let fd = receiver.fd();
         poll.registry()
             .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
             .map_err(|source| RawError::Socket {
                 what: "polling the packet socket",
                 source,
             })?;
-        if !options.keep_privileges {
-            sys::drop_capabilities().map_err(|source| RawError::Socket {
-                what: "dropping capabilities",
-                source,
-            })?;
-        }
         let paths = Paths::new(oif, options.source, frame_sender.is_some());
         let spoofed = SynTemplate::new(IpAddr::V4(options.zombie), reservation.base);
         Ok(IdleScan {
@@ -463,7 +446,6 @@ impl IdleScan {
             probe: None,
             spoofed,
             batch: sys::SendBatch::new(),
-            buf: vec![0; 65_536],
             rtt: RttEstimator::default(),
             class: IpIdClass::Incremental,
             last: None,
@@ -692,23 +674,28 @@ impl IdleScan {
         deadline: Instant,
     ) -> Result<Option<u16>, IdleError> {
         let zombie = IpAddr::V4(self.options.zombie);
+        let probe_port = self.options.probe_port;
         loop {
-            while let Some((len, _)) = sys::recv_packet(self.receiver.as_raw_fd(), &mut self.buf)
+            let mut found = None;
+            let stats = &mut self.stats;
+            self.receiver
+                .drain(usize::MAX, |bytes, _, _| {
+                    stats.received += 1;
+                    let id = crate::probe::zombie::rst_ip_id(bytes, zombie, probe_port, sport, seq);
+                    match id {
+                        Some(id) if found.is_none() => {
+                            stats.matched += 1;
+                            found = Some(id);
+                        }
+                        _ => stats.ignored += 1,
+                    }
+                })
                 .map_err(|source| RawError::Socket {
                     what: "reading the packet socket",
                     source,
-                })?
-            {
-                self.stats.received += 1;
-                let bytes = &self.buf[..len];
-                let probe_port = self.options.probe_port;
-                if let Some(id) =
-                    crate::probe::zombie::rst_ip_id(bytes, zombie, probe_port, sport, seq)
-                {
-                    self.stats.matched += 1;
-                    return Ok(Some(id));
-                }
-                self.stats.ignored += 1;
+                })?;
+            if found.is_some() {
+                return Ok(found);
             }
             let now = Instant::now();
             if now >= deadline {

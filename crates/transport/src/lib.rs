@@ -3,6 +3,9 @@
 //!
 //! - [`connect`]: the TCP connect scan (`-sT`), non-blocking `connect()`
 //!   calls multiplexed on one epoll instance; needs no privilege.
+//! - [`context`]: the raw sockets, opened once into a [`context::RawContext`]
+//!   the caller holds, so that it can give its privileges up before it
+//!   scans; raw scans borrow them.
 //! - [`idle`]: the idle scan (`-sI`), spoofed SYNs read back through a
 //!   zombie's IP ID, on the raw engine's paths and sockets.
 //! - [`probe`]: the probe modules, pure code per technique (TCP, UDP,
@@ -23,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod connect;
+pub mod context;
 pub mod cookie;
 pub mod idle;
 mod paths;

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use mio::unix::SourceFd;
@@ -32,6 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
 use portolan_wire::{parse_neighbour_reply, parse_reply, write_solicitation};
 
+use crate::context::{RawContext, Receiver};
 use crate::cookie::CookieJar;
 use crate::paths::{ETHERNET_HEADER, Paths, Via};
 use crate::probe::discovery::DiscoveryProbes;
@@ -40,7 +41,6 @@ use crate::probe::sctp::SctpProbes;
 use crate::probe::tcp::TcpProbes;
 use crate::probe::udp::UdpProbes;
 use crate::probe::{Judged, Keys, ProbeModule, Shot, SourcePorts, TRY_PORTS};
-use crate::ring::RxRing;
 use crate::sender::{Batch, Outlet, SendThread};
 use crate::{Control, Observer, route, sys};
 
@@ -127,9 +127,6 @@ pub struct RawOptions {
     /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
     /// empty for no decoys. Decoys of the other IP version are skipped.
     pub decoys: Vec<Decoy>,
-    /// Keep the privileges after the sockets are open, for a later run
-    /// (the port scan after host discovery); by default they are dropped.
-    pub keep_privileges: bool,
     /// Source address (`-S`); by default the routing table's choice.
     pub source: Option<IpAddr>,
     /// Source port (`-g`); by default a random free one.
@@ -206,7 +203,7 @@ pub fn check_privileges() -> Result<(), RawError> {
         },
     };
     sys::open_raw_sender(false).map_err(not_permitted)?;
-    sys::open_packet_receiver().map_err(not_permitted)?;
+    sys::open_packet_receiver(&[]).map_err(not_permitted)?;
     Ok(())
 }
 
@@ -357,70 +354,29 @@ impl FlightTable {
     }
 }
 
-/// The sockets of the scan, opened before privileges are dropped: the
-/// frame socket and the raw IP socket of each family, by [`Outlet`]; one
-/// that cannot be opened is reported when a probe first needs it (a
-/// machine without IPv6 can still scan IPv4).
-fn open_senders() -> Result<[Result<socket2::Socket, io::Error>; 3], RawError> {
-    let sockets = [
-        sys::open_frame_sender(),
-        sys::open_raw_sender(false),
-        sys::open_raw_sender(true),
-    ];
-    for socket in &sockets {
-        if let Err(e) = socket
-            && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
-        {
-            return Err(RawError::NotPermitted(io::Error::from_raw_os_error(
-                e.raw_os_error().unwrap_or(libc::EPERM),
-            )));
-        }
-    }
-    Ok(sockets)
-}
-
-/// Runs a SYN scan to completion (or interruption), handing every event
-/// of the scheduler to `sink`.
+/// Runs a raw scan to completion (or interruption) on `context`'s
+/// sockets, handing every event of the scheduler to `sink`.
 pub fn run(
     scheduler: &mut Scheduler,
     options: &RawOptions,
+    context: &Arc<RawContext>,
     observer: &mut dyn Observer,
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<RawStats, RawError> {
-    let socket = sys::open_packet_receiver().map_err(|e| match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => RawError::NotPermitted(e),
-        _ => RawError::Socket {
-            what: "opening the packet socket",
-            source: e,
-        },
-    })?;
-    // Without a ring (a kernel that refuses one), each packet is read with
-    // its own system call.
-    let ring = RxRing::new(socket.as_raw_fd()).ok();
-    let mut receiver = Receiver {
-        buf: if ring.is_some() {
-            Vec::new()
-        } else {
-            vec![0; 65_536]
-        },
-        socket,
-        ring,
-    };
     let oif = match &options.device {
-        Some(name) => {
-            let index = route::interface_index(name).map_err(|source| RawError::Interface {
+        Some(name) => Some(
+            route::interface_index(name).map_err(|source| RawError::Interface {
                 name: name.clone(),
                 source,
-            })?;
-            sys::bind_packet_socket(receiver.socket.as_raw_fd(), index)
-                .map_err(socket_error("binding the packet socket"))?;
-            Some(index)
-        }
+            })?,
+        ),
         None => None,
     };
+    let answers = Modules::answer_protocols(&options.probes);
+    let mut receiver = context.receiver(&answers, oif)?;
     let reservation = reserve_ports(options.source_port, options.key.0 ^ options.key.1)?;
     let jar = CookieJar::new(options.key.0, options.key.1);
-    let opened = open_senders()?;
+    let opened = context.senders();
     let frames = opened[0].is_ok() && !options.send_ip;
     let mut paths = Paths::new(oif, options.source, frames);
     let scanflags = match options.probes {
@@ -444,16 +400,11 @@ pub fn run(
         }
     }
     let mut poll = Poll::new().map_err(socket_error("creating the poller"))?;
-    let fd = receiver.socket.as_raw_fd();
+    let fd = receiver.fd();
     poll.registry()
         .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
         .map_err(socket_error("polling the packet socket"))?;
     let mut events = Events::with_capacity(4);
-    // Everything privileged is open: give the privileges up, before the
-    // sending thread starts (it inherits this thread's capabilities).
-    if !options.keep_privileges {
-        sys::drop_capabilities().map_err(socket_error("dropping capabilities"))?;
-    }
     let mut sender =
         SendThread::spawn(sockets).map_err(socket_error("starting the sending thread"))?;
     let mut flights = FlightTable::default();
@@ -705,6 +656,19 @@ impl Modules {
         }
     }
 
+    /// The IP protocols the answers to `probes` come in (for the kernel
+    /// filter; ICMP and ICMPv6 always pass).
+    fn answer_protocols(probes: &RawProbes) -> Vec<u8> {
+        match probes {
+            RawProbes::Tcp { scan, flags } => TcpProbes::new(*scan, *flags).answer_protocols(),
+            RawProbes::Udp => UdpProbes::default().answer_protocols(),
+            RawProbes::Sctp(kind) => SctpProbes::new(*kind).answer_protocols(),
+            RawProbes::IpProtocols => IpProtocolProbes::default().answer_protocols(),
+            RawProbes::Discovery(pings) => DiscoveryProbes::new(pings.clone()).answer_protocols(),
+        }
+        .to_vec()
+    }
+
     /// The module of `scan`'s probes.
     fn tcp(&mut self, scan: TcpScan) -> &mut TcpProbes {
         let i = match self.tcp.iter().position(|m| m.scan() == scan) {
@@ -816,14 +780,6 @@ fn build_error(e: portolan_wire::StampError) -> RawError {
     }
 }
 
-/// Where answers are read from: the receive ring, or (when the kernel
-/// offers none) the packet socket itself, a `recvfrom` per packet.
-struct Receiver {
-    socket: socket2::Socket,
-    ring: Option<RxRing>,
-    buf: Vec<u8>,
-}
-
 /// What the reading of answers needs to judge and report them.
 struct Judge<'a> {
     scheduler: &'a mut Scheduler,
@@ -843,32 +799,22 @@ struct Judge<'a> {
 
 /// Reads waiting packets and reports the valid answers.
 fn receive(receiver: &mut Receiver, judge: &mut Judge) -> Result<(), RawError> {
-    if let Some(ring) = &mut receiver.ring {
-        // The kernel's receive time, on the monotonic clock: the time a
-        // packet waited in the ring does not count as round-trip time.
-        let wall = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let now = judge.now;
-        ring.drain(RECV_BUDGET, |packet, kind, stamp| {
-            judge.now = wall
-                .checked_sub(stamp)
+    // The kernel's receive time, on the monotonic clock: the time a packet
+    // waited in the ring does not count as round-trip time.
+    let wall = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = judge.now;
+    receiver
+        .drain(RECV_BUDGET, |packet, kind, stamp| {
+            judge.now = stamp
+                .and_then(|stamp| wall.checked_sub(stamp))
                 .and_then(|waited| now.checked_sub(waited))
                 .unwrap_or(now);
             judge.packet(packet, kind);
-        });
-        judge.now = now;
-        return Ok(());
-    }
-    let fd = receiver.socket.as_raw_fd();
-    for _ in 0..RECV_BUDGET {
-        let Some((len, kind)) = sys::recv_packet(fd, &mut receiver.buf)
-            .map_err(socket_error("reading the packet socket"))?
-        else {
-            return Ok(());
-        };
-        judge.packet(&receiver.buf[..len], kind);
-    }
+        })
+        .map_err(socket_error("reading the packet socket"))?;
+    judge.now = now;
     Ok(())
 }
 

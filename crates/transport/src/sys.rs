@@ -211,9 +211,10 @@ pub fn bind_packet_socket(fd: RawFd, ifindex: u32) -> io::Result<()> {
 
 /// Opens a packet socket that receives every IP packet of the network
 /// namespace from its network header on (`AF_PACKET`, `SOCK_DGRAM`), with
-/// a classic BPF filter that lets only TCP, ICMP and ICMPv6 through. Needs
+/// a classic BPF filter that lets through only ARP, ICMP, ICMPv6 and the
+/// IP protocols in `answers` (the probe modules' answer protocols). Needs
 /// `CAP_NET_RAW`.
-pub fn open_packet_receiver() -> io::Result<socket2::Socket> {
+pub fn open_packet_receiver(answers: &[u8]) -> io::Result<socket2::Socket> {
     let protocol = (libc::ETH_P_ALL as u16).to_be() as i32;
     let socket = socket2::Socket::new(
         socket2::Domain::PACKET,
@@ -233,8 +234,14 @@ pub fn open_packet_receiver() -> io::Result<socket2::Socket> {
     {
         let _ = socket.set_recv_buffer_size(size as usize);
     }
-    socket.attach_filter(&reply_filter())?;
+    attach_reply_filter(&socket, answers)?;
     Ok(socket)
+}
+
+/// Replaces the kernel filter of a receiving packet socket with one that
+/// passes ARP, ICMP, ICMPv6 and the IP protocols in `answers`.
+pub fn attach_reply_filter(socket: &socket2::Socket, answers: &[u8]) -> io::Result<()> {
+    socket.attach_filter(&reply_filter(answers))
 }
 
 /// Sets an integer socket option that socket2 has no method for.
@@ -263,42 +270,79 @@ fn set_int_option(
 
 /// Classic BPF over a packet that starts at its network header: drop what
 /// this machine sends (our own probes, seen leaving; the kernel's RSTs);
-/// accept ARP (for host discovery), IPv4 TCP, UDP, SCTP or ICMP and IPv6
-/// TCP, UDP, SCTP or ICMPv6; drop everything else; all in the kernel,
-/// before anything is copied to us.
-fn reply_filter() -> [socket2::SockFilter; 19] {
-    use socket2::SockFilter as F;
-    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const ALU_RSH: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
-    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    // Ancillary fields: the packet type (SKF_AD_OFF + SKF_AD_PKTTYPE) and
-    // the link-layer protocol (SKF_AD_OFF + SKF_AD_PROTOCOL).
-    const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
-    const PROTOCOL: u32 = (-0x1000i32) as u32;
-    // Jump offsets count from the next instruction.
-    [
-        F::new(LD_B_ABS, 0, 0, PKTTYPE), // 0: A = packet type
-        F::new(JEQ, 15, 0, libc::PACKET_OUTGOING as u32), // 1: outgoing ? drop : 2
-        F::new(LD_H_ABS, 0, 0, PROTOCOL), // 2: A = EtherType
-        F::new(JEQ, 14, 0, libc::ETH_P_ARP as u32), // 3: ARP ? accept : 4
-        F::new(LD_B_ABS, 0, 0, 0),       // 4: A = first byte
-        F::new(ALU_RSH, 0, 0, 4),        // 5: A = IP version
-        F::new(JEQ, 0, 5, 4),            // 6: IPv4 ? 7 : 12
-        F::new(LD_B_ABS, 0, 0, 9),       // 7: A = IPv4 protocol
-        F::new(JEQ, 9, 0, 6),            // 8: TCP ? accept : 9
-        F::new(JEQ, 8, 0, 1),            // 9: ICMP ? accept : 10
-        F::new(JEQ, 7, 0, 17),           // 10: UDP ? accept : 11
-        F::new(JEQ, 6, 5, 132),          // 11: SCTP ? accept : drop
-        F::new(LD_B_ABS, 0, 0, 6),       // 12: A = IPv6 next header
-        F::new(JEQ, 4, 0, 6),            // 13: TCP ? accept : 14
-        F::new(JEQ, 3, 0, 58),           // 14: ICMPv6 ? accept : 15
-        F::new(JEQ, 2, 0, 17),           // 15: UDP ? accept : 16
-        F::new(JEQ, 1, 0, 132),          // 16: SCTP ? accept : drop
-        F::new(RET, 0, 0, 0),            // 17: drop
-        F::new(RET, 0, 0, 0x0004_0000),  // 18: accept (up to 256 KiB)
-    ]
+/// accept ARP (for host discovery), IPv4 ICMP and IPv6 ICMPv6 (errors and
+/// query replies), and the IP protocols of `answers` in either version;
+/// drop everything else; all in the kernel, before anything is copied to
+/// us. At most 64 protocols are taken (the jumps must fit in a byte).
+fn reply_filter(answers: &[u8]) -> Vec<socket2::SockFilter> {
+    reply_program(answers)
+        .into_iter()
+        .map(|i| socket2::SockFilter::new(i.code, i.jt, i.jf, i.k))
+        .collect()
+}
+
+/// One classic BPF instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bpf {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+const ALU_RSH: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
+const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+/// Ancillary fields: the packet type (SKF_AD_OFF + SKF_AD_PKTTYPE) and
+/// the link-layer protocol (SKF_AD_OFF + SKF_AD_PROTOCOL).
+const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+const PROTOCOL: u32 = (-0x1000i32) as u32;
+
+/// The program of [`reply_filter`].
+fn reply_program(answers: &[u8]) -> Vec<Bpf> {
+    let bpf = |code, jt, jf, k| Bpf { code, jt, jf, k };
+    let family = |icmp: u8, other: u8| -> Vec<u8> {
+        let mut list = vec![icmp];
+        for &p in answers.iter().take(64) {
+            if p != other && !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        list
+    };
+    let (v4, v6) = (family(1, 58), family(58, 1));
+    // Layout: 0-6 the common head, then the IPv4 block (a load and a test
+    // per protocol), the IPv6 block likewise, drop, accept.
+    let v4_at = 7;
+    let v6_at = v4_at + 1 + v4.len();
+    let drop_at = v6_at + 1 + v6.len();
+    let accept_at = drop_at + 1;
+    // A jump from instruction `from` to `to` (offsets count from the next
+    // instruction).
+    let to = |from: usize, to: usize| (to - from - 1) as u8;
+    let mut program = vec![
+        bpf(LD_B_ABS, 0, 0, PKTTYPE), // A = packet type
+        bpf(JEQ, to(1, drop_at), 0, libc::PACKET_OUTGOING as u32), // outgoing: drop
+        bpf(LD_H_ABS, 0, 0, PROTOCOL), // A = EtherType
+        bpf(JEQ, to(3, accept_at), 0, libc::ETH_P_ARP as u32), // ARP: accept
+        bpf(LD_B_ABS, 0, 0, 0),       // A = first byte
+        bpf(ALU_RSH, 0, 0, 4),        // A = IP version
+        bpf(JEQ, 0, to(6, v6_at), 4), // IPv4, else IPv6
+    ];
+    for (load, offset, list) in [(v4_at, 9, &v4), (v6_at, 6, &v6)] {
+        // A = the IPv4 protocol or the IPv6 next header.
+        program.push(bpf(LD_B_ABS, 0, 0, offset));
+        for (i, &p) in list.iter().enumerate() {
+            let at = load + 1 + i;
+            let next = if i + 1 == list.len() { drop_at } else { at + 1 };
+            program.push(bpf(JEQ, to(at, accept_at), to(at, next), u32::from(p)));
+        }
+    }
+    program.push(bpf(RET, 0, 0, 0)); // drop
+    program.push(bpf(RET, 0, 0, 0x0004_0000)); // accept (up to 256 KiB)
+    program
 }
 
 /// Reads one packet from a packet socket without blocking: its length
@@ -577,8 +621,73 @@ pub fn drop_capabilities() -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn open_file_limit_is_positive() {
         assert!(super::raise_open_file_limit() >= 16);
+    }
+
+    /// Runs the reply filter as the kernel would over a packet of link
+    /// protocol `ethertype` and packet type `kind`; whether it passes.
+    fn passes(program: &[Bpf], ethertype: u16, kind: u8, packet: &[u8]) -> bool {
+        let (mut a, mut pc) = (0u32, 0usize);
+        for _ in 0..program.len() {
+            let i = program[pc];
+            pc += 1;
+            match i.code {
+                LD_B_ABS if i.k == PKTTYPE => a = u32::from(kind),
+                LD_H_ABS if i.k == PROTOCOL => a = u32::from(ethertype),
+                LD_B_ABS => a = packet.get(i.k as usize).copied().map_or(0, u32::from),
+                ALU_RSH => a >>= i.k,
+                JEQ => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                RET => return i.k > 0,
+                other => panic!("instruction {other:#x}"),
+            }
+        }
+        panic!("the program ran off its end");
+    }
+
+    #[test]
+    fn the_reply_filter_passes_what_the_modules_read_and_nothing_else() {
+        const IPV4: u16 = libc::ETH_P_IP as u16;
+        const IPV6: u16 = libc::ETH_P_IPV6 as u16;
+        let host = libc::PACKET_HOST;
+        let outgoing = libc::PACKET_OUTGOING;
+        let v4 = |protocol: u8| {
+            let mut p = [0u8; 20];
+            p[0] = 0x45;
+            p[9] = protocol;
+            p
+        };
+        let v6 = |next: u8| {
+            let mut p = [0u8; 40];
+            p[0] = 0x60;
+            p[6] = next;
+            p
+        };
+        let tcp_only = reply_program(&[6]);
+        assert!(passes(&tcp_only, IPV4, host, &v4(6)));
+        assert!(passes(&tcp_only, IPV4, host, &v4(1)), "ICMP errors");
+        assert!(passes(&tcp_only, IPV6, host, &v6(6)));
+        assert!(passes(&tcp_only, IPV6, host, &v6(58)), "ICMPv6 errors");
+        assert!(passes(&tcp_only, libc::ETH_P_ARP as u16, host, &[]));
+        assert!(!passes(&tcp_only, IPV4, host, &v4(17)), "UDP is not read");
+        assert!(!passes(&tcp_only, IPV6, host, &v6(132)));
+        assert!(!passes(&tcp_only, IPV6, host, &v6(1)), "ICMP for IPv4 only");
+        assert!(!passes(&tcp_only, IPV4, outgoing, &v4(6)), "our own probes");
+        let every = reply_program(&crate::probe::EVERY_ANSWER);
+        for protocol in [1, 6, 17, 132] {
+            assert!(passes(&every, IPV4, host, &v4(protocol)), "{protocol}");
+        }
+        for next in [6, 17, 58, 132] {
+            assert!(passes(&every, IPV6, host, &v6(next)), "{next}");
+        }
+        assert!(!passes(&every, IPV4, host, &v4(47)));
+        // Every protocol at once still fits the jumps.
+        let all: Vec<u8> = (0..=255).collect();
+        let wide = reply_program(&all);
+        assert!(passes(&wide, IPV4, host, &v4(63)));
+        assert!(!passes(&wide, IPV4, host, &v4(200)), "at most 64 protocols");
     }
 }
