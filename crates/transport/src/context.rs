@@ -131,12 +131,16 @@ impl RawContext {
         };
         sys::attach_reply_filter(&receiver.socket, answers)
             .map_err(not_permitted("filtering the packet socket"))?;
-        sys::bind_packet_socket(receiver.fd(), oif.unwrap_or(0)).map_err(|source| {
-            RawError::Socket {
+        // Binding waits for the kernel's network readers to quiesce (an
+        // RCU grace period, tens of milliseconds): only when it changes.
+        let ifindex = oif.unwrap_or(0);
+        if receiver.bound != ifindex {
+            sys::bind_packet_socket(receiver.fd(), ifindex).map_err(|source| RawError::Socket {
                 what: "binding the packet socket",
                 source,
-            }
-        })?;
+            })?;
+            receiver.bound = ifindex;
+        }
         // What an earlier scan left (late answers) is not this scan's.
         while receiver
             .drain(4096, |_, _, _| {})
@@ -159,6 +163,8 @@ pub(crate) struct Receiver {
     socket: socket2::Socket,
     ring: Option<RxRing>,
     buf: Vec<u8>,
+    /// The interface it is bound to; 0 for every interface (as opened).
+    bound: u32,
 }
 
 impl Receiver {
@@ -174,6 +180,7 @@ impl Receiver {
             },
             socket,
             ring,
+            bound: 0,
         })
     }
 
