@@ -120,40 +120,57 @@ impl Scan {
         };
         let targets =
             TargetList::parse_with(&config.targets, &config.excludes, &SystemResolver, options)?;
-        let technique = choose_technique(&config)?;
+        // The idle scan holds a receiver for its whole length, beside the
+        // one its discovery borrows.
+        let receivers = 1 + usize::from(config.technique == Some(Technique::Idle));
+        // The raw sockets, opened at most once: where the technique is
+        // chosen by privileges, opening them is the test.
+        let mut raw: Option<Arc<RawContext>> = None;
+        let try_raw = |raw: &mut Option<Arc<RawContext>>| {
+            if raw.is_none() {
+                *raw = RawContext::open_with_receivers(receivers).ok();
+            }
+            raw.is_some()
+        };
+        let technique = match choose_technique(&config)? {
+            Some(technique) => technique,
+            None if try_raw(&mut raw) => Technique::Tcp(TcpScan::Syn),
+            None => Technique::Connect,
+        };
         // Discovery sends raw probes whenever it may, whatever the port
         // scan technique (as nmap: `-sT` as root still pings with raw
         // packets).
         let discovery_technique = match technique {
-            Technique::Connect if raw::check_privileges().is_ok() => Technique::Tcp(TcpScan::Syn),
+            Technique::Connect if !config.skip_discovery && try_raw(&mut raw) => {
+                Technique::Tcp(TcpScan::Syn)
+            }
             Technique::Idle => Technique::Tcp(TcpScan::Syn),
             other => other,
         };
         let pings = discovery_probes(&config, discovery_technique)?;
-        let phases = phases(&config, technique)?;
+        let phases = phases(&config, technique);
         let mut warnings = Vec::new();
         let probe_db = if config.version.enabled {
             Some(load_db(&config.version, &mut warnings)?)
         } else {
             None
         };
-        // The raw sockets, once: what discovery or a phase sends raw.
-        let raw_flag = pings
-            .is_some()
-            .then_some(discovery_technique)
+        // The raw sockets, once: what the technique asked for, a phase or
+        // discovery sends raw (the first of them names the error).
+        let raw_flag = config
+            .technique
             .into_iter()
             .chain(phases.iter().map(|p| p.technique))
+            .chain(pings.is_some().then_some(discovery_technique))
             .find(|t| t.needs_raw_sockets())
             .map(Technique::flag);
-        // The idle scan holds a receiver for its whole length, beside the
-        // one its discovery borrows.
-        let receivers = 1 + usize::from(technique == Technique::Idle);
-        let raw = match raw_flag {
-            Some(flag) => Some(
+        let raw = match (raw, raw_flag) {
+            (Some(opened), Some(_)) => Some(opened),
+            (_, Some(flag)) => Some(
                 RawContext::open_with_receivers(receivers)
                     .map_err(|source| ScanError::Privileges { flag, source })?,
             ),
-            None => None,
+            (_, None) => None,
         };
         Ok(Scan {
             config,
@@ -224,9 +241,10 @@ impl Scan {
     }
 }
 
-/// The technique to run: as asked, or SYN when raw sockets are permitted
-/// and connect otherwise (nmap's default).
-fn choose_technique(config: &ScanConfig) -> Result<Technique, ScanError> {
+/// The technique to run as asked (decoys and custom flags ask for SYN);
+/// `None` to choose by privileges: SYN when raw sockets open, connect
+/// otherwise (nmap's default).
+fn choose_technique(config: &ScanConfig) -> Result<Option<Technique>, ScanError> {
     let privileged = |flag: &'static str| {
         raw::check_privileges().map_err(|source| ScanError::Privileges { flag, source })
     };
@@ -238,64 +256,51 @@ fn choose_technique(config: &ScanConfig) -> Result<Technique, ScanError> {
     if config.scanflags.is_some() && config.technique.is_none() {
         // Custom flags are read as a SYN scan's answers by default.
         privileged("--scanflags")?;
-        return Ok(Technique::Tcp(TcpScan::Syn));
+        return Ok(Some(Technique::Tcp(TcpScan::Syn)));
     }
     match config.technique {
-        Some(Technique::Connect) => Ok(Technique::Connect),
-        Some(technique) => {
-            privileged(technique.flag())?;
-            Ok(technique)
-        }
+        // A raw technique's privileges are proved by opening its sockets
+        // (`RawContext::open`, under its flag): no socket is opened twice.
+        Some(technique) => Ok(Some(technique)),
         None if !config.decoys.is_empty() => {
             privileged("-D")?;
-            Ok(Technique::Tcp(TcpScan::Syn))
+            Ok(Some(Technique::Tcp(TcpScan::Syn)))
         }
-        None => Ok(if raw::check_privileges().is_ok() {
-            Technique::Tcp(TcpScan::Syn)
-        } else {
-            Technique::Connect
-        }),
+        None => Ok(None),
     }
 }
 
 /// The port scans: TCP unless another protocol's scan is the only one
 /// asked for, then UDP, SCTP and IP protocols as asked; none with `-sn`.
-fn phases(config: &ScanConfig, technique: Technique) -> Result<Vec<Phase>, ScanError> {
+fn phases(config: &ScanConfig, technique: Technique) -> Vec<Phase> {
     let mut phases = Vec::new();
     if config.ping_only {
-        return Ok(phases);
+        return phases;
     }
-    let mut add = |technique: Technique, proto: Protocol, ports: &[u16]| -> Result<(), ScanError> {
-        if technique.needs_raw_sockets() {
-            raw::check_privileges().map_err(|source| ScanError::Privileges {
-                flag: technique.flag(),
-                source,
-            })?;
-        }
+    let mut add = |technique: Technique, proto: Protocol, ports: &[u16]| {
         phases.push(Phase {
             technique,
             proto,
             ports: ports.to_vec(),
         });
-        Ok(())
     };
     if config.scans_tcp() {
-        add(technique, Protocol::Tcp, &config.tcp_ports)?;
+        add(technique, Protocol::Tcp, &config.tcp_ports);
     }
     if config.udp {
-        add(Technique::Udp, Protocol::Udp, &config.udp_ports)?;
+        add(Technique::Udp, Protocol::Udp, &config.udp_ports);
     }
     if let Some(probe) = config.sctp {
-        add(Technique::Sctp(probe), Protocol::Sctp, &config.sctp_ports)?;
+        add(Technique::Sctp(probe), Protocol::Sctp, &config.sctp_ports);
     }
     if config.ip_protocols {
         add(
             Technique::IpProtocol,
             Protocol::Ip,
             &config.ip_protocol_numbers,
-        )?;
+        );
     }
-    Ok(phases)
+    phases
 }
 
 /// The host discovery probes of this run, or `None` with `-Pn`: those
