@@ -141,6 +141,7 @@ pub(crate) fn run(
             sink,
             chain: Chain::new(stages),
             delta: [0; 6],
+            stop: stop.clone(),
         }),
         raw,
         idle,
@@ -278,6 +279,8 @@ struct Emitter<'s> {
     chain: Chain,
     /// Per state, the ports enrichers moved into it (negative: out of it).
     delta: [i64; 6],
+    /// Ends a wait for held hosts.
+    stop: StopToken,
 }
 
 impl Emitter<'_> {
@@ -286,8 +289,8 @@ impl Emitter<'_> {
         self.count(&report, -1);
         let mut out = Vec::new();
         self.chain.submit(report, Instant::now(), &mut out);
-        let stop = || false;
-        self.chain.keep_bounded(&mut out, &stop);
+        let stop = self.stop.clone();
+        self.chain.keep_bounded(&mut out, &|| stop.is_stopped());
         self.emit(out);
     }
 

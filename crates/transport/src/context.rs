@@ -22,6 +22,10 @@ use crate::raw::RawError;
 use crate::ring::RxRing;
 use crate::sys;
 
+/// Reads of 4,096 packets at most to clear a lent receiver (the ring
+/// holds fewer than that many blocks' worth of stale answers).
+const STALE_READS: usize = 16;
+
 /// The sockets of raw scans, opened once.
 pub struct RawContext {
     /// The frame sender, the raw IPv4 sender and the raw IPv6 sender, as
@@ -141,15 +145,19 @@ impl RawContext {
             })?;
             receiver.bound = ifindex;
         }
-        // What an earlier scan left (late answers) is not this scan's.
-        while receiver
-            .drain(4096, |_, _, _| {})
-            .map_err(|source| RawError::Socket {
-                what: "reading the packet socket",
-                source,
-            })?
-            > 0
-        {}
+        // What an earlier scan left (late answers) is not this scan's. A
+        // bounded number of reads: on a busy link packets never stop.
+        for _ in 0..STALE_READS {
+            let read = receiver
+                .drain(4096, |_, _, _| {})
+                .map_err(|source| RawError::Socket {
+                    what: "reading the packet socket",
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+        }
         Ok(Lease {
             context: Arc::clone(self),
             receiver: Some(receiver),
