@@ -95,6 +95,74 @@ fn udp_states_are_exact_behind_the_default_icmp_rate_limit() {
     assert_eq!(run.summary.unwrap()["hosts_paced"], 2);
 }
 
+/// Issue 13's short lists: (answering, silent open, dropped, closed).
+const SHORT_LISTS: [(&[u16], &[u16], &[u16], &[u16]); 2] = [
+    (
+        &[53, 123, 161],
+        &[],
+        &[2000, 2001],
+        &[3000, 3001, 3002, 3003, 3004],
+    ),
+    (
+        &[53, 123, 161, 500, 1900, 11211],
+        &[67, 137],
+        &[2000, 2001, 2002],
+        &[3000, 3001, 3002],
+    ),
+];
+
+#[test]
+fn short_lists_within_the_icmp_burst_are_exact_and_not_paced() {
+    // Each list on a host of its own that keeps Linux's ICMP rate limit,
+    // over IPv4 and IPv6 (separate limits): every closed port fits in the
+    // burst, so no host is paced and every state is exact.
+    let lab = lab_or_skip!(Lab::builder().hosts(SHORT_LISTS.len()));
+    for (i, &(answering, silent, dropped, closed)) in SHORT_LISTS.iter().enumerate() {
+        let host = lab.host(i);
+        let _echo = host.listen_udp(answering.iter().copied()).unwrap();
+        let _silent =
+            (!silent.is_empty()).then(|| host.listen_udp_silent(silent.iter().copied()).unwrap());
+        for &port in dropped {
+            host.drop_udp(port).unwrap();
+        }
+        let mut ports: Vec<u16> = [answering, silent, dropped, closed].concat();
+        ports.sort_unstable();
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let (v4, v6): (IpAddr, IpAddr) = (host.ipv4().into(), host.ipv6().into());
+        let run = scan(
+            &lab,
+            &[
+                "-sU",
+                "-T4",
+                "-p",
+                &list.join(","),
+                &v4.to_string(),
+                &v6.to_string(),
+            ],
+        );
+        for addr in [v4, v6] {
+            for &port in &ports {
+                let want = if answering.contains(&port) {
+                    ("open", "udp-response")
+                } else if closed.contains(&port) {
+                    ("closed", "port-unreach")
+                } else {
+                    ("open|filtered", "no-response")
+                };
+                let got = &run.ports[&(addr, port)];
+                assert_eq!(
+                    (got.state.as_str(), got.reason.as_str()),
+                    want,
+                    "list {i}: {addr} port {port}"
+                );
+            }
+        }
+        for h in &run.hosts {
+            assert!(h.get("paced_us").is_none(), "list {i}: paced: {h}");
+        }
+    }
+}
+
 #[test]
 fn defeat_icmp_ratelimit_reports_silence_as_closed_or_filtered_without_pacing() {
     // The same rate-limited host, more closed ports than its burst.

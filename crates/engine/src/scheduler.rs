@@ -127,6 +127,17 @@ pub struct Probe {
     pub try_no: u8,
 }
 
+/// How a probe is sent (see [`Scheduler::dispatch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Send {
+    /// The host's pace applies to the probe after it.
+    Paced,
+    /// It does not (a quiet retry).
+    Quiet,
+    /// A canary (see [`InFlight::canary`]).
+    Canary,
+}
+
 /// What the scheduler reports, in order.
 #[derive(Clone, Debug)]
 pub enum ScanEvent {
@@ -145,6 +156,10 @@ struct Queued {
     /// most likely draws no rate-limited error either, so it does not wait
     /// for the host's pace (see [`ScanPlan::pace_to_answers`]).
     quiet: bool,
+    /// A retry of a host whose errors may be rate limited (see
+    /// [`HostScan::silence_is_its_own`]): a canary follows it, so that
+    /// its silence can be told from the limit's.
+    canary_after: bool,
 }
 
 impl Queued {
@@ -153,6 +168,7 @@ impl Queued {
             port,
             try_no,
             quiet: false,
+            canary_after: false,
         }
     }
 }
@@ -164,6 +180,14 @@ struct InFlight {
     port: u16,
     try_no: u8,
     sent_at: Instant,
+    /// Order of sending over the whole scan (probes sent in the same
+    /// instant still have an order).
+    seq: u64,
+    /// A canary: a probe to a port that already answered with an ICMP
+    /// error, sent after suspect retries to see whether the host's errors
+    /// still come (see [`HostScan::silence_is_its_own`]). It resolves
+    /// nothing.
+    canary: bool,
     generation: u32,
     live: bool,
 }
@@ -201,6 +225,20 @@ struct HostScan {
     error_window_start: Option<Instant>,
     /// The host's ICMP errors are not rate limited: it is not paced.
     unlimited: bool,
+    /// The host's errors stopped coming (a canary went unanswered): its
+    /// silence may be its rate limit, so it is paced.
+    limited: bool,
+    /// (send time, send order) of the latest probes that drew a rate
+    /// limited ICMP error, oldest first, at most [`ERROR_SENDS_KEPT`].
+    error_sends: VecDeque<(Instant, u64)>,
+    /// A port that answered with such an error: the canaries' port.
+    error_port: Option<u16>,
+    /// Retries queued with `canary_after` and not sent yet.
+    suspects_queued: u32,
+    /// A canary is to follow the suspect retries being sent.
+    canary_wanted: bool,
+    /// A canary is in flight.
+    canary_flying: bool,
     results: Vec<PortOutcome>,
     timed_out: bool,
     reported: bool,
@@ -223,6 +261,63 @@ impl HostScan {
     /// Whether the host sent an ICMP error (port or protocol unreachable).
     fn sent_errors(&self) -> bool {
         self.error_window_start.is_some()
+    }
+
+    /// Whether the silence of a probe was the port's own, not the host's
+    /// rate limit on ICMP errors: a probe sent after it, within
+    /// [`CLEAR_GAP`], drew an error.
+    ///
+    /// The model: a target limits its errors with a token bucket (Linux:
+    /// six, one more a second; Solaris: two a second). Tokens only grow
+    /// with time, so if a probe was cut for want of a token, a probe sent
+    /// just after it is cut too, unless a token came in between (within
+    /// 10 ms, about one chance in a hundred for Linux's pace, and every
+    /// silent port gets at least two such tries). A later error
+    /// therefore shows the bucket was not empty: the earlier silence was
+    /// a dropped probe or a silent open port. Ports whose silence nothing
+    /// clears are suspects: their retries are followed by a canary (a
+    /// probe to a port that answered an error before), and only when the
+    /// canary too goes unanswered is the host paced. So a short list whose
+    /// closed ports all fit in the burst is never paced.
+    fn silence_is_its_own(&self, entry: &InFlight) -> bool {
+        self.error_sends
+            .iter()
+            .rev()
+            .take_while(|&&(_, seq)| seq > entry.seq)
+            .any(|&(at, _)| at <= entry.sent_at + CLEAR_GAP)
+    }
+
+    /// Doubles the host's delay between probes towards [`PACING_MAX`];
+    /// false if it is there already.
+    fn slow_down(&mut self, now: Instant) -> bool {
+        if self.send_delay >= PACING_MAX {
+            return false;
+        }
+        self.send_delay = (self.send_delay * 2).clamp(PACING_START, PACING_MAX);
+        self.most_paced = self.most_paced.max(self.send_delay);
+        if self.send_delay == PACING_MAX {
+            self.paced_at = Some(now);
+            // The limit's bucket may be empty now: the first probe at the
+            // settled pace waits a whole interval too.
+            self.next_allowed = Some(now + PACING_MAX);
+        }
+        true
+    }
+
+    /// Notes that the probe in `entry` drew a rate-limited ICMP error.
+    fn note_error(&mut self, entry: &InFlight) {
+        let at = self
+            .error_sends
+            .iter()
+            .rposition(|&(_, seq)| seq < entry.seq)
+            .map_or(0, |i| i + 1);
+        self.error_sends.insert(at, (entry.sent_at, entry.seq));
+        if self.error_sends.len() > ERROR_SENDS_KEPT {
+            self.error_sends.pop_front();
+        }
+        if !entry.canary {
+            self.error_port = Some(entry.port);
+        }
     }
 
     /// Counts an ICMP error from the host; enough of them within a second
@@ -327,6 +422,13 @@ pub struct Scheduler {
     stats: ScanStats,
     events: VecDeque<ScanEvent>,
     interrupted: bool,
+    /// Probes sent so far, in order (see [`InFlight::seq`]).
+    send_seq: u64,
+    /// Hosts whose canary is to go next (their suspect retries are sent).
+    canaries_due: VecDeque<u32>,
+    /// When to look again at a host's probes sent before its first round
+    /// trip was measured: (when, host, serial, measured at).
+    rechecks: BinaryHeap<Reverse<(Instant, u32, u64, Instant)>>,
 }
 
 /// The chance of losing any answerable port of a host to random loss
@@ -368,6 +470,19 @@ const MIN_OTHERS_RETRIES: u8 = 2;
 
 /// Retries a port of a paced host gets at least once the pace settled.
 const PACED_RETRIES: u8 = 2;
+
+/// How soon after a silent probe a probe that drew an ICMP error must have
+/// been sent to show the silence was the port's own (see
+/// [`HostScan::silence_is_its_own`]).
+const CLEAR_GAP: Duration = Duration::from_millis(10);
+
+/// Error-drawing probes remembered per host for that: enough to cover the
+/// probes of one round-trip timeout at a host's most parallel.
+const ERROR_SENDS_KEPT: usize = 64;
+
+/// Tries a suspect port gets beyond its retry budget before its host is
+/// treated as rate-limited (when canaries keep being answered too late).
+const SUSPECT_ROUNDS: u8 = 2;
 
 /// ICMP errors (port or protocol unreachable) a host sends within one
 /// second that show it does not limit them to the pace
@@ -449,6 +564,9 @@ impl Scheduler {
             stats: ScanStats::default(),
             events: VecDeque::new(),
             interrupted: false,
+            send_seq: 0,
+            canaries_due: VecDeque::new(),
+            rechecks: BinaryHeap::new(),
         }
     }
 
@@ -541,6 +659,9 @@ impl Scheduler {
         if let Some(Reverse((d, _, _))) = self.host_deadlines.peek() {
             consider(*d);
         }
+        if let Some(Reverse((d, ..))) = self.rechecks.peek() {
+            consider(*d);
+        }
         if let Some(Reverse((d, _))) = self.delayed.peek() {
             consider(*d);
         }
@@ -563,6 +684,7 @@ impl Scheduler {
             return Some(id);
         }
         self.expire_hosts(now);
+        self.recheck_early_probes(now);
         if let Some(id) = self.cancels.pop() {
             return Some(id);
         }
@@ -590,6 +712,9 @@ impl Scheduler {
         }
         if self.rate.next_allowed(now).is_some() {
             return None;
+        }
+        if let Some(probe) = self.poll_canary(now) {
+            return Some(probe);
         }
         let forced = self.rate.behind_min_rate(now);
         if !forced && self.in_flight >= self.window.allowed() {
@@ -625,14 +750,15 @@ impl Scheduler {
             // --scan-delay, nor by a full window).
             let paced_only = matches!(blocked, Some(Some(_))) && self.timing.scan_delay.is_zero();
             if paced_only && let Some(i) = host.queue.iter().position(|q| q.quiet) {
-                let Queued { port, try_no, .. } = host.queue.remove(i).expect("found");
+                let next = host.queue.remove(i).expect("found");
                 if host.queue.is_empty() {
                     host.in_ready = false;
                 } else {
                     self.ready.push_back(h);
                 }
                 self.queued -= 1;
-                return Some(self.dispatch(h, port, try_no, now, false));
+                self.on_dequeued(h, next);
+                return Some(self.dispatch(h, next.port, next.try_no, now, false));
             }
             if let Some(until) = blocked {
                 // Stays marked while it waits in the delay heap.
@@ -642,14 +768,15 @@ impl Scheduler {
                 }
                 continue;
             }
-            let Queued { port, try_no, .. } = host.queue.pop_front().expect("queue is not empty");
+            let next = host.queue.pop_front().expect("queue is not empty");
             if host.queue.is_empty() {
                 host.in_ready = false;
             } else {
                 self.ready.push_back(h);
             }
             self.queued -= 1;
-            return Some(self.dispatch(h, port, try_no, now, true));
+            self.on_dequeued(h, next);
+            return Some(self.dispatch(h, next.port, next.try_no, now, true));
         }
         // Then the next first tries in the order.
         while self.queued < MAX_QUEUED {
@@ -683,13 +810,40 @@ impl Scheduler {
         self.stats.replies += 1;
         let rtt = now.saturating_duration_since(entry.sent_at);
         self.global_rtt.sample(rtt);
+        let limited_error = matches!(
+            reply.reason,
+            Reason::PortUnreach | Reason::ProtoUnreach | Reason::ParamProblem
+        );
+        if entry.canary {
+            let host = self.hosts[entry.host as usize]
+                .as_mut()
+                .expect("canary's host is live");
+            host.canary_flying = false;
+            host.rtt.sample(rtt);
+            if limited_error {
+                host.note_error(&entry);
+                host.count_error(now);
+            }
+            self.after_canary(entry.host);
+            return true;
+        }
         let aggressive = self.timing.aggressive_growth;
         let initial = self.timing.initial_rtt_timeout;
         let global_timeout = self.global_rtt.timeout(&self.timing, initial);
         let host = self.hosts[entry.host as usize]
             .as_mut()
             .expect("probe's host is live");
+        let first_sample = host.rtt.srtt().is_none();
         host.rtt.sample(rtt);
+        if first_sample && host.outstanding > 0 {
+            // The probes sent before now waited for the initial timeout;
+            // the measured round trip says much sooner.
+            let early =
+                host.rtt
+                    .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial);
+            self.rechecks
+                .push(Reverse((now + early, entry.host, host.serial, now)));
+        }
         let host_timeout = host.rtt.timeout(&self.timing, global_timeout);
         // An answer to a retransmission shows an earlier try was lost.
         let lost = entry.try_no > 0;
@@ -705,12 +859,8 @@ impl Scheduler {
         host.answered_tries = host
             .answered_tries
             .saturating_add(u32::from(entry.try_no) + 1);
-        if self.pace_to_answers
-            && matches!(
-                reply.reason,
-                Reason::PortUnreach | Reason::ProtoUnreach | Reason::ParamProblem
-            )
-        {
+        if self.pace_to_answers && limited_error {
+            host.note_error(&entry);
             host.count_error(now);
         }
         if self.pace_to_answers
@@ -748,6 +898,10 @@ impl Scheduler {
         let Some(entry) = self.unsend(id) else {
             return;
         };
+        if entry.canary {
+            self.canary_gone(entry.host);
+            return;
+        }
         self.resolve(
             entry.host,
             entry.port,
@@ -769,6 +923,10 @@ impl Scheduler {
             return;
         };
         self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
+        if entry.canary {
+            self.canary_gone(entry.host);
+            return;
+        }
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
         host.queue.push_front(Queued::new(entry.port, entry.try_no));
         self.queued += 1;
@@ -799,6 +957,51 @@ impl Scheduler {
         Some(entry)
     }
 
+    /// Bookkeeping for a try taken off host `h`'s queue to be sent: after
+    /// the last suspect retry queued, the host's canary is due.
+    fn on_dequeued(&mut self, h: u32, sent: Queued) {
+        if !sent.canary_after {
+            return;
+        }
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        host.suspects_queued -= 1;
+        if host.suspects_queued == 0 && host.canary_wanted && !host.canary_flying {
+            host.canary_wanted = false;
+            self.canaries_due.push_back(h);
+        }
+    }
+
+    /// A canary due, sent past the windows (one per host at a time).
+    fn poll_canary(&mut self, now: Instant) -> Option<Probe> {
+        while let Some(h) = self.canaries_due.pop_front() {
+            let Some(host) = self.hosts[h as usize].as_mut() else {
+                continue;
+            };
+            let Some(port) = host.error_port else {
+                continue;
+            };
+            if host.canary_flying || host.timed_out || host.limited || host.unlimited {
+                continue;
+            }
+            host.canary_flying = true;
+            return Some(self.send(h, port, 0, now, Send::Canary));
+        }
+        None
+    }
+
+    /// A canary ended (answered, timed out or not sent).
+    fn after_canary(&mut self, h: u32) {
+        self.mark_ready_if_queued(h);
+        self.free_host_if_done(h);
+    }
+
+    fn canary_gone(&mut self, h: u32) {
+        if let Some(host) = self.hosts[h as usize].as_mut() {
+            host.canary_flying = false;
+        }
+        self.after_canary(h);
+    }
+
     fn live_entry(&self, id: ProbeId) -> Option<InFlight> {
         let entry = *self.slab.get(id.slot())?;
         (entry.live && entry.generation == id.generation()).then_some(entry)
@@ -824,26 +1027,53 @@ impl Scheduler {
         let max_retries = self.timing.max_retries;
         let scanned = self.ports.len();
         let aggressive = self.timing.aggressive_growth;
-        self.window.on_silence(aggressive);
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
+        if entry.canary {
+            // The host's errors stopped coming: its silence may be its
+            // rate limit from now on.
+            host.canary_flying = false;
+            if self.pace_to_answers && !host.unlimited && !host.limited {
+                host.limited = true;
+                if host.slow_down(now) {
+                    self.stats.pacing_increases += 1;
+                }
+            }
+            self.after_canary(entry.host);
+            return;
+        }
+        self.window.on_silence(aggressive);
         host.window.on_silence(aggressive);
         // Paced to its answers: silence from a host that does answer may be
-        // its rate limit; slow down, and until the pace reaches its most,
-        // keep trying (the ports are not given up while the pace is off).
-        // Only a host that sends rate-limited errors at all (port or
-        // protocol unreachables) can have them cut: behind a firewall that
-        // drops, silence is silence.
-        let pacing = self.pace_to_answers && host.sent_errors() && !host.unlimited;
-        if pacing && host.send_delay < PACING_MAX {
-            host.send_delay = (host.send_delay * 2).clamp(PACING_START, PACING_MAX);
-            host.most_paced = host.most_paced.max(host.send_delay);
-            self.stats.pacing_increases += 1;
-            if host.send_delay == PACING_MAX {
-                host.paced_at = Some(now);
-                // The limit's bucket may be empty now: the first probe at
-                // the settled pace waits a whole interval too.
-                host.next_allowed = Some(now + PACING_MAX);
+        // its rate limit. Only a host that sends rate-limited errors at all
+        // (port or protocol unreachables) can have them cut: behind a
+        // firewall that drops, silence is silence. And only once its
+        // errors stopped coming (see `silence_is_its_own`): until then a
+        // silence no later error clears is retried with a canary behind.
+        let limit_possible = self.pace_to_answers && host.sent_errors() && !host.unlimited;
+        let canary_after = limit_possible && !host.limited;
+        if canary_after && !host.silence_is_its_own(&entry) {
+            let budget = host.retry_budget(max_retries, scanned, others);
+            if entry.try_no < budget.saturating_add(SUSPECT_ROUNDS) && !host.timed_out {
+                host.queue.push_back(Queued {
+                    port: entry.port,
+                    try_no: entry.try_no + 1,
+                    quiet: false,
+                    canary_after: true,
+                });
+                host.suspects_queued += 1;
+                host.canary_wanted = true;
+                self.queued += 1;
+                self.mark_ready(entry.host);
+                return;
             }
+            // Canaries answered, but never in time: pace the host.
+            host.limited = true;
+        }
+        // Slow down, and until the pace reaches its most, keep trying (the
+        // ports are not given up while the pace is off).
+        let pacing = limit_possible && host.limited;
+        if pacing && host.slow_down(now) {
+            self.stats.pacing_increases += 1;
         }
         // A try sent before the pace settled does not count against the
         // port: the answer may have been cut by the rate limit.
@@ -871,7 +1101,12 @@ impl Scheduler {
                 port: entry.port,
                 try_no: next_try,
                 quiet,
+                canary_after,
             });
+            if canary_after {
+                host.suspects_queued += 1;
+                host.canary_wanted = true;
+            }
             self.queued += 1;
             if quiet && host.in_ready {
                 // The host may wait in the delay heap for its pace, which
@@ -891,6 +1126,48 @@ impl Scheduler {
                 now,
             );
             self.mark_ready_if_queued(entry.host);
+        }
+    }
+
+    /// Probes sent to a host before its first round trip was measured
+    /// wait for the initial timeout (a second at nmap's default timing).
+    /// Once an answer measured it, the earlier probes are given what it
+    /// calls for: a try that has a retry left times out now (its retry
+    /// waits as long as any other); a last try waits the full minimum
+    /// from the measurement. Once per host, and only for hosts with
+    /// probes in flight then.
+    fn recheck_early_probes(&mut self, now: Instant) {
+        while let Some(&Reverse((due, h, serial, measured))) = self.rechecks.peek() {
+            if due > now {
+                break;
+            }
+            self.rechecks.pop();
+            let Some(host) = self.hosts[h as usize].as_ref() else {
+                continue;
+            };
+            if host.serial != serial || host.timed_out || host.outstanding == 0 {
+                continue;
+            }
+            let others = self.others_budget();
+            let budget = host.retry_budget(self.timing.max_retries, self.ports.len(), others);
+            let floor = self.timing.min_rtt_timeout;
+            let last_wait = host
+                .rtt
+                .timeout_with_floor(&self.timing, floor, floor)
+                .max(floor);
+            for slot in 0..self.slab.len() {
+                let e = self.slab[slot];
+                if !e.live || e.host != h || e.canary || e.sent_at >= measured {
+                    continue;
+                }
+                if e.try_no >= budget {
+                    self.timeouts
+                        .push(Reverse((measured + last_wait, slot as u32, e.generation)));
+                } else {
+                    self.on_timeout(slot as u32, now);
+                    self.cancels.push(ProbeId::new(slot as u32, e.generation));
+                }
+            }
         }
     }
 
@@ -919,6 +1196,8 @@ impl Scheduler {
         host.timed_out = true;
         let dropped = host.queue.len();
         host.queue.clear();
+        host.suspects_queued = 0;
+        host.canary_wanted = false;
         self.queued -= dropped;
         for slot in 0..self.slab.len() {
             let e = self.slab[slot];
@@ -995,6 +1274,13 @@ impl Scheduler {
     /// Sends `port`'s try `try_no` to host `h`; `paced`: the host's pace
     /// applies to the probe after it.
     fn dispatch(&mut self, h: u32, port: u16, try_no: u8, now: Instant, paced: bool) -> Probe {
+        let how = if paced { Send::Paced } else { Send::Quiet };
+        self.send(h, port, try_no, now, how)
+    }
+
+    fn send(&mut self, h: u32, port: u16, try_no: u8, now: Instant, how: Send) -> Probe {
+        let paced = how == Send::Paced;
+        let canary = how == Send::Canary;
         let scan_delay = self.timing.scan_delay;
         let host_timeout = self.timing.host_timeout;
         let initial = self
@@ -1025,8 +1311,8 @@ impl Scheduler {
         // --min-rtt-timeout, so a slow answer is not lost for good.
         let others = self.others_budget();
         let host = self.hosts[h as usize].as_mut().expect("live host");
-        let last_try =
-            try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
+        let last_try = !canary
+            && try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
         let base =
             host.rtt
                 .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial);
@@ -1048,6 +1334,8 @@ impl Scheduler {
                     port,
                     try_no,
                     sent_at: now,
+                    seq: 0,
+                    canary: false,
                     generation: 0,
                     live: false,
                 });
@@ -1055,11 +1343,14 @@ impl Scheduler {
             }
         };
         let entry = &mut self.slab[slot as usize];
+        self.send_seq += 1;
         *entry = InFlight {
             host: h,
             port,
             try_no,
             sent_at: now,
+            seq: self.send_seq,
+            canary,
             generation: entry.generation,
             live: true,
         };
@@ -1190,6 +1481,12 @@ impl Scheduler {
             errors_in_window: 0,
             error_window_start: None,
             unlimited: false,
+            limited: false,
+            error_sends: VecDeque::new(),
+            error_port: None,
+            suspects_queued: 0,
+            canary_wanted: false,
+            canary_flying: false,
             results: Vec::new(),
             timed_out: false,
             reported: false,
@@ -2024,6 +2321,150 @@ mod tests {
         // pace; its two retries do not wait (three tries each at the pace
         // would take 80 s more).
         assert!(run.elapsed < Duration::from_secs(55), "{:?}", run.elapsed);
+    }
+
+    /// A short UDP list against a Linux-like limit (a burst of six, one a
+    /// second): `answering` ports answer, `silent` ones never do (dropped,
+    /// or open without an answer), the rest are closed.
+    fn short_list_run(ports: &[u16], answering: &[u16], silent: &[u16], seed: u64) -> Run {
+        let mut p = plan(&["198.18.0.2"], &[], ports.to_vec(), fast());
+        p.seed = seed;
+        p.silent_state = PortState::OpenFiltered;
+        p.pace_to_answers = true;
+        let mut buckets = Buckets(BTreeMap::new());
+        let run = simulate_full(
+            p,
+            |probe, now| {
+                if answering.contains(&probe.port) {
+                    return answer(PortState::Open, Reason::UdpResponse);
+                }
+                (!silent.contains(&probe.port) && buckets.take(probe.addr, now)).then_some((
+                    Reply {
+                        state: PortState::Closed,
+                        reason: Reason::PortUnreach,
+                        ttl: None,
+                    },
+                    Duration::from_millis(1),
+                ))
+            },
+            None,
+        );
+        for &port in ports {
+            let want = if answering.contains(&port) {
+                PortState::Open
+            } else if silent.contains(&port) {
+                PortState::OpenFiltered
+            } else {
+                PortState::Closed
+            };
+            let got = run.ports[&("198.18.0.2".parse().unwrap(), port)];
+            assert_eq!(got.state, want, "port {port}");
+        }
+        assert_eq!(run.ports.len(), ports.len());
+        run
+    }
+
+    #[test]
+    fn closed_ports_within_the_burst_are_not_paced() {
+        // Issue 13's short lists: every closed port fits in the target's
+        // burst of ICMP errors, so the silent ports' silence is their own
+        // (a probe sent just after each drew an error, or the canary
+        // after their retries did). No pacing: the scan takes a few
+        // round-trip timeouts, not seconds.
+        for seed in 0..20 {
+            let ports = [53, 123, 161, 2000, 2001, 3000, 3001, 3002, 3003, 3004];
+            let run = short_list_run(&ports, &[53, 123, 161], &[2000, 2001], seed);
+            assert_eq!(run.stats.pacing_increases, 0, "seed {seed}");
+            // Two round-trip timeouts (the retry's is the full minimum).
+            assert!(
+                run.elapsed < Duration::from_millis(300),
+                "{:?}",
+                run.elapsed
+            );
+        }
+        let ports = [
+            53, 67, 123, 137, 161, 500, 1900, 2000, 2001, 2002, 3000, 3001, 3002, 11211,
+        ];
+        let run = short_list_run(
+            &ports,
+            &[53, 123, 161, 500, 1900, 11211],
+            &[67, 137, 2000, 2001, 2002],
+            7,
+        );
+        assert_eq!(run.stats.pacing_increases, 0);
+        assert!(
+            run.elapsed < Duration::from_millis(300),
+            "{:?}",
+            run.elapsed
+        );
+    }
+
+    #[test]
+    fn a_short_list_under_random_loss_stays_exact() {
+        // 5% of probes and answers lost on top of the limit: a lost canary
+        // or a lost error may cost pacing, never a port.
+        let ports: Vec<u16> = (3000..3005).chain([53, 123, 161, 2000, 2001]).collect();
+        for seed in 0..30u64 {
+            let mut p = plan(&["198.18.0.2"], &[], ports.clone(), fast());
+            p.seed = seed;
+            p.silent_state = PortState::OpenFiltered;
+            p.pace_to_answers = true;
+            let mut buckets = Buckets(BTreeMap::new());
+            let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut lost = move || {
+                dice ^= dice << 13;
+                dice ^= dice >> 7;
+                dice ^= dice << 17;
+                dice % 20 == 0
+            };
+            let run = simulate_full(
+                p,
+                |probe, now| {
+                    if lost() {
+                        return None;
+                    }
+                    let reply = if [53, 123, 161].contains(&probe.port) {
+                        (PortState::Open, Reason::UdpResponse)
+                    } else if probe.port < 3000 || !buckets.take(probe.addr, now) {
+                        return None;
+                    } else {
+                        (PortState::Closed, Reason::PortUnreach)
+                    };
+                    if lost() {
+                        return None;
+                    }
+                    Some((
+                        Reply {
+                            state: reply.0,
+                            reason: reply.1,
+                            ttl: None,
+                        },
+                        Duration::from_millis(1),
+                    ))
+                },
+                None,
+            );
+            for (&(_, port), outcome) in &run.ports {
+                let want = match port {
+                    53 | 123 | 161 => PortState::Open,
+                    2000 | 2001 => PortState::OpenFiltered,
+                    _ => PortState::Closed,
+                };
+                assert_eq!(outcome.state, want, "seed {seed} port {port}");
+            }
+        }
+    }
+
+    #[test]
+    fn closed_ports_past_the_burst_are_paced_and_all_found() {
+        // Twelve closed ports, six more than the burst, and two silent:
+        // the canary after the suspects' retries goes unanswered, so the
+        // host is paced, and every closed port is still found.
+        let ports: Vec<u16> = (3000..3012).chain([2000, 2001]).collect();
+        for seed in 0..10 {
+            let run = short_list_run(&ports, &[], &[2000, 2001], seed);
+            assert!(run.stats.pacing_increases > 0, "seed {seed}");
+        }
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub use lab::{Host, Lab, LabBuilder, MAX_SEGMENT_HOSTS, Segment, Subnet};
 pub use namespace::{Namespace, Tbf, in_namespace};
 pub use sctp::{SctpResponder, SctpService, kernel_sctp_support};
 pub use service::{
-    DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, TcpHandler, TcpService, UdpEcho,
+    DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, SilentUdp, TcpHandler, TcpService,
+    UdpEcho,
 };
 pub use sweep::{NAMESPACE_PREFIX, NETNS_RUN_DIR, sweep_stale_namespaces};
 pub use zombie::{BUSY_BURST, BUSY_EVERY, ZombieIpId, ZombieResponder};

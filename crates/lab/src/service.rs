@@ -93,6 +93,14 @@ impl Drop for TcpService {
     }
 }
 
+/// UDP sockets bound on ports that never answer
+/// ([`Namespace::listen_udp_silent`]). Dropping it closes them.
+#[derive(Debug)]
+#[must_use = "the ports close when this guard is dropped"]
+pub struct SilentUdp {
+    _sockets: Vec<UdpSocket>,
+}
+
 /// Running UDP echo responders on some ports of a namespace, IPv4 and IPv6:
 /// every datagram is sent back to its source. Dropping it closes them.
 #[derive(Debug)]
@@ -302,6 +310,21 @@ impl Namespace {
             control,
             local_addrs: addrs,
             handled,
+        })
+    }
+
+    /// Binds UDP sockets on `ports` (on `0.0.0.0` and `[::]`) that never
+    /// answer: open ports that are silent, as a service that ignores a
+    /// request it does not understand (the kernel sends no port
+    /// unreachable to a bound port). Dropping the guard closes them.
+    pub fn listen_udp_silent(
+        &self,
+        ports: impl IntoIterator<Item = u16>,
+    ) -> Result<SilentUdp, LabError> {
+        let addrs = wildcard_addrs(ports)?;
+        let sockets = self.bind_all(&addrs, Type::DGRAM, Protocol::UDP)?;
+        Ok(SilentUdp {
+            _sockets: sockets.into_iter().map(UdpSocket::from).collect(),
         })
     }
 
