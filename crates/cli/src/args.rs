@@ -5,6 +5,7 @@
 //! Every error is a [`UsageError`] naming the offending flag or value;
 //! the binary prints it on one line and exits with status 2.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -157,6 +158,64 @@ fn bad_value(g: &Given, expected: &str) -> UsageError {
         value(g),
         g.spelled
     ))
+}
+
+/// `-S`'s addresses: a comma-separated list of addresses and ranges. A
+/// range ends in a whole address or in the last part alone (an IPv4
+/// address's last byte, `198.18.0.100-107`; an IPv6 address's last group,
+/// `fd00:18::100-1ff`). At most [`portolan_scan::MAX_SOURCES`] in all.
+fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    let limit = portolan_scan::MAX_SOURCES;
+    let mut sources = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        let (first, last) = match item.split_once('-') {
+            None => {
+                let addr: IpAddr = item
+                    .parse()
+                    .map_err(|_| format!("not an address: {item}"))?;
+                (addr, addr)
+            }
+            Some((first, end)) => {
+                let first: IpAddr = first
+                    .parse()
+                    .map_err(|_| format!("not an address: {first}"))?;
+                let last = match (end.parse::<IpAddr>(), first) {
+                    (Ok(last), _) => last,
+                    (Err(_), IpAddr::V4(a)) => {
+                        let byte: u8 = end.parse().map_err(|_| format!("bad range end: {end}"))?;
+                        let [o1, o2, o3, _] = a.octets();
+                        IpAddr::from([o1, o2, o3, byte])
+                    }
+                    (Err(_), IpAddr::V6(a)) => {
+                        let group = u16::from_str_radix(end, 16)
+                            .map_err(|_| format!("bad range end: {end}"))?;
+                        let mut groups = a.segments();
+                        groups[7] = group;
+                        IpAddr::from(groups)
+                    }
+                };
+                (first, last)
+            }
+        };
+        let (from, to) = match (first, last) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+            _ => return Err(format!("{item} mixes IP versions")),
+        };
+        if to < from {
+            return Err(format!("{item} ends before it starts"));
+        }
+        if to - from >= (limit - sources.len().min(limit)) as u128 {
+            return Err(format!("more than {limit} addresses"));
+        }
+        for n in from..=to {
+            sources.push(match first {
+                IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(n as u32)),
+                IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(n)),
+            });
+        }
+    }
+    Ok(sources)
 }
 
 fn number<T: std::str::FromStr>(g: &Given, expected: &str) -> Result<T, UsageError> {
@@ -423,11 +482,15 @@ pub fn resolve(
             FlagId::StatsEvery => cfg.stats_every = Some(time(g)?),
             FlagId::NoProgress => cfg.no_progress = true,
             FlagId::Source => {
-                cfg.scan.source = Some(
-                    value(g)
-                        .parse()
-                        .map_err(|_| bad_value(g, "an IPv4 or IPv6 address"))?,
-                )
+                cfg.scan.sources = parse_sources(value(g)).map_err(|problem| {
+                    bad_value(
+                        g,
+                        &format!(
+                            "IPv4 or IPv6 addresses, in a comma-separated list or ranges such \
+                             as 198.18.0.100-107 ({problem})"
+                        ),
+                    )
+                })?
             }
             FlagId::Interface => cfg.scan.interface = Some(value(g).to_string()),
             FlagId::SendIp => cfg.scan.send_ip = true,
@@ -769,6 +832,35 @@ mod tests {
             assert!(parse_decoys(bad).is_err(), "{bad}");
         }
     }
+    #[test]
+    fn source_lists_and_ranges() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_sources("198.18.0.9").unwrap(), vec![ip("198.18.0.9")]);
+        let range = parse_sources("198.18.0.100-107").unwrap();
+        assert_eq!(range.len(), 8);
+        assert_eq!(range[7], ip("198.18.0.107"));
+        assert_eq!(
+            parse_sources("198.18.0.254-198.18.1.1").unwrap().len(),
+            4,
+            "a range across a byte boundary"
+        );
+        let v6 = parse_sources("fd00:18::100-1ff").unwrap_err();
+        assert!(v6.contains("more than 64"), "{v6}");
+        let v6 = parse_sources("fd00:18::100-107, fd00:18::200").unwrap();
+        assert_eq!(v6.len(), 9);
+        assert_eq!(v6[8], ip("fd00:18::200"));
+        for bad in [
+            "198.18.0.107-100",
+            "198.18.0.1-fd00::1",
+            "198.18.0.1-300",
+            "198.18.0.0-198.18.1.0",
+            "nonsense",
+            "",
+        ] {
+            assert!(parse_sources(bad).is_err(), "{bad}");
+        }
+    }
+
     use crate::flags::parse;
 
     fn cfg(args: &[&str]) -> Result<Config, String> {

@@ -611,8 +611,8 @@ pub static FLAGS: &[FlagDef] = &[
         ["S"],
         Value,
         Misc,
-        "-S <IP address>",
-        "Use this source address"
+        "-S <IP address[,...|range]>",
+        "Use this source address; several (198.18.0.100-107, fd00::100-1ff) spread a raw scan's probes so that each gets its own share of a target's ICMP rate limit (those not configured here are claimed on the -e interface's segment)"
     ),
     flag!(
         SourcePort,

@@ -95,8 +95,16 @@ fn udp_states_are_exact_behind_the_default_icmp_rate_limit() {
     assert_eq!(run.summary.unwrap()["hosts_paced"], 2);
 }
 
-/// Issue 13's short lists: (answering, silent open, dropped, closed).
-const SHORT_LISTS: [(&[u16], &[u16], &[u16], &[u16]); 2] = [
+/// A short list's ports: answering, silent open, dropped, closed.
+type ShortList = (
+    &'static [u16],
+    &'static [u16],
+    &'static [u16],
+    &'static [u16],
+);
+
+/// Issue 13's short lists.
+const SHORT_LISTS: [ShortList; 2] = [
     (
         &[53, 123, 161],
         &[],
@@ -161,6 +169,201 @@ fn short_lists_within_the_icmp_burst_are_exact_and_not_paced() {
             assert!(h.get("paced_us").is_none(), "list {i}: paced: {h}");
         }
     }
+}
+
+/// Per-source packet counters on `host`'s input: an nftables table of its
+/// own, one counted rule per source address.
+fn count_per_source(host: &portolan_lab::Host, sources: &[IpAddr]) {
+    let mut ruleset = String::from(
+        "add table inet per_source\n\
+         add chain inet per_source input { type filter hook input priority -20; }\n",
+    );
+    for source in sources {
+        let family = if source.is_ipv4() { "ip" } else { "ip6" };
+        ruleset.push_str(&format!(
+            "add rule inet per_source input {family} saddr {source} meta l4proto udp counter\n"
+        ));
+    }
+    host.nft(&ruleset).unwrap();
+}
+
+/// The UDP probes `host` received from each source, read from
+/// [`count_per_source`]'s counters.
+fn probes_per_source(host: &portolan_lab::Host, sources: &[IpAddr]) -> Vec<u64> {
+    let listing = host
+        .namespace()
+        .exec("nft", &["list", "table", "inet", "per_source"], None)
+        .unwrap();
+    sources
+        .iter()
+        .map(|source| {
+            let line = listing
+                .lines()
+                .find(|l| l.contains(&format!("saddr {source} ")))
+                .unwrap_or_else(|| panic!("no counter for {source} in {listing}"));
+            let packets = line.split("packets ").nth(1).unwrap_or("0");
+            packets
+                .split_whitespace()
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Closed ports of the several-sources tests: ten times the burst of six
+/// errors that one source gets.
+const MANY_CLOSED: std::ops::RangeInclusive<u16> = 100..=159;
+
+#[test]
+fn several_source_addresses_are_claimed_and_each_gets_its_own_icmp_budget() {
+    // Eight source addresses not configured on the scanner: the target
+    // resolves them through ARP and ND that Portolan answers, gets probes
+    // from every one, and answers every closed port (its limit is per
+    // source: eight bursts and eight errors a second).
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    let _echo = host.listen_udp([7777]).unwrap();
+    host.drop_udp(2000..=2001).unwrap();
+    let subnet = host.subnet();
+    let families: [(IpAddr, Vec<IpAddr>, String); 2] = [
+        (
+            host.ipv4().into(),
+            (100..108).map(|h| subnet.ipv4(h).into()).collect(),
+            format!("{}-107", subnet.ipv4(100)),
+        ),
+        (
+            host.ipv6().into(),
+            (0x100..0x108).map(|h| subnet.ipv6(h).into()).collect(),
+            format!("{}-107", subnet.ipv6(0x100)),
+        ),
+    ];
+    let all: Vec<IpAddr> = families.iter().flat_map(|f| f.1.clone()).collect();
+    count_per_source(host, &all);
+    for (target, sources, range) in &families {
+        let run = scan(
+            &lab,
+            &[
+                "-sU",
+                "-T4",
+                "-e",
+                host.scanner_interface(),
+                "-S",
+                range,
+                "-p",
+                "100-159,2000,2001,7777",
+                &target.to_string(),
+            ],
+        );
+        for port in MANY_CLOSED.chain([2000, 2001, 7777]) {
+            let want = match port {
+                7777 => "open",
+                2000 | 2001 => "open|filtered",
+                _ => "closed",
+            };
+            let got = &run.ports[&(*target, port)];
+            assert_eq!(got.state, want, "{target} port {port} from {range}");
+        }
+        let counts = probes_per_source(host, sources);
+        assert!(
+            counts.iter().all(|&n| n > 0),
+            "probes per source {counts:?} from {range}"
+        );
+        // The target learnt every source's link-layer address from our
+        // answers: the scanner interface's own.
+        let neighbours = host.namespace().ip(&["neigh", "show"]).unwrap();
+        for source in sources {
+            assert!(
+                neighbours.contains(&format!("{source} ")),
+                "{source} not resolved by the target: {neighbours}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_source_lists_are_refused_before_a_probe() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    let subnet = host.subnet();
+    let target = host.ipv4().to_string();
+    let run = |sources: &str| {
+        lab.scanner()
+            .command(portolan_bin())
+            .args(["-sU", "-n", "--no-progress", "-p", "100", "-e"])
+            .arg(host.scanner_interface())
+            .args(["-S", sources, &target])
+            .output()
+            .unwrap()
+    };
+    for (sources, says) in [
+        // The target's own address: another host holds it.
+        (
+            format!("{},{}", subnet.ipv4(100), host.ipv4()),
+            "in use by another host",
+        ),
+        // Not on the interface's segment.
+        ("198.19.254.100".to_string(), "not on the subnet"),
+        (
+            format!("{},{}", subnet.ipv4(100), subnet.ipv6(0x100)),
+            "mix IP versions",
+        ),
+    ] {
+        let out = run(&sources);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sources}: {stderr}");
+        assert!(stderr.contains(says), "{sources}: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("/udp"),
+            "{sources}: ports reported"
+        );
+    }
+    // A source list with a connect scan: refused as bad usage.
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sT", "-n", "-p", "80", "-S"])
+        .arg(format!("{}-101", subnet.ipv4(100)))
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn a_host_wide_icmp_limit_below_the_sources_total_stays_exact_and_is_reported() {
+    // The target sends at most two errors a second over all (a burst of
+    // four), though eight sources would allow eight: every closed port is
+    // still found, and the summary names the host-wide limit.
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    host.namespace()
+        .sysctl("net.ipv4.icmp_msgs_per_sec", "2")
+        .unwrap();
+    host.namespace()
+        .sysctl("net.ipv4.icmp_msgs_burst", "4")
+        .unwrap();
+    let subnet = host.subnet();
+    let target: IpAddr = host.ipv4().into();
+    let run = scan(
+        &lab,
+        &[
+            "-sU",
+            "-T4",
+            "-e",
+            host.scanner_interface(),
+            "-S",
+            &format!("{}-107", subnet.ipv4(100)),
+            "-p",
+            "100-129",
+            &target.to_string(),
+        ],
+    );
+    for port in 100..=129 {
+        assert_eq!(run.ports[&(target, port)].state, "closed", "port {port}");
+    }
+    assert_eq!(run.summary.unwrap()["hosts_paced_globally"], 1);
 }
 
 #[test]

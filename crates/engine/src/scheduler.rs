@@ -19,6 +19,15 @@
 //! the host needed, and never more than `max_retries + 1` times; until the
 //! host has answered at all, the full `max_retries + 1`).
 //!
+//! Pacing to ICMP rate limits (UDP and IP protocol scans, see
+//! [`ScanPlan::pace_to_answers`]): per (host, source address) lane, since
+//! targets limit errors per destination. A silence is judged against the
+//! lane's later errors and, when nothing clears it, a canary (see
+//! [`Lane::silence_is_its_own`]); the pace to one error a second starts
+//! only when errors stop coming, and with several sources each lane's
+//! settled pace is verified by a canary, so that a host-wide limit is
+//! found and obeyed rather than losing ports.
+//!
 //! Allocation: per group and per host; none per probe except amortised
 //! growth of reused queues and heaps.
 
@@ -72,6 +81,12 @@ pub struct ScanPlan {
     /// second: loopback, a lab host without limits, a fast BSD) is not
     /// paced: its silence is silence.
     pub pace_to_answers: bool,
+    /// Source addresses the transport can send from (`-S` with a list or
+    /// range; 1 otherwise). Each probe names the one it goes from
+    /// ([`Probe::source`]); probes to a host rotate over them, and with
+    /// `pace_to_answers` each (host, source) pair is paced on its own,
+    /// since targets limit their ICMP errors per destination.
+    pub sources: u8,
     /// Host discovery: the "ports" are numbers of discovery probes, the
     /// first answer proves the host up (with that answer's reason) and
     /// ends its probing, and a host that answers none is down.
@@ -125,6 +140,9 @@ pub struct Probe {
     pub proto: Protocol,
     /// 0 for the first try, 1 for the first retransmission, ...
     pub try_no: u8,
+    /// Index of the source address it goes from (see
+    /// [`ScanPlan::sources`]).
+    pub source: u8,
 }
 
 /// How a probe is sent (see [`Scheduler::dispatch`]).
@@ -134,8 +152,11 @@ enum Send {
     Paced,
     /// It does not (a quiet retry).
     Quiet,
-    /// A canary (see [`InFlight::canary`]).
-    Canary,
+    /// A canary on this lane (see [`InFlight::canary`]).
+    Canary(u8),
+    /// A canary on this lane at its settled pace (see
+    /// [`Lane::verified`]).
+    PaceCheck(u8),
 }
 
 /// What the scheduler reports, in order.
@@ -157,9 +178,11 @@ struct Queued {
     /// for the host's pace (see [`ScanPlan::pace_to_answers`]).
     quiet: bool,
     /// A retry of a host whose errors may be rate limited (see
-    /// [`HostScan::silence_is_its_own`]): a canary follows it, so that
+    /// [`Lane::silence_is_its_own`]): a canary follows it, so that
     /// its silence can be told from the limit's.
     canary_after: bool,
+    /// Tries of the port that went unanswered at its lane's settled pace.
+    settled_silent: u8,
 }
 
 impl Queued {
@@ -169,6 +192,7 @@ impl Queued {
             try_no,
             quiet: false,
             canary_after: false,
+            settled_silent: 0,
         }
     }
 }
@@ -185,9 +209,17 @@ struct InFlight {
     seq: u64,
     /// A canary: a probe to a port that already answered with an ICMP
     /// error, sent after suspect retries to see whether the host's errors
-    /// still come (see [`HostScan::silence_is_its_own`]). It resolves
+    /// still come (see [`Lane::silence_is_its_own`]). It resolves
     /// nothing.
     canary: bool,
+    /// The lane (source address) it went from.
+    lane: u8,
+    /// A canary sent at its lane's settled pace, to verify that pace.
+    pace_check: bool,
+    /// Sent past its lane's pace (a quiet retry).
+    quiet: bool,
+    /// See [`Queued::settled_silent`].
+    settled_silent: u8,
     generation: u32,
     live: bool,
 }
@@ -212,8 +244,35 @@ struct HostScan {
     answered_ports: u32,
     answered_tries: u32,
     started: Option<Instant>,
+    /// The host's `--scan-delay` holds its next probe until then.
     next_allowed: Option<Instant>,
-    /// This host's own delay between probes (see `pace_to_answers`).
+    /// The pacing of the host's ICMP errors, one lane per source address
+    /// (Linux and Solaris limit errors per destination, our address).
+    lanes: Vec<Lane>,
+    /// The lane the next probe tries first (probes rotate over sources).
+    next_lane: u8,
+    /// The settled pace of every lane is [`PACING_MAX`] times this: more
+    /// than 1 when the host's limit over all its errors (Linux's
+    /// `icmp_msgs_per_sec`), not each source's, bounds the scan.
+    pace_factor: u32,
+    /// A port that answered with a rate-limited error: the canaries' port.
+    error_port: Option<u16>,
+    /// Retries queued with `canary_after` and not sent yet.
+    suspects_queued: u32,
+    results: Vec<PortOutcome>,
+    timed_out: bool,
+    reported: bool,
+    /// Unique per host of the scan (slots are reused).
+    serial: u64,
+}
+
+/// How one source address's probes to a host are paced to the host's
+/// ICMP errors (see [`ScanPlan::pace_to_answers`]).
+#[derive(Debug, Default)]
+struct Lane {
+    /// The pace holds the lane's next probe until then.
+    next_allowed: Option<Instant>,
+    /// The lane's delay between probes.
     send_delay: Duration,
     /// When that delay reached its most.
     paced_at: Option<Instant>,
@@ -223,62 +282,62 @@ struct HostScan {
     /// it began; once they reach [`UNLIMITED_ERRORS`], `unlimited` is set.
     errors_in_window: u32,
     error_window_start: Option<Instant>,
-    /// The host's ICMP errors are not rate limited: it is not paced.
+    /// The host's errors to this source are not rate limited: not paced.
     unlimited: bool,
-    /// The host's errors stopped coming (a canary went unanswered): its
-    /// silence may be its rate limit, so it is paced.
+    /// They stopped coming (a canary went unanswered): silence may be the
+    /// rate limit, so the lane is paced.
     limited: bool,
     /// (send time, send order) of the latest probes that drew a rate
     /// limited ICMP error, oldest first, at most [`ERROR_SENDS_KEPT`].
     error_sends: VecDeque<(Instant, u64)>,
-    /// A port that answered with such an error: the canaries' port.
-    error_port: Option<u16>,
-    /// Retries queued with `canary_after` and not sent yet.
-    suspects_queued: u32,
-    /// A canary is to follow the suspect retries being sent.
+    /// A canary is to follow the suspect retries being sent on this lane.
     canary_wanted: bool,
-    /// A canary is in flight.
+    /// A canary is in flight on this lane, to this port.
     canary_flying: bool,
-    results: Vec<PortOutcome>,
-    timed_out: bool,
-    reported: bool,
-    /// Unique per host of the scan (slots are reused).
-    serial: u64,
+    canary_port: Option<u16>,
+    /// A port that answered a rate-limited error on this lane.
+    error_port: Option<u16>,
+    /// The settled pace is known to let every error through: a canary
+    /// sent at that pace was answered. Until then (with several sources
+    /// only), silence at the settled pace does not count against a port.
+    verified: bool,
+    /// A canary is to go at the settled pace, to verify it.
+    pace_check_due: bool,
 }
 
-impl HostScan {
+impl Lane {
     /// At the settled pace each probe waits for the token a rate-limited
     /// ICMP error would cost; a probe answered otherwise (a UDP answer)
     /// cost none, so the next one need not wait for it. Only when no probe
     /// went out since (the wait is still that probe's). Silence is no such
     /// proof: the answer may have been cut for want of a token.
-    fn refund_pace(&mut self, entry: &InFlight, scan_delay: Duration) {
-        if self.next_allowed == Some(entry.sent_at + self.send_delay.max(scan_delay)) {
-            self.next_allowed = Some(entry.sent_at + scan_delay);
+    fn refund_pace(&mut self, entry: &InFlight) {
+        if self.next_allowed == Some(entry.sent_at + self.send_delay) {
+            self.next_allowed = None;
         }
     }
 
-    /// Whether the host sent an ICMP error (port or protocol unreachable).
-    fn sent_errors(&self) -> bool {
-        self.error_window_start.is_some()
+    /// Whether the lane may send now.
+    fn free(&self, now: Instant) -> bool {
+        self.next_allowed.is_none_or(|t| t <= now)
     }
 
     /// Whether the silence of a probe was the port's own, not the host's
-    /// rate limit on ICMP errors: a probe sent after it, within
-    /// [`CLEAR_GAP`], drew an error.
+    /// rate limit on ICMP errors: a probe sent after it from the same
+    /// source, within [`CLEAR_GAP`], drew an error.
     ///
-    /// The model: a target limits its errors with a token bucket (Linux:
-    /// six, one more a second; Solaris: two a second). Tokens only grow
-    /// with time, so if a probe was cut for want of a token, a probe sent
-    /// just after it is cut too, unless a token came in between (within
-    /// 10 ms, about one chance in a hundred for Linux's pace, and every
-    /// silent port gets at least two such tries). A later error
-    /// therefore shows the bucket was not empty: the earlier silence was
-    /// a dropped probe or a silent open port. Ports whose silence nothing
-    /// clears are suspects: their retries are followed by a canary (a
-    /// probe to a port that answered an error before), and only when the
-    /// canary too goes unanswered is the host paced. So a short list whose
-    /// closed ports all fit in the burst is never paced.
+    /// The model: a target limits its errors with a token bucket per
+    /// destination (Linux: six, one more a second; Solaris: two a second).
+    /// Tokens only grow with time, so if a probe was cut for want of a
+    /// token, a probe sent just after it is cut too, unless a token came
+    /// in between (within 10 ms, about one chance in a hundred for Linux's
+    /// pace, and every silent port gets at least two such tries). A later
+    /// error therefore shows the bucket was not empty: the earlier silence
+    /// was a dropped probe or a silent open port. Ports whose silence
+    /// nothing clears are suspects: their retries are followed by a canary
+    /// (a probe to a port that answered an error before), and only when
+    /// the canary too goes unanswered is the lane paced. So a short list
+    /// whose closed ports all fit in the burst is never paced.
     fn silence_is_its_own(&self, entry: &InFlight) -> bool {
         self.error_sends
             .iter()
@@ -287,21 +346,30 @@ impl HostScan {
             .any(|&(at, _)| at <= entry.sent_at + CLEAR_GAP)
     }
 
-    /// Doubles the host's delay between probes towards [`PACING_MAX`];
-    /// false if it is there already.
-    fn slow_down(&mut self, now: Instant) -> bool {
-        if self.send_delay >= PACING_MAX {
+    /// Doubles the lane's delay between probes towards `most`, the
+    /// settled pace; false if it is there already.
+    fn slow_down(&mut self, now: Instant, most: Duration) -> bool {
+        if self.send_delay >= most {
             return false;
         }
-        self.send_delay = (self.send_delay * 2).clamp(PACING_START, PACING_MAX);
+        self.send_delay = (self.send_delay * 2).clamp(PACING_START, most);
         self.most_paced = self.most_paced.max(self.send_delay);
-        if self.send_delay == PACING_MAX {
-            self.paced_at = Some(now);
-            // The limit's bucket may be empty now: the first probe at the
-            // settled pace waits a whole interval too.
-            self.next_allowed = Some(now + PACING_MAX);
+        if self.send_delay == most {
+            self.settle(now, most);
         }
         true
+    }
+
+    /// The pace reached `most` at `now`: tries sent before do not count
+    /// against their ports (the limit may have cut their answers).
+    fn settle(&mut self, now: Instant, most: Duration) {
+        self.pace_check_due = !self.verified;
+        self.send_delay = most;
+        self.most_paced = self.most_paced.max(most);
+        self.paced_at = Some(now);
+        // The limit's bucket may be empty now: the first probe at the
+        // settled pace waits a whole interval too.
+        self.next_allowed = Some(now + most);
     }
 
     /// Notes that the probe in `entry` drew a rate-limited ICMP error.
@@ -315,13 +383,10 @@ impl HostScan {
         if self.error_sends.len() > ERROR_SENDS_KEPT {
             self.error_sends.pop_front();
         }
-        if !entry.canary {
-            self.error_port = Some(entry.port);
-        }
     }
 
-    /// Counts an ICMP error from the host; enough of them within a second
-    /// show it does not rate-limit them, and end its pacing.
+    /// Counts an ICMP error to this source; enough of them within a
+    /// second show the host does not rate-limit them, and end the pacing.
     fn count_error(&mut self, now: Instant) {
         let start = *self.error_window_start.get_or_insert(now);
         if now.saturating_duration_since(start) > Duration::from_secs(1) {
@@ -335,6 +400,68 @@ impl HostScan {
             self.paced_at = None;
             self.next_allowed = None;
         }
+    }
+}
+
+impl HostScan {
+    /// The host's limit over all its errors, not each source's, cut
+    /// errors at the lanes' settled pace: together they go no faster than
+    /// one source would (within any host-wide limit of at least one error
+    /// a second), and the tries sent before now do not count.
+    fn bound_host_wide(&mut self, now: Instant) {
+        self.pace_factor = self.lanes.len() as u32;
+        let most = self.settled_pace();
+        // Staggered, so that the lanes' probes come one at a time, each a
+        // share of the pace after the one before.
+        let count = self.lanes.len() as u32;
+        for (i, lane) in self.lanes.iter_mut().enumerate() {
+            if lane.unlimited {
+                continue;
+            }
+            lane.verified = true;
+            lane.limited = true;
+            lane.settle(now, most);
+            lane.next_allowed = Some(now + most * (i as u32 + 1) / count);
+        }
+    }
+
+    /// The port a canary on lane `l` goes to: one that answered an error,
+    /// the lane's own first, and none that another canary in flight is
+    /// probing (answers are matched by target and port).
+    fn canary_port(&self, l: u8) -> Option<u16> {
+        let flying = |port: u16| self.lanes.iter().any(|x| x.canary_port == Some(port));
+        std::iter::once(self.lanes[usize::from(l)].error_port)
+            .chain(self.lanes.iter().map(|x| x.error_port))
+            .chain(std::iter::once(self.error_port))
+            .flatten()
+            .find(|&port| !flying(port))
+    }
+
+    /// A lane whose settled pace is to be verified now, if any.
+    fn pace_check_lane(&self, now: Instant) -> Option<u8> {
+        self.lanes
+            .iter()
+            .position(|l| l.pace_check_due && !l.canary_flying && l.free(now))
+            .map(|l| l as u8)
+    }
+
+    /// The settled pace of each lane.
+    fn settled_pace(&self) -> Duration {
+        PACING_MAX * self.pace_factor
+    }
+
+    /// The first lane free to send now, from the rotation's next.
+    fn free_lane(&self, now: Instant) -> Option<u8> {
+        let n = self.lanes.len();
+        (0..n)
+            .map(|i| (usize::from(self.next_lane) + i) % n)
+            .find(|&l| self.lanes[l].free(now))
+            .map(|l| l as u8)
+    }
+
+    /// When the first lane becomes free again.
+    fn lanes_free_at(&self) -> Option<Instant> {
+        self.lanes.iter().filter_map(|l| l.next_allowed).min()
     }
 
     /// Retransmissions a port of this host gets at most now: nmap's
@@ -380,6 +507,8 @@ pub struct Scheduler {
     silent_state: PortState,
     discovery: bool,
     pace_to_answers: bool,
+    /// Lanes (source addresses) per host.
+    lanes: u8,
     /// Wall-clock times of instants, for host reports.
     clock: WallClock,
     seed: u64,
@@ -424,8 +553,9 @@ pub struct Scheduler {
     interrupted: bool,
     /// Probes sent so far, in order (see [`InFlight::seq`]).
     send_seq: u64,
-    /// Hosts whose canary is to go next (their suspect retries are sent).
-    canaries_due: VecDeque<u32>,
+    /// (host, lane) whose canary is to go next (their suspect retries are
+    /// sent).
+    canaries_due: VecDeque<(u32, u8)>,
     /// When to look again at a host's probes sent before its first round
     /// trip was measured: (when, host, serial, measured at).
     rechecks: BinaryHeap<Reverse<(Instant, u32, u64, Instant)>>,
@@ -533,6 +663,7 @@ impl Scheduler {
             silent_state: plan.silent_state,
             discovery: plan.discovery,
             pace_to_answers: plan.pace_to_answers,
+            lanes: plan.sources.max(1),
             clock: plan.clock,
             seed: plan.seed,
             randomize: plan.randomize,
@@ -746,6 +877,17 @@ impl Scheduler {
                 host.in_ready = false;
                 continue;
             }
+            // A lane's settled pace to verify comes first, at that pace.
+            if let Some(l) = host.pace_check_lane(now)
+                && let Some(port) = host.canary_port(l)
+            {
+                let lane = &mut host.lanes[usize::from(l)];
+                lane.pace_check_due = false;
+                lane.canary_flying = true;
+                lane.canary_port = Some(port);
+                self.ready.push_back(h);
+                return Some(self.send(h, Queued::new(port, 0), now, Send::PaceCheck(l)));
+            }
             // Held by its pace alone: a quiet retry may go (not by a user's
             // --scan-delay, nor by a full window).
             let paced_only = matches!(blocked, Some(Some(_))) && self.timing.scan_delay.is_zero();
@@ -757,8 +899,7 @@ impl Scheduler {
                     self.ready.push_back(h);
                 }
                 self.queued -= 1;
-                self.on_dequeued(h, next);
-                return Some(self.dispatch(h, next.port, next.try_no, now, false));
+                return Some(self.dispatch_queued(h, next, now, false));
             }
             if let Some(until) = blocked {
                 // Stays marked while it waits in the delay heap.
@@ -775,8 +916,7 @@ impl Scheduler {
                 self.ready.push_back(h);
             }
             self.queued -= 1;
-            self.on_dequeued(h, next);
-            return Some(self.dispatch(h, next.port, next.try_no, now, true));
+            return Some(self.dispatch_queued(h, next, now, true));
         }
         // Then the next first tries in the order.
         while self.queued < MAX_QUEUED {
@@ -818,11 +958,14 @@ impl Scheduler {
             let host = self.hosts[entry.host as usize]
                 .as_mut()
                 .expect("canary's host is live");
-            host.canary_flying = false;
             host.rtt.sample(rtt);
+            let lane = &mut host.lanes[usize::from(entry.lane)];
+            lane.canary_flying = false;
+            lane.canary_port = None;
             if limited_error {
-                host.note_error(&entry);
-                host.count_error(now);
+                lane.note_error(&entry);
+                lane.count_error(now);
+                lane.verified |= entry.pace_check;
             }
             self.after_canary(entry.host);
             return true;
@@ -860,14 +1003,29 @@ impl Scheduler {
             .answered_tries
             .saturating_add(u32::from(entry.try_no) + 1);
         if self.pace_to_answers && limited_error {
-            host.note_error(&entry);
-            host.count_error(now);
+            host.error_port = Some(entry.port);
+            let lane = &mut host.lanes[usize::from(entry.lane)];
+            lane.error_port = Some(entry.port);
+            lane.note_error(&entry);
+            lane.count_error(now);
+            // An error to a retry of a port whose try at the settled pace
+            // went unanswered: with several sources, each within its own
+            // limit, the host's limit over all its errors cut it. Its
+            // lanes together then go no faster than one source would
+            // (within any host-wide limit of at least one error a second),
+            // and the tries sent before do not count.
+            let lanes = host.lanes.len() as u32;
+            if entry.quiet && lanes > 1 && host.pace_factor < lanes {
+                host.bound_host_wide(now);
+                self.stats.pacing_increases += 1;
+            }
         }
+        let lane = &mut host.lanes[usize::from(entry.lane)];
         if self.pace_to_answers
             && !reply.reason.is_icmp_error()
-            && host.paced_at.is_some_and(|t| entry.sent_at >= t)
+            && lane.paced_at.is_some_and(|t| entry.sent_at >= t)
         {
-            host.refund_pace(&entry, self.timing.scan_delay);
+            lane.refund_pace(&entry);
         }
         self.resolve(
             entry.host,
@@ -899,7 +1057,7 @@ impl Scheduler {
             return;
         };
         if entry.canary {
-            self.canary_gone(entry.host);
+            self.canary_gone(entry.host, entry.lane);
             return;
         }
         self.resolve(
@@ -924,7 +1082,7 @@ impl Scheduler {
         };
         self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
         if entry.canary {
-            self.canary_gone(entry.host);
+            self.canary_gone(entry.host, entry.lane);
             return;
         }
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
@@ -957,34 +1115,44 @@ impl Scheduler {
         Some(entry)
     }
 
-    /// Bookkeeping for a try taken off host `h`'s queue to be sent: after
-    /// the last suspect retry queued, the host's canary is due.
-    fn on_dequeued(&mut self, h: u32, sent: Queued) {
-        if !sent.canary_after {
-            return;
+    /// Sends a try taken off host `h`'s queue. After the last retry
+    /// queued with `canary_after`, the canaries of the lanes they went on
+    /// are due.
+    fn dispatch_queued(&mut self, h: u32, next: Queued, now: Instant, paced: bool) -> Probe {
+        let how = if paced { Send::Paced } else { Send::Quiet };
+        let probe = self.send(h, next, now, how);
+        if next.canary_after {
+            let host = self.hosts[h as usize].as_mut().expect("live host");
+            host.lanes[usize::from(probe.source)].canary_wanted = true;
+            host.suspects_queued -= 1;
+            if host.suspects_queued == 0 {
+                for (l, lane) in host.lanes.iter_mut().enumerate() {
+                    if std::mem::take(&mut lane.canary_wanted) && !lane.canary_flying {
+                        self.canaries_due.push_back((h, l as u8));
+                    }
+                }
+            }
         }
-        let host = self.hosts[h as usize].as_mut().expect("live host");
-        host.suspects_queued -= 1;
-        if host.suspects_queued == 0 && host.canary_wanted && !host.canary_flying {
-            host.canary_wanted = false;
-            self.canaries_due.push_back(h);
-        }
+        probe
     }
 
-    /// A canary due, sent past the windows (one per host at a time).
+    /// A canary due, sent past the windows (one per lane at a time).
     fn poll_canary(&mut self, now: Instant) -> Option<Probe> {
-        while let Some(h) = self.canaries_due.pop_front() {
+        while let Some((h, l)) = self.canaries_due.pop_front() {
             let Some(host) = self.hosts[h as usize].as_mut() else {
                 continue;
             };
-            let Some(port) = host.error_port else {
+            let Some(port) = host.canary_port(l) else {
                 continue;
             };
-            if host.canary_flying || host.timed_out || host.limited || host.unlimited {
+            let timed_out = host.timed_out;
+            let lane = &mut host.lanes[usize::from(l)];
+            if lane.canary_flying || timed_out || lane.limited || lane.unlimited {
                 continue;
             }
-            host.canary_flying = true;
-            return Some(self.send(h, port, 0, now, Send::Canary));
+            lane.canary_flying = true;
+            lane.canary_port = Some(port);
+            return Some(self.send(h, Queued::new(port, 0), now, Send::Canary(l)));
         }
         None
     }
@@ -995,9 +1163,11 @@ impl Scheduler {
         self.free_host_if_done(h);
     }
 
-    fn canary_gone(&mut self, h: u32) {
+    fn canary_gone(&mut self, h: u32, lane: u8) {
         if let Some(host) = self.hosts[h as usize].as_mut() {
-            host.canary_flying = false;
+            let lane = &mut host.lanes[usize::from(lane)];
+            lane.canary_flying = false;
+            lane.canary_port = None;
         }
         self.after_canary(h);
     }
@@ -1028,13 +1198,21 @@ impl Scheduler {
         let scanned = self.ports.len();
         let aggressive = self.timing.aggressive_growth;
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
+        let most = host.settled_pace();
         if entry.canary {
-            // The host's errors stopped coming: its silence may be its
-            // rate limit from now on.
-            host.canary_flying = false;
-            if self.pace_to_answers && !host.unlimited && !host.limited {
-                host.limited = true;
-                if host.slow_down(now) {
+            // The host's errors to this source stopped coming: its silence
+            // may be its rate limit from now on.
+            let lane = &mut host.lanes[usize::from(entry.lane)];
+            lane.canary_flying = false;
+            lane.canary_port = None;
+            if entry.pace_check {
+                // Unanswered at the settled pace of its source: the host's
+                // limit over all its errors is the bound.
+                host.bound_host_wide(now);
+                self.stats.pacing_increases += 1;
+            } else if self.pace_to_answers && !lane.unlimited && !lane.limited {
+                lane.limited = true;
+                if lane.slow_down(now, most) {
                     self.stats.pacing_increases += 1;
                 }
             }
@@ -1049,9 +1227,12 @@ impl Scheduler {
         // firewall that drops, silence is silence. And only once its
         // errors stopped coming (see `silence_is_its_own`): until then a
         // silence no later error clears is retried with a canary behind.
-        let limit_possible = self.pace_to_answers && host.sent_errors() && !host.unlimited;
-        let canary_after = limit_possible && !host.limited;
-        if canary_after && !host.silence_is_its_own(&entry) {
+        let lane = &host.lanes[usize::from(entry.lane)];
+        // (Errors to any source: a host-wide limit may cut every error to
+        // a source that has not had one yet.)
+        let limit_possible = self.pace_to_answers && host.error_port.is_some() && !lane.unlimited;
+        let canary_after = limit_possible && !lane.limited;
+        if canary_after && !lane.silence_is_its_own(&entry) {
             let budget = host.retry_budget(max_retries, scanned, others);
             if entry.try_no < budget.saturating_add(SUSPECT_ROUNDS) && !host.timed_out {
                 host.queue.push_back(Queued {
@@ -1059,53 +1240,57 @@ impl Scheduler {
                     try_no: entry.try_no + 1,
                     quiet: false,
                     canary_after: true,
+                    settled_silent: entry.settled_silent,
                 });
                 host.suspects_queued += 1;
-                host.canary_wanted = true;
                 self.queued += 1;
                 self.mark_ready(entry.host);
                 return;
             }
-            // Canaries answered, but never in time: pace the host.
-            host.limited = true;
+            // Canaries answered, but never in time: pace the lane.
+            host.lanes[usize::from(entry.lane)].limited = true;
         }
         // Slow down, and until the pace reaches its most, keep trying (the
         // ports are not given up while the pace is off).
-        let pacing = limit_possible && host.limited;
-        if pacing && host.slow_down(now) {
+        let lane = &mut host.lanes[usize::from(entry.lane)];
+        let pacing = limit_possible && lane.limited;
+        if pacing && lane.slow_down(now, most) {
             self.stats.pacing_increases += 1;
         }
         // A try sent before the pace settled does not count against the
         // port: the answer may have been cut by the rate limit.
         // Its port starts counting its tries again as a first retry, at
         // the settled pace.
-        let unsettled = pacing && host.paced_at.is_none_or(|t| entry.sent_at < t);
-        let (retries, next_try) = if unsettled {
-            (max_retries, 1)
+        let unsettled =
+            pacing && (!lane.verified || lane.paced_at.is_none_or(|t| entry.sent_at < t));
+        let mut settled_silent = entry.settled_silent;
+        let retry = if unsettled {
+            settled_silent = 0;
+            true
         } else if pacing {
             // At the settled pace the limit lets every answer through: the
             // retries the host needed before are the limit's doing, not the
             // path's. A lost answer is then the limit's jitter or the
-            // path's loss: two retries.
-            (PACED_RETRIES.min(max_retries), entry.try_no + 1)
+            // path's loss: two retries after the first try at that pace.
+            settled_silent = settled_silent.saturating_add(1);
+            settled_silent <= PACED_RETRIES.min(max_retries)
         } else {
-            (
-                host.retry_budget(max_retries, scanned, others),
-                entry.try_no + 1,
-            )
+            entry.try_no < host.retry_budget(max_retries, scanned, others)
         };
-        let allowed_tries = retries + 1;
-        if (unsettled || entry.try_no + 1 < allowed_tries) && !host.timed_out {
-            let quiet = pacing && !unsettled;
+        let next_try = if unsettled { 1 } else { entry.try_no + 1 };
+        if retry && !host.timed_out {
+            // Not past the pace once a host-wide limit showed that a
+            // retry of a silent port draws an error after all.
+            let quiet = pacing && !unsettled && host.pace_factor == 1;
             host.queue.push_back(Queued {
                 port: entry.port,
                 try_no: next_try,
                 quiet,
                 canary_after,
+                settled_silent,
             });
             if canary_after {
                 host.suspects_queued += 1;
-                host.canary_wanted = true;
             }
             self.queued += 1;
             if quiet && host.in_ready {
@@ -1197,7 +1382,6 @@ impl Scheduler {
         let dropped = host.queue.len();
         host.queue.clear();
         host.suspects_queued = 0;
-        host.canary_wanted = false;
         self.queued -= dropped;
         for slot in 0..self.slab.len() {
             let e = self.slab[slot];
@@ -1252,7 +1436,10 @@ impl Scheduler {
         if !forced && host.outstanding >= host.window.allowed() {
             return Some(None);
         }
-        None
+        match host.free_lane(now) {
+            Some(_) => None,
+            None => Some(host.lanes_free_at()),
+        }
     }
 
     fn mark_ready(&mut self, h: u32) {
@@ -1275,12 +1462,19 @@ impl Scheduler {
     /// applies to the probe after it.
     fn dispatch(&mut self, h: u32, port: u16, try_no: u8, now: Instant, paced: bool) -> Probe {
         let how = if paced { Send::Paced } else { Send::Quiet };
-        self.send(h, port, try_no, now, how)
+        self.send(h, Queued::new(port, try_no), now, how)
     }
 
-    fn send(&mut self, h: u32, port: u16, try_no: u8, now: Instant, how: Send) -> Probe {
+    /// Sends the try `q` to host `h`, `how`.
+    fn send(&mut self, h: u32, q: Queued, now: Instant, how: Send) -> Probe {
+        let Queued {
+            port,
+            try_no,
+            settled_silent,
+            ..
+        } = q;
         let paced = how == Send::Paced;
-        let canary = how == Send::Canary;
+        let canary = matches!(how, Send::Canary(_) | Send::PaceCheck(_));
         let scan_delay = self.timing.scan_delay;
         let host_timeout = self.timing.host_timeout;
         let initial = self
@@ -1295,13 +1489,23 @@ impl Scheduler {
             }
         }
         host.outstanding += 1;
-        let delay = if paced {
-            scan_delay.max(host.send_delay)
-        } else {
-            scan_delay
+        // The lane: the canary's own; else the first free one in the
+        // rotation (a quiet retry takes the rotation's next, free or not).
+        let lane = match how {
+            Send::Canary(l) | Send::PaceCheck(l) => l,
+            _ => {
+                let l = host.free_lane(now).unwrap_or(host.next_lane);
+                host.next_lane = (l + 1) % host.lanes.len() as u8;
+                l
+            }
         };
-        if !delay.is_zero() {
-            host.next_allowed = Some(now + delay);
+        if !scan_delay.is_zero() && !canary {
+            host.next_allowed = Some(now + scan_delay);
+        }
+        let pace = &mut host.lanes[usize::from(lane)];
+        let paced = paced || matches!(how, Send::PaceCheck(_));
+        if paced && !pace.send_delay.is_zero() {
+            pace.next_allowed = Some(now + pace.send_delay);
         }
         // Each retransmission waits twice as long as the try before it
         // (as TCP backs off), which spreads a port's tries over time: a
@@ -1336,6 +1540,10 @@ impl Scheduler {
                     sent_at: now,
                     seq: 0,
                     canary: false,
+                    lane: 0,
+                    pace_check: false,
+                    quiet: false,
+                    settled_silent: 0,
                     generation: 0,
                     live: false,
                 });
@@ -1351,6 +1559,10 @@ impl Scheduler {
             sent_at: now,
             seq: self.send_seq,
             canary,
+            lane,
+            pace_check: matches!(how, Send::PaceCheck(_)),
+            quiet: how == Send::Quiet,
+            settled_silent,
             generation: entry.generation,
             live: true,
         };
@@ -1369,6 +1581,7 @@ impl Scheduler {
             port,
             proto: self.proto,
             try_no,
+            source: lane,
         }
     }
 
@@ -1475,18 +1688,17 @@ impl Scheduler {
             answered_tries: 0,
             started: None,
             next_allowed: None,
-            send_delay: Duration::ZERO,
-            paced_at: None,
-            most_paced: Duration::ZERO,
-            errors_in_window: 0,
-            error_window_start: None,
-            unlimited: false,
-            limited: false,
-            error_sends: VecDeque::new(),
+            lanes: (0..self.lanes)
+                .map(|_| Lane {
+                    // One source: its pace is its own limit's.
+                    verified: self.lanes == 1,
+                    ..Lane::default()
+                })
+                .collect(),
+            next_lane: 0,
+            pace_factor: 1,
             error_port: None,
             suspects_queued: 0,
-            canary_wanted: false,
-            canary_flying: false,
             results: Vec::new(),
             timed_out: false,
             reported: false,
@@ -1563,6 +1775,7 @@ impl Scheduler {
             .timeout(&self.timing, self.timing.initial_rtt_timeout);
         let host = self.hosts[h as usize].as_mut().expect("live host");
         host.reported = true;
+        let pace_factor = host.pace_factor;
         let mut ports = std::mem::take(&mut host.results);
         if status == HostStatus::TimedOut {
             ports.clear();
@@ -1586,7 +1799,12 @@ impl Scheduler {
                 srtt: host.rtt.srtt(),
                 rttvar: host.rtt.rttvar(),
                 timeout: host.rtt.timeout(&self.timing, fallback_timeout),
-                paced: (!host.most_paced.is_zero()).then_some(host.most_paced),
+                paced: host
+                    .lanes
+                    .iter()
+                    .map(|l| l.most_paced)
+                    .max()
+                    .filter(|d| !d.is_zero()),
             },
             started: self.clock.at(host.started.unwrap_or(now)),
             finished: self.clock.at(now),
@@ -1595,6 +1813,7 @@ impl Scheduler {
         };
         self.stats.hosts_done += 1;
         self.stats.hosts_paced += u64::from(report.times.paced.is_some());
+        self.stats.hosts_paced_globally += u64::from(pace_factor > 1);
         if matches!(status, HostStatus::Up(_)) {
             self.stats.hosts_up += 1;
         }
@@ -1641,6 +1860,7 @@ mod tests {
             timing,
             discovery: false,
             pace_to_answers: false,
+            sources: 1,
             clock: WallClock::now(),
         }
     }
@@ -1684,6 +1904,8 @@ mod tests {
         let mut s = Scheduler::new(plan, t0);
         let mut now = t0;
         let mut pending: BinaryHeap<Reverse<(Instant, u64, PortState, Reason)>> = BinaryHeap::new();
+        let mut flying: HashMap<(IpAddr, u16), ProbeId> = HashMap::new();
+        let mut flying_ids: HashMap<u64, (IpAddr, u16)> = HashMap::new();
         let mut run = Run {
             ports: BTreeMap::new(),
             hosts: Vec::new(),
@@ -1696,9 +1918,18 @@ mod tests {
                 s.interrupt(now);
                 interrupt_at = None;
             }
-            while s.poll_cancel(now).is_some() {}
+            while let Some(id) = s.poll_cancel(now) {
+                if let Some(key) = flying_ids.remove(&id.as_u64()) {
+                    flying.remove(&key);
+                }
+            }
             while let Some(p) = s.poll_probe(now) {
                 run.probes.push((now, p));
+                // Transports match answers by target and port: two probes
+                // in flight to the same port could not be told apart.
+                let before = flying.insert((p.addr, p.port), p.id);
+                assert!(before.is_none(), "two probes in flight to one port: {p:?}");
+                flying_ids.insert(p.id.as_u64(), (p.addr, p.port));
                 if let Some((reply, delay)) = network(&p, now) {
                     pending.push(Reverse((
                         now + delay,
@@ -1734,6 +1965,9 @@ mod tests {
                     break;
                 }
                 pending.pop();
+                if let Some(key) = flying_ids.remove(&id) {
+                    flying.remove(&key);
+                }
                 s.on_reply(
                     ProbeId::from_u64(id),
                     Reply {
@@ -2464,6 +2698,113 @@ mod tests {
         for seed in 0..10 {
             let run = short_list_run(&ports, &[], &[2000, 2001], seed);
             assert!(run.stats.pacing_increases > 0, "seed {seed}");
+        }
+    }
+
+    /// A token bucket: `burst` tokens, `rate` more a second.
+    struct Bucket {
+        tokens: f64,
+        burst: f64,
+        rate: f64,
+        last: Option<Instant>,
+    }
+
+    impl Bucket {
+        fn new(burst: f64, rate: f64) -> Bucket {
+            Bucket {
+                tokens: burst,
+                burst,
+                rate,
+                last: None,
+            }
+        }
+
+        fn has(&mut self, now: Instant) -> bool {
+            if let Some(last) = self.last {
+                self.tokens =
+                    (self.tokens + (now - last).as_secs_f64() * self.rate).min(self.burst);
+            }
+            self.last = Some(now);
+            self.tokens >= 1.0
+        }
+    }
+
+    /// 100 ports of one Linux-like host, 90 closed and 10 silent, from
+    /// `sources` source addresses: each source has its own bucket (six,
+    /// one a second), and `global` limits the host's errors over all.
+    fn many_sources_run(sources: u8, global: Option<(f64, f64)>, seed: u64) -> Run {
+        let mut p = plan(&["198.18.0.2"], &[], (1..=100).collect(), fast());
+        p.seed = seed;
+        p.silent_state = PortState::OpenFiltered;
+        p.pace_to_answers = true;
+        p.sources = sources;
+        let mut per_source: Vec<Bucket> = (0..sources).map(|_| Bucket::new(6.0, 1.0)).collect();
+        let mut all = global.map(|(burst, rate)| Bucket::new(burst, rate));
+        let silent = |port: u16| port.is_multiple_of(10);
+        let run = simulate_full(
+            p,
+            |probe, now| {
+                assert!(probe.source < sources, "{probe:?}");
+                if silent(probe.port) {
+                    return None;
+                }
+                let mine = &mut per_source[usize::from(probe.source)];
+                if !mine.has(now) || all.as_mut().is_some_and(|b| !b.has(now)) {
+                    return None;
+                }
+                mine.tokens -= 1.0;
+                if let Some(b) = all.as_mut() {
+                    b.tokens -= 1.0;
+                }
+                Some((
+                    Reply {
+                        state: PortState::Closed,
+                        reason: Reason::PortUnreach,
+                        ttl: None,
+                    },
+                    Duration::from_millis(1),
+                ))
+            },
+            None,
+        );
+        for (&(_, port), outcome) in &run.ports {
+            let want = if silent(port) {
+                PortState::OpenFiltered
+            } else {
+                PortState::Closed
+            };
+            assert_eq!(outcome.state, want, "{sources} sources, port {port}");
+        }
+        assert_eq!(run.ports.len(), 100);
+        run
+    }
+
+    #[test]
+    fn more_sources_more_icmp_budget() {
+        // Each (host, source) pair is paced to its own limit: eight
+        // sources take at most a quarter of one source's time, exact.
+        let one = many_sources_run(1, None, 3);
+        let eight = many_sources_run(8, None, 3);
+        assert!(
+            eight.elapsed * 4 <= one.elapsed,
+            "one source {:?}, eight {:?}",
+            one.elapsed,
+            eight.elapsed
+        );
+        let used: HashSet<u8> = eight.probes.iter().map(|(_, p)| p.source).collect();
+        assert_eq!(used.len(), 8, "probes spread over every source");
+        assert_eq!(eight.stats.hosts_paced_globally, 0);
+    }
+
+    #[test]
+    fn a_host_wide_limit_below_the_sources_total_is_found_and_kept_exact() {
+        // Eight sources could draw eight errors a second, but the host
+        // sends at most two a second over all (a lowered
+        // icmp_msgs_per_sec): every state stays exact, and the summary
+        // says the host-wide limit was the bound.
+        for seed in 0..4 {
+            let run = many_sources_run(8, Some((4.0, 2.0)), seed);
+            assert_eq!(run.stats.hosts_paced_globally, 1, "seed {seed}");
         }
     }
 

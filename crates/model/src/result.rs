@@ -508,4 +508,9 @@ pub struct ScanStats {
     /// Hosts whose rate limit on ICMP errors slowed their scan (see
     /// [`HostTimes::paced`]).
     pub hosts_paced: u64,
+    /// Of those, hosts scanned from several source addresses whose limit
+    /// over all their errors (Linux's `icmp_msgs_per_sec`), not the limit
+    /// per source, bounded the scan.
+    #[serde(default)]
+    pub hosts_paced_globally: u64,
 }

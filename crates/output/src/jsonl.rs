@@ -26,8 +26,11 @@
 //!   `{"protocol","alpn"?,"subject","issuer","san","not_before"?,"not_after"?,"key_type"}`
 //!   and `banner` the first bytes received, printable ASCII as is and
 //!   every other byte as `\xNN`;
-//! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?}`
-//!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan).
+//! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?,"hosts_paced_globally"?}`
+//!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan;
+//!   `hosts_paced_globally`: of those, scanned from several source
+//!   addresses, the hosts whose limit over all their errors, not the limit
+//!   per source, was the bound).
 //!
 //! Version 2 added the `rate` lines; version 3 holds the port lines of a
 //! `-sV` run until detection and gives them the service fields (the
@@ -249,6 +252,8 @@ struct Summary<'a> {
     packets: Option<Packets>,
     #[serde(skip_serializing_if = "is_zero")]
     hosts_paced: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    hosts_paced_globally: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -405,6 +410,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             probes_per_s: summary.probe_rate(),
             interrupted: summary.interrupted,
             hosts_paced: s.hosts_paced,
+            hosts_paced_globally: s.hosts_paced_globally,
             packets: summary.packets.map(|p| Packets {
                 sent: p.sent,
                 received: p.received,

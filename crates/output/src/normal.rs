@@ -307,6 +307,17 @@ impl<W: Write> Sink for NormalSink<W> {
                 }
             )?;
         }
+        if s.hosts_paced_globally > 0 {
+            writeln!(
+                self.out,
+                "Of those, {} limited ICMP errors over all source addresses, not per source: \
+                 more source addresses (-S) did not speed them up",
+                match s.hosts_paced_globally {
+                    1 => "1 host".to_string(),
+                    n => format!("{n} hosts"),
+                }
+            )?;
+        }
         if self.file {
             writeln!(self.out, "{}", crate::done_trailer(summary))?;
         }

@@ -176,8 +176,16 @@ pub struct ScanConfig {
     pub timing: TimingConfig,
     /// `--max-hostgroup`.
     pub max_hostgroup: Option<u32>,
-    /// `-S`: the source address.
-    pub source: Option<IpAddr>,
+    /// `-S`: the source addresses. None: the routing table's choice. One:
+    /// every probe's. Several (a list or range, as masscan's
+    /// `--source-ip`; raw scans only, one IP version, at most
+    /// [`MAX_SOURCES`]): each host's probes rotate over them and each
+    /// (host, source) pair is paced to the host's ICMP rate limit on its
+    /// own, since targets limit errors per destination. Addresses not
+    /// configured on this machine must be on the segment of the interface
+    /// given with `-e`; the scan answers ARP and Neighbor Discovery for
+    /// them while it runs, after checking no other host holds them.
+    pub sources: Vec<IpAddr>,
     /// `-e`: the interface.
     pub interface: Option<String>,
     /// `-g`: the source port.
@@ -213,6 +221,9 @@ pub struct ScanConfig {
     pub command_line: Vec<String>,
 }
 
+/// Source addresses a scan spreads its probes over at most (`-S`).
+pub const MAX_SOURCES: usize = 64;
+
 impl ScanConfig {
     /// A scan of `targets` with nmap's defaults: discovery on, the
     /// technique chosen by privileges, no ports until some are set,
@@ -234,7 +245,7 @@ impl ScanConfig {
             randomize: true,
             timing: TimingConfig::from_template(TimingTemplate::Normal),
             max_hostgroup: None,
-            source: None,
+            sources: Vec::new(),
             interface: None,
             source_port: None,
             send_ip: false,
@@ -251,6 +262,59 @@ impl ScanConfig {
             dns_servers: None,
             command_line: Vec::new(),
         }
+    }
+
+    /// Source addresses for each probe's choice (see
+    /// [`ScanConfig::sources`]).
+    pub fn with_sources(mut self, sources: impl IntoIterator<Item = IpAddr>) -> ScanConfig {
+        self.sources = sources.into_iter().collect();
+        self
+    }
+
+    /// How many source addresses `technique`'s probes rotate over: all of
+    /// them for raw techniques, one for the others.
+    pub fn source_lanes(&self, technique: Technique) -> u8 {
+        if technique.needs_raw_sockets() {
+            self.sources.len().clamp(1, MAX_SOURCES) as u8
+        } else {
+            1
+        }
+    }
+
+    /// Checks the source addresses (`-S`): one IP version, at most
+    /// [`MAX_SOURCES`], and several only for raw techniques.
+    pub(crate) fn check_sources(&self, techniques: &[Technique]) -> Result<(), String> {
+        let Some(first) = self.sources.first() else {
+            return Ok(());
+        };
+        if let Some(other) = self.sources.iter().find(|s| s.is_ipv4() != first.is_ipv4()) {
+            return Err(format!(
+                "-S: the source addresses mix IP versions ({first} and {other}); give one version"
+            ));
+        }
+        if self.sources.len() > MAX_SOURCES {
+            return Err(format!(
+                "-S: {} source addresses, at most {MAX_SOURCES}",
+                self.sources.len()
+            ));
+        }
+        let mut unique = self.sources.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != self.sources.len() {
+            return Err("-S: a source address is given twice".into());
+        }
+        if self.sources.len() > 1
+            && let Some(t) = techniques
+                .iter()
+                .find(|t| !t.needs_raw_sockets() || **t == Technique::Idle)
+        {
+            return Err(format!(
+                "-S with several addresses needs a raw-packet scan, not {}",
+                t.flag()
+            ));
+        }
+        Ok(())
     }
 
     /// The TCP technique.

@@ -42,7 +42,7 @@ use portolan_transport::raw::{self, PingProbe, TcpScan};
 
 pub use portolan_transport::context::RawContext;
 
-pub use config::{IdleZombie, ReverseDns, ScanConfig, Technique, VersionConfig};
+pub use config::{IdleZombie, MAX_SOURCES, ReverseDns, ScanConfig, Technique, VersionConfig};
 pub use enrich::{Chain, Enricher, MAX_PENDING};
 pub use error::ScanError;
 pub use event::{Collected, Event, EventSink, HostUp, PhaseStart, Progress};
@@ -149,6 +149,12 @@ impl Scan {
         };
         let pings = discovery_probes(&config, discovery_technique)?;
         let phases = phases(&config, technique);
+        let techniques: Vec<Technique> = std::iter::once(technique)
+            .chain(phases.iter().map(|p| p.technique))
+            .collect();
+        config
+            .check_sources(&techniques)
+            .map_err(ScanError::Settings)?;
         let mut warnings = Vec::new();
         let probe_db = if config.version.enabled {
             Some(load_db(&config.version, &mut warnings)?)

@@ -224,6 +224,7 @@ pub(crate) fn run(
                 pace_to_answers: phase
                     .technique
                     .paces_to_answers(config.defeat_icmp_ratelimit),
+                sources: config.source_lanes(phase.technique),
                 clock,
             };
             let (phase_stats, sent) =
@@ -377,6 +378,7 @@ impl Runner<'_, '_> {
             max_hostgroup: config.max_hostgroup,
             first_ports: Vec::new(),
             pace_to_answers: false,
+            sources: config.source_lanes(self.discovery_technique),
             timing: TimingConfig {
                 // A host is up if any of several probes is answered: two
                 // retransmissions of each are plenty (nmap's discovery
@@ -616,7 +618,7 @@ impl Runner<'_, '_> {
         match technique {
             Technique::Connect => {
                 let connect_options = ConnectOptions {
-                    source: config.source,
+                    source: config.sources.first().copied(),
                     device: config.interface.clone(),
                 };
                 connect::run(
@@ -651,7 +653,7 @@ impl Runner<'_, '_> {
                 };
                 let raw_options = RawOptions {
                     probes,
-                    source: config.source,
+                    sources: config.sources.clone(),
                     source_port: config.source_port,
                     device: config.interface.clone(),
                     send_ip: config.send_ip,
@@ -784,7 +786,7 @@ fn open_idle(
     let options = IdleOptions {
         zombie: addr,
         probe_port: zombie.port,
-        source: config.source,
+        source: config.sources.first().copied(),
         source_port: config.source_port,
         device: config.interface.clone(),
         send_ip: config.send_ip,
@@ -820,6 +822,7 @@ fn add_stats(mut total: ScanStats, phase: &ScanStats, hosts_counted: bool) -> Sc
     total.replies += phase.replies;
     total.late_replies += phase.late_replies;
     total.hosts_paced += phase.hosts_paced;
+    total.hosts_paced_globally += phase.hosts_paced_globally;
     total
 }
 

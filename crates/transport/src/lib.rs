@@ -13,8 +13,9 @@
 //!   proves and what silence means.
 //! - [`raw`]: the raw-packet engine on packet sockets, pumping the
 //!   modules' probes and answers, with [`route`] (the kernel's routes,
-//!   neighbours and links over rtnetlink), a path cache per destination
-//!   and a sending thread.
+//!   neighbours and links over rtnetlink), a path cache per destination,
+//!   a sending thread, and the answering of ARP and Neighbor Discovery
+//!   for source addresses it claims (`-S` with several addresses).
 //! - [`sys`]: the operating-system specifics (sockets, filters, resource
 //!   limits, capabilities, sending batches) and [`ring`] (the packet
 //!   socket's receive ring): the only places with `unsafe`.
@@ -25,6 +26,7 @@
 
 #![deny(missing_docs)]
 
+mod claims;
 pub mod connect;
 pub mod context;
 pub mod cookie;

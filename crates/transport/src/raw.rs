@@ -24,14 +24,16 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::{PortState, Probe, ProbeId, Reason, Reply, ScanEvent, Scheduler};
 use portolan_wire::{parse_neighbour_reply, parse_reply, write_solicitation};
 
+use crate::claims::Claims;
 use crate::context::{RawContext, Receiver};
 use crate::cookie::CookieJar;
 use crate::paths::{ETHERNET_HEADER, Paths, Via};
@@ -127,8 +129,12 @@ pub struct RawOptions {
     /// `-D`: the decoys, with [`Decoy::Me`] where our own probe goes;
     /// empty for no decoys. Decoys of the other IP version are skipped.
     pub decoys: Vec<Decoy>,
-    /// Source address (`-S`); by default the routing table's choice.
-    pub source: Option<IpAddr>,
+    /// Source addresses (`-S`): none for the routing table's choice; one
+    /// for every probe; several to spread probes over (each probe goes
+    /// from the one its [`Probe::source`] names). Those not configured on
+    /// this machine are claimed on `device` (see `claims.rs`): the run
+    /// answers ARP and Neighbor Solicitations for them while it lasts.
+    pub sources: Vec<IpAddr>,
     /// Source port (`-g`); by default a random free one.
     pub source_port: Option<u16>,
     /// Send and listen on this interface only (`-e`).
@@ -167,6 +173,27 @@ pub enum RawError {
         /// What the system said.
         #[source]
         source: io::Error,
+    },
+    /// A source address (`-S`) cannot be claimed: it is not on the
+    /// interface's segment, or claiming needs what the run lacks.
+    #[error("source address {addr}: {problem}")]
+    Source {
+        /// The address.
+        addr: IpAddr,
+        /// Why not.
+        problem: String,
+    },
+    /// Another host answers for a source address (`-S`): Portolan never
+    /// claims an address in use.
+    #[error(
+        "source address {addr} is in use by another host on the segment{}",
+        .mac.map(|m| format!(" ({})", portolan_model::mac_text(m))).unwrap_or_default()
+    )]
+    SourceInUse {
+        /// The address.
+        addr: IpAddr,
+        /// The other host's link-layer address, when it said.
+        mac: Option<[u8; 6]>,
     },
     /// No route or source address for a target.
     #[error("no route to {addr}: {source}")]
@@ -378,7 +405,7 @@ pub fn run(
     let jar = CookieJar::new(options.key.0, options.key.1);
     let opened = context.senders();
     let frames = opened[0].is_ok() && !options.send_ip;
-    let mut paths = Paths::new(oif, options.source, frames);
+    let mut paths = Paths::new(oif, options.sources.first().copied(), frames);
     let scanflags = match options.probes {
         RawProbes::Tcp { flags, .. } => flags,
         _ => None,
@@ -399,6 +426,15 @@ pub fn run(
             Err(e) => unavailable[i] = Some(e),
         }
     }
+    let claims = claim_sources(
+        options,
+        oif,
+        frames,
+        &mut paths,
+        sockets[Outlet::Frame as usize].as_ref(),
+        &mut receiver,
+    )?;
+    let mut neighbour_answers = NeighbourAnswers::default();
     let mut poll = Poll::new().map_err(socket_error("creating the poller"))?;
     let fd = receiver.fd();
     poll.registry()
@@ -428,9 +464,27 @@ pub fn run(
                 probes: &options.probes,
                 macs: &mut macs,
                 stats: &mut stats,
+                claims: claims.as_ref(),
+                neighbour_answers: &mut neighbour_answers,
                 now,
             },
         )?;
+        if let Some(claims) = &claims {
+            // Answers to neighbours asking for our claimed sources.
+            for (frame, len) in neighbour_answers.drain() {
+                let batch = sender.filling(Outlet::Frame, &mut |b| {
+                    account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
+                });
+                if let Some(buffer) = batch.packets.next_buffer() {
+                    buffer[..len].copy_from_slice(&frame[..len]);
+                    batch.packets.commit_frame(len, claims.ifindex());
+                    batch.ids.push(None);
+                }
+                if batch.packets.is_full() {
+                    sender.submit(Outlet::Frame);
+                }
+            }
+        }
         while let Some(id) = scheduler.poll_cancel(now) {
             flights.remove_slot(id);
         }
@@ -472,6 +526,13 @@ pub fn run(
                     source,
                 });
             }
+            // The probe's own source, when several are given.
+            let own_source = options
+                .sources
+                .get(usize::from(probe.source))
+                .copied()
+                .filter(|s| s.is_ipv4() == probe.addr.is_ipv4())
+                .unwrap_or(path.source);
             // Our probe, among the decoys' copies in the order given.
             let me = [Decoy::Me];
             let sources = if options.decoys.is_empty() {
@@ -509,7 +570,7 @@ pub fn run(
                         stage_solicitation(probe, segment, batch)
                     }
                     _ => {
-                        let shot = shot(probe, path.source, probe.port);
+                        let shot = shot(probe, own_source, probe.port);
                         let module = &mut modules.discovery;
                         stage(module, shot, &keys, path.via, Some(probe.id), batch)
                     }
@@ -521,7 +582,7 @@ pub fn run(
             }
             for decoy in sources.iter().filter(|_| pings.is_empty()) {
                 let (source, id) = match *decoy {
-                    Decoy::Me => (path.source, Some(probe.id)),
+                    Decoy::Me => (own_source, Some(probe.id)),
                     Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
                     Decoy::Addr(_) => continue,
                 };
@@ -586,6 +647,165 @@ pub fn run(
             }
         }
     }
+}
+
+/// Answers to neighbours' requests for claimed sources, written while
+/// reading and sent after it; a fixed set of buffers (a request that finds
+/// them full is asked again by its neighbour).
+#[derive(Default)]
+struct NeighbourAnswers {
+    frames: Vec<([u8; NEIGHBOUR_FRAME], usize)>,
+    used: usize,
+}
+
+/// Longest neighbour answer: Ethernet, IPv6 and an advertisement with one
+/// option.
+const NEIGHBOUR_FRAME: usize = 96;
+/// Answers held per reading at most.
+const NEIGHBOUR_ANSWERS: usize = 32;
+
+impl NeighbourAnswers {
+    /// Writes the answer to `packet` if it asks for a claimed address;
+    /// whether it did.
+    fn answer(&mut self, claims: &Claims, packet: &[u8]) -> bool {
+        if self.frames.is_empty() {
+            self.frames = vec![([0; NEIGHBOUR_FRAME], 0); NEIGHBOUR_ANSWERS];
+        }
+        let Some((frame, len)) = self.frames.get_mut(self.used) else {
+            return false;
+        };
+        match claims.answer(packet, frame) {
+            Some(n) => {
+                *len = n;
+                self.used += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The answers written since the last call.
+    fn drain(&mut self) -> impl Iterator<Item = ([u8; NEIGHBOUR_FRAME], usize)> + '_ {
+        let used = std::mem::take(&mut self.used);
+        self.frames[..used].iter().copied()
+    }
+}
+
+/// How long the segment is given to say that a claimed source address is
+/// someone else's (RFC 5227 waits longer between its probes; a host that
+/// holds an address answers a request for it within milliseconds).
+const CLAIM_WAIT: Duration = Duration::from_millis(300);
+/// Requests per claimed address in that time.
+const CLAIM_ASKS: u32 = 2;
+
+/// The source addresses (`-S`) this run claims on the segment: those not
+/// configured on this machine. They must be on the segment of the
+/// interface given with `-e`, sent as frames, and not in use by another
+/// host, which is asked for first.
+fn claim_sources(
+    options: &RawOptions,
+    oif: Option<u32>,
+    frames: bool,
+    paths: &mut Paths,
+    frame_socket: Option<&socket2::Socket>,
+    receiver: &mut crate::context::Lease,
+) -> Result<Option<Claims>, RawError> {
+    let locals = sys::local_addresses();
+    let unconfigured: Vec<IpAddr> = options
+        .sources
+        .iter()
+        .copied()
+        .filter(|a| !locals.contains(a))
+        .collect();
+    let Some(&first) = unconfigured.first() else {
+        return Ok(None);
+    };
+    let problem = |addr: IpAddr, problem: &str| RawError::Source {
+        addr,
+        problem: problem.to_string(),
+    };
+    let Some(oif) = oif else {
+        return Err(problem(
+            first,
+            "not configured on this machine: name the interface to claim it on with -e",
+        ));
+    };
+    let socket = match frame_socket {
+        Some(socket) if frames => socket,
+        _ => {
+            return Err(problem(
+                first,
+                "not configured on this machine, and claiming it needs frames on a packet                  socket (not --send-ip)",
+            ));
+        }
+    };
+    // Each must be on the interface's segment; ask who holds it from the
+    // interface's own address.
+    // (The routing table unbound to the interface decides: looked up on
+    // `-e`'s interface, any address seems on its link.)
+    let mut netlink = route::Netlink::open().map_err(socket_error("opening rtnetlink"))?;
+    let mut asks = Vec::new();
+    let mut mac = None;
+    for &addr in &unconfigured {
+        let on_link = netlink
+            .route(addr, None)
+            .is_ok_and(|r| r.ifindex == oif && r.gateway.is_none() && !r.local);
+        match paths.on_segment(addr) {
+            Ok(Some((ifindex, own, asker))) if on_link && ifindex == oif => {
+                mac = Some(own);
+                asks.push((addr, asker));
+            }
+            _ => {
+                return Err(problem(
+                    addr,
+                    "not on the subnet of the interface given with -e",
+                ));
+            }
+        }
+    }
+    let Some(claims) = mac.and_then(|mac| Claims::new(unconfigured, mac, oif)) else {
+        return Ok(None);
+    };
+    let mut batch = sys::SendBatch::new();
+    let deadline = Instant::now() + CLAIM_WAIT;
+    for ask in 0..CLAIM_ASKS {
+        for &(addr, asker) in &asks {
+            if batch.is_full() {
+                let _ = batch.flush(socket.as_raw_fd());
+            }
+            if let Some(buffer) = batch.next_buffer() {
+                let len = claims.ask(buffer, asker, addr).map_err(build_error)?;
+                batch.commit_frame(len, oif);
+            }
+        }
+        let (_, error) = batch.flush(socket.as_raw_fd());
+        if let Some(source) = error {
+            return Err(RawError::Socket {
+                what: "asking for the claimed source addresses",
+                source,
+            });
+        }
+        let until = if ask + 1 == CLAIM_ASKS {
+            deadline
+        } else {
+            Instant::now() + CLAIM_WAIT / CLAIM_ASKS
+        };
+        while Instant::now() < until {
+            let mut taken = None;
+            receiver
+                .drain(RECV_BUDGET, |packet, kind, _| {
+                    if kind != sys::PACKET_OUTGOING && taken.is_none() {
+                        taken = claims.conflict(packet);
+                    }
+                })
+                .map_err(socket_error("reading the packet socket"))?;
+            if let Some((addr, mac)) = taken {
+                return Err(RawError::SourceInUse { addr, mac });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(Some(claims))
 }
 
 /// Takes a batch back from the sending thread: counts what went, and
@@ -794,6 +1014,10 @@ struct Judge<'a> {
     /// until their host is reported.
     macs: &'a mut HashMap<IpAddr, [u8; 6]>,
     stats: &'a mut RawStats,
+    /// Source addresses claimed on the segment, whose neighbours' requests
+    /// are answered (into `neighbour_answers`, sent after the reading).
+    claims: Option<&'a Claims>,
+    neighbour_answers: &'a mut NeighbourAnswers,
     now: Instant,
 }
 
@@ -852,6 +1076,11 @@ impl Judge<'_> {
     /// Judges one packet read from the packet socket.
     fn packet(&mut self, bytes: &[u8], kind: u8) {
         if kind == sys::PACKET_OUTGOING {
+            return;
+        }
+        if let Some(claims) = self.claims
+            && self.neighbour_answers.answer(claims, bytes)
+        {
             return;
         }
         match *self.probes {

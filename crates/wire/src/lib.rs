@@ -24,7 +24,9 @@
 //! - [`write_query`] and [`parse_query_reply`]: ICMP echo and timestamp
 //!   queries for host discovery, with a cookie in identifier and sequence.
 //! - [`write_solicitation`] and [`parse_neighbour_reply`]: ARP and
-//!   Neighbor Discovery on a directly attached segment.
+//!   Neighbor Discovery on a directly attached segment;
+//!   [`parse_neighbour_request`] and [`write_neighbour_answer`]: the same
+//!   answered, for source addresses the scanner claims.
 //! - Checked views ([`Ipv4Packet`], [`Ipv6Packet`], [`TcpPacket`],
 //!   [`UdpPacket`], [`SctpPacket`], [`IcmpPacket`]) over borrowed bytes, for callers that
 //!   need more fields.
@@ -94,7 +96,10 @@ pub use error::{Header, StampError, WireError};
 pub use icmp::IcmpPacket;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
-pub use neighbour::{NeighbourReply, parse_neighbour_reply, write_solicitation};
+pub use neighbour::{
+    NeighbourReply, NeighbourRequest, parse_neighbour_reply, parse_neighbour_request,
+    write_neighbour_answer, write_solicitation,
+};
 pub use reply::{PayloadSpan, Quoted, Reply, parse_reply};
 pub use sctp::{SctpChunk, SctpPacket, SctpProbe, SctpTemplate, crc32c};
 pub use syn::{SynOptions, SynTemplate};

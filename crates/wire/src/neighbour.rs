@@ -1,7 +1,10 @@
 //! Neighbour discovery on a directly attached segment, for host discovery
 //! (nmap's ARP and ND pings): the ARP request (IPv4) and the ICMPv6
 //! Neighbor Solicitation (IPv6) as whole Ethernet frames, and the ARP reply
-//! and Neighbor Advertisement that answer them.
+//! and Neighbor Advertisement that answer them. And the other way round,
+//! for source addresses the scanner claims without the kernel knowing
+//! them (`-S` with several addresses): a neighbour's request read, and
+//! our answer written.
 //!
 //! Read first: RFC 826 (ARP), RFC 4861 sections 4.3, 4.4 and 7.2 (Neighbor
 //! Solicitation and Advertisement), RFC 4291 section 2.7.1 (the
@@ -45,6 +48,157 @@ pub struct NeighbourReply {
     pub mac: Option<[u8; 6]>,
     /// The address the answer is for (ours), for ARP; unspecified for ND.
     pub to: IpAddr,
+}
+
+/// A neighbour asking for an address's link-layer address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighbourRequest {
+    /// The address asked for.
+    pub target: IpAddr,
+    /// Who asks (its address, to answer to).
+    pub asker: IpAddr,
+    /// Its link-layer address (ARP's sender; ND's source link-layer
+    /// option).
+    pub asker_mac: [u8; 6],
+}
+
+/// Reads an ARP request (from the ARP header on) or a Neighbor
+/// Solicitation (from the IPv6 header on) that names its asker; `None`
+/// for anything else, including duplicate address detection (an asker
+/// without an address, which no answer is for).
+#[must_use]
+pub fn parse_neighbour_request(packet: &[u8]) -> Option<NeighbourRequest> {
+    if packet.len() >= ARP_LEN
+        && be16(packet, 0) == 1
+        && be16(packet, 2) == 0x0800
+        && u8_at(packet, 4) == 6
+        && u8_at(packet, 5) == 4
+    {
+        if be16(packet, 6) != 1 {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(packet.get(8..14)?);
+        let asker = ipv4_at(packet, 14);
+        if asker.is_unspecified() {
+            return None;
+        }
+        return Some(NeighbourRequest {
+            target: IpAddr::V4(ipv4_at(packet, 24)),
+            asker: IpAddr::V4(asker),
+            asker_mac: mac,
+        });
+    }
+    if packet.len() < ipv6::HEADER_LEN
+        || u8_at(packet, 0) >> 4 != 6
+        || u8_at(packet, ipv6::field::NEXT_HEADER) != ip_protocol::ICMPV6
+        || u8_at(packet, ipv6::field::HOP_LIMIT) != 255
+    {
+        return None;
+    }
+    let asker = ipv6_at(packet, ipv6::field::SRC_ADDR);
+    let nd = tail(packet, ipv6::HEADER_LEN);
+    if asker.is_unspecified()
+        || nd.len() < ND_LEN
+        || u8_at(nd, 0) != ND_TYPE_SOLICIT
+        || u8_at(nd, 1) != 0
+    {
+        return None;
+    }
+    let mut options = tail(nd, ND_LEN);
+    while options.len() >= 2 {
+        let len = usize::from(u8_at(options, 1)).saturating_mul(8);
+        if len == 0 || len > options.len() {
+            break;
+        }
+        if u8_at(options, 0) == OPTION_SOURCE_LL && len >= OPTION_LL_LEN {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(options.get(2..8)?);
+            return Some(NeighbourRequest {
+                target: IpAddr::V6(ipv6_at(nd, 8)),
+                asker: IpAddr::V6(asker),
+                asker_mac: mac,
+            });
+        }
+        options = tail(options, len);
+    }
+    None
+}
+
+/// Writes the whole Ethernet frame answering `request` for its target
+/// with our `mac`: an ARP reply, or a solicited Neighbor Advertisement
+/// (with the override flag and our link-layer address) sent to the asker,
+/// and returns its length.
+///
+/// # Errors
+/// [`StampError::BufferTooSmall`] for a short buffer,
+/// [`StampError::FamilyMismatch`] for a request mixing IP versions.
+/// Nothing is written then.
+pub fn write_neighbour_answer(
+    buf: &mut [u8],
+    mac: [u8; 6],
+    request: &NeighbourRequest,
+) -> Result<usize, StampError> {
+    let len = match (request.target, request.asker) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => ETHERNET.saturating_add(ARP_LEN),
+        (IpAddr::V6(_), IpAddr::V6(_)) => ETHERNET
+            .saturating_add(ipv6::HEADER_LEN)
+            .saturating_add(ND_LEN)
+            .saturating_add(OPTION_LL_LEN),
+        _ => {
+            return Err(StampError::FamilyMismatch {
+                template_v6: request.target.is_ipv6(),
+            });
+        }
+    };
+    let available = buf.len();
+    let Some(out) = buf.get_mut(..len) else {
+        return Err(StampError::BufferTooSmall {
+            needed: len,
+            available,
+        });
+    };
+    out.fill(0);
+    match (request.target, request.asker) {
+        (IpAddr::V4(ours), IpAddr::V4(asker)) => {
+            ethernet(out, request.asker_mac, mac, ETHERTYPE_ARP);
+            let arp = out.get_mut(ETHERNET..).unwrap_or(&mut []);
+            put16(arp, 0, 1);
+            put16(arp, 2, 0x0800);
+            put8(arp, 4, 6);
+            put8(arp, 5, 4);
+            put16(arp, 6, 2); // reply
+            put_bytes(arp, 8, mac);
+            put_bytes(arp, 14, ours.octets());
+            put_bytes(arp, 18, request.asker_mac);
+            put_bytes(arp, 24, asker.octets());
+        }
+        (IpAddr::V6(ours), IpAddr::V6(asker)) => {
+            ethernet(out, request.asker_mac, mac, ETHERTYPE_IPV6);
+            let packet = out.get_mut(ETHERNET..).unwrap_or(&mut []);
+            use ipv6::field as f;
+            let body = (ND_LEN + OPTION_LL_LEN) as u16;
+            put8(packet, f::VER_TC_FLOW, 0x60);
+            put16(packet, f::PAYLOAD_LEN, body);
+            put8(packet, f::NEXT_HEADER, ip_protocol::ICMPV6);
+            put8(packet, f::HOP_LIMIT, 255);
+            put_bytes(packet, f::SRC_ADDR, ours.octets());
+            put_bytes(packet, f::DST_ADDR, asker.octets());
+            let nd = packet.get_mut(ipv6::HEADER_LEN..).unwrap_or(&mut []);
+            put8(nd, 0, ND_TYPE_ADVERT);
+            put8(nd, 4, 0x60); // solicited, override
+            put_bytes(nd, 8, ours.octets());
+            put8(nd, ND_LEN, OPTION_TARGET_LL);
+            put8(nd, ND_LEN.saturating_add(1), 1);
+            put_bytes(nd, ND_LEN.saturating_add(2), mac);
+            let pseudo =
+                checksum::pseudo_header_v6(&ours, &asker, ip_protocol::ICMPV6, u32::from(body));
+            let sum = checksum::add(pseudo, checksum::sum(nd));
+            put16(nd, 2, !sum);
+        }
+        _ => {}
+    }
+    Ok(len)
 }
 
 fn ethernet(out: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
@@ -273,10 +427,64 @@ mod tests {
         assert_eq!(buf, [0u8; 128]);
     }
 
+    #[test]
+    fn a_request_is_read_and_answered_for_both_families() {
+        let mut buf = [0u8; 128];
+        // Their ARP request for our claimed address; our reply to them.
+        let n = write_solicitation(&mut buf, THEIRS, v4("198.18.0.2"), v4("198.18.0.100")).unwrap();
+        let request = parse_neighbour_request(&buf[14..n]).unwrap();
+        assert_eq!(
+            request,
+            NeighbourRequest {
+                target: v4("198.18.0.100"),
+                asker: v4("198.18.0.2"),
+                asker_mac: THEIRS,
+            }
+        );
+        let mut answer = [0u8; 128];
+        let m = write_neighbour_answer(&mut answer, MAC, &request).unwrap();
+        assert_eq!(&answer[..6], &THEIRS, "unicast to the asker");
+        assert_eq!(
+            parse_neighbour_reply(&answer[14..m]),
+            Some(NeighbourReply {
+                addr: v4("198.18.0.100"),
+                mac: Some(MAC),
+                to: v4("198.18.0.2"),
+            })
+        );
+        // The same in IPv6: a solicitation, our advertisement with a
+        // valid checksum.
+        let n = write_solicitation(&mut buf, THEIRS, v6("fd00::2"), v6("fd00::100")).unwrap();
+        let request = parse_neighbour_request(&buf[14..n]).unwrap();
+        assert_eq!(request.target, v6("fd00::100"));
+        assert_eq!(request.asker, v6("fd00::2"));
+        let m = write_neighbour_answer(&mut answer, MAC, &request).unwrap();
+        let packet = &answer[14..m];
+        let (IpAddr::V6(src), IpAddr::V6(dst)) = (v6("fd00::100"), v6("fd00::2")) else {
+            unreachable!()
+        };
+        let pseudo = checksum::pseudo_header_v6(&src, &dst, 58, (m - 54) as u32);
+        assert_eq!(checksum::add(pseudo, checksum::sum(&packet[40..])), 0xffff);
+        assert_eq!(
+            parse_neighbour_reply(packet),
+            Some(NeighbourReply {
+                addr: v6("fd00::100"),
+                mac: Some(MAC),
+                to: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            })
+        );
+        // Replies are not requests; duplicate address detection (no
+        // asker) is not answered.
+        assert_eq!(parse_neighbour_request(packet), None);
+        let n = write_solicitation(&mut buf, THEIRS, v4("0.0.0.0"), v4("198.18.0.100")).unwrap();
+        assert_eq!(parse_neighbour_request(&buf[14..n]), None);
+    }
+
     proptest! {
         #[test]
         fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = parse_neighbour_reply(&bytes);
+            let _ = parse_neighbour_request(&bytes);
         }
     }
 }
