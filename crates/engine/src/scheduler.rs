@@ -23,7 +23,7 @@
 //! [`ScanPlan::pace_to_answers`]): per (host, source address) lane, since
 //! targets limit errors per destination. A silence is judged against the
 //! lane's later errors and, when nothing clears it, a canary (see
-//! [`Lane::silence_is_its_own`]); the pace to one error a second starts
+//! `Lane::silence_is_its_own`); the pace to one error a second starts
 //! only when errors stop coming, and with several sources each lane's
 //! settled pace is verified by a canary, so that a host-wide limit is
 //! found and obeyed rather than losing ports.
