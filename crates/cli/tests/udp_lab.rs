@@ -280,6 +280,25 @@ fn several_source_addresses_are_claimed_and_each_gets_its_own_icmp_budget() {
             );
         }
     }
+    // Once the scan is over, nothing answers for the sources any more: the
+    // target, its neighbour table flushed, cannot reach one.
+    host.namespace().ip(&["neigh", "flush", "all"]).unwrap();
+    let reached = host
+        .namespace()
+        .command("ping")
+        .args(["-c", "1", "-W", "1", &families[0].1[0].to_string()])
+        .output()
+        .unwrap();
+    assert!(!reached.status.success(), "a source still answers: {reached:?}");
+    let neighbours = host.namespace().ip(&["neigh", "show"]).unwrap();
+    let source = format!("{} ", families[0].1[0]);
+    assert!(
+        neighbours
+            .lines()
+            .filter(|l| l.starts_with(&source))
+            .all(|l| !l.contains("lladdr")),
+        "{neighbours}"
+    );
 }
 
 #[test]
