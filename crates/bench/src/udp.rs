@@ -1,26 +1,34 @@
-//! The UDP scenario (issue 5's benchmark): `portolan -sU` against
-//! `nmap -sU` on one lab host that keeps Linux's default ICMP rate limit
-//! (a burst of six port unreachables, then about one a second), on two
-//! port lists:
+//! The UDP scenario (issues 5 and 13's benchmark): `portolan -sU`
+//! against `nmap -sU` on lab hosts that keep Linux's default ICMP rate
+//! limit (a burst of six port unreachables, then about one a second, per
+//! destination address), case by case:
 //!
-//! 1. **Top 100**: Portolan's 100 most common UDP ports, given to both tools
-//!    as the same explicit list (the tools' own top-100 lists differ). Of
-//!    them, the [`ANSWERING`] ones have a UDP responder, every
+//! 1. **Two short lists** (issue 13's): 10 ports (3 answering, 2 dropped,
+//!    5 closed) and 14 ports (6 answering, 2 silent open, 3 dropped,
+//!    3 closed). Their closed ports fit in the burst: the floor is a
+//!    round-trip timeout for the silent ports' retries.
+//! 2. **Top 100**: Portolan's 100 most common UDP ports, given to both
+//!    tools as the same explicit list (the tools' own top-100 lists
+//!    differ). Of them, the [`ANSWERING`] ones have a UDP responder, every
 //!    [`DROPPED_EVERY`]-th is dropped by nftables, the rest are closed.
-//! 2. **A fixed list**: [`FIXED_OPEN`] answering, [`FIXED_DROPPED`] dropped,
-//!    [`FIXED_CLOSED`] closed.
-//! 3. **The fixed list on [`HOSTS`] hosts** at once, each behind its own
+//! 3. **A fixed list on [`HOSTS`] hosts** at once, each behind its own
 //!    limit: a scan paced per host takes about as long as for one.
+//! 4. **The 10-port list over a /24 segment** of [`SEGMENT_HOSTS`] lab
+//!    hosts: the wall time stays close to one host's.
+//! 5. **Top 1000** (Portolan's list) with [`SOURCES`] source addresses
+//!    against nmap's default timing.
 //!
-//! Each list is scanned by Portolan at `-T4`, by nmap at its default
-//! timing and at `-T4` (whose fewer retries give up on closed ports), and
-//! by both again with
-//! `--defeat-icmp-ratelimit` (nmap's option too: silence reads
-//! closed|filtered instead of waiting out the limit). Rows give wall time,
-//! CPU time, peak memory, ratios to the first row and how each port's
-//! state compares with the truth (answering = open, dropped =
-//! open|filtered, closed = closed). The limit bounds any exact scan: past
-//! the burst, one closed port per second. Packets go only to the lab's
+//! Portolan runs at `-T4`, from one source address and from [`SOURCES`]
+//! (`-S` with a range on the lab segment, claimed by Portolan with ARP and
+//! ND answers: each source has its own share of the target's limit); nmap
+//! at its default timing and at `-T4` (whose fewer retries give up on
+//! closed ports); on the top 100 both again with `--defeat-icmp-ratelimit`
+//! (nmap's option too: silence reads closed|filtered instead of waiting
+//! out the limit). Rows give wall time, CPU time, peak memory, ratios to
+//! the first row and how each port's state compares with the truth
+//! (answering = open, silent or dropped = open|filtered, closed =
+//! closed). The limit bounds any exact scan from one source: past the
+//! burst, one closed port per second. Packets go only to the lab's
 //! namespaces.
 
 use std::collections::BTreeMap;
@@ -46,6 +54,23 @@ pub const FIXED_DROPPED: std::ops::RangeInclusive<u16> = 2000..=2009;
 pub const FIXED_CLOSED: std::ops::RangeInclusive<u16> = 3000..=3029;
 /// Longest one run may take.
 const LIMIT: Duration = Duration::from_secs(600);
+/// Longest one run of the top 1000 may take (nmap's default timing needs
+/// about a second per closed port).
+const LONG_LIMIT: Duration = Duration::from_secs(1500);
+/// Source addresses of the runs with several.
+pub const SOURCES: u8 = 8;
+/// Hosts of the /24 segment case.
+pub const SEGMENT_HOSTS: usize = 250;
+/// Issue 13's first short list: answering, dropped, closed.
+pub const SHORT_A: ([u16; 3], [u16; 2], [u16; 5]) =
+    ([53, 123, 161], [2000, 2001], [3000, 3001, 3002, 3003, 3004]);
+/// Its second: answering, silent open, dropped, closed.
+pub const SHORT_B: ([u16; 6], [u16; 2], [u16; 3], [u16; 3]) = (
+    [53, 123, 161, 500, 1900, 11211],
+    [67, 137],
+    [2000, 2001, 2002],
+    [3000, 3001, 3002],
+);
 /// The pause before each run: the host's ICMP bucket (six errors, one more
 /// a second) refills, so no run starts behind the one before.
 const REST: Duration = Duration::from_secs(7);
@@ -53,12 +78,24 @@ const REST: Duration = Duration::from_secs(7);
 /// Hosts of the third case.
 pub const HOSTS: usize = 4;
 
+/// Where a case's targets are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hosts {
+    /// The first n point-to-point hosts.
+    Own(usize),
+    /// Every host of the /24 segment.
+    Segment,
+}
+
 /// A port list and its truth (the same on every host scanned).
 struct Case {
     name: String,
     ports: Vec<u16>,
     truth: BTreeMap<u16, &'static str>,
-    hosts: usize,
+    /// Ports bound by a socket that never answers (open, silent).
+    silent: Vec<u16>,
+    hosts: Hosts,
+    limit: Duration,
 }
 
 impl Case {
@@ -107,8 +144,66 @@ fn top_case() -> Case {
         name: "Portolan's top 100 UDP ports".into(),
         ports,
         truth,
-        hosts: 1,
+        silent: Vec::new(),
+        hosts: Hosts::Own(1),
+        limit: LIMIT,
     }
+}
+
+/// Portolan's top 1000: the [`ANSWERING`] ones answer, the rest closed.
+fn top_1000_case() -> Case {
+    let ports = portolan_targets::top_ports(portolan_targets::Protocol::Udp, 1000);
+    let truth = ports
+        .iter()
+        .map(|&port| {
+            let state = if ANSWERING.contains(&port) {
+                "open"
+            } else {
+                "closed"
+            };
+            (port, state)
+        })
+        .collect();
+    Case {
+        name: "Portolan's top 1000 UDP ports".into(),
+        ports,
+        truth,
+        silent: Vec::new(),
+        hosts: Hosts::Own(1),
+        limit: LONG_LIMIT,
+    }
+}
+
+/// A short list of issue 13.
+fn short_case(name: &str, open: &[u16], silent: &[u16], dropped: &[u16], closed: &[u16]) -> Case {
+    let mut truth = BTreeMap::new();
+    for &port in open {
+        truth.insert(port, "open");
+    }
+    for &port in silent.iter().chain(dropped) {
+        truth.insert(port, "open|filtered");
+    }
+    for &port in closed {
+        truth.insert(port, "closed");
+    }
+    Case {
+        name: name.into(),
+        ports: truth.keys().copied().collect(),
+        truth,
+        silent: silent.to_vec(),
+        hosts: Hosts::Own(1),
+        limit: LIMIT,
+    }
+}
+
+fn short_a() -> Case {
+    let (open, dropped, closed) = SHORT_A;
+    short_case("issue 13's 10-port list", &open, &[], &dropped, &closed)
+}
+
+fn short_b() -> Case {
+    let (open, silent, dropped, closed) = SHORT_B;
+    short_case("issue 13's 14-port list", &open, &silent, &dropped, &closed)
 }
 
 fn fixed_case() -> Case {
@@ -126,7 +221,9 @@ fn fixed_case() -> Case {
         name: "a fixed list".into(),
         ports: truth.keys().copied().collect(),
         truth,
-        hosts: 1,
+        silent: Vec::new(),
+        hosts: Hosts::Own(1),
+        limit: LIMIT,
     }
 }
 
@@ -158,6 +255,8 @@ struct Runner {
     binary: PathBuf,
     args: Vec<String>,
     nmap: bool,
+    /// From [`SOURCES`] addresses of the target's segment.
+    sources: bool,
 }
 
 impl Runner {
@@ -165,13 +264,19 @@ impl Runner {
         std::thread::sleep(REST);
         let mut cmd = lab.scanner().command(&self.binary);
         cmd.args(&self.args).args(["-p", &case.list(), "-n", "-Pn"]);
+        if self.sources {
+            let host = lab.host(0);
+            let first = host.subnet().ipv4(100);
+            cmd.args(["-e", host.scanner_interface(), "-S"])
+                .arg(format!("{first}-{}", 100 + SOURCES - 1));
+        }
         if self.nmap {
             cmd.arg("-oX");
         } else {
             cmd.args(["--no-progress", "-oJ"]);
         }
         cmd.arg(out).args(targets);
-        let cost = run_measured(cmd, LIMIT, Stdio::null());
+        let cost = run_measured(cmd, case.limit, Stdio::null());
         let text = std::fs::read_to_string(out).unwrap_or_default();
         let hosts: Vec<States> = targets
             .iter()
@@ -188,55 +293,99 @@ impl Runner {
     }
 }
 
+/// The runners of a case: Portolan from one source and (single-host
+/// cases) from [`SOURCES`], nmap at default timing and `-T4`; with
+/// `defeat`, both with `--defeat-icmp-ratelimit` too.
+fn runners(nmap: Option<&PathBuf>, several_sources: bool, defeat: bool) -> Vec<Runner> {
+    let portolan = |label: &str, extra: &[&str], sources: bool| Runner {
+        label: label.into(),
+        binary: sibling_binary("portolan"),
+        args: ["-sU", "-T4"]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect(),
+        nmap: false,
+        sources,
+    };
+    let nmap_runner = |binary: &PathBuf, extra: &[&str]| {
+        let args: Vec<String> = std::iter::once("-sU")
+            .chain(extra.iter().copied())
+            .map(str::to_string)
+            .collect();
+        Runner {
+            label: format!("nmap {}", args.join(" ")),
+            binary: binary.clone(),
+            args,
+            nmap: true,
+            sources: false,
+        }
+    };
+    let mut all = vec![portolan("portolan -sU -T4", &[], false)];
+    if several_sources {
+        all.push(portolan(
+            &format!("portolan -sU -T4 -S <{SOURCES} addresses>"),
+            &[],
+            true,
+        ));
+    }
+    if let Some(binary) = nmap {
+        all.push(nmap_runner(binary, &[]));
+        all.push(nmap_runner(binary, &["-T4"]));
+    }
+    if defeat {
+        all.push(portolan(
+            "portolan -sU -T4 --defeat-icmp-ratelimit",
+            &["--defeat-icmp-ratelimit"],
+            false,
+        ));
+        if let Some(binary) = nmap {
+            all.push(nmap_runner(binary, &["-T4", "--defeat-icmp-ratelimit"]));
+        }
+    }
+    all
+}
+
 /// Runs the UDP scenario with `runs` runs per tool.
 pub fn udp_bench(runs: usize) -> Result<(), String> {
     let lab = Lab::builder()
         .hosts(HOSTS)
+        .segment(SEGMENT_HOSTS)
         .build()
         .map_err(|e| format!("cannot build the lab (run as root): {e}"))?;
     let dir = std::env::temp_dir().join(format!("portolan-bench-udp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut runners = vec![Runner {
-        label: "portolan -sU -T4".into(),
-        binary: sibling_binary("portolan"),
-        args: vec!["-sU".into(), "-T4".into()],
-        nmap: false,
-    }];
     let nmap = peer("nmap", "apt-get install nmap");
-    if let Some(binary) = &nmap {
-        for timing in [None, Some("-T4")] {
-            let mut args = vec!["-sU".to_string()];
-            args.extend(timing.map(str::to_string));
-            runners.push(Runner {
-                label: format!("nmap {}", args.join(" ")),
-                binary: binary.clone(),
-                args,
-                nmap: true,
-            });
-        }
-    }
-    runners.push(Runner {
-        label: "portolan -sU -T4 --defeat-icmp-ratelimit".into(),
-        binary: sibling_binary("portolan"),
-        args: vec!["-sU".into(), "-T4".into(), "--defeat-icmp-ratelimit".into()],
-        nmap: false,
-    });
-    if let Some(binary) = &nmap {
-        runners.push(Runner {
-            label: "nmap -sU -T4 --defeat-icmp-ratelimit".into(),
-            binary: binary.clone(),
-            args: vec!["-sU".into(), "-T4".into(), "--defeat-icmp-ratelimit".into()],
-            nmap: true,
-        });
-    }
     let mut file = 0;
     let many = Case {
         name: format!("a fixed list on {HOSTS} hosts"),
-        hosts: HOSTS,
+        hosts: Hosts::Own(HOSTS),
         ..fixed_case()
     };
-    for case in [top_case(), fixed_case(), many] {
-        let hosts = &lab.hosts()[..case.hosts];
+    let segment = Case {
+        name: format!("issue 13's 10-port list on a /24 segment of {SEGMENT_HOSTS} hosts"),
+        hosts: Hosts::Segment,
+        ..short_a()
+    };
+    let top_1000 = top_1000_case();
+    let cases: Vec<(Case, Vec<Runner>)> = vec![
+        (short_a(), runners(nmap.as_ref(), true, false)),
+        (short_b(), runners(nmap.as_ref(), true, false)),
+        (top_case(), runners(nmap.as_ref(), true, true)),
+        (many, runners(nmap.as_ref(), false, false)),
+        (segment, runners(nmap.as_ref(), false, false)),
+        (top_1000, {
+            // Portolan from several sources against nmap's default timing.
+            let mut r = runners(nmap.as_ref(), true, false);
+            r.retain(|r| r.sources || r.args == ["-sU"]);
+            r
+        }),
+    ];
+    for (case, runners) in &cases {
+        let hosts: &[portolan_lab::Host] = match case.hosts {
+            Hosts::Own(n) => &lab.hosts()[..n],
+            Hosts::Segment => lab.segment(0).hosts(),
+        };
         let targets: Vec<String> = hosts.iter().map(|h| h.ipv4().to_string()).collect();
         let open: Vec<u16> = case
             .truth
@@ -245,16 +394,23 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
             .map(|(p, _)| *p)
             .collect();
         let mut _responders: Vec<UdpEcho> = Vec::new();
+        let mut _silent = Vec::new();
         for host in hosts {
             _responders.push(
                 host.listen_udp(open.iter().copied())
                     .map_err(|e| format!("UDP responders: {e}"))?,
             );
+            if !case.silent.is_empty() {
+                _silent.push(
+                    host.listen_udp_silent(case.silent.iter().copied())
+                        .map_err(|e| format!("silent UDP ports: {e}"))?,
+                );
+            }
         }
         let dropped: Vec<u16> = case
             .truth
             .iter()
-            .filter(|(_, s)| **s == "open|filtered")
+            .filter(|(p, s)| **s == "open|filtered" && !case.silent.contains(p))
             .map(|(p, _)| *p)
             .collect();
         for host in hosts {
@@ -266,18 +422,17 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
         }
         let count = |s: &str| case.truth.values().filter(|v| **v == s).count();
         println!(
-            "UDP scan of {} ({} ports) on {} ({}) with Linux's default ICMP rate limit: \
-             {} answering, {} dropped, {} closed; median of {runs} run(s)",
+            "UDP scan of {} ({} ports) on {} with Linux's default ICMP rate limit: \
+             {} answering, {} silent open, {} dropped, {} closed; median of {runs} run(s)",
             case.name,
             case.ports.len(),
-            if case.hosts == 1 {
-                "a lab host"
-            } else {
-                "lab hosts"
+            match hosts {
+                [one] => format!("a lab host ({})", one.ipv4()),
+                many => format!("{} lab hosts", many.len()),
             },
-            targets.join(", "),
             count("open"),
-            count("open|filtered"),
+            case.silent.len(),
+            count("open|filtered") - case.silent.len(),
             count("closed"),
         );
         let rows: Vec<Row> = runners
@@ -285,7 +440,7 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
             .map(|runner| {
                 median(runs, || {
                     file += 1;
-                    runner.run(&lab, &case, &targets, &dir.join(format!("udp-{file}.out")))
+                    runner.run(&lab, case, &targets, &dir.join(format!("udp-{file}.out")))
                 })
             })
             .collect();
@@ -295,7 +450,9 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "With --defeat-icmp-ratelimit both tools stop waiting for the limit: closed ports past \
-         the burst read closed|filtered (counted above as closed->closed|filtered)."
+         the burst read closed|filtered (counted above as closed->closed|filtered). With -S, \
+         Portolan spreads its probes over {SOURCES} source addresses it claims on the lab \
+         segment; the target limits each on its own."
     );
     Ok(())
 }

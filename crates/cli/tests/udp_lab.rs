@@ -289,7 +289,10 @@ fn several_source_addresses_are_claimed_and_each_gets_its_own_icmp_budget() {
         .args(["-c", "1", "-W", "1", &families[0].1[0].to_string()])
         .output()
         .unwrap();
-    assert!(!reached.status.success(), "a source still answers: {reached:?}");
+    assert!(
+        !reached.status.success(),
+        "a source still answers: {reached:?}"
+    );
     let neighbours = host.namespace().ip(&["neigh", "show"]).unwrap();
     let source = format!("{} ", families[0].1[0]);
     assert!(
