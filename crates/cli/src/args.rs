@@ -494,6 +494,7 @@ pub fn resolve(
             }
             FlagId::Interface => cfg.scan.interface = Some(value(g).to_string()),
             FlagId::SendIp => cfg.scan.send_ip = true,
+            FlagId::Offline => cfg.scan.offline = true,
             FlagId::DefeatIcmpRatelimit => cfg.scan.defeat_icmp_ratelimit = true,
             FlagId::ScanFlags => {
                 cfg.scan.scanflags = Some(parse_scanflags(value(g)).ok_or_else(|| {

@@ -83,6 +83,7 @@ pub enum FlagId {
     // Misc
     Interface,
     SendIp,
+    Offline,
     Decoys,
     DisableArpPing,
     Source,
@@ -589,6 +590,14 @@ pub static FLAGS: &[FlagDef] = &[
         Misc,
         "--send-ip",
         "Send raw probes through the kernel's IP layer, not as Ethernet frames"
+    ),
+    flag!(
+        Offline,
+        ["offline"],
+        Switch,
+        Misc,
+        "--offline",
+        "Run a raw scan's whole engine without sending anything (in virtual time; implies -Pn -n), to measure the engine alone"
     ),
     flag!(
         DisableArpPing,

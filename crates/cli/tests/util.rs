@@ -120,3 +120,17 @@ pub fn assert_success(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The peak resident memory, in KiB, of the largest child process this
+/// test process has waited for (`getrusage(RUSAGE_CHILDREN)`): nextest
+/// runs each test in a process of its own, so it is the largest of that
+/// test's commands.
+pub fn children_peak_rss_kib() -> u64 {
+    // SAFETY: an all-zero rusage is valid, and getrusage writes only into
+    // the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a live, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    u64::try_from(usage.ru_maxrss).unwrap_or(0)
+}

@@ -186,6 +186,12 @@ pub struct ScanConfig {
     /// given with `-e`; the scan answers ARP and Neighbor Discovery for
     /// them while it runs, after checking no other host holds them.
     pub sources: Vec<IpAddr>,
+    /// `--offline` (masscan's): run the whole engine of a raw scan
+    /// (targets, order, scheduler, probes stamped) without opening a
+    /// socket or sending anything, in virtual time, to measure the engine
+    /// alone. Implies no discovery before a port scan (`-Pn`) and no
+    /// reverse DNS; every port reads as unanswered.
+    pub offline: bool,
     /// `-e`: the interface.
     pub interface: Option<String>,
     /// `-g`: the source port.
@@ -246,6 +252,7 @@ impl ScanConfig {
             timing: TimingConfig::from_template(TimingTemplate::Normal),
             max_hostgroup: None,
             sources: Vec::new(),
+            offline: false,
             interface: None,
             source_port: None,
             send_ip: false,

@@ -114,7 +114,10 @@ impl Scan {
     /// technique (SYN with raw sockets, connect without, unless one was
     /// asked for), checks the privileges the techniques need, and loads
     /// the probe database for version detection. Sends nothing.
-    pub fn new(config: ScanConfig) -> Result<Scan, ScanError> {
+    pub fn new(mut config: ScanConfig) -> Result<Scan, ScanError> {
+        if config.offline {
+            offline_settings(&mut config)?;
+        }
         let options = portolan_targets::TargetOptions {
             prefer_ipv6: config.prefer_ipv6,
         };
@@ -134,6 +137,7 @@ impl Scan {
         };
         let technique = match choose_technique(&config)? {
             Some(technique) => technique,
+            None if config.offline => Technique::Tcp(TcpScan::Syn),
             None if try_raw(&mut raw) => Technique::Tcp(TcpScan::Syn),
             None => Technique::Connect,
         };
@@ -171,6 +175,8 @@ impl Scan {
             .find(|t| t.needs_raw_sockets())
             .map(Technique::flag);
         let raw = match (raw, raw_flag) {
+            // Offline: no socket at all.
+            _ if config.offline => None,
             (Some(opened), Some(_)) => Some(opened),
             (_, Some(flag)) => Some(
                 RawContext::open_with_receivers(receivers)
@@ -247,11 +253,39 @@ impl Scan {
     }
 }
 
+/// What `--offline` implies and refuses: no discovery before a port scan
+/// and no reverse DNS (nothing answers); a raw technique only, and no
+/// version detection (no port is open).
+fn offline_settings(config: &mut ScanConfig) -> Result<(), ScanError> {
+    if let Some(t) = config
+        .technique
+        .filter(|t| !t.needs_raw_sockets() || *t == Technique::Idle)
+    {
+        return Err(ScanError::Settings(format!(
+            "--offline runs a raw-packet scan's engine, not {}",
+            t.flag()
+        )));
+    }
+    if config.version.enabled {
+        return Err(ScanError::Settings(
+            "--offline: no port answers, so -sV has nothing to detect".into(),
+        ));
+    }
+    if !config.ping_only {
+        config.skip_discovery = true;
+    }
+    config.reverse_dns = ReverseDns::Never;
+    Ok(())
+}
+
 /// The technique to run as asked (decoys and custom flags ask for SYN);
 /// `None` to choose by privileges: SYN when raw sockets open, connect
 /// otherwise (nmap's default).
 fn choose_technique(config: &ScanConfig) -> Result<Option<Technique>, ScanError> {
     let privileged = |flag: &'static str| {
+        if config.offline {
+            return Ok(());
+        }
         raw::check_privileges().map_err(|source| ScanError::Privileges { flag, source })
     };
     if !config.decoys.is_empty() && config.technique == Some(Technique::Connect) {

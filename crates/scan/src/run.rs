@@ -21,6 +21,7 @@ use portolan_model::{PacketStats, ScanId, ScanInfo, ScanSummary, WallClock};
 use portolan_targets::{Permutation, Protocol, Target, TargetList};
 use portolan_transport::connect::{self, ConnectOptions};
 use portolan_transport::idle::{IdleOptions, IdleScan};
+use portolan_transport::offline;
 use portolan_transport::raw::{self, PingProbe, RawOptions, RawProbes, RawStats, TcpFlags};
 use portolan_transport::{Control, Observer};
 
@@ -660,6 +661,14 @@ impl Runner<'_, '_> {
                     decoys: config.decoys.clone(),
                     key: (seed, seed.rotate_left(29) ^ random_seed()),
                 };
+                if config.offline {
+                    let stats =
+                        offline::run(&mut scheduler, &raw_options, &mut observer, &mut sink_event)
+                            .map_err(|source| ScanError::Raw { what, source })?;
+                    sent = Some(stats);
+                    self.emitter.borrow_mut().sink.event(Event::PhaseFinished);
+                    return Ok((*scheduler.stats(), sent));
+                }
                 let Some(context) = &self.raw else {
                     return Err(ScanError::Unsupported(format!(
                         "{}: the scan has no raw sockets",

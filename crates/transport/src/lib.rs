@@ -8,6 +8,8 @@
 //!   scans; raw scans borrow them.
 //! - [`idle`]: the idle scan (`-sI`), spoofed SYNs read back through a
 //!   zombie's IP ID, on the raw engine's paths and sockets.
+//! - [`offline`]: a raw scan's whole engine with no socket (`--offline`),
+//!   in virtual time, to measure the engine alone.
 //! - [`probe`]: the probe modules, pure code per technique (TCP, UDP,
 //!   SCTP): templates, stamping, validation by cookie, what an answer
 //!   proves and what silence means.
@@ -31,6 +33,7 @@ pub mod connect;
 pub mod context;
 pub mod cookie;
 pub mod idle;
+pub mod offline;
 mod paths;
 pub mod probe;
 pub mod raw;

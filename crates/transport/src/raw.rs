@@ -844,7 +844,7 @@ fn account(
 /// The probe modules of a run (see [`crate::probe`]): TCP ones by the
 /// scan whose reading applies (the run's own, with `--scanflags`, first),
 /// UDP, and SCTP ones by kind.
-struct Modules {
+pub(crate) struct Modules {
     tcp: Vec<TcpProbes>,
     udp: UdpProbes,
     sctp: Vec<SctpProbes>,
@@ -854,7 +854,7 @@ struct Modules {
 
 impl Modules {
     /// The modules `probes` needs, `scanflags` applying to a TCP scan's.
-    fn new(probes: &RawProbes, scanflags: Option<TcpFlags>) -> Modules {
+    pub(crate) fn new(probes: &RawProbes, scanflags: Option<TcpFlags>) -> Modules {
         let mut tcp = Vec::new();
         if let RawProbes::Tcp { scan, .. } = *probes {
             tcp.push(TcpProbes::new(scan, scanflags));
@@ -916,6 +916,31 @@ impl Modules {
     fn sctp_reading(&self, kind: SctpProbe) -> &SctpProbes {
         &self.sctp[usize::from(kind != SctpProbe::Init)]
     }
+}
+
+/// Stamps `probe` from `source` into `buffer` with the module of
+/// `probes`, as the run would before sending it (for the offline
+/// transport, which measures the engine without sending).
+pub(crate) fn stamp_offline(
+    modules: &mut Modules,
+    probes: &RawProbes,
+    probe: Probe,
+    source: IpAddr,
+    keys: &Keys<'_>,
+    buffer: &mut [u8],
+) -> Result<(), RawError> {
+    let shot = shot(probe, source, probe.port);
+    let stamped = match *probes {
+        RawProbes::IpProtocols => modules.ip_protocol.stamp(shot, keys, buffer),
+        RawProbes::Sctp(kind) => modules.sctp(kind).stamp(shot, keys, buffer),
+        RawProbes::Udp => modules.udp.stamp(shot, keys, buffer),
+        RawProbes::Tcp { scan, .. } => modules.tcp(scan).stamp(shot, keys, buffer),
+        RawProbes::Discovery(ref pings) => match pings.get(usize::from(probe.port)) {
+            Some(PingProbe::Neighbour) | None => Ok(0),
+            Some(_) => modules.discovery.stamp(shot, keys, buffer),
+        },
+    };
+    stamped.map(drop).map_err(build_error)
 }
 
 /// The shot of `probe` from `source` to the target's `port`.
