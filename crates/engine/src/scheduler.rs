@@ -145,6 +145,16 @@ pub struct Probe {
     pub source: u8,
 }
 
+impl InFlight {
+    /// A canary: a probe to a port that already answered with an ICMP
+    /// error, sent after suspect retries to see whether the host's errors
+    /// still come (see `Lane::silence_is_its_own`), or at a lane's settled
+    /// pace to verify it. It resolves nothing.
+    fn is_canary(&self) -> bool {
+        matches!(self.how, Send::Canary(_) | Send::PaceCheck(_))
+    }
+}
+
 /// How a probe is sent (see [`Scheduler::dispatch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Send {
@@ -157,6 +167,9 @@ enum Send {
     /// A canary on this lane at its settled pace (see
     /// [`Lane::verified`]).
     PaceCheck(u8),
+    /// A re-probe of a port that answered, to measure the path's loss
+    /// (see [`Scheduler::silent_budget`]).
+    LossProbe,
 }
 
 /// What the scheduler reports, in order.
@@ -207,17 +220,11 @@ struct InFlight {
     /// Order of sending over the whole scan (probes sent in the same
     /// instant still have an order).
     seq: u64,
-    /// A canary: a probe to a port that already answered with an ICMP
-    /// error, sent after suspect retries to see whether the host's errors
-    /// still come (see [`Lane::silence_is_its_own`]). It resolves
-    /// nothing.
-    canary: bool,
+    /// How it was sent: for a port, or as one of the probes that resolve
+    /// nothing (canaries, loss probes).
+    how: Send,
     /// The lane (source address) it went from.
     lane: u8,
-    /// A canary sent at its lane's settled pace, to verify that pace.
-    pace_check: bool,
-    /// Sent past its lane's pace (a quiet retry).
-    quiet: bool,
     /// See [`Queued::settled_silent`].
     settled_silent: u8,
     generation: u32,
@@ -259,6 +266,9 @@ struct HostScan {
     error_port: Option<u16>,
     /// Retries queued with `canary_after` and not sent yet.
     suspects_queued: u32,
+    /// Loss probes to this host due and not sent yet (it is kept until
+    /// they are).
+    loss_pending: u8,
     results: Vec<PortOutcome>,
     timed_out: bool,
     reported: bool,
@@ -544,9 +554,21 @@ pub struct Scheduler {
 
     window: Window,
     global_rtt: RttEstimator,
-    /// Ports answered over all hosts, and the highest try that one needed.
+    /// Ports answered over all hosts.
     global_answered: u32,
-    global_max_successful_try: u8,
+    /// Round trips observed (tries of answered ports, loss probes) and
+    /// those lost, for the loss estimate of [`Scheduler::silent_budget`].
+    loss_trials: u32,
+    loss_failures: u32,
+    /// Loss probes sent, and those due (host, port, try).
+    loss_probes: u32,
+    loss_due: VecDeque<(u32, u16, u8)>,
+    /// Many targets (at least [`SWEEP_HOSTS`]): answered ports get loss
+    /// probes (see [`Scheduler::silent_budget`]).
+    sweep: bool,
+    /// Silent tries whose retry waits for the loss estimate: (host, port,
+    /// try).
+    parked: VecDeque<(u32, u16, u8)>,
     rate: RateLimiter,
     stats: ScanStats,
     events: VecDeque<ScanEvent>,
@@ -593,10 +615,25 @@ pub const PACING_START: Duration = Duration::from_millis(25);
 pub const PACING_MAX: Duration = Duration::from_millis(1050);
 
 /// Answers from the scan's hosts before a silent host's budget follows
-/// theirs.
+/// the measured loss (see [`Scheduler::silent_budget`]).
 const OTHERS_ANSWERED: u32 = 16;
-/// Retries a silent host gets at least then.
-const MIN_OTHERS_RETRIES: u8 = 2;
+/// The chance a silent address's tries may leave of missing it if it is
+/// live: its tries are enough to bring a live host's every try being lost
+/// below this.
+const SILENT_MISS: f64 = 1e-3;
+/// Round trips observed before the tries of silent hosts are decided as
+/// they time out: until then (and while the order has first tries to
+/// hand out), their decision waits, so that a sweep's first silent
+/// addresses do not get the budget of a loss nobody measured yet.
+const CONFIDENT_TRIALS: u32 = 1000;
+/// Targets from which a scan is a sweep, whose answered ports get loss
+/// probes (smaller scans' hosts answer for themselves).
+const SWEEP_HOSTS: u128 = 256;
+/// One answered port in this many gets a loss probe...
+const LOSS_SAMPLE: u32 = 4;
+/// ... up to this many in a scan (a loss estimate needs a few hundred
+/// round trips, not more).
+const LOSS_PROBES: u32 = 1024;
 
 /// Retries a port of a paced host gets at least once the pace settled.
 const PACED_RETRIES: u8 = 2;
@@ -691,7 +728,12 @@ impl Scheduler {
             cancels: Vec::new(),
             global_rtt: RttEstimator::default(),
             global_answered: 0,
-            global_max_successful_try: 0,
+            loss_trials: 0,
+            loss_failures: 0,
+            loss_probes: 0,
+            loss_due: VecDeque::new(),
+            parked: VecDeque::new(),
+            sweep: host_count >= SWEEP_HOSTS,
             stats: ScanStats::default(),
             events: VecDeque::new(),
             interrupted: false,
@@ -774,12 +816,19 @@ impl Scheduler {
         }
         self.group = None;
         self.ready.clear();
+        self.parked.clear();
+        for (h, _, _) in std::mem::take(&mut self.loss_due) {
+            if let Some(host) = self.hosts[h as usize].as_mut() {
+                host.loss_pending = 0;
+            }
+            self.free_host_if_done(h);
+        }
     }
 
     /// The earliest time at which calling the scheduler again can make
     /// progress: a timeout, a host deadline, a scan delay or rate slot.
     pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
-        if self.more_now {
+        if self.more_now || (!self.parked.is_empty() && self.in_flight == 0) {
             return Some(now);
         }
         let mut t: Option<Instant> = None;
@@ -846,6 +895,12 @@ impl Scheduler {
         }
         if let Some(probe) = self.poll_canary(now) {
             return Some(probe);
+        }
+        if let Some(probe) = self.poll_loss_probe(now) {
+            return Some(probe);
+        }
+        if !self.parked.is_empty() && self.loss_trials >= CONFIDENT_TRIALS {
+            self.unpark(now);
         }
         let forced = self.rate.behind_min_rate(now);
         if !forced && self.in_flight >= self.window.allowed() {
@@ -920,7 +975,15 @@ impl Scheduler {
         }
         // Then the next first tries in the order.
         while self.queued < MAX_QUEUED {
-            let (h, port) = self.next_fresh_pair()?;
+            let Some((h, port)) = self.next_fresh_pair() else {
+                if !self.parked.is_empty() {
+                    // No first try to hand out now (the order is done, or
+                    // its groups are full): the waiting decisions are due.
+                    self.unpark(now);
+                    self.more_now = true;
+                }
+                return None;
+            };
             match self.host_blocked(h, now, forced) {
                 None => return Some(self.dispatch(h, port, 0, now, true)),
                 Some(until) => {
@@ -954,7 +1017,12 @@ impl Scheduler {
             reply.reason,
             Reason::PortUnreach | Reason::ProtoUnreach | Reason::ParamProblem
         );
-        if entry.canary {
+        if entry.how == Send::LossProbe {
+            self.loss_trials = self.loss_trials.saturating_add(1);
+            self.free_host_if_done(entry.host);
+            return true;
+        }
+        if entry.is_canary() {
             let host = self.hosts[entry.host as usize]
                 .as_mut()
                 .expect("canary's host is live");
@@ -965,7 +1033,7 @@ impl Scheduler {
             if limited_error {
                 lane.note_error(&entry);
                 lane.count_error(now);
-                lane.verified |= entry.pace_check;
+                lane.verified |= entry.how == Send::PaceCheck(entry.lane);
             }
             self.after_canary(entry.host);
             return true;
@@ -997,7 +1065,21 @@ impl Scheduler {
         }
         host.max_successful_try = host.max_successful_try.max(entry.try_no);
         self.global_answered = self.global_answered.saturating_add(1);
-        self.global_max_successful_try = self.global_max_successful_try.max(entry.try_no);
+        self.loss_trials = self.loss_trials.saturating_add(u32::from(entry.try_no) + 1);
+        self.loss_failures = self.loss_failures.saturating_add(u32::from(entry.try_no));
+        // A sample of the answered ports is probed once more, to measure
+        // the loss (not where errors are rate limited: a probe would cost
+        // the host a token).
+        if self.sweep
+            && !self.pace_to_answers
+            && self.global_answered % LOSS_SAMPLE == 1
+            && self.loss_probes + (self.loss_due.len() as u32) < LOSS_PROBES
+            && host.loss_pending < u8::MAX
+        {
+            host.loss_pending += 1;
+            self.loss_due
+                .push_back((entry.host, entry.port, entry.try_no.saturating_add(1)));
+        }
         host.answered_ports = host.answered_ports.saturating_add(1);
         host.answered_tries = host
             .answered_tries
@@ -1015,7 +1097,7 @@ impl Scheduler {
             // (within any host-wide limit of at least one error a second),
             // and the tries sent before do not count.
             let lanes = host.lanes.len() as u32;
-            if entry.quiet && lanes > 1 && host.pace_factor < lanes {
+            if entry.how == Send::Quiet && lanes > 1 && host.pace_factor < lanes {
                 host.bound_host_wide(now);
                 self.stats.pacing_increases += 1;
             }
@@ -1056,7 +1138,11 @@ impl Scheduler {
         let Some(entry) = self.unsend(id) else {
             return;
         };
-        if entry.canary {
+        if entry.how == Send::LossProbe {
+            self.free_host_if_done(entry.host);
+            return;
+        }
+        if entry.is_canary() {
             self.canary_gone(entry.host, entry.lane);
             return;
         }
@@ -1081,7 +1167,11 @@ impl Scheduler {
             return;
         };
         self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
-        if entry.canary {
+        if entry.how == Send::LossProbe {
+            self.free_host_if_done(entry.host);
+            return;
+        }
+        if entry.is_canary() {
             self.canary_gone(entry.host, entry.lane);
             return;
         }
@@ -1093,14 +1183,76 @@ impl Scheduler {
     }
 
     /// The retries a host that has not answered yet gets once enough
-    /// other hosts have: one more than the most any answer needed, and at
-    /// least [`MIN_OTHERS_RETRIES`].
-    fn others_budget(&self) -> Option<u8> {
+    /// other hosts have: what the measured loss calls for.
+    ///
+    /// The model (issue 18): in a sweep most addresses never answer, so
+    /// their silence says nothing about loss; the answers do. Each round
+    /// trip to a port that answered is a trial: the tries an answered port
+    /// needed beyond its first were lost, and one answered port in
+    /// [`LOSS_SAMPLE`] is probed once more (a loss probe, resolving
+    /// nothing), whose silence is a loss. With `p` the estimated chance
+    /// that a round trip is lost ((lost + 0.1) / (trials + 0.2)), a silent
+    /// address gets the fewest tries `k` with `p^k` below [`SILENT_MISS`]:
+    /// on a clean link, once a hundred or so round trips came back, one
+    /// try; with 10% lost each way (`p` near 0.19), five. Until
+    /// [`OTHERS_ANSWERED`] ports answered, a silent host keeps the full
+    /// budget (its silence may be the path warming up).
+    fn silent_budget(&self) -> Option<u8> {
         (self.global_answered >= OTHERS_ANSWERED).then(|| {
-            self.global_max_successful_try
-                .saturating_add(1)
-                .max(MIN_OTHERS_RETRIES)
+            let lost = (f64::from(self.loss_failures) + PRIOR_LOST)
+                / (f64::from(self.loss_trials) + 2.0 * PRIOR_LOST);
+            let tries = (SILENT_MISS.ln() / lost.ln()).ceil().clamp(1.0, 51.0);
+            (tries - 1.0) as u8
         })
+    }
+
+    /// Whether the order has handed out its last first try.
+    fn fresh_done(&self) -> bool {
+        self.host_cursor >= self.host_order.len()
+            && self.group.as_ref().is_none_or(|g| g.next >= g.order.len())
+    }
+
+    /// Decides the tries that waited for the loss estimate (see
+    /// [`CONFIDENT_TRIALS`]): each gets a retry if its host's budget
+    /// allows one now, or is resolved as silent.
+    fn unpark(&mut self, now: Instant) {
+        let others = self.silent_budget();
+        let max_retries = self.timing.max_retries;
+        let scanned = self.ports.len();
+        while let Some((h, port, try_no)) = self.parked.pop_front() {
+            let Some(host) = self.hosts[h as usize].as_mut() else {
+                continue;
+            };
+            if host.reported || host.timed_out {
+                continue;
+            }
+            if try_no < host.retry_budget(max_retries, scanned, others) {
+                host.queue.push_back(Queued::new(port, try_no + 1));
+                self.queued += 1;
+                self.mark_ready(h);
+            } else {
+                let state = self.silent_state;
+                self.resolve(h, port, state, Reason::NoResponse, None, try_no + 1, now);
+                self.mark_ready_if_queued(h);
+            }
+        }
+    }
+
+    /// A loss probe due, sent past the windows.
+    fn poll_loss_probe(&mut self, now: Instant) -> Option<Probe> {
+        while let Some((h, port, try_no)) = self.loss_due.pop_front() {
+            let Some(host) = self.hosts[h as usize].as_mut() else {
+                continue;
+            };
+            host.loss_pending = host.loss_pending.saturating_sub(1);
+            if self.interrupted {
+                self.free_host_if_done(h);
+                continue;
+            }
+            self.loss_probes += 1;
+            return Some(self.send(h, Queued::new(port, try_no), now, Send::LossProbe));
+        }
+        None
     }
 
     /// Takes a probe that did not go out back off the books: its slot is
@@ -1191,21 +1343,28 @@ impl Scheduler {
     }
 
     fn on_timeout(&mut self, slot: u32, now: Instant) {
-        let others = self.others_budget();
+        let others = self.silent_budget();
+        let loss_unknown = self.loss_trials < CONFIDENT_TRIALS && !self.fresh_done();
         let entry = self.slab[slot as usize];
         self.release(slot);
         let max_retries = self.timing.max_retries;
         let scanned = self.ports.len();
         let aggressive = self.timing.aggressive_growth;
+        if entry.how == Send::LossProbe {
+            self.loss_trials = self.loss_trials.saturating_add(1);
+            self.loss_failures = self.loss_failures.saturating_add(1);
+            self.free_host_if_done(entry.host);
+            return;
+        }
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
         let most = host.settled_pace();
-        if entry.canary {
+        if entry.is_canary() {
             // The host's errors to this source stopped coming: its silence
             // may be its rate limit from now on.
             let lane = &mut host.lanes[usize::from(entry.lane)];
             lane.canary_flying = false;
             lane.canary_port = None;
-            if entry.pace_check {
+            if entry.how == Send::PaceCheck(entry.lane) {
                 // Unanswered at the settled pace of its source: the host's
                 // limit over all its errors is the bound.
                 host.bound_host_wide(now);
@@ -1264,6 +1423,13 @@ impl Scheduler {
         let unsettled =
             pacing && (!lane.verified || lane.paced_at.is_none_or(|t| entry.sent_at < t));
         let mut settled_silent = entry.settled_silent;
+        // A host silent so far, while the scan has too few round trips to
+        // know the path's loss: its decision waits (see `park`).
+        if !pacing && !canary_after && host.answered_ports == 0 && !host.timed_out && loss_unknown {
+            self.parked
+                .push_back((entry.host, entry.port, entry.try_no));
+            return;
+        }
         let retry = if unsettled {
             settled_silent = 0;
             true
@@ -1333,7 +1499,7 @@ impl Scheduler {
             if host.serial != serial || host.timed_out || host.outstanding == 0 {
                 continue;
             }
-            let others = self.others_budget();
+            let others = self.silent_budget();
             let budget = host.retry_budget(self.timing.max_retries, self.ports.len(), others);
             let floor = self.timing.min_rtt_timeout;
             let last_wait = host
@@ -1342,7 +1508,7 @@ impl Scheduler {
                 .max(floor);
             for slot in 0..self.slab.len() {
                 let e = self.slab[slot];
-                if !e.live || e.host != h || e.canary || e.sent_at >= measured {
+                if !e.live || e.host != h || e.is_canary() || e.sent_at >= measured {
                     continue;
                 }
                 if e.try_no >= budget {
@@ -1513,7 +1679,7 @@ impl Scheduler {
         // Tries that another try will follow start from what the round
         // trips justify; the last try waits at least the full
         // --min-rtt-timeout, so a slow answer is not lost for good.
-        let others = self.others_budget();
+        let others = self.silent_budget();
         let host = self.hosts[h as usize].as_mut().expect("live host");
         let last_try = !canary
             && try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
@@ -1539,10 +1705,8 @@ impl Scheduler {
                     try_no,
                     sent_at: now,
                     seq: 0,
-                    canary: false,
+                    how: Send::Paced,
                     lane: 0,
-                    pace_check: false,
-                    quiet: false,
                     settled_silent: 0,
                     generation: 0,
                     live: false,
@@ -1558,10 +1722,8 @@ impl Scheduler {
             try_no,
             sent_at: now,
             seq: self.send_seq,
-            canary,
+            how,
             lane,
-            pace_check: matches!(how, Send::PaceCheck(_)),
-            quiet: how == Send::Quiet,
             settled_silent,
             generation: entry.generation,
             live: true,
@@ -1571,7 +1733,7 @@ impl Scheduler {
             .push(Reverse((now + timeout, slot, entry.generation)));
         self.in_flight += 1;
         self.stats.probes_sent += 1;
-        if try_no > 0 {
+        if try_no > 0 && how != Send::LossProbe {
             self.stats.retransmissions += 1;
         }
         self.rate.on_sent();
@@ -1699,6 +1861,7 @@ impl Scheduler {
             pace_factor: 1,
             error_port: None,
             suspects_queued: 0,
+            loss_pending: 0,
             results: Vec::new(),
             timed_out: false,
             reported: false,
@@ -1824,7 +1987,8 @@ impl Scheduler {
         let Some(host) = self.hosts[h as usize].as_ref() else {
             return;
         };
-        if host.reported && host.unresolved == 0 && host.outstanding == 0 {
+        if host.reported && host.unresolved == 0 && host.outstanding == 0 && host.loss_pending == 0
+        {
             self.hosts[h as usize] = None;
             self.free_hosts.push(h);
             self.active_hosts -= 1;
@@ -2933,6 +3097,73 @@ mod tests {
             "{} probes for {silent} silent addresses (max_retries {max_retries})",
             run.probes.len()
         );
+    }
+
+    /// A one-port sweep of `targets` where every 200th address answers,
+    /// each probe and each answer lost with `loss` percent: (live hosts
+    /// found, live hosts in all, probes per address).
+    fn sweep_run(targets: &str, loss: u64, seed: u64) -> (usize, usize, f64) {
+        let mut p = plan(&[targets], &[], vec![80], fast());
+        p.seed = seed;
+        let live = |a: IpAddr| {
+            let IpAddr::V4(a) = a else { unreachable!() };
+            u32::from(a) % 200 == 7
+        };
+        let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut lost = move || {
+            dice ^= dice << 13;
+            dice ^= dice >> 7;
+            dice ^= dice << 17;
+            dice % 100 < loss
+        };
+        let run = simulate(
+            p,
+            |probe| {
+                (live(probe.addr) && !lost() && !lost()).then(|| {
+                    (
+                        Reply {
+                            state: PortState::Open,
+                            reason: Reason::SynAck,
+                            ttl: None,
+                        },
+                        Duration::from_millis(1),
+                    )
+                })
+            },
+            None,
+        );
+        let all = run.ports.keys().filter(|(a, _)| live(*a)).count();
+        let found = run
+            .ports
+            .iter()
+            .filter(|((a, _), o)| live(*a) && o.state == PortState::Open)
+            .count();
+        let per_address = run.probes.len() as f64 / run.ports.len() as f64;
+        (found, all, per_address)
+    }
+
+    #[test]
+    fn a_clean_sweep_sends_about_one_probe_per_address() {
+        // Issue 18: silent addresses get the tries the measured loss calls
+        // for; on a clean link, about one.
+        let (found, all, per_address) = sweep_run("198.18.0.0/16", 0, 5);
+        assert_eq!(found, all, "every live host found");
+        assert!(per_address <= 1.1, "{per_address} probes per address");
+    }
+
+    #[test]
+    fn a_lossy_sweep_retries_as_the_loss_calls_for_and_finds_every_host() {
+        // 10% of probes and of answers lost: the loss shows in the answers
+        // to retries and to re-probes of answered hosts, and silent
+        // addresses get the tries it calls for.
+        for seed in 1..4 {
+            let (found, all, per_address) = sweep_run("198.18.0.0/16", 10, seed);
+            assert_eq!(found, all, "seed {seed}: {found} of {all} live hosts found");
+            assert!(
+                per_address < 7.0,
+                "seed {seed}: {per_address} probes per address"
+            );
+        }
     }
 
     #[test]
