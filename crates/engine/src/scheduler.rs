@@ -586,7 +586,12 @@ pub struct Scheduler {
     ready: VecDeque<u32>,
     delayed: BinaryHeap<Reverse<(Instant, u32)>>,
     queued: usize,
-    host_deadlines: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    /// `--host-timeout` deadlines: (deadline, host, serial), in deadline
+    /// order (every host gets the same limit from its first probe on), so
+    /// a queue; entries of finished hosts are dropped as they reach the
+    /// front and by [`Scheduler::compact_deadlines`], so that it holds
+    /// about the hosts in the scan, not every host ever scanned.
+    host_deadlines: VecDeque<(Instant, u32, u64)>,
     hosts_created: u64,
 
     slab: Vec<InFlight>,
@@ -763,7 +768,7 @@ impl Scheduler {
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             queued: 0,
-            host_deadlines: BinaryHeap::new(),
+            host_deadlines: VecDeque::new(),
             hosts_created: 0,
             slab: Vec::new(),
             free_slots: Vec::new(),
@@ -880,7 +885,7 @@ impl Scheduler {
         if let Some(Reverse((d, _, _))) = self.timeouts.peek() {
             consider(*d);
         }
-        if let Some(Reverse((d, _, _))) = self.host_deadlines.peek() {
+        if let Some((d, _, _)) = self.host_deadlines.front() {
             consider(*d);
         }
         if let Some(Reverse((d, ..))) = self.rechecks.peek() {
@@ -1568,19 +1573,33 @@ impl Scheduler {
 
     /// Gives up on hosts past `--host-timeout`.
     fn expire_hosts(&mut self, now: Instant) {
-        while let Some(&Reverse((deadline, h, serial))) = self.host_deadlines.peek() {
-            if deadline > now {
+        while let Some(&(deadline, h, serial)) = self.host_deadlines.front() {
+            let live = self.hosts[h as usize]
+                .as_ref()
+                .is_some_and(|host| host.serial == serial && !host.reported && !host.timed_out);
+            if live && deadline > now {
                 break;
             }
-            self.host_deadlines.pop();
-            let Some(host) = self.hosts[h as usize].as_mut() else {
-                continue;
-            };
-            if host.serial != serial || host.reported || host.timed_out {
-                continue;
+            self.host_deadlines.pop_front();
+            if live {
+                self.end_host(h, HostStatus::TimedOut, now);
             }
-            self.end_host(h, HostStatus::TimedOut, now);
         }
+    }
+
+    /// Drops the deadlines of finished hosts once they outnumber the
+    /// hosts in the scan (a long-lived host at the front keeps the queue
+    /// from emptying by itself); amortised constant time per host.
+    fn compact_deadlines(&mut self) {
+        if self.host_deadlines.len() <= 2 * self.active_hosts as usize + 1024 {
+            return;
+        }
+        let hosts = &self.hosts;
+        self.host_deadlines.retain(|&(_, h, serial)| {
+            hosts[h as usize]
+                .as_ref()
+                .is_some_and(|host| host.serial == serial && !host.reported && !host.timed_out)
+        });
     }
 
     /// Ends a host before all its ports are resolved (its host timeout, or
@@ -1692,10 +1711,11 @@ impl Scheduler {
         if host.started.is_none() {
             host.started = Some(now);
             if let Some(limit) = host_timeout {
-                self.host_deadlines
-                    .push(Reverse((now + limit, h, host.serial)));
+                self.host_deadlines.push_back((now + limit, h, host.serial));
+                self.compact_deadlines();
             }
         }
+        let host = self.hosts[h as usize].as_mut().expect("live host");
         host.outstanding += 1;
         // The lane: the canary's own; else the first free one in the
         // rotation (a quiet retry takes the rotation's next, free or not).
