@@ -3292,6 +3292,36 @@ mod tests {
     }
 
     #[test]
+    fn host_timeout_deadlines_do_not_grow_with_the_targets() {
+        // nmap's -T5 sets a host timeout; every host's deadline is queued
+        // at its first probe. Finished hosts' deadlines must not pile up
+        // for the whole scan (a /8 sweep held 16.7M of them).
+        let mut timing = fast();
+        timing.host_timeout = Some(Duration::from_secs(900));
+        timing.max_retries = 0;
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(plan(&["fd00:18::/110"], &[], vec![80], timing), t0);
+        let mut now = t0;
+        let mut most = 0;
+        for _ in 0..10_000_000 {
+            while s.poll_cancel(now).is_some() {}
+            while s.poll_probe(now).is_some() {}
+            while s.poll_event().is_some() {}
+            most = most.max(s.host_deadlines.len());
+            if s.is_finished() {
+                break;
+            }
+            now = s.next_wakeup(now).expect("a wakeup").max(now);
+        }
+        assert!(s.is_finished());
+        assert_eq!(s.stats().hosts_done, 262_144);
+        assert!(
+            most <= 2 * (MAX_GROUP as usize * 4) + 1024,
+            "{most} deadlines held"
+        );
+    }
+
+    #[test]
     fn many_hosts_one_port_keeps_groups_bounded() {
         let run = simulate(
             plan(&["198.18.0.0/16"], &[], vec![443], fast()),
