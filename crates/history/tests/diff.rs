@@ -1,0 +1,1 @@
+//! Diffs (filled below).
