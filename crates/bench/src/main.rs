@@ -69,7 +69,7 @@ fn portolan<'a>(bench: &'a Bench, flags: &[&str]) -> Tool<'a> {
         command: Box::new(move |out: &Path| {
             let mut cmd = bench.lab().scanner().command(&binary);
             cmd.args(&flags)
-                .args(["-p-", "-n", "-Pn", "--no-progress", "-oJ"])
+                .args(["-p-", "-n", "-Pn", "--no-progress", "--no-db", "-oJ"])
                 .arg(out)
                 .arg(bench.target());
             cmd

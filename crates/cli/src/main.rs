@@ -9,7 +9,9 @@
 //! interrupted.
 
 mod args;
+mod diff;
 mod flags;
+mod history;
 mod outputs;
 mod progress;
 mod report;
@@ -57,8 +59,11 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if argv.get(1).is_some_and(|a| a == "report") {
-        return report::run(&argv[2..], VERSION);
+    match argv.get(1).map(String::as_str) {
+        Some("report") => return report::run(&argv[2..], VERSION),
+        Some("history") => return history::run(&argv[2..]),
+        Some("diff") => return Ok(diff::run(&argv[2..])),
+        _ => {}
     }
     let parsed =
         flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
@@ -155,6 +160,7 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         verbosity: config.verbosity,
     };
     let outputs = outputs::Outputs::new(&config, options)?;
+    let recorder = history::recorder(&config)?;
     // Everything privileged is open (the scan's raw sockets, the output
     // files): the capabilities go before anything is sent.
     if scan.raw_context().is_some() {
@@ -178,12 +184,23 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         Some(rt) => scan.with_runtime(rt.handle().clone()),
         None => scan,
     };
-    let mut terminal = terminal::Terminal::new(&config, &outputs, stop.clone());
+    let mut terminal = terminal::Terminal::new(&config, &outputs, stop.clone(), recorder);
     let summary = scan.run(&mut terminal, &stop)?;
     if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
+    let recorder = terminal.take_recorder();
     terminal.finished()?;
+    if let Some(mut recorder) = recorder {
+        if let Some(e) = recorder.take_error() {
+            return Err(anyhow::Error::new(e).context("recording the scan in the history failed"));
+        }
+        if !summary.interrupted
+            && let Some(command) = &config.on_change
+        {
+            history::on_change(&mut recorder, command)?;
+        }
+    }
     Ok(if summary.interrupted {
         ExitCode::from(130)
     } else {

@@ -18,10 +18,12 @@
 
 #![deny(missing_docs)]
 
+pub mod diff;
 mod error;
 pub mod import;
 pub mod postgres;
 pub mod record;
+pub mod render;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;
