@@ -9,6 +9,7 @@
 //! interrupted.
 
 mod args;
+mod audit;
 mod diff;
 mod flags;
 mod history;
@@ -63,6 +64,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("report") => return report::run(&argv[2..], VERSION),
         Some("history") => return history::run(&argv[2..]),
         Some("diff") => return Ok(diff::run(&argv[2..])),
+        Some("audit") => return Ok(audit::run(&argv[2..])),
         _ => {}
     }
     let parsed =
@@ -159,6 +161,10 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         reason: config.reason,
         verbosity: config.verbosity,
     };
+    let policy = match &config.policy {
+        Some(path) => Some(audit::read_policy(path)?),
+        None => None,
+    };
     let outputs = outputs::Outputs::new(&config, options)?;
     let recorder = history::recorder(&config)?;
     // Everything privileged is open (the scan's raw sockets, the output
@@ -185,11 +191,15 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         None => scan,
     };
     let mut terminal = terminal::Terminal::new(&config, &outputs, stop.clone(), recorder);
+    if policy.is_some() {
+        terminal.keep_results();
+    }
     let summary = scan.run(&mut terminal, &stop)?;
     if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
     let recorder = terminal.take_recorder();
+    let results = terminal.take_results();
     terminal.finished()?;
     if let Some(mut recorder) = recorder {
         if let Some(e) = recorder.take_error() {
@@ -200,6 +210,12 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         {
             history::on_change(&mut recorder, command)?;
         }
+    }
+    if let (Some(policy), Some(results)) = (&policy, &results)
+        && !summary.interrupted
+        && audit::after_scan(results, policy)?
+    {
+        return Ok(ExitCode::from(1));
     }
     Ok(if summary.interrupted {
         ExitCode::from(130)

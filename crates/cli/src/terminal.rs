@@ -7,6 +7,7 @@ use std::io::{self, IsTerminal};
 use std::time::Instant;
 
 use portolan_history::Recorder;
+use portolan_model::ScanResults;
 use portolan_scan::{Event, EventSink, StopToken};
 
 use crate::args::Config;
@@ -26,6 +27,9 @@ pub struct Terminal<'a> {
     fatal: Option<io::Error>,
     /// Where the scan is recorded (each host in its own transaction).
     recorder: Option<Recorder>,
+    /// The whole scan, kept for an audit at its end (`--policy`).
+    results: Option<ScanResults>,
+    keep: bool,
 }
 
 impl<'a> Terminal<'a> {
@@ -44,7 +48,19 @@ impl<'a> Terminal<'a> {
             start: Instant::now(),
             fatal: None,
             recorder,
+            results: None,
+            keep: false,
         }
+    }
+
+    /// Keeps the whole scan for [`Terminal::take_results`].
+    pub fn keep_results(&mut self) {
+        self.keep = true;
+    }
+
+    /// The whole scan, when kept.
+    pub fn take_results(&mut self) -> Option<ScanResults> {
+        self.results.take()
     }
 
     /// The history recorder, after the scan.
@@ -73,6 +89,9 @@ impl EventSink for Terminal<'_> {
                 if let Some(r) = &mut self.recorder {
                     r.started(info);
                 }
+                if self.keep {
+                    self.results = Some(ScanResults::begin(info));
+                }
                 if let Err(e) = self.outputs.begin(info) {
                     self.fatal = Some(e);
                     self.stop.stop();
@@ -95,6 +114,9 @@ impl EventSink for Terminal<'_> {
             Event::Host(host) => {
                 if let Some(r) = &mut self.recorder {
                     r.host(host);
+                }
+                if let Some(results) = &mut self.results {
+                    results.hosts.push(host.clone());
                 }
                 let write = || self.outputs.hosts(std::slice::from_ref(host));
                 // Keep the progress bar from tearing text written to the
@@ -128,6 +150,9 @@ impl EventSink for Terminal<'_> {
             Event::Finished(summary) => {
                 if let Some(r) = &mut self.recorder {
                     r.finished(summary);
+                }
+                if let Some(results) = &mut self.results {
+                    results.end(summary);
                 }
                 if self.fatal.is_none()
                     && !self.outputs.failed()

@@ -427,3 +427,97 @@ fn nmap_xml_imports_and_shows_no_state_difference_with_portolan() {
     assert_eq!(with_db(&db, &["diff", "--last"]).status.code(), Some(0));
     drop(open);
 }
+
+#[test]
+fn audit_reports_violations_with_evidence_and_exits_one() {
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = open.local_addr().unwrap().port();
+    let q = closed_port();
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, format!("[default]\ntcp = [22]\nclosed = [{q}]\n")).unwrap();
+    let allowing = dir.join("allowing.toml");
+    std::fs::write(
+        &allowing,
+        format!("[default]\ntcp = [{p}]\nclosed = [{q}]\n"),
+    )
+    .unwrap();
+
+    // As the scan ends.
+    let out = scan(&db, &[p, q], &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("127.0.0.1 {p}/tcp not-allowed")),
+        "{text}"
+    );
+    assert!(text.contains("evidence: open (syn-ack"), "{text}");
+    let out = scan(&db, &[p, q], &["--policy", allowing.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Afterwards, on the latest scan of the history.
+    let out = with_db(
+        &db,
+        &["audit", "--policy", policy.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["violations"][0]["port"], p);
+    assert_eq!(report["violations"][0]["rule"], "not-allowed");
+    let out = with_db(&db, &["audit", "--policy", allowing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    drop(open);
+}
+
+#[test]
+fn a_broken_policy_is_one_error_with_line_and_column() {
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let policy = dir.join("bad.toml");
+    std::fs::write(&policy, "[default]\ntcp = [70000]\n").unwrap();
+    for args in [
+        vec!["audit", "--policy", policy.to_str().unwrap(), "--risky"],
+        vec![
+            "-n",
+            "-sT",
+            "-p",
+            "1",
+            "--policy",
+            policy.to_str().unwrap(),
+            "127.0.0.1",
+        ],
+    ] {
+        let out = with_db(&db, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("line 2, column 7"), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing scanned");
+    }
+}
+
+#[test]
+fn risky_exposures_in_a_masscan_file_are_named_with_references() {
+    let dir = scratch_dir();
+    let list = dir.join("masscan.txt");
+    std::fs::write(
+        &list,
+        "#masscan\nopen tcp 23 198.18.0.5 1764000000\nopen udp 1900 198.18.0.5 1764000001\nopen tcp 22 198.18.0.5 1764000002\n# end\n",
+    )
+    .unwrap();
+    let out = with_db(
+        &dir.join("h.sqlite"),
+        &["audit", "--risky", list.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("198.18.0.5 23/tcp risky: telnet"), "{text}");
+    assert!(text.contains("reference: US-CERT TA14-017A"), "{text}");
+    assert!(!text.contains("22/tcp"), "{text}");
+}

@@ -374,6 +374,10 @@ pub fn diff(
         specs.sort();
         specs.dedup();
         let mut ports = Vec::new();
+        // A host that went down lost its ports: its status says it all.
+        if y.is_some() && uy.is_none() {
+            specs.clear();
+        }
         for (proto, port) in specs {
             let ka = ux.and_then(|h| known(h, proto, port));
             let kb = uy.and_then(|h| known(h, proto, port));

@@ -18,12 +18,15 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod diff;
 mod error;
 pub mod import;
+pub mod policy;
 pub mod postgres;
 pub mod record;
 pub mod render;
+pub mod risky;
 pub mod schema;
 pub mod sql;
 pub mod sqlite;
