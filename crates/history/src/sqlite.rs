@@ -48,6 +48,8 @@ impl SqliteBackend {
             .conn
             .busy_timeout(wait)
             .map_err(|e| backend.error(e))?;
+        // The batched statements come in a few sizes each.
+        backend.conn.set_prepared_statement_cache_capacity(64);
         // Reading the header proves the file is SQLite before anything
         // is written to it.
         backend.query("SELECT count(*) FROM sqlite_master", &[])?;

@@ -26,7 +26,7 @@ use portolan_targets::Protocol;
 use crate::StoreError;
 use crate::postgres::PostgresBackend;
 use crate::schema;
-use crate::sql::{Backend, Row};
+use crate::sql::{Backend, Row, Value};
 use crate::sqlite::SqliteBackend;
 
 /// Where a history lives.
@@ -197,6 +197,50 @@ struct Latest {
     detail: Option<String>,
     first_seen: i64,
     last_seen: i64,
+}
+
+/// Rows per batched statement, at most.
+const BATCH: usize = 256;
+
+/// `items` in chunks of at most [`BATCH`], each padded (by repeating its
+/// last item) to a power of two, so that a database preparing statements
+/// sees few distinct ones; the statements ignore the repeats.
+fn padded_chunks<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    items
+        .chunks(BATCH)
+        .map(|chunk| {
+            let mut chunk = chunk.to_vec();
+            let last = chunk[chunk.len() - 1].clone();
+            chunk.resize(chunk.len().next_power_of_two(), last);
+            chunk
+        })
+        .collect()
+}
+
+/// `($first, ...), (...)`: `rows` groups of `width` placeholders numbered
+/// from `first`; one group is written `($3, $4)`, a list of single
+/// values `($3, $4, $5)`.
+fn placeholders(first: usize, rows: usize, width: usize) -> String {
+    let mut n = first;
+    let mut groups = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let group: Vec<String> = (0..width)
+            .map(|_| {
+                n += 1;
+                format!("${}", n - 1)
+            })
+            .collect();
+        groups.push(group.join(", "));
+    }
+    if width == 1 {
+        format!("({})", groups.join(", "))
+    } else {
+        groups
+            .iter()
+            .map(|g| format!("({g})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// A history store.
@@ -410,6 +454,10 @@ impl History {
                 }
             }
         }
+        // Runs extended and sightings are written a batch at a time: a
+        // host is a handful of statements, not a few per port.
+        let mut extended: Vec<i64> = Vec::new();
+        let mut sightings: Vec<[Value; 5]> = Vec::with_capacity(listed.len());
         for (outcome, facts) in listed {
             let key = (outcome.proto.as_str().to_string(), i64::from(outcome.port));
             let same = latest.get(&key).filter(|l| {
@@ -418,11 +466,7 @@ impl History {
             let obs = match same {
                 Some(l) => {
                     if seen > l.last_seen {
-                        self.db.execute(
-                            "UPDATE observations SET last_seen_us = $1, last_scan = $2 \
-                             WHERE id = $3",
-                            &[seen.into(), no.into(), l.id.into()],
-                        )?;
+                        extended.push(l.id);
                     } else if seen < l.first_seen {
                         self.db.execute(
                             "UPDATE observations SET first_seen_us = $1, first_scan = $2 \
@@ -434,16 +478,34 @@ impl History {
                 }
                 None => self.insert_observation(no, &addr, &outcome, &facts, seen)?,
             };
+            sightings.push([
+                no.into(),
+                obs.into(),
+                outcome.reason.as_str().into(),
+                outcome.reason_ttl.map(i64::from).into(),
+                i64::from(outcome.tries).into(),
+            ]);
+        }
+        for chunk in padded_chunks(&extended) {
+            let list = placeholders(3, chunk.len(), 1);
+            let mut params: Vec<Value> = vec![seen.into(), no.into()];
+            params.extend(chunk.iter().map(|id| Value::Int(*id)));
             self.db.execute(
-                "INSERT INTO sightings (scan_no, obs_id, reason, reason_ttl, tries) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scan_no, obs_id) DO NOTHING",
-                &[
-                    no.into(),
-                    obs.into(),
-                    outcome.reason.as_str().into(),
-                    outcome.reason_ttl.map(i64::from).into(),
-                    i64::from(outcome.tries).into(),
-                ],
+                &format!(
+                    "UPDATE observations SET last_seen_us = $1, last_scan = $2 WHERE id IN {list}"
+                ),
+                &params,
+            )?;
+        }
+        for chunk in padded_chunks(&sightings) {
+            let rows = placeholders(1, chunk.len(), 5);
+            let params: Vec<Value> = chunk.iter().flat_map(|r| r.iter().cloned()).collect();
+            self.db.execute(
+                &format!(
+                    "INSERT INTO sightings (scan_no, obs_id, reason, reason_ttl, tries) \
+                     VALUES {rows} ON CONFLICT (scan_no, obs_id) DO NOTHING"
+                ),
+                &params,
             )?;
         }
         Ok(())

@@ -334,6 +334,25 @@ pub fn reopening_keeps_the_schema_and_the_scans(loc: &Location) {
     assert!(h.size_bytes().unwrap().unwrap() > 0);
 }
 
+pub fn a_host_with_many_ports_reads_back_whole(loc: &Location) {
+    let mut h = open_history(loc);
+    let ports: Vec<P> = (1..=700)
+        .map(|p| P(p, if p % 3 == 0 { PortState::Open } else { PortState::Closed }, None))
+        .collect();
+    let a = scan(t(0), TARGETS, vec![host("198.18.0.1", t(0), &ports)]);
+    let b = scan(t(100), TARGETS, vec![host("198.18.0.1", t(100), &ports)]);
+    record(&mut h, &a, TARGETS);
+    record(&mut h, &b, TARGETS);
+    for s in [&a, &b] {
+        let row = h.find(&s.id.to_string()).unwrap();
+        assert_eq!(h.load(&row).unwrap().hosts, s.hosts);
+    }
+    let history = h.host("198.18.0.1".parse().unwrap()).unwrap();
+    assert_eq!(history.runs.len(), 700, "one run per port");
+    assert!(history.runs.iter().all(|r| r.scans == 2 && r.last_seen > r.first_seen));
+    assert_eq!(h.sightings().unwrap(), 1400);
+}
+
 macro_rules! storage_suite {
     ($name:ident, $fresh:expr) => {
         mod $name {
@@ -354,6 +373,7 @@ macro_rules! storage_suite {
                 a_foreign_database_is_refused_and_left_untouched,
                 a_locked_database_is_waited_on_then_reported,
                 reopening_keeps_the_schema_and_the_scans,
+                a_host_with_many_ports_reads_back_whole,
             );
         }
     };
