@@ -521,3 +521,193 @@ fn risky_exposures_in_a_masscan_file_are_named_with_references() {
     assert!(text.contains("reference: US-CERT TA14-017A"), "{text}");
     assert!(!text.contains("22/tcp"), "{text}");
 }
+
+/// A server on 127.0.0.1 that greets with the banner it holds, until
+/// dropped.
+struct BannerServer {
+    port: u16,
+    banner: std::sync::Arc<std::sync::Mutex<&'static str>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BannerServer {
+    fn start(banner: &'static str) -> BannerServer {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let banner = std::sync::Arc::new(std::sync::Mutex::new(banner));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (b, s) = (banner.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let text = *b.lock().unwrap();
+                        let _ = conn.write_all(text.as_bytes());
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        BannerServer {
+            port,
+            banner,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BannerServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_service_version_changed_between_scans_is_reported() {
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let server = BannerServer::start("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+    assert_success(&scan(&db, &[server.port], &["-sV"]));
+    *server.banner.lock().unwrap() = "SSH-2.0-OpenSSH_9.3p1 Debian-1\r\n";
+    assert_success(&scan(&db, &[server.port], &["-sV"]));
+    let out = with_db(&db, &["diff", "--last", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &d["hosts"][0]["ports"][0];
+    assert_eq!(p["change"], "service");
+    assert_eq!(p["a"]["service"], "ssh");
+    assert!(p["a"]["version"].as_str().unwrap().contains("9.2p1"), "{p}");
+    assert!(p["b"]["version"].as_str().unwrap().contains("9.3p1"), "{p}");
+    // The port's history shows both runs.
+    let host = assert_success(&with_db(&db, &["history", "host", "127.0.0.1"]));
+    assert!(
+        host.contains("OpenSSH 9.2p1") && host.contains("OpenSSH 9.3p1"),
+        "{host}"
+    );
+    // The same version again is no change.
+    assert_success(&scan(&db, &[server.port], &["-sV"]));
+    assert_eq!(with_db(&db, &["diff", "--last"]).status.code(), Some(0));
+    drop(server);
+}
+
+/// `openssl s_server` on 127.0.0.1 with a certificate, until dropped.
+struct TlsServer(std::process::Child);
+
+impl TlsServer {
+    fn start(dir: &Path, port: u16, name: &str, days: u32) -> Option<TlsServer> {
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj"])
+            .arg(format!("/CN={name}"))
+            .args(["-days", &days.to_string(), "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .ok()?;
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = TlsServer(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_rotated_certificate_is_reported_and_one_expiring_is_audited() {
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let port = closed_port();
+    let Some(old) = TlsServer::start(&dir, port, "old.lab", 10) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true and openssl is missing");
+        }
+        eprintln!("SKIPPED: openssl is not installed");
+        return;
+    };
+    assert_success(&scan(&db, &[port], &["-sV"]));
+    drop(old);
+    let new = TlsServer::start(&dir, port, "new.lab", 400).unwrap();
+    assert_success(&scan(&db, &[port], &["-sV"]));
+    drop(new);
+    let out = with_db(&db, &["diff", "--last", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &d["hosts"][0]["ports"][0];
+    assert_eq!(p["change"], "certificate", "{p}");
+    assert_eq!(p["a"]["cert"]["subject"], "CN=old.lab");
+    assert_eq!(p["b"]["cert"]["subject"], "CN=new.lab");
+    assert_eq!(
+        d["expiring"].as_array().unwrap().len(),
+        0,
+        "the new one has 400 days"
+    );
+    // The old scan, audited for 30 days left, fails on its certificate.
+    let listed = scans(&db);
+    let old_id = listed[1]["id"].as_str().unwrap();
+    let policy = dir.join("certs.toml");
+    std::fs::write(&policy, "[default]\nmin_cert_days = 30\n").unwrap();
+    let out = with_db(
+        &db,
+        &["audit", "--policy", policy.to_str().unwrap(), old_id],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("certificate CN=old.lab expires"), "{text}");
+    let out = with_db(&db, &["audit", "--policy", policy.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

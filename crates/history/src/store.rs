@@ -10,7 +10,8 @@
 //! the same facts as the latest run extends it (`last_seen`); different
 //! facts start a new run. `sightings` links every scan to the runs it saw
 //! with its own evidence, so any scan reads back exactly as it was
-//! recorded, and a port's history is its runs in order.
+//! recorded (banners aside: a run keeps its first scan's), and a port's
+//! history is its runs in order.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -188,6 +189,25 @@ fn status_name(status: HostStatus) -> &'static str {
 struct Facts {
     state: PortState,
     detail: Option<String>,
+}
+
+/// Whether two services (as stored) are the same facts. Banners are left
+/// out: a TLS service's first bytes differ at every handshake, and many
+/// greetings carry the time; what they say lands in the service, product,
+/// version and extra information, which are compared. A run keeps the
+/// banner of its first scan.
+fn same_service(a: Option<&str>, b: Option<&str>) -> bool {
+    let read = |d: &str| {
+        serde_json::from_str::<ServiceInfo>(d).ok().map(|mut s| {
+            s.banner.clear();
+            s
+        })
+    };
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a == b || read(a).is_some_and(|x| Some(x) == read(b)),
+        _ => false,
+    }
 }
 
 /// The latest run of a port, as read before a host is recorded.
@@ -461,7 +481,8 @@ impl History {
         for (outcome, facts) in listed {
             let key = (outcome.proto.as_str().to_string(), i64::from(outcome.port));
             let same = latest.get(&key).filter(|l| {
-                l.state == facts.state.as_str() && l.detail.as_deref() == facts.detail.as_deref()
+                l.state == facts.state.as_str()
+                    && same_service(l.detail.as_deref(), facts.detail.as_deref())
             });
             let obs = match same {
                 Some(l) => {

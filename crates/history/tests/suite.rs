@@ -337,7 +337,17 @@ pub fn reopening_keeps_the_schema_and_the_scans(loc: &Location) {
 pub fn a_host_with_many_ports_reads_back_whole(loc: &Location) {
     let mut h = open_history(loc);
     let ports: Vec<P> = (1..=700)
-        .map(|p| P(p, if p % 3 == 0 { PortState::Open } else { PortState::Closed }, None))
+        .map(|p| {
+            P(
+                p,
+                if p % 3 == 0 {
+                    PortState::Open
+                } else {
+                    PortState::Closed
+                },
+                None,
+            )
+        })
         .collect();
     let a = scan(t(0), TARGETS, vec![host("198.18.0.1", t(0), &ports)]);
     let b = scan(t(100), TARGETS, vec![host("198.18.0.1", t(100), &ports)]);
@@ -349,7 +359,12 @@ pub fn a_host_with_many_ports_reads_back_whole(loc: &Location) {
     }
     let history = h.host("198.18.0.1".parse().unwrap()).unwrap();
     assert_eq!(history.runs.len(), 700, "one run per port");
-    assert!(history.runs.iter().all(|r| r.scans == 2 && r.last_seen > r.first_seen));
+    assert!(
+        history
+            .runs
+            .iter()
+            .all(|r| r.scans == 2 && r.last_seen > r.first_seen)
+    );
     assert_eq!(h.sightings().unwrap(), 1400);
 }
 
