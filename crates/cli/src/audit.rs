@@ -147,9 +147,7 @@ fn load(scan: Option<&str>, db: &DbArgs) -> anyhow::Result<ScanResults> {
             .find(id)
             .with_context(|| format!("{id} is neither a file nor a scan of the history"))?,
         None => history
-            .scans(usize::MAX)?
-            .into_iter()
-            .find(|r| r.complete())
+            .latest_complete()?
             .ok_or_else(|| anyhow::anyhow!("no complete scan in the history to audit"))?,
     };
     Ok(history.load(&row)?)

@@ -84,11 +84,10 @@ impl Recorder {
 
     /// The recorded scan's row, once it started.
     pub fn scan(&mut self) -> Result<Option<ScanRow>, StoreError> {
-        if self.no.is_none() {
-            return Ok(None);
+        match self.no {
+            Some(no) => self.history.scan_numbered(no),
+            None => Ok(None),
         }
-        let rows = self.history.scans(usize::MAX)?;
-        Ok(rows.into_iter().find(|r| Some(r.no) == self.no))
     }
 
     /// The history, to query after the scan.

@@ -619,6 +619,24 @@ impl History {
         rows.iter().map(|r| self.scan_row(r)).collect()
     }
 
+    /// The latest complete scan, if any.
+    pub fn latest_complete(&mut self) -> Result<Option<ScanRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM scans s WHERE s.end_us IS NOT NULL AND s.interrupted = 0 \
+             ORDER BY s.start_us DESC, s.no DESC LIMIT 1",
+            Self::SCAN_COLUMNS
+        );
+        let rows = self.db.query(&sql, &[])?;
+        rows.first().map(|r| self.scan_row(r)).transpose()
+    }
+
+    /// The scan the store numbers `no`.
+    pub fn scan_numbered(&mut self, no: i64) -> Result<Option<ScanRow>, StoreError> {
+        let sql = format!("SELECT {} FROM scans s WHERE s.no = $1", Self::SCAN_COLUMNS);
+        let rows = self.db.query(&sql, &[no.into()])?;
+        rows.first().map(|r| self.scan_row(r)).transpose()
+    }
+
     /// The scan whose ID is `id` or starts with it (at least 4
     /// characters).
     pub fn find(&mut self, id: &str) -> Result<ScanRow, StoreError> {
@@ -665,20 +683,24 @@ impl History {
     /// The two latest complete scans of the same targets (of `targets`
     /// when given, else of the latest complete scan's), older first.
     pub fn last_two(&mut self, targets: Option<&str>) -> Result<(ScanRow, ScanRow), StoreError> {
-        let sql = format!(
-            "SELECT {} FROM scans s WHERE s.end_us IS NOT NULL AND s.interrupted = 0 \
-             AND ($1 = '' OR s.targets = $1) ORDER BY s.start_us DESC, s.no DESC LIMIT 1",
-            Self::SCAN_COLUMNS
-        );
-        let rows = self.db.query(&sql, &[targets.unwrap_or("").into()])?;
-        let what = || match targets {
-            Some(t) => format!("of {t}"),
-            None => "(--last)".to_string(),
+        let latest = match targets {
+            Some(t) => {
+                let sql = format!(
+                    "SELECT {} FROM scans s WHERE s.end_us IS NOT NULL AND s.interrupted = 0 \
+                     AND s.targets = $1 ORDER BY s.start_us DESC, s.no DESC LIMIT 1",
+                    Self::SCAN_COLUMNS
+                );
+                let rows = self.db.query(&sql, &[t.into()])?;
+                rows.first().map(|r| self.scan_row(r)).transpose()?
+            }
+            None => self.latest_complete()?,
         };
-        let Some(latest) = rows.first() else {
-            return Err(StoreError::NoSuchScan(what()));
+        let Some(latest) = latest else {
+            return Err(StoreError::NoSuchScan(match targets {
+                Some(t) => format!("of {t}"),
+                None => "(--last)".to_string(),
+            }));
         };
-        let latest = self.scan_row(latest)?;
         let Some(before) = self.previous(&latest)? else {
             return Err(StoreError::NoSuchScan(format!(
                 "before {} of the same targets {:?}",
