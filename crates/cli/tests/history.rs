@@ -711,3 +711,55 @@ fn a_rotated_certificate_is_reported_and_one_expiring_is_audited() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn json_lines_and_a_killed_scans_xml_import() {
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let jsonl = dir.join("scan.jsonl");
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = open.local_addr().unwrap().port();
+    let out = Command::new(portolan_bin())
+        .args(["-n", "-sT", "-Pn", "--no-db", "-p", &p.to_string(), "-oJ"])
+        .arg(&jsonl)
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let imported = assert_success(&with_db(
+        &db,
+        &["history", "import", jsonl.to_str().unwrap()],
+    ));
+    assert!(imported.contains("imported portolan scan"), "{imported}");
+    let listed = scans(&db);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["complete"], true);
+    assert_eq!(listed[0]["hosts_up"], 1);
+    // An XML file cut after its first host: imported, and unfinished.
+    let xml = dir.join("cut.xml");
+    let full = dir.join("full.xml");
+    let out = Command::new(portolan_bin())
+        .args(["-n", "-sT", "-Pn", "--no-db", "-p", &p.to_string(), "-oX"])
+        .arg(&full)
+        .args(["127.0.0.1", "127.0.0.2"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = std::fs::read_to_string(&full).unwrap();
+    let cut = &text[..text.find("</host>").unwrap() + "</host>\n".len()];
+    std::fs::write(&xml, cut).unwrap();
+    assert_success(&with_db(&db, &["history", "import", xml.to_str().unwrap()]));
+    let listed = scans(&db);
+    assert_eq!(listed.len(), 2);
+    let cut_scan = listed
+        .iter()
+        .find(|s| s["hosts"] == 1 && s["complete"] == false);
+    assert!(cut_scan.is_some(), "{listed:?}");
+    // Garbage is one error, status 1.
+    let junk = dir.join("junk.txt");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let out = with_db(&db, &["history", "import", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    drop(open);
+}

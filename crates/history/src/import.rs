@@ -447,6 +447,18 @@ mod tests {
         ));
     }
 
+    /// A file cut at any byte reads, or fails with an error: no panic.
+    #[test]
+    fn every_prefix_of_a_masscan_file_is_handled() {
+        let list = "#masscan\nopen tcp 80 198.18.0.2 1764000000\nbanner tcp 80 198.18.0.2 1764000002 http HTTP/1.0 200 OK\n# end\n";
+        let json = "[\n{   \"ip\": \"198.18.0.2\",   \"timestamp\": \"1764000000\", \"ports\": [ {\"port\": 443, \"proto\": \"tcp\", \"status\": \"open\", \"reason\": \"syn-ack\", \"ttl\": 64} ] }\n,\n]\n";
+        for text in [list, json] {
+            for end in (0..=text.len()).filter(|i| text.is_char_boundary(*i)) {
+                let _ = read_any(&text[..end]);
+            }
+        }
+    }
+
     #[test]
     fn targets_come_from_the_command_line() {
         assert_eq!(

@@ -644,12 +644,12 @@ impl History {
         if id.len() < 4 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             return Err(StoreError::NoSuchScan(id));
         }
+        // The prefix holds only hex digits and hyphens: no LIKE wildcard.
         let sql = format!(
-            "SELECT {} FROM scans s WHERE s.id >= $1 AND s.id < $2 ORDER BY s.id LIMIT 2",
+            "SELECT {} FROM scans s WHERE s.id LIKE $1 ORDER BY s.id LIMIT 2",
             Self::SCAN_COLUMNS
         );
-        let upper = format!("{id}\u{7f}");
-        let rows = self.db.query(&sql, &[id.as_str().into(), upper.into()])?;
+        let rows = self.db.query(&sql, &[format!("{id}%").into()])?;
         match rows.as_slice() {
             [one] => self.scan_row(one),
             [] => Err(StoreError::NoSuchScan(id)),
