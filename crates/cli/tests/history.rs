@@ -763,3 +763,49 @@ fn json_lines_and_a_killed_scans_xml_import() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     drop(open);
 }
+
+#[test]
+fn scans_recorded_in_postgresql_diff_as_in_sqlite() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let cluster = if root {
+        portolan_lab::PostgresCluster::start(&scratch_dir().join("pg"), 54_333)
+            .map_err(|e| e.to_string())
+    } else {
+        Err("not root".to_string())
+    };
+    let cluster = match cluster {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true and PostgreSQL cannot start: {e}");
+            }
+            eprintln!("SKIPPED: PostgreSQL cannot start here: {e}");
+            return;
+        }
+    };
+    let url = cluster.create_database("history").unwrap();
+    let db = PathBuf::from(&url);
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = open.local_addr().unwrap().port();
+    let q = closed_port();
+    assert_success(&scan(&db, &[p, q], &[]));
+    drop(open);
+    let second = listen(q);
+    assert_success(&scan(&db, &[p, q], &[]));
+    drop(second);
+    let listed = scans(&db);
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|s| s["complete"] == true));
+    let out = with_db(&db, &["diff", "--last", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["hosts"][0]["ports"].as_array().unwrap().len(), 2);
+    let host = assert_success(&with_db(&db, &["history", "host", "127.0.0.1", "--json"]));
+    let host: Value = serde_json::from_str(host.trim()).unwrap();
+    assert_eq!(
+        host["ports"].as_array().unwrap().len(),
+        4,
+        "two runs per port"
+    );
+}

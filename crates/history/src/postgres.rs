@@ -23,6 +23,22 @@ pub struct PostgresBackend {
     statements: HashMap<String, Statement>,
 }
 
+/// `text` with the password of any PostgreSQL URL in it removed (a
+/// command line holding `--db postgres://user:secret@host/db`), for what
+/// is stored or shown.
+pub fn redact_passwords(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.starts_with("postgres://") || word.starts_with("postgresql://") {
+                redact(word)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -190,7 +206,7 @@ impl Backend for PostgresBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_passwords};
 
     #[test]
     fn passwords_stay_out_of_messages() {
@@ -199,5 +215,9 @@ mod tests {
             "postgres://scan@db.lab/history"
         );
         assert_eq!(redact("postgres:///history"), "postgres:///history");
+        assert_eq!(
+            redact_passwords("portolan --db postgresql://a:b@h/db -p 22 x"),
+            "portolan --db postgresql://a@h/db -p 22 x"
+        );
     }
 }

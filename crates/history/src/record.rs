@@ -48,7 +48,8 @@ impl Recorder {
         if self.error.is_some() {
             return;
         }
-        let record = ScanResults::begin(info);
+        let mut record = ScanResults::begin(info);
+        record.args = crate::postgres::redact_passwords(&record.args);
         self.scans = record.scans.clone();
         let result = self.history.begin_scan(&record, &self.meta);
         match result {
