@@ -15,34 +15,35 @@ use portolan_model::ScanResults;
 use crate::args::UsageError;
 use crate::history::DbArgs;
 
-const USAGE: &str = "usage: portolan audit [--policy FILE.toml] [--risky] [--json] [SCAN] [--db PATH|URL]\n\
-\n\
-Checks a scan against a written exposure policy and/or the built-in catalogue\n\
-of risky exposures, and reports each violation with its evidence. SCAN is a\n\
-scan ID (or prefix) of the history, or a file (nmap XML, JSON lines, masscan);\n\
-by default the latest complete scan of the history. Exit status: 0 no\n\
-violation, 1 violations, 2 error (a policy error names its line and column).\n\
-\n\
-Policy (TOML):\n\
-  [default]                        # every host\n\
-  tcp = [22, \"8000-8010\"]          # TCP ports that may be open\n\
-  udp = [53]                       # UDP ports that may be open\n\
-  services = [\"ssh\"]               # services that may be open on any port\n\
-  closed = [113]                   # ports that must answer closed, not be dropped\n\
-  forbidden_services = [\"telnet\"]  # services that must never be open\n\
-  min_cert_days = 21               # days a certificate must have left\n\
-  risky = true                     # also apply the catalogue (as --risky)\n\
-  [[zone]]                         # more for some hosts (allowances add up)\n\
-  name = \"web\"\n\
-  networks = [\"198.18.0.0/28\"]     # and/or hosts = [...], tags = [...]\n\
-  tcp = [80, 443]\n\
-  [tags]\n\
-  mx = [\"198.18.0.25\"]\n\
-\n\
---risky: telnet, FTP (anonymous), SMB 445/139, RDP, VNC, SSDP 1900/udp,\n\
-memcached 11211/udp, NTP monlist 123/udp, open resolvers 53/udp, SNMP public\n\
-161/udp, mDNS 5353/udp, Redis, MongoDB, Elasticsearch, Docker API without TLS,\n\
-and 113 dropped instead of closed; each with its reason and a reference.\n";
+const USAGE: &str = r#"usage: portolan audit [--policy FILE.toml] [--risky] [--json] [SCAN] [--db PATH|URL]
+
+Checks a scan against a written exposure policy and/or the built-in catalogue
+of risky exposures, and reports each violation with its evidence. SCAN is a
+scan ID (or prefix) of the history, or a file (nmap XML, JSON lines, masscan);
+by default the latest complete scan of the history. Exit status: 0 no
+violation, 1 violations, 2 error (a policy error names its line and column).
+
+Policy (TOML):
+  [default]                        # every host
+  tcp = [22, "8000-8010"]          # TCP ports that may be open
+  udp = [53]                       # UDP ports that may be open
+  services = ["ssh"]               # services that may be open on any port
+  closed = [113]                   # ports that must answer closed, not be dropped
+  forbidden_services = ["telnet"]  # services that must never be open
+  min_cert_days = 21               # days a certificate must have left
+  risky = true                     # also apply the catalogue (as --risky)
+  [[zone]]                         # more for some hosts (allowances add up)
+  name = "web"
+  networks = ["198.18.0.0/28"]     # and/or hosts = [...], tags = [...]
+  tcp = [80, 443]
+  [tags]
+  mx = ["198.18.0.25"]
+
+--risky: telnet, FTP (anonymous), SMB 445/139, RDP, VNC, SSDP 1900/udp,
+memcached 11211/udp, NTP monlist 123/udp, open resolvers 53/udp, SNMP public
+161/udp, mDNS 5353/udp, Redis, MongoDB, Elasticsearch, Docker API without TLS,
+and 113 dropped instead of closed; each with its reason and a reference.
+"#;
 
 #[derive(Debug, Default)]
 struct AuditArgs {

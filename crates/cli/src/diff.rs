@@ -14,27 +14,28 @@ use portolan_model::ScanResults;
 use crate::args::UsageError;
 use crate::history::DbArgs;
 
-const USAGE: &str = "usage: portolan diff A B [--json|--xml] [--expiring DAYS] [--unconfirmed] [--db PATH|URL]\n\
-       portolan diff --last [TARGETS] [options]\n\
-\n\
-Compares scan A (earlier) with scan B (later). Each is a scan ID (or a prefix\n\
-of 4 characters or more) from the history, or a file: nmap XML (nmap's own\n\
-too), Portolan JSON lines, masscan -oL or -oJ. --last compares the two latest\n\
-complete scans of the same targets (of TARGETS, as typed, when given).\n\
-\n\
-Reported: hosts up and down, ports opened, closed or filtered, services and\n\
-versions changed, certificates changed; certificates of B expiring within\n\
---expiring DAYS (30) are listed but do not make the scans differ.\n\
-\n\
-Confirmation: weak evidence is not reported as a change until a second scan\n\
-agrees. A port that turned open|filtered (silence: a filter, or one lost\n\
-datagram), or that was open and is now filtered after one silent probe (nmap's\n\
-files do not say how many, so they count as one), is listed as unconfirmed and\n\
-does not count; it counts once the scan before B in the history saw the same\n\
-(scan IDs only), or with --unconfirmed.\n\
-\n\
-Output: text (the default, after ndiff's), --json (one object), --xml (ndiff's\n\
-<nmapdiff> XML). Exit status: 0 same, 1 different, 2 error.\n";
+const USAGE: &str = r#"usage: portolan diff A B [--json|--xml] [--expiring DAYS] [--unconfirmed] [--db PATH|URL]
+       portolan diff --last [TARGETS] [options]
+
+Compares scan A (earlier) with scan B (later). Each is a scan ID (or a prefix
+of 4 characters or more) from the history, or a file: nmap XML (nmap's own
+too), Portolan JSON lines, masscan -oL or -oJ. --last compares the two latest
+complete scans of the same targets (of TARGETS, as typed, when given).
+
+Reported: hosts up and down, ports opened, closed or filtered, services and
+versions changed, certificates changed; certificates of B expiring within
+--expiring DAYS (30) are listed but do not make the scans differ.
+
+Confirmation: weak evidence is not reported as a change until a second scan
+agrees. A port that turned open|filtered (silence: a filter, or one lost
+datagram), or that was open and is now filtered after one silent probe (nmap's
+files do not say how many, so they count as one), is listed as unconfirmed and
+does not count; it counts once the scan before B in the history saw the same
+(scan IDs only), or with --unconfirmed.
+
+Output: text (the default, after ndiff's), --json (one object), --xml (ndiff's
+<nmapdiff> XML). Exit status: 0 same, 1 different, 2 error.
+"#;
 
 #[derive(Debug, Default)]
 struct DiffArgs {

@@ -18,28 +18,29 @@ use portolan_output::escape::for_terminal;
 
 use crate::args::{Config, UsageError};
 
-const USAGE: &str = "usage: portolan history [list] [-n COUNT] [--json] [--db PATH|URL]\n\
-       portolan history show ID [-oN|-oX|-oJ] [--db PATH|URL]\n\
-       portolan history host ADDRESS [--json] [--db PATH|URL]\n\
-       portolan history import FILE... [--targets SPEC] [--db PATH|URL]\n\
-\n\
-Every scan is recorded in the history unless --no-db is given: by default\n\
-$XDG_DATA_HOME/portolan/history.sqlite (else ~/.local/share/portolan/),\n\
-or the SQLite file or PostgreSQL URL given with --db.\n\
-\n\
-  list      the latest scans, newest first (20 unless -n): ID, start, end\n\
-            (\"unfinished\" for a scan killed part way), hosts up, targets\n\
-  show ID   one scan as it was recorded, in normal text (-oN, the default),\n\
-            nmap XML (-oX) or JSON lines (-oJ); an ID prefix of 4 or more\n\
-            characters is enough\n\
-  host ADDR a host's status in each scan and each of its ports over time:\n\
-            every run of the same state and service, first and last seen\n\
-  import    nmap XML (nmap's own too), Portolan JSON lines, masscan -oL or\n\
-            -oJ files; a file already imported is skipped; --targets files\n\
-            them under these targets (default: the command line's)\n\
-\n\
-Options: --db PATH|URL, --db-wait TIME (default 10s) for a database another\n\
-process holds.\n";
+const USAGE: &str = r#"usage: portolan history [list] [-n COUNT] [--json] [--db PATH|URL]
+       portolan history show ID [-oN|-oX|-oJ] [--db PATH|URL]
+       portolan history host ADDRESS [--json] [--db PATH|URL]
+       portolan history import FILE... [--targets SPEC] [--db PATH|URL]
+
+Every scan is recorded in the history unless --no-db is given: by default
+$XDG_DATA_HOME/portolan/history.sqlite (else ~/.local/share/portolan/),
+or the SQLite file or PostgreSQL URL given with --db.
+
+  list      the latest scans, newest first (20 unless -n): ID, start, end
+            ("unfinished" for a scan killed part way), hosts up, targets
+  show ID   one scan as it was recorded, in normal text (-oN, the default),
+            nmap XML (-oX) or JSON lines (-oJ); an ID prefix of 4 or more
+            characters is enough
+  host ADDR a host's status in each scan and each of its ports over time:
+            every run of the same state and service, first and last seen
+  import    nmap XML (nmap's own too), Portolan JSON lines, masscan -oL or
+            -oJ files; a file already imported is skipped; --targets files
+            them under these targets (default: the command line's)
+
+Options: --db PATH|URL, --db-wait TIME (default 10s) for a database another
+process holds.
+"#;
 
 /// The history options every subcommand takes.
 #[derive(Debug, Default)]

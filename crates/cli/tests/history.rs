@@ -173,6 +173,11 @@ fn diff_reports_ports_opened_and_closed_with_ndiff_exit_codes() {
     );
     assert!(String::from_utf8_lossy(&same.stdout).contains("No differences."));
 
+    // --help says how weak evidence is confirmed.
+    let help = assert_success(&with_db(&t.db, &["diff", "--help"]));
+    assert!(help.contains("Confirmation: weak evidence"), "{help}");
+    assert!(help.contains("open|filtered"), "{help}");
+
     let missing = with_db(&t.db, &["diff", a, "0000ffff"]);
     assert_eq!(missing.status.code(), Some(2));
     let usage = with_db(&t.db, &["diff", a]);
