@@ -862,7 +862,7 @@ impl History {
     ) -> Result<u64, StoreError> {
         let rows = self.db.query(
             "SELECT count(*) FROM sightings g JOIN scans c ON c.no = g.scan_no \
-             WHERE c.start_us <= $1 AND g.obs_id = (SELECT s.obs_id FROM sightings s \
+             WHERE c.start_us <= $1 AND g.obs_id IN (SELECT s.obs_id FROM sightings s \
              JOIN observations o ON o.id = s.obs_id WHERE s.scan_no = $2 AND o.addr = $3 \
              AND o.proto = $4 AND o.port = $5)",
             &[
