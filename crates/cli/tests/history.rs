@@ -814,3 +814,66 @@ fn scans_recorded_in_postgresql_diff_as_in_sqlite() {
         "two runs per port"
     );
 }
+
+#[test]
+fn ports_opened_closed_and_dropped_on_a_lab_host_show_in_the_diff() {
+    use portolan_lab::{Lab, lab_or_skip};
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let db = scratch_dir().join("h.sqlite");
+    let target = host.ipv4().to_string();
+    let syn_scan = || {
+        let out = lab
+            .scanner()
+            .command(portolan_bin())
+            .args(["-n", "-Pn", "-sS", "--no-progress", "-p", "22,80,443,8443"])
+            .arg("--db")
+            .arg(&db)
+            .arg(&target)
+            .output()
+            .expect("run portolan in the lab");
+        assert_success(&out);
+    };
+    let ssh = host.listen_tcp([22]).expect("listen");
+    let web = host.listen_tcp([80]).expect("listen");
+    syn_scan();
+    drop(web);
+    let tls = host.listen_tcp([443]).expect("listen");
+    host.drop_tcp(8443).expect("drop rule");
+    syn_scan();
+    let out = with_db(&db, &["diff", "--last", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes: Vec<(u64, String)> = d["hosts"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_u64().unwrap(),
+                p["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (80, "closed".to_string()),
+            (443, "opened".to_string()),
+            (8443, "filtered".to_string())
+        ]
+    );
+    assert_eq!(d["hosts"][0]["ports"][2]["b"]["reason"], "no-response");
+    let history = assert_success(&with_db(&db, &["history", "host", &target, "--json"]));
+    let history: Value = serde_json::from_str(history.trim()).unwrap();
+    let runs = history["ports"].as_array().unwrap();
+    let port22: Vec<&Value> = runs.iter().filter(|r| r["port"] == 22).collect();
+    assert_eq!(port22.len(), 1, "22 stayed open: one run");
+    assert_eq!(port22[0]["scans"], 2);
+    drop((ssh, tls));
+}
