@@ -84,11 +84,15 @@ impl PostgresCluster {
             port,
         };
         let data = dir.join("data");
-        run(cluster
-            .as_postgres("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]))?;
+        run(cluster.as_postgres("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]))?;
         let options = format!(
             "-k {} -c listen_addresses='' -p {port} -c fsync=off -c full_page_writes=off",
             dir.display()
@@ -130,11 +134,13 @@ impl PostgresCluster {
 
     /// Creates database `name`; its URL.
     pub fn create_database(&self, name: &str) -> Result<String, LabError> {
-        run(self
-            .as_postgres("createdb")
-            .arg("-h")
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", name]))?;
+        run(self.as_postgres("createdb").arg("-h").arg(&self.dir).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            name,
+        ]))?;
         Ok(self.url(name))
     }
 
@@ -143,11 +149,12 @@ impl PostgresCluster {
     pub fn stop(&self) {
         let data = self.dir.join("data");
         if data.exists() {
-            let _ = run(self
-                .as_postgres("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .args(["-m", "immediate", "-w", "stop"]));
+            let _ = run(self.as_postgres("pg_ctl").arg("-D").arg(&data).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
