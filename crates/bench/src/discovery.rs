@@ -70,7 +70,7 @@ impl Pinger {
         Pinger {
             name: "portolan",
             binary: sibling_binary("portolan"),
-            base: &["-sn", "-n", "--no-progress"],
+            base: &["-sn", "-n", "--no-progress", "--no-db"],
             output: "-oJ",
             sent: parse::portolan_packets_sent,
             found: parse::portolan_up_hosts,

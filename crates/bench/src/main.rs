@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide|history] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -33,12 +33,18 @@
 //! - `svwide`: `portolan -sS -sV -p 22,80` over mostly silent ranges of
 //!   4,096, 16,384 and 65,536 lab addresses: wall time and peak memory, which
 //!   should stay flat as hosts stream out (see [`sweep`]).
+//! - `history`: 1,000 synthetic scans of a /24 written into the history
+//!   on SQLite and PostgreSQL, then `history host`, `diff --last` and
+//!   `audit --risky` timed, the size per sighting, and `portolan diff`
+//!   against ndiff on the same two XML files (see [`history`]; no
+//!   network).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
 
 mod discovery;
 mod harness;
+mod history;
 mod measure;
 mod parse;
 mod sweep;
@@ -69,7 +75,7 @@ fn portolan<'a>(bench: &'a Bench, flags: &[&str]) -> Tool<'a> {
         command: Box::new(move |out: &Path| {
             let mut cmd = bench.lab().scanner().command(&binary);
             cmd.args(&flags)
-                .args(["-p-", "-n", "-Pn", "--no-progress", "-oJ"])
+                .args(["-p-", "-n", "-Pn", "--no-progress", "--no-db", "-oJ"])
                 .arg(out)
                 .arg(bench.target());
             cmd
@@ -299,12 +305,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" => {
+            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" | "history" => {
                 scenario = Some(a.clone())
             }
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide, history)"
                 );
                 return ExitCode::from(2);
             }
@@ -318,6 +324,7 @@ fn main() -> ExitCode {
         "udp" => udp::udp_bench(runs),
         "sv" => versions::versions_bench(runs),
         "svwide" => sweep::sv_memory_bench(runs),
+        "history" => history::history_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

@@ -275,6 +275,7 @@ impl Sweep {
             "-n",
             "-T4",
             "--no-progress",
+            "--no-db",
             "-p",
             "22,80",
         ])
@@ -296,11 +297,19 @@ impl Sweep {
     pub fn portolan(&self, len: u8, flags: &[&str]) -> Row {
         let out = self.file("portolan.jsonl");
         let mut cmd = self.lab.scanner().command(sibling_binary("portolan"));
-        cmd.args(["-sS", "-Pn", "-n", "--no-progress", "-p", &PORT.to_string()])
-            .args(flags)
-            .arg("-oJ")
-            .arg(&out)
-            .arg(self.range(len));
+        cmd.args([
+            "-sS",
+            "-Pn",
+            "-n",
+            "--no-progress",
+            "--no-db",
+            "-p",
+            &PORT.to_string(),
+        ])
+        .args(flags)
+        .arg("-oJ")
+        .arg(&out)
+        .arg(self.range(len));
         let reading = Reading::portolan(out);
         let mut label = format!("portolan -sS /{len}");
         for flag in flags {

@@ -273,7 +273,7 @@ impl Runner {
         if self.nmap {
             cmd.arg("-oX");
         } else {
-            cmd.args(["--no-progress", "-oJ"]);
+            cmd.args(["--no-progress", "--no-db", "-oJ"]);
         }
         cmd.arg(out).args(targets);
         let cost = run_measured(cmd, case.limit, Stdio::null());

@@ -253,7 +253,7 @@ fn run(lab: &Lab, dir: &Path, runs: usize) -> Result<(), String> {
             },
             command: Box::new(move |out: &Path| {
                 let mut cmd = scanner.command(&binary);
-                cmd.args(["-sS", "-sU", "-sV", "-n", "-Pn", "--no-progress"])
+                cmd.args(["-sS", "-sU", "-sV", "-n", "-Pn", "--no-progress", "--no-db"])
                     .args(["-p", &ports, "-oJ"])
                     .arg(out);
                 if let Some(db) = db {

@@ -105,6 +105,16 @@ pub struct Config {
     pub stats_every: Option<Duration>,
     /// `--no-progress`.
     pub no_progress: bool,
+    /// `--db`: where to record the scan (`None`: the default history).
+    pub db: Option<String>,
+    /// `--no-db`.
+    pub no_db: bool,
+    /// `--db-wait`.
+    pub db_wait: Option<Duration>,
+    /// `--on-change`.
+    pub on_change: Option<String>,
+    /// `--policy`.
+    pub policy: Option<PathBuf>,
 }
 
 /// `--dns-servers 198.18.0.2,fd00::2,198.18.0.3:5353`: addresses, each
@@ -282,6 +292,11 @@ pub fn resolve(
         verbosity: 0,
         stats_every: None,
         no_progress: false,
+        db: None,
+        no_db: false,
+        db_wait: None,
+        on_change: None,
+        policy: None,
     };
 
     for g in &parsed.flags {
@@ -481,6 +496,11 @@ pub fn resolve(
             }
             FlagId::StatsEvery => cfg.stats_every = Some(time(g)?),
             FlagId::NoProgress => cfg.no_progress = true,
+            FlagId::Db => cfg.db = Some(value(g).to_string()),
+            FlagId::NoDb => cfg.no_db = true,
+            FlagId::DbWait => cfg.db_wait = Some(time(g)?),
+            FlagId::OnChange => cfg.on_change = Some(value(g).to_string()),
+            FlagId::Policy => cfg.policy = Some(PathBuf::from(value(g))),
             FlagId::Source => {
                 cfg.scan.sources = parse_sources(value(g)).map_err(|problem| {
                     bad_value(
@@ -661,6 +681,14 @@ pub fn resolve(
     }
 
     cfg.mode = mode;
+    if cfg.no_db && cfg.db.is_some() {
+        return Err(usage("--db and --no-db: choose one"));
+    }
+    if cfg.no_db && cfg.on_change.is_some() {
+        return Err(usage(
+            "--on-change compares with the previous scan in the history: not with --no-db",
+        ));
+    }
     cfg.scan.targets = targets;
     cfg.scan.excludes = excludes;
     if cfg.mode == Mode::Scan || cfg.mode == Mode::List {

@@ -80,6 +80,12 @@ pub enum FlagId {
     Debug,
     StatsEvery,
     NoProgress,
+    // History
+    Db,
+    NoDb,
+    DbWait,
+    OnChange,
+    Policy,
     // Misc
     Interface,
     SendIp,
@@ -114,11 +120,12 @@ pub enum Section {
     Service,
     Timing,
     Output,
+    History,
     Misc,
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Targets,
         Section::Discovery,
         Section::Techniques,
@@ -126,6 +133,7 @@ impl Section {
         Section::Service,
         Section::Timing,
         Section::Output,
+        Section::History,
         Section::Misc,
     ];
 
@@ -138,6 +146,7 @@ impl Section {
             Section::Service => "SERVICE/VERSION DETECTION",
             Section::Timing => "TIMING AND PERFORMANCE",
             Section::Output => "OUTPUT",
+            Section::History => "HISTORY (portolan history|diff|audit --help for more)",
             Section::Misc => "MISC",
         }
     }
@@ -566,6 +575,46 @@ pub static FLAGS: &[FlagDef] = &[
         Output,
         "--no-progress",
         "Never draw the progress bar"
+    ),
+    flag!(
+        Db,
+        ["db"],
+        Value,
+        History,
+        "--db <path|postgres://...>",
+        "Record the scan in this history: a SQLite file, or a PostgreSQL URL (default: $XDG_DATA_HOME/portolan/history.sqlite, else ~/.local/share/portolan/history.sqlite)"
+    ),
+    flag!(
+        NoDb,
+        ["no-db"],
+        Switch,
+        History,
+        "--no-db",
+        "Do not record the scan in any history"
+    ),
+    flag!(
+        DbWait,
+        ["db-wait"],
+        Value,
+        History,
+        "--db-wait <time>",
+        "Wait this long for a history another process holds (default 10s), then fail"
+    ),
+    flag!(
+        OnChange,
+        ["on-change"],
+        Value,
+        History,
+        "--on-change <command>",
+        "When the scan differs from the previous scan of the same targets, run the command (sh -c) with the diff as JSON on standard input"
+    ),
+    flag!(
+        Policy,
+        ["policy"],
+        Value,
+        History,
+        "--policy <file.toml>",
+        "Audit the scan against this exposure policy as it ends; exit 1 on any violation (see portolan audit --help)"
     ),
     flag!(
         Interface,

@@ -9,7 +9,10 @@
 //! interrupted.
 
 mod args;
+mod audit;
+mod diff;
 mod flags;
+mod history;
 mod outputs;
 mod progress;
 mod report;
@@ -57,8 +60,12 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if argv.get(1).is_some_and(|a| a == "report") {
-        return report::run(&argv[2..], VERSION);
+    match argv.get(1).map(String::as_str) {
+        Some("report") => return report::run(&argv[2..], VERSION),
+        Some("history") => return history::run(&argv[2..]),
+        Some("diff") => return Ok(diff::run(&argv[2..])),
+        Some("audit") => return Ok(audit::run(&argv[2..])),
+        _ => {}
     }
     let parsed =
         flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
@@ -154,7 +161,12 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         reason: config.reason,
         verbosity: config.verbosity,
     };
+    let policy = match &config.policy {
+        Some(path) => Some(audit::read_policy(path)?),
+        None => None,
+    };
     let outputs = outputs::Outputs::new(&config, options)?;
+    let recorder = history::recorder(&config)?;
     // Everything privileged is open (the scan's raw sockets, the output
     // files): the capabilities go before anything is sent.
     if scan.raw_context().is_some() {
@@ -178,12 +190,33 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         Some(rt) => scan.with_runtime(rt.handle().clone()),
         None => scan,
     };
-    let mut terminal = terminal::Terminal::new(&config, &outputs, stop.clone());
+    let mut terminal = terminal::Terminal::new(&config, &outputs, stop.clone(), recorder);
+    if policy.is_some() {
+        terminal.keep_results();
+    }
     let summary = scan.run(&mut terminal, &stop)?;
     if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
+    let recorder = terminal.take_recorder();
+    let results = terminal.take_results();
     terminal.finished()?;
+    if let Some(mut recorder) = recorder {
+        if let Some(e) = recorder.take_error() {
+            return Err(anyhow::Error::new(e).context("recording the scan in the history failed"));
+        }
+        if !summary.interrupted
+            && let Some(command) = &config.on_change
+        {
+            history::on_change(&mut recorder, command)?;
+        }
+    }
+    if let (Some(policy), Some(results)) = (&policy, &results)
+        && !summary.interrupted
+        && audit::after_scan(results, policy)?
+    {
+        return Ok(ExitCode::from(1));
+    }
     Ok(if summary.interrupted {
         ExitCode::from(130)
     } else {

@@ -6,6 +6,8 @@
 use std::io::{self, IsTerminal};
 use std::time::Instant;
 
+use portolan_history::Recorder;
+use portolan_model::ScanResults;
 use portolan_scan::{Event, EventSink, StopToken};
 
 use crate::args::Config;
@@ -23,11 +25,21 @@ pub struct Terminal<'a> {
     start: Instant,
     /// A failure to start or end the outputs.
     fatal: Option<io::Error>,
+    /// Where the scan is recorded (each host in its own transaction).
+    recorder: Option<Recorder>,
+    /// The whole scan, kept for an audit at its end (`--policy`).
+    results: Option<ScanResults>,
+    keep: bool,
 }
 
 impl<'a> Terminal<'a> {
     /// Events to `outputs`; `stop` is the scan's token.
-    pub fn new(config: &'a Config, outputs: &'a Outputs, stop: StopToken) -> Terminal<'a> {
+    pub fn new(
+        config: &'a Config,
+        outputs: &'a Outputs,
+        stop: StopToken,
+        recorder: Option<Recorder>,
+    ) -> Terminal<'a> {
         Terminal {
             config,
             outputs,
@@ -35,7 +47,25 @@ impl<'a> Terminal<'a> {
             progress: None,
             start: Instant::now(),
             fatal: None,
+            recorder,
+            results: None,
+            keep: false,
         }
+    }
+
+    /// Keeps the whole scan for [`Terminal::take_results`].
+    pub fn keep_results(&mut self) {
+        self.keep = true;
+    }
+
+    /// The whole scan, when kept.
+    pub fn take_results(&mut self) -> Option<ScanResults> {
+        self.results.take()
+    }
+
+    /// The history recorder, after the scan.
+    pub fn take_recorder(&mut self) -> Option<Recorder> {
+        self.recorder.take()
     }
 
     /// The scan is over: whether the outputs began and ended well.
@@ -56,6 +86,12 @@ impl EventSink for Terminal<'_> {
         match event {
             Event::Started(info) => {
                 self.start = info.started_at;
+                if let Some(r) = &mut self.recorder {
+                    r.started(info);
+                }
+                if self.keep {
+                    self.results = Some(ScanResults::begin(info));
+                }
                 if let Err(e) = self.outputs.begin(info) {
                     self.fatal = Some(e);
                     self.stop.stop();
@@ -76,6 +112,12 @@ impl EventSink for Terminal<'_> {
                 self.check();
             }
             Event::Host(host) => {
+                if let Some(r) = &mut self.recorder {
+                    r.host(host);
+                }
+                if let Some(results) = &mut self.results {
+                    results.hosts.push(host.clone());
+                }
                 let write = || self.outputs.hosts(std::slice::from_ref(host));
                 // Keep the progress bar from tearing text written to the
                 // terminal.
@@ -106,6 +148,12 @@ impl EventSink for Terminal<'_> {
                 }
             }
             Event::Finished(summary) => {
+                if let Some(r) = &mut self.recorder {
+                    r.finished(summary);
+                }
+                if let Some(results) = &mut self.results {
+                    results.end(summary);
+                }
                 if self.fatal.is_none()
                     && !self.outputs.failed()
                     && let Err(e) = self.outputs.end(summary)

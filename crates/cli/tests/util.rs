@@ -23,6 +23,7 @@ pub fn portolan(args: &[&str]) -> Output {
         .any(|a| matches!(*a, "-n" | "--dns-servers") || a.starts_with("--dns-servers="));
     let scan = args.first() != Some(&"report");
     Command::new(portolan_bin())
+        .env("XDG_DATA_HOME", test_data_home())
         .args((scan && !own_dns).then_some("-n"))
         .args(args)
         .output()
@@ -39,10 +40,20 @@ pub const AS_NOBODY: [&str; 4] = [
 ];
 
 /// `command` (`setpriv`, maybe inside a namespace) set up to run the
-/// binary as `nobody`; add its arguments.
+/// binary as `nobody`, who has no home to keep a history in (`--no-db`);
+/// add its arguments.
 pub fn as_nobody(mut command: Command) -> Command {
-    command.args(AS_NOBODY).arg(portolan_bin());
+    command.args(AS_NOBODY).arg(portolan_bin()).arg("--no-db");
     command
+}
+
+/// Where the binary keeps its default history during the tests (also
+/// set for every binary cargo runs by `.cargo/config.toml`): never the
+/// real home.
+pub fn test_data_home() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portolan-test-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the test data directory");
+    dir
 }
 
 /// A fresh scratch directory for one test.

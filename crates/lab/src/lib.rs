@@ -59,6 +59,7 @@ mod firewall;
 mod gate;
 mod lab;
 mod namespace;
+mod postgres;
 mod sctp;
 mod service;
 mod sweep;
@@ -72,6 +73,7 @@ pub use gate::{
 };
 pub use lab::{Host, Lab, LabBuilder, MAX_SEGMENT_HOSTS, Segment, Subnet};
 pub use namespace::{Namespace, Tbf, in_namespace};
+pub use postgres::{PostgresCluster, postgres_bin_dir};
 pub use sctp::{SctpResponder, SctpService, kernel_sctp_support};
 pub use service::{
     DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, SilentUdp, TcpHandler, TcpService,

@@ -1,0 +1,452 @@
+//! Two scans compared ([`diff`]): hosts that came up or went down, ports
+//! opened, closed or filtered, services and versions changed,
+//! certificates changed, and certificates expiring soon.
+//!
+//! The confirmation rule: weak evidence is not reported as a change until
+//! a second scan agrees. A port is weak in the later scan when
+//! - it is `open|filtered` and was not (silence that may be a filter, or a
+//!   lost datagram, seen once), or
+//! - it was `open` and is now `filtered` with `no-response` after at most
+//!   one probe (one silent probe proves little; nmap's files do not say
+//!   how many were sent, so they count as one).
+//!
+//! Such a change is listed apart, as unconfirmed, and does not make the
+//! scans differ, unless `confirmed` says that the same facts were also
+//! seen by the scan before (from a history: the run of facts has at least
+//! two sightings), or [`DiffOptions::report_unconfirmed`] is set.
+//!
+//! Ports a file does not list take the host's only counted state
+//! (`<extraports>`), as ndiff reads them; a port neither scan knows the
+//! state of is left out unless one side saw it open.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use portolan_model::{HostReport, HostStatus, PortState, Reason, ScanResults, ServiceInfo};
+use portolan_targets::Protocol;
+use serde::Serialize;
+
+/// Choices for a diff.
+#[derive(Clone, Copy, Debug)]
+pub struct DiffOptions {
+    /// Report certificates that expire within this many days of the later
+    /// scan (informational: they do not make the scans differ).
+    pub expiring_days: u32,
+    /// Count weak changes as changes without confirmation.
+    pub report_unconfirmed: bool,
+}
+
+impl Default for DiffOptions {
+    fn default() -> DiffOptions {
+        DiffOptions {
+            expiring_days: 30,
+            report_unconfirmed: false,
+        }
+    }
+}
+
+/// One side's scan, as the diff names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScanSide {
+    /// The scan's ID.
+    pub id: String,
+    /// "portolan", "nmap", "masscan".
+    pub scanner: String,
+    /// The scanner's version.
+    pub version: String,
+    /// The command line.
+    pub args: String,
+    /// When it started (RFC 3339).
+    pub start: String,
+}
+
+/// A certificate's facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertSide {
+    /// Subject.
+    pub subject: String,
+    /// Issuer.
+    pub issuer: String,
+    /// End of validity (RFC 3339), if known.
+    pub not_after: Option<String>,
+    /// Subject alternative names.
+    pub san: Vec<String>,
+}
+
+/// One side of a port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortSide {
+    /// The state (nmap's name).
+    pub state: String,
+    /// The evidence.
+    pub reason: String,
+    /// The service name ("ssl/http"), when version detection ran.
+    pub service: Option<String>,
+    /// Product, version and extra information, as one line.
+    pub version: Option<String>,
+    /// Product alone.
+    pub product: Option<String>,
+    /// CPE names.
+    pub cpe: Vec<String>,
+    /// The certificate, when TLS was seen.
+    pub cert: Option<CertSide>,
+}
+
+/// What changed on a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Change {
+    /// Now open.
+    Opened,
+    /// Now closed.
+    Closed,
+    /// Now filtered.
+    Filtered,
+    /// Another change of state.
+    State,
+    /// Same state, another service, product or version.
+    Service,
+    /// Same service, another certificate.
+    Certificate,
+}
+
+/// One port's difference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortDiff {
+    /// The protocol.
+    pub proto: String,
+    /// The port.
+    pub port: u16,
+    /// What changed.
+    pub change: Change,
+    /// The earlier side, if known.
+    pub a: Option<PortSide>,
+    /// The later side, if known.
+    pub b: Option<PortSide>,
+    /// For unconfirmed changes: why the evidence is weak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weak: Option<String>,
+}
+
+/// One host's differences.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostDiff {
+    /// The address.
+    pub addr: IpAddr,
+    /// Names the scans gave it.
+    pub names: Vec<String>,
+    /// Status in the earlier scan ("up", "down", ...); `None` when absent.
+    pub a_status: Option<String>,
+    /// Status in the later scan; `None` when absent.
+    pub b_status: Option<String>,
+    /// Changed ports (all ports of a host present on one side only).
+    pub ports: Vec<PortDiff>,
+}
+
+impl HostDiff {
+    /// Whether the host's status changed.
+    pub fn status_changed(&self) -> bool {
+        self.a_status != self.b_status
+    }
+}
+
+/// A certificate that expires soon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Expiring {
+    /// The host.
+    pub addr: IpAddr,
+    /// The protocol.
+    pub proto: String,
+    /// The port.
+    pub port: u16,
+    /// The subject.
+    pub subject: String,
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// Whole days left at the later scan's start (negative: expired).
+    pub days_left: i64,
+}
+
+/// Two scans compared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScanDiff {
+    /// The earlier scan.
+    pub a: ScanSide,
+    /// The later scan.
+    pub b: ScanSide,
+    /// Hosts with differences.
+    pub hosts: Vec<HostDiff>,
+    /// Weak changes held back until a second scan confirms them.
+    pub unconfirmed: Vec<(IpAddr, PortDiff)>,
+    /// Certificates of the later scan that expire within the window.
+    pub expiring: Vec<Expiring>,
+    /// The window, in days.
+    pub expiring_days: u32,
+}
+
+impl ScanDiff {
+    /// Whether the scans differ (unconfirmed changes and expiring
+    /// certificates aside).
+    pub fn differs(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+}
+
+fn side(scan: &ScanResults) -> ScanSide {
+    ScanSide {
+        id: scan.id.to_string(),
+        scanner: scan.scanner.clone(),
+        version: scan.version.clone(),
+        args: scan.args.clone(),
+        start: portolan_model::time::rfc3339(scan.start),
+    }
+}
+
+fn status(h: &HostReport) -> &'static str {
+    match h.status {
+        HostStatus::Up(_) => "up",
+        HostStatus::Down => "down",
+        HostStatus::TimedOut => "timed-out",
+        HostStatus::Interrupted => "interrupted",
+    }
+}
+
+fn cert(s: &ServiceInfo) -> Option<CertSide> {
+    s.tls.as_ref().map(|t| CertSide {
+        subject: t.subject.clone(),
+        issuer: t.issuer.clone(),
+        not_after: t.not_after.map(portolan_model::time::rfc3339),
+        san: t.san.clone(),
+    })
+}
+
+/// What a host says of a port: listed, or its only counted state.
+struct Known {
+    state: PortState,
+    reason: Reason,
+    tries: u8,
+    side: PortSide,
+}
+
+fn known(h: &HostReport, proto: Protocol, port: u16) -> Option<Known> {
+    if let Some(p) = h.ports.iter().find(|p| p.proto == proto && p.port == port) {
+        let s = h.service(proto, port);
+        let line = s.map(|s| s.version_line()).filter(|l| !l.is_empty());
+        return Some(Known {
+            state: p.state,
+            reason: p.reason,
+            tries: p.tries,
+            side: PortSide {
+                state: p.state.as_str().into(),
+                reason: p.reason.as_str().into(),
+                service: s.map(|s| s.full_name()),
+                version: line,
+                product: s.and_then(|s| s.product.clone()),
+                cpe: s.map(|s| s.cpe.clone()).unwrap_or_default(),
+                cert: s.and_then(cert),
+            },
+        });
+    }
+    match h.extra.counted.as_slice() {
+        [only] if matches!(h.status, HostStatus::Up(_)) => Some(Known {
+            state: only.state,
+            reason: Reason::UnknownResponse,
+            tries: 0,
+            side: PortSide {
+                state: only.state.as_str().into(),
+                reason: Reason::UnknownResponse.as_str().into(),
+                service: None,
+                version: None,
+                product: None,
+                cpe: Vec::new(),
+                cert: None,
+            },
+        }),
+        _ => None,
+    }
+}
+
+fn change_to(state: PortState) -> Change {
+    match state {
+        PortState::Open => Change::Opened,
+        PortState::Closed => Change::Closed,
+        PortState::Filtered => Change::Filtered,
+        _ => Change::State,
+    }
+}
+
+/// Why the later side's evidence is weak, if it is.
+fn weakness(a: &Known, b: &Known) -> Option<String> {
+    if b.state == PortState::OpenFiltered && a.state != PortState::OpenFiltered {
+        return Some("open|filtered seen once: silence may be a filter or a lost probe".into());
+    }
+    if a.state == PortState::Open
+        && b.state == PortState::Filtered
+        && b.reason == Reason::NoResponse
+        && b.tries <= 1
+    {
+        return Some("lost to one silent probe".into());
+    }
+    None
+}
+
+fn port_diff(a: Option<&Known>, b: Option<&Known>, proto: Protocol, port: u16) -> Option<PortDiff> {
+    let change = match (a, b) {
+        (None, None) => return None,
+        (None, Some(b)) => {
+            if !matches!(b.state, PortState::Open | PortState::OpenFiltered) {
+                return None;
+            }
+            change_to(b.state)
+        }
+        (Some(a), None) => {
+            if !matches!(a.state, PortState::Open | PortState::OpenFiltered) {
+                return None;
+            }
+            Change::State
+        }
+        (Some(a), Some(b)) if a.state != b.state => change_to(b.state),
+        (Some(a), Some(b)) => {
+            let (sa, sb) = (&a.side, &b.side);
+            // Without version detection on one side, services are not
+            // comparable.
+            if sa.service.is_none() || sb.service.is_none() {
+                return None;
+            }
+            if (&sa.service, &sa.version, &sa.cpe) != (&sb.service, &sb.version, &sb.cpe) {
+                Change::Service
+            } else if sa.cert != sb.cert {
+                Change::Certificate
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(PortDiff {
+        proto: proto.as_str().into(),
+        port,
+        change,
+        a: a.map(|k| k.side.clone()),
+        b: b.map(|k| k.side.clone()),
+        weak: None,
+    })
+}
+
+fn up(h: Option<&HostReport>) -> Option<&HostReport> {
+    h.filter(|h| matches!(h.status, HostStatus::Up(_)))
+}
+
+fn days_left(not_after: SystemTime, at: SystemTime) -> i64 {
+    match not_after.duration_since(at) {
+        Ok(d) => (d.as_secs() / 86_400) as i64,
+        Err(e) => -(e.duration().as_secs().div_ceil(86_400) as i64),
+    }
+}
+
+/// Compares scan `a` (earlier) with `b` (later). `confirmed(addr, proto,
+/// port)` says whether `b`'s facts on a port were also seen by the scan
+/// before it (always `false` for files).
+pub fn diff(
+    a: &ScanResults,
+    b: &ScanResults,
+    options: &DiffOptions,
+    confirmed: &mut dyn FnMut(IpAddr, Protocol, u16) -> bool,
+) -> ScanDiff {
+    let by_addr = |s: &ScanResults| -> BTreeMap<IpAddr, HostReport> {
+        s.hosts.iter().map(|h| (h.target.addr, h.clone())).collect()
+    };
+    let (ha, hb) = (by_addr(a), by_addr(b));
+    let mut addrs: Vec<IpAddr> = ha.keys().chain(hb.keys()).copied().collect();
+    addrs.sort();
+    addrs.dedup();
+    let mut hosts = Vec::new();
+    let mut unconfirmed = Vec::new();
+    for addr in addrs {
+        let (x, y) = (ha.get(&addr), hb.get(&addr));
+        let (ux, uy) = (up(x), up(y));
+        let mut specs: Vec<(Protocol, u16)> = ux
+            .iter()
+            .chain(uy.iter())
+            .flat_map(|h| h.ports.iter().map(|p| (p.proto, p.port)))
+            .collect();
+        specs.sort();
+        specs.dedup();
+        let mut ports = Vec::new();
+        // A host that went down lost its ports: its status says it all.
+        if y.is_some() && uy.is_none() {
+            specs.clear();
+        }
+        for (proto, port) in specs {
+            let ka = ux.and_then(|h| known(h, proto, port));
+            let kb = uy.and_then(|h| known(h, proto, port));
+            let Some(mut d) = port_diff(ka.as_ref(), kb.as_ref(), proto, port) else {
+                continue;
+            };
+            if let (Some(ka), Some(kb)) = (&ka, &kb)
+                && let Some(why) = weakness(ka, kb)
+                && !options.report_unconfirmed
+                && !confirmed(addr, proto, port)
+            {
+                d.weak = Some(why);
+                unconfirmed.push((addr, d));
+                continue;
+            }
+            ports.push(d);
+        }
+        let a_status = x.map(|h| status(h).to_string());
+        let b_status = y.map(|h| status(h).to_string());
+        if a_status == b_status && ports.is_empty() {
+            continue;
+        }
+        // A host down on both sides, or absent on one and down on the
+        // other, is no news.
+        if ux.is_none() && uy.is_none() {
+            continue;
+        }
+        let mut names: Vec<String> = x
+            .iter()
+            .chain(y.iter())
+            .flat_map(|h| h.target.name.iter().chain(h.target.rdns.iter()))
+            .map(|n| n.to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        hosts.push(HostDiff {
+            addr,
+            names,
+            a_status,
+            b_status,
+            ports,
+        });
+    }
+    let mut expiring = Vec::new();
+    let window = Duration::from_secs(u64::from(options.expiring_days) * 86_400);
+    for h in &b.hosts {
+        for s in &h.services {
+            let Some(tls) = &s.info.tls else { continue };
+            let Some(not_after) = tls.not_after else {
+                continue;
+            };
+            if not_after <= b.start + window {
+                expiring.push(Expiring {
+                    addr: h.target.addr,
+                    proto: s.proto.as_str().into(),
+                    port: s.port,
+                    subject: tls.subject.clone(),
+                    not_after: portolan_model::time::rfc3339(not_after),
+                    days_left: days_left(not_after, b.start),
+                });
+            }
+        }
+    }
+    ScanDiff {
+        a: side(a),
+        b: side(b),
+        hosts,
+        unconfirmed,
+        expiring,
+        expiring_days: options.expiring_days,
+    }
+}
