@@ -294,10 +294,13 @@ fn syn_tools(bench: &Bench) -> Result<(), String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut runs = 3;
+    let mut short = false;
     let mut scenario = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            // Skips the cases that take many minutes (udp's top 1000).
+            "--short" => short = true,
             "--runs" => match it.next().and_then(|v| v.parse().ok()) {
                 Some(n) if n > 0 => runs = n,
                 _ => {
@@ -321,7 +324,7 @@ fn main() -> ExitCode {
         "syn" => syn_bench(runs),
         "sweep" => sweep::sweep_bench(runs),
         "discovery" => discovery::discovery_bench(runs),
-        "udp" => udp::udp_bench(runs),
+        "udp" => udp::udp_bench(runs, short),
         "sv" => versions::versions_bench(runs),
         "svwide" => sweep::sv_memory_bench(runs),
         "history" => history::history_bench(runs),

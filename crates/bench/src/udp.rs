@@ -347,7 +347,7 @@ fn runners(nmap: Option<&PathBuf>, several_sources: bool, defeat: bool) -> Vec<R
 }
 
 /// Runs the UDP scenario with `runs` runs per tool.
-pub fn udp_bench(runs: usize) -> Result<(), String> {
+pub fn udp_bench(runs: usize, short: bool) -> Result<(), String> {
     let lab = Lab::builder()
         .hosts(HOSTS)
         .segment(SEGMENT_HOSTS)
@@ -381,7 +381,10 @@ pub fn udp_bench(runs: usize) -> Result<(), String> {
             r
         }),
     ];
-    for (case, runners) in &cases {
+    for (case, runners) in cases
+        .iter()
+        .filter(|(c, _)| !short || c.limit != LONG_LIMIT)
+    {
         let hosts: &[portolan_lab::Host] = match case.hosts {
             Hosts::Own(n) => &lab.hosts()[..n],
             Hosts::Segment => lab.segment(0).hosts(),
