@@ -14,6 +14,7 @@ mod idle_lab;
 mod ip_protocol_lab;
 mod library_lab;
 mod loopback;
+mod os_lab;
 mod output_golden;
 mod output_interrupt;
 mod output_report;

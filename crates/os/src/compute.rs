@@ -366,7 +366,8 @@ pub fn fingerprint(a: &Answers<'_>) -> Fingerprint {
                 .windows(2)
                 .zip(stamps.windows(2))
                 .map(|(w, s)| {
-                    let d = s[1].unwrap_or(0).wrapping_sub(s[0].unwrap_or(0));
+                    // The smaller wrapping distance, as nmap's MOD_DIFF.
+                    let d = mod_diff(s[1].unwrap_or(0), s[0].unwrap_or(0));
                     f64::from(d) / secs(w[0].0, w[1].0)
                 })
                 .collect();

@@ -52,6 +52,7 @@ pub(crate) fn run(
         pings,
         phases,
         probe_db,
+        os_db,
         runtime,
         raw,
         ..
@@ -198,7 +199,9 @@ pub(crate) fn run(
         let mut group_stats = found.as_ref().map(|f| f.stats).unwrap_or_default();
         // With several techniques, a group's hosts are held until each
         // has run, then merged into one report per host.
-        let held = (phase_count > 1).then(|| RefCell::new(Vec::new()));
+        // -O holds them too: OS detection runs on the group's hosts side
+        // by side once their ports are known.
+        let held = (phase_count > 1 || os_db.is_some()).then(|| RefCell::new(Vec::new()));
         for (n, phase) in phases.iter().enumerate() {
             if stop.is_stopped() {
                 break;
@@ -236,8 +239,16 @@ pub(crate) fn run(
             };
         }
         if let Some(held) = held {
+            let mut reports = merge_reports(held.into_inner());
+            if let (Some(db), Some(context)) = (&os_db, &runner.raw)
+                && !stop.is_stopped()
+            {
+                let sent =
+                    crate::os::run(&config, db, context, &mut reports, &|| stop.is_stopped())?;
+                add_packets(&mut packets, Some(sent));
+            }
             let mut emitter = runner.emitter.borrow_mut();
-            for report in merge_reports(held.into_inner()) {
+            for report in reports {
                 emitter.host(report);
             }
         }
@@ -717,7 +728,7 @@ impl Observer for Watch<'_, '_> {
 
 /// A random key, from the standard library's per-process random state
 /// and the clock.
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

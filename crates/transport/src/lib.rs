@@ -8,6 +8,8 @@
 //!   scans; raw scans borrow them.
 //! - [`idle`]: the idle scan (`-sI`), spoofed SYNs read back through a
 //!   zombie's IP ID, on the raw engine's paths and sockets.
+//! - [`os`]: OS detection (`-O`), nmap's probe set to many hosts side by
+//!   side, the answers filed by probe for `portolan-os`.
 //! - [`probe`]: the probe modules, pure code per technique (TCP, UDP,
 //!   SCTP): templates, stamping, validation by cookie, what an answer
 //!   proves and what silence means.
@@ -29,6 +31,7 @@ pub mod connect;
 pub mod context;
 pub mod cookie;
 pub mod idle;
+pub mod os;
 mod paths;
 pub mod probe;
 pub mod raw;

@@ -1,0 +1,148 @@
+//! OS detection (`-O`) against the real Linux kernel of a lab host: with
+//! nmap's database (`--osdb`), the host is classified as Linux; with its
+//! T2-T7 and U1 probes firewalled, it still is, and the report lists the
+//! missing tests; a malformed `--osdb` file fails with its line.
+
+use portolan_lab::{Lab, lab_or_skip};
+
+use crate::util::{JsonRun, assert_success, portolan, portolan_bin, read_jsonl, scratch_dir};
+
+const NMAP_DB: &str = "/usr/share/nmap/nmap-os-db";
+
+fn nmap_db_or_skip() -> bool {
+    if std::path::Path::new(NMAP_DB).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{NMAP_DB} is missing under CI=true"
+    );
+    eprintln!("skipping: {NMAP_DB} is missing");
+    false
+}
+
+fn os_scan(lab: &Lab, name: &str, args: &[&str]) -> JsonRun {
+    let json = scratch_dir().join(name);
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-O", "-n", "--no-progress", "-oJ"])
+        .arg(&json)
+        .args(args)
+        .output()
+        .expect("run portolan");
+    assert_success(&out);
+    read_jsonl(&json)
+}
+
+fn families(host: &serde_json::Value) -> Vec<String> {
+    host["os"]
+        .as_array()
+        .map(|matches| {
+            matches
+                .iter()
+                .flat_map(|m| m["classes"].as_array().cloned().unwrap_or_default())
+                .map(|c| c["family"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_lab_linux_kernel_is_classified_as_linux_with_nmaps_database() {
+    if !nmap_db_or_skip() {
+        return;
+    }
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    let addr = host.ipv4().to_string();
+    let run = os_scan(
+        &lab,
+        "os-linux.jsonl",
+        &["-p", "22,23", "--osdb", NMAP_DB, &addr],
+    );
+    let h = &run.hosts[0];
+    let top = &h["os"][0];
+    assert!(top["accuracy"].as_u64().unwrap() >= 85, "{h}");
+    let families = families(h);
+    assert!(!families.is_empty(), "{h}");
+    assert_eq!(families[0], "Linux", "{h}");
+    let d = &h["os_detection"];
+    assert!(d["fingerprint"].as_str().unwrap().contains("SEQ("), "{d}");
+    // The real kernel answers every probe but T2 and T3 (a null and a
+    // SYN-FIN-URG-PSH segment to the open port, which Linux drops).
+    let missing: Vec<&str> = d["missing"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        !missing.contains(&"SEQ") && !missing.contains(&"U1") && !missing.contains(&"IE"),
+        "{d}"
+    );
+    assert_eq!(d["hint"]["family"], "Linux", "{d}");
+}
+
+#[test]
+fn firewalled_t2_t7_and_u1_still_give_linux_with_the_missing_tests_listed() {
+    if !nmap_db_or_skip() {
+        return;
+    }
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    // Closed ports and UDP dropped: T5-T7 and U1 go unanswered; T2-T4
+    // (odd flags to the open port) too.
+    host.drop_tcp(23..=23).unwrap();
+    host.drop_tcp(31337..=31337).unwrap();
+    host.drop_udp(1..=65535).unwrap();
+    let addr = host.ipv4().to_string();
+    let run = os_scan(
+        &lab,
+        "os-firewalled.jsonl",
+        &[
+            "-p",
+            "22,23",
+            "--max-os-tries",
+            "1",
+            "--osdb",
+            NMAP_DB,
+            &addr,
+        ],
+    );
+    let h = &run.hosts[0];
+    let d = &h["os_detection"];
+    let missing: Vec<&str> = d["missing"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    for t in ["T5", "T6", "T7", "U1"] {
+        assert!(missing.contains(&t), "{t} not missing: {d}");
+    }
+    assert_eq!(
+        families(h).first().map(String::as_str),
+        Some("Linux"),
+        "{h}"
+    );
+    assert!(
+        d["warnings"].as_array().is_some_and(|w| !w.is_empty()),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_malformed_osdb_file_fails_with_its_line() {
+    let path = scratch_dir().join("bad-os-db");
+    std::fs::write(&path, "MatchPoints\nFingerprint X\nT1(R=Y%DF=5-3)\n").unwrap();
+    let out = portolan(&[
+        "-O",
+        "--osdb",
+        path.to_str().unwrap(),
+        "-p",
+        "1",
+        "127.0.0.1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+}
