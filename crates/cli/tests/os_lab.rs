@@ -5,6 +5,9 @@
 
 use portolan_lab::{Lab, lab_or_skip};
 
+use std::process::Command;
+
+use crate::output_tools::{assert_dtd_valid, libnmap, run, xmllint};
 use crate::util::{JsonRun, assert_success, portolan, portolan_bin, read_jsonl, scratch_dir};
 
 const NMAP_DB: &str = "/usr/share/nmap/nmap-os-db";
@@ -57,12 +60,70 @@ fn the_lab_linux_kernel_is_classified_as_linux_with_nmaps_database() {
     let host = lab.host(0);
     let _service = host.listen_tcp([22]).unwrap();
     let addr = host.ipv4().to_string();
-    let run = os_scan(
+    let dir = scratch_dir();
+    let (xml, normal, grep) = (
+        dir.join("os.xml"),
+        dir.join("os.nmap"),
+        dir.join("os.gnmap"),
+    );
+    let found = os_scan(
         &lab,
         "os-linux.jsonl",
-        &["-p", "22,23", "--osdb", NMAP_DB, &addr],
+        &[
+            "-p",
+            "22,23",
+            "--osdb",
+            NMAP_DB,
+            "-oX",
+            xml.to_str().unwrap(),
+            "-oN",
+            normal.to_str().unwrap(),
+            "-oG",
+            grep.to_str().unwrap(),
+            &addr,
+        ],
     );
-    let h = &run.hosts[0];
+    let h = &found.hosts[0];
+    // Normal and grepable output say it as nmap does.
+    let text = std::fs::read_to_string(&normal).unwrap();
+    assert!(text.contains("Running") && text.contains("Linux"), "{text}");
+    assert!(text.contains("OS CPE: cpe:/o:linux:linux_kernel"), "{text}");
+    assert!(
+        text.contains("OS details: ") || text.contains("Aggressive OS guesses: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("OS hint (passive, not a match): Linux from syn-ack ttl=64"),
+        "{text}"
+    );
+    let grepable = std::fs::read_to_string(&grep).unwrap();
+    assert!(grepable.contains("\tOS: Linux"), "{grepable}");
+    // The XML validates against nmap.dtd, and python-libnmap reads the
+    // matches and their classes.
+    if xmllint() {
+        assert_dtd_valid(&xml);
+    }
+    if libnmap() {
+        const SCRIPT: &str = r#"
+import sys
+from libnmap.parser import NmapParser
+h = NmapParser.parse_fromfile(sys.argv[1]).hosts[0]
+m = h.os_match_probabilities()[0]
+print(m.name, m.accuracy, m.osclasses[0].osfamily, len(h.os.fingerprints))
+"#;
+        let out = run(Command::new("python3").args(["-c", SCRIPT]).arg(&xml));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains(" Linux 1"), "{said}");
+        assert!(
+            said.starts_with(h["os"][0]["name"].as_str().unwrap()),
+            "{said}"
+        );
+    }
     let top = &h["os"][0];
     assert!(top["accuracy"].as_u64().unwrap() >= 85, "{h}");
     let families = families(h);

@@ -183,6 +183,16 @@ pub(crate) fn run(
                 }
             });
         if let Some(d) = report.extra.os_detection.as_mut() {
+            // The likely-closed UDP port, once its port unreachable proved
+            // it closed (nmap lists the UDP port it used too).
+            let udp_used = d.ports_used.iter().any(|p| p.proto == Protocol::Udp);
+            if !udp_used && host.replies[portolan_os::probes::U1].is_some() {
+                d.ports_used.push(OsPortUsed {
+                    state: PortState::Closed,
+                    proto: Protocol::Udp,
+                    port: host.set.closed_udp,
+                });
+            }
             d.perfect = c.perfect;
             d.missing = c.missing.iter().map(|s| s.to_string()).collect();
             d.fingerprint = observed.to_string();
