@@ -207,3 +207,41 @@ fn a_malformed_osdb_file_fails_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3"), "{err}");
 }
+
+/// Scans every lab stack side by side in one run (`-O` with Portolan's
+/// own database): each is classified as its own entry, family Linux.
+#[test]
+fn every_lab_stack_is_classified_as_itself_with_portolans_database() {
+    let lab = lab_or_skip!(
+        Lab::builder()
+            .hosts(portolan_lab::STACKS.len())
+            .without_icmp_rate_limits()
+    );
+    let mut services = Vec::new();
+    let mut addrs = Vec::new();
+    for (host, stack) in lab.hosts().iter().zip(&portolan_lab::STACKS) {
+        host.apply_stack(stack).unwrap();
+        services.push(host.listen_tcp([22]).unwrap());
+        addrs.push(host.ipv4().to_string());
+    }
+    let mut args = vec!["-p", "22,23"];
+    args.extend(addrs.iter().map(String::as_str));
+    let found = os_scan(&lab, "os-stacks.jsonl", &args);
+    assert_eq!(found.hosts.len(), addrs.len());
+    let mut wrong = Vec::new();
+    for (addr, stack) in addrs.iter().zip(&portolan_lab::STACKS) {
+        let h = found
+            .hosts
+            .iter()
+            .find(|h| h["addr"] == addr.as_str())
+            .expect("every host reported");
+        let fp = h["os_detection"]["fingerprint"].as_str().unwrap_or("");
+        eprintln!("stack {}:\n{fp}\n", stack.name);
+        let top = h["os"][0]["name"].as_str().unwrap_or("none");
+        let want = format!("(lab stack: {})", stack.name);
+        if !top.ends_with(&want) || families(h).first().map(String::as_str) != Some("Linux") {
+            wrong.push(format!("{}: top match {top:?}", stack.name));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:?}");
+}

@@ -13,7 +13,9 @@
 //! exists, [`Namespace::respond_sctp`] from user space everywhere),
 //! stand in as an idle-scan zombie ([`Namespace::respond_zombie`]),
 //! run daemons ([`Namespace::spawn`]), add nftables rules (drop, reset,
-//! ICMP admin-prohibited, random loss), set sysctls and shape traffic.
+//! ICMP admin-prohibited, random loss), set sysctls and shape traffic,
+//! and make a host's kernel answer as one of the lab's stacks
+//! ([`STACKS`], [`Namespace::apply_stack`]) for OS detection.
 //!
 //! # Contract
 //! - **Containment.** Lab addresses come only from `198.18.0.0/15` and
@@ -61,6 +63,7 @@ mod lab;
 mod namespace;
 mod sctp;
 mod service;
+mod stacks;
 mod sweep;
 mod sys;
 mod zombie;
@@ -76,5 +79,6 @@ pub use sctp::{SctpResponder, SctpService, kernel_sctp_support};
 pub use service::{
     DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, TcpHandler, TcpService, UdpEcho,
 };
+pub use stacks::{STACKS, StackProfile};
 pub use sweep::{NAMESPACE_PREFIX, NETNS_RUN_DIR, sweep_stale_namespaces};
 pub use zombie::{BUSY_BURST, BUSY_EVERY, ZombieIpId, ZombieResponder};
