@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide|os] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -33,6 +33,9 @@
 //! - `svwide`: `portolan -sS -sV -p 22,80` over mostly silent ranges of
 //!   4,096, 16,384 and 65,536 lab addresses: wall time and peak memory, which
 //!   should stay flat as hosts stream out (see [`sweep`]).
+//! - `os`: OS detection (`-O`) of every lab stack: Portolan with its own
+//!   database and with nmap's, and nmap, with wall time, the ratio to
+//!   nmap's, the top match and whether its family is right (see [`os`]).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
@@ -40,6 +43,7 @@
 mod discovery;
 mod harness;
 mod measure;
+mod os;
 mod parse;
 mod sweep;
 mod udp;
@@ -299,12 +303,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" => {
+            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" | "os" => {
                 scenario = Some(a.clone())
             }
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide, os)"
                 );
                 return ExitCode::from(2);
             }
@@ -318,6 +322,7 @@ fn main() -> ExitCode {
         "udp" => udp::udp_bench(runs),
         "sv" => versions::versions_bench(runs),
         "svwide" => sweep::sv_memory_bench(runs),
+        "os" => os::os_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {
