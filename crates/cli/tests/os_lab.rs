@@ -245,3 +245,44 @@ fn every_lab_stack_is_classified_as_itself_with_portolans_database() {
     }
     assert!(wrong.is_empty(), "{wrong:?}");
 }
+
+/// Scans every user-space persona side by side (`-O` with Portolan's own
+/// database): each is classified to its family, as itself.
+#[test]
+fn every_persona_is_classified_to_its_family_with_portolans_database() {
+    let lab = lab_or_skip!(
+        Lab::builder()
+            .hosts(portolan_lab::PERSONAS.len())
+            .without_icmp_rate_limits()
+    );
+    let mut responders = Vec::new();
+    let mut addrs = Vec::new();
+    for (host, persona) in lab.hosts().iter().zip(portolan_lab::PERSONAS) {
+        responders.push(host.respond_as(host.ipv4(), persona, &[22]).unwrap());
+        addrs.push(host.ipv4().to_string());
+    }
+    let mut args = vec!["-p", "22,23"];
+    args.extend(addrs.iter().map(String::as_str));
+    let found = os_scan(&lab, "os-personas.jsonl", &args);
+    let mut wrong = Vec::new();
+    for (addr, persona) in addrs.iter().zip(portolan_lab::PERSONAS) {
+        let h = found
+            .hosts
+            .iter()
+            .find(|h| h["addr"] == addr.as_str())
+            .expect("every host reported");
+        let fp = h["os_detection"]["fingerprint"].as_str().unwrap_or("");
+        eprintln!("persona {}:\n{fp}\n", persona.name);
+        let top = h["os"][0]["name"].as_str().unwrap_or("none");
+        let want = format!("(lab persona: {})", persona.name);
+        if !top.ends_with(&want) || families(h).first().map(String::as_str) != Some(persona.family)
+        {
+            wrong.push(format!(
+                "{}: top match {top:?}, families {:?}",
+                persona.name,
+                families(h)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:?}");
+}

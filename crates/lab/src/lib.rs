@@ -15,7 +15,9 @@
 //! run daemons ([`Namespace::spawn`]), add nftables rules (drop, reset,
 //! ICMP admin-prohibited, random loss), set sysctls and shape traffic,
 //! and make a host's kernel answer as one of the lab's stacks
-//! ([`STACKS`], [`Namespace::apply_stack`]) for OS detection.
+//! ([`STACKS`], [`Namespace::apply_stack`]) or answer from user space as
+//! another stack ([`PERSONAS`], [`Namespace::respond_as`]) for OS
+//! detection.
 //!
 //! # Contract
 //! - **Containment.** Lab addresses come only from `198.18.0.0/15` and
@@ -61,6 +63,7 @@ mod firewall;
 mod gate;
 mod lab;
 mod namespace;
+mod persona;
 mod sctp;
 mod service;
 mod stacks;
@@ -75,6 +78,7 @@ pub use gate::{
 };
 pub use lab::{Host, Lab, LabBuilder, MAX_SEGMENT_HOSTS, Segment, Subnet};
 pub use namespace::{Namespace, Tbf, in_namespace};
+pub use persona::{IdPolicy, IsnPolicy, Opt, PERSONAS, Persona, PersonaResponder};
 pub use sctp::{SctpResponder, SctpService, kernel_sctp_support};
 pub use service::{
     DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, TcpHandler, TcpService, UdpEcho,
