@@ -3,19 +3,21 @@
 //! same run.
 //!
 //! One lab host per stack ([`portolan_lab::STACKS`]: the Linux kernel
-//! configured by per-namespace sysctls), each with TCP port 22 open and
-//! 23 closed. Each tool fingerprints all of them in one command
+//! configured by per-namespace sysctls) and per user-space persona
+//! ([`portolan_lab::PERSONAS`]: Windows-like, FreeBSD-like, embedded),
+//! each with TCP port 22 open and 23 closed. Each tool fingerprints all of them in one command
 //! (`-sS -O -p 22,23 -n -Pn`), and then the default stack alone; the run
 //! with the median wall time is shown. Per host: the top match, its
-//! accuracy, and whether its family is right (the truth is Linux for
-//! every stack; Portolan's own database must also name the stack).
+//! accuracy, and whether its family is right (Linux for every stack, the
+//! persona's family for a persona; Portolan's own database must also
+//! name the stack or persona).
 //! Packets go only to the lab's namespaces.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use portolan_lab::{Lab, STACKS};
+use portolan_lab::{Lab, PERSONAS, STACKS};
 
 use crate::harness::{peer, sibling_binary};
 use crate::measure::{Cost, run_measured};
@@ -95,16 +97,33 @@ struct Contender {
 /// `scripts/bench os`.
 pub fn os_bench(runs: usize) -> Result<(), String> {
     let lab = Lab::builder()
-        .hosts(STACKS.len())
+        .hosts(STACKS.len() + PERSONAS.len())
         .without_icmp_rate_limits()
         .build()
         .map_err(|e| format!("cannot build the lab (run as root): {e}"))?;
     let mut services = Vec::new();
+    let mut responders = Vec::new();
     let mut addrs = Vec::new();
+    // Per host: its name, the family that is true, and the suffix of its
+    // own entry in Portolan's database.
+    let mut truth: Vec<(&str, &str, String)> = Vec::new();
     for (host, stack) in lab.hosts().iter().zip(&STACKS) {
         host.apply_stack(stack).map_err(|e| e.to_string())?;
         services.push(host.listen_tcp([22]).map_err(|e| e.to_string())?);
         addrs.push(host.ipv4().to_string());
+        truth.push((stack.name, "Linux", format!("(lab stack: {})", stack.name)));
+    }
+    for (host, persona) in lab.hosts().iter().skip(STACKS.len()).zip(PERSONAS) {
+        responders.push(
+            host.respond_as(host.ipv4(), persona, &[22])
+                .map_err(|e| e.to_string())?,
+        );
+        addrs.push(host.ipv4().to_string());
+        truth.push((
+            persona.name,
+            persona.family,
+            format!("(lab persona: {})", persona.name),
+        ));
     }
     let dir = std::env::temp_dir().join(format!("portolan-bench-os-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -131,9 +150,10 @@ pub fn os_bench(runs: usize) -> Result<(), String> {
         });
     }
     println!(
-        "OS detection (-sS -O -p 22,23) of {} lab stacks (Linux {} kernel, per-namespace sysctls), all in one run, then the default stack alone; median of {runs} run(s); the machine's 2 cores are shared with other work",
+        "OS detection (-sS -O -p 22,23) of {} lab stacks (Linux {} kernel, per-namespace sysctls) and {} user-space personas, all in one run, then the default stack alone; median of {runs} run(s); the machine's 2 cores are shared with other work",
         STACKS.len(),
         kernel_release(),
+        PERSONAS.len(),
     );
     let mut n = 0;
     for (scope, targets) in [
@@ -143,7 +163,7 @@ pub fn os_bench(runs: usize) -> Result<(), String> {
         println!("\n{scope}:");
         println!(
             "{:<28} {:>8} {:>8} {:>14} {:>14}",
-            "tool", "wall s", "vs nmap", "family right", "stack right"
+            "tool", "wall s", "vs nmap", "family right", "own entry"
         );
         let mut rows = Vec::new();
         for c in &contenders {
@@ -182,15 +202,14 @@ pub fn os_bench(runs: usize) -> Result<(), String> {
             .map(|(_, (cost, _))| cost.wall.as_secs_f64());
         for (c, (cost, tops)) in &rows {
             let wall = cost.wall.as_secs_f64();
-            let family = tops.iter().filter(|(_, t)| t.family == "Linux").count();
+            let truth_of = |addr: &str| addrs.iter().position(|a| a == addr).map(|i| &truth[i]);
+            let family = tops
+                .iter()
+                .filter(|(addr, t)| truth_of(addr).is_some_and(|w| t.family == w.1))
+                .count();
             let stack = tops
                 .iter()
-                .filter(|(addr, t)| {
-                    addrs.iter().position(|a| a == addr).is_some_and(|i| {
-                        t.name
-                            .ends_with(&format!("(lab stack: {})", STACKS[i].name))
-                    })
-                })
+                .filter(|(addr, t)| truth_of(addr).is_some_and(|w| t.name.ends_with(&w.2)))
                 .count();
             let ratio =
                 nmap_wall.map_or("-".to_string(), |n| format!("{:.2}x", n / wall.max(1e-6)));
@@ -208,7 +227,7 @@ pub fn os_bench(runs: usize) -> Result<(), String> {
                 let stack = addrs
                     .iter()
                     .position(|a| a == addr)
-                    .map_or("?", |i| STACKS[i].name);
+                    .map_or("?", |i| truth[i].0);
                 println!(
                     "  {:<26} {:<15} {:<14} {:>3}% {}",
                     c.label,
@@ -226,6 +245,7 @@ pub fn os_bench(runs: usize) -> Result<(), String> {
     }
     println!("\nvs nmap: nmap's wall time over the tool's (higher is faster)");
     drop(services);
+    drop(responders);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
