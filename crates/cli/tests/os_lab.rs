@@ -286,3 +286,25 @@ fn every_persona_is_classified_to_its_family_with_portolans_database() {
     }
     assert!(wrong.is_empty(), "{wrong:?}");
 }
+
+/// `--osscan-limit` skips a host without an open and a closed TCP port
+/// (and says so); without it the host is fingerprinted anyway, with
+/// nmap's warning.
+#[test]
+fn osscan_limit_skips_hosts_without_an_open_and_a_closed_port() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    let addr = host.ipv4().to_string();
+    // Only the open port is scanned: no closed port is known.
+    let limited = os_scan(&lab, "os-limit.jsonl", &["-p", "22", "--osscan-limit", &addr]);
+    let h = &limited.hosts[0];
+    assert!(h["os"].is_null(), "{h}");
+    let warning = h["os_detection"]["warnings"][0].as_str().unwrap_or("");
+    assert!(warning.contains("--osscan-limit"), "{h}");
+    let unlimited = os_scan(&lab, "os-nolimit.jsonl", &["-p", "22", &addr]);
+    let h = &unlimited.hosts[0];
+    assert_eq!(families(h).first().map(String::as_str), Some("Linux"), "{h}");
+    let warning = h["os_detection"]["warnings"][0].as_str().unwrap_or("");
+    assert!(warning.contains("could not find at least 1 open and 1 closed port"), "{h}");
+}
