@@ -297,14 +297,25 @@ fn osscan_limit_skips_hosts_without_an_open_and_a_closed_port() {
     let _service = host.listen_tcp([22]).unwrap();
     let addr = host.ipv4().to_string();
     // Only the open port is scanned: no closed port is known.
-    let limited = os_scan(&lab, "os-limit.jsonl", &["-p", "22", "--osscan-limit", &addr]);
+    let limited = os_scan(
+        &lab,
+        "os-limit.jsonl",
+        &["-p", "22", "--osscan-limit", &addr],
+    );
     let h = &limited.hosts[0];
     assert!(h["os"].is_null(), "{h}");
     let warning = h["os_detection"]["warnings"][0].as_str().unwrap_or("");
     assert!(warning.contains("--osscan-limit"), "{h}");
     let unlimited = os_scan(&lab, "os-nolimit.jsonl", &["-p", "22", &addr]);
     let h = &unlimited.hosts[0];
-    assert_eq!(families(h).first().map(String::as_str), Some("Linux"), "{h}");
+    assert_eq!(
+        families(h).first().map(String::as_str),
+        Some("Linux"),
+        "{h}"
+    );
     let warning = h["os_detection"]["warnings"][0].as_str().unwrap_or("");
-    assert!(warning.contains("could not find at least 1 open and 1 closed port"), "{h}");
+    assert!(
+        warning.contains("could not find at least 1 open and 1 closed port"),
+        "{h}"
+    );
 }
