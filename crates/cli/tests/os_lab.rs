@@ -319,3 +319,52 @@ fn osscan_limit_skips_hosts_without_an_open_and_a_closed_port() {
         "{h}"
     );
 }
+
+/// Without `-O`, a SYN scan still gives each host a passive hint from the
+/// SYN-ACKs it received, with its evidence, in JSON lines and normal
+/// output, and never as a match (no `os` matches, no XML `<os>`).
+#[test]
+fn a_syn_scan_without_o_gives_a_passive_hint_never_a_match() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let _service = host.listen_tcp([22]).unwrap();
+    let addr = host.ipv4().to_string();
+    let dir = scratch_dir();
+    let (json, normal, xml) = (dir.join("p.jsonl"), dir.join("p.nmap"), dir.join("p.xml"));
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-n", "--no-progress", "-p", "22,23", "-oJ"])
+        .arg(&json)
+        .arg("-oN")
+        .arg(&normal)
+        .arg("-oX")
+        .arg(&xml)
+        .arg(&addr)
+        .output()
+        .expect("run portolan");
+    assert_success(&out);
+    let h = &read_jsonl(&json).hosts[0];
+    assert!(h["os"].is_null(), "{h}");
+    let d = &h["os_detection"];
+    assert_eq!(d["active"], false, "{d}");
+    assert_eq!(d["hint"]["family"], "Linux", "{d}");
+    assert!(
+        d["hint"]["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("syn-ack ttl=64 (initial 64) win=FAF0 mss=5B4"),
+        "{d}"
+    );
+    let text = std::fs::read_to_string(&normal).unwrap();
+    assert!(
+        text.contains("OS hint (passive, not a match): Linux"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("OS details") && !text.contains("Running"),
+        "{text}"
+    );
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    assert!(!xml.contains("<os>"), "{xml}");
+}

@@ -472,9 +472,14 @@ pub struct OsClass {
     pub cpe: Vec<String>,
 }
 
-/// How OS detection went for one host.
+/// How OS detection went for one host, or only the passive hint of a
+/// scan without `-O`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsDetection {
+    /// Whether active detection (`-O`) ran; without it only the passive
+    /// hint is known.
+    #[serde(default)]
+    pub active: bool,
     /// The ports the probes went to (nmap's `portused`): TCP open, TCP
     /// closed, UDP closed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

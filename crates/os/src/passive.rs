@@ -103,7 +103,19 @@ pub fn hint(evidence: Evidence) -> Hint {
         }
     } else {
         let layout = layout(&evidence.options);
+        // A SYN that offered only an MSS (a port scan's) gets only an MSS
+        // back; the window then tells: Linux opens with 44 segments
+        // (64,240 for an MSS of 1,460), BSD stacks with 65,535.
+        let segments = evidence
+            .mss
+            .filter(|m| *m > 0)
+            .map(|m| u32::from(evidence.window) / u32::from(m));
+        let whole = evidence
+            .mss
+            .is_some_and(|m| m > 0 && evidence.window.is_multiple_of(m));
         match (evidence.initial_ttl, layout.as_str()) {
+            (64, "M") if whole && segments.is_some_and(|s| (40..=45).contains(&s)) => Some("Linux"),
+            (64, "M") if evidence.window == 0xFFFF => Some("BSD or macOS"),
             (64, "MSTNW" | "MSTN" | "MSNW" | "MNNSNW" | "MS") => Some("Linux"),
             (64, "MNWNNTSLL" | "MNWNNTS" | "MNWSNNT" | "MNWNNSTL") => Some("BSD or macOS"),
             (128, _) => Some("Windows"),
@@ -133,6 +145,20 @@ mod tests {
             "syn-ack ttl=64 (initial 64) win=FAF0 mss=5B4 opts=M5B4ST11NW7 df=Y"
         );
         assert_eq!(hint(e).family, Some("Linux"));
+    }
+
+    #[test]
+    fn a_syn_ack_to_an_mss_only_syn_is_read_by_its_window() {
+        let set = set();
+        let linux = tcp(&set, 0, 22, 1, 2, 0x12, 64_240, &[2, 4, 5, 0xB4], 0);
+        assert_eq!(hint(Evidence::read(&linux).unwrap()).family, Some("Linux"));
+        let bsd = tcp(&set, 0, 22, 1, 2, 0x12, 0xFFFF, &[2, 4, 5, 0xB4], 0);
+        assert_eq!(
+            hint(Evidence::read(&bsd).unwrap()).family,
+            Some("BSD or macOS")
+        );
+        let odd = tcp(&set, 0, 22, 1, 2, 0x12, 1000, &[2, 4, 5, 0xB4], 0);
+        assert_eq!(hint(Evidence::read(&odd).unwrap()).family, None);
     }
 
     #[test]

@@ -28,7 +28,9 @@
 //!   every other byte as `\xNN`; with `-O`, `os` lists the matches best
 //!   first (`{"name","accuracy","cpe"?,"line","classes"?}`) and
 //!   `os_detection` says how it went
-//!   (`{"ports_used"?,"perfect","missing"?,"fingerprint"?,"hint"?,"warnings"?}`);
+//!   (`{"active","ports_used"?,"perfect","missing"?,"fingerprint"?,"hint"?,"warnings"?}`;
+//!   without `-O`, a raw TCP scan's host line has `os_detection` with
+//!   `active` false and only the passive `hint`, `{"family"?,"evidence"}`);
 //! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?}`
 //!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan).
 //!

@@ -176,7 +176,9 @@ pub fn os_lines(report: &HostReport) -> Vec<String> {
     };
     let mut lines: Vec<String> = d.warnings.iter().map(|w| format!("Warning: {w}")).collect();
     let matches = &report.extra.os;
-    if matches.is_empty() {
+    if !d.active {
+        // Only the port scan's passive hint (below).
+    } else if matches.is_empty() {
         lines.push("No OS matches for host".into());
     } else {
         // Classes in the order of their best match: "vendor family gen".

@@ -189,7 +189,9 @@ impl<W: Write> XmlSink<W> {
 /// `-O`'s findings: nmap's `<os>` element (`portused`, `osmatch` with
 /// its `osclass` and `cpe`, `osfingerprint`), when OS detection ran.
 fn write_os(out: &mut impl Write, report: &HostReport) -> io::Result<()> {
-    let Some(d) = &report.extra.os_detection else {
+    // Without -O there is at most a passive hint, which nmap's element
+    // has no place for (JSON lines and normal output show it).
+    let Some(d) = report.extra.os_detection.as_ref().filter(|d| d.active) else {
         return Ok(());
     };
     out.write_all(b"<os>")?;

@@ -9,6 +9,7 @@
 //! are skipped. Pure choices here; the sending is
 //! `portolan_transport::os`, the tests and the matching `portolan-os`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,40 @@ const LIKELY_CLOSED_TCP: u16 = 31_337;
 const LIKELY_CLOSED_UDP: u16 = 40_125;
 /// How long to wait for the last answers of a try.
 const ANSWER_WAIT: Duration = Duration::from_millis(800);
+
+/// Passive hints from the port scan: each host's first SYN-ACK (else its
+/// first RST), read as p0f reads them. One map lookup per TCP answer; the
+/// packet is read only for a host's first answer, and for its first
+/// SYN-ACK after RSTs.
+#[derive(Debug, Default)]
+pub(crate) struct PassiveHints {
+    by_host: HashMap<IpAddr, passive::Evidence>,
+}
+
+impl PassiveHints {
+    /// Files the answer `packet` from `target`.
+    pub(crate) fn answered(&mut self, target: IpAddr, syn_ack: bool, packet: &[u8]) {
+        match self.by_host.get(&target) {
+            Some(e) if e.syn_ack || !syn_ack => {}
+            _ => {
+                if let Some(e) = passive::Evidence::read(packet) {
+                    self.by_host.insert(target, e);
+                }
+            }
+        }
+    }
+
+    /// Puts `report`'s hint, if any, into its report.
+    pub(crate) fn attach(&mut self, report: &mut HostReport) {
+        if let Some(e) = self.by_host.remove(&report.target.addr) {
+            let h = passive::hint(e);
+            report.extra.os_detection.get_or_insert_default().hint = Some(OsHint {
+                family: h.family.map(str::to_string),
+                evidence: h.evidence.summary(),
+            });
+        }
+    }
+}
 
 /// Loads Portolan's database, or the `--osdb` file.
 pub(crate) fn load_db(config: &OsConfig) -> Result<Database, ScanError> {
@@ -63,8 +98,11 @@ pub(crate) fn run(
             continue;
         }
         let IpAddr::V4(addr) = report.target.addr else {
+            let hint = report.extra.os_detection.take().and_then(|d| d.hint);
             report.extra.os_detection = Some(OsDetection {
+                active: true,
                 warnings: vec!["OS detection is IPv4 only".into()],
+                hint,
                 ..OsDetection::default()
             });
             continue;
@@ -79,8 +117,11 @@ pub(crate) fn run(
                     .to_string(),
             );
             if config.os.limit {
+                let hint = report.extra.os_detection.take().and_then(|d| d.hint);
                 report.extra.os_detection = Some(OsDetection {
+                    active: true,
                     warnings: vec!["skipped by --osscan-limit: no open and closed TCP port".into()],
+                    hint,
                     ..OsDetection::default()
                 });
                 continue;
@@ -108,9 +149,13 @@ pub(crate) fn run(
                 port,
             });
         }
+        // The port scan's passive hint, when it had one, is kept.
+        let hint = report.extra.os_detection.take().and_then(|d| d.hint);
         report.extra.os_detection = Some(OsDetection {
+            active: true,
             ports_used,
             warnings,
+            hint,
             ..OsDetection::default()
         });
         chosen.push(n);
@@ -170,7 +215,8 @@ pub(crate) fn run(
                 }
             })
             .collect();
-        // The hint: the first SYN-ACK, else a RST from the closed port.
+        // The hint from the OS probes: the first SYN-ACK, else a RST from
+        // the closed port.
         let hint = [0usize, 12, 13, 14]
             .iter()
             .filter_map(|&i| host.replies[i].as_deref())
@@ -196,7 +242,9 @@ pub(crate) fn run(
             d.perfect = c.perfect;
             d.missing = c.missing.iter().map(|s| s.to_string()).collect();
             d.fingerprint = observed.to_string();
-            d.hint = hint;
+            // The OS probes' SYN-ACK answers a SYN with every option, so
+            // it tells more than the port scan's (MSS only).
+            d.hint = hint.or(d.hint.take());
         }
     }
     Ok(stats)

@@ -146,6 +146,7 @@ pub(crate) fn run(
         }),
         raw,
         idle,
+        hints: RefCell::default(),
     };
 
     let phase_count = phases.len();
@@ -353,6 +354,8 @@ struct Runner<'a, 's> {
     raw: Option<Arc<RawContext>>,
     /// `-sI`: the idle scan, its zombie checked.
     idle: Option<RefCell<IdleScan>>,
+    /// Passive OS hints from the TCP answers, until their host is done.
+    hints: RefCell<crate::os::PassiveHints>,
 }
 
 impl Runner<'_, '_> {
@@ -447,6 +450,7 @@ impl Runner<'_, '_> {
         held: Option<&RefCell<Vec<HostReport>>>,
     ) -> Result<(ScanStats, Option<RawStats>), ScanError> {
         let mut on_host = |report: &mut HostReport| -> bool {
+            self.hints.borrow_mut().attach(report);
             if let Some((status, ttl, times)) =
                 found.and_then(|f| f.evidence.get(&report.target.addr))
                 && report.status == HostStatus::Up(Reason::UserSet)
@@ -612,6 +616,7 @@ impl Runner<'_, '_> {
             emitter: &self.emitter,
             stop: self.stop,
             packets: None,
+            hints: (!discovery).then_some(&self.hints),
         };
         let mut sink_event = |event: ScanEvent| match event {
             // Discovery's probes are not ports.
@@ -697,6 +702,8 @@ struct Watch<'r, 's> {
     emitter: &'r RefCell<Emitter<'s>>,
     stop: &'r StopToken,
     packets: Option<PacketStats>,
+    /// Where the port scan's TCP answers go for passive OS hints.
+    hints: Option<&'r RefCell<crate::os::PassiveHints>>,
 }
 
 impl Observer for Watch<'_, '_> {
@@ -723,6 +730,16 @@ impl Observer for Watch<'_, '_> {
             received: stats.received,
             ignored: stats.ignored,
         });
+    }
+
+    fn answered(&mut self, target: IpAddr, reply: &portolan_engine::Reply, packet: &[u8]) {
+        if let Some(hints) = self.hints
+            && matches!(reply.reason, Reason::SynAck | Reason::Reset)
+        {
+            hints
+                .borrow_mut()
+                .answered(target, reply.reason == Reason::SynAck, packet);
+        }
     }
 }
 

@@ -78,6 +78,16 @@ pub trait Observer {
     /// Sees the packet counters of a raw-packet scan, before each
     /// [`Observer::tick`].
     fn packets(&mut self, _stats: &raw::RawStats) {}
+
+    /// Sees each valid answer of a raw TCP scan with its packet (from
+    /// the IP header on), for passive OS hints; the default ignores it.
+    fn answered(
+        &mut self,
+        _target: std::net::IpAddr,
+        _reply: &portolan_engine::Reply,
+        _packet: &[u8],
+    ) {
+    }
 }
 
 impl<F: FnMut(&Scheduler, Instant) -> Control> Observer for F {

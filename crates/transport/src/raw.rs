@@ -429,6 +429,7 @@ pub fn run(
                 macs: &mut macs,
                 stats: &mut stats,
                 now,
+                observer: &mut *observer,
             },
         )?;
         while let Some(id) = scheduler.poll_cancel(now) {
@@ -795,6 +796,8 @@ struct Judge<'a> {
     macs: &'a mut HashMap<IpAddr, [u8; 6]>,
     stats: &'a mut RawStats,
     now: Instant,
+    /// Sees the TCP answers with their packets (passive OS hints).
+    observer: &'a mut dyn Observer,
 }
 
 /// Reads waiting packets and reports the valid answers.
@@ -873,7 +876,13 @@ impl Judge<'_> {
             RawProbes::Sctp(kind) => self.modules.sctp_reading(kind).judge_parsed(packet, &keys),
             RawProbes::Tcp { scan, .. } => match self.modules.tcp_reading(scan) {
                 // A TCP scan counts every packet but its own probes.
-                Some(module) => return self.judged(module.judge_parsed(packet, &keys), true),
+                Some(module) => {
+                    let judged = module.judge_parsed(packet, &keys);
+                    if let Judged::Answer(a) = &judged {
+                        self.observer.answered(a.target, &a.reply, bytes);
+                    }
+                    return self.judged(judged, true);
+                }
                 None => Judged::Unrelated,
             },
             RawProbes::Discovery(_) | RawProbes::IpProtocols => Judged::Unrelated,
