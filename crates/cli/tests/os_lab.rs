@@ -7,7 +7,7 @@ use portolan_lab::{Lab, lab_or_skip};
 
 use std::process::Command;
 
-use crate::output_tools::{assert_dtd_valid, libnmap, run, xmllint};
+use crate::output_tools::{assert_dtd_valid, libnmap, ndiff, run, xmllint, xsltproc};
 use crate::util::{JsonRun, assert_success, portolan, portolan_bin, read_jsonl, scratch_dir};
 
 const NMAP_DB: &str = "/usr/share/nmap/nmap-os-db";
@@ -102,6 +102,28 @@ fn the_lab_linux_kernel_is_classified_as_linux_with_nmaps_database() {
     // matches and their classes.
     if xmllint() {
         assert_dtd_valid(&xml);
+    }
+    let top = h["os"][0]["name"].as_str().unwrap().to_string();
+    // ndiff reads the matches: a changed top match is a difference.
+    if ndiff() {
+        let changed = dir.join("os-changed.xml");
+        let text = std::fs::read_to_string(&xml).unwrap();
+        let renamed = text.replacen(&format!("name=\"{top}\""), "name=\"Renamed OS\"", 1);
+        std::fs::write(&changed, renamed).unwrap();
+        let out = run(Command::new("ndiff").arg(&xml).arg(&changed));
+        let diff = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            diff.contains("OS details:") && diff.contains("+  Renamed OS"),
+            "{diff}"
+        );
+        assert!(diff.contains(&format!("-  {top}")), "{diff}");
+    }
+    // nmap.xsl shows it.
+    if xsltproc() {
+        let out = run(Command::new("xsltproc")
+            .arg("/usr/share/nmap/nmap.xsl")
+            .arg(&xml));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&top));
     }
     if libnmap() {
         const SCRIPT: &str = r#"
