@@ -178,6 +178,7 @@ pub(crate) fn run(
         tries: config.os.tries.max(1),
         timeout: ANSWER_WAIT.max(config.timing.initial_rtt_timeout),
         key: config.seed.unwrap_or_else(crate::run::random_seed),
+        max_rate: config.timing.max_rate,
     };
     let (answers, stats) =
         portolan_transport::os::run(context, &options, &targets, stop).map_err(ScanError::Os)?;

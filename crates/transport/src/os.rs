@@ -11,6 +11,8 @@
 //! whole new round of six, to keep their spacing). Bounded in time: at
 //! most `tries` × (500 ms + timeout).
 //!
+//! `--max-rate` holds: a probe waits its turn ([`RateLimiter`]).
+//!
 //! Sends through the kernel's raw IPv4 socket (header included), so the
 //! kernel routes; our kernel answers the SYN-ACKs with RSTs, as nmap's
 //! does. IPv4 only, as nmap's first-generation method.
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use portolan_engine::RateLimiter;
 use portolan_os::ProbeSet;
 use portolan_os::probes::{IE, PROBE_COUNT};
 
@@ -61,6 +64,8 @@ pub struct OsOptions {
     pub timeout: Duration,
     /// A secret for the numbers the probes carry.
     pub key: u64,
+    /// `--max-rate`: packets per second at most.
+    pub max_rate: Option<f64>,
 }
 
 /// What one host answered.
@@ -98,6 +103,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 struct Pump {
+    limiter: RateLimiter,
     sender: socket2::Socket,
     batch: sys::SendBatch,
     receiver: crate::context::Lease,
@@ -108,6 +114,14 @@ struct Pump {
 
 impl Pump {
     fn send(&mut self, set: &ProbeSet, index: usize) -> Result<(), RawError> {
+        // --max-rate: what is batched leaves, and the next probe waits
+        // its turn (the ring keeps the answers meanwhile).
+        let now = Instant::now();
+        if let Some(at) = self.limiter.next_allowed(now) {
+            self.flush()?;
+            std::thread::sleep(at.saturating_duration_since(now));
+        }
+        self.limiter.on_sent();
         let Some(buffer) = self.batch.next_buffer() else {
             return Ok(());
         };
@@ -230,6 +244,7 @@ pub fn run(
             source,
         })?;
     let mut pump = Pump {
+        limiter: RateLimiter::new(Instant::now(), None, options.max_rate),
         sender,
         batch: sys::SendBatch::new(),
         receiver,
