@@ -2,14 +2,12 @@
 //! side on the raw context's sockets, each host's answers collected by
 //! probe.
 //!
-//! The probes and what an answer belongs to are `portolan-os`'s pure code
-//! ([`ProbeSet`]); this file only pumps them. The six SYNs go to every
-//! host in six rounds 100 ms apart (the ISN and timestamp rates are
-//! measured over that spacing), then the other ten probes at once; the
-//! receiver is drained between sends. A probe still unanswered after the
-//! timeout is sent again, up to `tries` times in all (the SYNs only as a
-//! whole new round of six, to keep their spacing). Bounded in time: at
-//! most `tries` × (500 ms + timeout).
+//! The probes, what an answer belongs to and when each probe leaves are
+//! `portolan-os`'s pure code ([`ProbeSet`], [`Schedule`]: the six SYNs to
+//! every host in six rounds 100 ms apart, then the other ten probes,
+//! unanswered ones again up to `tries` times); this file only pumps
+//! them, reading answers whenever the schedule waits. Bounded in time: at
+//! most `tries` × (500 ms + timeout), plus `--max-rate`'s pacing.
 //!
 //! `--max-rate` holds: a probe waits its turn ([`RateLimiter`]).
 //!
@@ -28,14 +26,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use portolan_engine::RateLimiter;
 use portolan_os::ProbeSet;
-use portolan_os::probes::{IE, PROBE_COUNT};
+use portolan_os::probes::PROBE_COUNT;
+use portolan_os::schedule::{Schedule, Step};
 
 use crate::context::RawContext;
 use crate::raw::{RawError, RawStats};
 use crate::{route, sys};
-
-/// The spacing of the six SYNs.
-const SEQ_SPACING: Duration = Duration::from_millis(100);
 
 /// One host to fingerprint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +150,7 @@ impl Pump {
         until: Instant,
         hosts: &mut [HostAnswers],
         by_addr: &HashMap<Ipv4Addr, usize>,
+        schedule: &mut Schedule,
     ) -> Result<(), RawError> {
         loop {
             let stats = &mut self.stats;
@@ -173,6 +170,7 @@ impl Pump {
                         Some(i) if host.replies[i].is_none() => {
                             stats.matched += 1;
                             host.replies[i] = Some(packet.to_vec());
+                            schedule.on_answer(h, i);
                         }
                         _ => stats.ignored += 1,
                     }
@@ -291,59 +289,34 @@ pub fn run(
         });
     }
     let start = Instant::now();
-    for try_no in 0..options.tries.max(1) {
+    let mut schedule = Schedule::new(
+        targets.iter().map(|t| t.open.is_some()).collect(),
+        options.tries,
+        options.timeout,
+        start,
+    );
+    loop {
         if stop() {
             break;
         }
-        // The SYNs: a new round of six for hosts that answered fewer
-        // than all of them (the first try always).
-        let seq_round: Vec<usize> = (0..hosts.len())
-            .filter(|&h| targets[h].open.is_some())
-            .filter(|&h| try_no == 0 || hosts[h].replies[..6].iter().any(Option::is_none))
-            .collect();
-        if try_no > 0 {
-            for &h in &seq_round {
-                hosts[h].replies[..6].iter_mut().for_each(|r| *r = None);
-            }
-        }
-        if !seq_round.is_empty() {
-            for i in 0..6 {
-                let at = Instant::now();
-                for &h in &seq_round {
-                    hosts[h].seq_sent[i] = at - start;
-                    hosts[h].sent += 1;
-                    let set = hosts[h].set;
-                    pump.send(&set, i)?;
+        match schedule.poll(Instant::now()) {
+            Step::Send { host, probe } => {
+                let h = &mut hosts[host];
+                if probe < 6 {
+                    // A new round of SYNs: the old answers belong to the
+                    // old spacing.
+                    h.replies[probe] = None;
+                    h.seq_sent[probe] = Instant::now() - start;
                 }
+                h.sent += 1;
+                let set = h.set;
+                pump.send(&set, probe)?;
+            }
+            Step::Wait(until) => {
                 pump.flush()?;
-                let next = at + SEQ_SPACING;
-                pump.read_until(if i < 5 { next } else { at }, &mut hosts, &by_addr)?;
-                if stop() {
-                    return Ok((hosts, pump.stats));
-                }
+                pump.read_until(until, &mut hosts, &by_addr, &mut schedule)?;
             }
-        }
-        // The other ten, to those that have not answered them.
-        for h in 0..hosts.len() {
-            let set = hosts[h].set;
-            for i in IE..PROBE_COUNT {
-                let needs_open = matches!(i, 8..=11);
-                if hosts[h].replies[i].is_some() || (needs_open && targets[h].open.is_none()) {
-                    continue;
-                }
-                hosts[h].sent += 1;
-                pump.send(&set, i)?;
-            }
-        }
-        pump.flush()?;
-        pump.read_until(Instant::now() + options.timeout, &mut hosts, &by_addr)?;
-        let complete = hosts.iter().enumerate().all(|(h, a)| {
-            a.replies.iter().enumerate().all(|(i, r)| {
-                r.is_some() || (targets[h].open.is_none() && (i < 6 || matches!(i, 8..=11)))
-            })
-        });
-        if complete {
-            break;
+            Step::Done => break,
         }
     }
     Ok((hosts, pump.stats))
