@@ -155,7 +155,11 @@ impl Pump {
         loop {
             let stats = &mut self.stats;
             self.receiver
-                .drain(usize::MAX, |packet, _, _| {
+                .drain(usize::MAX, |packet, kind, _| {
+                    // Our own probes, seen leaving (and on loopback).
+                    if kind == sys::PACKET_OUTGOING {
+                        return;
+                    }
                     stats.received += 1;
                     let Some(src) = packet.get(12..16) else {
                         return;
