@@ -29,6 +29,8 @@ use crate::{OsConfig, ScanConfig, ScanError};
 const LIKELY_CLOSED_TCP: u16 = 31_337;
 /// The closed UDP port tried when the scan found none.
 const LIKELY_CLOSED_UDP: u16 = 40_125;
+/// Hosts fingerprinted side by side at most.
+const OS_BATCH: usize = 256;
 /// How long to wait for the last answers of a try.
 const ANSWER_WAIT: Duration = Duration::from_millis(800);
 
@@ -180,8 +182,22 @@ pub(crate) fn run(
         key: config.seed.unwrap_or_else(crate::run::random_seed),
         max_rate: config.timing.max_rate,
     };
-    let (answers, stats) =
-        portolan_transport::os::run(context, &options, &targets, stop).map_err(ScanError::Os)?;
+    // Side by side in batches: a batch's answers (up to 15 per host)
+    // must fit the receive ring while the schedule waits.
+    let mut answers = Vec::with_capacity(targets.len());
+    let mut stats = RawStats::default();
+    for batch in targets.chunks(OS_BATCH) {
+        if stop() {
+            break;
+        }
+        let (found, sent) =
+            portolan_transport::os::run(context, &options, batch, stop).map_err(ScanError::Os)?;
+        answers.extend(found);
+        stats.sent += sent.sent;
+        stats.received += sent.received;
+        stats.matched += sent.matched;
+        stats.ignored += sent.ignored;
+    }
     let threshold = if config.os.guess {
         0.0
     } else {
