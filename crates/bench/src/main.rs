@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide|history] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide|history|os] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -38,6 +38,9 @@
 //!   `audit --risky` timed, the size per sighting, and `portolan diff`
 //!   against ndiff on the same two XML files (see [`history`]; no
 //!   network).
+//! - `os`: OS detection (`-O`) of every lab stack: Portolan with its own
+//!   database and with nmap's, and nmap, with wall time, the ratio to
+//!   nmap's, the top match and whether its family is right (see [`os`]).
 //!
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
@@ -46,6 +49,7 @@ mod discovery;
 mod harness;
 mod history;
 mod measure;
+mod os;
 mod parse;
 mod sweep;
 mod udp;
@@ -308,12 +312,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" | "history" => {
-                scenario = Some(a.clone())
-            }
+            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" | "history"
+            | "os" => scenario = Some(a.clone()),
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide, history)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide, history, os)"
                 );
                 return ExitCode::from(2);
             }
@@ -328,6 +331,7 @@ fn main() -> ExitCode {
         "sv" => versions::versions_bench(runs),
         "svwide" => sweep::sv_memory_bench(runs),
         "history" => history::history_bench(runs),
+        "os" => os::os_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

@@ -445,6 +445,17 @@ pub fn resolve(
                 }
             }
             FlagId::VersionDb => cfg.scan.version.db = Some(PathBuf::from(value(g))),
+            FlagId::OsDetect => cfg.scan.os.enabled = true,
+            FlagId::OsScanLimit => cfg.scan.os.limit = true,
+            FlagId::OsScanGuess => cfg.scan.os.guess = true,
+            FlagId::MaxOsTries => {
+                let n: u8 = number(g, "a number from 1 to 50")?;
+                if !(1..=50).contains(&n) {
+                    return Err(bad_value(g, "a number from 1 to 50"));
+                }
+                cfg.scan.os.tries = n;
+            }
+            FlagId::OsDb => cfg.scan.os.db = Some(PathBuf::from(value(g))),
             FlagId::Ports => port_spec = Some(g),
             FlagId::ExcludePorts => exclude_ports = Some(g),
             FlagId::Fast => top = Some(100),

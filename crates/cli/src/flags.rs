@@ -44,6 +44,12 @@ pub enum FlagId {
     VersionAll,
     VersionTimeout,
     VersionDb,
+    // OS detection
+    OsDetect,
+    OsScanLimit,
+    OsScanGuess,
+    MaxOsTries,
+    OsDb,
     // Ports
     Ports,
     ExcludePorts,
@@ -367,6 +373,46 @@ pub static FLAGS: &[FlagDef] = &[
         Service,
         "--versiondb <file>",
         "With -sV: probes from this nmap-service-probes file instead of Portolan's"
+    ),
+    flag!(
+        OsDetect,
+        ["O"],
+        Switch,
+        Service,
+        "-O",
+        "Enable OS detection (nmap's probes and tests; IPv4)"
+    ),
+    flag!(
+        OsScanLimit,
+        ["osscan-limit"],
+        Switch,
+        Service,
+        "--osscan-limit",
+        "With -O: only hosts with an open and a closed TCP port"
+    ),
+    flag!(
+        OsScanGuess,
+        ["osscan-guess", "fuzzy"],
+        Switch,
+        Service,
+        "--osscan-guess",
+        "With -O: list every guess, not only perfect matches"
+    ),
+    flag!(
+        MaxOsTries,
+        ["max-os-tries"],
+        Value,
+        Service,
+        "--max-os-tries <number>",
+        "With -O: tries per OS probe (default 2)"
+    ),
+    flag!(
+        OsDb,
+        ["osdb"],
+        Value,
+        Service,
+        "--osdb <file>",
+        "With -O: fingerprints from this nmap-os-db file instead of Portolan's"
     ),
     flag!(
         Timing,

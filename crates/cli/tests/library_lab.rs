@@ -4,7 +4,8 @@
 //! (their results equal the binary's on the same lab host); a scan
 //! stopped through its token, whose finished hosts are complete; and
 //! version detection over several hosts, whose first host comes out
-//! before the last one's port scan is done.
+//! before the last one's port scan is done; and OS detection, whose
+//! hosts come out fingerprinted.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -396,4 +397,44 @@ fn scans_run_on_raw_sockets_opened_before_the_privileges_were_dropped() {
         });
     })
     .unwrap();
+}
+
+/// OS detection through the library (`ScanConfig::with_os_detection`):
+/// two lab hosts fingerprinted side by side after their port scan; each
+/// host report carries its matches, the missing tests and the hint, and
+/// the hosts come out only once the OS phase is done.
+#[test]
+fn os_detection_through_the_library_fills_each_host_report() {
+    let lab = lab_or_skip!(Lab::builder().hosts(2).without_icmp_rate_limits());
+    let mut services = Vec::new();
+    let mut targets = Vec::new();
+    for host in lab.hosts() {
+        services.push(host.listen_tcp([22]).unwrap());
+        targets.push(host.ipv4().to_string());
+    }
+    let recorder = in_namespace(lab.scanner().name(), || {
+        run_recorded(syn_config(&targets, [22, 23]).with_os_detection())
+    })
+    .unwrap();
+    assert_eq!(recorder.collected.hosts.len(), 2);
+    for report in &recorder.collected.hosts {
+        let top = report.extra.os.first().expect("a match");
+        assert_eq!(top.classes[0].family, "Linux", "{top:?}");
+        assert!(top.name.starts_with("Linux 6.X (lab stack: "), "{top:?}");
+        let d = report.extra.os_detection.as_ref().expect("detection ran");
+        assert!(d.active && d.missing.iter().any(|t| t == "T2"), "{d:?}");
+        assert_eq!(
+            d.hint.as_ref().and_then(|h| h.family.as_deref()),
+            Some("Linux")
+        );
+        assert_eq!(d.ports_used.len(), 3, "{d:?}");
+    }
+    // Both hosts' port scans end before either host comes out.
+    let first_host = recorder.kinds.iter().position(|k| *k == "host").unwrap();
+    let last_phase_done = recorder
+        .kinds
+        .iter()
+        .rposition(|k| *k == "phase-done")
+        .unwrap();
+    assert!(last_phase_done < first_host, "{:?}", recorder.kinds);
 }

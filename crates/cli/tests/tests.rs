@@ -16,6 +16,7 @@ mod ip_protocol_lab;
 mod library_lab;
 mod loopback;
 mod offline_lab;
+mod os_lab;
 mod output_golden;
 mod output_interrupt;
 mod output_report;

@@ -13,7 +13,11 @@
 //! exists, [`Namespace::respond_sctp`] from user space everywhere),
 //! stand in as an idle-scan zombie ([`Namespace::respond_zombie`]),
 //! run daemons ([`Namespace::spawn`]), add nftables rules (drop, reset,
-//! ICMP admin-prohibited, random loss), set sysctls and shape traffic.
+//! ICMP admin-prohibited, random loss), set sysctls and shape traffic,
+//! and make a host's kernel answer as one of the lab's stacks
+//! ([`STACKS`], [`Namespace::apply_stack`]) or answer from user space as
+//! another stack ([`PERSONAS`], [`Namespace::respond_as`]) for OS
+//! detection.
 //!
 //! # Contract
 //! - **Containment.** Lab addresses come only from `198.18.0.0/15` and
@@ -59,9 +63,11 @@ mod firewall;
 mod gate;
 mod lab;
 mod namespace;
+mod persona;
 mod postgres;
 mod sctp;
 mod service;
+mod stacks;
 mod sweep;
 mod sys;
 mod zombie;
@@ -73,11 +79,13 @@ pub use gate::{
 };
 pub use lab::{Host, Lab, LabBuilder, MAX_SEGMENT_HOSTS, Segment, Subnet};
 pub use namespace::{Namespace, Tbf, in_namespace};
+pub use persona::{IdPolicy, IsnPolicy, Opt, PERSONAS, Persona, PersonaResponder};
 pub use postgres::{PostgresCluster, postgres_bin_dir};
 pub use sctp::{SctpResponder, SctpService, kernel_sctp_support};
 pub use service::{
     DAEMON_GRACE, Daemon, HANDLER_IO_TIMEOUT, LISTEN_BACKLOG, SilentUdp, TcpHandler, TcpService,
     UdpEcho,
 };
+pub use stacks::{STACKS, StackProfile};
 pub use sweep::{NAMESPACE_PREFIX, NETNS_RUN_DIR, sweep_stale_namespaces};
 pub use zombie::{BUSY_BURST, BUSY_EVERY, ZombieIpId, ZombieResponder};

@@ -219,6 +219,8 @@ pub(crate) enum Sockets {
     SctpRaw(Vec<(UdpSocket, bool)>, Box<dyn Fn(u16) -> bool + Send>),
     /// An idle-scan zombie's packet and raw sockets.
     Zombie(Box<crate::zombie::Zombie>),
+    /// A persona responder's packet and raw sockets.
+    Persona(Box<crate::persona::Responder>),
 }
 
 impl Sockets {
@@ -228,6 +230,7 @@ impl Sockets {
             Sockets::Udp(list) => list.iter().map(AsRawFd::as_raw_fd).collect(),
             Sockets::SctpRaw(list, _) => list.iter().map(|(s, _)| s.as_raw_fd()).collect(),
             Sockets::Zombie(zombie) => vec![zombie.fd()],
+            Sockets::Persona(responder) => vec![responder.fd()],
         }
     }
 
@@ -257,6 +260,7 @@ impl Sockets {
                 crate::sctp::drain_raw(socket, *v6, open, buffer, handled)
             }
             Sockets::Zombie(zombie) => zombie.drain(buffer, handled),
+            Sockets::Persona(responder) => responder.drain(buffer, handled),
         }
     }
 }

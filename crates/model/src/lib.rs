@@ -29,8 +29,9 @@ pub mod service;
 pub mod time;
 
 pub use result::{
-    CountedPorts, HostExtras, HostReport, HostStatus, HostTimes, OsMatch, PortOutcome, PortResult,
-    PortState, Reason, Reply, ScanStats, ScriptOutput,
+    CountedPorts, HostExtras, HostReport, HostStatus, HostTimes, OsClass, OsDetection, OsHint,
+    OsMatch, OsPortUsed, PortOutcome, PortResult, PortState, Reason, Reply, ScanStats,
+    ScriptOutput,
 };
 pub use scan::{
     PacketStats, RateSample, SCHEMA_VERSION, ScanId, ScanInfo, ScanResults, ScanSummary, ScanType,
@@ -116,6 +117,7 @@ mod tests {
                     name: "Linux 6.1".into(),
                     accuracy: 96,
                     cpe: vec!["cpe:/o:linux:linux_kernel:6.1".into()],
+                    ..OsMatch::default()
                 }],
                 notes: vec!["a note".into()],
                 ..HostExtras::default()

@@ -418,6 +418,10 @@ pub struct HostExtras {
     /// Operating system matches, best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub os: Vec<OsMatch>,
+    /// How OS detection went: ports used, tests missing, the observed
+    /// fingerprint, the passive hint; `None` when it did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_detection: Option<OsDetection>,
     /// Scripts' output, host scripts and port scripts alike.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scripts: Vec<ScriptOutput>,
@@ -440,6 +444,82 @@ pub struct OsMatch {
     /// CPE names of the match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cpe: Vec<String>,
+    /// The line of the reference fingerprint in its database (nmap's
+    /// `line`); 0 when unknown.
+    #[serde(default)]
+    pub line: u32,
+    /// The classes of the reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<OsClass>,
+}
+
+/// One class of an OS match (nmap's `osclass`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsClass {
+    /// Who makes it ("Linux", "Microsoft").
+    pub vendor: String,
+    /// The family ("Linux", "Windows").
+    pub family: String,
+    /// The generation ("5.X"), when the reference gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+    /// The kind of device ("general purpose").
+    pub device_type: String,
+    /// Accuracy in percent.
+    pub accuracy: u8,
+    /// CPE names of the class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpe: Vec<String>,
+}
+
+/// How OS detection went for one host, or only the passive hint of a
+/// scan without `-O`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsDetection {
+    /// Whether active detection (`-O`) ran; without it only the passive
+    /// hint is known.
+    #[serde(default)]
+    pub active: bool,
+    /// The ports the probes went to (nmap's `portused`): TCP open, TCP
+    /// closed, UDP closed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports_used: Vec<OsPortUsed>,
+    /// Whether the best match matched every point possible.
+    pub perfect: bool,
+    /// The tests whose probes went unanswered, left out of the score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// The observed fingerprint, in nmap's layout.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
+    /// A first guess from the answers the port scan received (a hint,
+    /// never a match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<OsHint>,
+    /// Warnings ("no open port found", "no closed port found").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A port OS detection used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsPortUsed {
+    /// Its state.
+    pub state: PortState,
+    /// Its protocol.
+    pub proto: Protocol,
+    /// Its number.
+    pub port: u16,
+}
+
+/// A passive guess and its evidence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsHint {
+    /// The family guessed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// What it rests on (`syn-ack ttl=64 (initial 64) win=FAF0 …`).
+    pub evidence: String,
 }
 
 /// What one script said.

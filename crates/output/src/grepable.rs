@@ -117,6 +117,16 @@ impl<W: Write> GrepableSink<W> {
                 counts[state.index()]
             ));
         }
+        if !report.extra.os.is_empty() {
+            // nmap's field: the matches' names joined by " | ".
+            let names: Vec<String> = report
+                .extra
+                .os
+                .iter()
+                .map(|m| field(&for_terminal(&m.name)))
+                .collect();
+            line.push_str(&format!("\tOS: {}", names.join(" | ")));
+        }
         writeln!(self.out, "{line}")
     }
 }

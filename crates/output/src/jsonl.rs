@@ -25,7 +25,12 @@
 //!   per probed port, `tls` being
 //!   `{"protocol","alpn"?,"subject","issuer","san","not_before"?,"not_after"?,"key_type"}`
 //!   and `banner` the first bytes received, printable ASCII as is and
-//!   every other byte as `\xNN`;
+//!   every other byte as `\xNN`; with `-O`, `os` lists the matches best
+//!   first (`{"name","accuracy","cpe"?,"line","classes"?}`) and
+//!   `os_detection` says how it went
+//!   (`{"active","ports_used"?,"perfect","missing"?,"fingerprint"?,"hint"?,"warnings"?}`;
+//!   without `-O`, a raw TCP scan's host line has `os_detection` with
+//!   `active` false and only the passive `hint`, `{"family"?,"evidence"}`);
 //! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?,"hosts_paced_globally"?}`
 //!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan;
 //!   `hosts_paced_globally`: of those, scanned from several source
@@ -107,6 +112,10 @@ struct Host<'a> {
     ports: BTreeMap<&'a str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<Service<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    os: &'a [portolan_model::OsMatch],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os_detection: Option<&'a portolan_model::OsDetection>,
 }
 
 #[derive(Serialize)]
@@ -375,6 +384,8 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             paced_us: report.times.paced.map(|d| d.as_micros()),
             ports: state_counts(&report.state_counts()),
             services: report.services.iter().map(Service::new).collect(),
+            os: &report.extra.os,
+            os_detection: report.extra.os_detection.as_ref(),
         })?;
         self.out.flush()
     }

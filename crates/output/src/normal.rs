@@ -150,6 +150,9 @@ impl<W: Write> NormalSink<W> {
         if let Some(mac) = deferred_mac {
             writeln!(out, "MAC Address: {mac}")?;
         }
+        for line in os_lines(report) {
+            writeln!(out, "{}", for_terminal(&line))?;
+        }
         if let Some(delay) = report.times.paced {
             writeln!(
                 out,
@@ -161,6 +164,88 @@ impl<W: Write> NormalSink<W> {
         }
         writeln!(out)
     }
+}
+
+/// `-O`'s lines, as nmap writes them (`Device type:`, `Running:`, `OS
+/// CPE:`, `OS details:`, or `Aggressive OS guesses:` and `No exact OS
+/// matches` when no match is perfect), then Portolan's own: the tests
+/// missing and the passive hint with its evidence.
+pub fn os_lines(report: &HostReport) -> Vec<String> {
+    let Some(d) = &report.extra.os_detection else {
+        return Vec::new();
+    };
+    let mut lines: Vec<String> = d.warnings.iter().map(|w| format!("Warning: {w}")).collect();
+    let matches = &report.extra.os;
+    if !d.active {
+        // Only the port scan's passive hint (below).
+    } else if matches.is_empty() {
+        lines.push("No OS matches for host".into());
+    } else {
+        // Classes in the order of their best match: "vendor family gen".
+        let mut types: Vec<&str> = Vec::new();
+        let mut running: Vec<(String, u8)> = Vec::new();
+        let mut cpes: Vec<&str> = Vec::new();
+        for m in matches {
+            for c in &m.classes {
+                if !types.contains(&c.device_type.as_str()) {
+                    types.push(&c.device_type);
+                }
+                let family = if c.vendor == c.family {
+                    c.family.clone()
+                } else {
+                    format!("{} {}", c.vendor, c.family)
+                };
+                let name = match &c.generation {
+                    Some(g) => format!("{family} {g}"),
+                    None => family,
+                };
+                if !running.iter().any(|(n, _)| *n == name) {
+                    running.push((name, c.accuracy));
+                }
+                for cpe in &c.cpe {
+                    if !cpes.contains(&cpe.as_str()) {
+                        cpes.push(cpe);
+                    }
+                }
+            }
+        }
+        lines.push(format!("Device type: {}", types.join("|")));
+        if d.perfect {
+            let names: Vec<&str> = running.iter().map(|(n, _)| n.as_str()).collect();
+            lines.push(format!("Running: {}", names.join(", ")));
+        } else {
+            let names: Vec<String> = running.iter().map(|(n, a)| format!("{n} ({a}%)")).collect();
+            lines.push(format!("Running (JUST GUESSING): {}", names.join(", ")));
+        }
+        if !cpes.is_empty() {
+            lines.push(format!("OS CPE: {}", cpes.join(" ")));
+        }
+        if d.perfect {
+            let names: Vec<&str> = matches.iter().map(|m| m.name.as_str()).collect();
+            lines.push(format!("OS details: {}", names.join(", ")));
+        } else {
+            let names: Vec<String> = matches
+                .iter()
+                .map(|m| format!("{} ({}%)", m.name, m.accuracy))
+                .collect();
+            lines.push(format!("Aggressive OS guesses: {}", names.join(", ")));
+            lines.push("No exact OS matches for host (test conditions non-ideal).".into());
+        }
+    }
+    if !d.missing.is_empty() {
+        lines.push(format!(
+            "OS tests missing (no answer, left out of the score): {}",
+            d.missing.join(" ")
+        ));
+    }
+    if let Some(h) = &d.hint {
+        lines.push(format!(
+            "OS hint (passive, not a match): {} from {}",
+            h.family.as_deref().unwrap_or("unknown"),
+            h.evidence
+        ));
+    }
+    lines
 }
 
 fn write_table(

@@ -171,6 +171,7 @@ impl<W: Write> XmlSink<W> {
         if report.status != HostStatus::TimedOut && has_ports {
             write_ports(out, report, &collapsed_states(report, &self.options))?;
         }
+        write_os(out, report)?;
         let timeout = report.times.timeout.as_micros().to_string();
         empty(
             out,
@@ -183,6 +184,63 @@ impl<W: Write> XmlSink<W> {
         )?;
         out.write_all(b"\n</host>\n")
     }
+}
+
+/// `-O`'s findings: nmap's `<os>` element (`portused`, `osmatch` with
+/// its `osclass` and `cpe`, `osfingerprint`), when OS detection ran.
+fn write_os(out: &mut impl Write, report: &HostReport) -> io::Result<()> {
+    // Without -O there is at most a passive hint, which nmap's element
+    // has no place for (JSON lines and normal output show it).
+    let Some(d) = report.extra.os_detection.as_ref().filter(|d| d.active) else {
+        return Ok(());
+    };
+    out.write_all(b"<os>")?;
+    for p in &d.ports_used {
+        let port = p.port.to_string();
+        empty(
+            out,
+            "portused",
+            &[
+                ("state", p.state.as_str()),
+                ("proto", proto_name(p.proto)),
+                ("portid", &port),
+            ],
+        )?;
+        out.write_all(b"\n")?;
+    }
+    for m in &report.extra.os {
+        let (accuracy, line) = (m.accuracy.to_string(), m.line.to_string());
+        open_tag(
+            out,
+            "osmatch",
+            &[("name", &m.name), ("accuracy", &accuracy), ("line", &line)],
+        )?;
+        out.write_all(b">\n")?;
+        for c in &m.classes {
+            let accuracy = c.accuracy.to_string();
+            let mut attrs = vec![
+                ("type", c.device_type.as_str()),
+                ("vendor", c.vendor.as_str()),
+                ("osfamily", c.family.as_str()),
+            ];
+            if let Some(generation) = &c.generation {
+                attrs.push(("osgen", generation));
+            }
+            attrs.push(("accuracy", &accuracy));
+            open_tag(out, "osclass", &attrs)?;
+            out.write_all(b">")?;
+            for cpe in &c.cpe {
+                write!(out, "<cpe>{}</cpe>", for_xml(cpe))?;
+            }
+            out.write_all(b"</osclass>\n")?;
+        }
+        out.write_all(b"</osmatch>\n")?;
+    }
+    if !d.fingerprint.is_empty() {
+        empty(out, "osfingerprint", &[("fingerprint", &d.fingerprint)])?;
+        out.write_all(b"\n")?;
+    }
+    out.write_all(b"</os>\n")
 }
 
 fn write_ports(

@@ -302,7 +302,8 @@ pub(crate) fn read(text: &str, elapsed: &mut Option<f64>) -> Result<ScanResults,
                     h.report.extra.os.push(OsMatch {
                         name: take(&mut a, "name"),
                         accuracy: number(&a, "accuracy").unwrap_or(0),
-                        cpe: Vec::new(),
+                        line: number(&a, "line").unwrap_or(0),
+                        ..OsMatch::default()
                     });
                 }
             }

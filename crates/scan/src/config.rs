@@ -128,6 +128,33 @@ impl Default for VersionConfig {
     }
 }
 
+/// OS detection (`-O` and its knobs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OsConfig {
+    /// `-O`.
+    pub enabled: bool,
+    /// `--osscan-limit`: only hosts with an open and a closed TCP port.
+    pub limit: bool,
+    /// `--osscan-guess`: list guesses beside perfect matches.
+    pub guess: bool,
+    /// `--max-os-tries`: tries per probe.
+    pub tries: u8,
+    /// `--osdb`: a database file (nmap's layout) instead of Portolan's own.
+    pub db: Option<PathBuf>,
+}
+
+impl Default for OsConfig {
+    fn default() -> Self {
+        OsConfig {
+            enabled: false,
+            limit: false,
+            guess: false,
+            tries: 2,
+            db: None,
+        }
+    }
+}
+
 /// Which hosts get reverse DNS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReverseDns {
@@ -218,6 +245,8 @@ pub struct ScanConfig {
     pub disable_arp_ping: bool,
     /// `-sV` and its knobs.
     pub version: VersionConfig,
+    /// `-O` and its knobs.
+    pub os: OsConfig,
     /// Which hosts get reverse DNS (`-n`, `-R`).
     pub reverse_dns: ReverseDns,
     /// `--dns-servers`; the system's servers when `None`.
@@ -265,6 +294,7 @@ impl ScanConfig {
             ping_only: false,
             disable_arp_ping: false,
             version: VersionConfig::default(),
+            os: OsConfig::default(),
             reverse_dns: ReverseDns::Answered,
             dns_servers: None,
             command_line: Vec::new(),
@@ -358,6 +388,12 @@ impl ScanConfig {
     /// Version detection (`-sV`) with Portolan's own probe database.
     pub fn with_version_detection(mut self) -> ScanConfig {
         self.version.enabled = true;
+        self
+    }
+
+    /// OS detection (`-O`) with Portolan's own database.
+    pub fn with_os_detection(mut self) -> ScanConfig {
+        self.os.enabled = true;
         self
     }
 

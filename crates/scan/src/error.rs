@@ -73,7 +73,13 @@ pub enum ScanError {
     /// Reverse DNS could not start.
     #[error("cannot start reverse DNS (-n turns it off)")]
     ReverseDns(#[source] io::Error),
-    /// Version detection could not start.
+    /// The `--osdb` file could not be read or parsed.
+    #[error("--osdb")]
+    OsDb(#[source] portolan_os::DbError),
+    /// OS detection could not send or read its probes.
+    #[error("OS detection failed")]
+    Os(#[source] portolan_transport::raw::RawError),
+    /// Version detection failed.
     #[error("version detection failed")]
     Detection(#[source] DetectError),
 }

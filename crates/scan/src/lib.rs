@@ -31,6 +31,7 @@ mod enrich;
 mod error;
 mod event;
 mod names;
+mod os;
 mod run;
 
 use std::sync::Arc;
@@ -42,7 +43,9 @@ use portolan_transport::raw::{self, PingProbe, TcpScan};
 
 pub use portolan_transport::context::RawContext;
 
-pub use config::{IdleZombie, MAX_SOURCES, ReverseDns, ScanConfig, Technique, VersionConfig};
+pub use config::{
+    IdleZombie, MAX_SOURCES, OsConfig, ReverseDns, ScanConfig, Technique, VersionConfig,
+};
 pub use enrich::{Chain, Enricher, MAX_PENDING};
 pub use error::ScanError;
 pub use event::{Collected, Event, EventSink, HostUp, PhaseStart, Progress};
@@ -100,6 +103,7 @@ pub struct Scan {
     pings: Option<Vec<PingProbe>>,
     phases: Vec<Phase>,
     probe_db: Option<Arc<ProbeDb>>,
+    os_db: Option<Arc<portolan_os::Database>>,
     warnings: Vec<String>,
     runtime: Option<tokio::runtime::Handle>,
     raw: Option<Arc<RawContext>>,
@@ -165,15 +169,22 @@ impl Scan {
         } else {
             None
         };
+        let os_db = if config.os.enabled {
+            Some(Arc::new(os::load_db(&config.os)?))
+        } else {
+            None
+        };
         // The raw sockets, once: what the technique asked for, a phase or
-        // discovery sends raw (the first of them names the error).
+        // discovery sends raw (the first of them names the error); -O
+        // always does.
         let raw_flag = config
             .technique
             .into_iter()
             .chain(phases.iter().map(|p| p.technique))
             .chain(pings.is_some().then_some(discovery_technique))
             .find(|t| t.needs_raw_sockets())
-            .map(Technique::flag);
+            .map(Technique::flag)
+            .or(config.os.enabled.then_some("-O"));
         let raw = match (raw, raw_flag) {
             // Offline: no socket at all.
             _ if config.offline => None,
@@ -192,6 +203,7 @@ impl Scan {
             pings,
             phases,
             probe_db,
+            os_db,
             warnings,
             runtime: None,
             raw,

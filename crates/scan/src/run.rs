@@ -53,6 +53,7 @@ pub(crate) fn run(
         pings,
         phases,
         probe_db,
+        os_db,
         runtime,
         raw,
         ..
@@ -146,6 +147,7 @@ pub(crate) fn run(
         }),
         raw,
         idle,
+        hints: RefCell::default(),
     };
 
     let phase_count = phases.len();
@@ -199,7 +201,9 @@ pub(crate) fn run(
         let mut group_stats = found.as_ref().map(|f| f.stats).unwrap_or_default();
         // With several techniques, a group's hosts are held until each
         // has run, then merged into one report per host.
-        let held = (phase_count > 1).then(|| RefCell::new(Vec::new()));
+        // -O holds them too: OS detection runs on the group's hosts side
+        // by side once their ports are known.
+        let held = (phase_count > 1 || os_db.is_some()).then(|| RefCell::new(Vec::new()));
         for (n, phase) in phases.iter().enumerate() {
             if stop.is_stopped() {
                 break;
@@ -238,8 +242,16 @@ pub(crate) fn run(
             };
         }
         if let Some(held) = held {
+            let mut reports = merge_reports(held.into_inner());
+            if let (Some(db), Some(context)) = (&os_db, &runner.raw)
+                && !stop.is_stopped()
+            {
+                let sent =
+                    crate::os::run(&config, db, context, &mut reports, &|| stop.is_stopped())?;
+                add_packets(&mut packets, Some(sent));
+            }
             let mut emitter = runner.emitter.borrow_mut();
-            for report in merge_reports(held.into_inner()) {
+            for report in reports {
                 emitter.host(report);
             }
         }
@@ -344,6 +356,8 @@ struct Runner<'a, 's> {
     raw: Option<Arc<RawContext>>,
     /// `-sI`: the idle scan, its zombie checked.
     idle: Option<RefCell<IdleScan>>,
+    /// Passive OS hints from the TCP answers, until their host is done.
+    hints: RefCell<crate::os::PassiveHints>,
 }
 
 impl Runner<'_, '_> {
@@ -439,6 +453,7 @@ impl Runner<'_, '_> {
         held: Option<&RefCell<Vec<HostReport>>>,
     ) -> Result<(ScanStats, Option<RawStats>), ScanError> {
         let mut on_host = |report: &mut HostReport| -> bool {
+            self.hints.borrow_mut().attach(report);
             if let Some((status, ttl, times)) =
                 found.and_then(|f| f.evidence.get(&report.target.addr))
                 && report.status == HostStatus::Up(Reason::UserSet)
@@ -604,6 +619,7 @@ impl Runner<'_, '_> {
             emitter: &self.emitter,
             stop: self.stop,
             packets: None,
+            hints: (!discovery).then_some(&self.hints),
         };
         let mut sink_event = |event: ScanEvent| match event {
             // Discovery's probes are not ports.
@@ -697,6 +713,8 @@ struct Watch<'r, 's> {
     emitter: &'r RefCell<Emitter<'s>>,
     stop: &'r StopToken,
     packets: Option<PacketStats>,
+    /// Where the port scan's TCP answers go for passive OS hints.
+    hints: Option<&'r RefCell<crate::os::PassiveHints>>,
 }
 
 impl Observer for Watch<'_, '_> {
@@ -724,11 +742,21 @@ impl Observer for Watch<'_, '_> {
             ignored: stats.ignored,
         });
     }
+
+    fn answered(&mut self, target: IpAddr, reply: &portolan_engine::Reply, packet: &[u8]) {
+        if let Some(hints) = self.hints
+            && matches!(reply.reason, Reason::SynAck | Reason::Reset)
+        {
+            hints
+                .borrow_mut()
+                .answered(target, reply.reason == Reason::SynAck, packet);
+        }
+    }
 }
 
 /// A random key, from the standard library's per-process random state
 /// and the clock.
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -10,6 +10,8 @@
 //!   zombie's IP ID, on the raw engine's paths and sockets.
 //! - [`offline`]: a raw scan's whole engine with no socket (`--offline`),
 //!   in virtual time, to measure the engine alone.
+//! - [`os`]: OS detection (`-O`), nmap's probe set to many hosts side by
+//!   side, the answers filed by probe for `portolan-os`.
 //! - [`probe`]: the probe modules, pure code per technique (TCP, UDP,
 //!   SCTP): templates, stamping, validation by cookie, what an answer
 //!   proves and what silence means.
@@ -34,6 +36,7 @@ pub mod context;
 pub mod cookie;
 pub mod idle;
 pub mod offline;
+pub mod os;
 mod paths;
 pub mod probe;
 pub mod raw;
@@ -80,6 +83,16 @@ pub trait Observer {
     /// Sees the packet counters of a raw-packet scan, before each
     /// [`Observer::tick`].
     fn packets(&mut self, _stats: &raw::RawStats) {}
+
+    /// Sees each valid answer of a raw TCP scan with its packet (from
+    /// the IP header on), for passive OS hints; the default ignores it.
+    fn answered(
+        &mut self,
+        _target: std::net::IpAddr,
+        _reply: &portolan_engine::Reply,
+        _packet: &[u8],
+    ) {
+    }
 }
 
 impl<F: FnMut(&Scheduler, Instant) -> Control> Observer for F {

@@ -467,6 +467,7 @@ pub fn run(
                 claims: claims.as_ref(),
                 neighbour_answers: &mut neighbour_answers,
                 now,
+                observer: &mut *observer,
             },
         )?;
         if let Some(claims) = &claims {
@@ -1044,6 +1045,8 @@ struct Judge<'a> {
     claims: Option<&'a Claims>,
     neighbour_answers: &'a mut NeighbourAnswers,
     now: Instant,
+    /// Sees the TCP answers with their packets (passive OS hints).
+    observer: &'a mut dyn Observer,
 }
 
 /// Reads waiting packets and reports the valid answers.
@@ -1127,7 +1130,13 @@ impl Judge<'_> {
             RawProbes::Sctp(kind) => self.modules.sctp_reading(kind).judge_parsed(packet, &keys),
             RawProbes::Tcp { scan, .. } => match self.modules.tcp_reading(scan) {
                 // A TCP scan counts every packet but its own probes.
-                Some(module) => return self.judged(module.judge_parsed(packet, &keys), true),
+                Some(module) => {
+                    let judged = module.judge_parsed(packet, &keys);
+                    if let Judged::Answer(a) = &judged {
+                        self.observer.answered(a.target, &a.reply, bytes);
+                    }
+                    return self.judged(judged, true);
+                }
                 None => Judged::Unrelated,
             },
             RawProbes::Discovery(_) | RawProbes::IpProtocols => Judged::Unrelated,
