@@ -1743,8 +1743,11 @@ impl Scheduler {
         // --min-rtt-timeout, so a slow answer is not lost for good.
         let others = self.silent_budget();
         let host = self.hosts[h as usize].as_mut().expect("live host");
-        let last_try = !canary
-            && try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
+        // A canary waits as long as a last try: its silence slows the
+        // host down to one probe a second, so a late answer (a loaded
+        // machine, a slow path) must not pass for one.
+        let last_try = canary
+            || try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
         let base =
             host.rtt
                 .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial);
