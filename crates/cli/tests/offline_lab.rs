@@ -66,6 +66,7 @@ fn an_offline_sweep_of_a_million_addresses_stays_in_bounded_memory() {
         .command(portolan_bin())
         .args([
             "--offline",
+            "--no-db",
             "-sS",
             "-T5",
             "--max-retries",

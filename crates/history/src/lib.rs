@@ -33,5 +33,5 @@ pub mod sqlite;
 pub mod store;
 
 pub use error::{ImportError, PolicyError, StoreError};
-pub use record::Recorder;
+pub use record::{Recorder, holds_evidence};
 pub use store::{History, HostHistory, Location, OpenOptions, PortRun, ScanMeta, ScanRow};

@@ -8,11 +8,35 @@
 //! sink hands them over. After the first failure it records nothing more
 //! and keeps the error for the end ([`Recorder::take_error`]), so that a
 //! broken database never stops a scan or loses its other outputs.
+//!
+//! Hosts without evidence are not written ([`holds_evidence`]): a host
+//! found down, or reported up only because `-Pn` said so while none of its
+//! probes was answered. A sweep of millions of mostly empty addresses
+//! would otherwise write a transaction per empty address; in the history
+//! (and its diffs) an address absent from a scan had nothing to say in it.
 
-use portolan_model::{HostReport, ScanInfo, ScanResults, ScanSummary, ScanType};
+use portolan_model::{
+    HostReport, HostStatus, Reason, ScanInfo, ScanResults, ScanSummary, ScanType,
+};
 
 use crate::StoreError;
 use crate::store::{History, ScanMeta, ScanRow};
+
+/// Whether a host report says anything worth keeping: the host was found
+/// up by an answer, or one of its probes was answered (a `-Pn` host with
+/// every port silent and no service, script or OS found holds nothing).
+pub fn holds_evidence(host: &HostReport) -> bool {
+    match host.status {
+        HostStatus::Up(reason) if reason.proves_host_up() => true,
+        HostStatus::Up(_) | HostStatus::Interrupted | HostStatus::TimedOut => {
+            host.ports.iter().any(|p| p.reason != Reason::NoResponse)
+                || !host.services.is_empty()
+                || !host.extra.os.is_empty()
+                || !host.extra.scripts.is_empty()
+        }
+        _ => false,
+    }
+}
 
 /// Writes one scan into a history as it runs.
 pub struct Recorder {
@@ -63,6 +87,9 @@ impl Recorder {
         let (Some(no), None) = (self.no, &self.error) else {
             return;
         };
+        if !holds_evidence(host) {
+            return;
+        }
         let result = self.history.record_host(no, &self.scans, host);
         self.keep(result);
     }

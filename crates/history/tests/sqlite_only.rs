@@ -40,3 +40,23 @@ fn the_default_history_lives_under_the_data_directory() {
         Location::Postgres("postgresql:///h?host=/run".into())
     );
 }
+
+#[test]
+fn hosts_without_evidence_are_not_recorded() {
+    use crate::fixtures::{P, host, t};
+    use portolan_model::{HostStatus, PortState, Reason};
+    // Found up by an answer, or with an answered port: kept.
+    let pinged = host("198.18.0.2", t(1), &[]);
+    assert!(portolan_history::holds_evidence(&pinged));
+    let mut pn = host("198.18.0.3", t(1), &[P(80, PortState::Closed, None)]);
+    pn.status = HostStatus::Up(Reason::UserSet);
+    assert!(portolan_history::holds_evidence(&pn));
+    // -Pn and every probe unanswered, or down: nothing to keep (a sweep
+    // of empty space writes nothing per empty address).
+    let mut silent = host("198.18.0.4", t(1), &[P(80, PortState::Filtered, None)]);
+    silent.status = HostStatus::Up(Reason::UserSet);
+    assert!(!portolan_history::holds_evidence(&silent));
+    let mut down = host("198.18.0.5", t(1), &[]);
+    down.status = HostStatus::Down;
+    assert!(!portolan_history::holds_evidence(&down));
+}
