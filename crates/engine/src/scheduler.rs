@@ -675,6 +675,13 @@ const OTHERS_ANSWERED: u32 = 16;
 /// live: its tries are enough to bring a live host's every try being lost
 /// below this.
 const SILENT_MISS: f64 = 1e-3;
+/// Retries a silent address gets at least, whatever the estimate says:
+/// loss that comes in bursts (a queue overflowing at a high rate) hits a
+/// sweep's first tries more than the answered ports and loss probes that
+/// measure it, and one try then loses live hosts (a lab /16 sweep lost
+/// 3,039 of 65,536 with one try each). Measured loss raises it.
+const MIN_SILENT_RETRIES: u8 = 2;
+
 /// Round trips observed before the tries of silent hosts are decided as
 /// they time out: until then (and while the order has first tries to
 /// hand out), their decision waits, so that a sweep's first silent
@@ -1250,8 +1257,8 @@ impl Scheduler {
     /// nothing), whose silence is a loss. With `p` the estimated chance
     /// that a round trip is lost ((lost + 0.1) / (trials + 0.2)), a silent
     /// address gets the fewest tries `k` with `p^k` below [`SILENT_MISS`]:
-    /// on a clean link, once a hundred or so round trips came back, one
-    /// try; with 10% lost each way (`p` near 0.19), five. Until
+    /// with 10% lost each way (`p` near 0.19), five; never fewer than
+    /// [`MIN_SILENT_RETRIES`] retries. Until
     /// [`OTHERS_ANSWERED`] ports answered, a silent host keeps the full
     /// budget (its silence may be the path warming up).
     fn silent_budget(&self) -> Option<u8> {
@@ -1259,7 +1266,7 @@ impl Scheduler {
             let lost = (f64::from(self.loss_failures) + PRIOR_LOST)
                 / (f64::from(self.loss_trials) + 2.0 * PRIOR_LOST);
             let tries = (SILENT_MISS.ln() / lost.ln()).ceil().clamp(1.0, 51.0);
-            (tries - 1.0) as u8
+            ((tries - 1.0) as u8).max(MIN_SILENT_RETRIES)
         })
     }
 
@@ -3318,12 +3325,13 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_sweep_sends_about_one_probe_per_address() {
+    fn a_clean_sweep_gives_silent_addresses_the_minimum_tries() {
         // Issue 18: silent addresses get the tries the measured loss calls
-        // for; on a clean link, about one.
+        // for, and at least three (bursty loss is not measured well
+        // enough to trust one).
         let (found, all, per_address) = sweep_run("198.18.0.0/16", 0, 5);
         assert_eq!(found, all, "every live host found");
-        assert!(per_address <= 1.1, "{per_address} probes per address");
+        assert!(per_address <= 3.05, "{per_address} probes per address");
     }
 
     #[test]
