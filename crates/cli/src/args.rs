@@ -317,6 +317,11 @@ pub fn resolve(
                 let list = read_list(value(g)).map_err(|e| usage(format!("--excludefile: {e}")))?;
                 excludes.extend(list);
             }
+            FlagId::Scope => {
+                let scope = portolan_targets::Scope::read(value(g))
+                    .map_err(|e| usage(format!("--scope: {e}")))?;
+                cfg.scan.scope = Some(scope);
+            }
             FlagId::NoResolve => cfg.scan.reverse_dns = ReverseDns::Never,
             FlagId::ResolveAll => cfg.scan.reverse_dns = ReverseDns::Always,
             FlagId::DnsServers => cfg.scan.dns_servers = Some(dns_servers(g)?),

@@ -27,6 +27,7 @@ pub enum FlagId {
     InputList,
     Exclude,
     ExcludeFile,
+    Scope,
     NoResolve,
     ResolveAll,
     DnsServers,
@@ -207,6 +208,14 @@ pub static FLAGS: &[FlagDef] = &[
         Targets,
         "--excludefile <file>",
         "Exclude the hosts or networks listed in a file"
+    ),
+    flag!(
+        Scope,
+        ["scope"],
+        Value,
+        Targets,
+        "--scope <file>",
+        "Networks the scan may reach (one per line); a target outside them refuses the scan before anything is sent"
     ),
     flag!(
         NoResolve,
