@@ -168,10 +168,10 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let outputs = outputs::Outputs::new(&config, options)?;
     let recorder = history::recorder(&config)?;
     // Everything privileged is open (the scan's raw sockets, the output
-    // files): the capabilities go before anything is sent.
-    if scan.raw_context().is_some() {
-        portolan_transport::sys::drop_capabilities().context("cannot drop capabilities")?;
-    }
+    // files): the capabilities go before anything is sent, whatever the
+    // technique (a connect scan of a binary given file capabilities holds
+    // them too, and needs none).
+    portolan_transport::sys::drop_capabilities().context("cannot drop capabilities")?;
 
     let stop = StopToken::new();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
