@@ -10,6 +10,7 @@ mod connect_lab;
 mod discovery_lab;
 mod dns_lab;
 mod firewall_lab;
+mod forge;
 mod history;
 mod idle_lab;
 mod ip_protocol_lab;
