@@ -107,6 +107,50 @@ impl Segment {
     }
 }
 
+/// An ICMP destination unreachable (type 3) of `code` from `src` to `dst`
+/// quoting `quoted`'s IP header and first 8 TCP bytes (RFC 792).
+pub fn icmp_unreachable(src: Ipv4Addr, dst: Ipv4Addr, code: u8, quoted: &Segment) -> Vec<u8> {
+    let inner = quoted.bytes();
+    let mut icmp = vec![3, code, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&inner[..28]);
+    let c = checksum(&[&icmp]);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let len = (20 + icmp.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 2, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&len.to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&icmp);
+    ip
+}
+
+/// Sends `packets` (IPv4, from their header on) from namespace `ns`, in
+/// order, through a raw socket; how many went.
+pub fn send_from(ns: &str, packets: Vec<Vec<u8>>) -> usize {
+    portolan_lab::in_namespace(ns, move || {
+        let send = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .expect("raw socket");
+        let mut sent = 0;
+        for (i, p) in packets.iter().enumerate() {
+            let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+            let to: std::net::SocketAddr = (dst, 0).into();
+            sent += usize::from(send.send_to(p, &to.into()).is_ok());
+            // A storm, not a flood the test machine chokes on.
+            if i % 64 == 63 {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        sent
+    })
+    .expect("enter the namespace")
+}
+
 /// A responder running in a namespace; [`Responder::stop`] ends it and
 /// returns how many SYNs it answered.
 pub struct Responder {

@@ -12,6 +12,7 @@ mod dns_lab;
 mod firewall_lab;
 mod forge;
 mod history;
+mod hostile_lab;
 mod idle_lab;
 mod ip_protocol_lab;
 mod library_lab;
