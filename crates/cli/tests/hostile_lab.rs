@@ -175,7 +175,11 @@ fn hostile_answers_are_counted_and_ignored_and_results_stay_exact() {
         &["-p", "1000-1099", "--max-retries", "1", &target.to_string()],
     );
     recorder.stop();
-    assert!(DROPPED.all(|p| first.ports[&(addr, p)].state == "filtered"));
+    assert!(
+        DROPPED
+            .clone()
+            .all(|p| first.ports[&(addr, p)].state == "filtered")
+    );
     let stale = recorded.lock().unwrap().clone();
     assert!(
         stale.len() >= DROPPED.count(),
