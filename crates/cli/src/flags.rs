@@ -75,6 +75,7 @@ pub enum FlagId {
     OutGrep,
     OutAll,
     AppendOutput,
+    Resume,
     Open,
     Reason,
     Verbose,
@@ -536,6 +537,14 @@ pub static FLAGS: &[FlagDef] = &[
         Output,
         "--append-output",
         "Append to output files instead of overwriting them"
+    ),
+    flag!(
+        Resume,
+        ["resume"],
+        Value,
+        Output,
+        "--resume <file>",
+        "Continue an interrupted or killed scan from its normal, grepable or XML output (alone on the command line)"
     ),
     flag!(
         Open,

@@ -16,6 +16,7 @@ mod history;
 mod outputs;
 mod progress;
 mod report;
+mod resume;
 mod terminal;
 
 use std::io::{self, BufWriter, Write};
@@ -67,11 +68,16 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("audit") => return Ok(audit::run(&argv[2..])),
         _ => {}
     }
-    let parsed =
-        flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
-    let read_list =
-        |path: &str| portolan_targets::read_target_file(path).map_err(|e| e.to_string());
-    let config = args::resolve(&parsed, &read_list)?;
+    let (argv, config) = if argv.get(1).map(String::as_str) == Some("--resume") {
+        resume::config(&argv)?
+    } else {
+        let parsed =
+            flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
+        let read_list =
+            |path: &str| portolan_targets::read_target_file(path).map_err(|e| e.to_string());
+        let config = args::resolve(&parsed, &read_list)?;
+        (argv, config)
+    };
     match config.mode {
         Mode::Help => {
             print!("{}", flags::help_text(VERSION));

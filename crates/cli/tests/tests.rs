@@ -24,6 +24,7 @@ mod output_report;
 mod output_tools;
 mod output_xml;
 mod privilege_lab;
+mod resume_lab;
 mod scope_lab;
 mod sctp_lab;
 mod syn_lab;
