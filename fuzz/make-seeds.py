@@ -53,6 +53,18 @@ for i, spec in enumerate(["22,80,443", "T:1-1024,U:53,161", "-", "[1-100]", "htt
 put("target_file", "list", "# lab hosts\n198.18.0.1\n198.18.0.0/29  fd00::1\n\n198.18.2-3.1 lab.example\r\n")
 put("target_file", "latin1", b"198.18.0.1\n\xe9t\xe9\n")
 
+# Scope files.
+put("scope_file", "lab", "# the operator's networks\n198.18.0.0/24\n198.18.1.0/24 fd00::/64\n198.18.2.1-3\n")
+put("scope_file", "bad", "198.18.0.0/33\nlab.example\n")
+
+# Resume files: grepable, normal and XML output, whole and cut short.
+for path in ["crates/cli/tests/golden/lab.gnmap", "crates/cli/tests/golden/lab.nmap", "crates/cli/tests/golden/lab.xml",
+             "crates/output/tests/golden/scan.gnmap", "crates/output/tests/golden/scan.nmap", "crates/output/tests/golden/scan.xml"]:
+    data = open(os.path.join(root, path), "rb").read()
+    name = path.replace("/", "_")
+    put("resume_file", name, data)
+    put("resume_file", name + ".cut", data[: len(data) * 2 // 3])
+
 # Results files: the golden reports.
 for path in ["crates/cli/tests/golden/lab.xml", "crates/output/tests/golden/scan.xml"]:
     put("nmap_xml", os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(path)))) + ".xml", open(os.path.join(root, path), "rb").read())
