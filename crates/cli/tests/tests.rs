@@ -28,5 +28,6 @@ mod resume_lab;
 mod scope_lab;
 mod sctp_lab;
 mod syn_lab;
+mod synproxy_lab;
 mod tcp_flags_lab;
 mod udp_lab;
