@@ -3,15 +3,16 @@
 //!
 //! The file gives the command line and the hosts whose records are whole
 //! (`portolan_report::resume`); the scan runs again with that command
-//! line, those hosts excluded, and its outputs appended to (an XML file
-//! is first cut after its last whole `<host>`, and its hosts and end are
-//! then written without a new start, so it stays one document).
+//! line, the hosts finished in every one of its normal, XML and grepable
+//! files excluded, and its outputs appended to, each first cut after the
+//! last of those hosts (an XML file then gets its hosts and end without a
+//! new start, so it stays one document).
 
 use std::fs::OpenOptions;
 use std::path::Path;
 
 use anyhow::Context;
-use portolan_report::resume::{ResumeFormat, read_resume};
+use portolan_report::resume::read_resume;
 
 use crate::args::{self, Config, UsageError};
 use crate::flags;
@@ -42,32 +43,50 @@ pub fn config(argv: &[String]) -> anyhow::Result<(Vec<String>, Config)> {
     let read_list =
         |path: &str| portolan_targets::read_target_file(path).map_err(|e| e.to_string());
     let mut config = args::resolve(&parsed, &read_list)?;
-    config
-        .scan
-        .excludes
-        .extend(resume.finished.iter().map(ToString::to_string));
-    // The XML file, the one resumed from or another of the same scan
-    // (-oA), goes on after its last whole host.
-    if let Some(xml) = config.xml_out.as_ref().and_then(|f| f.path.clone()) {
-        let same = resume.format == ResumeFormat::Xml && same_file(Path::new(path), &xml);
-        let cut = if same {
-            resume.xml_resume_at
+    // The scan's files do not end at the same host when the kill came
+    // between two of their writes (normal, XML, grepable, in that order):
+    // the hosts finished in every one of them count, and each file is cut
+    // after the last of those, so no host is lost nor written twice. An
+    // XML file then goes on without a new start.
+    let outputs: Vec<(std::path::PathBuf, bool)> = [
+        (&config.normal_out, false),
+        (&config.xml_out, true),
+        (&config.grep_out, false),
+    ]
+    .into_iter()
+    .filter_map(|(file, xml)| Some((file.as_ref()?.path.clone()?, xml)))
+    .collect();
+    let mut siblings = Vec::new();
+    for (file, xml) in outputs {
+        let read = if same_file(Path::new(path), &file) {
+            Some(resume.clone())
         } else {
-            std::fs::read(&xml).ok().and_then(|bytes| {
-                read_resume(&String::from_utf8_lossy(&bytes))
-                    .ok()
-                    .and_then(|r| r.xml_resume_at)
-            })
+            std::fs::read(&file)
+                .ok()
+                .and_then(|bytes| read_resume(&String::from_utf8_lossy(&bytes)).ok())
         };
-        if let Some(at) = cut {
-            OpenOptions::new()
-                .write(true)
-                .open(&xml)
-                .and_then(|f| f.set_len(at as u64))
-                .with_context(|| format!("--resume: cannot cut {}", xml.display()))?;
+        if let Some(read) = read {
+            siblings.push((file, xml, read));
+        }
+    }
+    let kept = siblings
+        .iter()
+        .map(|(_, _, r)| r.finished.len())
+        .fold(resume.finished.len(), usize::min);
+    for (file, xml, read) in &siblings {
+        OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|f| f.set_len(read.cut_after(kept) as u64))
+            .with_context(|| format!("--resume: cannot cut {}", file.display()))?;
+        if *xml {
             config.xml_continue = true;
         }
     }
+    config
+        .scan
+        .excludes
+        .extend(resume.finished[..kept].iter().map(ToString::to_string));
     Ok((resumed, config))
 }
 

@@ -167,3 +167,72 @@ fn assert_xml_document(xml: &PathBuf, hosts: usize) {
         String::from_utf8_lossy(&lint.stderr)
     );
 }
+
+/// The `n`-th occurrence (0-based) of `needle` in `text`, as a byte offset.
+fn nth(text: &str, needle: &str, n: usize) -> usize {
+    text.match_indices(needle)
+        .nth(n)
+        .unwrap_or_else(|| panic!("no {needle:?} #{n} in:\n{text}"))
+        .0
+}
+
+#[test]
+fn outputs_cut_at_different_hosts_resume_without_a_host_twice_or_lost() {
+    // A kill between two writes leaves the normal file a host ahead of
+    // the XML one, and that one ahead of the grepable one. An offline
+    // scan (nothing sent) stands in for the interrupted one.
+    let dir = scratch_dir();
+    let base = dir.join("offline");
+    let scan = [
+        "--no-db",
+        "--no-progress",
+        "--offline",
+        "-sS",
+        "-p",
+        "80,81",
+        "-r",
+        "--max-hostgroup",
+        "1",
+        "-oA",
+    ];
+    let out = Command::new(portolan_bin())
+        .args(scan)
+        .arg(&base)
+        .arg("198.18.0.1-4")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let cut = |ext: &str, at: &dyn Fn(&str) -> usize| {
+        let file = base.with_extension(ext);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, &text[..at(&text)]).unwrap();
+    };
+    // Normal: three hosts; XML: two; grepable: one.
+    cut("nmap", &|t| nth(t, "Portolan scan report for", 3));
+    cut("xml", &|t| nth(t, "</host>\n", 1) + "</host>\n".len());
+    cut("gnmap", &|t| nth(t, "Host: 198.18.0.2", 0));
+    let out = Command::new(portolan_bin())
+        .arg("--resume")
+        .arg(base.with_extension("gnmap"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let normal = std::fs::read_to_string(base.with_extension("nmap")).unwrap();
+    let grepable = std::fs::read_to_string(base.with_extension("gnmap")).unwrap();
+    for host in 1..=4 {
+        let addr = format!("198.18.0.{host}");
+        assert_eq!(
+            normal.matches(&format!("scan report for {addr}\n")).count(),
+            1,
+            "{addr}:\n{normal}"
+        );
+        assert_eq!(
+            grepable
+                .matches(&format!("Host: {addr} ()\tPorts:"))
+                .count(),
+            1,
+            "{addr}:\n{grepable}"
+        );
+    }
+    assert_xml_document(&base.with_extension("xml"), 4);
+}

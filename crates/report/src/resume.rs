@@ -38,10 +38,27 @@ pub struct Resume {
     pub args: Vec<String>,
     /// Every host whose record is complete, in file order.
     pub finished: Vec<IpAddr>,
+    /// For each of `finished`, the byte offset just past its record: where
+    /// the file is cut to keep that host and the ones before it only.
+    pub ends: Vec<usize>,
+    /// Where host records begin (after the opening comment or elements):
+    /// the cut that keeps no host.
+    pub records_start: usize,
     /// For XML: the byte length of the document up to the end of the last
     /// complete `<host>` element (or of the prologue, before any), where
     /// the resumed scan goes on writing.
     pub xml_resume_at: Option<usize>,
+}
+
+impl Resume {
+    /// The byte length that keeps the first `hosts` finished hosts (all of
+    /// them when there are fewer).
+    pub fn cut_after(&self, hosts: usize) -> usize {
+        match hosts.min(self.ends.len()) {
+            0 => self.records_start,
+            n => self.ends[n - 1],
+        }
+    }
 }
 
 /// Why a file cannot be resumed from.
@@ -85,11 +102,12 @@ pub fn read_resume(text: &str) -> Result<Resume, ResumeError> {
         return Err(ResumeError::Finished);
     }
     let grepable = text.lines().skip(1).any(|l| l.starts_with("Host: "));
-    let finished = if grepable {
+    let records = if grepable {
         grepable_finished(text)
     } else {
         normal_finished(text)
     };
+    let (finished, ends) = records.into_iter().unzip();
     Ok(Resume {
         format: if grepable {
             ResumeFormat::Grepable
@@ -98,6 +116,8 @@ pub fn read_resume(text: &str) -> Result<Resume, ResumeError> {
         },
         args,
         finished,
+        ends,
+        records_start: text.find('\n').map_or(text.len(), |i| i + 1),
         xml_resume_at: None,
     })
 }
@@ -107,26 +127,36 @@ fn split_args(args: &str) -> Vec<String> {
     args.split_whitespace().skip(1).map(String::from).collect()
 }
 
-fn push_unique(list: &mut Vec<IpAddr>, addr: IpAddr) {
-    if !list.contains(&addr) {
-        list.push(addr);
+/// Records a host's record ending at `end`: a new host, or more lines
+/// of the last one.
+fn record(list: &mut Vec<(IpAddr, usize)>, addr: IpAddr, end: usize) {
+    if let Some(last) = list.last_mut()
+        && last.0 == addr
+    {
+        last.1 = end;
+    } else if !list.iter().any(|(a, _)| *a == addr) {
+        list.push((addr, end));
     }
 }
 
-/// Complete lines only: the last one, without its newline, may be cut.
-fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+/// Complete lines only (the last one, without its newline, may be cut),
+/// each with the offset just past it.
+fn complete_lines(text: &str) -> impl Iterator<Item = (&str, usize)> {
     let end = text.rfind('\n').map_or(0, |i| i + 1);
-    text[..end].lines()
+    text[..end].split_inclusive('\n').scan(0, |at, line| {
+        *at += line.len();
+        Some((line.trim_end_matches(['\n', '\r']), *at))
+    })
 }
 
-fn grepable_finished(text: &str) -> Vec<IpAddr> {
+fn grepable_finished(text: &str) -> Vec<(IpAddr, usize)> {
     let mut finished = Vec::new();
-    for line in complete_lines(text) {
+    for (line, end) in complete_lines(text) {
         let Some(rest) = line.strip_prefix("Host: ") else {
             continue;
         };
         if let Some(addr) = rest.split_whitespace().next().and_then(|a| a.parse().ok()) {
-            push_unique(&mut finished, addr);
+            record(&mut finished, addr, end);
         }
     }
     finished
@@ -146,20 +176,20 @@ fn report_addr(line: &str) -> Option<IpAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-fn normal_finished(text: &str) -> Vec<IpAddr> {
+fn normal_finished(text: &str) -> Vec<(IpAddr, usize)> {
     let mut finished = Vec::new();
     let mut open: Option<IpAddr> = None;
-    for line in complete_lines(text) {
+    for (line, end) in complete_lines(text) {
         if let Some(addr) = report_addr(line) {
             open = Some(addr);
         } else if line.trim().is_empty() {
             if let Some(addr) = open.take() {
-                push_unique(&mut finished, addr);
+                record(&mut finished, addr, end);
             }
         } else if let Some(rest) = line.strip_prefix("Skipping host ")
             && let Some(addr) = rest.split_whitespace().next().and_then(|a| a.parse().ok())
         {
-            push_unique(&mut finished, addr);
+            record(&mut finished, addr, end);
         }
     }
     finished
@@ -229,6 +259,7 @@ fn read_xml(text: &str) -> Result<Resume, ResumeError> {
         .map_or(text.len(), |i| tag_end + i);
     // Only whole lines before the first host: a cut line is written again.
     resume_at = text[..resume_at].rfind('\n').map_or(tag_end, |i| i + 1);
+    let records_start = resume_at;
     let mut finished = Vec::new();
     let mut at = tag_end;
     while let Some(open) = text[at..].find("<host") {
@@ -239,12 +270,13 @@ fn read_xml(text: &str) -> Result<Resume, ResumeError> {
         let close = open + close + "</host>".len();
         let element = &text[open..close];
         let mut search = element;
+        let mut host: Option<IpAddr> = None;
         while let Some(i) = search.find("<address ") {
             let tag = &search[i..search[i..].find('>').map_or(search.len(), |e| i + e)];
             if matches!(attribute(tag, "addrtype").as_deref(), Some("ipv4" | "ipv6"))
                 && let Some(addr) = attribute(tag, "addr").and_then(|a| a.parse().ok())
             {
-                push_unique(&mut finished, addr);
+                host = Some(addr);
                 break;
             }
             search = &search[i + 1..];
@@ -255,12 +287,18 @@ fn read_xml(text: &str) -> Result<Resume, ResumeError> {
         } else {
             close
         };
+        if let Some(addr) = host {
+            finished.push((addr, at));
+        }
         resume_at = at;
     }
+    let (finished, ends) = finished.into_iter().unzip();
     Ok(Resume {
         format: ResumeFormat::Xml,
         args,
         finished,
+        ends,
+        records_start,
         xml_resume_at: Some(resume_at),
     })
 }
@@ -289,6 +327,12 @@ mod tests {
         );
         // The cut line's host is not finished.
         assert_eq!(r.finished, addrs(&["198.18.0.2", "fd00::2"]));
+        // Cuts keep whole records: none, the first host's two lines, both.
+        let first_line = GREPABLE.find('\n').unwrap() + 1;
+        assert_eq!(r.cut_after(0), first_line);
+        assert!(GREPABLE[..r.cut_after(1)].ends_with("22/open/tcp//ssh///\n"));
+        assert!(GREPABLE[..r.cut_after(2)].ends_with("Status: Up\n"));
+        assert_eq!(r.cut_after(9), r.cut_after(2));
     }
 
     #[test]
@@ -309,6 +353,8 @@ mod tests {
         assert_eq!(r.format, ResumeFormat::Normal);
         assert_eq!(r.args, ["-oN", "out.txt", "198.18.0.0/30"]);
         assert_eq!(r.finished, addrs(&["198.18.0.2", "198.18.0.1", "fd00::2"]));
+        assert!(text[..r.cut_after(1)].ends_with("ssh\n\n"));
+        assert!(text[..r.cut_after(2)].ends_with("timeout\n"));
     }
 
     #[test]
@@ -325,6 +371,8 @@ mod tests {
         );
         assert_eq!(r.finished, addrs(&["198.18.0.2"]));
         assert_eq!(r.xml_resume_at, Some(head.len() + host.len()));
+        assert_eq!(r.cut_after(1), head.len() + host.len());
+        assert_eq!(r.cut_after(0), head.len());
         // Before any host: after the prologue's last whole line.
         let r = read_resume(&format!("{head}<sca")).unwrap();
         assert_eq!(r.xml_resume_at, Some(head.len()));
