@@ -95,6 +95,9 @@ pub struct Config {
     pub grep_out: Option<OutputFile>,
     /// `--append-output`.
     pub append: bool,
+    /// `--resume`: the XML file is an interrupted scan's, cut after its
+    /// last whole host; its hosts and end are appended, not a new start.
+    pub xml_continue: bool,
     /// `--open`.
     pub open_only: bool,
     /// `--reason`.
@@ -287,6 +290,7 @@ pub fn resolve(
         xml_out: None,
         grep_out: None,
         append: false,
+        xml_continue: false,
         open_only: false,
         reason: false,
         verbosity: 0,
@@ -316,6 +320,11 @@ pub fn resolve(
             FlagId::ExcludeFile => {
                 let list = read_list(value(g)).map_err(|e| usage(format!("--excludefile: {e}")))?;
                 excludes.extend(list);
+            }
+            FlagId::Scope => {
+                let scope = portolan_targets::Scope::read(value(g))
+                    .map_err(|e| usage(format!("--scope: {e}")))?;
+                cfg.scan.scope = Some(scope);
             }
             FlagId::NoResolve => cfg.scan.reverse_dns = ReverseDns::Never,
             FlagId::ResolveAll => cfg.scan.reverse_dns = ReverseDns::Always,
@@ -499,6 +508,11 @@ pub fn resolve(
                 cfg.grep_out = with(".gnmap");
             }
             FlagId::AppendOutput => cfg.append = true,
+            FlagId::Resume => {
+                return Err(usage(
+                    "--resume takes no other option: portolan --resume FILE".to_string(),
+                ));
+            }
             FlagId::Open => cfg.open_only = true,
             FlagId::Reason => cfg.reason = true,
             FlagId::Verbose => cfg.verbosity = cfg.verbosity.saturating_add(level(g, 'v')?),

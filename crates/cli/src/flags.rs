@@ -27,6 +27,7 @@ pub enum FlagId {
     InputList,
     Exclude,
     ExcludeFile,
+    Scope,
     NoResolve,
     ResolveAll,
     DnsServers,
@@ -80,6 +81,7 @@ pub enum FlagId {
     OutGrep,
     OutAll,
     AppendOutput,
+    Resume,
     Open,
     Reason,
     Verbose,
@@ -213,6 +215,14 @@ pub static FLAGS: &[FlagDef] = &[
         Targets,
         "--excludefile <file>",
         "Exclude the hosts or networks listed in a file"
+    ),
+    flag!(
+        Scope,
+        ["scope"],
+        Value,
+        Targets,
+        "--scope <file>",
+        "Networks the scan may reach (one per line); a target outside them refuses the scan before anything is sent"
     ),
     flag!(
         NoResolve,
@@ -573,6 +583,14 @@ pub static FLAGS: &[FlagDef] = &[
         Output,
         "--append-output",
         "Append to output files instead of overwriting them"
+    ),
+    flag!(
+        Resume,
+        ["resume"],
+        Value,
+        Output,
+        "--resume <file>",
+        "Continue an interrupted or killed scan from its normal, grepable or XML output (alone on the command line)"
     ),
     flag!(
         Open,

@@ -16,6 +16,7 @@ mod history;
 mod outputs;
 mod progress;
 mod report;
+mod resume;
 mod terminal;
 
 use std::io::{self, BufWriter, Write};
@@ -67,11 +68,16 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("audit") => return Ok(audit::run(&argv[2..])),
         _ => {}
     }
-    let parsed =
-        flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
-    let read_list =
-        |path: &str| portolan_targets::read_target_file(path).map_err(|e| e.to_string());
-    let config = args::resolve(&parsed, &read_list)?;
+    let (argv, config) = if argv.get(1).map(String::as_str) == Some("--resume") {
+        resume::config(&argv)?
+    } else {
+        let parsed =
+            flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;
+        let read_list =
+            |path: &str| portolan_targets::read_target_file(path).map_err(|e| e.to_string());
+        let config = args::resolve(&parsed, &read_list)?;
+        (argv, config)
+    };
     match config.mode {
         Mode::Help => {
             print!("{}", flags::help_text(VERSION));
@@ -168,10 +174,10 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
     let outputs = outputs::Outputs::new(&config, options)?;
     let recorder = history::recorder(&config)?;
     // Everything privileged is open (the scan's raw sockets, the output
-    // files): the capabilities go before anything is sent.
-    if scan.raw_context().is_some() {
-        portolan_transport::sys::drop_capabilities().context("cannot drop capabilities")?;
-    }
+    // files): the capabilities go before anything is sent, whatever the
+    // technique (a connect scan of a binary given file capabilities holds
+    // them too, and needs none).
+    portolan_transport::sys::drop_capabilities().context("cannot drop capabilities")?;
 
     let stop = StopToken::new();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

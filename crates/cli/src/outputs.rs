@@ -138,7 +138,11 @@ fn build_sinks(config: &Config, options: OutputOptions) -> anyhow::Result<Vec<Bo
     type Make = fn(Box<dyn Write>, OutputOptions) -> Box<dyn Sink>;
     let formats: [(&Option<OutputFile>, Make); 4] = [
         (&config.normal_out, |w, o| Box::new(NormalSink::file(w, o))),
-        (&config.xml_out, |w, o| Box::new(XmlSink::new(w, o))),
+        if config.xml_continue {
+            (&config.xml_out, |w, o| Box::new(XmlSink::continuing(w, o)))
+        } else {
+            (&config.xml_out, |w, o| Box::new(XmlSink::new(w, o)))
+        },
         (&config.grep_out, |w, o| Box::new(GrepableSink::new(w, o))),
         (&config.json_out, |w, o| Box::new(JsonLinesSink::new(w, o))),
     ];

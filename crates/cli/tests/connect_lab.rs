@@ -361,3 +361,66 @@ fn scanner_namespace_has_no_route_out() {
         ("filtered", "net-unreach")
     );
 }
+
+/// Ports whose handshake a hostile host completes and then resets at once
+/// (a SYN-ACK and a RST back to back, as a SYN proxy in front of a closed
+/// port or a server that accepts and aborts).
+const COMPLETED_THEN_RESET: std::ops::RangeInclusive<u16> = 4000..=4399;
+
+#[test]
+fn connections_reset_after_completing_are_open_conn_reset_never_lost() {
+    let lab = lab_or_skip!();
+    let host = lab.host(0);
+    // The kernel of the host stays out of it: the SYNs (and the scanner's
+    // ACKs) are dropped after the responder has seen them.
+    host.drop_tcp(COMPLETED_THEN_RESET).unwrap();
+    let responder = crate::forge::Responder::start(
+        host.name(),
+        Duration::from_secs(60),
+        |syn| COMPLETED_THEN_RESET.contains(&syn.dport),
+        |syn| {
+            use crate::forge::{ACK, RST, SYN};
+            let isn = 0x5050_0000 ^ u32::from(syn.sport);
+            vec![
+                syn.answer(SYN | ACK, isn),
+                syn.answer(RST | ACK, isn.wrapping_add(1)),
+            ]
+        },
+    );
+    let ports = format!(
+        "{}-{}",
+        COMPLETED_THEN_RESET.start(),
+        COMPLETED_THEN_RESET.end()
+    );
+    let v4 = host.ipv4().to_string();
+    let addr: IpAddr = host.ipv4().into();
+    let mut reset_seen = 0;
+    // One at a time, and all of them in flight at once.
+    for parallelism in [["--max-parallelism", "1"], ["--min-parallelism", "400"]] {
+        let (run, _) = scan_in_lab(
+            &lab,
+            &["-Pn", "-p", &ports, parallelism[0], parallelism[1], &v4],
+        );
+        assert_eq!(
+            run.ports.len(),
+            COMPLETED_THEN_RESET.count(),
+            "{parallelism:?}: ports lost"
+        );
+        for port in COMPLETED_THEN_RESET {
+            let line = &run.ports[&(addr, port)];
+            // Read before the RST came: the handshake alone (syn-ack).
+            assert!(
+                line.state == "open" && ["conn-reset", "syn-ack"].contains(&line.reason.as_str()),
+                "{parallelism:?} port {port}: {line:?}"
+            );
+            reset_seen += usize::from(line.reason == "conn-reset");
+        }
+    }
+    assert!(responder.stop() >= 2 * COMPLETED_THEN_RESET.count() as u64);
+    // The RST follows the SYN-ACK at once: most outcomes are read after it.
+    assert!(
+        reset_seen > COMPLETED_THEN_RESET.count(),
+        "only {reset_seen} of {} read as conn-reset",
+        2 * COMPLETED_THEN_RESET.count()
+    );
+}

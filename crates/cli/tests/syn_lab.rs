@@ -132,44 +132,19 @@ fn syn_scan_of_loopback() {
     drop(listener);
 }
 
-/// Internet checksum (RFC 1071) for the forged packets below.
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    for chunk in chunks {
-        for pair in chunk.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An IPv4 SYN-ACK from `src:sport` to `dst:dport` acknowledging `ack`.
 fn forged_syn_ack(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, ack: u32) -> Vec<u8> {
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = 0x12; // SYN, ACK
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    let c = checksum(&[&pseudo, &tcp]);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0];
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let c = checksum(&[&ip]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&tcp);
-    ip
+    use crate::forge::{ACK, SYN, Segment};
+    Segment {
+        src,
+        dst,
+        sport,
+        dport,
+        seq: 0x1234_5678,
+        ack,
+        flags: SYN | ACK,
+    }
+    .bytes()
 }
 
 #[test]

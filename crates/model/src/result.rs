@@ -77,6 +77,11 @@ pub enum Reason {
     Reset,
     /// `connect()` was refused (the kernel saw a RST).
     ConnRefused,
+    /// The connect scan's handshake completed, then the far end reset
+    /// the connection before the scanner read it (`ECONNRESET`): the port
+    /// answered, but maybe only a middlebox did. Portolan's name; nmap
+    /// has none.
+    ConnReset,
     /// Nothing came back after every try.
     NoResponse,
     /// ICMP host unreachable (IPv4 type 3 code 1, IPv6 type 1 code 3).
@@ -152,6 +157,7 @@ impl Reason {
             Reason::SynAck
                 | Reason::Reset
                 | Reason::ConnRefused
+                | Reason::ConnReset
                 | Reason::PortUnreach
                 | Reason::ProtoUnreach
                 | Reason::ParamProblem
@@ -230,6 +236,7 @@ impl Reason {
             Reason::SynAck => "syn-ack",
             Reason::Reset => "reset",
             Reason::ConnRefused => "conn-refused",
+            Reason::ConnReset => "conn-reset",
             Reason::NoResponse => "no-response",
             Reason::HostUnreach => "host-unreach",
             Reason::NetUnreach => "net-unreach",
@@ -262,10 +269,11 @@ impl Reason {
     }
 
     /// Every reason.
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 32] = [
         Reason::SynAck,
         Reason::Reset,
         Reason::ConnRefused,
+        Reason::ConnReset,
         Reason::NoResponse,
         Reason::HostUnreach,
         Reason::NetUnreach,

@@ -48,6 +48,9 @@ pub struct XmlSink<W: Write> {
     out: W,
     options: OutputOptions,
     info: Option<ScanInfo>,
+    /// The document's start is already written (`--resume`): `begin`
+    /// writes nothing.
+    continuing: bool,
 }
 
 /// One element's start tag: `<name a="v" ...` with every value escaped;
@@ -96,6 +99,17 @@ impl<W: Write> XmlSink<W> {
             out,
             options,
             info: None,
+            continuing: false,
+        }
+    }
+
+    /// A sink that goes on with a document an interrupted scan left, cut
+    /// after its last whole `<host>` element (`--resume`): it writes the
+    /// hosts and the end, not the start again.
+    pub fn continuing(out: W, options: OutputOptions) -> XmlSink<W> {
+        XmlSink {
+            continuing: true,
+            ..XmlSink::new(out, options)
         }
     }
 
@@ -366,6 +380,10 @@ fn write_service(out: &mut impl Write, s: &ServiceInfo) -> io::Result<()> {
 
 impl<W: Write> Sink for XmlSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
+        if self.continuing {
+            self.info = Some(info.clone());
+            return Ok(());
+        }
         let args = info.args.join(" ");
         let started = ctime_utc(info.start);
         let out = &mut self.out;

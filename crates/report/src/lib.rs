@@ -7,6 +7,9 @@
 //!   ([`portolan_model::ScanResults`]), the same model a scan produces and
 //!   a history stores; [`read`] makes of it the [`ScanReport`] a page
 //!   shows.
+//! - [`resume::read_resume`] reads an interrupted scan's normal,
+//!   grepable or XML output for `--resume`: its command line and the
+//!   hosts it finished.
 //! - [`html::render`] writes the page: the scan, state counts, a timeline
 //!   of send and reply rates (from JSON lines' `rate` samples), a host ×
 //!   port matrix and each host's ports with services.
@@ -20,6 +23,7 @@
 
 pub mod html;
 mod jsonl;
+pub mod resume;
 mod xml;
 
 use std::collections::BTreeMap;

@@ -45,8 +45,14 @@ fn number<T: std::str::FromStr>(map: &BTreeMap<String, String>, key: &str) -> Op
     map.get(key).and_then(|v| v.parse().ok())
 }
 
+/// The last second of year 9999: a time past it is no scan's (and would
+/// overflow `SystemTime` arithmetic or an RFC 3339 year).
+const LAST_SECOND: u64 = 253_402_300_799;
+
 fn unix_time(map: &BTreeMap<String, String>, key: &str) -> Option<SystemTime> {
-    number::<u64>(map, key).map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    number::<u64>(map, key)
+        .filter(|&s| s <= LAST_SECOND)
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
 fn optional(text: String) -> Option<String> {
@@ -366,6 +372,20 @@ mod tests {
 <times srtt="1" rttvar="1" to="1"/>
 </host>
 "#;
+
+    /// Found by the `nmap_xml` fuzz target: a host's `endtime` of 76
+    /// digits (still a u64 once cut by the fuzzer) overflowed `SystemTime`.
+    #[test]
+    fn times_past_year_9999_are_ignored_not_a_panic() {
+        for endtime in ["18446744073709551615", "253402300800", "99999999999999"] {
+            let text = SAMPLE.replace("endtime=\"2\"", &format!("endtime=\"{endtime}\""));
+            let text = text.replace(" start=\"1\"", &format!(" start=\"{endtime}\""));
+            let r = crate::read_results(&text).unwrap();
+            assert_eq!(r.results.hosts.len(), 1, "{endtime}");
+        }
+        let text = SAMPLE.replace("endtime=\"2\"", "endtime=\"253402300799\"");
+        assert!(crate::read_results(&text).is_ok());
+    }
 
     #[test]
     fn hosts_ports_and_services_are_read() {

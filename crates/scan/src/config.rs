@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use portolan_engine::{PortState, TimingConfig, TimingTemplate};
+use portolan_targets::Scope;
 use portolan_transport::raw::{Decoy, PingProbe, SctpProbe, TcpScan};
 
 /// A scan technique: how ports are probed and how answers are read.
@@ -175,6 +176,10 @@ pub struct ScanConfig {
     pub targets: Vec<String>,
     /// Exclusion specs (`--exclude`, `--excludefile`).
     pub excludes: Vec<String>,
+    /// `--scope`: the networks the scan may reach; any target address
+    /// outside them (and not excluded) refuses the scan before anything
+    /// is sent. `None`: no scope.
+    pub scope: Option<Scope>,
     /// `-6`: names resolve to IPv6 addresses.
     pub prefer_ipv6: bool,
     /// The TCP technique asked for; `None` picks SYN when raw sockets are
@@ -267,6 +272,7 @@ impl ScanConfig {
         ScanConfig {
             targets: targets.into_iter().map(Into::into).collect(),
             excludes: Vec::new(),
+            scope: None,
             prefer_ipv6: false,
             technique: None,
             tcp_ports: Vec::new(),

@@ -114,7 +114,9 @@ pub struct Scan {
 const SHOWN_PARSE_ERRORS: usize = 10;
 
 impl Scan {
-    /// Checks `config`: reads the targets (resolving names), chooses the
+    /// Checks `config`: reads the targets (resolving names), leaves the
+    /// special-purpose ranges out of a wide scan, refuses targets outside
+    /// `--scope` ([`portolan_targets::TargetError::OutOfScope`]), chooses the
     /// technique (SYN with raw sockets, connect without, unless one was
     /// asked for), checks the privileges the techniques need, and loads
     /// the probe database for version detection. Sends nothing.
@@ -125,8 +127,23 @@ impl Scan {
         let options = portolan_targets::TargetOptions {
             prefer_ipv6: config.prefer_ipv6,
         };
-        let targets =
+        let mut targets =
             TargetList::parse_with(&config.targets, &config.excludes, &SystemResolver, options)?;
+        let mut warnings = Vec::new();
+        // A wide scan leaves out the special-purpose ranges no target names
+        // (ZMap's blocklist); then the scope, before any socket opens.
+        let skipped = targets.exclude_special_purpose();
+        if !skipped.is_empty() {
+            let list: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+            warnings.push(format!(
+                "wide scan: skipping special-purpose ranges no target names: {} \
+                 (name one as a target to scan it)",
+                list.join(", ")
+            ));
+        }
+        if let Some(scope) = &config.scope {
+            targets.check_scope(scope)?;
+        }
         // The idle scan holds a receiver for its whole length, beside the
         // one its discovery borrows.
         let receivers = 1 + usize::from(config.technique == Some(Technique::Idle));
@@ -163,7 +180,6 @@ impl Scan {
         config
             .check_sources(&techniques)
             .map_err(ScanError::Settings)?;
-        let mut warnings = Vec::new();
         let probe_db = if config.version.enabled {
             Some(load_db(&config.version, &mut warnings)?)
         } else {

@@ -69,7 +69,7 @@ impl Names {
                 && report.ports.iter().any(|p| {
                     matches!(
                         p.reason,
-                        Reason::SynAck | Reason::Reset | Reason::ConnRefused
+                        Reason::SynAck | Reason::Reset | Reason::ConnRefused | Reason::ConnReset
                     )
                 }))
     }

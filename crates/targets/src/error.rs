@@ -64,6 +64,19 @@ pub enum TargetError {
     /// An error in an exclusion (`--exclude`, `--excludefile`).
     #[error("in exclusions: {0}")]
     Exclusion(Box<TargetError>),
+    /// A target reaches an address outside the scope (`--scope`).
+    #[error("target \"{token}\" is outside the scope: {addr} is not in {scope}; nothing was sent")]
+    OutOfScope {
+        token: String,
+        addr: std::net::IpAddr,
+        scope: String,
+    },
+    /// A scope file entry that is no address or network (a host name, or
+    /// an octet range of more than 65,536 addresses).
+    #[error(
+        "{path}: scope entry \"{token}\" must be an address, a CIDR block or a small octet range"
+    )]
+    ScopeEntry { path: String, token: String },
     /// A target file could not be read.
     #[error("cannot read target file \"{path}\": {io}")]
     ReadFile { path: String, io: io::Error },

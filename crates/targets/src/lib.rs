@@ -9,6 +9,8 @@
 //! - [`PortList`] from `-p` ([`parse_ports`]), and the project's own port
 //!   table ([`service_name`], [`top_ports`]) for `-F`, `--top-ports` and the
 //!   default port set.
+//! - [`Scope`] (`--scope`) and the special-purpose ranges wide scans leave
+//!   out ([`TargetList::exclude_special_purpose`]).
 //! - [`Permutation`]: a keyed bijection of `[0, len)` for scan order.
 //!
 //! The contract throughout: no panic on any input, typed errors that name the
@@ -23,6 +25,7 @@ mod permutation;
 mod port_table;
 mod ports;
 mod resolver;
+mod scope;
 mod target_file;
 mod target_list;
 mod target_spec;
@@ -33,6 +36,7 @@ pub use permutation::Permutation;
 pub use port_table::{ports_named, service_name, top_ports};
 pub use ports::{PortList, Protocol, parse_ports, parse_ports_for};
 pub use resolver::{Resolver, SystemResolver};
+pub use scope::{SPECIAL_PURPOSE, Scope, SpecialRange, WIDE_SCAN};
 pub use target_file::{read_target_file, split_exclude_list, target_file_tokens};
 pub use target_list::{Target, TargetList, TargetOptions};
 

@@ -193,6 +193,31 @@ impl TargetList {
         self.exclusions.contains(addr)
     }
 
+    /// Each token's block, in the order given.
+    pub(crate) fn blocks(&self) -> impl Iterator<Item = &HostBlock> {
+        self.specs.iter().map(|spec| &spec.block)
+    }
+
+    /// Each token as messages name it (the host name, or the block in
+    /// nmap's syntax), with its block.
+    pub(crate) fn tokens_and_blocks(&self) -> impl Iterator<Item = (String, &HostBlock)> {
+        self.specs.iter().map(|spec| {
+            let token = match &spec.name {
+                Some((name, _)) => name.to_string(),
+                None => spec.block.to_string(),
+            };
+            (token, &spec.block)
+        })
+    }
+
+    pub(crate) fn exclusions(&self) -> &Exclusions {
+        &self.exclusions
+    }
+
+    pub(crate) fn exclusions_mut(&mut self) -> &mut Exclusions {
+        &mut self.exclusions
+    }
+
     /// Every address not excluded, lazily, in the order given (for `-sL`).
     pub fn iter(&self) -> impl Iterator<Item = Target> + '_ {
         self.specs.iter().flat_map(move |spec| {
@@ -261,10 +286,10 @@ impl<'r, R: Resolver + ?Sized> NameCache<'r, R> {
 
 /// Excluded addresses as a membership test.
 #[derive(Clone, Debug, Default)]
-struct Exclusions {
+pub(crate) struct Exclusions {
     /// Sorted, merged, inclusive intervals.
-    ipv4: Vec<(u32, u32)>,
-    ipv6: Vec<(u128, u128)>,
+    pub(crate) ipv4: Vec<(u32, u32)>,
+    pub(crate) ipv6: Vec<(u128, u128)>,
     octet_ranges: Vec<OctetRange>,
 }
 
@@ -302,7 +327,7 @@ impl Exclusions {
         Ok(exclusions)
     }
 
-    fn add(&mut self, block: HostBlock) {
+    pub(crate) fn add(&mut self, block: HostBlock) {
         match block {
             HostBlock::Ipv4Cidr { base, prefix } => {
                 let span = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
@@ -316,7 +341,7 @@ impl Exclusions {
         }
     }
 
-    fn contains(&self, addr: IpAddr) -> bool {
+    pub(crate) fn contains(&self, addr: IpAddr) -> bool {
         match addr {
             IpAddr::V4(v4) => {
                 in_intervals(&self.ipv4, v4.to_bits())
@@ -327,7 +352,9 @@ impl Exclusions {
     }
 }
 
-fn merge_intervals<T: Copy + Ord + Into<u128>>(mut intervals: Vec<(T, T)>) -> Vec<(T, T)> {
+pub(crate) fn merge_intervals<T: Copy + Ord + Into<u128>>(
+    mut intervals: Vec<(T, T)>,
+) -> Vec<(T, T)> {
     intervals.sort_unstable();
     let mut merged: Vec<(T, T)> = Vec::with_capacity(intervals.len());
     for (start, end) in intervals {
@@ -342,7 +369,7 @@ fn merge_intervals<T: Copy + Ord + Into<u128>>(mut intervals: Vec<(T, T)>) -> Ve
     merged
 }
 
-fn in_intervals<T: Copy + Ord>(intervals: &[(T, T)], value: T) -> bool {
+pub(crate) fn in_intervals<T: Copy + Ord>(intervals: &[(T, T)], value: T) -> bool {
     let after = intervals.partition_point(|&(start, _)| start <= value);
     after > 0 && intervals[after - 1].1 >= value
 }

@@ -96,6 +96,24 @@ impl HostBlock {
     }
 }
 
+/// nmap's syntax: the address alone for one address, else `base/prefix`
+/// or the octet ranges.
+impl std::fmt::Display for HostBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            HostBlock::Ipv4Cidr { base, prefix: 32 } => write!(f, "{}", Ipv4Addr::from_bits(base)),
+            HostBlock::Ipv4Cidr { base, prefix } => {
+                write!(f, "{}/{prefix}", Ipv4Addr::from_bits(base))
+            }
+            HostBlock::Ipv6Cidr { base, prefix: 128 } => write!(f, "{}", Ipv6Addr::from_bits(base)),
+            HostBlock::Ipv6Cidr { base, prefix } => {
+                write!(f, "{}/{prefix}", Ipv6Addr::from_bits(base))
+            }
+            HostBlock::Ipv4Octets(range) => write!(f, "{range}"),
+        }
+    }
+}
+
 fn ipv4_mask(prefix: u8) -> u32 {
     u32::MAX
         .checked_shl(32 - u32::from(prefix.min(32)))

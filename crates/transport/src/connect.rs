@@ -4,6 +4,10 @@
 //! How an attempt maps to a state:
 //! - the handshake completes: open (`syn-ack`);
 //! - `ECONNREFUSED` (a RST came back): closed (`conn-refused`);
+//! - `ECONNRESET` or `EPIPE` (the handshake completed, then the far end
+//!   reset the connection before its outcome was read, as a SYN proxy in
+//!   front of a closed port does, or a server that accepts and aborts):
+//!   open (`conn-reset`), never dropped nor taken for silence;
 //! - an ICMP or ICMPv6 error: filtered, with the reason its type and code
 //!   give (`admin-prohibited`, `host-unreach`, `net-unreach`, `no-route`,
 //!   ...), read from the socket's error queue (see [`crate::sys`]);
@@ -95,6 +99,7 @@ fn classify(err: &io::Error) -> Option<Attempt> {
     Some(match code {
         libc::EINPROGRESS | libc::EALREADY | libc::EINTR => Attempt::Pending,
         libc::ECONNREFUSED => reply(PortState::Closed, Reason::ConnRefused),
+        libc::ECONNRESET | libc::EPIPE => reply(PortState::Open, Reason::ConnReset),
         libc::EHOSTUNREACH | libc::EHOSTDOWN => reply(PortState::Filtered, Reason::HostUnreach),
         libc::ENETUNREACH | libc::ENETDOWN => reply(PortState::Filtered, Reason::NetUnreach),
         libc::EACCES | libc::EPERM => reply(PortState::Filtered, Reason::AdminProhibited),
@@ -350,6 +355,15 @@ mod tests {
         assert_eq!(
             answer(libc::ECONNREFUSED),
             Some((PortState::Closed, Reason::ConnRefused))
+        );
+        // Completed, then reset: the port answered.
+        assert_eq!(
+            answer(libc::ECONNRESET),
+            Some((PortState::Open, Reason::ConnReset))
+        );
+        assert_eq!(
+            answer(libc::EPIPE),
+            Some((PortState::Open, Reason::ConnReset))
         );
         assert_eq!(
             answer(libc::EHOSTUNREACH),
