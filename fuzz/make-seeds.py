@@ -40,6 +40,15 @@ if os.path.exists(nmap):
     for i in range(0, min(len(parts), 40), 4):
         put("service_probes", f"nmap-{i:02}", b"\n".join(parts[i:i + 4])[:16000])
 
+# OS databases: Portolan's own whole, nmap's in slices of entries.
+put("os_db", "portolan-os-db", open(os.path.join(root, "crates/os/data/portolan-os-db"), "rb").read())
+nmap_os = "/usr/share/nmap/nmap-os-db"
+if os.path.exists(nmap_os):
+    text = open(nmap_os, "rb").read()
+    parts = re.split(rb"\n(?=Fingerprint )", text)
+    for i in range(0, min(len(parts), 30), 3):
+        put("os_db", f"nmap-{i:02}", b"\n".join(parts[i:i + 3])[:16000])
+
 # Target and port specifications, target files.
 for i, spec in enumerate([
     "198.18.0.1 198.18.0.0/30 198.18.1-3.7\n198.18.0.2",
