@@ -111,7 +111,7 @@ pub fn decode(linktype: u32, ts_ns: u64, data: &[u8]) -> Option<FlowEvent> {
     let ip = strip_link(linktype, data)?;
     match ip.first()? >> 4 {
         4 => {
-            let p = Ipv4Packet::new_checked(ip).ok()?;
+            let p = Ipv4Packet::new_truncated(ip).ok()?;
             if p.frag_offset() != 0 {
                 return None;
             }
@@ -131,7 +131,7 @@ pub fn decode(linktype: u32, ts_ns: u64, data: &[u8]) -> Option<FlowEvent> {
             )
         }
         6 => {
-            let p = Ipv6Packet::new_checked(ip).ok()?;
+            let p = Ipv6Packet::new_truncated(ip).ok()?;
             let (next, payload) = p.upper_layer().ok()??;
             let traits = Traits {
                 ttl: p.hop_limit(),
