@@ -9,6 +9,7 @@
 //! interrupted.
 
 mod args;
+mod detect;
 mod flags;
 mod outputs;
 mod progress;
@@ -59,6 +60,9 @@ fn run() -> anyhow::Result<ExitCode> {
         .collect();
     if argv.get(1).is_some_and(|a| a == "report") {
         return report::run(&argv[2..], VERSION);
+    }
+    if argv.get(1).is_some_and(|a| a == "detect") {
+        return detect::run(&argv[2..]);
     }
     let parsed =
         flags::parse(argv.iter().skip(1).cloned()).map_err(|e| UsageError(e.to_string()))?;

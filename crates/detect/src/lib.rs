@@ -11,6 +11,7 @@ pub mod detector;
 mod error;
 pub mod traits;
 pub mod trw;
+pub mod write;
 
 pub use alert::{Alert, ScanKind, SourceSummary};
 pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};

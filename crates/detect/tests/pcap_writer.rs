@@ -22,18 +22,9 @@ pub fn tcp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> 
 /// A legacy pcap file (microseconds, LINKTYPE_RAW) of `(ts_us, packet)`.
 pub fn pcap(packets: &[(u64, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&101u32.to_le_bytes());
+    portolan_detect::write::pcap_header(&mut out, 101);
     for (ts, p) in packets {
-        out.extend_from_slice(&((ts / 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        out.extend_from_slice(p);
+        portolan_detect::write::pcap_record(&mut out, *ts, p);
     }
     out
 }

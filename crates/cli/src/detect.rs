@@ -1,0 +1,197 @@
+//! `portolan detect --pcap FILE...`: reads capture files (pcap, pcapng,
+//! gzip'd or not) through `portolan-detect`, writes each alert as one JSON
+//! line on standard output (or `-o FILE`), a summary table on standard
+//! error, and exits 1 when a scan was detected, 0 when none was, 2 on bad
+//! usage, 3 when a capture file cannot be read (the error names its offset). Flags and the terminal only: the work is in `portolan-detect`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use portolan_detect::{Detector, DetectorConfig, decode, read_capture};
+
+use crate::args::UsageError;
+
+const USAGE: &str = "usage: portolan detect --pcap FILE... [-o ALERTS.jsonl] [--no-summary]\n\
+\n\
+Reads capture files (pcap or pcapng, gzip'd or not) and reports port scans:\n\
+Threshold Random Walk over first contacts (horizontal and strobe sweeps)\n\
+and refused ports per host (vertical scans), for TCP, UDP, SCTP and ICMP.\n\
+Alerts are JSON lines with their evidence on standard output (or -o FILE);\n\
+a summary table goes to standard error. Exit status: 1 if a scan was\n\
+detected, 0 if none, 2 on bad usage, 3 when a capture cannot be read.\n";
+
+#[derive(Debug, Default)]
+struct DetectArgs {
+    pcaps: Vec<PathBuf>,
+    output: Option<PathBuf>,
+    summary: bool,
+}
+
+fn parse(args: &[String]) -> Result<Option<DetectArgs>, UsageError> {
+    let mut a = DetectArgs {
+        summary: true,
+        ..DetectArgs::default()
+    };
+    let mut rest = args.iter().peekable();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--pcap" | "-r" => {
+                let before = a.pcaps.len();
+                while let Some(f) = rest.next_if(|f| !f.starts_with('-')) {
+                    a.pcaps.push(PathBuf::from(f));
+                }
+                if a.pcaps.len() == before {
+                    return Err(UsageError(format!("detect: {arg} needs a capture file")));
+                }
+            }
+            "-o" | "--output" => {
+                let f = rest
+                    .next()
+                    .ok_or_else(|| UsageError(format!("detect: {arg} needs a file name")))?;
+                a.output = Some(PathBuf::from(f));
+            }
+            "--no-summary" => a.summary = false,
+            "--iface" | "-i" => {
+                return Err(UsageError(
+                    "detect: --iface (live capture) is not implemented yet; use --pcap".into(),
+                ));
+            }
+            other => {
+                return Err(UsageError(format!(
+                    "detect: unknown argument {other} (see portolan detect --help)"
+                )));
+            }
+        }
+    }
+    if a.pcaps.is_empty() {
+        return Err(UsageError(
+            "detect: give --pcap FILE...; see portolan detect --help".into(),
+        ));
+    }
+    Ok(Some(a))
+}
+
+/// Runs `portolan detect` with the arguments after `detect`.
+pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
+    let Some(args) = parse(args)? else {
+        print!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let mut detector = Detector::new(DetectorConfig::default());
+    let (mut packets, mut undecoded, mut last_ts, mut alerts) = (0u64, 0u64, 0u64, 0u64);
+    let mut write_err = None;
+    let mut emit = |d: &mut Detector, out: &mut dyn Write| {
+        for alert in d.drain_alerts() {
+            alerts += 1;
+            let line = serde_json::to_string(&alert).expect("alerts serialise");
+            if let Err(e) = writeln!(out, "{line}") {
+                write_err.get_or_insert(e);
+            }
+        }
+    };
+    for path in &args.pcaps {
+        let read = read_capture(path, |p| {
+            packets += 1;
+            last_ts = last_ts.max(p.ts_ns);
+            match decode(p.linktype, p.ts_ns, p.data) {
+                Some(e) => detector.observe(&e),
+                None => undecoded += 1,
+            }
+        });
+        let stats = match read {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Not "detected" (1) nor usage (2): the input is bad.
+                let _ = out.flush();
+                eprintln!("portolan: error: {e}");
+                return Ok(ExitCode::from(3));
+            }
+        };
+        emit(&mut detector, &mut out);
+        if stats.truncated {
+            eprintln!(
+                "portolan: warning: {} ends in the middle of a record (read up to there)",
+                path.display()
+            );
+        }
+    }
+    detector.finish(last_ts);
+    emit(&mut detector, &mut out);
+    if let Some(e) = write_err {
+        return Err(e).context("cannot write alerts");
+    }
+    out.flush().context("cannot write alerts")?;
+    if args.summary {
+        let mut err = io::stderr().lock();
+        writeln!(
+            err,
+            "{packets} packets read ({undecoded} not IP/TCP/UDP/ICMP/SCTP), {alerts} alerts"
+        )?;
+        let rows: Vec<_> = detector
+            .summary()
+            .into_iter()
+            .filter(|r| !r.kinds.is_empty())
+            .collect();
+        if !rows.is_empty() {
+            writeln!(
+                err,
+                "{:<40} {:>8} {:>8} {:>8}  KINDS",
+                "SOURCE", "PROBES", "FAILED", "HOSTS"
+            )?;
+            for r in rows {
+                let kinds: Vec<String> = r
+                    .kinds
+                    .iter()
+                    .map(|k| format!("{k:?}").to_lowercase())
+                    .collect();
+                writeln!(
+                    err,
+                    "{:<40} {:>8} {:>8} {:>8}  {}",
+                    r.source.to_string(),
+                    r.probes,
+                    r.failures,
+                    r.targets,
+                    kinds.join(",")
+                )?;
+            }
+        }
+    }
+    Ok(if alerts > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Option<DetectArgs>, String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        parse(&args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn arguments() {
+        let a = p(&["--pcap", "a.pcap", "b.pcapng.gz", "-o", "x.jsonl"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.pcaps.len(), 2);
+        assert_eq!(a.output, Some("x.jsonl".into()));
+        assert!(p(&["--help"]).unwrap().is_none());
+        assert!(p(&[]).is_err());
+        assert!(p(&["--pcap"]).is_err());
+        assert!(p(&["--bogus"]).is_err());
+    }
+}
