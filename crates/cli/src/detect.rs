@@ -10,23 +10,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portolan_detect::{Detector, DetectorConfig, decode, read_capture};
+use portolan_detect::{Allowlist, Detector, DetectorConfig, decode, read_capture};
 
 use crate::args::UsageError;
 
-const USAGE: &str = "usage: portolan detect --pcap FILE... [-o ALERTS.jsonl] [--no-summary]\n\
+const USAGE: &str = "usage: portolan detect --pcap FILE... [-o ALERTS.jsonl] [--allow CIDR,...] [--no-summary]\n\
 \n\
 Reads capture files (pcap or pcapng, gzip'd or not) and reports port scans:\n\
 Threshold Random Walk over first contacts (horizontal and strobe sweeps)\n\
 and refused ports per host (vertical scans), for TCP, UDP, SCTP and ICMP.\n\
 Alerts are JSON lines with their evidence on standard output (or -o FILE);\n\
-a summary table goes to standard error. Exit status: 1 if a scan was\n\
+a summary table goes to standard error. --allow labels authorised\n\
+scanners' alerts (\"allowlisted\":true); they are never hidden. Exit status: 1 if a scan was\n\
 detected, 0 if none, 2 on bad usage, 3 when a capture cannot be read.\n";
 
 #[derive(Debug, Default)]
 struct DetectArgs {
     pcaps: Vec<PathBuf>,
     output: Option<PathBuf>,
+    allow: Vec<ipnet::IpNet>,
     summary: bool,
 }
 
@@ -55,6 +57,22 @@ fn parse(args: &[String]) -> Result<Option<DetectArgs>, UsageError> {
                 a.output = Some(PathBuf::from(f));
             }
             "--no-summary" => a.summary = false,
+            "--allow" => {
+                let list = rest.next().ok_or_else(|| {
+                    UsageError("detect: --allow needs addresses or networks".into())
+                })?;
+                for item in list.split(',').filter(|i| !i.is_empty()) {
+                    let net = item
+                        .parse::<ipnet::IpNet>()
+                        .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            UsageError(format!(
+                                "detect: --allow: {item:?} is not an address or network"
+                            ))
+                        })?;
+                    a.allow.push(net);
+                }
+            }
             "--iface" | "-i" => {
                 return Err(UsageError(
                     "detect: --iface (live capture) is not implemented yet; use --pcap".into(),
@@ -87,7 +105,8 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         )),
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
-    let mut detector = Detector::new(DetectorConfig::default());
+    let mut detector =
+        Detector::new(DetectorConfig::default()).with_allowlist(Allowlist::new(args.allow.clone()));
     let (mut packets, mut undecoded, mut last_ts, mut alerts) = (0u64, 0u64, 0u64, 0u64);
     let mut write_err = None;
     let mut emit = |d: &mut Detector, out: &mut dyn Write| {
@@ -193,5 +212,10 @@ mod tests {
         assert!(p(&[]).is_err());
         assert!(p(&["--pcap"]).is_err());
         assert!(p(&["--bogus"]).is_err());
+        let a = p(&["--allow", "198.18.0.0/15,fd00::1", "--pcap", "a"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.allow.len(), 2);
+        assert!(p(&["--allow", "scanner.example", "--pcap", "a"]).is_err());
     }
 }

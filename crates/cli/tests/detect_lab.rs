@@ -186,6 +186,18 @@ fn detect_exit_codes_say_detected_clean_usage_and_bad_input() {
         "summary names the source"
     );
 
+    // An authorised scanner is labelled, still reported, still exit 1.
+    let out = Command::new(portolan_bin())
+        .args(["detect", "--allow", "198.18.0.0/24", "--pcap"])
+        .arg(&scanned)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let alert: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(alert["allowlisted"], true);
+    assert_eq!(alerts[0]["allowlisted"], false);
+
     let quiet = write_pcap(&dir, "quiet.pcap", &sweep[..2]);
     let (out, alerts) = detect(&[&quiet]);
     assert_eq!(out.status.code(), Some(0));

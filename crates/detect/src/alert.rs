@@ -52,6 +52,9 @@ pub struct Alert {
     pub confidence: f32,
     /// Scanner traits seen in the source's probes (evidence only).
     pub traits: Vec<&'static str>,
+    /// The source is on the allowlist (an authorised scanner): labelled,
+    /// never hidden.
+    pub allowlisted: bool,
 }
 
 /// One source's totals at the end of the input.

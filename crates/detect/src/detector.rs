@@ -36,6 +36,22 @@ pub struct DetectorConfig {
     pub horizontal_ports: usize,
 }
 
+/// Authorised scanners: networks whose alerts are labelled `allowlisted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist(Vec<ipnet::IpNet>);
+
+impl Allowlist {
+    /// An allowlist of `networks`.
+    pub fn new(networks: Vec<ipnet::IpNet>) -> Self {
+        Self(networks)
+    }
+
+    /// Whether `addr` is on the list.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(&addr))
+    }
+}
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
@@ -74,6 +90,7 @@ pub struct Detector {
     initiated: HashSet<(IpAddr, IpAddr)>,
     sources: HashMap<IpAddr, Source>,
     alerts: Vec<Alert>,
+    allowlist: Allowlist,
 }
 
 impl Detector {
@@ -87,7 +104,14 @@ impl Detector {
             initiated: HashSet::new(),
             sources: HashMap::new(),
             alerts: Vec::new(),
+            allowlist: Allowlist::default(),
         }
+    }
+
+    /// Labels alerts from `allowlist`'s sources.
+    pub fn with_allowlist(mut self, allowlist: Allowlist) -> Self {
+        self.allowlist = allowlist;
+        self
     }
 
     /// Feeds one event; alerts it causes are queued for [`Self::drain_alerts`].
@@ -258,6 +282,7 @@ impl Detector {
                 trw_llr: if target.is_some() { 0.0 } else { src.llr },
                 confidence,
                 traits: src.traits.clone(),
+                allowlisted: self.allowlist.contains(src_ip),
             });
         }
     }
@@ -323,6 +348,24 @@ mod tests {
         assert_eq!(alerts[0].kind, ScanKind::Horizontal);
         assert_eq!(alerts[0].source, scanner);
         assert_eq!(alerts[0].decision_step, 4);
+    }
+
+    #[test]
+    fn allowlisted_scanner_is_labelled_not_hidden() {
+        let net: ipnet::IpNet = "198.18.0.0/30".parse().unwrap();
+        let mut d =
+            Detector::new(DetectorConfig::default()).with_allowlist(Allowlist::new(vec![net]));
+        for (scanner, base) in [(ip(1), 100u8), (ip(9), 150)] {
+            for h in 0..5u8 {
+                d.observe(&syn(u64::from(h), scanner, ip(base + h), 22));
+            }
+        }
+        d.finish(10 * SEC);
+        let mut alerts = d.drain_alerts();
+        alerts.sort_by_key(|a| a.source);
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert_eq!((alerts[0].source, alerts[0].allowlisted), (ip(1), true));
+        assert_eq!((alerts[1].source, alerts[1].allowlisted), (ip(9), false));
     }
 
     #[test]

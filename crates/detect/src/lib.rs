@@ -16,5 +16,5 @@ pub mod write;
 pub use alert::{Alert, ScanKind, SourceSummary};
 pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
 pub use decode::{EventKind, FlowEvent, Proto, decode};
-pub use detector::{Detector, DetectorConfig};
+pub use detector::{Allowlist, Detector, DetectorConfig};
 pub use error::CaptureError;
