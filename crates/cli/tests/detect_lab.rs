@@ -1,7 +1,8 @@
 //! `portolan detect` on captures the test makes itself: tcpdump in each
 //! lab target's namespace records Portolan's SYN scan, nmap's `-T4` SYN
 //! scan and a benign client's many HTTP connections; the detector must
-//! flag both scanners (vertical, right source) and not the client. Plus the
+//! flag every scanner (vertical, right source and protocol: Portolan -sS,
+//! nmap -sS at -T3 and -T4, nmap -sU at -T5) and not the client. Plus the
 //! exit codes on synthetic and broken files.
 
 use std::net::Ipv4Addr;
@@ -56,17 +57,18 @@ fn capture(namespace: &portolan_lab::Namespace, file: &Path) -> portolan_lab::Da
 }
 
 #[test]
-fn lab_scans_by_portolan_and_nmap_are_flagged_and_a_busy_client_is_not() {
-    let lab = lab_or_skip!(Lab::builder().hosts(3));
+fn lab_scans_by_portolan_and_nmap_t3_t4_t5_udp_are_flagged_and_a_busy_client_is_not() {
+    let lab = lab_or_skip!(Lab::builder().hosts(5).without_icmp_rate_limits());
     let (portolan_target, web, nmap_target) = (lab.host(0), lab.host(1), lab.host(2));
+    let (udp_target, t3_target) = (lab.host(3), lab.host(4));
     let _open = portolan_target.listen_tcp([22, 80]).unwrap();
     let _web = web.listen_tcp([80]).unwrap();
     let _nmap_open = nmap_target.listen_tcp([443]).unwrap();
     let dir = scratch_dir();
     // The defenders' view: one capture in each target's namespace (the
     // scanner's raw ring bypasses its own namespace's taps).
-    let pcaps: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("host{i}.pcap"))).collect();
-    let tcpdumps: Vec<_> = (0..3)
+    let pcaps: Vec<PathBuf> = (0..5).map(|i| dir.join(format!("host{i}.pcap"))).collect();
+    let tcpdumps: Vec<_> = (0..5)
         .map(|i| capture(lab.host(i).namespace(), &pcaps[i]))
         .collect();
 
@@ -86,6 +88,20 @@ fn lab_scans_by_portolan_and_nmap_are_flagged_and_a_busy_client_is_not() {
         .output()
         .unwrap();
     assert_success(&nmap);
+    for (target, args) in [
+        (udp_target, &["-sU", "-T5", "-p", "1-30"][..]),
+        (t3_target, &["-sS", "-T3", "-p", "1-100"][..]),
+    ] {
+        let out = lab
+            .scanner()
+            .command("nmap")
+            .args(["-Pn", "-n", "--max-retries", "1"])
+            .args(args)
+            .arg(target.ipv4().to_string())
+            .output()
+            .unwrap();
+        assert_success(&out);
+    }
     let client = lab
         .scanner()
         .command("bash")
@@ -123,6 +139,16 @@ fn lab_scans_by_portolan_and_nmap_are_flagged_and_a_busy_client_is_not() {
     assert!(
         flagged(nmap_target.scanner_ipv4(), nmap_target.ipv4()),
         "nmap -T4 not flagged: {alerts:?}"
+    );
+    assert!(
+        flagged(t3_target.scanner_ipv4(), t3_target.ipv4()),
+        "nmap -T3 not flagged: {alerts:?}"
+    );
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "vertical"
+            && a["proto"] == "udp"
+            && a["source"] == udp_target.scanner_ipv4().to_string()),
+        "nmap -sU -T5 not flagged: {alerts:?}"
     );
     assert!(
         alerts
