@@ -10,18 +10,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portolan_detect::{Allowlist, Detector, DetectorConfig, decode, read_capture};
+use portolan_detect::{Allowlist, Detector, DetectorConfig, PortWatch, decode, read_capture};
 
 use crate::args::UsageError;
 
-const USAGE: &str = "usage: portolan detect --pcap FILE... [-o ALERTS.jsonl] [--allow CIDR,...] [--no-summary]\n\
+const USAGE: &str = "usage: portolan detect --pcap FILE... [-o ALERTS.jsonl] [--allow CIDR,...]\n\
+       [--watch WATCH.jsonl] [--watch-window SECONDS] [--no-summary]\n\
 \n\
 Reads capture files (pcap or pcapng, gzip'd or not) and reports port scans:\n\
 Threshold Random Walk over first contacts (horizontal and strobe sweeps)\n\
 and refused ports per host (vertical scans), for TCP, UDP, SCTP and ICMP.\n\
 Alerts are JSON lines with their evidence on standard output (or -o FILE);\n\
 a summary table goes to standard error. --allow labels authorised\n\
-scanners' alerts (\"allowlisted\":true); they are never hidden. Exit status: 1 if a scan was\n\
+scanners' alerts (\"allowlisted\":true); they are never hidden. --watch\n\
+writes the exploitable-port watch (probes and sources per risky port per\n\
+window, default 3600 s) as JSON lines; the summary shows it too. Exit status: 1 if a scan was\n\
 detected, 0 if none, 2 on bad usage, 3 when a capture cannot be read.\n";
 
 #[derive(Debug, Default)]
@@ -29,12 +32,15 @@ struct DetectArgs {
     pcaps: Vec<PathBuf>,
     output: Option<PathBuf>,
     allow: Vec<ipnet::IpNet>,
+    watch: Option<PathBuf>,
+    watch_window: u64,
     summary: bool,
 }
 
 fn parse(args: &[String]) -> Result<Option<DetectArgs>, UsageError> {
     let mut a = DetectArgs {
         summary: true,
+        watch_window: 3600,
         ..DetectArgs::default()
     };
     let mut rest = args.iter().peekable();
@@ -57,6 +63,21 @@ fn parse(args: &[String]) -> Result<Option<DetectArgs>, UsageError> {
                 a.output = Some(PathBuf::from(f));
             }
             "--no-summary" => a.summary = false,
+            "--watch" => {
+                let f = rest
+                    .next()
+                    .ok_or_else(|| UsageError("detect: --watch needs a file name".into()))?;
+                a.watch = Some(PathBuf::from(f));
+            }
+            "--watch-window" => {
+                a.watch_window = rest
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&v: &u64| v > 0)
+                    .ok_or_else(|| {
+                        UsageError("detect: --watch-window needs a number of seconds".into())
+                    })?;
+            }
             "--allow" => {
                 let list = rest.next().ok_or_else(|| {
                     UsageError("detect: --allow needs addresses or networks".into())
@@ -107,6 +128,7 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     };
     let mut detector =
         Detector::new(DetectorConfig::default()).with_allowlist(Allowlist::new(args.allow.clone()));
+    let mut watch = PortWatch::new(args.watch_window);
     let (mut packets, mut undecoded, mut last_ts, mut alerts) = (0u64, 0u64, 0u64, 0u64);
     let mut write_err = None;
     let mut emit = |d: &mut Detector, out: &mut dyn Write| {
@@ -123,7 +145,10 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
             packets += 1;
             last_ts = last_ts.max(p.ts_ns);
             match decode(p.linktype, p.ts_ns, p.data) {
-                Some(e) => detector.observe(&e),
+                Some(e) => {
+                    detector.observe(&e);
+                    watch.observe(&e);
+                }
                 None => undecoded += 1,
             }
         });
@@ -150,6 +175,18 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         return Err(e).context("cannot write alerts");
     }
     out.flush().context("cannot write alerts")?;
+    let watch_rows = watch.rows();
+    if let Some(path) = &args.watch {
+        let mut w = BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        for row in &watch_rows {
+            let line = serde_json::to_string(row).expect("watch rows serialise");
+            writeln!(w, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        w.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if args.summary {
         let mut err = io::stderr().lock();
         writeln!(
@@ -183,6 +220,22 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
                     kinds.join(",")
                 )?;
             }
+        }
+    }
+    if args.summary && !watch_rows.is_empty() {
+        let mut err = io::stderr().lock();
+        writeln!(
+            err,
+            "\nRISKY PORTS {:>12} {:>10} {:>8} {:>8}",
+            "WINDOW", "PORT", "PROBES", "SOURCES"
+        )?;
+        for r in &watch_rows {
+            let port = format!("{}/{}", r.port, format!("{:?}", r.proto).to_lowercase());
+            writeln!(
+                err,
+                "{:<11} {:>12} {:>10} {:>8} {:>8}",
+                r.service, r.window_start, port, r.probes, r.sources
+            )?;
         }
     }
     Ok(if alerts > 0 {

@@ -212,6 +212,32 @@ fn detect_exit_codes_say_detected_clean_usage_and_bad_input() {
         "summary names the source"
     );
 
+    // The sweep of telnet shows in the exploitable-port watch.
+    let watch = dir.join("watch.jsonl");
+    let out = Command::new(portolan_bin())
+        .args(["detect", "--watch"])
+        .arg(&watch)
+        .arg("--pcap")
+        .arg(&scanned)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&watch)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0]["port"].as_u64(),
+            rows[0]["probes"].as_u64(),
+            rows[0]["sources"].as_u64()
+        ),
+        (Some(23), Some(10), Some(1))
+    );
+    assert_eq!(rows[0]["service"], "telnet");
+
     // An authorised scanner is labelled, still reported, still exit 1.
     let out = Command::new(portolan_bin())
         .args(["detect", "--allow", "198.18.0.0/24", "--pcap"])

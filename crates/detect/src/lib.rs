@@ -11,6 +11,7 @@ pub mod detector;
 mod error;
 pub mod traits;
 pub mod trw;
+pub mod watch;
 pub mod write;
 
 pub use alert::{Alert, ScanKind, SourceSummary};
@@ -18,3 +19,4 @@ pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
 pub use decode::{EventKind, FlowEvent, Proto, decode};
 pub use detector::{Allowlist, Detector, DetectorConfig};
 pub use error::CaptureError;
+pub use watch::{PortWatch, WatchRow};
