@@ -191,7 +191,8 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         let mut err = io::stderr().lock();
         writeln!(
             err,
-            "{packets} packets read ({undecoded} not IP/TCP/UDP/ICMP/SCTP), {alerts} alerts"
+            "{packets} packets read ({undecoded} not IP/TCP/UDP/ICMP/SCTP), {alerts} alerts, {} trackers evicted by the memory budget",
+            detector.evictions()
         )?;
         let rows: Vec<_> = detector
             .summary()

@@ -34,6 +34,11 @@ pub struct DetectorConfig {
     pub vertical_ports: u32,
     /// Most distinct ports a sweep may touch and still be "horizontal".
     pub horizontal_ports: usize,
+    /// Most sources tracked at once; past it the least recently seen
+    /// eighth is evicted (counted in [`Detector::evictions`]).
+    pub max_sources: usize,
+    /// Most (initiator, responder) pairs remembered; same eviction.
+    pub max_pairs: usize,
 }
 
 /// Authorised scanners: networks whose alerts are labelled `allowlisted`.
@@ -59,6 +64,8 @@ impl Default for DetectorConfig {
             answer_timeout_ns: 3_000_000_000,
             vertical_ports: 5,
             horizontal_ports: 1,
+            max_sources: 100_000,
+            max_pairs: 1_000_000,
         }
     }
 }
@@ -68,6 +75,7 @@ type ProbeKey = (IpAddr, IpAddr, Proto, u16);
 #[derive(Debug, Default)]
 struct Source {
     first_ns: u64,
+    last_ns: u64,
     probes: u64,
     failures: u64,
     llr: f32,
@@ -87,10 +95,11 @@ pub struct Detector {
     trw: Trw,
     pending: HashMap<ProbeKey, u64>,
     order: VecDeque<(u64, ProbeKey)>,
-    initiated: HashSet<(IpAddr, IpAddr)>,
+    initiated: HashMap<(IpAddr, IpAddr), u64>,
     sources: HashMap<IpAddr, Source>,
     alerts: Vec<Alert>,
     allowlist: Allowlist,
+    evictions: u64,
 }
 
 impl Detector {
@@ -101,10 +110,11 @@ impl Detector {
             trw: Trw::new(config.trw),
             pending: HashMap::new(),
             order: VecDeque::new(),
-            initiated: HashSet::new(),
+            initiated: HashMap::new(),
             sources: HashMap::new(),
             alerts: Vec::new(),
             allowlist: Allowlist::default(),
+            evictions: 0,
         }
     }
 
@@ -128,15 +138,24 @@ impl Detector {
                 if e.proto == Proto::Icmp {
                     // Echo requests: one probe per host.
                 }
-                if self.initiated.contains(&(e.dst, e.src)) {
+                if self.initiated.contains_key(&(e.dst, e.src)) {
                     return; // the other side spoke first: a reply path
                 }
-                self.initiated.insert((e.src, e.dst));
+                self.initiated.insert((e.src, e.dst), e.ts_ns);
+                if self.initiated.len() > self.config.max_pairs {
+                    self.evictions += evict_oldest(&mut self.initiated, |t| *t);
+                }
+                if !self.sources.contains_key(&e.src)
+                    && self.sources.len() >= self.config.max_sources
+                {
+                    self.evictions += evict_oldest(&mut self.sources, |s| s.last_ns);
+                }
                 let key = (e.src, e.dst, e.proto, e.dport);
                 let src = self.sources.entry(e.src).or_default();
                 if src.probes == 0 {
                     src.first_ns = e.ts_ns;
                 }
+                src.last_ns = e.ts_ns;
                 src.probes += 1;
                 if src.proto.is_none() {
                     src.proto = Some(e.proto);
@@ -165,6 +184,11 @@ impl Detector {
             }
             EventKind::Other => {}
         }
+    }
+
+    /// Trackers evicted by the memory budget so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
     }
 
     /// Takes the alerts decided so far.
@@ -288,6 +312,32 @@ impl Detector {
     }
 }
 
+/// Evicts the least recently seen eighth (at least one) of `map`: a batch,
+/// so the O(n) selection is paid once per n/8 insertions.
+fn evict_oldest<K: Copy + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    seen: impl Fn(&V) -> u64,
+) -> u64 {
+    let mut ages: Vec<u64> = map.values().map(&seen).collect();
+    let n = (ages.len() / 8).max(1);
+    if ages.is_empty() {
+        return 0;
+    }
+    let (_, cut, _) = ages.select_nth_unstable(n - 1);
+    let cut = *cut;
+    let before = map.len();
+    let mut left = n;
+    map.retain(|_, v| {
+        if left > 0 && seen(v) <= cut {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
+    (before - map.len()) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -366,6 +416,31 @@ mod tests {
         assert_eq!(alerts.len(), 2, "{alerts:?}");
         assert_eq!((alerts[0].source, alerts[0].allowlisted), (ip(1), true));
         assert_eq!((alerts[1].source, alerts[1].allowlisted), (ip(9), false));
+    }
+
+    #[test]
+    fn memory_budget_evicts_least_recently_seen_sources_and_counts_them() {
+        let config = DetectorConfig {
+            max_sources: 16,
+            ..DetectorConfig::default()
+        };
+        let mut d = Detector::new(config);
+        // 100 one-probe sources, then a scanner: it is still detected.
+        for i in 0..100u32 {
+            let src = IpAddr::V4(Ipv4Addr::from(0xc612_1000 + i));
+            d.observe(&syn(u64::from(i), src, ip(1), 443));
+            d.observe(&synack(u64::from(i) + 1, ip(1), src, 443));
+        }
+        assert!(d.sources.len() <= 16);
+        assert!(d.evictions() >= 84, "{}", d.evictions());
+        let scanner = ip(7);
+        for h in 0..6u8 {
+            d.observe(&syn(1000 + u64::from(h), scanner, ip(100 + h), 23));
+            d.observe(&rst(1001 + u64::from(h), ip(100 + h), scanner, 23));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].source, scanner);
     }
 
     #[test]
