@@ -444,6 +444,30 @@ mod tests {
     }
 
     #[test]
+    fn nmap_t0_pace_one_probe_every_five_minutes_is_still_flagged() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (scanner, target) = (ip(1), ip(200));
+        // A closed port answers RST; silence on the filtered ones.
+        for (i, port) in [21u16, 22, 23, 25, 80, 110].into_iter().enumerate() {
+            let t = i as u64 * 300 * SEC;
+            d.observe(&syn(t, scanner, target, port));
+            if port % 2 == 1 {
+                d.observe(&rst(t + SEC / 100, target, scanner, port));
+            }
+        }
+        d.finish(1800 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, ScanKind::Vertical);
+        // Decided at the fifth failed port, 20 minutes in (plus the timeout).
+        assert!(
+            alerts[0].decided_at >= 1200.0 && alerts[0].decided_at <= 1204.0,
+            "{}",
+            alerts[0].decided_at
+        );
+    }
+
+    #[test]
     fn silence_counts_as_failure_after_the_answer_timeout() {
         let mut d = Detector::new(DetectorConfig::default());
         let scanner = ip(1);
