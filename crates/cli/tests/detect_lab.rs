@@ -267,3 +267,45 @@ fn detect_exit_codes_say_detected_clean_usage_and_bad_input() {
         .unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn lab_sweep_of_one_port_across_a_segment_is_horizontal_with_its_source() {
+    let lab = lab_or_skip!(Lab::builder().segment(6).without_icmp_rate_limits());
+    let hosts = lab.segment(0).hosts();
+    let dir = scratch_dir();
+    let pcaps: Vec<PathBuf> = (0..hosts.len())
+        .map(|i| dir.join(format!("seg{i}.pcap")))
+        .collect();
+    let tcpdumps: Vec<_> = hosts
+        .iter()
+        .zip(&pcaps)
+        .map(|(h, f)| capture(h.namespace(), f))
+        .collect();
+    let targets: Vec<String> = hosts.iter().map(|h| h.ipv4().to_string()).collect();
+    let sweep = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-Pn", "-T4", "-p", "23", "--no-progress"])
+        .args(&targets)
+        .output()
+        .unwrap();
+    assert_success(&sweep);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdumps);
+    let files: Vec<&Path> = pcaps.iter().map(PathBuf::as_path).collect();
+    let (out, alerts) = detect(&files);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let source = hosts[0].scanner_ipv4().to_string();
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "horizontal"
+            && a["source"] == source
+            && a["ports"] == serde_json::json!([23])),
+        "{alerts:?}"
+    );
+    assert!(alerts.iter().all(|a| a["kind"] != "vertical"), "{alerts:?}");
+}
