@@ -10,6 +10,7 @@
 
 mod args;
 mod audit;
+mod detect;
 mod diff;
 mod flags;
 mod history;
@@ -66,6 +67,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("history") => return history::run(&argv[2..]),
         Some("diff") => return Ok(diff::run(&argv[2..])),
         Some("audit") => return Ok(audit::run(&argv[2..])),
+        Some("detect") => return detect::run(&argv[2..]),
         _ => {}
     }
     let (argv, config) = if argv.get(1).map(String::as_str) == Some("--resume") {

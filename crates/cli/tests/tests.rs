@@ -7,6 +7,7 @@ mod util;
 
 mod bad_input;
 mod connect_lab;
+mod detect_lab;
 mod discovery_lab;
 mod dns_lab;
 mod firewall_lab;

@@ -1,0 +1,73 @@
+//! Alerts and the per-source summary: plain serde values; the binary
+//! writes them as JSON lines (serde_json escapes every string).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::decode::Proto;
+
+/// The kind of scan an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ScanKind {
+    /// Many ports of one host.
+    Vertical,
+    /// One port across many hosts (TRW decided).
+    Horizontal,
+    /// A few ports across many hosts (TRW decided).
+    Strobe,
+}
+
+/// One detection, with the evidence that proved it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// What kind of scan.
+    pub kind: ScanKind,
+    /// The scanning source.
+    pub source: IpAddr,
+    /// The protocol of the probes that decided.
+    pub proto: Proto,
+    /// First probe seen from the source, seconds since the epoch.
+    pub first_seen: f64,
+    /// The probe that decided, seconds since the epoch.
+    pub decided_at: f64,
+    /// Probes (connection attempts) seen from the source so far.
+    pub probes: u64,
+    /// Failed first contacts and failed ports so far.
+    pub failures: u64,
+    /// The step (the n-th resolved contact of this detector) that decided.
+    pub decision_step: u32,
+    /// Distinct hosts the source probed.
+    pub targets: u32,
+    /// For a vertical scan: the host scanned.
+    pub target: Option<IpAddr>,
+    /// Distinct ports touched (the first 32 kept).
+    pub ports: Vec<u16>,
+    /// TRW's log-likelihood ratio at the decision (0 for vertical).
+    pub trw_llr: f32,
+    /// How sure: 0..1 (TRW: 1 − P_F at the threshold; vertical: failed
+    /// share of the host's probed ports).
+    pub confidence: f32,
+    /// Scanner traits seen in the source's probes (evidence only).
+    pub traits: Vec<&'static str>,
+    /// The source is on the allowlist (an authorised scanner): labelled,
+    /// never hidden.
+    pub allowlisted: bool,
+}
+
+/// One source's totals at the end of the input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceSummary {
+    /// The source.
+    pub source: IpAddr,
+    /// Probes sent.
+    pub probes: u64,
+    /// Failed probes.
+    pub failures: u64,
+    /// Distinct hosts probed.
+    pub targets: u32,
+    /// Kinds detected.
+    pub kinds: Vec<ScanKind>,
+}

@@ -1,0 +1,609 @@
+//! The detector: a sans-IO state machine driven by packet timestamps. It
+//! pairs each probe with its answer (SYN → SYN+ACK or RST, UDP → ICMP port
+//! unreachable, INIT → INIT-ACK or ABORT, silence past `answer_timeout`
+//! is a failure), feeds first contacts with distinct hosts to TRW per
+//! source (horizontal and strobe sweeps) and failed distinct ports per
+//! (source, host) to the vertical test. Remotes that a host contacted
+//! first are never counted against that host's answers.
+//!
+//! Contract: no panic; per-source state is capped (`MAX_PORTS`,
+//! `MAX_HOST_PORTS`); the hot path allocates only when a new source, host
+//! pair or probe key is first seen (hash-map growth).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use crate::alert::{Alert, ScanKind, SourceSummary};
+use crate::decode::{EventKind, FlowEvent, Proto};
+use crate::traits::scanner_traits;
+use crate::trw::{Trw, TrwParams, Verdict};
+
+/// Ports kept per source for the evidence.
+const MAX_PORTS: usize = 32;
+/// Distinct failed ports kept per (source, host).
+const MAX_HOST_PORTS: usize = 64;
+
+/// The detector's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorConfig {
+    /// TRW parameters.
+    pub trw: TrwParams,
+    /// Silence after a probe longer than this is a failure (ns).
+    pub answer_timeout_ns: u64,
+    /// Distinct failed ports on one host that make a vertical scan.
+    pub vertical_ports: u32,
+    /// Most distinct ports a sweep may touch and still be "horizontal".
+    pub horizontal_ports: usize,
+    /// Most sources tracked at once; past it the least recently seen
+    /// eighth is evicted (counted in [`Detector::evictions`]).
+    pub max_sources: usize,
+    /// Most (initiator, responder) pairs remembered; same eviction.
+    pub max_pairs: usize,
+}
+
+/// Authorised scanners: networks whose alerts are labelled `allowlisted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist(Vec<ipnet::IpNet>);
+
+impl Allowlist {
+    /// An allowlist of `networks`.
+    pub fn new(networks: Vec<ipnet::IpNet>) -> Self {
+        Self(networks)
+    }
+
+    /// Whether `addr` is on the list.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(&addr))
+    }
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            trw: TrwParams::default(),
+            answer_timeout_ns: 3_000_000_000,
+            vertical_ports: 5,
+            horizontal_ports: 1,
+            max_sources: 100_000,
+            max_pairs: 1_000_000,
+        }
+    }
+}
+
+type ProbeKey = (IpAddr, IpAddr, Proto, u16);
+
+#[derive(Debug, Default)]
+struct Source {
+    first_ns: u64,
+    last_ns: u64,
+    probes: u64,
+    failures: u64,
+    llr: f32,
+    steps: u32,
+    hosts: HashSet<IpAddr>,
+    failed_ports: Vec<u16>,
+    host_ports: HashMap<IpAddr, Vec<u16>>,
+    reported: Vec<ScanKind>,
+    traits: Vec<&'static str>,
+    proto: Option<Proto>,
+}
+
+/// Scan detection over a stream of flow events.
+#[derive(Debug)]
+pub struct Detector {
+    config: DetectorConfig,
+    trw: Trw,
+    pending: HashMap<ProbeKey, u64>,
+    order: VecDeque<(u64, ProbeKey)>,
+    initiated: HashMap<(IpAddr, IpAddr), u64>,
+    sources: HashMap<IpAddr, Source>,
+    alerts: Vec<Alert>,
+    allowlist: Allowlist,
+    evictions: u64,
+}
+
+impl Detector {
+    /// A detector with `config`.
+    pub fn new(config: DetectorConfig) -> Self {
+        Self {
+            config,
+            trw: Trw::new(config.trw),
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+            initiated: HashMap::new(),
+            sources: HashMap::new(),
+            alerts: Vec::new(),
+            allowlist: Allowlist::default(),
+            evictions: 0,
+        }
+    }
+
+    /// Labels alerts from `allowlist`'s sources.
+    pub fn with_allowlist(mut self, allowlist: Allowlist) -> Self {
+        self.allowlist = allowlist;
+        self
+    }
+
+    /// Feeds one event; alerts it causes are queued for [`Self::drain_alerts`].
+    pub fn observe(&mut self, e: &FlowEvent) {
+        self.expire(e.ts_ns);
+        match e.kind {
+            EventKind::Attempt => {
+                // A datagram answering a probe is an answer, not a probe.
+                let reverse = (e.dst, e.src, e.proto, e.sport);
+                if e.proto == Proto::Udp && self.pending.contains_key(&reverse) {
+                    self.resolve(reverse, true, e.ts_ns);
+                    return;
+                }
+                if e.proto == Proto::Icmp {
+                    // Echo requests: one probe per host.
+                }
+                if self.initiated.contains_key(&(e.dst, e.src)) {
+                    return; // the other side spoke first: a reply path
+                }
+                self.initiated.insert((e.src, e.dst), e.ts_ns);
+                if self.initiated.len() > self.config.max_pairs {
+                    self.evictions += evict_oldest(&mut self.initiated, |t| *t);
+                }
+                if !self.sources.contains_key(&e.src)
+                    && self.sources.len() >= self.config.max_sources
+                {
+                    self.evictions += evict_oldest(&mut self.sources, |s| s.last_ns);
+                }
+                let key = (e.src, e.dst, e.proto, e.dport);
+                let src = self.sources.entry(e.src).or_default();
+                if src.probes == 0 {
+                    src.first_ns = e.ts_ns;
+                }
+                src.last_ns = e.ts_ns;
+                src.probes += 1;
+                if src.proto.is_none() {
+                    src.proto = Some(e.proto);
+                }
+                for t in scanner_traits(e) {
+                    if !src.traits.contains(&t) {
+                        src.traits.push(t);
+                    }
+                }
+                if let std::collections::hash_map::Entry::Vacant(v) = self.pending.entry(key) {
+                    v.insert(e.ts_ns);
+                    self.order.push_back((e.ts_ns, key));
+                }
+            }
+            EventKind::Accept => {
+                let key = (e.dst, e.src, e.proto, e.sport);
+                self.resolve(key, true, e.ts_ns);
+            }
+            EventKind::Reject => {
+                let key = (e.dst, e.src, e.proto, e.sport);
+                self.resolve(key, false, e.ts_ns);
+            }
+            EventKind::Unreachable { quoted_dst } => {
+                let key = (e.dst, quoted_dst, e.proto, e.dport);
+                self.resolve(key, false, e.ts_ns);
+            }
+            EventKind::Other => {}
+        }
+    }
+
+    /// Trackers evicted by the memory budget so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Takes the alerts decided so far.
+    pub fn drain_alerts(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.alerts)
+    }
+
+    /// Ends the input: every unanswered probe is a failure.
+    pub fn finish(&mut self, now_ns: u64) {
+        self.expire(now_ns.saturating_add(self.config.answer_timeout_ns + 1));
+    }
+
+    /// Per-source totals, sorted by source.
+    pub fn summary(&self) -> Vec<SourceSummary> {
+        let mut rows: Vec<_> = self
+            .sources
+            .iter()
+            .map(|(ip, s)| SourceSummary {
+                source: *ip,
+                probes: s.probes,
+                failures: s.failures,
+                targets: s.hosts.len() as u32,
+                kinds: s.reported.clone(),
+            })
+            .collect();
+        rows.sort_by_key(|r| r.source);
+        rows
+    }
+
+    fn expire(&mut self, now_ns: u64) {
+        while let Some(&(ts, key)) = self.order.front() {
+            if ts.saturating_add(self.config.answer_timeout_ns) >= now_ns {
+                break;
+            }
+            self.order.pop_front();
+            if self.pending.get(&key) == Some(&ts) {
+                self.resolve(key, false, ts.saturating_add(self.config.answer_timeout_ns));
+            }
+        }
+    }
+
+    fn resolve(&mut self, key: ProbeKey, success: bool, now_ns: u64) {
+        if self.pending.remove(&key).is_none() {
+            return;
+        }
+        let (src_ip, dst, proto, port) = key;
+        let Some(src) = self.sources.get_mut(&src_ip) else {
+            return;
+        };
+        if !success {
+            src.failures += 1;
+        }
+        let mut decided = Vec::new();
+        // TRW over first contacts with distinct hosts.
+        if src.hosts.insert(dst) {
+            let (llr, verdict) = self.trw.step(src.llr, success);
+            src.llr = llr;
+            src.steps += 1;
+            if !success && src.failed_ports.len() < MAX_PORTS && !src.failed_ports.contains(&port) {
+                src.failed_ports.push(port);
+            }
+            if verdict == Verdict::Scanner {
+                let kind = if src.failed_ports.len() <= self.config.horizontal_ports {
+                    ScanKind::Horizontal
+                } else {
+                    ScanKind::Strobe
+                };
+                decided.push((kind, None));
+            }
+        } else if !success
+            && src.failed_ports.len() < MAX_PORTS
+            && !src.failed_ports.contains(&port)
+        {
+            src.failed_ports.push(port);
+        }
+        // Vertical: distinct failed ports on one host.
+        if !success && proto != Proto::Icmp {
+            let ports = src.host_ports.entry(dst).or_default();
+            if ports.len() < MAX_HOST_PORTS && !ports.contains(&port) {
+                ports.push(port);
+                if ports.len() as u32 == self.config.vertical_ports {
+                    decided.push((ScanKind::Vertical, Some(dst)));
+                }
+            }
+        }
+        for (kind, target) in decided {
+            if src.reported.contains(&kind) {
+                continue;
+            }
+            src.reported.push(kind);
+            let ports = match target {
+                Some(t) => src.host_ports.get(&t).cloned().unwrap_or_default(),
+                None => src.failed_ports.clone(),
+            };
+            let confidence = match kind {
+                ScanKind::Vertical => 1.0,
+                _ => (1.0 - self.config.trw.p_f) as f32,
+            };
+            self.alerts.push(Alert {
+                kind,
+                source: src_ip,
+                proto: src.proto.unwrap_or(proto),
+                first_seen: src.first_ns as f64 / 1e9,
+                decided_at: now_ns as f64 / 1e9,
+                probes: src.probes,
+                failures: src.failures,
+                decision_step: if target.is_some() {
+                    self.config.vertical_ports
+                } else {
+                    src.steps
+                },
+                targets: src.hosts.len() as u32,
+                target,
+                ports,
+                trw_llr: if target.is_some() { 0.0 } else { src.llr },
+                confidence,
+                traits: src.traits.clone(),
+                allowlisted: self.allowlist.contains(src_ip),
+            });
+        }
+    }
+}
+
+/// Evicts the least recently seen eighth (at least one) of `map`: a batch,
+/// so the O(n) selection is paid once per n/8 insertions.
+fn evict_oldest<K: Copy + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    seen: impl Fn(&V) -> u64,
+) -> u64 {
+    let mut ages: Vec<u64> = map.values().map(&seen).collect();
+    let n = (ages.len() / 8).max(1);
+    if ages.is_empty() {
+        return 0;
+    }
+    let (_, cut, _) = ages.select_nth_unstable(n - 1);
+    let cut = *cut;
+    let before = map.len();
+    let mut left = n;
+    map.retain(|_, v| {
+        if left > 0 && seen(v) <= cut {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
+    (before - map.len()) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::decode::Traits;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
+    }
+
+    fn ev(
+        ts: u64,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: Proto,
+        sport: u16,
+        dport: u16,
+        kind: EventKind,
+    ) -> FlowEvent {
+        FlowEvent {
+            ts_ns: ts,
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            kind,
+            traits: Traits::default(),
+        }
+    }
+
+    fn syn(ts: u64, src: IpAddr, dst: IpAddr, dport: u16) -> FlowEvent {
+        ev(ts, src, dst, Proto::Tcp, 40000, dport, EventKind::Attempt)
+    }
+
+    fn rst(ts: u64, from: IpAddr, to: IpAddr, port: u16) -> FlowEvent {
+        ev(ts, from, to, Proto::Tcp, port, 40000, EventKind::Reject)
+    }
+
+    fn synack(ts: u64, from: IpAddr, to: IpAddr, port: u16) -> FlowEvent {
+        ev(ts, from, to, Proto::Tcp, port, 40000, EventKind::Accept)
+    }
+
+    #[test]
+    fn sweep_of_one_port_is_horizontal_after_four_failed_hosts() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        for h in 0..10u8 {
+            let t = u64::from(h) * SEC / 10;
+            d.observe(&syn(t, scanner, ip(100 + h), 445));
+            d.observe(&rst(t + 1000, ip(100 + h), scanner, 445));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, ScanKind::Horizontal);
+        assert_eq!(alerts[0].source, scanner);
+        assert_eq!(alerts[0].decision_step, 4);
+    }
+
+    #[test]
+    fn allowlisted_scanner_is_labelled_not_hidden() {
+        let net: ipnet::IpNet = "198.18.0.0/30".parse().unwrap();
+        let mut d =
+            Detector::new(DetectorConfig::default()).with_allowlist(Allowlist::new(vec![net]));
+        for (scanner, base) in [(ip(1), 100u8), (ip(9), 150)] {
+            for h in 0..5u8 {
+                d.observe(&syn(u64::from(h), scanner, ip(base + h), 22));
+            }
+        }
+        d.finish(10 * SEC);
+        let mut alerts = d.drain_alerts();
+        alerts.sort_by_key(|a| a.source);
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert_eq!((alerts[0].source, alerts[0].allowlisted), (ip(1), true));
+        assert_eq!((alerts[1].source, alerts[1].allowlisted), (ip(9), false));
+    }
+
+    #[test]
+    fn memory_budget_evicts_least_recently_seen_sources_and_counts_them() {
+        let config = DetectorConfig {
+            max_sources: 16,
+            ..DetectorConfig::default()
+        };
+        let mut d = Detector::new(config);
+        // 100 one-probe sources, then a scanner: it is still detected.
+        for i in 0..100u32 {
+            let src = IpAddr::V4(Ipv4Addr::from(0xc612_1000 + i));
+            d.observe(&syn(u64::from(i), src, ip(1), 443));
+            d.observe(&synack(u64::from(i) + 1, ip(1), src, 443));
+        }
+        assert!(d.sources.len() <= 16);
+        assert!(d.evictions() >= 84, "{}", d.evictions());
+        let scanner = ip(7);
+        for h in 0..6u8 {
+            d.observe(&syn(1000 + u64::from(h), scanner, ip(100 + h), 23));
+            d.observe(&rst(1001 + u64::from(h), ip(100 + h), scanner, 23));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].source, scanner);
+    }
+
+    #[test]
+    fn nmap_t0_pace_one_probe_every_five_minutes_is_still_flagged() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (scanner, target) = (ip(1), ip(200));
+        // A closed port answers RST; silence on the filtered ones.
+        for (i, port) in [21u16, 22, 23, 25, 80, 110].into_iter().enumerate() {
+            let t = i as u64 * 300 * SEC;
+            d.observe(&syn(t, scanner, target, port));
+            if port % 2 == 1 {
+                d.observe(&rst(t + SEC / 100, target, scanner, port));
+            }
+        }
+        d.finish(1800 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, ScanKind::Vertical);
+        // Decided at the fifth failed port, 20 minutes in (plus the timeout).
+        assert!(
+            alerts[0].decided_at >= 1200.0 && alerts[0].decided_at <= 1204.0,
+            "{}",
+            alerts[0].decided_at
+        );
+    }
+
+    #[test]
+    fn silence_counts_as_failure_after_the_answer_timeout() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        for h in 0..4u8 {
+            d.observe(&syn(u64::from(h) * SEC, scanner, ip(100 + h), 80));
+        }
+        assert!(
+            d.drain_alerts().is_empty(),
+            "nothing decided before the timeout"
+        );
+        d.finish(4 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind, ScanKind::Horizontal);
+    }
+
+    #[test]
+    fn a_few_ports_across_hosts_is_strobe() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        for h in 0..6u8 {
+            let port = [22, 80, 443][usize::from(h % 3)];
+            d.observe(&syn(u64::from(h) * SEC / 10, scanner, ip(100 + h), port));
+            d.observe(&rst(
+                u64::from(h) * SEC / 10 + 1,
+                ip(100 + h),
+                scanner,
+                port,
+            ));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind, ScanKind::Strobe);
+    }
+
+    #[test]
+    fn many_refused_ports_of_one_host_is_vertical() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        let target = ip(200);
+        for p in 1..=20u16 {
+            d.observe(&syn(u64::from(p) * 1000, scanner, target, p));
+            d.observe(&rst(u64::from(p) * 1000 + 1, target, scanner, p));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind, ScanKind::Vertical);
+        assert_eq!(alerts[0].target, Some(target));
+        assert_eq!(alerts[0].ports, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn client_with_many_successful_connections_is_not_flagged() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let client = ip(2);
+        for h in 0..200u8 {
+            let t = u64::from(h) * SEC;
+            d.observe(&syn(t, client, ip(h), 443));
+            d.observe(&synack(t + 1000, ip(h), client, 443));
+        }
+        // A few refused among many answered: the walk stays low.
+        for h in 0..3u8 {
+            d.observe(&syn(
+                300 * SEC,
+                client,
+                IpAddr::V4(Ipv4Addr::new(198, 19, 0, h)),
+                443,
+            ));
+        }
+        d.finish(400 * SEC);
+        assert!(d.drain_alerts().is_empty());
+    }
+
+    #[test]
+    fn repeated_contacts_with_one_dead_host_count_once_for_trw() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let client = ip(3);
+        for i in 0..50u64 {
+            d.observe(&syn(i * 10 * SEC, client, ip(250), 443));
+        }
+        d.finish(600 * SEC);
+        assert!(d.drain_alerts().is_empty(), "one host, one port: no scan");
+    }
+
+    #[test]
+    fn answers_to_a_remote_that_spoke_first_are_not_probes() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let server = ip(10);
+        // Clients connect to the server; the server's SYN+ACKs are answers.
+        for h in 0..20u8 {
+            d.observe(&syn(u64::from(h), ip(100 + h), server, 80));
+            d.observe(&synack(u64::from(h) + 1, server, ip(100 + h), 80));
+            // The server sends DNS-like UDP back to each client first contacted by them.
+            d.observe(&ev(
+                u64::from(h) + 2,
+                server,
+                ip(100 + h),
+                Proto::Udp,
+                80,
+                40000,
+                EventKind::Attempt,
+            ));
+        }
+        d.finish(100 * SEC);
+        assert!(d.drain_alerts().is_empty());
+    }
+
+    #[test]
+    fn udp_scan_read_from_port_unreachables() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        let target = ip(200);
+        for p in 1..=10u16 {
+            let t = u64::from(p) * 1000;
+            d.observe(&ev(
+                t,
+                scanner,
+                target,
+                Proto::Udp,
+                50000,
+                p,
+                EventKind::Attempt,
+            ));
+            d.observe(&ev(
+                t + 1,
+                target,
+                scanner,
+                Proto::Udp,
+                50000,
+                p,
+                EventKind::Unreachable { quoted_dst: target },
+            ));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind, ScanKind::Vertical);
+        assert_eq!(alerts[0].proto, Proto::Udp);
+    }
+}

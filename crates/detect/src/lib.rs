@@ -1,0 +1,22 @@
+//! Portolan's scan detector: capture readers ([`capture`]), a packet →
+//! flow-event decoder sharing `portolan-wire`'s parsers ([`decode`]), and
+//! sans-IO detectors driven by packet timestamps ([`detector`], with
+//! [`trw`] for Threshold Random Walk). The library never prints: it
+//! returns [`Alert`]s and a summary; the binary writes them.
+
+pub mod alert;
+pub mod capture;
+pub mod decode;
+pub mod detector;
+mod error;
+pub mod traits;
+pub mod trw;
+pub mod watch;
+pub mod write;
+
+pub use alert::{Alert, ScanKind, SourceSummary};
+pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
+pub use decode::{EventKind, FlowEvent, Proto, decode};
+pub use detector::{Allowlist, Detector, DetectorConfig};
+pub use error::CaptureError;
+pub use watch::{PortWatch, WatchRow};

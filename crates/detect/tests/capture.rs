@@ -1,0 +1,121 @@
+//! Capture files end to end: every format reads the same packets and the
+//! same alerts; bad files give an error with the offset or are counted;
+//! random bytes never panic.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use portolan_detect::{
+    CaptureError, Detector, DetectorConfig, ScanKind, decode, read_capture, read_stream,
+};
+use proptest::prelude::*;
+
+use crate::pcap_writer::{pcap, pcapng, sweep_and_client};
+
+fn temp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portolan-detect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn detect(path: &Path) -> (u64, Vec<portolan_detect::Alert>) {
+    let mut d = Detector::new(DetectorConfig::default());
+    let mut last = 0;
+    let stats = read_capture(path, |p| {
+        last = p.ts_ns;
+        if let Some(e) = decode(p.linktype, p.ts_ns, p.data) {
+            d.observe(&e);
+        }
+    })
+    .unwrap();
+    d.finish(last);
+    (stats.packets, d.drain_alerts())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn pcap_pcapng_and_gzip_give_the_same_alerts() {
+    let packets = sweep_and_client();
+    let files = [
+        temp("a.pcap", &pcap(&packets)),
+        temp("a.pcapng", &pcapng(&packets)),
+        temp("a.pcap.gz", &gzip(&pcap(&packets))),
+        temp("a.pcapng.gz", &gzip(&pcapng(&packets))),
+    ];
+    for f in &files {
+        let (count, alerts) = detect(f);
+        assert_eq!(count, packets.len() as u64, "{f:?}");
+        assert_eq!(alerts.len(), 1, "{f:?}: {alerts:?}");
+        assert_eq!(alerts[0].kind, ScanKind::Horizontal);
+        assert_eq!(alerts[0].source.to_string(), "198.18.0.1");
+        assert_eq!(alerts[0].ports, vec![445]);
+    }
+}
+
+#[test]
+fn truncated_last_record_is_reported_not_fatal() {
+    let bytes = pcap(&sweep_and_client());
+    let cut = &bytes[..bytes.len() - 7];
+    let mut n = 0;
+    let stats = read_stream(Path::new("cut.pcap"), cut, |_| n += 1).unwrap();
+    assert!(stats.truncated);
+    assert_eq!(n, sweep_and_client().len() - 1);
+}
+
+#[test]
+fn a_file_that_is_not_a_capture_is_an_error_naming_it() {
+    let err = read_stream(
+        Path::new("notes.txt"),
+        &b"hello, this is not a capture file at all"[..],
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, CaptureError::NotACapture { .. }), "{err}");
+    assert!(err.to_string().contains("notes.txt"));
+}
+
+#[test]
+fn corrupt_pcapng_block_is_an_error_with_its_offset() {
+    let mut bytes = pcapng(&sweep_and_client());
+    // The third block's length field (after SHB 28 bytes and IDB 20 bytes).
+    bytes[48 + 4..48 + 8].copy_from_slice(&7u32.to_le_bytes());
+    let err = read_stream(Path::new("bad.pcapng"), &bytes[..], |_| {}).unwrap_err();
+    match err {
+        CaptureError::Malformed { offset, .. } => assert_eq!(offset, 48),
+        other => panic!("{other}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let _ = read_stream(Path::new("r"), &bytes[..], |p| { let _ = decode(p.linktype, p.ts_ns, p.data); });
+    }
+
+    #[test]
+    fn mutated_captures_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..16), cut in any::<usize>()) {
+        let mut bytes = pcapng(&sweep_and_client());
+        for (at, v) in flips { let n = bytes.len(); bytes[at % n] ^= v; }
+        let n = bytes.len();
+        bytes.truncate(cut % (n + 1));
+        let _ = read_stream(Path::new("m"), &bytes[..], |p| { let _ = decode(p.linktype, p.ts_ns, p.data); });
+        let mut legacy = pcap(&sweep_and_client());
+        let m = legacy.len();
+        legacy.truncate(cut % (m + 1));
+        let _ = read_stream(Path::new("l"), &legacy[..], |p| { let _ = decode(p.linktype, p.ts_ns, p.data); });
+    }
+
+    #[test]
+    fn random_packets_never_panic_the_decoder(linktype in prop_oneof![Just(0u32), Just(1), Just(101), Just(113), Just(228), Just(229), Just(276)], bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+        let _ = decode(linktype, 0, &bytes);
+    }
+}
