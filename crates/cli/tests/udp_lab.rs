@@ -501,3 +501,55 @@ fn tcp_and_udp_in_one_run_give_one_report_per_host() {
         "{xml}"
     );
 }
+
+#[test]
+fn a_short_list_over_a_segment_of_250_hosts_is_exact_and_not_paced() {
+    // Issue 13's 10-port list over a /24 segment, each host with its own
+    // ICMP limit: all 2,500 probes' answers arrive at once, later than
+    // the first ones did; none may read as silence and pace its host
+    // (the scan then takes about one host's time).
+    let lab = lab_or_skip!(Lab::builder().segment(250));
+    let segment = lab.segment(0);
+    let mut _echo = Vec::new();
+    for host in segment.hosts() {
+        _echo.push(host.listen_udp([53, 123, 161]).unwrap());
+        host.drop_udp(2000..=2001).unwrap();
+    }
+    let targets: Vec<String> = segment
+        .hosts()
+        .iter()
+        .map(|h| h.ipv4().to_string())
+        .collect();
+    let json = scratch_dir().join("segment.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sU", "-T4", "-n", "-Pn", "--no-progress"])
+        .args(["-p", "53,123,161,2000,2001,3000-3004", "-oJ"])
+        .arg(&json)
+        .args(&targets)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let run = read_jsonl(&json);
+    assert_eq!(run.ports.len(), 2500);
+    for ((addr, port), got) in &run.ports {
+        let want = match port {
+            53 | 123 | 161 => "open",
+            2000 | 2001 => "open|filtered",
+            _ => "closed",
+        };
+        assert_eq!(got.state, want, "{addr} port {port}");
+    }
+    let paced: Vec<&serde_json::Value> = run
+        .hosts
+        .iter()
+        .filter(|h| h.get("paced_us").is_some())
+        .collect();
+    assert!(
+        paced.is_empty(),
+        "{} hosts paced: {:?}",
+        paced.len(),
+        paced.first()
+    );
+}

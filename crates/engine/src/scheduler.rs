@@ -1790,9 +1790,17 @@ impl Scheduler {
         // machine, a slow path) must not pass for one.
         let last_try = canary
             || try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
-        let base =
-            host.rtt
-                .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial);
+        // Scans paced to ICMP errors wait the full minimum from the first
+        // try: a target's kernel sends its errors later than its first
+        // answers came when many probes arrive at once, and an error that
+        // comes after its probe gave up reads as silence, which costs the
+        // host a canary and perhaps its pace.
+        let floor = if self.pace_to_answers {
+            self.timing.min_rtt_timeout
+        } else {
+            self.timing.early_rtt_timeout
+        };
+        let base = host.rtt.timeout_with_floor(&self.timing, floor, initial);
         // The doubling stops at the full minimum (or the round-trip based
         // timeout, when that is longer), so a silent port never costs
         // more per try than nmap's timing would.
