@@ -105,24 +105,78 @@ pub fn parse_neighbour_request(packet: &[u8]) -> Option<NeighbourRequest> {
     {
         return None;
     }
-    let mut options = tail(nd, ND_LEN);
+    let asker_mac = link_layer_option(tail(nd, ND_LEN), OPTION_SOURCE_LL)?;
+    Some(NeighbourRequest {
+        target: IpAddr::V6(ipv6_at(nd, 8)),
+        asker: IpAddr::V6(asker),
+        asker_mac,
+    })
+}
+
+/// The link-layer address in the first option of `kind` among a Neighbor
+/// Discovery message's `options` (RFC 4861 section 4.6.1).
+fn link_layer_option(mut options: &[u8], kind: u8) -> Option<[u8; 6]> {
     while options.len() >= 2 {
         let len = usize::from(u8_at(options, 1)).saturating_mul(8);
         if len == 0 || len > options.len() {
             break;
         }
-        if u8_at(options, 0) == OPTION_SOURCE_LL && len >= OPTION_LL_LEN {
+        if u8_at(options, 0) == kind && len >= OPTION_LL_LEN {
             let mut mac = [0u8; 6];
             mac.copy_from_slice(options.get(2..8)?);
-            return Some(NeighbourRequest {
-                target: IpAddr::V6(ipv6_at(nd, 8)),
-                asker: IpAddr::V6(asker),
-                asker_mac: mac,
-            });
+            return Some(mac);
         }
         options = tail(options, len);
     }
     None
+}
+
+/// Writes an ARP packet for Ethernet and IPv4 (`op` 1 asks, 2 answers).
+fn write_arp(
+    arp: &mut [u8],
+    op: u16,
+    (sender_mac, sender): ([u8; 6], core::net::Ipv4Addr),
+    (target_mac, target): ([u8; 6], core::net::Ipv4Addr),
+) {
+    put16(arp, 0, 1); // Ethernet
+    put16(arp, 2, 0x0800); // IPv4
+    put8(arp, 4, 6);
+    put8(arp, 5, 4);
+    put16(arp, 6, op);
+    put_bytes(arp, 8, sender_mac);
+    put_bytes(arp, 14, sender.octets());
+    put_bytes(arp, 18, target_mac);
+    put_bytes(arp, 24, target.octets());
+}
+
+/// Writes an IPv6 packet from `src` to `dst` holding a Neighbor Discovery
+/// message of `kind` with `flags`, about `target`, with one link-layer
+/// address option of `option` carrying `mac`, its checksum set.
+fn write_nd(
+    packet: &mut [u8],
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+    (kind, flags): (u8, u8),
+    target: Ipv6Addr,
+    (option, mac): (u8, [u8; 6]),
+) {
+    use ipv6::field as f;
+    let body = (ND_LEN + OPTION_LL_LEN) as u16;
+    put8(packet, f::VER_TC_FLOW, 0x60);
+    put16(packet, f::PAYLOAD_LEN, body);
+    put8(packet, f::NEXT_HEADER, ip_protocol::ICMPV6);
+    put8(packet, f::HOP_LIMIT, 255);
+    put_bytes(packet, f::SRC_ADDR, src.octets());
+    put_bytes(packet, f::DST_ADDR, dst.octets());
+    let nd = packet.get_mut(ipv6::HEADER_LEN..).unwrap_or(&mut []);
+    put8(nd, 0, kind);
+    put8(nd, 4, flags);
+    put_bytes(nd, 8, target.octets());
+    put8(nd, ND_LEN, option);
+    put8(nd, ND_LEN.saturating_add(1), 1);
+    put_bytes(nd, ND_LEN.saturating_add(2), mac);
+    let pseudo = checksum::pseudo_header_v6(&src, &dst, ip_protocol::ICMPV6, u32::from(body));
+    let sum = checksum::add(pseudo, checksum::sum(nd));
+    put16(nd, 2, !sum);
 }
 
 /// Writes the whole Ethernet frame answering `request` for its target
@@ -163,38 +217,14 @@ pub fn write_neighbour_answer(
         (IpAddr::V4(ours), IpAddr::V4(asker)) => {
             ethernet(out, request.asker_mac, mac, ETHERTYPE_ARP);
             let arp = out.get_mut(ETHERNET..).unwrap_or(&mut []);
-            put16(arp, 0, 1);
-            put16(arp, 2, 0x0800);
-            put8(arp, 4, 6);
-            put8(arp, 5, 4);
-            put16(arp, 6, 2); // reply
-            put_bytes(arp, 8, mac);
-            put_bytes(arp, 14, ours.octets());
-            put_bytes(arp, 18, request.asker_mac);
-            put_bytes(arp, 24, asker.octets());
+            write_arp(arp, 2, (mac, ours), (request.asker_mac, asker));
         }
         (IpAddr::V6(ours), IpAddr::V6(asker)) => {
             ethernet(out, request.asker_mac, mac, ETHERTYPE_IPV6);
             let packet = out.get_mut(ETHERNET..).unwrap_or(&mut []);
-            use ipv6::field as f;
-            let body = (ND_LEN + OPTION_LL_LEN) as u16;
-            put8(packet, f::VER_TC_FLOW, 0x60);
-            put16(packet, f::PAYLOAD_LEN, body);
-            put8(packet, f::NEXT_HEADER, ip_protocol::ICMPV6);
-            put8(packet, f::HOP_LIMIT, 255);
-            put_bytes(packet, f::SRC_ADDR, ours.octets());
-            put_bytes(packet, f::DST_ADDR, asker.octets());
-            let nd = packet.get_mut(ipv6::HEADER_LEN..).unwrap_or(&mut []);
-            put8(nd, 0, ND_TYPE_ADVERT);
-            put8(nd, 4, 0x60); // solicited, override
-            put_bytes(nd, 8, ours.octets());
-            put8(nd, ND_LEN, OPTION_TARGET_LL);
-            put8(nd, ND_LEN.saturating_add(1), 1);
-            put_bytes(nd, ND_LEN.saturating_add(2), mac);
-            let pseudo =
-                checksum::pseudo_header_v6(&ours, &asker, ip_protocol::ICMPV6, u32::from(body));
-            let sum = checksum::add(pseudo, checksum::sum(nd));
-            put16(nd, 2, !sum);
+            // Solicited, override.
+            let advert = (ND_TYPE_ADVERT, 0x60);
+            write_nd(packet, (ours, asker), advert, ours, (OPTION_TARGET_LL, mac));
         }
         _ => {}
     }
@@ -245,14 +275,7 @@ pub fn write_solicitation(
         (IpAddr::V4(ip), IpAddr::V4(target)) => {
             ethernet(out, [0xff; 6], mac, ETHERTYPE_ARP);
             let arp = out.get_mut(ETHERNET..).unwrap_or(&mut []);
-            put16(arp, 0, 1); // Ethernet
-            put16(arp, 2, 0x0800); // IPv4
-            put8(arp, 4, 6);
-            put8(arp, 5, 4);
-            put16(arp, 6, 1); // request
-            put_bytes(arp, 8, mac);
-            put_bytes(arp, 14, ip.octets());
-            put_bytes(arp, 24, target.octets());
+            write_arp(arp, 1, (mac, ip), ([0; 6], target));
         }
         (IpAddr::V6(ip), IpAddr::V6(target)) => {
             let t = target.octets();
@@ -273,24 +296,14 @@ pub fn write_solicitation(
                 ETHERTYPE_IPV6,
             );
             let packet = out.get_mut(ETHERNET..).unwrap_or(&mut []);
-            use ipv6::field as f;
-            let body = (ND_LEN + OPTION_LL_LEN) as u16;
-            put8(packet, f::VER_TC_FLOW, 0x60);
-            put16(packet, f::PAYLOAD_LEN, body);
-            put8(packet, f::NEXT_HEADER, ip_protocol::ICMPV6);
-            put8(packet, f::HOP_LIMIT, 255);
-            put_bytes(packet, f::SRC_ADDR, ip.octets());
-            put_bytes(packet, f::DST_ADDR, group.octets());
-            let nd = packet.get_mut(ipv6::HEADER_LEN..).unwrap_or(&mut []);
-            put8(nd, 0, ND_TYPE_SOLICIT);
-            put_bytes(nd, 8, t);
-            put8(nd, ND_LEN, OPTION_SOURCE_LL);
-            put8(nd, ND_LEN.saturating_add(1), 1);
-            put_bytes(nd, ND_LEN.saturating_add(2), mac);
-            let pseudo =
-                checksum::pseudo_header_v6(&ip, &group, ip_protocol::ICMPV6, u32::from(body));
-            let sum = checksum::add(pseudo, checksum::sum(nd));
-            put16(nd, 2, !sum);
+            let solicit = (ND_TYPE_SOLICIT, 0);
+            write_nd(
+                packet,
+                (ip, group),
+                solicit,
+                target,
+                (OPTION_SOURCE_LL, mac),
+            );
         }
         _ => {}
     }
@@ -329,24 +342,9 @@ pub fn parse_neighbour_reply(packet: &[u8]) -> Option<NeighbourReply> {
         return None;
     }
     let target = ipv6_at(nd, 8);
-    // The options: look for the target link-layer address.
-    let mut mac = None;
-    let mut options = tail(nd, ND_LEN);
-    while options.len() >= 2 {
-        let len = usize::from(u8_at(options, 1)).saturating_mul(8);
-        if len == 0 || len > options.len() {
-            break;
-        }
-        if u8_at(options, 0) == OPTION_TARGET_LL && len >= OPTION_LL_LEN {
-            let mut m = [0u8; 6];
-            m.copy_from_slice(options.get(2..8)?);
-            mac = Some(m);
-        }
-        options = tail(options, len);
-    }
     Some(NeighbourReply {
         addr: IpAddr::V6(target),
-        mac,
+        mac: link_layer_option(tail(nd, ND_LEN), OPTION_TARGET_LL),
         to: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     })
 }
