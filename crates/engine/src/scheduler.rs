@@ -2272,6 +2272,18 @@ mod tests {
         panic!("simulation did not finish");
     }
 
+    /// A reply proving `state` with `reason`, arriving after `delay`.
+    fn reply_in(state: PortState, reason: Reason, delay: Duration) -> (Reply, Duration) {
+        (
+            Reply {
+                state,
+                reason,
+                ttl: None,
+            },
+            delay,
+        )
+    }
+
     fn answer(state: PortState, reason: Reason) -> Option<(Reply, Duration)> {
         Some((
             Reply {
@@ -2352,12 +2364,9 @@ mod tests {
         let run = simulate(
             plan(&["198.18.0.1"], &[], (1..=1000).collect(), fast()),
             |p| match p.port {
-                7 => Some((
-                    Reply {
-                        state: PortState::Open,
-                        reason: Reason::SynAck,
-                        ttl: None,
-                    },
+                7 => Some(reply_in(
+                    PortState::Open,
+                    Reason::SynAck,
                     Duration::from_millis(50),
                 )),
                 500..=599 => None,
@@ -2447,16 +2456,8 @@ mod tests {
         let run = simulate(
             plan(&["198.18.0.1", "198.18.0.2"], &[], (1..=2000).collect(), t),
             |p| {
-                (p.addr != silent).then(|| {
-                    (
-                        Reply {
-                            state: PortState::Closed,
-                            reason: Reason::Reset,
-                            ttl: None,
-                        },
-                        Duration::from_millis(1),
-                    )
-                })
+                (p.addr != silent)
+                    .then(|| reply_in(PortState::Closed, Reason::Reset, Duration::from_millis(1)))
             },
             None,
         );
@@ -2617,16 +2618,8 @@ mod tests {
         let run = simulate(
             plan(&["198.18.0.1"], &[], (1..=2000).collect(), fast()),
             |p| {
-                (p.port % 3 == 0).then(|| {
-                    (
-                        Reply {
-                            state: PortState::Open,
-                            reason: Reason::SynAck,
-                            ttl: None,
-                        },
-                        Duration::from_millis(1),
-                    )
-                })
+                (p.port % 3 == 0)
+                    .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_millis(1)))
             },
             Some(t0_plus),
         );
@@ -2679,16 +2672,8 @@ mod tests {
                 let IpAddr::V4(a) = probe.addr else {
                     unreachable!()
                 };
-                (a.octets()[3] % 2 == 0 && probe.port == 2).then(|| {
-                    (
-                        Reply {
-                            state: PortState::Open,
-                            reason: Reason::SynAck,
-                            ttl: None,
-                        },
-                        Duration::from_millis(1),
-                    )
-                })
+                (a.octets()[3] % 2 == 0 && probe.port == 2)
+                    .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_millis(1)))
             },
             None,
         );
@@ -2746,12 +2731,9 @@ mod tests {
                     return None;
                 }
                 tokens -= 1.0;
-                Some((
-                    Reply {
-                        state: PortState::Closed,
-                        reason: Reason::PortUnreach,
-                        ttl: None,
-                    },
+                Some(reply_in(
+                    PortState::Closed,
+                    Reason::PortUnreach,
                     Duration::from_millis(1),
                 ))
             },
@@ -2796,12 +2778,9 @@ mod tests {
         simulate_full(
             p,
             |probe, now| {
-                (probe.port > 5 && buckets.take(probe.addr, now)).then_some((
-                    Reply {
-                        state: PortState::Closed,
-                        reason: Reason::PortUnreach,
-                        ttl: None,
-                    },
+                (probe.port > 5 && buckets.take(probe.addr, now)).then_some(reply_in(
+                    PortState::Closed,
+                    Reason::PortUnreach,
                     Duration::from_millis(1),
                 ))
             },
@@ -2821,12 +2800,9 @@ mod tests {
         let run = simulate_full(
             p,
             |probe, now| {
-                (probe.port > 25 && buckets.take(probe.addr, now)).then_some((
-                    Reply {
-                        state: PortState::Closed,
-                        reason: Reason::PortUnreach,
-                        ttl: None,
-                    },
+                (probe.port > 25 && buckets.take(probe.addr, now)).then_some(reply_in(
+                    PortState::Closed,
+                    Reason::PortUnreach,
                     Duration::from_millis(1),
                 ))
             },
@@ -2862,14 +2838,13 @@ mod tests {
                 if answering.contains(&probe.port) {
                     return answer(PortState::Open, Reason::UdpResponse);
                 }
-                (!silent.contains(&probe.port) && buckets.take(probe.addr, now)).then_some((
-                    Reply {
-                        state: PortState::Closed,
-                        reason: Reason::PortUnreach,
-                        ttl: None,
-                    },
-                    Duration::from_millis(1),
-                ))
+                (!silent.contains(&probe.port) && buckets.take(probe.addr, now)).then_some(
+                    reply_in(
+                        PortState::Closed,
+                        Reason::PortUnreach,
+                        Duration::from_millis(1),
+                    ),
+                )
             },
             None,
         );
@@ -3006,21 +2981,15 @@ mod tests {
                 // Round trips of 8 ms, as on the lab's bridged segment of
                 // 250 namespaces.
                 if [53, 123, 161].contains(&probe.port) {
-                    return Some((
-                        Reply {
-                            state: PortState::Open,
-                            reason: Reason::UdpResponse,
-                            ttl: None,
-                        },
+                    return Some(reply_in(
+                        PortState::Open,
+                        Reason::UdpResponse,
                         Duration::from_millis(8),
                     ));
                 }
-                (probe.port >= 3000 && buckets.take(probe.addr, now)).then_some((
-                    Reply {
-                        state: PortState::Closed,
-                        reason: Reason::PortUnreach,
-                        ttl: None,
-                    },
+                (probe.port >= 3000 && buckets.take(probe.addr, now)).then_some(reply_in(
+                    PortState::Closed,
+                    Reason::PortUnreach,
                     Duration::from_millis(8),
                 ))
             },
@@ -3110,12 +3079,9 @@ mod tests {
                 if let Some(b) = all.as_mut() {
                     b.tokens -= 1.0;
                 }
-                Some((
-                    Reply {
-                        state: PortState::Closed,
-                        reason: Reason::PortUnreach,
-                        ttl: None,
-                    },
+                Some(reply_in(
+                    PortState::Closed,
+                    Reason::PortUnreach,
                     Duration::from_millis(1),
                 ))
             },
@@ -3172,12 +3138,9 @@ mod tests {
         let run = simulate_full(
             p,
             |probe, _| {
-                [53, 123].contains(&probe.port).then_some((
-                    Reply {
-                        state: PortState::Open,
-                        reason: Reason::UdpResponse,
-                        ttl: None,
-                    },
+                [53, 123].contains(&probe.port).then_some(reply_in(
+                    PortState::Open,
+                    Reason::UdpResponse,
                     Duration::from_millis(1),
                 ))
             },
@@ -3224,12 +3187,9 @@ mod tests {
         let run = simulate_full(
             p,
             |probe, _| {
-                (!silent.contains(&probe.port)).then_some((
-                    Reply {
-                        state: PortState::Closed,
-                        reason: Reason::ProtoUnreach,
-                        ttl: None,
-                    },
+                (!silent.contains(&probe.port)).then_some(reply_in(
+                    PortState::Closed,
+                    Reason::ProtoUnreach,
                     Duration::from_millis(1),
                 ))
             },
@@ -3260,16 +3220,8 @@ mod tests {
                 let IpAddr::V4(a) = probe.addr else {
                     unreachable!()
                 };
-                (a.octets()[3] % 16 == 0).then(|| {
-                    (
-                        Reply {
-                            state: PortState::Open,
-                            reason: Reason::SynAck,
-                            ttl: None,
-                        },
-                        Duration::from_millis(1),
-                    )
-                })
+                (a.octets()[3] % 16 == 0)
+                    .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_millis(1)))
             },
             None,
         );
@@ -3309,16 +3261,8 @@ mod tests {
         let run = simulate(
             p,
             |probe| {
-                (live(probe.addr) && !lost() && !lost()).then(|| {
-                    (
-                        Reply {
-                            state: PortState::Open,
-                            reason: Reason::SynAck,
-                            ttl: None,
-                        },
-                        Duration::from_millis(1),
-                    )
-                })
+                (live(probe.addr) && !lost() && !lost())
+                    .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_millis(1)))
             },
             None,
         );
@@ -3396,16 +3340,8 @@ mod tests {
                     IpAddr::V4(a) => a.octets()[3],
                     IpAddr::V6(_) => 0,
                 };
-                (o % 16 == 0).then(|| {
-                    (
-                        Reply {
-                            state: PortState::Open,
-                            reason: Reason::SynAck,
-                            ttl: None,
-                        },
-                        Duration::from_micros(100),
-                    )
-                })
+                (o % 16 == 0)
+                    .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_micros(100)))
             },
             None,
         );
