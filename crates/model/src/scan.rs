@@ -173,6 +173,10 @@ pub struct PacketStats {
     /// Packets that were no valid answer to a probe in flight (strays,
     /// spoofs, failed cookies, late answers).
     pub ignored: u64,
+    /// Packets the kernel dropped before the scanner could read them (its
+    /// receive ring was full): answers lost on the scanning machine.
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 impl ScanSummary {

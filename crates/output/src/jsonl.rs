@@ -274,6 +274,7 @@ struct Packets {
     sent: u64,
     received: u64,
     ignored: u64,
+    dropped: u64,
     sent_per_s: f64,
 }
 
@@ -426,6 +427,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
                 sent: p.sent,
                 received: p.received,
                 ignored: p.ignored,
+                dropped: p.dropped,
                 sent_per_s: p.sent as f64 / summary.elapsed.as_secs_f64().max(1e-9),
             }),
         })?;

@@ -381,6 +381,14 @@ impl<W: Write> Sink for NormalSink<W> {
                 "Packets: {} sent, {} received, {} ignored (not an answer to a probe in flight)",
                 p.sent, p.received, p.ignored
             )?;
+            if p.dropped > 0 {
+                writeln!(
+                    self.out,
+                    "The kernel dropped {} packets before Portolan read them (its receive \
+                     ring was full): their probes were retried as if lost",
+                    p.dropped
+                )?;
+            }
         }
         if s.hosts_paced > 0 {
             writeln!(
@@ -498,5 +506,33 @@ mod tests {
             },
         );
         assert_eq!(none, "");
+    }
+    #[test]
+    fn packets_the_kernel_dropped_are_told_only_when_there_were_some() {
+        let end = |dropped: u64| {
+            let summary = ScanSummary {
+                stats: Default::default(),
+                elapsed: std::time::Duration::from_secs(1),
+                end: std::time::SystemTime::UNIX_EPOCH,
+                interrupted: false,
+                packets: Some(crate::PacketStats {
+                    sent: 10,
+                    received: 9,
+                    ignored: 0,
+                    dropped,
+                }),
+            };
+            let mut sink = NormalSink::new(Vec::new(), OutputOptions::default());
+            sink.end(&summary).unwrap();
+            String::from_utf8(sink.out).unwrap()
+        };
+        let quiet = end(0);
+        assert!(quiet.contains("Packets: 10 sent, 9 received"), "{quiet}");
+        assert!(!quiet.contains("dropped"), "{quiet}");
+        let lost = end(3);
+        assert!(
+            lost.contains("The kernel dropped 3 packets before Portolan read them"),
+            "{lost}"
+        );
     }
 }

@@ -590,6 +590,7 @@ impl Runner<'_, '_> {
             received: now.received - before.received,
             matched: now.matched - before.matched,
             ignored: now.ignored - before.ignored,
+            dropped: now.dropped - before.dropped,
         };
         stats.probes_sent = sent.sent;
         stats.replies = sent.matched;
@@ -740,6 +741,7 @@ impl Observer for Watch<'_, '_> {
             sent: stats.sent,
             received: stats.received,
             ignored: stats.ignored,
+            dropped: stats.dropped,
         });
     }
 
@@ -894,5 +896,6 @@ fn add_packets(total: &mut Option<PacketStats>, more: Option<RawStats>) {
         t.sent += more.sent;
         t.received += more.received;
         t.ignored += more.ignored;
+        t.dropped += more.dropped;
     }
 }

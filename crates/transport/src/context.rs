@@ -192,6 +192,12 @@ impl Receiver {
         })
     }
 
+    /// Packets the kernel dropped on the socket since the last call, for
+    /// want of room (0 if its counters cannot be read: they only inform).
+    pub(crate) fn take_drops(&self) -> u64 {
+        crate::ring::take_drops(self.fd()).map_or(0, u64::from)
+    }
+
     /// The socket, to poll.
     pub(crate) fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()

@@ -218,6 +218,9 @@ pub struct RawStats {
     /// Packets that were not an answer to a probe of ours: a stray or
     /// spoofed packet, a failed cookie, or an answer that came too late.
     pub ignored: u64,
+    /// Packets the kernel dropped before they could be read (the receive
+    /// ring was full): answers lost on this machine, not on the path.
+    pub dropped: u64,
 }
 
 /// Whether this process may open raw and packet sockets.
@@ -401,6 +404,8 @@ pub fn run(
     };
     let answers = Modules::answer_protocols(&options.probes);
     let mut receiver = context.receiver(&answers, oif)?;
+    // A receiver lent before counted its drops for its earlier scan.
+    receiver.take_drops();
     let reservation = reserve_ports(options.source_port, options.key.0 ^ options.key.1)?;
     let jar = CookieJar::new(options.key.0, options.key.1);
     let opened = context.senders();
@@ -634,6 +639,7 @@ pub fn run(
             sender.collect(true, &mut |b| {
                 account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
             });
+            stats.dropped += receiver.take_drops();
             return Ok(stats);
         }
         let wait = crate::turn_wait(scheduler, now, handed == SEND_BUDGET);
