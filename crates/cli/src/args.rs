@@ -550,6 +550,7 @@ pub fn resolve(
                 })?);
             }
             FlagId::DisableArpPing => cfg.scan.disable_arp_ping = true,
+            FlagId::NoProxyCheck => cfg.scan.proxy_check = false,
             FlagId::Decoys => {
                 cfg.scan.decoys = parse_decoys(value(g)).map_err(|e| bad_value(g, &e))?
             }

@@ -100,6 +100,7 @@ pub enum FlagId {
     Offline,
     Decoys,
     DisableArpPing,
+    NoProxyCheck,
     Source,
     SourcePort,
     Help,
@@ -719,6 +720,14 @@ pub static FLAGS: &[FlagDef] = &[
         Misc,
         "--disable-arp-ping",
         "Do not use ARP or Neighbor Discovery to find hosts on a directly attached segment"
+    ),
+    flag!(
+        NoProxyCheck,
+        ["no-proxy-check"],
+        Switch,
+        Techniques,
+        "--no-proxy-check",
+        "SYN and connect scans: do not connect to the open ports of a host that looks like a SYN proxy answers for it (by default they are, to tell real services from the proxy's answers)"
     ),
     flag!(
         Decoys,

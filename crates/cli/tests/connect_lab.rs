@@ -395,11 +395,21 @@ fn connections_reset_after_completing_are_open_conn_reset_never_lost() {
     let v4 = host.ipv4().to_string();
     let addr: IpAddr = host.ipv4().into();
     let mut reset_seen = 0;
-    // One at a time, and all of them in flight at once.
+    // One at a time, and all of them in flight at once. The connect scan's
+    // own reading: the SYN proxy check (which would connect again, see
+    // synproxy_lab.rs) is off.
     for parallelism in [["--max-parallelism", "1"], ["--min-parallelism", "400"]] {
         let (run, _) = scan_in_lab(
             &lab,
-            &["-Pn", "-p", &ports, parallelism[0], parallelism[1], &v4],
+            &[
+                "-Pn",
+                "--no-proxy-check",
+                "-p",
+                &ports,
+                parallelism[0],
+                parallelism[1],
+                &v4,
+            ],
         );
         assert_eq!(
             run.ports.len(),

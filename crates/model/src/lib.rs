@@ -29,9 +29,9 @@ pub mod service;
 pub mod time;
 
 pub use result::{
-    CountedPorts, HostExtras, HostReport, HostStatus, HostTimes, OsClass, OsDetection, OsHint,
-    OsMatch, OsPortUsed, PortOutcome, PortResult, PortState, Reason, Reply, ScanStats,
-    ScriptOutput,
+    CountedPorts, HostExtras, HostReport, HostStatus, HostTimes, Middlebox, MiddleboxKind, OsClass,
+    OsDetection, OsHint, OsMatch, OsPortUsed, PortOutcome, PortResult, PortState, Reason, Reply,
+    ScanStats, ScriptOutput,
 };
 pub use scan::{
     PacketStats, RateSample, SCHEMA_VERSION, ScanId, ScanInfo, ScanResults, ScanSummary, ScanType,

@@ -82,6 +82,11 @@ pub enum Reason {
     /// answered, but maybe only a middlebox did. Portolan's name; nmap
     /// has none.
     ConnReset,
+    /// On a host found behind a SYN proxy: the handshake, completed by
+    /// connecting, was then reset by the far end, so only the proxy
+    /// answered and nothing listens behind it (see [`Middlebox`]).
+    /// Portolan's name; nmap has none.
+    ProxyReset,
     /// Nothing came back after every try.
     NoResponse,
     /// ICMP host unreachable (IPv4 type 3 code 1, IPv6 type 1 code 3).
@@ -158,6 +163,7 @@ impl Reason {
                 | Reason::Reset
                 | Reason::ConnRefused
                 | Reason::ConnReset
+                | Reason::ProxyReset
                 | Reason::PortUnreach
                 | Reason::ProtoUnreach
                 | Reason::ParamProblem
@@ -237,6 +243,7 @@ impl Reason {
             Reason::Reset => "reset",
             Reason::ConnRefused => "conn-refused",
             Reason::ConnReset => "conn-reset",
+            Reason::ProxyReset => "proxy-reset",
             Reason::NoResponse => "no-response",
             Reason::HostUnreach => "host-unreach",
             Reason::NetUnreach => "net-unreach",
@@ -269,11 +276,12 @@ impl Reason {
     }
 
     /// Every reason.
-    pub const ALL: [Reason; 32] = [
+    pub const ALL: [Reason; 33] = [
         Reason::SynAck,
         Reason::Reset,
         Reason::ConnRefused,
         Reason::ConnReset,
+        Reason::ProxyReset,
         Reason::NoResponse,
         Reason::HostUnreach,
         Reason::NetUnreach,
@@ -436,10 +444,49 @@ pub struct HostExtras {
     /// Remarks for people (a middlebox suspected, a rate limit met).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// A middlebox found answering for the host, with its evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub middlebox: Option<Middlebox>,
     /// Ports another scanner's file only counted by state (nmap's
     /// `<extraports>`), not listed one by one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counted: Vec<CountedPorts>,
+}
+
+/// A middlebox that answers for a host instead of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Middlebox {
+    /// What it is.
+    pub kind: MiddleboxKind,
+    /// Open ports whose handshake, completed by connecting, stayed up:
+    /// a service is behind them.
+    pub services: Vec<u16>,
+    /// Open ports whose completed handshake the far end then reset: only
+    /// the middlebox answered them.
+    pub reset: u32,
+    /// Open ports connected to, to tell them apart.
+    pub checked: u32,
+    /// What was seen, in a sentence (escape before showing).
+    pub evidence: String,
+}
+
+/// The kinds of middlebox Portolan tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum MiddleboxKind {
+    /// A SYN proxy, SYN cookies or a load balancer: it answers SYN-ACK
+    /// for ports and completes handshakes the host behind it refuses.
+    SynProxy,
+}
+
+impl MiddleboxKind {
+    /// Its name in every output format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MiddleboxKind::SynProxy => "syn-proxy",
+        }
+    }
 }
 
 /// One operating system match.

@@ -139,6 +139,10 @@ pub struct ScanInfo {
     /// Whether version detection (`-sV`) runs after the port scan: port
     /// results then take their final form only when their host is done.
     pub version_detection: bool,
+    /// Whether a stage after the port scan may change the results of open
+    /// TCP ports (the SYN proxy check): they take their final form only
+    /// when their host is done.
+    pub open_ports_amended: bool,
 }
 
 impl ScanInfo {
@@ -336,6 +340,7 @@ impl ScanResults {
             more_scans: types.collect(),
             notes: Vec::new(),
             version_detection: self.hosts.iter().any(|h| !h.services.is_empty()),
+            open_ports_amended: false,
         }
     }
 

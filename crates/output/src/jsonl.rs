@@ -31,24 +31,35 @@
 //!   (`{"active","ports_used"?,"perfect","missing"?,"fingerprint"?,"hint"?,"warnings"?}`;
 //!   without `-O`, a raw TCP scan's host line has `os_detection` with
 //!   `active` false and only the passive `hint`, `{"family"?,"evidence"}`);
+//!   `middlebox`, when one was found answering for the host:
+//!   `{"kind":"syn-proxy","services":[port...],"reset","checked","evidence"}`
+//!   (its `reset` ports read `closed`, reason `proxy-reset`);
 //! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?,"hosts_paced_globally"?}`
 //!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan;
 //!   `hosts_paced_globally`: of those, scanned from several source
 //!   addresses, the hosts whose limit over all their errors, not the limit
-//!   per source, was the bound).
+//!   per source, was the bound; `packets`:
+//!   `{"sent","received","ignored","dropped","sent_per_s"}`, `dropped`
+//!   counting the answers the kernel dropped for want of room in the
+//!   receive ring).
 //!
 //! Version 2 added the `rate` lines; version 3 holds the port lines of a
 //! `-sV` run until detection and gives them the service fields (the
-//! host line's `services` stays, with the same fields). Readers should
+//! host line's `services` stays, with the same fields); port lines also
+//! wait for their host when the SYN proxy check may amend them (open TCP
+//! ports of a SYN or connect scan without `--no-proxy-check`; the others
+//! stream). Readers should
 //! skip line types and fields they do not know. serde_json escapes every string, so untrusted text cannot
 //! break a line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
+use std::net::IpAddr;
 
 use portolan_engine::{
     HostReport, HostStatus, PortOutcome, PortResult, PortService, PortState, ServiceInfo, TlsInfo,
 };
+use portolan_targets::Protocol;
 use serde::Serialize;
 
 use crate::time::rfc3339;
@@ -116,6 +127,8 @@ struct Host<'a> {
     os: &'a [portolan_model::OsMatch],
     #[serde(skip_serializing_if = "Option::is_none")]
     os_detection: Option<&'a portolan_model::OsDetection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    middlebox: Option<&'a portolan_model::Middlebox>,
 }
 
 #[derive(Serialize)]
@@ -284,6 +297,11 @@ pub struct JsonLinesSink<W: Write> {
     options: OutputOptions,
     /// `-sV`: port lines wait for their host's report.
     hold_ports: bool,
+    /// The SYN proxy check may amend open TCP ports: their lines wait for
+    /// their host's report ([`ScanInfo::open_ports_amended`]).
+    hold_open: bool,
+    /// The open TCP ports whose lines wait, by host.
+    held_open: HashMap<IpAddr, Vec<u16>>,
 }
 
 impl<W: Write> JsonLinesSink<W> {
@@ -293,6 +311,8 @@ impl<W: Write> JsonLinesSink<W> {
             out,
             options,
             hold_ports: false,
+            hold_open: false,
+            held_open: HashMap::new(),
         }
     }
 
@@ -337,6 +357,7 @@ fn state_counts(counts: &[u64; 6]) -> BTreeMap<&'static str, u64> {
 impl<W: Write> Sink for JsonLinesSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
         self.hold_ports = info.version_detection;
+        self.hold_open = info.open_ports_amended;
         self.line(&Begin {
             r#type: "begin",
             schema: SCHEMA_VERSION,
@@ -354,7 +375,12 @@ impl<W: Write> Sink for JsonLinesSink<W> {
         if self.hold_ports {
             return Ok(());
         }
-        self.port_line(result.addr, &result.outcome, None)
+        let o = &result.outcome;
+        if self.hold_open && o.proto == Protocol::Tcp && o.state == PortState::Open {
+            self.held_open.entry(result.addr).or_default().push(o.port);
+            return Ok(());
+        }
+        self.port_line(result.addr, o, None)
     }
 
     fn host(&mut self, report: &HostReport) -> io::Result<()> {
@@ -362,6 +388,12 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             for o in &report.ports {
                 let service = report.service(o.proto, o.port);
                 self.port_line(report.target.addr, o, service)?;
+            }
+        } else if let Some(held) = self.held_open.remove(&report.target.addr) {
+            for o in &report.ports {
+                if o.proto == Protocol::Tcp && held.contains(&o.port) {
+                    self.port_line(report.target.addr, o, None)?;
+                }
             }
         }
         let (status, reason) = match report.status {
@@ -387,6 +419,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             services: report.services.iter().map(Service::new).collect(),
             os: &report.extra.os,
             os_detection: report.extra.os_detection.as_ref(),
+            middlebox: report.extra.middlebox.as_ref(),
         })?;
         self.out.flush()
     }
@@ -461,6 +494,51 @@ mod tests {
             text,
             "{\"type\":\"port\",\"addr\":\"fd00::2\",\"proto\":\"tcp\",\"port\":22,\
              \"state\":\"open\",\"reason\":\"syn-ack\",\"service\":\"ssh\",\"tries\":1}\n"
+        );
+    }
+
+    #[test]
+    fn open_tcp_ports_wait_for_their_host_when_the_proxy_check_may_amend_them() {
+        use crate::fixtures::{outcome, up_host};
+        let mut sink = JsonLinesSink::new(Vec::new(), OutputOptions::default());
+        sink.hold_open = true;
+        let addr: IpAddr = "198.18.0.2".parse().unwrap();
+        let streamed = |sink: &JsonLinesSink<Vec<u8>>| {
+            String::from_utf8(sink.out.clone())
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("\"type\":\"port\""))
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    (
+                        v["port"].as_u64().unwrap(),
+                        v["reason"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        for o in [
+            outcome(22, PortState::Open, Reason::SynAck),
+            outcome(23, PortState::Closed, Reason::Reset),
+            outcome(80, PortState::Open, Reason::SynAck),
+        ] {
+            sink.port(&PortResult { addr, outcome: o }).unwrap();
+        }
+        assert_eq!(streamed(&sink), vec![(23, "reset".to_string())]);
+        // The check found 22 proxied, 80 real: each line once, as amended.
+        sink.host(&up_host(vec![
+            outcome(22, PortState::Closed, Reason::ProxyReset),
+            outcome(23, PortState::Closed, Reason::Reset),
+            outcome(80, PortState::Open, Reason::SynAck),
+        ]))
+        .unwrap();
+        assert_eq!(
+            streamed(&sink),
+            vec![
+                (23, "reset".to_string()),
+                (22, "proxy-reset".to_string()),
+                (80, "syn-ack".to_string())
+            ]
         );
     }
 

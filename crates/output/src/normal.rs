@@ -153,6 +153,14 @@ impl<W: Write> NormalSink<W> {
         for line in os_lines(report) {
             writeln!(out, "{}", for_terminal(&line))?;
         }
+        if let Some(m) = &report.extra.middlebox {
+            writeln!(
+                out,
+                "Middlebox: {} answers for this host: {}",
+                middlebox_name(m.kind),
+                for_terminal(&m.evidence)
+            )?;
+        }
         if let Some(delay) = report.times.paced {
             writeln!(
                 out,
@@ -163,6 +171,14 @@ impl<W: Write> NormalSink<W> {
             )?;
         }
         writeln!(out)
+    }
+}
+
+/// A middlebox's kind, in words.
+fn middlebox_name(kind: portolan_model::MiddleboxKind) -> &'static str {
+    match kind {
+        portolan_model::MiddleboxKind::SynProxy => "a SYN proxy",
+        _ => "a middlebox",
     }
 }
 

@@ -186,6 +186,7 @@ impl<W: Write> XmlSink<W> {
             write_ports(out, report, &collapsed_states(report, &self.options))?;
         }
         write_os(out, report)?;
+        write_middlebox(out, report)?;
         let timeout = report.times.timeout.as_micros().to_string();
         empty(
             out,
@@ -198,6 +199,34 @@ impl<W: Write> XmlSink<W> {
         )?;
         out.write_all(b"\n</host>\n")
     }
+}
+
+/// A middlebox found answering for the host, as a host script's output
+/// (`<hostscript><script id="portolan-middlebox">`), the place nmap.dtd
+/// gives findings about a host, with the figures as `elem`s.
+fn write_middlebox(out: &mut impl Write, report: &HostReport) -> io::Result<()> {
+    let Some(m) = &report.extra.middlebox else {
+        return Ok(());
+    };
+    let output = format!("{}: {}", m.kind.as_str(), m.evidence);
+    out.write_all(b"<hostscript>")?;
+    open_tag(
+        out,
+        "script",
+        &[("id", "portolan-middlebox"), ("output", &output)],
+    )?;
+    out.write_all(b">")?;
+    let elem = |out: &mut dyn Write, key: &str, value: &str| -> io::Result<()> {
+        write!(out, "<elem key=\"{key}\">{}</elem>", for_xml(value))
+    };
+    elem(out, "kind", m.kind.as_str())?;
+    elem(out, "reset", &m.reset.to_string())?;
+    elem(out, "checked", &m.checked.to_string())?;
+    out.write_all(b"<table key=\"services\">")?;
+    for port in &m.services {
+        write!(out, "<elem>{port}</elem>")?;
+    }
+    out.write_all(b"</table></script></hostscript>\n")
 }
 
 /// `-O`'s findings: nmap's `<os>` element (`portused`, `osmatch` with

@@ -141,6 +141,7 @@ fn scan() -> Scan {
             more_scans: Vec::new(),
             notes: Vec::new(),
             version_detection: false,
+            open_ports_amended: false,
         },
         hosts,
         summary: ScanSummary {

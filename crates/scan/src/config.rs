@@ -252,6 +252,11 @@ pub struct ScanConfig {
     pub version: VersionConfig,
     /// `-O` and its knobs.
     pub os: OsConfig,
+    /// Hosts of a SYN or connect scan that look like a SYN proxy answers
+    /// for them get their open ports connected to, to tell the real
+    /// services apart (see [`crate::middlebox`]); `--no-proxy-check`
+    /// turns it off.
+    pub proxy_check: bool,
     /// Which hosts get reverse DNS (`-n`, `-R`).
     pub reverse_dns: ReverseDns,
     /// `--dns-servers`; the system's servers when `None`.
@@ -301,6 +306,7 @@ impl ScanConfig {
             disable_arp_ping: false,
             version: VersionConfig::default(),
             os: OsConfig::default(),
+            proxy_check: true,
             reverse_dns: ReverseDns::Answered,
             dns_servers: None,
             command_line: Vec::new(),

@@ -133,10 +133,82 @@ impl Chain {
 /// `udp-response`, as in nmap.
 pub struct Services {
     detector: Detector,
+    tasks: Tasks,
+}
+
+/// Hosts held while work on them runs on a tokio runtime: what the
+/// enrichers that work beside the scan share. Each task hands its host
+/// back through a channel when done.
+pub(crate) struct Tasks {
     runtime: tokio::runtime::Handle,
     done_tx: mpsc::Sender<HostReport>,
     done_rx: mpsc::Receiver<HostReport>,
     pending: usize,
+}
+
+impl Tasks {
+    pub(crate) fn new(runtime: tokio::runtime::Handle) -> Tasks {
+        let (done_tx, done_rx) = mpsc::channel();
+        Tasks {
+            runtime,
+            done_tx,
+            done_rx,
+            pending: 0,
+        }
+    }
+
+    /// Holds a host until `work` hands it back.
+    pub(crate) fn spawn(
+        &mut self,
+        work: impl std::future::Future<Output = HostReport> + Send + 'static,
+    ) {
+        let done = self.done_tx.clone();
+        self.runtime.spawn(async move {
+            let _ = done.send(work.await);
+        });
+        self.pending += 1;
+    }
+
+    /// See [`Enricher::ready`].
+    pub(crate) fn ready(&mut self, out: &mut Vec<HostReport>) {
+        while let Ok(report) = self.done_rx.try_recv() {
+            self.pending -= 1;
+            out.push(report);
+        }
+    }
+
+    /// See [`Enricher::pending`].
+    pub(crate) fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// See [`Enricher::ready_within`].
+    pub(crate) fn ready_within(&mut self, wait: Duration, out: &mut Vec<HostReport>) {
+        if let Ok(report) = self.done_rx.recv_timeout(wait) {
+            self.pending -= 1;
+            out.push(report);
+        }
+        self.ready(out);
+    }
+
+    /// Waits for every held host. The tasks must end by themselves
+    /// (bounded by their own timeouts, or the stop token); one that dies
+    /// drops its sender: with ours dropped too, the channel then closes
+    /// instead of waiting forever.
+    pub(crate) fn finish(&mut self) -> Vec<HostReport> {
+        drop(std::mem::replace(&mut self.done_tx, mpsc::channel().0));
+        let mut out = Vec::new();
+        while self.pending > 0 {
+            match self.done_rx.recv() {
+                Ok(report) => {
+                    self.pending -= 1;
+                    out.push(report);
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
 }
 
 impl Services {
@@ -155,13 +227,9 @@ impl Services {
             ..DetectOptions::default()
         };
         let detector = Detector::new(db, options).map_err(ScanError::Detection)?;
-        let (done_tx, done_rx) = mpsc::channel();
         Ok(Services {
             detector,
-            runtime,
-            done_tx,
-            done_rx,
-            pending: 0,
+            tasks: Tasks::new(runtime),
         })
     }
 }
@@ -226,53 +294,31 @@ impl Enricher for Services {
             return Some(report);
         }
         let detector = self.detector.clone();
-        let done = self.done_tx.clone();
-        self.runtime.spawn(async move {
+        self.tasks.spawn(async move {
             let list: Vec<DetectTarget> = targets.iter().map(|t| t.1).collect();
             let found = detector.detect(&list).await;
             apply(&mut report, &targets, found);
-            let _ = done.send(report);
+            report
         });
-        self.pending += 1;
         None
     }
 
     fn ready(&mut self, _now: Instant, out: &mut Vec<HostReport>) {
-        while let Ok(report) = self.done_rx.try_recv() {
-            self.pending -= 1;
-            out.push(report);
-        }
+        self.tasks.ready(out);
     }
 
     fn pending(&self) -> usize {
-        self.pending
+        self.tasks.pending()
     }
 
     fn ready_within(&mut self, wait: Duration, out: &mut Vec<HostReport>) {
-        if let Ok(report) = self.done_rx.recv_timeout(wait) {
-            self.pending -= 1;
-            out.push(report);
-        }
-        self.ready(Instant::now(), out);
+        self.tasks.ready_within(wait, out);
     }
 
     fn finish(&mut self, _wait: bool) -> Vec<HostReport> {
         // Detection ends by itself: each port is bounded by the version
-        // timeout, and the stop token aborts every port within a poll. A
-        // task that dies drops its sender: with ours dropped too, the
-        // channel then closes instead of waiting forever.
-        drop(std::mem::replace(&mut self.done_tx, mpsc::channel().0));
-        let mut out = Vec::new();
-        while self.pending > 0 {
-            match self.done_rx.recv() {
-                Ok(report) => {
-                    self.pending -= 1;
-                    out.push(report);
-                }
-                Err(_) => break,
-            }
-        }
-        out
+        // timeout, and the stop token aborts every port within a poll.
+        self.tasks.finish()
     }
 }
 

@@ -30,6 +30,7 @@ mod config;
 mod enrich;
 mod error;
 mod event;
+pub mod middlebox;
 mod names;
 mod os;
 mod run;

@@ -22,7 +22,9 @@ use portolan_targets::{Permutation, Protocol, Target, TargetList};
 use portolan_transport::connect::{self, ConnectOptions};
 use portolan_transport::idle::{IdleOptions, IdleScan};
 use portolan_transport::offline;
-use portolan_transport::raw::{self, PingProbe, RawOptions, RawProbes, RawStats, TcpFlags};
+use portolan_transport::raw::{
+    self, PingProbe, RawOptions, RawProbes, RawStats, TcpFlags, TcpScan,
+};
 use portolan_transport::{Control, Observer};
 
 use crate::enrich::{Chain, Enricher, Services};
@@ -61,8 +63,15 @@ pub(crate) fn run(
     // Enrichers, in the order a host goes through them.
     let mut own_runtime = None;
     let mut stages: Vec<Box<dyn Enricher>> = Vec::new();
-    if let Some(db) = probe_db {
-        let handle = match runtime {
+    // The SYN proxy check comes first: version detection then probes
+    // only ports with a service behind them.
+    let proxy_check = config.proxy_check
+        && !config.offline
+        && !config.ping_only
+        && !config.tcp_ports.is_empty()
+        && matches!(technique, Technique::Connect | Technique::Tcp(TcpScan::Syn));
+    let runtime = if probe_db.is_some() || proxy_check {
+        Some(match runtime {
             Some(handle) => handle,
             None => {
                 // Matching is CPU work: one worker per core.
@@ -76,7 +85,25 @@ pub(crate) fn run(
                 own_runtime = Some(rt);
                 handle
             }
+        })
+    } else {
+        None
+    };
+    if let (true, Some(handle)) = (proxy_check, &runtime) {
+        let binding = crate::middlebox::Binding {
+            device: config.interface.clone(),
+            source: match config.sources[..] {
+                [one] => Some(one),
+                _ => None,
+            },
         };
+        stages.push(Box::new(crate::middlebox::ProxyCheck::new(
+            handle.clone(),
+            binding,
+            stop.flag(),
+        )));
+    }
+    if let (Some(db), Some(handle)) = (probe_db, runtime) {
         stages.push(Box::new(Services::new(
             db,
             &config.version,
@@ -132,6 +159,7 @@ pub(crate) fn run(
             .collect(),
         notes,
         version_detection: config.version.enabled,
+        open_ports_amended: proxy_check,
     };
     sink.event(Event::Started(&info));
 
