@@ -27,7 +27,6 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use portolan_output::OutputOptions;
 use portolan_scan::{Scan, ScanError, StopToken};
-use portolan_targets::{SystemResolver, TargetList};
 
 use crate::args::{Config, Mode, UsageError};
 
@@ -98,22 +97,17 @@ fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn build_targets(config: &Config) -> Result<TargetList, UsageError> {
-    let options = portolan_targets::TargetOptions {
-        prefer_ipv6: config.scan.prefer_ipv6,
-    };
-    TargetList::parse_with(
-        &config.scan.targets,
-        &config.scan.excludes,
-        &SystemResolver,
-        options,
-    )
-    .map_err(|e| UsageError(e.to_string()))
-}
-
-/// `-sL`: one line per target, nothing sent.
+/// `-sL`: one line per target, nothing sent: the targets a scan would
+/// take (the scope checked, a wide range without its special-purpose
+/// ranges).
 fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
-    let targets = build_targets(config)?;
+    let (targets, warnings) = portolan_scan::scan_targets(&config.scan)?;
+    for warning in &warnings {
+        eprintln!(
+            "portolan: warning: {}",
+            portolan_output::escape::for_terminal(warning)
+        );
+    }
     let start = Instant::now();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

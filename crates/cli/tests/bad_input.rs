@@ -146,3 +146,20 @@ fn list_scan_expands_lazily_and_excludes() {
         "{first}"
     );
 }
+
+#[test]
+fn list_scans_keep_the_scope_too() {
+    // -sL sends nothing, but it lists what a scan would take: a target
+    // outside --scope is refused as a scan refuses it.
+    let scope = scratch_dir().join("scope.txt");
+    std::fs::write(&scope, "198.18.0.0/24\n").unwrap();
+    let scope = scope.to_str().unwrap();
+    assert_usage_error(
+        &["-sL", "--scope", scope, "198.18.1.0/30"],
+        "\"198.18.1.0/30\" is outside the scope",
+    );
+    let out = portolan(&["-sL", "--scope", scope, "198.18.0.0/30"]);
+    assert_eq!(out.status.code(), Some(0));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.matches("Portolan scan report for").count(), 4);
+}

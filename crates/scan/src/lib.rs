@@ -114,6 +114,33 @@ pub struct Scan {
 /// warnings.
 const SHOWN_PARSE_ERRORS: usize = 10;
 
+/// The targets `config` names, as a scan takes them: parsed, the
+/// exclusions taken out, a wide scan without the special-purpose ranges no
+/// target names (ZMap's blocklist), and checked against the scope; with
+/// the warnings to show. Sends nothing (names are resolved). `-sL` lists
+/// these.
+pub fn scan_targets(config: &ScanConfig) -> Result<(TargetList, Vec<String>), ScanError> {
+    let options = portolan_targets::TargetOptions {
+        prefer_ipv6: config.prefer_ipv6,
+    };
+    let mut targets =
+        TargetList::parse_with(&config.targets, &config.excludes, &SystemResolver, options)?;
+    let mut warnings = Vec::new();
+    let skipped = targets.exclude_special_purpose();
+    if !skipped.is_empty() {
+        let list: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        warnings.push(format!(
+            "wide scan: skipping special-purpose ranges no target names: {} \
+             (name one as a target to scan it)",
+            list.join(", ")
+        ));
+    }
+    if let Some(scope) = &config.scope {
+        targets.check_scope(scope)?;
+    }
+    Ok((targets, warnings))
+}
+
 impl Scan {
     /// Checks `config`: reads the targets (resolving names), leaves the
     /// special-purpose ranges out of a wide scan, refuses targets outside
@@ -125,26 +152,7 @@ impl Scan {
         if config.offline {
             offline_settings(&mut config)?;
         }
-        let options = portolan_targets::TargetOptions {
-            prefer_ipv6: config.prefer_ipv6,
-        };
-        let mut targets =
-            TargetList::parse_with(&config.targets, &config.excludes, &SystemResolver, options)?;
-        let mut warnings = Vec::new();
-        // A wide scan leaves out the special-purpose ranges no target names
-        // (ZMap's blocklist); then the scope, before any socket opens.
-        let skipped = targets.exclude_special_purpose();
-        if !skipped.is_empty() {
-            let list: Vec<String> = skipped.iter().map(ToString::to_string).collect();
-            warnings.push(format!(
-                "wide scan: skipping special-purpose ranges no target names: {} \
-                 (name one as a target to scan it)",
-                list.join(", ")
-            ));
-        }
-        if let Some(scope) = &config.scope {
-            targets.check_scope(scope)?;
-        }
+        let (targets, mut warnings) = scan_targets(&config)?;
         // The idle scan holds a receiver for its whole length, beside the
         // one its discovery borrows.
         let receivers = 1 + usize::from(config.technique == Some(Technique::Idle));
