@@ -98,6 +98,9 @@ pub struct Config {
     /// `--resume`: the XML file is an interrupted scan's, cut after its
     /// last whole host; its hosts and end are appended, not a new start.
     pub xml_continue: bool,
+    /// `--resume`: the JSON-lines file keeps the finished hosts' lines of
+    /// an interrupted scan; it goes on without a new `begin` line.
+    pub json_continue: bool,
     /// `--open`.
     pub open_only: bool,
     /// `--reason`.
@@ -291,6 +294,7 @@ pub fn resolve(
         grep_out: None,
         append: false,
         xml_continue: false,
+        json_continue: false,
         open_only: false,
         reason: false,
         verbosity: 0,

@@ -144,7 +144,13 @@ fn build_sinks(config: &Config, options: OutputOptions) -> anyhow::Result<Vec<Bo
             (&config.xml_out, |w, o| Box::new(XmlSink::new(w, o)))
         },
         (&config.grep_out, |w, o| Box::new(GrepableSink::new(w, o))),
-        (&config.json_out, |w, o| Box::new(JsonLinesSink::new(w, o))),
+        if config.json_continue {
+            (&config.json_out, |w, o| {
+                Box::new(JsonLinesSink::continuing(w, o))
+            })
+        } else {
+            (&config.json_out, |w, o| Box::new(JsonLinesSink::new(w, o)))
+        },
     ];
     let stdout_taken = formats
         .iter()

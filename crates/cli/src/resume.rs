@@ -1,18 +1,20 @@
 //! `--resume FILE` (nmap's flag): the configuration that continues an
-//! interrupted or killed scan from its normal, grepable or XML output.
+//! interrupted or killed scan from its normal, grepable, XML or JSON-lines
+//! output.
 //!
 //! The file gives the command line and the hosts whose records are whole
 //! (`portolan_report::resume`); the scan runs again with that command
-//! line, the hosts finished in every one of its normal, XML and grepable
-//! files excluded, and its outputs appended to, each first cut after the
-//! last of those hosts (an XML file then gets its hosts and end without a
-//! new start, so it stays one document).
+//! line, the hosts finished in every one of its normal, XML, grepable and
+//! JSON-lines files excluded, and its outputs appended to, each first cut
+//! after the last of those hosts (an XML file then gets its hosts and end
+//! without a new start, so it stays one document; a JSON-lines file keeps
+//! the lines of those hosts only, and goes on without a new `begin`).
 
 use std::fs::OpenOptions;
 use std::path::Path;
 
 use anyhow::Context;
-use portolan_report::resume::read_resume;
+use portolan_report::resume::{ResumeFormat, keep_json_lines, read_resume};
 
 use crate::args::{self, Config, UsageError};
 use crate::flags;
@@ -44,20 +46,22 @@ pub fn config(argv: &[String]) -> anyhow::Result<(Vec<String>, Config)> {
         |path: &str| portolan_targets::read_target_file(path).map_err(|e| e.to_string());
     let mut config = args::resolve(&parsed, &read_list)?;
     // The scan's files do not end at the same host when the kill came
-    // between two of their writes (normal, XML, grepable, in that order):
+    // between two of their writes (normal, XML, grepable, JSON lines, in
+    // that order):
     // the hosts finished in every one of them count, and each file is cut
     // after the last of those, so no host is lost nor written twice. An
     // XML file then goes on without a new start.
-    let outputs: Vec<(std::path::PathBuf, bool)> = [
-        (&config.normal_out, false),
-        (&config.xml_out, true),
-        (&config.grep_out, false),
+    let outputs: Vec<std::path::PathBuf> = [
+        &config.normal_out,
+        &config.xml_out,
+        &config.grep_out,
+        &config.json_out,
     ]
     .into_iter()
-    .filter_map(|(file, xml)| Some((file.as_ref()?.path.clone()?, xml)))
+    .filter_map(|file| file.as_ref()?.path.clone())
     .collect();
     let mut siblings = Vec::new();
-    for (file, xml) in outputs {
+    for file in outputs {
         let read = if same_file(Path::new(path), &file) {
             Some(resume.clone())
         } else {
@@ -66,21 +70,30 @@ pub fn config(argv: &[String]) -> anyhow::Result<(Vec<String>, Config)> {
                 .and_then(|bytes| read_resume(&String::from_utf8_lossy(&bytes)).ok())
         };
         if let Some(read) = read {
-            siblings.push((file, xml, read));
+            siblings.push((file, read));
         }
     }
     let kept = siblings
         .iter()
-        .map(|(_, _, r)| r.finished.len())
+        .map(|(_, r)| r.finished.len())
         .fold(resume.finished.len(), usize::min);
-    for (file, xml, read) in &siblings {
-        OpenOptions::new()
-            .write(true)
-            .open(file)
-            .and_then(|f| f.set_len(read.cut_after(kept) as u64))
-            .with_context(|| format!("--resume: cannot cut {}", file.display()))?;
-        if *xml {
-            config.xml_continue = true;
+    for (file, read) in &siblings {
+        let cut = || -> std::io::Result<()> {
+            if read.format == ResumeFormat::JsonLines {
+                let text = String::from_utf8_lossy(&std::fs::read(file)?).into_owned();
+                std::fs::write(file, keep_json_lines(&text, &resume.finished[..kept]))
+            } else {
+                OpenOptions::new()
+                    .write(true)
+                    .open(file)?
+                    .set_len(read.cut_after(kept) as u64)
+            }
+        };
+        cut().with_context(|| format!("--resume: cannot cut {}", file.display()))?;
+        match read.format {
+            ResumeFormat::Xml => config.xml_continue = true,
+            ResumeFormat::JsonLines => config.json_continue = true,
+            _ => {}
         }
     }
     config

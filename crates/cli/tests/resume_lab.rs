@@ -1,16 +1,18 @@
 //! `--resume FILE`: a multi-host scan killed with SIGKILL in the middle,
-//! then resumed from its normal, grepable or XML output, repeats no
-//! finished host and loses none: the union of its two parts is exactly an
-//! uninterrupted scan's, and the XML file is one document.
+//! then resumed from its normal, grepable, XML or JSON-lines output,
+//! repeats no finished host and loses none: the union of its two parts is
+//! exactly an uninterrupted scan's, the XML file is one document and the
+//! JSON-lines file one run, each port and host once.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portolan_lab::{Lab, lab_or_skip};
 
-use crate::util::{assert_success, portolan_bin, scratch_dir};
+use crate::util::{JsonRun, assert_success, portolan_bin, read_jsonl, scratch_dir};
 
 /// The scan: hosts one at a time, each slowed by a scan delay so a kill
 /// lands between hosts and in the middle of one.
@@ -33,6 +35,8 @@ fn scan_args(base: &Path, targets: &[String]) -> Vec<String> {
     .map(String::from)
     .to_vec();
     args.push(base.display().to_string());
+    args.push("-oJ".to_string());
+    args.push(base.with_extension("jsonl").display().to_string());
     args.extend(targets.iter().cloned());
     args
 }
@@ -65,6 +69,10 @@ fn finished_in(file: &Path) -> usize {
     match file.extension().and_then(|e| e.to_str()) {
         Some("xml") => text.matches("</host>").count(),
         Some("gnmap") => text.lines().filter(|l| l.contains("\tPorts: ")).count(),
+        Some("jsonl") => text
+            .lines()
+            .filter(|l| l.starts_with("{\"type\":\"host\"") && l.ends_with('}'))
+            .count(),
         _ => text.matches("scan report for").count().saturating_sub(1),
     }
 }
@@ -98,8 +106,9 @@ fn a_killed_scan_resumed_from_each_output_equals_an_uninterrupted_one() {
     assert_success(&run_in(&lab, &scan_args(&whole, &targets)));
     let truth = grepable_ports(&whole.with_extension("gnmap"));
     assert_eq!(truth.len(), hosts.len());
+    let json_truth = read_jsonl(&whole.with_extension("jsonl"));
 
-    for ext in ["gnmap", "xml", "nmap"] {
+    for ext in ["gnmap", "xml", "nmap", "jsonl"] {
         let base = dir.join(format!("cut-{ext}"));
         let file = base.with_extension(ext);
         let mut child = lab
@@ -139,6 +148,21 @@ fn a_killed_scan_resumed_from_each_output_equals_an_uninterrupted_one() {
             );
         }
         assert_xml_document(&base.with_extension("xml"), truth.len());
+        // One JSON run: one begin and one summary, every port and host
+        // once (read_jsonl refuses a port twice), as the whole scan's.
+        let json = base.with_extension("jsonl");
+        let text = std::fs::read_to_string(&json).unwrap();
+        assert_eq!(text.matches("\"type\":\"begin\"").count(), 1, "{ext}: {text}");
+        assert_eq!(text.matches("\"type\":\"summary\"").count(), 1, "{ext}: {text}");
+        let run = read_jsonl(&json);
+        assert_eq!(run.hosts.len(), truth.len(), "{ext}: {text}");
+        let states = |run: &JsonRun| -> BTreeMap<(IpAddr, u16), String> {
+            run.ports
+                .iter()
+                .map(|(k, p)| (*k, format!("{} {}", p.state, p.reason)))
+                .collect()
+        };
+        assert_eq!(states(&run), states(&json_truth), "{ext}: JSON ports");
         // A finished scan is not resumed again.
         let again = run_in(&lab, &["--resume".to_string(), file.display().to_string()]);
         assert_eq!(

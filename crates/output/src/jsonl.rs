@@ -302,6 +302,9 @@ pub struct JsonLinesSink<W: Write> {
     hold_open: bool,
     /// The open TCP ports whose lines wait, by host.
     held_open: HashMap<IpAddr, Vec<u16>>,
+    /// The file holds an interrupted scan's `begin` line (`--resume`):
+    /// `begin` writes nothing.
+    continuing: bool,
 }
 
 impl<W: Write> JsonLinesSink<W> {
@@ -313,6 +316,17 @@ impl<W: Write> JsonLinesSink<W> {
             hold_ports: false,
             hold_open: false,
             held_open: HashMap::new(),
+            continuing: false,
+        }
+    }
+
+    /// A sink that goes on with the lines an interrupted scan left
+    /// (`--resume`, after `portolan_report::resume::keep_json_lines`): it
+    /// writes no `begin` line again.
+    pub fn continuing(out: W, options: OutputOptions) -> JsonLinesSink<W> {
+        JsonLinesSink {
+            continuing: true,
+            ..JsonLinesSink::new(out, options)
         }
     }
 
@@ -358,6 +372,9 @@ impl<W: Write> Sink for JsonLinesSink<W> {
     fn begin(&mut self, info: &ScanInfo) -> io::Result<()> {
         self.hold_ports = info.version_detection;
         self.hold_open = info.open_ports_amended;
+        if self.continuing {
+            return Ok(());
+        }
         self.line(&Begin {
             r#type: "begin",
             schema: SCHEMA_VERSION,

@@ -1,17 +1,22 @@
 //! `--resume FILE`: what an interrupted scan's output says about it, the
 //! command line that started it and the hosts it had finished, from
-//! normal (`-oN`), grepable (`-oG`) or XML (`-oX`) output, also cut short
-//! by SIGKILL.
+//! normal (`-oN`), grepable (`-oG`), XML (`-oX`) or JSON-lines (`-oJ`)
+//! output, also cut short by SIGKILL.
 //!
 //! A host counts as finished only when its whole record is in the file:
 //! in normal output its report followed by the blank line that ends it
 //! (or a "Skipping host ... due to host timeout" line), in grepable
 //! output a complete line (newline included) for it, in XML a `<host>`
-//! element with its closing tag. Anything after the last such record is
-//! what the kill cut, and is scanned again. The command line is the
-//! `as:` part of the first comment (normal, grepable) or the `args`
-//! attribute of `<nmaprun>` (XML), split on whitespace as Portolan wrote
-//! it. Reference: `man nmap`, `--resume`.
+//! element with its closing tag, in JSON lines a complete `host` line.
+//! Anything after the last such record is what the kill cut, and is
+//! scanned again. The command line is the `as:` part of the first
+//! comment (normal, grepable), the `args` attribute of `<nmaprun>` (XML),
+//! split on whitespace as Portolan wrote it, or the `begin` line's `args`
+//! (JSON lines). Reference: `man nmap`, `--resume`.
+//!
+//! JSON lines are not cut at a byte offset: a port line is written as its
+//! port resolves, before its host's line and among other hosts' lines.
+//! [`keep_json_lines`] keeps the lines of the finished hosts instead.
 //!
 //! Contract: no panic on any input; the first problem is a
 //! [`ResumeError`].
@@ -27,6 +32,8 @@ pub enum ResumeFormat {
     Grepable,
     /// `-oX`.
     Xml,
+    /// `-oJ`.
+    JsonLines,
 }
 
 /// What an interrupted scan's output says.
@@ -65,11 +72,11 @@ impl Resume {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResumeError {
-    /// Not normal, grepable nor XML output of a scan.
-    #[error("not normal, grepable or XML output of a scan (it starts with {0:?})")]
+    /// Not normal, grepable, XML nor JSON-lines output of a scan.
+    #[error("not normal, grepable, XML or JSON-lines output of a scan (it starts with {0:?})")]
     UnknownFormat(String),
     /// No command line in the file.
-    #[error("no command line (`as: ...` or args=\"...\") in the file")]
+    #[error("no command line (`as: ...`, args=\"...\" or a begin line's args) in the file")]
     NoCommandLine,
     /// The scan had already ended.
     #[error("the scan finished (the file ends with its summary): nothing to resume")]
@@ -81,6 +88,9 @@ pub fn read_resume(text: &str) -> Result<Resume, ResumeError> {
     let first = text.lines().next().unwrap_or("");
     if text.trim_start().starts_with('<') {
         return read_xml(text);
+    }
+    if first.starts_with('{') {
+        return read_json_lines(text);
     }
     let args = first
         .strip_prefix('#')
@@ -120,6 +130,70 @@ pub fn read_resume(text: &str) -> Result<Resume, ResumeError> {
         records_start: text.find('\n').map_or(text.len(), |i| i + 1),
         xml_resume_at: None,
     })
+}
+
+/// JSON lines: the `begin` line's command line, each complete `host`
+/// line's address; a `summary` line means the scan ended.
+fn read_json_lines(text: &str) -> Result<Resume, ResumeError> {
+    let mut args = None;
+    let mut finished = Vec::new();
+    for (line, end) in complete_lines(text) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match value["type"].as_str() {
+            Some("begin") if args.is_none() => {
+                args = value["args"].as_array().map(|list| {
+                    // The first word is the program's name.
+                    list.iter()
+                        .skip(1)
+                        .filter_map(|a| a.as_str().map(String::from))
+                        .collect::<Vec<_>>()
+                });
+            }
+            Some("host") => {
+                if let Some(addr) = value["addr"].as_str().and_then(|a| a.parse().ok()) {
+                    record(&mut finished, addr, end);
+                }
+            }
+            Some("summary") => return Err(ResumeError::Finished),
+            _ => {}
+        }
+    }
+    let args = args.ok_or(ResumeError::NoCommandLine)?;
+    let (finished, ends) = finished.into_iter().unzip();
+    Ok(Resume {
+        format: ResumeFormat::JsonLines,
+        args,
+        finished,
+        ends,
+        records_start: text.find('\n').map_or(text.len(), |i| i + 1),
+        xml_resume_at: None,
+    })
+}
+
+/// The lines of a JSON-lines file to keep when a scan resumes with the
+/// hosts `kept` finished: the `begin` and `rate` lines, and the `port` and
+/// `host` lines of those hosts. Everything else (the lines of hosts that
+/// are scanned again, a line the kill cut) goes.
+pub fn keep_json_lines(text: &str, kept: &[IpAddr]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (line, _) in complete_lines(text) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let addr = || value["addr"].as_str().and_then(|a| a.parse::<IpAddr>().ok());
+        let keep = match value["type"].as_str() {
+            Some("begin" | "rate") => true,
+            Some("port" | "host") => addr().is_some_and(|a| kept.contains(&a)),
+            _ => false,
+        };
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn split_args(args: &str) -> Vec<String> {
@@ -377,6 +451,39 @@ mod tests {
         let r = read_resume(&format!("{head}<sca")).unwrap();
         assert_eq!(r.xml_resume_at, Some(head.len()));
         assert!(r.finished.is_empty());
+    }
+
+    #[test]
+    fn json_lines_resume_after_their_host_lines_and_keep_only_finished_hosts() {
+        let text = concat!(
+            "{\"type\":\"begin\",\"schema\":3,\"args\":[\"portolan\",\"-sS\",\"-p\",\"80\",\"-oJ\",\"s.jsonl\",\"198.18.0.1-3\"]}\n",
+            "{\"type\":\"port\",\"addr\":\"198.18.0.1\",\"port\":80,\"state\":\"closed\"}\n",
+            "{\"type\":\"port\",\"addr\":\"198.18.0.2\",\"port\":80,\"state\":\"closed\"}\n",
+            "{\"type\":\"host\",\"addr\":\"198.18.0.1\",\"status\":\"up\"}\n",
+            "{\"type\":\"rate\",\"elapsed_s\":1.0}\n",
+            "{\"type\":\"port\",\"addr\":\"198.18.0.3\",\"port\":80,\"state\":\"open\"}\n",
+            "{\"type\":\"host\",\"addr\":\"198.18.0.3\",\"stat",
+        );
+        let r = read_resume(text).unwrap();
+        assert_eq!(r.format, ResumeFormat::JsonLines);
+        assert_eq!(r.args, ["-sS", "-p", "80", "-oJ", "s.jsonl", "198.18.0.1-3"]);
+        assert_eq!(r.finished, addrs(&["198.18.0.1"]));
+        let kept = keep_json_lines(text, &r.finished);
+        assert_eq!(
+            kept.lines()
+                .map(|l| l.split(",\"").take(2).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>(),
+            [
+                "{\"type\":\"begin\" schema\":3",
+                "{\"type\":\"port\" addr\":\"198.18.0.1\"",
+                "{\"type\":\"host\" addr\":\"198.18.0.1\"",
+                "{\"type\":\"rate\" elapsed_s\":1.0}",
+            ]
+        );
+        // A scan that ended has its summary line.
+        let ended = format!("{text}\"}}\n{{\"type\":\"summary\",\"interrupted\":false}}\n");
+        assert_eq!(read_resume(&ended), Err(ResumeError::Finished));
+        assert_eq!(read_resume("{\"type\":\"host\"}\n"), Err(ResumeError::NoCommandLine));
     }
 
     #[test]
