@@ -66,9 +66,10 @@ put("target_file", "latin1", b"198.18.0.1\n\xe9t\xe9\n")
 put("scope_file", "lab", "# the operator's networks\n198.18.0.0/24\n198.18.1.0/24 fd00::/64\n198.18.2.1-3\n")
 put("scope_file", "bad", "198.18.0.0/33\nlab.example\n")
 
-# Resume files: grepable, normal and XML output, whole and cut short.
+# Resume files: grepable, normal, XML and JSON-lines output, whole and cut short.
 for path in ["crates/cli/tests/golden/lab.gnmap", "crates/cli/tests/golden/lab.nmap", "crates/cli/tests/golden/lab.xml",
-             "crates/output/tests/golden/scan.gnmap", "crates/output/tests/golden/scan.nmap", "crates/output/tests/golden/scan.xml"]:
+             "crates/output/tests/golden/scan.gnmap", "crates/output/tests/golden/scan.nmap", "crates/output/tests/golden/scan.xml",
+             "crates/cli/tests/golden/lab.jsonl", "crates/output/tests/golden/scan.jsonl"]:
     data = open(os.path.join(root, path), "rb").read()
     name = path.replace("/", "_")
     put("resume_file", name, data)

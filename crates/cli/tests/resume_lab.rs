@@ -152,8 +152,16 @@ fn a_killed_scan_resumed_from_each_output_equals_an_uninterrupted_one() {
         // once (read_jsonl refuses a port twice), as the whole scan's.
         let json = base.with_extension("jsonl");
         let text = std::fs::read_to_string(&json).unwrap();
-        assert_eq!(text.matches("\"type\":\"begin\"").count(), 1, "{ext}: {text}");
-        assert_eq!(text.matches("\"type\":\"summary\"").count(), 1, "{ext}: {text}");
+        assert_eq!(
+            text.matches("\"type\":\"begin\"").count(),
+            1,
+            "{ext}: {text}"
+        );
+        assert_eq!(
+            text.matches("\"type\":\"summary\"").count(),
+            1,
+            "{ext}: {text}"
+        );
         let run = read_jsonl(&json);
         assert_eq!(run.hosts.len(), truth.len(), "{ext}: {text}");
         let states = |run: &JsonRun| -> BTreeMap<(IpAddr, u16), String> {
@@ -222,6 +230,8 @@ fn outputs_cut_at_different_hosts_resume_without_a_host_twice_or_lost() {
     let out = Command::new(portolan_bin())
         .args(scan)
         .arg(&base)
+        .arg("-oJ")
+        .arg(base.with_extension("jsonl"))
         .arg("198.18.0.1-4")
         .output()
         .unwrap();
@@ -235,6 +245,17 @@ fn outputs_cut_at_different_hosts_resume_without_a_host_twice_or_lost() {
     cut("nmap", &|t| nth(t, "Portolan scan report for", 3));
     cut("xml", &|t| nth(t, "</host>\n", 1) + "</host>\n".len());
     cut("gnmap", &|t| nth(t, "Host: 198.18.0.2", 0));
+    // JSON lines: two hosts, and the port lines of a third written before
+    // the kill came (a buffer flushed in the middle of a host), which
+    // must not stay.
+    cut("jsonl", &|t| {
+        nth(t, r#"{"type":"host","addr":"198.18.0.3""#, 0)
+    });
+    assert!(
+        std::fs::read_to_string(base.with_extension("jsonl"))
+            .unwrap()
+            .contains(r#"{"type":"port","addr":"198.18.0.3""#)
+    );
     let out = Command::new(portolan_bin())
         .arg("--resume")
         .arg(base.with_extension("gnmap"))
@@ -259,4 +280,12 @@ fn outputs_cut_at_different_hosts_resume_without_a_host_twice_or_lost() {
         );
     }
     assert_xml_document(&base.with_extension("xml"), 4);
+    // One JSON run: each port and host once (read_jsonl refuses a port
+    // twice), one begin line, one summary.
+    let json = base.with_extension("jsonl");
+    let run = read_jsonl(&json);
+    assert_eq!((run.hosts.len(), run.ports.len()), (4, 8));
+    let text = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(text.matches(r#""type":"begin""#).count(), 1, "{text}");
+    assert_eq!(text.matches(r#""type":"summary""#).count(), 1, "{text}");
 }

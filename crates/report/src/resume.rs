@@ -182,7 +182,11 @@ pub fn keep_json_lines(text: &str, kept: &[IpAddr]) -> String {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let addr = || value["addr"].as_str().and_then(|a| a.parse::<IpAddr>().ok());
+        let addr = || {
+            value["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+        };
         let keep = match value["type"].as_str() {
             Some("begin" | "rate") => true,
             Some("port" | "host") => addr().is_some_and(|a| kept.contains(&a)),
@@ -466,7 +470,10 @@ mod tests {
         );
         let r = read_resume(text).unwrap();
         assert_eq!(r.format, ResumeFormat::JsonLines);
-        assert_eq!(r.args, ["-sS", "-p", "80", "-oJ", "s.jsonl", "198.18.0.1-3"]);
+        assert_eq!(
+            r.args,
+            ["-sS", "-p", "80", "-oJ", "s.jsonl", "198.18.0.1-3"]
+        );
         assert_eq!(r.finished, addrs(&["198.18.0.1"]));
         let kept = keep_json_lines(text, &r.finished);
         assert_eq!(
@@ -483,7 +490,10 @@ mod tests {
         // A scan that ended has its summary line.
         let ended = format!("{text}\"}}\n{{\"type\":\"summary\",\"interrupted\":false}}\n");
         assert_eq!(read_resume(&ended), Err(ResumeError::Finished));
-        assert_eq!(read_resume("{\"type\":\"host\"}\n"), Err(ResumeError::NoCommandLine));
+        assert_eq!(
+            read_resume("{\"type\":\"host\"}\n"),
+            Err(ResumeError::NoCommandLine)
+        );
     }
 
     #[test]
