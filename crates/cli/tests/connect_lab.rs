@@ -397,7 +397,7 @@ fn connections_reset_after_completing_are_open_conn_reset_never_lost() {
     let mut reset_seen = 0;
     // One at a time, and all of them in flight at once. The connect scan's
     // own reading: the SYN proxy check (which would connect again, see
-    // synproxy_lab.rs) is off.
+    // middlebox_lab.rs) is off.
     for parallelism in [["--max-parallelism", "1"], ["--min-parallelism", "400"]] {
         let (run, _) = scan_in_lab(
             &lab,

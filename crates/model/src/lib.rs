@@ -30,8 +30,8 @@ pub mod time;
 
 pub use result::{
     CountedPorts, HostExtras, HostReport, HostStatus, HostTimes, Middlebox, MiddleboxKind, OsClass,
-    OsDetection, OsHint, OsMatch, OsPortUsed, PortOutcome, PortResult, PortState, Reason, Reply,
-    ScanStats, ScriptOutput,
+    OsDetection, OsHint, OsMatch, OsPortUsed, PortOutcome, PortResult, PortState, RangeMiddlebox,
+    Reason, Reply, ScanStats, ScriptOutput,
 };
 pub use scan::{
     PacketStats, RateSample, SCHEMA_VERSION, ScanId, ScanInfo, ScanResults, ScanSummary, ScanType,

@@ -478,6 +478,9 @@ pub enum MiddleboxKind {
     /// A SYN proxy, SYN cookies or a load balancer: it answers SYN-ACK
     /// for ports and completes handshakes the host behind it refuses.
     SynProxy,
+    /// A transparent proxy on the path: it answers one port for many
+    /// addresses, whatever host is behind them.
+    TransparentProxy,
 }
 
 impl MiddleboxKind {
@@ -485,8 +488,40 @@ impl MiddleboxKind {
     pub fn as_str(self) -> &'static str {
         match self {
             MiddleboxKind::SynProxy => "syn-proxy",
+            MiddleboxKind::TransparentProxy => "transparent-proxy",
         }
     }
+
+    /// Its name in words.
+    pub fn description(self) -> &'static str {
+        match self {
+            MiddleboxKind::SynProxy => "a SYN proxy",
+            MiddleboxKind::TransparentProxy => "a transparent proxy",
+        }
+    }
+}
+
+/// A middlebox found answering one port for many addresses of a scan:
+/// told from the whole range, not from one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeMiddlebox {
+    /// What it is.
+    pub kind: MiddleboxKind,
+    /// The protocol of the port it answers...
+    pub proto: Protocol,
+    /// ... and the port.
+    pub port: u16,
+    /// The TTL its answers came with, the same for every address.
+    pub ttl: u8,
+    /// Addresses whose port answered with that TTL.
+    pub addresses: u32,
+    /// Of those, the addresses whose own answers (resets of closed ports,
+    /// discovery replies) came with another TTL.
+    pub differing: u32,
+    /// A few of those addresses.
+    pub sample: Vec<IpAddr>,
+    /// What was seen, in a sentence.
+    pub evidence: String,
 }
 
 /// One operating system match.

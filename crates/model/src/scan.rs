@@ -165,6 +165,8 @@ pub struct ScanSummary {
     pub interrupted: bool,
     /// Packet counters, for raw-packet scans.
     pub packets: Option<PacketStats>,
+    /// Middleboxes told from the whole range (a transparent proxy).
+    pub middleboxes: Vec<crate::RangeMiddlebox>,
 }
 
 /// Packet counters of a raw-packet scan.
@@ -368,6 +370,7 @@ impl ScanResults {
             end,
             interrupted: self.interrupted,
             packets: None,
+            middleboxes: Vec::new(),
         }
     }
 }

@@ -34,11 +34,14 @@
 //!   `middlebox`, when one was found answering for the host:
 //!   `{"kind":"syn-proxy","services":[port...],"reset","checked","evidence"}`
 //!   (its `reset` ports read `closed`, reason `proxy-reset`);
-//! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?,"hosts_paced_globally"?}`
+//! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?,"hosts_paced_globally"?,"middleboxes"?}`
 //!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan;
 //!   `hosts_paced_globally`: of those, scanned from several source
 //!   addresses, the hosts whose limit over all their errors, not the limit
-//!   per source, was the bound; `packets`:
+//!   per source, was the bound; `middleboxes`, when some were told from
+//!   the whole range:
+//!   `[{"kind":"transparent-proxy","proto","port","ttl","addresses","differing","sample":[addr...],"evidence"}]`;
+//!   `packets`:
 //!   `{"sent","received","ignored","dropped","sent_per_s"}`, `dropped`
 //!   counting the answers the kernel dropped for want of room in the
 //!   receive ring).
@@ -276,6 +279,8 @@ struct Summary<'a> {
     hosts_paced: u64,
     #[serde(skip_serializing_if = "is_zero")]
     hosts_paced_globally: u64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    middleboxes: &'a [portolan_model::RangeMiddlebox],
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -473,6 +478,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             interrupted: summary.interrupted,
             hosts_paced: s.hosts_paced,
             hosts_paced_globally: s.hosts_paced_globally,
+            middleboxes: &summary.middleboxes,
             packets: summary.packets.map(|p| Packets {
                 sent: p.sent,
                 received: p.received,

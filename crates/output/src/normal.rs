@@ -157,7 +157,7 @@ impl<W: Write> NormalSink<W> {
             writeln!(
                 out,
                 "Middlebox: {} answers for this host: {}",
-                middlebox_name(m.kind),
+                m.kind.description(),
                 for_terminal(&m.evidence)
             )?;
         }
@@ -171,14 +171,6 @@ impl<W: Write> NormalSink<W> {
             )?;
         }
         writeln!(out)
-    }
-}
-
-/// A middlebox's kind, in words.
-fn middlebox_name(kind: portolan_model::MiddleboxKind) -> &'static str {
-    match kind {
-        portolan_model::MiddleboxKind::SynProxy => "a SYN proxy",
-        _ => "a middlebox",
     }
 }
 
@@ -406,6 +398,17 @@ impl<W: Write> Sink for NormalSink<W> {
                 )?;
             }
         }
+        for m in &summary.middleboxes {
+            writeln!(
+                self.out,
+                "Middlebox: {} answers {}/{} for {} addresses: {}",
+                m.kind.description(),
+                m.port,
+                proto_name(m.proto),
+                m.addresses,
+                crate::escape::for_terminal(&m.evidence)
+            )?;
+        }
         if s.hosts_paced > 0 {
             writeln!(
                 self.out,
@@ -537,6 +540,7 @@ mod tests {
                     ignored: 0,
                     dropped,
                 }),
+                middleboxes: Vec::new(),
             };
             let mut sink = NormalSink::new(Vec::new(), OutputOptions::default());
             sink.end(&summary).unwrap();

@@ -201,32 +201,79 @@ impl<W: Write> XmlSink<W> {
     }
 }
 
-/// A middlebox found answering for the host, as a host script's output
-/// (`<hostscript><script id="portolan-middlebox">`), the place nmap.dtd
-/// gives findings about a host, with the figures as `elem`s.
-fn write_middlebox(out: &mut impl Write, report: &HostReport) -> io::Result<()> {
-    let Some(m) = &report.extra.middlebox else {
-        return Ok(());
-    };
-    let output = format!("{}: {}", m.kind.as_str(), m.evidence);
-    out.write_all(b"<hostscript>")?;
+/// One `<script id="portolan-middlebox">` element: its output sentence,
+/// its figures as keyed `elem`s, and a list as a keyed `table`.
+fn write_middlebox_script(
+    out: &mut impl Write,
+    kind: portolan_model::MiddleboxKind,
+    evidence: &str,
+    figures: &[(&str, String)],
+    list: (&str, Vec<String>),
+) -> io::Result<()> {
+    let output = format!("{}: {evidence}", kind.as_str());
     open_tag(
         out,
         "script",
         &[("id", "portolan-middlebox"), ("output", &output)],
     )?;
     out.write_all(b">")?;
-    let elem = |out: &mut dyn Write, key: &str, value: &str| -> io::Result<()> {
-        write!(out, "<elem key=\"{key}\">{}</elem>", for_xml(value))
-    };
-    elem(out, "kind", m.kind.as_str())?;
-    elem(out, "reset", &m.reset.to_string())?;
-    elem(out, "checked", &m.checked.to_string())?;
-    out.write_all(b"<table key=\"services\">")?;
-    for port in &m.services {
-        write!(out, "<elem>{port}</elem>")?;
+    let kind = [("kind", kind.as_str().to_string())];
+    for (key, value) in kind.iter().chain(figures) {
+        write!(out, "<elem key=\"{key}\">{}</elem>", for_xml(value))?;
     }
-    out.write_all(b"</table></script></hostscript>\n")
+    write!(out, "<table key=\"{}\">", list.0)?;
+    for item in &list.1 {
+        write!(out, "<elem>{}</elem>", for_xml(item))?;
+    }
+    out.write_all(b"</table></script>")
+}
+
+/// A middlebox found answering for the host, as a host script's output
+/// (`<hostscript>`, the place nmap.dtd gives findings about a host).
+fn write_middlebox(out: &mut impl Write, report: &HostReport) -> io::Result<()> {
+    let Some(m) = &report.extra.middlebox else {
+        return Ok(());
+    };
+    out.write_all(b"<hostscript>")?;
+    write_middlebox_script(
+        out,
+        m.kind,
+        &m.evidence,
+        &[
+            ("reset", m.reset.to_string()),
+            ("checked", m.checked.to_string()),
+        ],
+        ("services", m.services.iter().map(u16::to_string).collect()),
+    )?;
+    out.write_all(b"</hostscript>\n")
+}
+
+/// Middleboxes told from the whole range, as post-scan scripts' output
+/// (`<postscript>`, where nmap.dtd puts findings about the scan).
+fn write_range_middleboxes(
+    out: &mut impl Write,
+    found: &[portolan_model::RangeMiddlebox],
+) -> io::Result<()> {
+    if found.is_empty() {
+        return Ok(());
+    }
+    out.write_all(b"<postscript>")?;
+    for m in found {
+        write_middlebox_script(
+            out,
+            m.kind,
+            &m.evidence,
+            &[
+                ("protocol", crate::proto_name(m.proto).to_string()),
+                ("port", m.port.to_string()),
+                ("ttl", m.ttl.to_string()),
+                ("addresses", m.addresses.to_string()),
+                ("differing", m.differing.to_string()),
+            ],
+            ("sample", m.sample.iter().map(ToString::to_string).collect()),
+        )?;
+    }
+    out.write_all(b"</postscript>\n")
 }
 
 /// `-O`'s findings: nmap's `<os>` element (`portused`, `osmatch` with
@@ -511,6 +558,7 @@ impl<W: Write> Sink for XmlSink<W> {
             attrs.push(("exit", "success"));
         }
         let out = &mut self.out;
+        write_range_middleboxes(out, &summary.middleboxes)?;
         out.write_all(b"<runstats>")?;
         empty(out, "finished", &attrs)?;
         empty(

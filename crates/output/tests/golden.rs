@@ -150,6 +150,7 @@ fn scan() -> Scan {
             end: start + Duration::from_millis(3010),
             interrupted: false,
             packets: None,
+            middleboxes: Vec::new(),
         },
     }
 }

@@ -21,6 +21,15 @@
 //!
 //! Completing handshakes is what a SYN scan otherwise avoids: only
 //! suspect hosts are connected to, and `--no-proxy-check` turns it off.
+//!
+//! A transparent proxy on the path (an ISP's on port 80) answers one
+//! port for every address of a range, whatever host is behind it: its
+//! SYN-ACKs all come with its own TTL, while the hosts' own answers
+//! (resets of closed ports, discovery replies) come with theirs, which
+//! differ from it and from one another. That shows only across hosts:
+//! [`RangeProxies`] tallies every finished host and names such ports at
+//! the end of the scan (a host is written before the range is known, so
+//! the finding is the scan's, not the host's).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use portolan_engine::{HostReport, PortState, Reason};
-use portolan_model::{Middlebox, MiddleboxKind, PortOutcome};
+use portolan_model::{Middlebox, MiddleboxKind, PortOutcome, RangeMiddlebox};
 use portolan_targets::Protocol;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
@@ -364,6 +373,106 @@ impl Enricher for ProxyCheck {
     }
 }
 
+/// Hosts a port must answer with one TTL on before it can be a
+/// transparent proxy's...
+const PROXIED_ADDRESSES: u32 = 4;
+/// ... of which at least this many, and at least half, have own answers
+/// with other TTLs...
+const PROXIED_DIFFERING: u32 = 3;
+/// ... that take at least this many values (the hosts behind differ; one
+/// TTL for all is rather a firewall answering for them).
+const DISTINCT_OWN_TTLS: u32 = 2;
+/// Addresses kept as a sample per (port, TTL).
+const SAMPLE_ADDRESSES: usize = 4;
+
+/// What the scan's hosts showed of one port answered with one TTL.
+#[derive(Default)]
+struct PortTally {
+    addresses: u32,
+    differing: u32,
+    /// The TTLs of the differing hosts' own answers, as a bit set.
+    own_ttls: [u64; 4],
+    sample: Vec<IpAddr>,
+}
+
+/// Tallies every finished host of a scan to tell a transparent proxy
+/// (see the module's documentation). Memory grows with the distinct
+/// (open port, TTL) pairs, not with the hosts.
+#[derive(Default)]
+pub struct RangeProxies {
+    tallies: std::collections::HashMap<(u16, u8), PortTally>,
+}
+
+impl RangeProxies {
+    /// Takes a finished host into account.
+    pub fn observe(&mut self, report: &HostReport) {
+        let tcp = || report.ports.iter().filter(|p| p.proto == Protocol::Tcp);
+        // The host's own answers: resets of closed ports and the answer
+        // that proved it up.
+        let own: Vec<u8> = tcp()
+            .filter(|p| p.reason == Reason::Reset)
+            .filter_map(|p| p.reason_ttl)
+            .chain(report.reason_ttl)
+            .collect();
+        for p in tcp().filter(|p| p.reason == Reason::SynAck) {
+            let Some(ttl) = p.reason_ttl else {
+                continue;
+            };
+            let tally = self.tallies.entry((p.port, ttl)).or_default();
+            tally.addresses += 1;
+            if !own.is_empty() && !own.contains(&ttl) {
+                tally.differing += 1;
+                for &t in &own {
+                    tally.own_ttls[usize::from(t / 64)] |= 1 << (t % 64);
+                }
+                if tally.sample.len() < SAMPLE_ADDRESSES {
+                    tally.sample.push(report.target.addr);
+                }
+            }
+        }
+    }
+
+    /// The ports a transparent proxy answers, by port.
+    pub fn findings(&self) -> Vec<RangeMiddlebox> {
+        let mut found: Vec<RangeMiddlebox> = self
+            .tallies
+            .iter()
+            .filter(|(_, t)| {
+                let distinct: u32 = t.own_ttls.iter().map(|w| w.count_ones()).sum();
+                t.addresses >= PROXIED_ADDRESSES
+                    && t.differing >= PROXIED_DIFFERING
+                    && 2 * t.differing >= t.addresses
+                    && distinct >= DISTINCT_OWN_TTLS
+            })
+            .map(|(&(port, ttl), t)| {
+                let own: Vec<String> = (0..=255u8)
+                    .filter(|&x| t.own_ttls[usize::from(x / 64)] & (1 << (x % 64)) != 0)
+                    .map(|x| x.to_string())
+                    .collect();
+                RangeMiddlebox {
+                    kind: MiddleboxKind::TransparentProxy,
+                    proto: Protocol::Tcp,
+                    port,
+                    ttl,
+                    addresses: t.addresses,
+                    differing: t.differing,
+                    sample: t.sample.clone(),
+                    evidence: format!(
+                        "{} addresses answered SYN-ACK on port {port} with TTL {ttl}; {} of \
+                         them answer otherwise with TTLs {} (the hosts behind differ, the \
+                         answers on port {port} do not)",
+                        t.addresses,
+                        t.differing,
+                        own.join(", ")
+                    ),
+                }
+            })
+            .collect();
+        found.sort_by_key(|f| f.port);
+        found
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;
@@ -439,6 +548,64 @@ mod tests {
         let ports: Vec<u16> = (1..=100).collect();
         assert_eq!(spread(&ports, 4), vec![1, 34, 67, 100]);
         assert_eq!(spread(&ports[..3], 4), vec![1, 2, 3]);
+    }
+
+    /// A host whose port 80 answered with `ttl80` and port 22 reset with
+    /// `own`.
+    fn range_host(last: u8, ttl80: u8, own: u8) -> HostReport {
+        let mut report = host(&[
+            (80, PortState::Open, Reason::SynAck),
+            (22, PortState::Closed, Reason::Reset),
+        ]);
+        report.target = Target::from_addr(IpAddr::from([198, 19, 77, last]));
+        report.ports[0].reason_ttl = Some(ttl80);
+        report.ports[1].reason_ttl = Some(own);
+        report
+    }
+
+    #[test]
+    fn one_ttl_on_a_port_for_hosts_that_otherwise_differ_is_a_transparent_proxy() {
+        let mut proxied = RangeProxies::default();
+        for i in 1..=6 {
+            proxied.observe(&range_host(i, 64, 50 + i));
+        }
+        let found = proxied.findings();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!(
+            (f.kind, f.port, f.ttl),
+            (MiddleboxKind::TransparentProxy, 80, 64)
+        );
+        assert_eq!((f.addresses, f.differing, f.sample.len()), (6, 6, 4));
+        assert!(
+            f.evidence.contains("TTLs 51, 52, 53, 54, 55, 56"),
+            "{}",
+            f.evidence
+        );
+        // Hosts that answer everything with their own TTL: no proxy.
+        let mut direct = RangeProxies::default();
+        for i in 1..=6 {
+            direct.observe(&range_host(i, 50 + i, 50 + i));
+        }
+        assert!(direct.findings().is_empty());
+        // A firewall that resets for every host (one TTL) in front of
+        // real servers of one kind: nothing says the port is a proxy's.
+        let mut firewalled = RangeProxies::default();
+        for i in 1..=6 {
+            firewalled.observe(&range_host(i, 64, 250));
+        }
+        assert!(firewalled.findings().is_empty());
+        // A proxy for part of the range only is still one.
+        for i in 7..=12 {
+            proxied.observe(&range_host(i, 40 + i, 40 + i));
+        }
+        assert_eq!(proxied.findings().len(), 1);
+        // Too few addresses.
+        let mut few = RangeProxies::default();
+        for i in 1..=3 {
+            few.observe(&range_host(i, 64, 50 + i));
+        }
+        assert!(few.findings().is_empty());
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub(crate) fn run(
             chain: Chain::new(stages),
             delta: [0; 6],
             stop: stop.clone(),
+            ranges: Default::default(),
         }),
         raw,
         idle,
@@ -306,6 +307,7 @@ pub(crate) fn run(
         end: SystemTime::now(),
         interrupted: stop.is_stopped(),
         packets,
+        middleboxes: emitter.ranges.findings(),
     };
     emitter.sink.event(Event::Finished(&summary));
     if let Some(rt) = own_runtime {
@@ -323,6 +325,8 @@ struct Emitter<'s> {
     delta: [i64; 6],
     /// Ends a wait for held hosts.
     stop: StopToken,
+    /// Every host that went out, tallied to tell a transparent proxy.
+    ranges: crate::middlebox::RangeProxies,
 }
 
 impl Emitter<'_> {
@@ -352,6 +356,7 @@ impl Emitter<'_> {
     fn emit(&mut self, reports: Vec<HostReport>) {
         for report in reports {
             self.count(&report, 1);
+            self.ranges.observe(&report);
             self.sink.event(Event::Host(&report));
         }
     }

@@ -1,3 +1,5 @@
+//! Middleboxes told apart from the hosts they answer for.
+//!
 //! A host behind netfilter's `synproxy` (nftables, in the host's own
 //! namespace), which answers every SYN to ports 1-1000 with a SYN cookie
 //! and opens the connection to the host only once the handshake is done:
@@ -7,6 +9,10 @@
 //! like that and tells them apart: the real port stays `open`/`syn-ack`,
 //! the others, completed with the proxy and then reset, read
 //! `closed`/`proxy-reset`, and the host is flagged in every format.
+//!
+//! A transparent proxy answering one port for a whole routed range,
+//! whatever host is behind each address: flagged for the scan, with the
+//! TTLs that tell it.
 
 use std::net::IpAddr;
 use std::process::Output;
@@ -176,4 +182,102 @@ fn without_the_check_a_syn_scan_sees_only_the_proxy() {
     }
     assert!(run.hosts[0].get("middlebox").is_none(), "{}", run.hosts[0]);
     assert!(!stdout.contains("Middlebox"), "{stdout}");
+}
+
+/// Two routed ranges behind one lab host, every address of them its own
+/// (a local route): the hosts "differ", each address answering with its
+/// own TTL (51-58, 71-78), set by nftables. In the first range a
+/// transparent proxy answers port 80: its SYN-ACKs keep the router's TTL
+/// (64) for every address. In the second, port 80 is each host's own.
+#[test]
+fn a_transparent_proxy_answering_one_port_across_a_range_is_flagged() {
+    let lab = lab_or_skip!();
+    let router = lab.host(0);
+    let (proxied, direct) = ("198.19.77.0/29", "198.19.78.0/29");
+    lab.route_range_to(router, proxied).unwrap();
+    lab.route_range_to(router, direct).unwrap();
+    let _web = router.listen_tcp([80]).unwrap();
+    let mut rules = format!(
+        "table ip portolan_ttl {{\n chain out {{\n  \
+         type filter hook output priority mangle; policy accept;\n  \
+         ip saddr {proxied} tcp sport 80 accept\n"
+    );
+    for i in 0..8u8 {
+        rules.push_str(&format!(
+            "  ip saddr 198.19.77.{i} ip ttl set {}\n  ip saddr 198.19.78.{i} ip ttl set {}\n",
+            51 + i,
+            71 + i
+        ));
+    }
+    rules.push_str(" }\n}\n");
+    router.nft(&rules).unwrap();
+
+    let dir = scratch_dir();
+    let (json, xml) = (dir.join("tproxy.jsonl"), dir.join("tproxy.xml"));
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args([
+            "--no-db",
+            "--no-progress",
+            "-n",
+            "-Pn",
+            "-sS",
+            "-p",
+            "22,80",
+        ])
+        .arg("-oJ")
+        .arg(&json)
+        .arg("-oX")
+        .arg(&xml)
+        .args([proxied, direct])
+        .output()
+        .unwrap();
+    let stdout = assert_success(&out);
+    let run = read_jsonl(&json);
+    assert_eq!(run.hosts.len(), 16);
+    // Every port answered as the path made it answer: the flag says why.
+    assert!(
+        run.ports
+            .iter()
+            .all(|((_, p), got)| got.state == if *p == 80 { "open" } else { "closed" })
+    );
+    let summary = run.summary.as_ref().unwrap();
+    let found = summary["middleboxes"].as_array().expect("middleboxes");
+    assert_eq!(found.len(), 1, "{summary}");
+    let f = &found[0];
+    assert_eq!(
+        (
+            &f["kind"],
+            &f["port"],
+            &f["ttl"],
+            &f["addresses"],
+            &f["differing"]
+        ),
+        (
+            &"transparent-proxy".into(),
+            &80.into(),
+            &64.into(),
+            &8.into(),
+            &8.into()
+        ),
+        "{f}"
+    );
+    for addr in f["sample"].as_array().unwrap() {
+        assert!(addr.as_str().unwrap().starts_with("198.19.77."), "{f}");
+    }
+    assert!(
+        stdout.contains("Middlebox: a transparent proxy answers 80/tcp for 8 addresses: "),
+        "{stdout}"
+    );
+    if xmllint() {
+        assert_dtd_valid(&xml);
+    }
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        xml.contains(
+            "<postscript><script id=\"portolan-middlebox\" output=\"transparent-proxy: 8 addresses"
+        ),
+        "{xml}"
+    );
 }
