@@ -138,8 +138,10 @@ impl Detector {
                 if e.proto == Proto::Icmp {
                     // Echo requests: one probe per host.
                 }
-                if self.initiated.contains_key(&(e.dst, e.src)) {
-                    return; // the other side spoke first: a reply path
+                // The other side spoke first: a reply path. (A host
+                // talking to itself over loopback has no other side.)
+                if e.src != e.dst && self.initiated.contains_key(&(e.dst, e.src)) {
+                    return;
                 }
                 self.initiated.insert((e.src, e.dst), e.ts_ns);
                 if self.initiated.len() > self.config.max_pairs {
@@ -194,6 +196,13 @@ impl Detector {
     /// Takes the alerts decided so far.
     pub fn drain_alerts(&mut self) -> Vec<Alert> {
         std::mem::take(&mut self.alerts)
+    }
+
+    /// Moves the clock to `now_ns` without a packet: probes unanswered
+    /// for longer than the answer timeout are failures from now on. Live
+    /// capture calls it between packets, so silence is read as it falls.
+    pub fn advance(&mut self, now_ns: u64) {
+        self.expire(now_ns);
     }
 
     /// Ends the input: every unanswered probe is a failure.
@@ -468,6 +477,21 @@ mod tests {
     }
 
     #[test]
+    fn silence_is_decided_when_the_clock_moves_without_packets() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        for h in 0..4u8 {
+            d.observe(&syn(u64::from(h) * SEC / 10, scanner, ip(100 + h), 80));
+        }
+        d.advance(2 * SEC);
+        assert!(d.drain_alerts().is_empty(), "not yet past the timeout");
+        d.advance(4 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].source, scanner);
+    }
+
+    #[test]
     fn silence_counts_as_failure_after_the_answer_timeout() {
         let mut d = Detector::new(DetectorConfig::default());
         let scanner = ip(1);
@@ -573,6 +597,20 @@ mod tests {
         }
         d.finish(100 * SEC);
         assert!(d.drain_alerts().is_empty());
+    }
+
+    #[test]
+    fn a_host_scanning_itself_over_loopback_is_flagged() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for p in 1..=8u16 {
+            d.observe(&syn(u64::from(p) * 1000, local, local, p));
+            d.observe(&rst(u64::from(p) * 1000 + 1, local, local, p));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, ScanKind::Vertical);
+        assert_eq!(alerts[0].source, local);
     }
 
     #[test]
