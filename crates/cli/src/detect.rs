@@ -33,7 +33,9 @@ Reads capture files (pcap or pcapng, gzip'd or not), or live traffic on one\n\
 interface (-i/--iface; needs CAP_NET_RAW; runs until SIGINT or SIGTERM, or\n\
 for --duration seconds), and reports port scans: Threshold Random Walk\n\
 over first contacts (horizontal and strobe sweeps) and refused ports per\n\
-host (vertical scans), for TCP, UDP, SCTP and ICMP. Alerts are JSON lines\n\
+host (vertical scans), scans split over several sources (distributed) and\n\
+copied from spoofed ones (decoy, naming the real source when the evidence\n\
+does), for TCP, UDP, SCTP and ICMP. Alerts are JSON lines\n\
 with their evidence on standard output (or -o FILE), written as they are\n\
 decided; a summary table goes to standard error. --allow labels authorised\n\
 scanners' alerts (\"allowlisted\":true); they are never hidden. --watch\n\

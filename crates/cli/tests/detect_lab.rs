@@ -505,3 +505,159 @@ fn live_capture_on_loopback_sees_each_probe_once() {
     let probes: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(probes.get(1), Some(&"20"), "{summary}");
 }
+
+/// Waits (bounded) until an alert in `file` passes `want`; returns it.
+fn wait_for_alert(
+    file: &Path,
+    log: &Path,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(a) = alerts_in(file).into_iter().find(&want) {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} alert: {:?}\n{}",
+            alerts_in(file),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The addresses of an alert's group, sorted.
+fn group_of(alert: &serde_json::Value) -> Vec<String> {
+    let mut sources: Vec<String> = alert["group"]["sources"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    sources.sort();
+    sources
+}
+
+#[test]
+fn live_capture_names_the_sources_of_a_split_scan_and_the_real_source_behind_decoys() {
+    let lab = lab_or_skip!(Lab::builder().hosts(3).without_icmp_rate_limits());
+    let (split, nmap_decoys, portolan_decoys) = (lab.host(0), lab.host(1), lab.host(2));
+    let _open: Vec<_> = [split, nmap_decoys, portolan_decoys]
+        .iter()
+        .map(|h| h.listen_tcp([22, 80]).unwrap())
+        .collect();
+    let dir = scratch_dir();
+    let files = |name: &str| {
+        (
+            dir.join(format!("{name}.jsonl")),
+            dir.join(format!("{name}.log")),
+        )
+    };
+    let detectors: Vec<_> = [
+        (split, "split"),
+        (nmap_decoys, "nmap"),
+        (portolan_decoys, "portolan"),
+    ]
+    .iter()
+    .map(|(h, name)| {
+        let (alerts, log) = files(name);
+        live_detector(h.namespace(), h.interface(), &alerts, &log)
+    })
+    .collect();
+
+    // Portolan's -S: four source addresses, the host's probes rotated
+    // over them: a vertical scan split four ways.
+    let subnet = split.subnet();
+    let sources: Vec<String> = (100..104).map(|h| subnet.ipv4(h).to_string()).collect();
+    let scan = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-Pn", "-T4", "--no-progress", "-p", "1-200", "-e"])
+        .arg(split.scanner_interface())
+        .arg("-S")
+        .arg(format!("{}-103", subnet.ipv4(100)))
+        .arg(split.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&scan);
+
+    // Decoys: nmap's -D and Portolan's -D, two unused addresses of each
+    // link's subnet beside the scanner's own.
+    let decoys = |h: &portolan_lab::Host| [h.subnet().ipv4(77), h.subnet().ipv4(78)];
+    let [a, b] = decoys(nmap_decoys);
+    let nmap = lab
+        .scanner()
+        .command("nmap")
+        .args([
+            "-sS",
+            "-Pn",
+            "-n",
+            "-T4",
+            "--max-retries",
+            "1",
+            "-p",
+            "1-100",
+            "-D",
+        ])
+        .arg(format!("{a},ME,{b}"))
+        .arg(nmap_decoys.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&nmap);
+    let [c, d] = decoys(portolan_decoys);
+    let portolan = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-Pn", "-T4", "--no-progress", "-p", "1-100", "-D"])
+        .arg(format!("{c},ME,{d}"))
+        .arg(portolan_decoys.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&portolan);
+
+    let (alerts, log) = files("split");
+    let distributed = wait_for_alert(&alerts, &log, "distributed", |a| {
+        a["kind"] == "distributed" && group_of(a) == sources
+    });
+    assert_eq!(distributed["target"], split.ipv4().to_string());
+    assert!(
+        distributed["group"]["overlap"].as_f64().unwrap() <= 0.2,
+        "{distributed}"
+    );
+    assert!(
+        alerts_in(&alerts).iter().all(|a| a["kind"] != "decoy"),
+        "a split scan is no decoy scan: {:?}",
+        alerts_in(&alerts)
+    );
+    for (host, name, [d1, d2]) in [
+        (nmap_decoys, "nmap", [a, b]),
+        (portolan_decoys, "portolan", [c, d]),
+    ] {
+        let (alerts, log) = files(name);
+        let real = host.scanner_ipv4().to_string();
+        let mut want = vec![real.clone(), d1.to_string(), d2.to_string()];
+        want.sort();
+        // The group may be reported as it forms (two members first) and
+        // again once its real source is known.
+        let decoy = wait_for_alert(&alerts, &log, &format!("{name} decoy"), |a| {
+            a["kind"] == "decoy" && a["group"]["real_source"] == real && group_of(a) == want
+        });
+        assert_eq!(decoy["source"], real, "{name}: {decoy}");
+        assert_eq!(decoy["group"]["real_by"], "follow-up", "{name}: {decoy}");
+        assert!(
+            alerts_in(&alerts)
+                .iter()
+                .all(|a| a["kind"] != "distributed"),
+            "{name}: copies are no distributed scan: {:?}",
+            alerts_in(&alerts)
+        );
+    }
+    for (detector, name) in detectors.into_iter().zip(["split", "nmap", "portolan"]) {
+        let (_, log) = files(name);
+        assert_eq!(interrupt(detector, &log), Some(1), "{name}");
+    }
+}
