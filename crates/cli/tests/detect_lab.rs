@@ -661,3 +661,64 @@ fn live_capture_names_the_sources_of_a_split_scan_and_the_real_source_behind_dec
         assert_eq!(interrupt(detector, &log), Some(1), "{name}");
     }
 }
+
+#[test]
+fn lab_sweep_split_over_four_sources_is_one_distributed_alert_with_all_four() {
+    let lab = lab_or_skip!(Lab::builder().segment(12).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let hosts = segment.hosts();
+    let dir = scratch_dir();
+    let pcaps: Vec<PathBuf> = (0..hosts.len())
+        .map(|i| dir.join(format!("split{i}.pcap")))
+        .collect();
+    let tcpdumps: Vec<_> = hosts
+        .iter()
+        .zip(&pcaps)
+        .map(|(h, f)| capture(h.namespace(), f))
+        .collect();
+    let subnet = segment.subnet();
+    let sources: Vec<String> = (100..104).map(|h| subnet.ipv4(h).to_string()).collect();
+    // -S rotates one host's probes over its sources, so a one-port sweep
+    // leaves from the first: the split is four sweeps, one per source,
+    // each of a quarter of the segment.
+    for (source, quarter) in sources.iter().zip(hosts.chunks(3)) {
+        let targets: Vec<String> = quarter.iter().map(|h| h.ipv4().to_string()).collect();
+        let sweep = lab
+            .scanner()
+            .command(portolan_bin())
+            .args(["-sS", "-Pn", "-T4", "-p", "23", "--no-progress", "-e"])
+            .arg(segment.scanner_interface())
+            .args(["-S", source])
+            .args(&targets)
+            .output()
+            .unwrap();
+        assert_success(&sweep);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdumps);
+    let files: Vec<&Path> = pcaps.iter().map(PathBuf::as_path).collect();
+    let (out, alerts) = detect(&files);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let split = alerts
+        .iter()
+        .filter(|a| a["kind"] == "distributed" && a["ports"] == serde_json::json!([23]))
+        .max_by_key(|a| group_of(a).len())
+        .unwrap_or_else(|| panic!("no distributed sweep: {alerts:?}"));
+    assert_eq!(group_of(split), sources, "{split}");
+    assert!(split["targets"].as_u64().unwrap() >= 10, "{split}");
+    assert!(
+        split["group"]["coverage"].as_f64().unwrap() >= 0.5,
+        "{split}"
+    );
+    // Three failed hosts each: every source stays under TRW's threshold,
+    // so the group is the only alert that sees them.
+    assert!(
+        alerts.iter().all(|a| a["kind"] == "distributed"),
+        "{alerts:?}"
+    );
+}
