@@ -309,24 +309,8 @@ impl Detector {
         let Some(src) = self.sources.get_mut(&src_ip) else {
             return;
         };
-        let mut findings: Vec<Finding> = Vec::new();
         if !success {
             src.failures += 1;
-            let groups = &mut self.groups;
-            if proto != Proto::Icmp {
-                findings.extend(groups.failure(
-                    src_ip,
-                    Space::Ports { host: dst, proto },
-                    port.into(),
-                    now_ns,
-                ));
-            }
-            findings.extend(groups.failure(
-                src_ip,
-                Space::Hosts { proto, port },
-                host_item(dst),
-                now_ns,
-            ));
         }
         let mut decided = Vec::new();
         // TRW over first contacts with distinct hosts.
@@ -397,6 +381,34 @@ impl Detector {
                 group: None,
             });
         }
+        if !success {
+            self.group_failure(src_ip, dst, proto, port, now_ns);
+        }
+    }
+
+    /// Files a failure with the group tests, and reports what they find.
+    fn group_failure(&mut self, src: IpAddr, dst: IpAddr, proto: Proto, port: u16, now_ns: u64) {
+        let sources = &self.sources;
+        let sweeper = |ip: IpAddr| {
+            sources.get(&ip).is_some_and(|s| {
+                s.reported
+                    .iter()
+                    .any(|k| matches!(k, ScanKind::Horizontal | ScanKind::Strobe))
+            })
+        };
+        let mut findings: Vec<Finding> = Vec::new();
+        if proto != Proto::Icmp {
+            let space = Space::Ports { host: dst, proto };
+            findings.extend(
+                self.groups
+                    .failure(src, space, port.into(), now_ns, sweeper),
+            );
+        }
+        let space = Space::Hosts { proto, port };
+        findings.extend(
+            self.groups
+                .failure(src, space, host_item(dst), now_ns, sweeper),
+        );
         for finding in findings {
             self.group_alert(finding, now_ns);
         }

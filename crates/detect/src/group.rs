@@ -20,7 +20,8 @@
 //! most [`MAX_SHARES`] sources with [`MAX_ITEMS`] items each (kept
 //! sorted, so comparing two is one merge); spaces are capped by
 //! [`GroupConfig::max_spaces`], the least recently touched eighth evicted
-//! and counted. A space is judged only when one of its sources grows.
+//! and counted; a full space makes room by dropping its least recently
+//! active source. A space is judged only when one of its sources grows.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -57,6 +58,11 @@ pub struct GroupConfig {
     pub decoy_sync_ns: u64,
     /// Sources silent in a space for longer than this leave its groups (ns).
     pub window_ns: u64,
+    /// A distributed group's members were active within this of the time
+    /// the group's newest member began (ns): a split scan's parts run
+    /// side by side, and an earlier split scan of the same ports is not
+    /// part of a later one.
+    pub cohesion_ns: u64,
     /// Most spaces tracked at once.
     pub max_spaces: usize,
 }
@@ -73,6 +79,7 @@ impl Default for GroupConfig {
             decoy_similarity: 0.7,
             decoy_sync_ns: 60_000_000_000,
             window_ns: 3_600_000_000_000,
+            cohesion_ns: 600_000_000_000,
             max_spaces: 65_536,
         }
     }
@@ -148,9 +155,10 @@ struct Share {
 struct Tracker {
     last_ns: u64,
     shares: Vec<Share>,
-    /// Members in the last group reported, per kind (a group is reported
-    /// again only when it grows).
-    reported: [usize; 2],
+    /// The members of the last group reported, per kind (distributed,
+    /// decoy), as a key: a group is reported again only when its members
+    /// change.
+    reported: [u64; 2],
 }
 
 /// The group tests over every space.
@@ -186,31 +194,44 @@ impl Groups {
 
     /// Files a failed probe from `source` into `space` (`item`: the port,
     /// or [`host_item`] of the host) at `now_ns`; a group it completes or
-    /// grows comes back.
+    /// grows comes back. `sweeper` says which sources are known sweepers
+    /// (flagged horizontal or strobe): their failures on one host belong
+    /// to their sweep, so they join no distributed group of its ports.
     pub fn failure(
         &mut self,
         source: IpAddr,
         space: Space,
         item: u128,
         now_ns: u64,
+        sweeper: impl Fn(IpAddr) -> bool,
     ) -> Option<Finding> {
         if !self.spaces.contains_key(&space) && self.spaces.len() >= self.config.max_spaces {
             self.evictions += crate::detector::evict_oldest(&mut self.spaces, |t| t.last_ns);
         }
         let tracker = self.spaces.entry(space).or_default();
         tracker.last_ns = tracker.last_ns.max(now_ns);
+        let fresh = Share {
+            source,
+            first_ns: now_ns,
+            last_ns: now_ns,
+            items: Vec::new(),
+        };
         let at = match tracker.shares.iter().position(|s| s.source == source) {
             Some(at) => at,
             None if tracker.shares.len() < MAX_SHARES => {
-                tracker.shares.push(Share {
-                    source,
-                    first_ns: now_ns,
-                    last_ns: now_ns,
-                    items: Vec::new(),
-                });
+                tracker.shares.push(fresh);
                 tracker.shares.len() - 1
             }
-            None => return None,
+            None => {
+                // Full: the least recently active source makes room.
+                let (oldest, _) = tracker
+                    .shares
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.last_ns)?;
+                tracker.shares[oldest] = fresh;
+                oldest
+            }
         };
         let share = &mut tracker.shares[at];
         share.last_ns = share.last_ns.max(now_ns);
@@ -222,70 +243,118 @@ impl Groups {
         if share.items.len() < self.config.min_share {
             return None;
         }
-        judge(&self.config, space, tracker, now_ns)
+        judge(&self.config, space, tracker, at, now_ns, &sweeper)
     }
 }
 
-/// Judges one space after a share grew: a decoy group first (copies of
-/// one scan), else a distributed one.
+/// Judges one space after the share at `seed` grew: copies of the seed's
+/// probes (a decoy group), else a cover of the space that the seed
+/// starts (a distributed group: Gates' greedy set cover, the most
+/// recently active sources first, each joining only with mostly new
+/// items). A group is reported when its members differ from the last
+/// one reported of its kind.
 fn judge(
     config: &GroupConfig,
     space: Space,
     tracker: &mut Tracker,
+    seed: usize,
     now_ns: u64,
+    sweeper: &dyn Fn(IpAddr) -> bool,
 ) -> Option<Finding> {
-    let live: Vec<&Share> = tracker
+    let first = &tracker.shares[seed];
+    let mut others: Vec<&Share> = tracker
         .shares
         .iter()
-        .filter(|s| {
-            s.items.len() >= config.min_share
+        .enumerate()
+        .filter(|&(i, s)| {
+            i != seed
+                && s.items.len() >= config.min_share
                 && now_ns.saturating_sub(s.last_ns) <= config.window_ns
         })
+        .map(|(_, s)| s)
         .collect();
-    let largest = live.iter().copied().max_by_key(|s| s.items.len())?;
-    let active: Vec<&Share> = live
-        .into_iter()
-        .filter(|s| s.items.len() * config.max_imbalance.max(1) >= largest.items.len())
-        .collect();
-    if active.len() < 2 {
+    if others.is_empty() {
         return None;
     }
-    // Decoys: the same probes, begun together.
-    let mut similarity = 1.0f32;
-    let copies: Vec<&Share> = active
-        .iter()
-        .copied()
-        .filter(|s| {
-            let j = containment(&s.items, &largest.items);
-            let keep = s.items.len() >= config.decoy_items
-                && j >= config.decoy_similarity
-                && s.first_ns.abs_diff(largest.first_ns) <= config.decoy_sync_ns;
-            if keep {
-                similarity = similarity.min(j);
+    others.sort_by_key(|s| std::cmp::Reverse(s.last_ns));
+    // Decoys: the same probes as the seed's, begun together.
+    if first.items.len() >= config.decoy_items {
+        let mut similarity = 1.0f32;
+        let mut copies = vec![first];
+        for s in &others {
+            let c = containment(&s.items, &first.items);
+            if s.items.len() >= config.decoy_items
+                && c >= config.decoy_similarity
+                && s.first_ns.abs_diff(first.first_ns) <= config.decoy_sync_ns
+            {
+                similarity = similarity.min(c);
+                copies.push(s);
             }
-            keep
-        })
-        .collect();
-    if copies.len() >= 2 {
-        if copies.len() > tracker.reported[1] {
-            let finding = finding(GroupKind::Decoy, space, &copies, similarity);
-            tracker.reported[1] = copies.len();
-            return Some(finding);
         }
+        if copies.len() >= 2 {
+            let members = members_key(&copies);
+            if tracker.reported[1] == members {
+                return None;
+            }
+            let found = finding(GroupKind::Decoy, space, &copies, similarity);
+            tracker.reported[1] = members;
+            return Some(found);
+        }
+    }
+    // Distributed: a cover with little overlap, of sources of like weight
+    // (for the ports of a host, none of them a known sweeper).
+    let ports = matches!(space, Space::Ports { .. });
+    if ports && sweeper(first.source) {
         return None;
     }
-    // Distributed: together much, little overlap.
-    let group = finding(GroupKind::Distributed, space, &active, 0.0);
-    let wide = matches!(space, Space::Ports { .. }) || group.coverage >= config.min_coverage;
-    if group.covered.len() >= config.distributed_items
-        && group.overlap <= config.max_overlap
-        && wide
-        && active.len() > tracker.reported[0]
-    {
-        tracker.reported[0] = active.len();
-        return Some(group);
+    let mut group = vec![first];
+    let mut union = first.items.clone();
+    for s in &others {
+        if s.last_ns.saturating_add(config.cohesion_ns) < first.first_ns
+            || (ports && sweeper(s.source))
+        {
+            continue;
+        }
+        let new = s
+            .items
+            .iter()
+            .filter(|i| union.binary_search(i).is_err())
+            .count();
+        if (new as f32) < (1.0 - config.max_overlap) * s.items.len() as f32 {
+            continue;
+        }
+        group.push(s);
+        union.extend_from_slice(&s.items);
+        union.sort_unstable();
+        union.dedup();
     }
-    None
+    let heaviest = group.iter().map(|s| s.items.len()).max().unwrap_or(0);
+    group.retain(|s| s.items.len() * config.max_imbalance.max(1) >= heaviest);
+    if group.len() < 2 {
+        return None;
+    }
+    let found = finding(GroupKind::Distributed, space, &group, 0.0);
+    let wide = matches!(space, Space::Ports { .. }) || found.coverage >= config.min_coverage;
+    if found.covered.len() < config.distributed_items || found.overlap > config.max_overlap || !wide
+    {
+        return None;
+    }
+    let members = members_key(&group);
+    if tracker.reported[0] == members {
+        return None;
+    }
+    tracker.reported[0] = members;
+    Some(found)
+}
+
+/// A key for a set of members (their sorted addresses, hashed).
+fn members_key(shares: &[&Share]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut sources: Vec<IpAddr> = shares.iter().map(|s| s.source).collect();
+    sources.sort_unstable();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sources.hash(&mut h);
+    h.finish()
 }
 
 fn finding(kind: GroupKind, space: Space, shares: &[&Share], similarity: f32) -> Finding {
@@ -370,7 +439,13 @@ mod tests {
         // past a per-source vertical threshold of five.
         for port in 1..=16u16 {
             let source = ip(10 + (port % 4) as u8);
-            found.extend(g.failure(source, ports_of(target), port.into(), u64::from(port) * SEC));
+            found.extend(g.failure(
+                source,
+                ports_of(target),
+                port.into(),
+                u64::from(port) * SEC,
+                |_| false,
+            ));
         }
         let last = found.last().expect("a distributed group");
         assert!(found.iter().all(|f| f.kind == GroupKind::Distributed));
@@ -390,7 +465,12 @@ mod tests {
         let mut found = None;
         for h in 0..24u8 {
             let host = IpAddr::V4(Ipv4Addr::new(198, 19, 0, h));
-            found = found.or(g.failure(ip(10 + h % 3), space, host_item(host), u64::from(h)));
+            found =
+                found.or(
+                    g.failure(ip(10 + h % 3), space, host_item(host), u64::from(h), |_| {
+                        false
+                    }),
+                );
         }
         let found = found.expect("a distributed sweep");
         assert_eq!(found.kind, GroupKind::Distributed);
@@ -407,7 +487,7 @@ mod tests {
             let host = IpAddr::V4(Ipv4Addr::from(0x0b00_0000u32.wrapping_add(i * 0x0101_0101)));
             let client = ip(10 + (i % 3) as u8);
             assert_eq!(
-                g.failure(client, space, host_item(host), u64::from(i)),
+                g.failure(client, space, host_item(host), u64::from(i), |_| false),
                 None
             );
         }
@@ -420,7 +500,13 @@ mod tests {
         let mut found = Vec::new();
         for port in [21u16, 22, 23, 25, 80, 110, 139, 443] {
             for source in [ip(10), ip(11), ip(12)] {
-                found.extend(g.failure(source, ports_of(target), port.into(), u64::from(port)));
+                found.extend(g.failure(
+                    source,
+                    ports_of(target),
+                    port.into(),
+                    u64::from(port),
+                    |_| false,
+                ));
             }
         }
         assert!(
@@ -441,7 +527,9 @@ mod tests {
         let (real, copies) = (ip(10), [ip(77), ip(78)]);
         for port in 1..=100u16 {
             assert_eq!(
-                g.failure(real, ports_of(target), port.into(), u64::from(port)),
+                g.failure(real, ports_of(target), port.into(), u64::from(port), |_| {
+                    false
+                }),
                 None
             );
         }
@@ -449,7 +537,7 @@ mod tests {
         for port in 1..=100u16 {
             for copy in copies {
                 let t = 3 * SEC + u64::from(port);
-                found.extend(g.failure(copy, ports_of(target), port.into(), t));
+                found.extend(g.failure(copy, ports_of(target), port.into(), t, |_| false));
             }
         }
         assert!(!found.is_empty());
@@ -461,13 +549,89 @@ mod tests {
     }
 
     #[test]
+    fn a_second_split_scan_of_the_same_ports_is_its_own_group() {
+        // Two split scans of ports 1-16 of one host, 40 minutes apart
+        // (the first one's sources still in the window): the second is
+        // found with its own four sources, not mixed with the first's.
+        let mut g = Groups::new(GroupConfig::default());
+        let target = ip(200);
+        let mut found = Vec::new();
+        for (round, start) in [(0u8, 0u64), (1, 2400 * SEC)] {
+            for port in 1..=16u16 {
+                let source = ip(10 + round * 10 + (port % 4) as u8);
+                let t = start + u64::from(port) * SEC;
+                found.extend(g.failure(source, ports_of(target), port.into(), t, |_| false));
+            }
+        }
+        let groups: Vec<Vec<IpAddr>> = found
+            .iter()
+            .map(|f| {
+                let mut m: Vec<IpAddr> = f.members.iter().map(|m| m.source).collect();
+                m.sort();
+                m
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                vec![ip(10), ip(11), ip(12), ip(13)],
+                vec![ip(20), ip(21), ip(22), ip(23)]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sweeper_passing_through_a_host_joins_no_split_of_its_ports() {
+        let mut g = Groups::new(GroupConfig::default());
+        let (target, sweeper) = (ip(200), ip(2));
+        let is_sweeper = |s: IpAddr| s == sweeper;
+        let mut found = Vec::new();
+        for port in [22u16, 80, 445] {
+            found.extend(g.failure(sweeper, ports_of(target), port.into(), 0, is_sweeper));
+        }
+        for port in 1..=16u16 {
+            let source = ip(10 + (port % 4) as u8);
+            let t = u64::from(port) * SEC;
+            found.extend(g.failure(source, ports_of(target), port.into(), t, is_sweeper));
+        }
+        let last = found.last().expect("the split");
+        assert!(last.members.iter().all(|m| m.source != sweeper), "{last:?}");
+        assert_eq!(last.members.len(), 4);
+    }
+
+    #[test]
+    fn a_full_space_makes_room_for_a_new_source() {
+        let mut g = Groups::new(GroupConfig::default());
+        let target = ip(200);
+        // 32 one-port sources fill the space an hour before the scan.
+        for k in 0..MAX_SHARES as u8 {
+            g.failure(ip(100 + k), ports_of(target), 443, u64::from(k), |_| false);
+        }
+        let mut found = Vec::new();
+        for port in 1..=16u16 {
+            let t = 7200 * SEC + u64::from(port);
+            found.extend(g.failure(
+                ip(10 + (port % 4) as u8),
+                ports_of(target),
+                port.into(),
+                t,
+                |_| false,
+            ));
+        }
+        assert_eq!(found.last().map(|f| f.members.len()), Some(4), "{found:?}");
+    }
+
+    #[test]
     fn two_clients_failing_on_the_same_few_ports_are_no_group() {
         let mut g = Groups::new(GroupConfig::default());
         let server = ip(200);
         for (i, port) in [443u16, 8443].into_iter().enumerate() {
             for client in [ip(10), ip(11)] {
                 let t = i as u64 * SEC;
-                assert_eq!(g.failure(client, ports_of(server), port.into(), t), None);
+                assert_eq!(
+                    g.failure(client, ports_of(server), port.into(), t, |_| false),
+                    None
+                );
             }
         }
     }
@@ -483,6 +647,7 @@ mod tests {
                     ports_of(target),
                     port.into(),
                     start + u64::from(port),
+                    |_| false,
                 );
                 assert_eq!(found, None);
             }
@@ -497,7 +662,7 @@ mod tests {
         };
         let mut g = Groups::new(config);
         for h in 0..100u8 {
-            g.failure(ip(1), ports_of(ip(h)), 80, u64::from(h));
+            g.failure(ip(1), ports_of(ip(h)), 80, u64::from(h), |_| false);
         }
         assert!(g.spaces.len() <= 8);
         assert!(g.evictions() >= 92, "{}", g.evictions());
