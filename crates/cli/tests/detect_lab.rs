@@ -375,7 +375,7 @@ fn interrupt(mut daemon: portolan_lab::Daemon, log: &Path) -> Option<i32> {
 }
 
 #[test]
-fn live_capture_flags_a_portolan_syn_scan_as_it_happens_and_not_a_busy_client() {
+fn live_capture_flags_a_portolan_syn_scan_over_ipv4_and_ipv6_as_it_happens_and_not_a_busy_client() {
     let lab = lab_or_skip!(Lab::builder().segment(2).without_icmp_rate_limits());
     let segment = lab.segment(0);
     let (target, client) = (segment.host(0), segment.host(1));
@@ -391,20 +391,33 @@ fn live_capture_flags_a_portolan_syn_scan_as_it_happens_and_not_a_busy_client() 
         .command(portolan_bin())
         .args(["-sS", "-Pn", "-T4", "-p", "1-200", "--no-progress"])
         .arg(target.ipv4().to_string())
+        .arg(target.ipv6().to_string())
         .output()
         .unwrap();
     assert_success(&scan);
 
-    // The alert is written while the detector still runs.
+    // The alerts are written while the detector still runs, for IPv4
+    // and IPv6 alike.
     let scanner = segment.scanner_ipv4().to_string();
     let deadline = Instant::now() + Duration::from_secs(15);
-    let flagged = |a: &serde_json::Value| {
+    let flagged = |a: &serde_json::Value, source: String, target: String| {
         a["kind"] == "vertical"
-            && a["source"] == scanner
-            && a["target"] == target.ipv4().to_string()
+            && a["source"] == source
+            && a["target"] == target
             && a["proto"] == "tcp"
     };
-    while !alerts_in(&alerts).iter().any(flagged) {
+    let both = |all: &[serde_json::Value]| {
+        all.iter()
+            .any(|a| flagged(a, scanner.clone(), target.ipv4().to_string()))
+            && all.iter().any(|a| {
+                flagged(
+                    a,
+                    segment.scanner_ipv6().to_string(),
+                    target.ipv6().to_string(),
+                )
+            })
+    };
+    while !both(&alerts_in(&alerts)) {
         assert!(
             Instant::now() < deadline,
             "no live alert for the scan: {:?} {}",
