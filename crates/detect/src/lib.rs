@@ -1,5 +1,5 @@
 //! Portolan's scan detector: capture readers ([`capture`]), a packet →
-//! flow-event decoder sharing `portolan-wire`'s parsers ([`decode`]), and
+//! flow-event decoder sharing `portolan-wire`'s parsers ([`decode`](mod@decode)), and
 //! sans-IO detectors driven by packet timestamps ([`detector`], with
 //! [`trw`] for Threshold Random Walk and [`group`] for distributed and
 //! decoy scans). The library never prints: it
