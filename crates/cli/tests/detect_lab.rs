@@ -734,4 +734,14 @@ fn lab_sweep_split_over_four_sources_is_one_distributed_alert_with_all_four() {
         alerts.iter().all(|a| a["kind"] == "distributed"),
         "{alerts:?}"
     );
+    // The summary lists each of them as part of a distributed scan.
+    let summary = String::from_utf8_lossy(&out.stderr);
+    for source in &sources {
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.starts_with(source.as_str()) && l.ends_with("distributed")),
+            "{source} not in the summary:\n{summary}"
+        );
+    }
 }

@@ -443,7 +443,10 @@ impl Detector {
         };
         let mut key: Vec<IpAddr> = f.members.iter().map(|m| m.source).collect();
         key.sort_unstable();
-        if !self.reported_groups.insert((kind, key, real_source)) {
+        if !self
+            .reported_groups
+            .insert((kind, key.clone(), real_source))
+        {
             return;
         }
         let source = real_source.unwrap_or(f.members[0].source);
@@ -499,6 +502,19 @@ impl Detector {
                 coverage: f.coverage,
             }),
         });
+        // The summary lists the kinds per source: every member of a split
+        // scan, and a decoy scan's named (or first) source.
+        let labelled: &[IpAddr] = match kind {
+            ScanKind::Distributed => &key,
+            _ => std::slice::from_ref(&source),
+        };
+        for member in labelled {
+            if let Some(s) = self.sources.get_mut(member)
+                && !s.reported.contains(&kind)
+            {
+                s.reported.push(kind);
+            }
+        }
         if kind == ScanKind::Decoy && real_source.is_none() {
             // The group grew: the smaller one it replaces need not be
             // named again.
