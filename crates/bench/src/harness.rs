@@ -301,6 +301,13 @@ pub fn median(runs: usize, mut one: impl FnMut() -> Row) -> Row {
     rows.swap_remove(rows.len() / 2)
 }
 
+/// A small deterministic mix (SplitMix64's finaliser).
+pub fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// A binary next to this one (`target/release/portolan`).
 pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("own path");

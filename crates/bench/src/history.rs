@@ -24,7 +24,7 @@ use portolan_model::{
 };
 use portolan_targets::{Protocol, Target};
 
-use crate::harness::{peer, sibling_binary};
+use crate::harness::{mix, peer, sibling_binary};
 
 const SCANS: usize = 1000;
 const TARGETS: &str = "198.18.0.0/24";
@@ -32,13 +32,6 @@ const DAY: u64 = 86_400;
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_790_000_000 + secs)
-}
-
-/// A small deterministic mix (SplitMix64's finaliser).
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 fn service(name: &str, product: &str, version: &str) -> ServiceInfo {

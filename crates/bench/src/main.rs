@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide|history|os] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide|history|os|detect] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -38,6 +38,11 @@
 //!   `audit --risky` timed, the size per sighting, and `portolan diff`
 //!   against ndiff on the same two XML files (see [`history`]; no
 //!   network).
+//! - `detect`: `portolan detect --pcap` on a generated capture of 10
+//!   million packets with planted scans of every kind: packets per
+//!   second, peak memory and bytes per tracked source, probes to
+//!   decision, and which planted scans Zeek's published thresholds would
+//!   catch (see [`detect`]; no network).
 //! - `os`: OS detection (`-O`) of every lab stack: Portolan with its own
 //!   database and with nmap's, and nmap, with wall time, the ratio to
 //!   nmap's, the top match and whether its family is right (see [`os`]).
@@ -45,6 +50,7 @@
 //! Each tool runs `--runs` times (default 3); the run with the median wall
 //! time is shown.
 
+mod detect;
 mod discovery;
 mod harness;
 mod history;
@@ -313,10 +319,10 @@ fn main() -> ExitCode {
                 }
             },
             "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" | "history"
-            | "os" => scenario = Some(a.clone()),
+            | "os" | "detect" => scenario = Some(a.clone()),
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide, history, os)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide, history, os, detect)"
                 );
                 return ExitCode::from(2);
             }
@@ -332,6 +338,7 @@ fn main() -> ExitCode {
         "svwide" => sweep::sv_memory_bench(runs),
         "history" => history::history_bench(runs),
         "os" => os::os_bench(runs),
+        "detect" => detect::detect_bench(runs),
         _ => unreachable!("scenarios are checked above"),
     };
     match result {

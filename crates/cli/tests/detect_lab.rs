@@ -28,6 +28,20 @@ fn detect(files: &[&Path]) -> (Output, Vec<serde_json::Value>) {
     (out, alerts)
 }
 
+/// A benign client in `namespace`: `connections` TCP connections to
+/// `server`:80, one after another, each opened and closed.
+fn http_client(namespace: &portolan_lab::Namespace, server: Ipv4Addr, connections: u32) {
+    let out = namespace
+        .command("bash")
+        .arg("-c")
+        .arg(format!(
+            "for i in $(seq {connections}); do exec 3<>/dev/tcp/{server}/80 && exec 3>&-; done"
+        ))
+        .output()
+        .unwrap();
+    assert_success(&out);
+}
+
 /// Starts tcpdump in `namespace` and waits until it writes.
 fn capture(namespace: &portolan_lab::Namespace, file: &Path) -> portolan_lab::Daemon {
     let mut cmd = Command::new("tcpdump");
@@ -102,17 +116,7 @@ fn lab_scans_by_portolan_and_nmap_t3_t4_t5_udp_are_flagged_and_a_busy_client_is_
             .unwrap();
         assert_success(&out);
     }
-    let client = lab
-        .scanner()
-        .command("bash")
-        .arg("-c")
-        .arg(format!(
-            "for i in $(seq 40); do exec 3<>/dev/tcp/{}/80 && exec 3>&-; done",
-            web.ipv4()
-        ))
-        .output()
-        .unwrap();
-    assert_success(&client);
+    http_client(lab.scanner(), web.ipv4(), 40);
     std::thread::sleep(Duration::from_millis(300));
     drop(tcpdumps);
 
@@ -308,4 +312,436 @@ fn lab_sweep_of_one_port_across_a_segment_is_horizontal_with_its_source() {
         "{alerts:?}"
     );
     assert!(alerts.iter().all(|a| a["kind"] != "vertical"), "{alerts:?}");
+}
+
+/// Reads the JSON lines written so far to `file`.
+fn alerts_in(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Starts `portolan detect --iface IFACE` in `namespace` (bounded by
+/// `--duration`), writing alerts to `alerts` and its summary to `log`,
+/// and waits until it says it is capturing.
+fn live_detector(
+    namespace: &portolan_lab::Namespace,
+    interface: &str,
+    alerts: &Path,
+    log: &Path,
+) -> portolan_lab::Daemon {
+    let mut cmd = Command::new(portolan_bin());
+    cmd.args(["detect", "--iface", interface, "--duration", "120", "-o"])
+        .arg(alerts)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("detector log"));
+    let mut daemon = namespace.spawn(cmd).expect("start portolan detect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("capturing on")
+    {
+        if let Ok(Some(status)) = daemon.try_wait() {
+            panic!(
+                "portolan detect exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "portolan detect did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon
+}
+
+/// Sends SIGINT to the detector and waits (bounded) for its exit code.
+fn interrupt(mut daemon: portolan_lab::Daemon, log: &Path) -> Option<i32> {
+    let pid = libc::pid_t::try_from(daemon.id()).expect("pid");
+    // SAFETY: kill(2) with a plain pid and signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = daemon.try_wait().expect("wait for portolan detect") {
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "portolan detect ignored SIGINT: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn live_capture_flags_a_portolan_syn_scan_over_ipv4_and_ipv6_as_it_happens_and_not_a_busy_client() {
+    let lab = lab_or_skip!(Lab::builder().segment(2).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let (target, client) = (segment.host(0), segment.host(1));
+    let _open = target.listen_tcp([22, 80]).unwrap();
+    let dir = scratch_dir();
+    let (alerts, log) = (dir.join("live.jsonl"), dir.join("live.log"));
+    let detector = live_detector(target.namespace(), target.interface(), &alerts, &log);
+
+    // A benign neighbour: 40 HTTP connections, all answered.
+    http_client(client.namespace(), target.ipv4(), 40);
+    let scan = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-Pn", "-T4", "-p", "1-200", "--no-progress"])
+        .arg(target.ipv4().to_string())
+        .arg(target.ipv6().to_string())
+        .output()
+        .unwrap();
+    assert_success(&scan);
+
+    // The alerts are written while the detector still runs, for IPv4
+    // and IPv6 alike.
+    let scanner = segment.scanner_ipv4().to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let flagged = |a: &serde_json::Value, source: String, target: String| {
+        a["kind"] == "vertical"
+            && a["source"] == source
+            && a["target"] == target
+            && a["proto"] == "tcp"
+    };
+    let both = |all: &[serde_json::Value]| {
+        all.iter()
+            .any(|a| flagged(a, scanner.clone(), target.ipv4().to_string()))
+            && all.iter().any(|a| {
+                flagged(
+                    a,
+                    segment.scanner_ipv6().to_string(),
+                    target.ipv6().to_string(),
+                )
+            })
+    };
+    while !both(&alerts_in(&alerts)) {
+        assert!(
+            Instant::now() < deadline,
+            "no live alert for the scan: {:?} {}",
+            alerts_in(&alerts),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code = interrupt(detector, &log);
+    let summary = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(1), "detected, even when interrupted: {summary}");
+    let all = alerts_in(&alerts);
+    assert!(
+        all.iter().all(|a| a["source"] != client.ipv4().to_string()),
+        "the busy client was flagged: {all:?}"
+    );
+    assert!(
+        summary.contains(&scanner),
+        "summary names the scanner: {summary}"
+    );
+    assert!(summary.contains("dropped by the kernel"), "{summary}");
+}
+
+#[test]
+fn live_capture_of_quiet_traffic_exits_clean_and_an_unknown_interface_is_unreadable() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    let _web = host.listen_tcp([80]).unwrap();
+    let dir = scratch_dir();
+    let alerts = dir.join("quiet.jsonl");
+    // Bounded by --duration alone; a few answered connections meanwhile.
+    let mut cmd = host.command(portolan_bin());
+    cmd.args([
+        "detect",
+        "--iface",
+        host.interface(),
+        "--duration",
+        "2",
+        "-o",
+    ])
+    .arg(&alerts);
+    let started = Instant::now();
+    let run = std::thread::spawn(move || cmd.output().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    http_client(lab.scanner(), host.ipv4(), 5);
+    let out = run.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "--duration bounds it"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(alerts_in(&alerts).is_empty());
+    // Five connections: SYN, SYN+ACK, ACK, FIN... both ways were seen.
+    let read: u64 = stderr
+        .lines()
+        .find(|l| l.contains("packets read"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(read >= 10, "both directions captured: {stderr}");
+
+    let out = host
+        .command(portolan_bin())
+        .args(["detect", "--iface", "no-such-if0", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-if0"));
+}
+
+#[test]
+fn live_capture_on_loopback_sees_each_probe_once() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let (alerts, log) = (dir.join("lo.jsonl"), dir.join("lo.log"));
+    let detector = live_detector(host.namespace(), "lo", &alerts, &log);
+    let scan = host
+        .command(portolan_bin())
+        .args(["-sT", "-Pn", "-p", "1-20", "--no-progress", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_success(&scan);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alerts_in(&alerts).is_empty() {
+        assert!(Instant::now() < deadline, "no alert on lo");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(interrupt(detector, &log), Some(1));
+    let summary = std::fs::read_to_string(&log).unwrap();
+    // Loopback shows every packet leaving and arriving: one is kept, so
+    // the 20 probes count 20 (plus nothing: the scan is the only traffic).
+    let row = summary
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    let probes: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(probes.get(1), Some(&"20"), "{summary}");
+}
+
+/// Waits (bounded) until an alert in `file` passes `want`; returns it.
+fn wait_for_alert(
+    file: &Path,
+    log: &Path,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(a) = alerts_in(file).into_iter().find(&want) {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} alert: {:?}\n{}",
+            alerts_in(file),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The addresses of an alert's group, sorted.
+fn group_of(alert: &serde_json::Value) -> Vec<String> {
+    let mut sources: Vec<String> = alert["group"]["sources"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    sources.sort();
+    sources
+}
+
+#[test]
+fn live_capture_names_the_sources_of_a_split_scan_and_the_real_source_behind_decoys() {
+    let lab = lab_or_skip!(Lab::builder().hosts(3).without_icmp_rate_limits());
+    let (split, nmap_decoys, portolan_decoys) = (lab.host(0), lab.host(1), lab.host(2));
+    let _open: Vec<_> = [split, nmap_decoys, portolan_decoys]
+        .iter()
+        .map(|h| h.listen_tcp([22, 80]).unwrap())
+        .collect();
+    let dir = scratch_dir();
+    let files = |name: &str| {
+        (
+            dir.join(format!("{name}.jsonl")),
+            dir.join(format!("{name}.log")),
+        )
+    };
+    let detectors: Vec<_> = [
+        (split, "split"),
+        (nmap_decoys, "nmap"),
+        (portolan_decoys, "portolan"),
+    ]
+    .iter()
+    .map(|(h, name)| {
+        let (alerts, log) = files(name);
+        live_detector(h.namespace(), h.interface(), &alerts, &log)
+    })
+    .collect();
+
+    // Portolan's -S: four source addresses, the host's probes rotated
+    // over them: a vertical scan split four ways.
+    let subnet = split.subnet();
+    let sources: Vec<String> = (100..104).map(|h| subnet.ipv4(h).to_string()).collect();
+    let scan = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-Pn", "-T4", "--no-progress", "-p", "1-200", "-e"])
+        .arg(split.scanner_interface())
+        .arg("-S")
+        .arg(format!("{}-103", subnet.ipv4(100)))
+        .arg(split.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&scan);
+
+    // Decoys: nmap's -D and Portolan's -D, two unused addresses of each
+    // link's subnet beside the scanner's own.
+    let decoys = |h: &portolan_lab::Host| [h.subnet().ipv4(77), h.subnet().ipv4(78)];
+    let [a, b] = decoys(nmap_decoys);
+    let nmap = lab
+        .scanner()
+        .command("nmap")
+        .args([
+            "-sS",
+            "-Pn",
+            "-n",
+            "-T4",
+            "--max-retries",
+            "1",
+            "-p",
+            "1-100",
+            "-D",
+        ])
+        .arg(format!("{a},ME,{b}"))
+        .arg(nmap_decoys.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&nmap);
+    let [c, d] = decoys(portolan_decoys);
+    let portolan = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-Pn", "-T4", "--no-progress", "-p", "1-100", "-D"])
+        .arg(format!("{c},ME,{d}"))
+        .arg(portolan_decoys.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&portolan);
+
+    let (alerts, log) = files("split");
+    let distributed = wait_for_alert(&alerts, &log, "distributed", |a| {
+        a["kind"] == "distributed" && group_of(a) == sources
+    });
+    assert_eq!(distributed["target"], split.ipv4().to_string());
+    assert!(
+        distributed["group"]["overlap"].as_f64().unwrap() <= 0.2,
+        "{distributed}"
+    );
+    assert!(
+        alerts_in(&alerts).iter().all(|a| a["kind"] != "decoy"),
+        "a split scan is no decoy scan: {:?}",
+        alerts_in(&alerts)
+    );
+    for (host, name, [d1, d2]) in [
+        (nmap_decoys, "nmap", [a, b]),
+        (portolan_decoys, "portolan", [c, d]),
+    ] {
+        let (alerts, log) = files(name);
+        let real = host.scanner_ipv4().to_string();
+        let mut want = vec![real.clone(), d1.to_string(), d2.to_string()];
+        want.sort();
+        // The group may be reported as it forms (two members first) and
+        // again once its real source is known.
+        let decoy = wait_for_alert(&alerts, &log, &format!("{name} decoy"), |a| {
+            a["kind"] == "decoy" && a["group"]["real_source"] == real && group_of(a) == want
+        });
+        assert_eq!(decoy["source"], real, "{name}: {decoy}");
+        assert_eq!(decoy["group"]["real_by"], "follow-up", "{name}: {decoy}");
+        assert!(
+            alerts_in(&alerts)
+                .iter()
+                .all(|a| a["kind"] != "distributed"),
+            "{name}: copies are no distributed scan: {:?}",
+            alerts_in(&alerts)
+        );
+    }
+    for (detector, name) in detectors.into_iter().zip(["split", "nmap", "portolan"]) {
+        let (_, log) = files(name);
+        assert_eq!(interrupt(detector, &log), Some(1), "{name}");
+    }
+}
+
+#[test]
+fn lab_sweep_split_over_four_sources_is_one_distributed_alert_with_all_four() {
+    let lab = lab_or_skip!(Lab::builder().segment(12).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let hosts = segment.hosts();
+    let dir = scratch_dir();
+    let pcaps: Vec<PathBuf> = (0..hosts.len())
+        .map(|i| dir.join(format!("split{i}.pcap")))
+        .collect();
+    let tcpdumps: Vec<_> = hosts
+        .iter()
+        .zip(&pcaps)
+        .map(|(h, f)| capture(h.namespace(), f))
+        .collect();
+    let subnet = segment.subnet();
+    let sources: Vec<String> = (100..104).map(|h| subnet.ipv4(h).to_string()).collect();
+    // -S rotates one host's probes over its sources, so a one-port sweep
+    // leaves from the first: the split is four sweeps, one per source,
+    // each of a quarter of the segment.
+    for (source, quarter) in sources.iter().zip(hosts.chunks(3)) {
+        let targets: Vec<String> = quarter.iter().map(|h| h.ipv4().to_string()).collect();
+        let sweep = lab
+            .scanner()
+            .command(portolan_bin())
+            .args(["-sS", "-Pn", "-T4", "-p", "23", "--no-progress", "-e"])
+            .arg(segment.scanner_interface())
+            .args(["-S", source])
+            .args(&targets)
+            .output()
+            .unwrap();
+        assert_success(&sweep);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdumps);
+    let files: Vec<&Path> = pcaps.iter().map(PathBuf::as_path).collect();
+    let (out, alerts) = detect(&files);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let split = alerts
+        .iter()
+        .filter(|a| a["kind"] == "distributed" && a["ports"] == serde_json::json!([23]))
+        .max_by_key(|a| group_of(a).len())
+        .unwrap_or_else(|| panic!("no distributed sweep: {alerts:?}"));
+    assert_eq!(group_of(split), sources, "{split}");
+    assert!(split["targets"].as_u64().unwrap() >= 10, "{split}");
+    assert!(
+        split["group"]["coverage"].as_f64().unwrap() >= 0.5,
+        "{split}"
+    );
+    // Three failed hosts each: every source stays under TRW's threshold,
+    // so the group is the only alert that sees them.
+    assert!(
+        alerts.iter().all(|a| a["kind"] == "distributed"),
+        "{alerts:?}"
+    );
+    // The summary lists each of them as part of a distributed scan.
+    let summary = String::from_utf8_lossy(&out.stderr);
+    for source in &sources {
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.starts_with(source.as_str()) && l.ends_with("distributed")),
+            "{source} not in the summary:\n{summary}"
+        );
+    }
 }

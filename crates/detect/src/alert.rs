@@ -18,6 +18,41 @@ pub enum ScanKind {
     Horizontal,
     /// A few ports across many hosts (TRW decided).
     Strobe,
+    /// Several sources sharing one scan out between them, little overlap
+    /// (the group is in [`Alert::group`]).
+    Distributed,
+    /// One scan copied from several sources, one real and the rest
+    /// spoofed (the group, and the real source when the evidence names
+    /// it, are in [`Alert::group`]).
+    Decoy,
+}
+
+/// The sources of a distributed or decoy scan, and the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupEvidence {
+    /// The sources, largest share first.
+    pub sources: Vec<IpAddr>,
+    /// Each source's distinct failed probes into the scanned space (its
+    /// ports of the target, or its hosts of the port), in `sources` order.
+    pub shares: Vec<u32>,
+    /// Each source's TTL (or hop limit) on its first probe, same order.
+    pub ttls: Vec<u8>,
+    /// Sources that followed a positive answer up (an RST or ACK after a
+    /// SYN+ACK): only a real scanner sees its answers.
+    pub followed_up: Vec<IpAddr>,
+    /// Decoys: the real source, when the evidence names exactly one.
+    pub real_source: Option<IpAddr>,
+    /// What named it: `"follow-up"` or `"ttl"` (the one TTL that differs
+    /// from all the others').
+    pub real_by: Option<&'static str>,
+    /// Distinct items (ports or hosts) the group covered.
+    pub covered: u32,
+    /// 1 − covered / the shares summed: near 0 for a distributed scan,
+    /// high for decoys.
+    pub overlap: f32,
+    /// Covered items over the range they span (Gates: a split scan covers
+    /// a contiguous space).
+    pub coverage: f32,
 }
 
 /// One detection, with the evidence that proved it.
@@ -55,6 +90,10 @@ pub struct Alert {
     /// The source is on the allowlist (an authorised scanner): labelled,
     /// never hidden.
     pub allowlisted: bool,
+    /// Distributed and decoy scans: the group of sources. For a decoy
+    /// scan whose real source is unknown, `source` is the largest share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupEvidence>,
 }
 
 /// One source's totals at the end of the input.

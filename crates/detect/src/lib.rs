@@ -1,7 +1,8 @@
 //! Portolan's scan detector: capture readers ([`capture`]), a packet →
-//! flow-event decoder sharing `portolan-wire`'s parsers ([`decode`]), and
+//! flow-event decoder sharing `portolan-wire`'s parsers ([`decode`](mod@decode)), and
 //! sans-IO detectors driven by packet timestamps ([`detector`], with
-//! [`trw`] for Threshold Random Walk). The library never prints: it
+//! [`trw`] for Threshold Random Walk and [`group`] for distributed and
+//! decoy scans). The library never prints: it
 //! returns [`Alert`]s and a summary; the binary writes them.
 
 pub mod alert;
@@ -9,12 +10,13 @@ pub mod capture;
 pub mod decode;
 pub mod detector;
 mod error;
+pub mod group;
 pub mod traits;
 pub mod trw;
 pub mod watch;
 pub mod write;
 
-pub use alert::{Alert, ScanKind, SourceSummary};
+pub use alert::{Alert, GroupEvidence, ScanKind, SourceSummary};
 pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
 pub use decode::{EventKind, FlowEvent, Proto, decode};
 pub use detector::{Allowlist, Detector, DetectorConfig};

@@ -176,7 +176,10 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    fn open() -> Result<Receiver, RawError> {
+    /// Opens a packet socket on every interface with the reply filter of
+    /// no probe module (ARP, ICMP, ICMPv6), and its ring when the kernel
+    /// offers one.
+    pub(crate) fn open() -> Result<Receiver, RawError> {
         let socket =
             sys::open_packet_receiver(&[]).map_err(not_permitted("opening the packet socket"))?;
         let ring = RxRing::new(socket.as_raw_fd()).ok();
@@ -196,6 +199,11 @@ impl Receiver {
     /// want of room (0 if its counters cannot be read: they only inform).
     pub(crate) fn take_drops(&self) -> u64 {
         crate::ring::take_drops(self.fd()).map_or(0, u64::from)
+    }
+
+    /// The socket, to filter.
+    pub(crate) fn socket(&self) -> &socket2::Socket {
+        &self.socket
     }
 
     /// The socket, to poll.

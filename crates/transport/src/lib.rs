@@ -1,6 +1,9 @@
 //! Transports: what carries the engine's probes to the network and brings
 //! the answers back.
 //!
+//! - [`capture`]: live capture on one interface for readers that are not
+//!   a scan (the detector), on the same ring and filters as the raw
+//!   engine's answers.
 //! - [`connect`]: the TCP connect scan (`-sT`), non-blocking `connect()`
 //!   calls multiplexed on one epoll instance; needs no privilege.
 //! - [`context`]: the raw sockets, opened once into a [`context::RawContext`]
@@ -30,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+pub mod capture;
 mod claims;
 pub mod connect;
 pub mod context;

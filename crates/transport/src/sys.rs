@@ -244,6 +244,29 @@ pub fn attach_reply_filter(socket: &socket2::Socket, answers: &[u8]) -> io::Resu
     socket.attach_filter(&reply_filter(answers))
 }
 
+/// Replaces the kernel filter of a packet socket with one for watching
+/// traffic (`portolan detect --iface`): IPv4 and IPv6 packets of ICMP,
+/// ICMPv6 and the IP protocols in `protocols`, both those the interface
+/// receives and, with `outgoing`, those it sends (a host's answers to a
+/// scan are what prove it one); cut to [`CAPTURE_SNAP`] bytes, as the
+/// headers are all a watcher reads. No ARP.
+pub fn attach_capture_filter(
+    socket: &socket2::Socket,
+    protocols: &[u8],
+    outgoing: bool,
+) -> io::Result<()> {
+    let spec = FilterSpec {
+        outgoing,
+        arp: false,
+        snap: CAPTURE_SNAP,
+    };
+    socket.attach_filter(&to_socket_filter(program(protocols, spec)))
+}
+
+/// Bytes of each packet a capture filter keeps: the IP and transport
+/// headers, and the headers an ICMP error quotes.
+pub const CAPTURE_SNAP: u32 = 512;
+
 /// Sets an integer socket option that socket2 has no method for.
 fn set_int_option(
     fd: RawFd,
@@ -275,10 +298,25 @@ fn set_int_option(
 /// drop everything else; all in the kernel, before anything is copied to
 /// us. At most 64 protocols are taken (the jumps must fit in a byte).
 fn reply_filter(answers: &[u8]) -> Vec<socket2::SockFilter> {
-    reply_program(answers)
+    to_socket_filter(reply_program(answers))
+}
+
+fn to_socket_filter(program: Vec<Bpf>) -> Vec<socket2::SockFilter> {
+    program
         .into_iter()
         .map(|i| socket2::SockFilter::new(i.code, i.jt, i.jf, i.k))
         .collect()
+}
+
+/// What a packet socket's filter lets through besides its IP protocols.
+#[derive(Clone, Copy, Debug)]
+struct FilterSpec {
+    /// Packets this machine sends.
+    outgoing: bool,
+    /// ARP.
+    arp: bool,
+    /// Most bytes of a packet kept.
+    snap: u32,
 }
 
 /// One classic BPF instruction.
@@ -302,10 +340,23 @@ const PROTOCOL: u32 = (-0x1000i32) as u32;
 
 /// The program of [`reply_filter`].
 fn reply_program(answers: &[u8]) -> Vec<Bpf> {
+    program(
+        answers,
+        FilterSpec {
+            outgoing: false,
+            arp: true,
+            snap: 0x0004_0000,
+        },
+    )
+}
+
+/// The filter program: the same layout whatever `spec` says (a kept
+/// direction or protocol jumps to the next test instead of to its verdict).
+fn program(protocols: &[u8], spec: FilterSpec) -> Vec<Bpf> {
     let bpf = |code, jt, jf, k| Bpf { code, jt, jf, k };
     let family = |icmp: u8, other: u8| -> Vec<u8> {
         let mut list = vec![icmp];
-        for &p in answers.iter().take(64) {
+        for &p in protocols.iter().take(64) {
             if p != other && !list.contains(&p) {
                 list.push(p);
             }
@@ -322,11 +373,17 @@ fn reply_program(answers: &[u8]) -> Vec<Bpf> {
     // A jump from instruction `from` to `to` (offsets count from the next
     // instruction).
     let to = |from: usize, to: usize| (to - from - 1) as u8;
+    let outgoing_to = if spec.outgoing { 0 } else { to(1, drop_at) };
+    let arp_to = if spec.arp {
+        to(3, accept_at)
+    } else {
+        to(3, drop_at)
+    };
     let mut program = vec![
         bpf(LD_B_ABS, 0, 0, PKTTYPE), // A = packet type
-        bpf(JEQ, to(1, drop_at), 0, libc::PACKET_OUTGOING as u32), // outgoing: drop
+        bpf(JEQ, outgoing_to, 0, libc::PACKET_OUTGOING as u32), // outgoing: drop (or read on)
         bpf(LD_H_ABS, 0, 0, PROTOCOL), // A = EtherType
-        bpf(JEQ, to(3, accept_at), 0, libc::ETH_P_ARP as u32), // ARP: accept
+        bpf(JEQ, arp_to, 0, libc::ETH_P_ARP as u32), // ARP: accept (or drop)
         bpf(LD_B_ABS, 0, 0, 0),       // A = first byte
         bpf(ALU_RSH, 0, 0, 4),        // A = IP version
         bpf(JEQ, 0, to(6, v6_at), 4), // IPv4, else IPv6
@@ -341,7 +398,7 @@ fn reply_program(answers: &[u8]) -> Vec<Bpf> {
         }
     }
     program.push(bpf(RET, 0, 0, 0)); // drop
-    program.push(bpf(RET, 0, 0, 0x0004_0000)); // accept (up to 256 KiB)
+    program.push(bpf(RET, 0, 0, spec.snap)); // accept (reply filter: up to 256 KiB)
     program
 }
 
@@ -648,24 +705,28 @@ mod tests {
         panic!("the program ran off its end");
     }
 
+    /// An IPv4 header of protocol `protocol`.
+    fn v4(protocol: u8) -> [u8; 20] {
+        let mut p = [0u8; 20];
+        p[0] = 0x45;
+        p[9] = protocol;
+        p
+    }
+
+    /// An IPv6 header with next header `next`.
+    fn v6(next: u8) -> [u8; 40] {
+        let mut p = [0u8; 40];
+        p[0] = 0x60;
+        p[6] = next;
+        p
+    }
+
     #[test]
     fn the_reply_filter_passes_what_the_modules_read_and_nothing_else() {
         const IPV4: u16 = libc::ETH_P_IP as u16;
         const IPV6: u16 = libc::ETH_P_IPV6 as u16;
         let host = libc::PACKET_HOST;
         let outgoing = libc::PACKET_OUTGOING;
-        let v4 = |protocol: u8| {
-            let mut p = [0u8; 20];
-            p[0] = 0x45;
-            p[9] = protocol;
-            p
-        };
-        let v6 = |next: u8| {
-            let mut p = [0u8; 40];
-            p[0] = 0x60;
-            p[6] = next;
-            p
-        };
         let tcp_only = reply_program(&[6]);
         assert!(passes(&tcp_only, IPV4, host, &v4(6)));
         assert!(passes(&tcp_only, IPV4, host, &v4(1)), "ICMP errors");
@@ -689,5 +750,40 @@ mod tests {
         let wide = reply_program(&all);
         assert!(passes(&wide, IPV4, host, &v4(63)));
         assert!(!passes(&wide, IPV4, host, &v4(200)), "at most 64 protocols");
+    }
+
+    #[test]
+    fn the_capture_filter_passes_both_directions_of_the_watched_protocols_and_no_arp() {
+        const IPV4: u16 = libc::ETH_P_IP as u16;
+        const IPV6: u16 = libc::ETH_P_IPV6 as u16;
+        let (host, outgoing) = (libc::PACKET_HOST, libc::PACKET_OUTGOING);
+        let spec = |outgoing| FilterSpec {
+            outgoing,
+            arp: false,
+            snap: CAPTURE_SNAP,
+        };
+        let both = program(&[6, 17, 132], spec(true));
+        for kind in [host, outgoing] {
+            for protocol in [1, 6, 17, 132] {
+                assert!(
+                    passes(&both, IPV4, kind, &v4(protocol)),
+                    "{kind} {protocol}"
+                );
+            }
+            for next in [6, 17, 58, 132] {
+                assert!(passes(&both, IPV6, kind, &v6(next)), "{kind} {next}");
+            }
+            assert!(!passes(&both, libc::ETH_P_ARP as u16, kind, &[]), "no ARP");
+            assert!(!passes(&both, IPV4, kind, &v4(47)));
+        }
+        let inbound = program(&[6], spec(false));
+        assert!(passes(&inbound, IPV4, host, &v4(6)));
+        assert!(!passes(&inbound, IPV4, outgoing, &v4(6)));
+        // The scanner's filter is the program it always was.
+        assert_eq!(
+            reply_program(&[6, 17]).len(),
+            program(&[6, 17], spec(false)).len()
+        );
+        assert_eq!(reply_program(&[6])[1].jt, inbound[1].jt);
     }
 }
