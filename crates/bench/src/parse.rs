@@ -127,6 +127,15 @@ pub fn portolan_packets_sent(text: &str) -> Option<u64> {
         .and_then(|v| v["packets"]["sent"].as_u64())
 }
 
+/// The answers the kernel dropped before Portolan read them (its receive
+/// ring was full), from the JSON summary's `packets`.
+pub fn portolan_kernel_drops(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|v| v["type"] == "summary")
+        .and_then(|v| v["packets"]["dropped"].as_u64())
+}
+
 fn attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
     let key = format!(" {name}=\"");
     let start = element.find(&key)? + key.len();

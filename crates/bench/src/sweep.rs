@@ -91,18 +91,23 @@ pub fn run(label: &str, command: Command, reading: Reading, live: &Live, limit: 
         .filter(|a| a.parse().is_ok_and(|a| live.contains(a)))
         .count() as u64;
     let sent = (reading.sent)(&text);
+    let mut accuracy = describe(
+        hits,
+        found.len() as u64 - hits,
+        live.count(),
+        sent,
+        cost,
+        reading.wait,
+    );
+    // Answers lost on this machine, not on the path (Portolan says).
+    if let Some(dropped) = parse::portolan_kernel_drops(&text).filter(|&n| n > 0) {
+        accuracy.push_str(&format!("; {dropped} dropped by the kernel"));
+    }
     Row::new(
         label.to_string(),
         cost,
         sent.map(|n| n as f64 / cost.wall.as_secs_f64().max(1e-9)),
-        describe(
-            hits,
-            found.len() as u64 - hits,
-            live.count(),
-            sent,
-            cost,
-            reading.wait,
-        ),
+        accuracy,
     )
 }
 

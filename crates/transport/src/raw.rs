@@ -384,6 +384,11 @@ impl FlightTable {
     }
 }
 
+/// How often the kernel's count of dropped answers is read: well within
+/// the shortest probe timeout (`--min-rtt-timeout`, 100 ms at `-T4`), at
+/// one system call per reading.
+const DROPS_READ_EVERY: Duration = Duration::from_millis(20);
+
 /// Runs a raw scan to completion (or interruption) on `context`'s
 /// sockets, handing every event of the scheduler to `sink`.
 pub fn run(
@@ -451,9 +456,20 @@ pub fn run(
     let mut flights = FlightTable::default();
     let mut stats = RawStats::default();
     let mut fatal: Option<RawError> = None;
+    let mut drops_read = Instant::now();
 
     loop {
         let now = Instant::now();
+        // Answers the kernel dropped (the ring was full): the scheduler
+        // learns of them before the probes they answered time out.
+        if now.saturating_duration_since(drops_read) >= DROPS_READ_EVERY {
+            drops_read = now;
+            let dropped = receiver.take_drops();
+            if dropped > 0 {
+                stats.dropped += dropped;
+                scheduler.on_local_drops(dropped);
+            }
+        }
         observer.packets(&stats);
         if observer.tick(scheduler, now) == Control::Interrupt {
             scheduler.interrupt(now);
