@@ -610,29 +610,77 @@ fn a_service_version_changed_between_scans_is_reported() {
     drop(server);
 }
 
+#[test]
+fn on_change_reports_a_new_greeting_but_not_its_clock() {
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let changes = dir.join("changes.json");
+    let hook = format!("cat >> {}", changes.display());
+    let server =
+        BannerServer::start("220 Lab FTP ready at Fri, 04 Dec 2026 22:01:39 +0000 (pid 4242)\r\n");
+    assert_success(&scan(&db, &[server.port], &["-sV", "--on-change", &hook]));
+    *server.banner.lock().unwrap() =
+        "220 Lab FTP ready at Sat, 05 Dec 2026 03:10:00 +0000 (pid 5151)\r\n";
+    assert_success(&scan(&db, &[server.port], &["-sV", "--on-change", &hook]));
+    assert!(
+        !changes.exists(),
+        "a greeting's clock and pid are no change"
+    );
+    assert_eq!(with_db(&db, &["diff", "--last"]).status.code(), Some(0));
+    *server.banner.lock().unwrap() = "220 Lab FTP ready; anonymous login allowed\r\n";
+    assert_success(&scan(&db, &[server.port], &["-sV", "--on-change", &hook]));
+    drop(server);
+    let text = std::fs::read_to_string(&changes).expect("the command ran");
+    let d: Value = serde_json::from_str(text.trim()).unwrap();
+    let p = &d["hosts"][0]["ports"][0];
+    assert_eq!(p["change"], "banner", "{p}");
+    assert!(
+        p["b"]["banner"]
+            .as_str()
+            .unwrap()
+            .contains("anonymous login"),
+        "{p}"
+    );
+    let out = with_db(&db, &["diff", "--last"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('+') && l.contains("banner") && l.contains("anonymous")),
+        "{text}"
+    );
+}
+
 /// `openssl s_server` on 127.0.0.1 with a certificate, until dropped.
 struct TlsServer(std::process::Child);
 
+/// A self-signed certificate and key for `name`, valid `days`, made by
+/// `openssl`; `None` when openssl is missing.
+pub(crate) fn certificate(dir: &Path, name: &str, days: u32) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj"])
+        .arg(format!("/CN={name}"))
+        .args(["-days", &days.to_string(), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    Some((cert, key))
+}
+
 impl TlsServer {
     fn start(dir: &Path, port: u16, name: &str, days: u32) -> Option<TlsServer> {
-        let (cert, key) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        let made = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj"])
-            .arg(format!("/CN={name}"))
-            .args(["-days", &days.to_string(), "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .ok()?;
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        let (cert, key) = certificate(dir, name, days)?;
         let child = Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
             .arg(format!("127.0.0.1:{port}"))

@@ -1,6 +1,8 @@
 //! Two scans compared ([`diff`]): hosts that came up or went down, ports
-//! opened, closed or filtered, services and versions changed,
-//! certificates changed, and certificates expiring soon.
+//! opened, closed or filtered, services and versions changed, banners
+//! changed (by their stable form, [`crate::banner`]: what changes at every
+//! connection does not count), certificates changed, and certificates
+//! expiring soon.
 //!
 //! The confirmation rule: weak evidence is not reported as a change until
 //! a second scan agrees. A port is weak in the later scan when
@@ -91,6 +93,13 @@ pub struct PortSide {
     pub cpe: Vec<String>,
     /// The certificate, when TLS was seen.
     pub cert: Option<CertSide>,
+    /// The banner as received, when it is text (binary banners are not
+    /// compared and not shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
+    /// Its stable form, as compared.
+    #[serde(skip)]
+    pub stable_banner: Option<crate::banner::Stable>,
 }
 
 /// What changed on a port.
@@ -110,6 +119,8 @@ pub enum Change {
     Service,
     /// Same service, another certificate.
     Certificate,
+    /// Same service and certificate, a banner that says something else.
+    Banner,
 }
 
 /// One port's difference.
@@ -222,6 +233,14 @@ fn cert(s: &ServiceInfo) -> Option<CertSide> {
     })
 }
 
+/// A text banner as received (see [`crate::banner`]), for people.
+fn banner_text(s: &ServiceInfo) -> Option<String> {
+    match crate::banner::stable(&s.banner) {
+        crate::banner::Stable::Text(_) => Some(String::from_utf8_lossy(&s.banner).into_owned()),
+        _ => None,
+    }
+}
+
 /// What a host says of a port: listed, or its only counted state.
 struct Known {
     state: PortState,
@@ -246,6 +265,8 @@ fn known(h: &HostReport, proto: Protocol, port: u16) -> Option<Known> {
                 product: s.and_then(|s| s.product.clone()),
                 cpe: s.map(|s| s.cpe.clone()).unwrap_or_default(),
                 cert: s.and_then(cert),
+                banner: s.and_then(banner_text),
+                stable_banner: s.map(|s| crate::banner::stable(&s.banner)),
             },
         });
     }
@@ -262,6 +283,8 @@ fn known(h: &HostReport, proto: Protocol, port: u16) -> Option<Known> {
                 product: None,
                 cpe: Vec::new(),
                 cert: None,
+                banner: None,
+                stable_banner: None,
             },
         }),
         _ => None,
@@ -319,6 +342,10 @@ fn port_diff(a: Option<&Known>, b: Option<&Known>, proto: Protocol, port: u16) -
                 Change::Service
             } else if sa.cert != sb.cert {
                 Change::Certificate
+            } else if let (Some(x), Some(y)) = (&sa.stable_banner, &sb.stable_banner)
+                && x.changed(y)
+            {
+                Change::Banner
             } else {
                 return None;
             }

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use portolan_output::escape::{for_terminal, for_xml};
 
+use crate::banner::Stable;
 use crate::diff::{Change, HostDiff, PortDiff, PortSide, ScanDiff};
 
 /// The diff as text: a header per scan, then per host `-` for the
@@ -112,6 +113,21 @@ fn host_text(s: &mut String, h: &HostDiff) {
         if let Some(b) = &p.b {
             rows.push(row("+", b));
         }
+        if p.change == Change::Banner {
+            let line = changed_line(p);
+            for (mark, side) in [("-", &p.a), ("+", &p.b)] {
+                if let Some(b) = side.as_ref().and_then(|x| x.banner.as_ref()) {
+                    let text = b.split('\n').nth(line).unwrap_or("").trim_end_matches('\r');
+                    rows.push([
+                        mark.into(),
+                        "|".into(),
+                        "banner".into(),
+                        for_terminal(text).into_owned(),
+                        String::new(),
+                    ]);
+                }
+            }
+        }
         if p.change == Change::Certificate {
             for (mark, side) in [("-", &p.a), ("+", &p.b)] {
                 if let Some(c) = side.as_ref().and_then(|x| x.cert.as_ref()) {
@@ -146,6 +162,19 @@ fn host_text(s: &mut String, h: &HostDiff) {
         );
         let _ = writeln!(s, "{}", line.trim_end());
     }
+}
+
+/// The first line where the two banners' stable forms differ.
+fn changed_line(p: &PortDiff) -> usize {
+    let lines = |side: &Option<PortSide>| match side.as_ref().and_then(|x| x.stable_banner.as_ref())
+    {
+        Some(Stable::Text(t)) => t.split('\n').map(String::from).collect(),
+        _ => Vec::new(),
+    };
+    let (a, b): (Vec<String>, Vec<String>) = (lines(&p.a), lines(&p.b));
+    (0..a.len().max(b.len()))
+        .find(|&i| a.get(i) != b.get(i))
+        .unwrap_or(0)
 }
 
 /// The diff as one JSON object.
@@ -187,6 +216,15 @@ fn port_xml(s: &mut String, p: &PortDiff, side: &PortSide) {
             let _ = write!(s, "<cpe>{}</cpe>", for_xml(c));
         }
         s.push_str("</service>");
+    }
+    if p.change == Change::Banner
+        && let Some(banner) = &side.banner
+    {
+        // nmap's banner script's element, as ndiff shows scripts.
+        s.push_str("<script");
+        attr(s, "id", "banner");
+        attr(s, "output", banner);
+        s.push_str("/>");
     }
     s.push_str("</port>");
 }
