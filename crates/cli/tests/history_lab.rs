@@ -1,0 +1,258 @@
+//! The history's diffs against real daemons in a lab host's namespace:
+//! nginx reconfigured between two `-sV` scans (its version no longer
+//! announced on one port, its certificate rotated on another, with
+//! `--expiring`), vsftpd's greeting changed (a banner change that version
+//! detection does not turn into a version change), and Exim's greeting,
+//! whose date changes at every connection and must not count.
+//!
+//! Daemons listen only inside the lab namespace and die with their guards.
+//! Without root or the daemons the tests skip loudly, and fail under CI
+//! (`scripts/test` installs the packages).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use portolan_lab::{Daemon, Host, Lab, lab_or_skip, under_ci};
+use serde_json::Value;
+
+use crate::history::certificate;
+use crate::util::{assert_success, portolan_bin, scratch_dir};
+
+/// Whether every program is installed; skips loudly (fails under CI).
+fn installed(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<&&str> = programs.iter().filter(|p| !Path::new(p).exists()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(!under_ci(), "CI is set but these are missing: {missing:?}");
+    eprintln!("SKIPPED: {test}: {missing:?} missing (scripts/test installs them)");
+    false
+}
+
+/// A `-sV` scan of `ports` on `target` from the lab's scanner, recorded
+/// in `db`.
+fn scan(lab: &Lab, db: &Path, target: IpAddr, ports: &str) {
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-n", "-Pn", "-sS", "-sV", "--no-progress", "-p", ports])
+        .arg("--db")
+        .arg(db)
+        .arg(target.to_string())
+        .output()
+        .expect("run portolan in the lab");
+    assert_success(&out);
+}
+
+fn diff(db: &Path, extra: &[&str]) -> (Option<i32>, Value) {
+    let out: Output = Command::new(portolan_bin())
+        .args(["diff", "--last", "--json"])
+        .args(extra)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .expect("run portolan diff");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), value)
+}
+
+fn port(d: &Value, port: u16) -> &Value {
+    d["hosts"][0]["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|p| p["port"] == port))
+        .unwrap_or_else(|| panic!("no change on {port}: {d}"))
+}
+
+/// nginx on 80 (announcing its version or not) and 443 (with `cert`).
+fn nginx(host: &Host, dir: &Path, tokens: bool, cert: &(PathBuf, PathBuf)) -> Daemon {
+    let d = dir.display();
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "lab\n").unwrap();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+         server {{ listen 80; root {www}; server_tokens {tokens}; }}\n\
+         server {{ listen 443 ssl; root {www}; server_tokens on;\n\
+         ssl_certificate {cert}; ssl_certificate_key {key}; }}\n}}\n",
+        www = www.display(),
+        tokens = if tokens { "on" } else { "off" },
+        cert = cert.0.display(),
+        key = cert.1.display(),
+    );
+    let path = dir.join(format!("nginx-{tokens}.conf"));
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new("/usr/sbin/nginx");
+    cmd.arg("-c")
+        .arg(&path)
+        .arg("-e")
+        .arg(dir.join("nginx-error.log"));
+    let mut daemon = host.spawn(cmd).expect("start nginx");
+    for port in [80, 443] {
+        daemon
+            .wait_for_tcp(host.socket_v4(port), Duration::from_secs(20))
+            .expect("nginx listens");
+    }
+    daemon
+}
+
+#[test]
+fn a_daemon_reconfigured_and_a_rotated_certificate_show_in_the_lab_diff() {
+    if !installed(
+        "history_lab nginx",
+        &["/usr/sbin/nginx", "/usr/bin/openssl"],
+    ) {
+        return;
+    }
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let target = IpAddr::V4(host.ipv4());
+    let old = certificate(&dir, "old.lab", 10).expect("openssl");
+    let new = certificate(&dir, "new.lab", 400).expect("openssl");
+
+    let first = nginx(host, &dir, true, &old);
+    scan(&lab, &db, target, "80,443");
+    drop(first);
+    let second = nginx(host, &dir, false, &new);
+    scan(&lab, &db, target, "80,443");
+    drop(second);
+
+    let (code, d) = diff(&db, &[]);
+    assert_eq!(code, Some(1), "{d}");
+    // 80: the same nginx, its version no longer announced.
+    let http = port(&d, 80);
+    assert_eq!(http["change"], "service", "{http}");
+    assert_eq!(http["a"]["product"], "nginx", "{http}");
+    let (va, vb) = (
+        http["a"]["version"].as_str().unwrap_or(""),
+        http["b"]["version"].as_str().unwrap_or(""),
+    );
+    assert!(
+        va.starts_with("nginx ") && va.chars().any(|c| c.is_ascii_digit()),
+        "{http}"
+    );
+    assert!(!vb.chars().any(|c| c.is_ascii_digit()), "{http}");
+    // 443: the same service, another certificate.
+    let https = port(&d, 443);
+    assert_eq!(https["change"], "certificate", "{https}");
+    assert_eq!(https["a"]["cert"]["subject"], "CN=old.lab");
+    assert_eq!(https["b"]["cert"]["subject"], "CN=new.lab");
+    assert_eq!(d["expiring"].as_array().unwrap().len(), 0, "{d}");
+    // With a window of 500 days the new certificate is listed, with its
+    // days left, and still does not make the scans differ by itself.
+    let (_, wide) = diff(&db, &["--expiring", "500"]);
+    let expiring = wide["expiring"].as_array().unwrap();
+    assert_eq!(expiring.len(), 1, "{wide}");
+    assert_eq!(expiring[0]["subject"], "CN=new.lab");
+    let left = expiring[0]["days_left"].as_i64().unwrap();
+    assert!((398..=400).contains(&left), "{left}");
+    let text = Command::new(portolan_bin())
+        .args(["diff", "--last", "--expiring", "500", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("CN=new.lab expires"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('-') && l.contains("cert") && l.contains("CN=old.lab")),
+        "{text}"
+    );
+}
+
+/// vsftpd on 21 greeting with `banner`.
+fn vsftpd(host: &Host, dir: &Path, banner: &str) -> Daemon {
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let conf = dir.join("vsftpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen=YES\nlisten_ipv6=NO\nlisten_port=21\nbackground=NO\n\
+             anonymous_enable=YES\nno_anon_password=YES\nlocal_enable=NO\n\
+             seccomp_sandbox=NO\nsecure_chroot_dir={0}\nanon_root={0}\nftpd_banner={banner}\n",
+            empty.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("/usr/sbin/vsftpd");
+    cmd.arg(&conf);
+    let mut daemon = host.spawn(cmd).expect("start vsftpd");
+    daemon
+        .wait_for_tcp(host.socket_v4(21), Duration::from_secs(20))
+        .expect("vsftpd listens");
+    daemon
+}
+
+#[test]
+fn a_changed_greeting_counts_and_a_dated_one_does_not() {
+    if !installed(
+        "history_lab banners",
+        &["/usr/sbin/vsftpd", "/usr/sbin/exim4"],
+    ) {
+        return;
+    }
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let host = lab.host(0);
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let target = IpAddr::V4(host.ipv4());
+    // Exim greets with the date and time: "220 lab.test ESMTP Exim 4.96
+    // Fri, 04 Dec 2026 22:01:39 +0000".
+    let _exim = portolan_lab::daemons::exim(host, &dir).expect("start exim");
+    let ftp = vsftpd(host, &dir, "Welcome to the lab archive.");
+    scan(&lab, &db, target, "21,25");
+    std::thread::sleep(Duration::from_millis(1100));
+    scan(&lab, &db, target, "21,25");
+    let (code, d) = diff(&db, &[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the date in Exim's greeting is no change: {d}"
+    );
+    drop(ftp);
+    let ftp = vsftpd(host, &dir, "Lab mirror: anonymous downloads only.");
+    std::thread::sleep(Duration::from_millis(1100));
+    scan(&lab, &db, target, "21,25");
+    drop(ftp);
+    let (code, d) = diff(&db, &[]);
+    assert_eq!(code, Some(1), "{d}");
+    let changes = d["hosts"][0]["ports"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "only the FTP greeting changed: {d}");
+    let ftp = &changes[0];
+    assert_eq!(
+        (ftp["port"].as_u64(), ftp["change"].as_str()),
+        (Some(21), Some("banner")),
+        "{ftp}"
+    );
+    assert_eq!(ftp["a"]["version"], ftp["b"]["version"], "{ftp}");
+    assert!(
+        ftp["a"]["banner"].as_str().unwrap().contains("lab archive")
+            && ftp["b"]["banner"].as_str().unwrap().contains("Lab mirror"),
+        "{ftp}"
+    );
+    // The port's history has two runs for 21, one for 25.
+    let out = Command::new(portolan_bin())
+        .args(["history", "host", &target.to_string(), "--json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let h: Value = serde_json::from_str(assert_success(&out).trim()).unwrap();
+    let runs = |p: u16| {
+        h["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["port"] == p)
+            .count()
+    };
+    assert_eq!((runs(21), runs(25)), (2, 1), "{h}");
+}
