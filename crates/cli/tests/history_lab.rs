@@ -3,7 +3,8 @@
 //! announced on one port, its certificate rotated on another, with
 //! `--expiring`), vsftpd's greeting changed (a banner change that version
 //! detection does not turn into a version change), and Exim's greeting,
-//! whose date changes at every connection and must not count.
+//! whose date changes at every connection and must not count; and
+//! `--policy` on a scan of several hosts, each audited as it is written.
 //!
 //! Daemons listen only inside the lab namespace and die with their guards.
 //! Without root or the daemons the tests skip loudly, and fail under CI
@@ -255,4 +256,98 @@ fn a_changed_greeting_counts_and_a_dated_one_does_not() {
             .count()
     };
     assert_eq!((runs(21), runs(25)), (2, 1), "{h}");
+}
+
+#[test]
+fn policy_violations_follow_each_host_as_the_scan_writes_it() {
+    let lab = lab_or_skip!(Lab::builder().hosts(3).without_icmp_rate_limits());
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, "[default]\ntcp = [22]\n").unwrap();
+    let (h0, h1, h2) = (lab.host(0), lab.host(1), lab.host(2));
+    let _l0 = h0.listen_tcp([22, 80]).expect("listen");
+    let _l1 = h1.listen_tcp([22]).expect("listen");
+    let _l2 = h2.listen_tcp([80]).expect("listen");
+    let targets: Vec<String> = [h0, h1, h2].iter().map(|h| h.ipv4().to_string()).collect();
+    let run = |extra: &[&str]| {
+        lab.scanner()
+            .command(portolan_bin())
+            .args([
+                "-n",
+                "-Pn",
+                "-sS",
+                "--no-progress",
+                "-p",
+                "22,80",
+                "--policy",
+            ])
+            .arg(&policy)
+            .arg("--db")
+            .arg(&db)
+            .args(extra)
+            .args(&targets)
+            .output()
+            .expect("run portolan in the lab")
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "violations: exit 1");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let report_of = |i: usize| {
+        lines[..i]
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("Portolan scan report for "))
+            .unwrap_or_else(|| panic!("no report before line {i}: {text}"))
+    };
+    let violations: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("/tcp not-allowed"))
+        .map(|(i, l)| (i, l.split(' ').next().unwrap()))
+        .collect();
+    let mut flagged: Vec<&str> = violations.iter().map(|(_, a)| *a).collect();
+    flagged.sort();
+    let mut expected = vec![targets[0].as_str(), targets[2].as_str()];
+    expected.sort();
+    assert_eq!(flagged, expected, "{text}");
+    for (i, addr) in &violations {
+        assert_eq!(
+            report_of(*i),
+            *addr,
+            "a violation follows its host's report: {text}"
+        );
+        assert!(lines[*i].starts_with(&format!("{addr} 80/tcp")), "{text}");
+    }
+    // Printed as hosts were written: the first violation comes before the
+    // last host's report, and the summary after everything.
+    let last_report = lines
+        .iter()
+        .rposition(|l| l.starts_with("Portolan scan report for "))
+        .unwrap();
+    assert!(violations[0].0 < last_report, "{text}");
+    let summary = lines.last().unwrap();
+    assert!(
+        summary.starts_with("Audit of scan ") && summary.ends_with(": 3 hosts up, 2 violations"),
+        "{text}"
+    );
+    // With XML on standard output the violations go to standard error,
+    // and the XML stays whole.
+    let out = run(&["-oX", "-"]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8_lossy(&out.stdout);
+    assert!(xml.trim_end().ends_with("</nmaprun>"), "{xml}");
+    assert!(!xml.contains("not-allowed"), "{xml}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("/tcp not-allowed").count(), 2, "{err}");
+    // A policy that allows 80 too: exit 0, a summary without violations.
+    std::fs::write(&policy, "[default]\ntcp = [22, 80]\n").unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": 3 hosts up, 0 violations"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
