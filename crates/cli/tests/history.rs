@@ -255,6 +255,178 @@ fn the_xml_diff_says_what_ndiff_says() {
     }
 }
 
+/// An nmap XML file of `hosts` (each `<host>`'s inside), as nmap writes
+/// them.
+fn nmap_xml(start: u64, hosts: &[&str]) -> String {
+    let mut x = format!(
+        "<?xml version=\"1.0\"?>\n<nmaprun scanner=\"nmap\" args=\"nmap -sS -sV -sC -O 198.18.0.2-3\" \
+         start=\"{start}\" startstr=\"x\" version=\"7.93\" xmloutputversion=\"1.05\">\n\
+         <scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"1000\" services=\"1-1000,8080\"/>\n"
+    );
+    for h in hosts {
+        x.push_str(&format!(
+            "<host starttime=\"{start}\" endtime=\"{start}\"><status state=\"up\" reason=\"echo-reply\" reason_ttl=\"64\"/>\n{h}</host>\n"
+        ));
+    }
+    x.push_str(&format!(
+        "<runstats><finished time=\"{}\" timestr=\"x\" elapsed=\"9\" exit=\"success\"/>\
+         <hosts up=\"{}\" down=\"0\" total=\"{}\"/></runstats></nmaprun>\n",
+        start + 9,
+        hosts.len(),
+        hosts.len()
+    ));
+    x
+}
+
+/// A diff XML canonically, as ndiff's consumers read it: elements with
+/// their attributes and children, order aside; what Portolan adds beyond
+/// ndiff (a state's reason, a service's CPEs) and the scans' `nmaprun`
+/// (ndiff writes its times in local time) left out.
+fn canonical_diff_xml(xml: &str) -> String {
+    let script = r#"
+import sys, xml.etree.ElementTree as ET
+def canon(e):
+    if e.tag in ("cpe", "nmaprun"):
+        return None
+    attrs = sorted((k, v) for k, v in e.attrib.items() if k != "reason")
+    kids = sorted(filter(None, (canon(c) for c in e)))
+    if e.tag in ("a", "b") and not kids:
+        return None
+    return "%s%s[%s]" % (e.tag, attrs, ",".join(kids))
+root = ET.fromstring(sys.stdin.read())
+assert root.tag == "nmapdiff" and root.get("version") == "1", root.tag
+print(canon(root))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(xml.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not ndiff's XML:\n{xml}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_xml_diff_carries_scripts_os_and_extraports_as_ndiff_does() {
+    if Command::new("ndiff").arg("--help").output().is_err() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true and ndiff is missing"
+        );
+        eprintln!("SKIPPED: ndiff is not installed");
+        return;
+    }
+    let dir = scratch_dir();
+    let addr = "<address addr=\"198.18.0.2\" addrtype=\"ipv4\"/>\n<hostnames></hostnames>\n";
+    let port = |id: u16, state: &str, reason: &str, service: &str, scripts: &str| {
+        format!(
+            "<port protocol=\"tcp\" portid=\"{id}\"><state state=\"{state}\" reason=\"{reason}\" reason_ttl=\"64\"/>{service}{scripts}</port>\n"
+        )
+    };
+    let ssh = "<service name=\"ssh\" product=\"OpenSSH\" version=\"9.2p1 Debian 2\" extrainfo=\"protocol 2.0\" method=\"probed\" conf=\"10\"/>";
+    let web = "<service name=\"http\" product=\"nginx\" version=\"1.22.1\" method=\"probed\" conf=\"10\"/>";
+    let https = "<service name=\"https\" method=\"table\" conf=\"3\"/>";
+    let proxy = "<service name=\"http-proxy\" method=\"table\" conf=\"3\"/>";
+    let key = "<script id=\"ssh-hostkey\" output=\"256 aa:bb (ED25519)\"/>";
+    let a_host = format!(
+        "{addr}<ports><extraports state=\"filtered\" count=\"997\"><extrareasons reason=\"no-response\" count=\"997\"/></extraports>\n{}{}{}</ports>\n\
+         <os><osmatch name=\"Linux 5.0 - 5.14\" accuracy=\"100\" line=\"1\"/></os>\n\
+         <hostscript><script id=\"clock-skew\" output=\"0s\"/></hostscript>\n",
+        port(22, "open", "syn-ack", ssh, key),
+        port(
+            80,
+            "open",
+            "syn-ack",
+            web,
+            "<script id=\"http-title\" output=\"Old &amp; tired\"/>"
+        ),
+        port(443, "open", "syn-ack", https, ""),
+    );
+    let b_host = format!(
+        "{addr}<ports><extraports state=\"filtered\" count=\"996\"><extrareasons reason=\"no-response\" count=\"996\"/></extraports>\n{}{}{}{}</ports>\n\
+         <os><osmatch name=\"Linux 4.15 - 5.8\" accuracy=\"96\" line=\"2\"/></os>\n\
+         <hostscript><script id=\"clock-skew\" output=\"1s\"/></hostscript>\n",
+        port(22, "open", "syn-ack", ssh, key),
+        port(
+            80,
+            "open",
+            "syn-ack",
+            web,
+            "<script id=\"http-title\" output=\"New &lt;b&gt;\"/>"
+        ),
+        port(443, "closed", "reset", https, ""),
+        port(8080, "closed", "reset", proxy, ""),
+    );
+    let new_host = format!(
+        "<address addr=\"198.18.0.3\" addrtype=\"ipv4\"/>\n<hostnames></hostnames>\n\
+         <ports><extraports state=\"filtered\" count=\"999\"><extrareasons reason=\"no-response\" count=\"999\"/></extraports>\n{}</ports>\n\
+         <os><osmatch name=\"FreeBSD 13.0\" accuracy=\"98\" line=\"3\"/></os>\n",
+        port(22, "open", "syn-ack", ssh, ""),
+    );
+    let (a, b) = (dir.join("a.xml"), dir.join("b.xml"));
+    std::fs::write(&a, nmap_xml(1_795_000_000, &[&a_host])).unwrap();
+    std::fs::write(&b, nmap_xml(1_795_086_400, &[&b_host, &new_host])).unwrap();
+
+    let theirs = Command::new("ndiff")
+        .arg("--xml")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(theirs.status.code(), Some(1));
+    let db = dir.join("h.sqlite");
+    let (a_path, b_path) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let ours = with_db(&db, &["diff", "--xml", a_path, b_path]);
+    assert_eq!(
+        ours.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let (ours, theirs) = (
+        String::from_utf8_lossy(&ours.stdout).into_owned(),
+        String::from_utf8_lossy(&theirs.stdout).into_owned(),
+    );
+    for x in [&ours, &theirs] {
+        assert!(
+            x.contains("<a><nmaprun") && x.contains("<b><nmaprun"),
+            "{x}"
+        );
+    }
+    assert_eq!(
+        canonical_diff_xml(&ours),
+        canonical_diff_xml(&theirs),
+        "ours:\n{ours}\nndiff:\n{theirs}"
+    );
+    // The text and JSON say the same.
+    let text = with_db(&db, &["diff", a_path, b_path]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    for want in [
+        "-Not shown: 997 filtered ports",
+        "+Not shown: 996 filtered ports",
+        "-|_ http-title: Old & tired",
+        "+|_ http-title: New <b>",
+        "-  Linux 5.0 - 5.14",
+        "+  Linux 4.15 - 5.8",
+        "Host script results:",
+        "+|_ clock-skew: 1s",
+        "+  FreeBSD 13.0",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+}
+
 #[test]
 fn on_change_runs_the_command_with_the_diff_on_its_input() {
     let dir = scratch_dir();

@@ -393,6 +393,59 @@ fn volatile_banners_are_no_change() {
 }
 
 #[test]
+fn os_and_script_changes_differ_and_counted_ports_alone_do_not() {
+    use portolan_model::{OsMatch, ScriptOutput};
+    let with = |at: u64, os: &str, title: &str, closed: u64| {
+        let mut h = host("198.18.0.1", t(at), &[open(80)]);
+        h.extra.os = vec![OsMatch {
+            name: os.into(),
+            accuracy: 100,
+            cpe: Vec::new(),
+            line: 0,
+            classes: Vec::new(),
+        }];
+        h.extra.scripts = vec![ScriptOutput {
+            id: "http-title".into(),
+            port: Some((portolan_targets::Protocol::Tcp, 80)),
+            output: title.into(),
+        }];
+        h.extra.counted = vec![CountedPorts {
+            state: PortState::Closed,
+            count: closed,
+        }];
+        scan(t(at), TARGETS, vec![h])
+    };
+    let base = with(0, "Linux 6.1", "Lab", 999);
+    // Only the counted ports moved: shown nowhere, no difference.
+    assert!(!files(&base, &with(100, "Linux 6.1", "Lab", 998)).differs());
+    let d = files(&base, &with(100, "Linux 6.8", "Lab (new)", 998));
+    assert!(d.differs());
+    let h = &d.hosts[0];
+    let os = h.os.as_ref().expect("the OS change");
+    assert_eq!(
+        (os.a.as_slice(), os.b.as_slice()),
+        (
+            &["Linux 6.1".to_string()][..],
+            &["Linux 6.8".to_string()][..]
+        )
+    );
+    assert_eq!(changes(&d), [(80, Change::Script)]);
+    assert_eq!(h.ports[0].scripts[0].b.as_deref(), Some("Lab (new)"));
+    assert!(h.extraports.changed());
+    let xml = render::xml(&d);
+    assert!(
+        xml.contains("<a><extraports state=\"closed\" count=\"999\"/></a>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "<os><a><osmatch name=\"Linux 6.1\"/></a><b><osmatch name=\"Linux 6.8\"/></b></os>"
+        ),
+        "{xml}"
+    );
+}
+
+#[test]
 fn xml_escapes_what_came_from_the_network() {
     let a = scan(
         t(0),
