@@ -647,7 +647,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         History,
         "--db <path|postgres://...>",
-        "Record the scan in this history: a SQLite file, or a PostgreSQL URL (default: $XDG_DATA_HOME/portolan/history.sqlite, else ~/.local/share/portolan/history.sqlite)"
+        "Record the scan in this history: a SQLite file, or a PostgreSQL URL (default: $XDG_DATA_HOME/portolan/history.sqlite, else ~/.local/share/portolan/history.sqlite); a URL's password is left out of output files and the history, and taken from $PGPASSWORD when the URL has none"
     ),
     flag!(
         NoDb,

@@ -143,7 +143,12 @@ fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
 /// the scan's events go to them and to the terminal until it ends or is
 /// interrupted (SIGINT, SIGTERM; a second signal ends the process).
 fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
-    config.scan.command_line = argv;
+    // The command line goes into every output file and the history: a
+    // `--db postgres://user:password@...` password stays out of them.
+    config.scan.command_line = argv
+        .iter()
+        .map(|a| portolan_history::postgres::redact_passwords(a))
+        .collect();
     let warn = |warnings: &[String]| {
         for warning in warnings {
             eprintln!(

@@ -989,25 +989,33 @@ fn json_lines_and_a_killed_scans_xml_import() {
     drop(open);
 }
 
-#[test]
-fn scans_recorded_in_postgresql_diff_as_in_sqlite() {
+/// A throw-away PostgreSQL cluster on `port` (`None`: skipped loudly, or
+/// a failure under CI).
+fn postgres_cluster(port: u16) -> Option<portolan_lab::PostgresCluster> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let cluster = if root {
-        portolan_lab::PostgresCluster::start(&scratch_dir().join("pg"), 54_333)
+        portolan_lab::PostgresCluster::start(&scratch_dir().join("pg"), port)
             .map_err(|e| e.to_string())
     } else {
         Err("not root".to_string())
     };
-    let cluster = match cluster {
-        Ok(c) => c,
+    match cluster {
+        Ok(c) => Some(c),
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true and PostgreSQL cannot start: {e}");
             }
             eprintln!("SKIPPED: PostgreSQL cannot start here: {e}");
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn scans_recorded_in_postgresql_diff_as_in_sqlite() {
+    let Some(cluster) = postgres_cluster(54_333) else {
+        return;
     };
     let url = cluster.create_database("history").unwrap();
     let db = PathBuf::from(&url);
@@ -1096,4 +1104,55 @@ fn ports_opened_closed_and_dropped_on_a_lab_host_show_in_the_diff() {
     assert_eq!(port22.len(), 1, "22 stayed open: one run");
     assert_eq!(port22[0]["scans"], 2);
     drop((ssh, tls));
+}
+
+#[test]
+fn a_postgres_password_stays_out_of_every_output_file() {
+    let Some(cluster) = postgres_cluster(54_334) else {
+        return;
+    };
+    let url = cluster.create_database("secrets").unwrap();
+    let dir = scratch_dir();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = open.local_addr().unwrap().port().to_string();
+    // The password in the query, then in the user part of `--db=URL`.
+    let (query, rest) = url.split_once('?').unwrap();
+    let forms = [
+        vec!["--db".to_string(), format!("{url}&password=s3cretpw")],
+        vec![format!(
+            "--db={}postgres:s3cretpw@{}?{rest}",
+            &query[..query.find("///").unwrap() + 2],
+            &query[query.find("///").unwrap() + 2..]
+        )],
+    ];
+    for (i, db) in forms.iter().enumerate() {
+        let base = dir.join(format!("scan{i}"));
+        let out = Command::new(portolan_bin())
+            .args(["-n", "-sT", "-Pn", "--no-progress", "-p", &p, "-oA"])
+            .arg(&base)
+            .arg("-oJ")
+            .arg(base.with_extension("jsonl"))
+            .args(db)
+            .arg("127.0.0.1")
+            .output()
+            .unwrap();
+        assert_success(&out);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+        for ext in ["xml", "nmap", "gnmap", "jsonl"] {
+            let file = base.with_extension(ext);
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(!text.contains("s3cret"), "{}: {text}", file.display());
+            assert!(text.contains("secrets"), "the URL is still there: {text}");
+        }
+    }
+    drop(open);
+    let listed = scans(&PathBuf::from(&url));
+    assert_eq!(listed.len(), 2);
+    for s in &listed {
+        let args = s["args"].as_str().unwrap();
+        assert!(
+            !args.contains("s3cret") && args.contains("secrets"),
+            "{args}"
+        );
+    }
 }
