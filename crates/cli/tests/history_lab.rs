@@ -1,9 +1,9 @@
 //! The history's diffs against real daemons in a lab host's namespace:
 //! nginx reconfigured between two `-sV` scans (its version no longer
 //! announced on one port, its certificate rotated on another, with
-//! `--expiring`), vsftpd's greeting changed (a banner change that version
-//! detection does not turn into a version change), and Exim's greeting,
-//! whose date changes at every connection and must not count; and
+//! `--expiring`), Exim's greeting changed (a banner change that version
+//! detection does not turn into a version change) and Exim's greeting
+//! whose date changes at every connection, which must not count; and
 //! `--policy` on a scan of several hosts, each audited as it is written.
 //!
 //! Daemons listen only inside the lab namespace and die with their guards.
@@ -169,36 +169,34 @@ fn a_daemon_reconfigured_and_a_rotated_certificate_show_in_the_lab_diff() {
     );
 }
 
-/// vsftpd on 21 greeting with `banner`.
-fn vsftpd(host: &Host, dir: &Path, banner: &str) -> Daemon {
-    let empty = dir.join("empty");
-    std::fs::create_dir_all(&empty).unwrap();
-    let conf = dir.join("vsftpd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listen=YES\nlisten_ipv6=NO\nlisten_port=21\nbackground=NO\n\
-             anonymous_enable=YES\nno_anon_password=YES\nlocal_enable=NO\n\
-             seccomp_sandbox=NO\nsecure_chroot_dir={0}\nanon_root={0}\nftpd_banner={banner}\n",
-            empty.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("/usr/sbin/vsftpd");
-    cmd.arg(&conf);
-    let mut daemon = host.spawn(cmd).expect("start vsftpd");
+/// Exim on 25 greeting "220 lab.test ESMTP Exim VERSION {words}DATE"
+/// (its default greeting carries the date and time).
+fn exim(host: &Host, dir: &Path, words: &str) -> Daemon {
+    let d = dir.join(format!("exim{}", words.len()));
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        "keep_environment =\nprimary_hostname = lab.test\nspool_directory = {d}/spool\n\
+         log_file_path = {d}/%slog\npid_file_path = {d}/exim.pid\ndaemon_smtp_ports = 25\n\
+         local_interfaces = 0.0.0.0\nexim_user = root\nexim_group = root\nhost_lookup =\n\
+         rfc1413_hosts =\ntls_advertise_hosts =\nacl_smtp_rcpt = refuse\n\
+         smtp_banner = $smtp_active_hostname ESMTP Exim $version_number {words}$tod_full\n\
+         begin acl\nrefuse:\n  deny\n",
+        d = d.display()
+    );
+    let path = d.join("exim.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new("/usr/sbin/exim4");
+    cmd.arg("-bdf").arg("-C").arg(&path);
+    let mut daemon = host.spawn(cmd).expect("start exim");
     daemon
-        .wait_for_tcp(host.socket_v4(21), Duration::from_secs(20))
-        .expect("vsftpd listens");
+        .wait_for_tcp(host.socket_v4(25), Duration::from_secs(20))
+        .expect("exim listens");
     daemon
 }
 
 #[test]
 fn a_changed_greeting_counts_and_a_dated_one_does_not() {
-    if !installed(
-        "history_lab banners",
-        &["/usr/sbin/vsftpd", "/usr/sbin/exim4"],
-    ) {
+    if !installed("history_lab banners", &["/usr/sbin/exim4"]) {
         return;
     }
     let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
@@ -206,56 +204,55 @@ fn a_changed_greeting_counts_and_a_dated_one_does_not() {
     let dir = scratch_dir();
     let db = dir.join("h.sqlite");
     let target = IpAddr::V4(host.ipv4());
-    // Exim greets with the date and time: "220 lab.test ESMTP Exim 4.96
-    // Fri, 04 Dec 2026 22:01:39 +0000".
-    let _exim = portolan_lab::daemons::exim(host, &dir).expect("start exim");
-    let ftp = vsftpd(host, &dir, "Welcome to the lab archive.");
-    scan(&lab, &db, target, "21,25");
+    // "220 lab.test ESMTP Exim 4.96 Fri, 04 Dec 2026 22:01:39 +0000": the
+    // date and time differ at every connection.
+    let mail = exim(host, &dir, "");
+    scan(&lab, &db, target, "25");
     std::thread::sleep(Duration::from_millis(1100));
-    scan(&lab, &db, target, "21,25");
+    scan(&lab, &db, target, "25");
     let (code, d) = diff(&db, &[]);
-    assert_eq!(
-        code,
-        Some(0),
-        "the date in Exim's greeting is no change: {d}"
-    );
-    drop(ftp);
-    let ftp = vsftpd(host, &dir, "Lab mirror: anonymous downloads only.");
+    assert_eq!(code, Some(0), "the date in the greeting is no change: {d}");
+    drop(mail);
+    // The same Exim, the same version, a greeting that says more.
+    let _mail = exim(host, &dir, "lab relay, no UCE ");
     std::thread::sleep(Duration::from_millis(1100));
-    scan(&lab, &db, target, "21,25");
-    drop(ftp);
+    scan(&lab, &db, target, "25");
     let (code, d) = diff(&db, &[]);
     assert_eq!(code, Some(1), "{d}");
     let changes = d["hosts"][0]["ports"].as_array().unwrap();
-    assert_eq!(changes.len(), 1, "only the FTP greeting changed: {d}");
-    let ftp = &changes[0];
+    assert_eq!(changes.len(), 1, "{d}");
+    let smtp = &changes[0];
     assert_eq!(
-        (ftp["port"].as_u64(), ftp["change"].as_str()),
-        (Some(21), Some("banner")),
-        "{ftp}"
+        (smtp["port"].as_u64(), smtp["change"].as_str()),
+        (Some(25), Some("banner")),
+        "{smtp}"
     );
-    assert_eq!(ftp["a"]["version"], ftp["b"]["version"], "{ftp}");
+    assert_eq!(smtp["a"]["version"], smtp["b"]["version"], "{smtp}");
     assert!(
-        ftp["a"]["banner"].as_str().unwrap().contains("lab archive")
-            && ftp["b"]["banner"].as_str().unwrap().contains("Lab mirror"),
-        "{ftp}"
+        smtp["a"]["version"].as_str().unwrap().contains("Exim"),
+        "{smtp}"
     );
-    // The port's history has two runs for 21, one for 25.
+    assert!(
+        !smtp["a"]["banner"].as_str().unwrap().contains("lab relay")
+            && smtp["b"]["banner"].as_str().unwrap().contains("lab relay"),
+        "{smtp}"
+    );
+    // The port's history: one run for the two dated greetings, one for
+    // the new one.
     let out = Command::new(portolan_bin())
         .args(["history", "host", &target.to_string(), "--json", "--db"])
         .arg(&db)
         .output()
         .unwrap();
     let h: Value = serde_json::from_str(assert_success(&out).trim()).unwrap();
-    let runs = |p: u16| {
-        h["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["port"] == p)
-            .count()
-    };
-    assert_eq!((runs(21), runs(25)), (2, 1), "{h}");
+    let scans: Vec<u64> = h["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["port"] == 25)
+        .map(|r| r["scans"].as_u64().unwrap())
+        .collect();
+    assert_eq!(scans, [2, 1], "{h}");
 }
 
 #[test]
