@@ -1,16 +1,18 @@
 //! `portolan audit`: a scan checked against an exposure policy (`--policy
 //! FILE`) and/or the built-in catalogue of risky exposures (`--risky`);
-//! and the policy check at the end of a scan (`portolan ... --policy
-//! FILE`). Exit status: 0 no violation, 1 violations, 2 error.
+//! and the policy check during a scan (`portolan ... --policy FILE`,
+//! [`LiveAudit`]): each host checked as it is written, its violations
+//! printed after it, a summary at the end. Exit status: 0 no violation, 1
+//! violations, 2 error.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portolan_history::audit::{AuditReport, audit};
+use portolan_history::audit::{audit, audit_host};
 use portolan_history::policy::Policy;
-use portolan_model::ScanResults;
+use portolan_model::{HostReport, ScanInfo, ScanResults};
 
 use crate::args::UsageError;
 use crate::history::DbArgs;
@@ -154,14 +156,86 @@ fn load(scan: Option<&str>, db: &DbArgs) -> anyhow::Result<ScanResults> {
     Ok(history.load(&row)?)
 }
 
-/// The audit at the end of a scan: the report on standard output;
-/// whether there were violations.
-pub fn after_scan(scan: &ScanResults, policy: &Policy) -> anyhow::Result<bool> {
-    let report: AuditReport = audit(scan, policy);
-    let mut out = io::stdout().lock();
-    out.write_all(report.text().as_bytes())?;
-    out.flush()?;
-    Ok(!report.violations.is_empty())
+/// `--policy` during a scan: each host audited as the scan writes it, its
+/// violations printed right after it (on standard output, or standard
+/// error when a format took standard output with `-`), and a summary
+/// when the scan ends.
+pub struct LiveAudit {
+    policy: Policy,
+    to_stderr: bool,
+    scan: String,
+    start: std::time::SystemTime,
+    hosts: usize,
+    violations: usize,
+    error: Option<io::Error>,
+}
+
+impl LiveAudit {
+    /// An audit against `policy`, printing to standard error when
+    /// `to_stderr`.
+    pub fn new(policy: Policy, to_stderr: bool) -> LiveAudit {
+        LiveAudit {
+            policy,
+            to_stderr,
+            scan: String::new(),
+            start: std::time::SystemTime::UNIX_EPOCH,
+            hosts: 0,
+            violations: 0,
+            error: None,
+        }
+    }
+
+    fn write(&mut self, text: &str) {
+        if self.error.is_some() || text.is_empty() {
+            return;
+        }
+        let result = if self.to_stderr {
+            io::stderr().lock().write_all(text.as_bytes())
+        } else {
+            let mut out = io::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        };
+        if let Err(e) = result {
+            self.error = Some(e);
+        }
+    }
+
+    /// The scan started.
+    pub fn started(&mut self, info: &ScanInfo) {
+        let header = ScanResults::begin(info);
+        self.scan = header.id.to_string();
+        self.start = header.start;
+    }
+
+    /// A host was written: its violations now.
+    pub fn host(&mut self, host: &HostReport) {
+        if !matches!(host.status, portolan_model::HostStatus::Up(_)) {
+            return;
+        }
+        self.hosts += 1;
+        let violations = audit_host(host, &self.policy, self.start);
+        self.violations += violations.len();
+        let text: String = violations.iter().map(|v| v.text()).collect();
+        self.write(&text);
+    }
+
+    /// The scan ended: the summary; whether there were violations.
+    pub fn finish(mut self) -> anyhow::Result<bool> {
+        let summary = format!(
+            "Audit of scan {} ({}): {} hosts up, {} violations\n",
+            self.scan,
+            portolan_model::time::rfc3339(self.start),
+            self.hosts,
+            self.violations
+        );
+        self.write(&summary);
+        if let Some(e) = self.error.take()
+            && e.kind() != io::ErrorKind::BrokenPipe
+        {
+            return Err(anyhow::Error::new(e).context("writing the audit failed"));
+        }
+        Ok(self.violations > 0)
+    }
 }
 
 #[cfg(test)]

@@ -23,8 +23,22 @@ too), Portolan JSON lines, masscan -oL or -oJ. --last compares the two latest
 complete scans of the same targets (of TARGETS, as typed, when given).
 
 Reported: hosts up and down, ports opened, closed or filtered, services and
-versions changed, certificates changed; certificates of B expiring within
---expiring DAYS (30) are listed but do not make the scans differ.
+versions changed, certificates changed, banners changed, scripts' output (host
+and port scripts) and OS matches changed; certificates of B expiring within
+--expiring DAYS (30) are listed, with their days left, but do not make the
+scans differ. Ports only counted by state (nmap's "Not shown", <extraports>)
+are shown when their counts changed but do not by themselves make the scans
+differ: they move with the ports listed.
+
+Banners: a service's first bytes count as changed only when what is stable in
+them changed. Binary banners (TLS handshakes, database greetings with salts)
+are not compared; TLS services are compared by certificate. In text banners
+these are masked before comparing: values of the HTTP headers Date, Expires,
+Last-Modified, Set-Cookie, ETag, Age, Content-Length and request IDs; weekday
+and month names, day numbers beside a month, times and dates; numbers of 4
+digits or more; hex runs of 8 or more; words of 12 letters and digits or more
+with a digit, and any word of 20 or more. So "220 FooFTP 1.2" against
+"220 FooFTP 1.3" is a change, a greeting's clock or a session token is not.
 
 Confirmation: weak evidence is not reported as a change until a second scan
 agrees. A port that turned open|filtered (silence: a filter, or one lost
@@ -34,7 +48,9 @@ does not count; it counts once the scan before B in the history saw the same
 (scan IDs only), or with --unconfirmed.
 
 Output: text (the default, after ndiff's), --json (one object), --xml (ndiff's
-<nmapdiff> XML). Exit status: 0 same, 1 different, 2 error.
+<nmapdiff> XML: nmaprun, hostdiff, extraports, portdiff, os, script and
+hostscript, with a and b around what changed). Exit status: 0 same, 1
+different, 2 error.
 "#;
 
 #[derive(Debug, Default)]

@@ -647,7 +647,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         History,
         "--db <path|postgres://...>",
-        "Record the scan in this history: a SQLite file, or a PostgreSQL URL (default: $XDG_DATA_HOME/portolan/history.sqlite, else ~/.local/share/portolan/history.sqlite)"
+        "Record the scan in this history: a SQLite file, or a PostgreSQL URL (default: $XDG_DATA_HOME/portolan/history.sqlite, else ~/.local/share/portolan/history.sqlite); a URL's password is left out of output files and the history, and taken from $PGPASSWORD when the URL has none"
     ),
     flag!(
         NoDb,
@@ -679,7 +679,7 @@ pub static FLAGS: &[FlagDef] = &[
         Value,
         History,
         "--policy <file.toml>",
-        "Audit the scan against this exposure policy as it ends; exit 1 on any violation (see portolan audit --help)"
+        "Audit each host against this exposure policy as the scan writes it (its violations right after it, on standard error if a format took standard output), a summary at the end; exit 1 on any violation (see portolan audit --help)"
     ),
     flag!(
         Interface,

@@ -143,7 +143,12 @@ fn list_targets(config: &Config) -> anyhow::Result<ExitCode> {
 /// the scan's events go to them and to the terminal until it ends or is
 /// interrupted (SIGINT, SIGTERM; a second signal ends the process).
 fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
-    config.scan.command_line = argv;
+    // The command line goes into every output file and the history: a
+    // `--db postgres://user:password@...` password stays out of them.
+    config.scan.command_line = argv
+        .iter()
+        .map(|a| portolan_history::postgres::redact_passwords(a))
+        .collect();
     let warn = |warnings: &[String]| {
         for warning in warnings {
             eprintln!(
@@ -193,15 +198,23 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
         None => scan,
     };
     let mut terminal = terminal::Terminal::new(&config, &outputs, stop.clone(), recorder);
-    if policy.is_some() {
-        terminal.keep_results();
+    if let Some(policy) = policy {
+        let stdout_taken = [
+            &config.normal_out,
+            &config.xml_out,
+            &config.grep_out,
+            &config.json_out,
+        ]
+        .iter()
+        .any(|f| f.as_ref().is_some_and(|f| f.path.is_none()));
+        terminal.audit(audit::LiveAudit::new(policy, stdout_taken));
     }
     let summary = scan.run(&mut terminal, &stop)?;
     if let Some(e) = outputs.take_error() {
         return Err(anyhow::Error::new(e).context("writing results failed"));
     }
     let recorder = terminal.take_recorder();
-    let results = terminal.take_results();
+    let live_audit = terminal.take_audit();
     terminal.finished()?;
     if let Some(mut recorder) = recorder {
         if let Some(e) = recorder.take_error() {
@@ -213,9 +226,9 @@ fn scan(mut config: Config, argv: Vec<String>) -> anyhow::Result<ExitCode> {
             history::on_change(&mut recorder, command)?;
         }
     }
-    if let (Some(policy), Some(results)) = (&policy, &results)
+    if let Some(live_audit) = live_audit
+        && live_audit.finish()?
         && !summary.interrupted
-        && audit::after_scan(results, policy)?
     {
         return Ok(ExitCode::from(1));
     }

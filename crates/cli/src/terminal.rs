@@ -7,10 +7,10 @@ use std::io::{self, IsTerminal};
 use std::time::Instant;
 
 use portolan_history::Recorder;
-use portolan_model::ScanResults;
 use portolan_scan::{Event, EventSink, StopToken};
 
 use crate::args::Config;
+use crate::audit::LiveAudit;
 use crate::outputs::Outputs;
 use crate::progress::Progress;
 
@@ -27,9 +27,8 @@ pub struct Terminal<'a> {
     fatal: Option<io::Error>,
     /// Where the scan is recorded (each host in its own transaction).
     recorder: Option<Recorder>,
-    /// The whole scan, kept for an audit at its end (`--policy`).
-    results: Option<ScanResults>,
-    keep: bool,
+    /// `--policy`: each host audited as it is written.
+    audit: Option<LiveAudit>,
 }
 
 impl<'a> Terminal<'a> {
@@ -48,19 +47,18 @@ impl<'a> Terminal<'a> {
             start: Instant::now(),
             fatal: None,
             recorder,
-            results: None,
-            keep: false,
+            audit: None,
         }
     }
 
-    /// Keeps the whole scan for [`Terminal::take_results`].
-    pub fn keep_results(&mut self) {
-        self.keep = true;
+    /// Audits each host as it is written (`--policy`).
+    pub fn audit(&mut self, audit: LiveAudit) {
+        self.audit = Some(audit);
     }
 
-    /// The whole scan, when kept.
-    pub fn take_results(&mut self) -> Option<ScanResults> {
-        self.results.take()
+    /// The audit, after the scan.
+    pub fn take_audit(&mut self) -> Option<LiveAudit> {
+        self.audit.take()
     }
 
     /// The history recorder, after the scan.
@@ -89,8 +87,8 @@ impl EventSink for Terminal<'_> {
                 if let Some(r) = &mut self.recorder {
                     r.started(info);
                 }
-                if self.keep {
-                    self.results = Some(ScanResults::begin(info));
+                if let Some(a) = &mut self.audit {
+                    a.started(info);
                 }
                 if let Err(e) = self.outputs.begin(info) {
                     self.fatal = Some(e);
@@ -115,10 +113,15 @@ impl EventSink for Terminal<'_> {
                 if let Some(r) = &mut self.recorder {
                     r.host(host);
                 }
-                if let Some(results) = &mut self.results {
-                    results.hosts.push(host.clone());
-                }
-                let write = || self.outputs.hosts(std::slice::from_ref(host));
+                let outputs = self.outputs;
+                let audit = &mut self.audit;
+                let mut write = || {
+                    outputs.hosts(std::slice::from_ref(host));
+                    // The host's violations right after it.
+                    if let Some(a) = audit {
+                        a.host(host);
+                    }
+                };
                 // Keep the progress bar from tearing text written to the
                 // terminal.
                 match self.progress.as_ref().and_then(Progress::bar) {
@@ -150,9 +153,6 @@ impl EventSink for Terminal<'_> {
             Event::Finished(summary) => {
                 if let Some(r) = &mut self.recorder {
                     r.finished(summary);
-                }
-                if let Some(results) = &mut self.results {
-                    results.end(summary);
                 }
                 if self.fatal.is_none()
                     && !self.outputs.failed()

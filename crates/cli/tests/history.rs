@@ -255,6 +255,178 @@ fn the_xml_diff_says_what_ndiff_says() {
     }
 }
 
+/// An nmap XML file of `hosts` (each `<host>`'s inside), as nmap writes
+/// them.
+fn nmap_xml(start: u64, hosts: &[&str]) -> String {
+    let mut x = format!(
+        "<?xml version=\"1.0\"?>\n<nmaprun scanner=\"nmap\" args=\"nmap -sS -sV -sC -O 198.18.0.2-3\" \
+         start=\"{start}\" startstr=\"x\" version=\"7.93\" xmloutputversion=\"1.05\">\n\
+         <scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"1000\" services=\"1-1000,8080\"/>\n"
+    );
+    for h in hosts {
+        x.push_str(&format!(
+            "<host starttime=\"{start}\" endtime=\"{start}\"><status state=\"up\" reason=\"echo-reply\" reason_ttl=\"64\"/>\n{h}</host>\n"
+        ));
+    }
+    x.push_str(&format!(
+        "<runstats><finished time=\"{}\" timestr=\"x\" elapsed=\"9\" exit=\"success\"/>\
+         <hosts up=\"{}\" down=\"0\" total=\"{}\"/></runstats></nmaprun>\n",
+        start + 9,
+        hosts.len(),
+        hosts.len()
+    ));
+    x
+}
+
+/// A diff XML canonically, as ndiff's consumers read it: elements with
+/// their attributes and children, order aside; what Portolan adds beyond
+/// ndiff (a state's reason, a service's CPEs) and the scans' `nmaprun`
+/// (ndiff writes its times in local time) left out.
+fn canonical_diff_xml(xml: &str) -> String {
+    let script = r#"
+import sys, xml.etree.ElementTree as ET
+def canon(e):
+    if e.tag in ("cpe", "nmaprun"):
+        return None
+    attrs = sorted((k, v) for k, v in e.attrib.items() if k != "reason")
+    kids = sorted(filter(None, (canon(c) for c in e)))
+    if e.tag in ("a", "b") and not kids:
+        return None
+    return "%s%s[%s]" % (e.tag, attrs, ",".join(kids))
+root = ET.fromstring(sys.stdin.read())
+assert root.tag == "nmapdiff" and root.get("version") == "1", root.tag
+print(canon(root))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(xml.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not ndiff's XML:\n{xml}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_xml_diff_carries_scripts_os_and_extraports_as_ndiff_does() {
+    if Command::new("ndiff").arg("--help").output().is_err() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true and ndiff is missing"
+        );
+        eprintln!("SKIPPED: ndiff is not installed");
+        return;
+    }
+    let dir = scratch_dir();
+    let addr = "<address addr=\"198.18.0.2\" addrtype=\"ipv4\"/>\n<hostnames></hostnames>\n";
+    let port = |id: u16, state: &str, reason: &str, service: &str, scripts: &str| {
+        format!(
+            "<port protocol=\"tcp\" portid=\"{id}\"><state state=\"{state}\" reason=\"{reason}\" reason_ttl=\"64\"/>{service}{scripts}</port>\n"
+        )
+    };
+    let ssh = "<service name=\"ssh\" product=\"OpenSSH\" version=\"9.2p1 Debian 2\" extrainfo=\"protocol 2.0\" method=\"probed\" conf=\"10\"/>";
+    let web = "<service name=\"http\" product=\"nginx\" version=\"1.22.1\" method=\"probed\" conf=\"10\"/>";
+    let https = "<service name=\"https\" method=\"table\" conf=\"3\"/>";
+    let proxy = "<service name=\"http-proxy\" method=\"table\" conf=\"3\"/>";
+    let key = "<script id=\"ssh-hostkey\" output=\"256 aa:bb (ED25519)\"/>";
+    let a_host = format!(
+        "{addr}<ports><extraports state=\"filtered\" count=\"997\"><extrareasons reason=\"no-response\" count=\"997\"/></extraports>\n{}{}{}</ports>\n\
+         <os><osmatch name=\"Linux 5.0 - 5.14\" accuracy=\"100\" line=\"1\"/></os>\n\
+         <hostscript><script id=\"clock-skew\" output=\"0s\"/></hostscript>\n",
+        port(22, "open", "syn-ack", ssh, key),
+        port(
+            80,
+            "open",
+            "syn-ack",
+            web,
+            "<script id=\"http-title\" output=\"Old &amp; tired\"/>"
+        ),
+        port(443, "open", "syn-ack", https, ""),
+    );
+    let b_host = format!(
+        "{addr}<ports><extraports state=\"filtered\" count=\"996\"><extrareasons reason=\"no-response\" count=\"996\"/></extraports>\n{}{}{}{}</ports>\n\
+         <os><osmatch name=\"Linux 4.15 - 5.8\" accuracy=\"96\" line=\"2\"/></os>\n\
+         <hostscript><script id=\"clock-skew\" output=\"1s\"/></hostscript>\n",
+        port(22, "open", "syn-ack", ssh, key),
+        port(
+            80,
+            "open",
+            "syn-ack",
+            web,
+            "<script id=\"http-title\" output=\"New &lt;b&gt;\"/>"
+        ),
+        port(443, "closed", "reset", https, ""),
+        port(8080, "closed", "reset", proxy, ""),
+    );
+    let new_host = format!(
+        "<address addr=\"198.18.0.3\" addrtype=\"ipv4\"/>\n<hostnames></hostnames>\n\
+         <ports><extraports state=\"filtered\" count=\"999\"><extrareasons reason=\"no-response\" count=\"999\"/></extraports>\n{}</ports>\n\
+         <os><osmatch name=\"FreeBSD 13.0\" accuracy=\"98\" line=\"3\"/></os>\n",
+        port(22, "open", "syn-ack", ssh, ""),
+    );
+    let (a, b) = (dir.join("a.xml"), dir.join("b.xml"));
+    std::fs::write(&a, nmap_xml(1_795_000_000, &[&a_host])).unwrap();
+    std::fs::write(&b, nmap_xml(1_795_086_400, &[&b_host, &new_host])).unwrap();
+
+    let theirs = Command::new("ndiff")
+        .arg("--xml")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(theirs.status.code(), Some(1));
+    let db = dir.join("h.sqlite");
+    let (a_path, b_path) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let ours = with_db(&db, &["diff", "--xml", a_path, b_path]);
+    assert_eq!(
+        ours.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let (ours, theirs) = (
+        String::from_utf8_lossy(&ours.stdout).into_owned(),
+        String::from_utf8_lossy(&theirs.stdout).into_owned(),
+    );
+    for x in [&ours, &theirs] {
+        assert!(
+            x.contains("<a><nmaprun") && x.contains("<b><nmaprun"),
+            "{x}"
+        );
+    }
+    assert_eq!(
+        canonical_diff_xml(&ours),
+        canonical_diff_xml(&theirs),
+        "ours:\n{ours}\nndiff:\n{theirs}"
+    );
+    // The text and JSON say the same.
+    let text = with_db(&db, &["diff", a_path, b_path]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    for want in [
+        "-Not shown: 997 filtered ports",
+        "+Not shown: 996 filtered ports",
+        "-|_ http-title: Old & tired",
+        "+|_ http-title: New <b>",
+        "-  Linux 5.0 - 5.14",
+        "+  Linux 4.15 - 5.8",
+        "Host script results:",
+        "+|_ clock-skew: 1s",
+        "+  FreeBSD 13.0",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+}
+
 #[test]
 fn on_change_runs_the_command_with_the_diff_on_its_input() {
     let dir = scratch_dir();
@@ -610,29 +782,77 @@ fn a_service_version_changed_between_scans_is_reported() {
     drop(server);
 }
 
+#[test]
+fn on_change_reports_a_new_greeting_but_not_its_clock() {
+    let dir = scratch_dir();
+    let db = dir.join("h.sqlite");
+    let changes = dir.join("changes.json");
+    let hook = format!("cat >> {}", changes.display());
+    let server =
+        BannerServer::start("220 Lab FTP ready at Fri, 04 Dec 2026 22:01:39 +0000 (pid 4242)\r\n");
+    assert_success(&scan(&db, &[server.port], &["-sV", "--on-change", &hook]));
+    *server.banner.lock().unwrap() =
+        "220 Lab FTP ready at Sat, 05 Dec 2026 03:10:00 +0000 (pid 5151)\r\n";
+    assert_success(&scan(&db, &[server.port], &["-sV", "--on-change", &hook]));
+    assert!(
+        !changes.exists(),
+        "a greeting's clock and pid are no change"
+    );
+    assert_eq!(with_db(&db, &["diff", "--last"]).status.code(), Some(0));
+    *server.banner.lock().unwrap() = "220 Lab FTP ready; anonymous login allowed\r\n";
+    assert_success(&scan(&db, &[server.port], &["-sV", "--on-change", &hook]));
+    drop(server);
+    let text = std::fs::read_to_string(&changes).expect("the command ran");
+    let d: Value = serde_json::from_str(text.trim()).unwrap();
+    let p = &d["hosts"][0]["ports"][0];
+    assert_eq!(p["change"], "banner", "{p}");
+    assert!(
+        p["b"]["banner"]
+            .as_str()
+            .unwrap()
+            .contains("anonymous login"),
+        "{p}"
+    );
+    let out = with_db(&db, &["diff", "--last"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('+') && l.contains("banner") && l.contains("anonymous")),
+        "{text}"
+    );
+}
+
 /// `openssl s_server` on 127.0.0.1 with a certificate, until dropped.
 struct TlsServer(std::process::Child);
 
+/// A self-signed certificate and key for `name`, valid `days`, made by
+/// `openssl`; `None` when openssl is missing.
+pub(crate) fn certificate(dir: &Path, name: &str, days: u32) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj"])
+        .arg(format!("/CN={name}"))
+        .args(["-days", &days.to_string(), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    Some((cert, key))
+}
+
 impl TlsServer {
     fn start(dir: &Path, port: u16, name: &str, days: u32) -> Option<TlsServer> {
-        let (cert, key) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        let made = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj"])
-            .arg(format!("/CN={name}"))
-            .args(["-days", &days.to_string(), "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .ok()?;
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        let (cert, key) = certificate(dir, name, days)?;
         let child = Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
             .arg(format!("127.0.0.1:{port}"))
@@ -769,25 +989,33 @@ fn json_lines_and_a_killed_scans_xml_import() {
     drop(open);
 }
 
-#[test]
-fn scans_recorded_in_postgresql_diff_as_in_sqlite() {
+/// A throw-away PostgreSQL cluster on `port` (`None`: skipped loudly, or
+/// a failure under CI).
+fn postgres_cluster(port: u16) -> Option<portolan_lab::PostgresCluster> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let cluster = if root {
-        portolan_lab::PostgresCluster::start(&scratch_dir().join("pg"), 54_333)
+        portolan_lab::PostgresCluster::start(&scratch_dir().join("pg"), port)
             .map_err(|e| e.to_string())
     } else {
         Err("not root".to_string())
     };
-    let cluster = match cluster {
-        Ok(c) => c,
+    match cluster {
+        Ok(c) => Some(c),
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true and PostgreSQL cannot start: {e}");
             }
             eprintln!("SKIPPED: PostgreSQL cannot start here: {e}");
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn scans_recorded_in_postgresql_diff_as_in_sqlite() {
+    let Some(cluster) = postgres_cluster(54_333) else {
+        return;
     };
     let url = cluster.create_database("history").unwrap();
     let db = PathBuf::from(&url);
@@ -876,4 +1104,55 @@ fn ports_opened_closed_and_dropped_on_a_lab_host_show_in_the_diff() {
     assert_eq!(port22.len(), 1, "22 stayed open: one run");
     assert_eq!(port22[0]["scans"], 2);
     drop((ssh, tls));
+}
+
+#[test]
+fn a_postgres_password_stays_out_of_every_output_file() {
+    let Some(cluster) = postgres_cluster(54_334) else {
+        return;
+    };
+    let url = cluster.create_database("secrets").unwrap();
+    let dir = scratch_dir();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = open.local_addr().unwrap().port().to_string();
+    // The password in the query, then in the user part of `--db=URL`.
+    let (query, rest) = url.split_once('?').unwrap();
+    let forms = [
+        vec!["--db".to_string(), format!("{url}&password=s3cretpw")],
+        vec![format!(
+            "--db={}postgres:s3cretpw@{}?{rest}",
+            &query[..query.find("///").unwrap() + 2],
+            &query[query.find("///").unwrap() + 2..]
+        )],
+    ];
+    for (i, db) in forms.iter().enumerate() {
+        let base = dir.join(format!("scan{i}"));
+        let out = Command::new(portolan_bin())
+            .args(["-n", "-sT", "-Pn", "--no-progress", "-p", &p, "-oA"])
+            .arg(&base)
+            .arg("-oJ")
+            .arg(base.with_extension("jsonl"))
+            .args(db)
+            .arg("127.0.0.1")
+            .output()
+            .unwrap();
+        assert_success(&out);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+        for ext in ["xml", "nmap", "gnmap", "jsonl"] {
+            let file = base.with_extension(ext);
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(!text.contains("s3cret"), "{}: {text}", file.display());
+            assert!(text.contains("secrets"), "the URL is still there: {text}");
+        }
+    }
+    drop(open);
+    let listed = scans(&PathBuf::from(&url));
+    assert_eq!(listed.len(), 2);
+    for s in &listed {
+        let args = s["args"].as_str().unwrap();
+        assert!(
+            !args.contains("s3cret") && args.contains("secrets"),
+            "{args}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod dns_lab;
 mod firewall_lab;
 mod forge;
 mod history;
+mod history_lab;
 mod hostile_lab;
 mod idle_lab;
 mod ip_protocol_lab;

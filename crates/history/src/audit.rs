@@ -212,6 +212,25 @@ fn host_violations(h: &HostReport, rules: &HostRules, start: SystemTime, out: &m
     }
 }
 
+/// Checks one host against `policy` (nothing for a host not up), as a
+/// scan finishes it; `start` is the scan's start, from which certificates'
+/// days left are counted. The violations are in the order [`audit`] gives.
+pub fn audit_host(h: &HostReport, policy: &Policy, start: SystemTime) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    if matches!(h.status, HostStatus::Up(_)) {
+        let rules = policy.rules_for(h.target.addr);
+        host_violations(h, &rules, start, &mut violations);
+        sort(&mut violations);
+    }
+    violations
+}
+
+fn sort(violations: &mut [Violation]) {
+    violations.sort_by(|a, b| {
+        (a.addr, &a.proto, a.port, &a.rule).cmp(&(b.addr, &b.proto, b.port, &b.rule))
+    });
+}
+
 /// Checks every host up in `scan` against `policy`.
 pub fn audit(scan: &ScanResults, policy: &Policy) -> AuditReport {
     let mut violations = Vec::new();
@@ -221,17 +240,40 @@ pub fn audit(scan: &ScanResults, policy: &Policy) -> AuditReport {
             continue;
         }
         hosts += 1;
-        let rules = policy.rules_for(h.target.addr);
-        host_violations(h, &rules, scan.start, &mut violations);
+        violations.extend(audit_host(h, policy, scan.start));
     }
-    violations.sort_by(|a, b| {
-        (a.addr, &a.proto, a.port, &a.rule).cmp(&(b.addr, &b.proto, b.port, &b.rule))
-    });
+    sort(&mut violations);
     AuditReport {
         scan: scan.id.to_string(),
         start: portolan_model::time::rfc3339(scan.start),
         hosts,
         violations,
+    }
+}
+
+impl Violation {
+    /// The violation as text: one line, then its evidence and reference
+    /// indented, escaped for the terminal.
+    pub fn text(&self) -> String {
+        let zones = if self.zones.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", self.zones.join(", "))
+        };
+        let mut s = format!(
+            "{} {}/{} {}{}: {}\n    evidence: {}\n",
+            self.addr,
+            self.port,
+            self.proto,
+            self.rule,
+            for_terminal(&zones),
+            for_terminal(&self.message),
+            for_terminal(&self.evidence)
+        );
+        if let Some(r) = &self.reference {
+            let _ = writeln!(s, "    reference: {}", for_terminal(r));
+        }
+        s
     }
 }
 
@@ -246,25 +288,7 @@ impl AuditReport {
             self.violations.len()
         );
         for v in &self.violations {
-            let zones = if v.zones.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", v.zones.join(", "))
-            };
-            let _ = writeln!(
-                s,
-                "{} {}/{} {}{}: {}\n    evidence: {}",
-                v.addr,
-                v.port,
-                v.proto,
-                v.rule,
-                for_terminal(&zones),
-                for_terminal(&v.message),
-                for_terminal(&v.evidence)
-            );
-            if let Some(r) = &v.reference {
-                let _ = writeln!(s, "    reference: {r}");
-            }
+            s.push_str(&v.text());
         }
         s
     }

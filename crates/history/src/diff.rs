@@ -1,6 +1,8 @@
 //! Two scans compared ([`diff`]): hosts that came up or went down, ports
-//! opened, closed or filtered, services and versions changed,
-//! certificates changed, and certificates expiring soon.
+//! opened, closed or filtered, services and versions changed, banners
+//! changed (by their stable form, [`crate::banner`]: what changes at every
+//! connection does not count), certificates changed, and certificates
+//! expiring soon.
 //!
 //! The confirmation rule: weak evidence is not reported as a change until
 //! a second scan agrees. A port is weak in the later scan when
@@ -14,6 +16,14 @@
 //! scans differ, unless `confirmed` says that the same facts were also
 //! seen by the scan before (from a history: the run of facts has at least
 //! two sightings), or [`DiffOptions::report_unconfirmed`] is set.
+//!
+//! Beside ports, as ndiff does: OS matches and scripts' output (host and
+//! port scripts) that changed make the scans differ; the ports a report
+//! only counts by state (nmap's `<extraports>`: states of more than 25
+//! ports, or the counts of another scanner's file) are carried on each
+//! side and shown when they changed, but do not by themselves make the
+//! scans differ: they move with the listed ports, whose weak changes wait
+//! for confirmation.
 //!
 //! Ports a file does not list take the host's only counted state
 //! (`<extraports>`), as ndiff reads them; a port neither scan knows the
@@ -59,6 +69,9 @@ pub struct ScanSide {
     pub args: String,
     /// When it started (RFC 3339).
     pub start: String,
+    /// When it started.
+    #[serde(skip)]
+    pub start_time: SystemTime,
 }
 
 /// A certificate's facts.
@@ -91,6 +104,60 @@ pub struct PortSide {
     pub cpe: Vec<String>,
     /// The certificate, when TLS was seen.
     pub cert: Option<CertSide>,
+    /// The banner as received, when it is text (binary banners are not
+    /// compared and not shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
+    /// Its stable form, as compared.
+    #[serde(skip)]
+    pub stable_banner: Option<crate::banner::Stable>,
+    /// The version alone (nmap's `version` attribute).
+    #[serde(skip)]
+    pub version_only: Option<String>,
+    /// The extra information alone (nmap's `extrainfo`).
+    #[serde(skip)]
+    pub extrainfo: Option<String>,
+    /// Whether the scan listed the port (`false`: its state is the host's
+    /// only counted state, nmap's `<extraports>`).
+    #[serde(skip)]
+    pub listed: bool,
+}
+
+/// A script whose output changed (`a` or `b` absent: it ran on one side
+/// only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScriptDiff {
+    /// The script's name.
+    pub id: String,
+    /// Its output in the earlier scan.
+    pub a: Option<String>,
+    /// Its output in the later scan.
+    pub b: Option<String>,
+}
+
+/// Ports counted by state instead of listed (nmap's `<extraports>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Counted {
+    /// The state (nmap's name).
+    pub state: String,
+    /// How many ports.
+    pub count: u64,
+}
+
+/// Something on both sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sides<T> {
+    /// The earlier scan's.
+    pub a: T,
+    /// The later scan's.
+    pub b: T,
+}
+
+impl<T: PartialEq> Sides<T> {
+    /// Whether the sides differ.
+    pub fn changed(&self) -> bool {
+        self.a != self.b
+    }
 }
 
 /// What changed on a port.
@@ -110,6 +177,10 @@ pub enum Change {
     Service,
     /// Same service, another certificate.
     Certificate,
+    /// Same service and certificate, a banner that says something else.
+    Banner,
+    /// Only scripts' output changed.
+    Script,
 }
 
 /// One port's difference.
@@ -128,6 +199,9 @@ pub struct PortDiff {
     /// For unconfirmed changes: why the evidence is weak.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weak: Option<String>,
+    /// Scripts of the port whose output changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<ScriptDiff>,
 }
 
 /// One host's differences.
@@ -143,6 +217,14 @@ pub struct HostDiff {
     pub b_status: Option<String>,
     /// Changed ports (all ports of a host present on one side only).
     pub ports: Vec<PortDiff>,
+    /// Ports counted by state on each side (nmap's `<extraports>`).
+    pub extraports: Sides<Vec<Counted>>,
+    /// OS matches on each side, best first, when they changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<Sides<Vec<String>>>,
+    /// Host scripts whose output changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<ScriptDiff>,
 }
 
 impl HostDiff {
@@ -150,6 +232,67 @@ impl HostDiff {
     pub fn status_changed(&self) -> bool {
         self.a_status != self.b_status
     }
+}
+
+/// Scripts' outputs of two sides compared by name (as ndiff merges them).
+pub fn script_diffs(a: &[(&str, &str)], b: &[(&str, &str)]) -> Vec<ScriptDiff> {
+    let mut ids: Vec<&str> = a.iter().chain(b).map(|(id, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    ids.into_iter()
+        .filter_map(|id| {
+            let find = |side: &[(&str, &str)]| {
+                side.iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, o)| o.to_string())
+            };
+            let (x, y) = (find(a), find(b));
+            (x != y).then(|| ScriptDiff {
+                id: id.to_string(),
+                a: x,
+                b: y,
+            })
+        })
+        .collect()
+}
+
+fn scripts_of(h: Option<&HostReport>, port: Option<(Protocol, u16)>) -> Vec<(&str, &str)> {
+    h.map(|h| {
+        h.extra
+            .scripts
+            .iter()
+            .filter(|s| s.port == port)
+            .map(|s| (s.id.as_str(), s.output.as_str()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The ports a host's report counts instead of listing, as `-oX` writes
+/// them: states of more than 25 ports, and another scanner's counts.
+fn extraports(h: Option<&HostReport>) -> Vec<Counted> {
+    let Some(h) = h else { return Vec::new() };
+    let mut counts = h.state_counts();
+    let mut states =
+        portolan_output::collapsed_states(h, &portolan_output::OutputOptions::default());
+    for c in &h.extra.counted {
+        counts[c.state.index()] += c.count;
+        if !states.contains(&c.state) {
+            states.push(c.state);
+        }
+    }
+    states
+        .into_iter()
+        .map(|s| Counted {
+            state: s.as_str().into(),
+            count: counts[s.index()],
+        })
+        .collect()
+}
+
+fn os_names(h: Option<&HostReport>) -> Vec<String> {
+    h.map(|h| h.extra.os.iter().map(|m| m.name.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// A certificate that expires soon.
@@ -201,6 +344,7 @@ fn side(scan: &ScanResults) -> ScanSide {
         version: scan.version.clone(),
         args: scan.args.clone(),
         start: portolan_model::time::rfc3339(scan.start),
+        start_time: scan.start,
     }
 }
 
@@ -220,6 +364,14 @@ fn cert(s: &ServiceInfo) -> Option<CertSide> {
         not_after: t.not_after.map(portolan_model::time::rfc3339),
         san: t.san.clone(),
     })
+}
+
+/// A text banner as received (see [`crate::banner`]), for people.
+fn banner_text(s: &ServiceInfo) -> Option<String> {
+    match crate::banner::stable(&s.banner) {
+        crate::banner::Stable::Text(_) => Some(String::from_utf8_lossy(&s.banner).into_owned()),
+        _ => None,
+    }
 }
 
 /// What a host says of a port: listed, or its only counted state.
@@ -246,6 +398,11 @@ fn known(h: &HostReport, proto: Protocol, port: u16) -> Option<Known> {
                 product: s.and_then(|s| s.product.clone()),
                 cpe: s.map(|s| s.cpe.clone()).unwrap_or_default(),
                 cert: s.and_then(cert),
+                banner: s.and_then(banner_text),
+                stable_banner: s.map(|s| crate::banner::stable(&s.banner)),
+                version_only: s.and_then(|s| s.version.clone()),
+                extrainfo: s.and_then(|s| s.extrainfo.clone()),
+                listed: true,
             },
         });
     }
@@ -262,6 +419,11 @@ fn known(h: &HostReport, proto: Protocol, port: u16) -> Option<Known> {
                 product: None,
                 cpe: Vec::new(),
                 cert: None,
+                banner: None,
+                stable_banner: None,
+                version_only: None,
+                extrainfo: None,
+                listed: false,
             },
         }),
         _ => None,
@@ -292,7 +454,13 @@ fn weakness(a: &Known, b: &Known) -> Option<String> {
     None
 }
 
-fn port_diff(a: Option<&Known>, b: Option<&Known>, proto: Protocol, port: u16) -> Option<PortDiff> {
+fn port_diff(
+    a: Option<&Known>,
+    b: Option<&Known>,
+    proto: Protocol,
+    port: u16,
+    scripts: Vec<ScriptDiff>,
+) -> Option<PortDiff> {
     let change = match (a, b) {
         (None, None) => return None,
         (None, Some(b)) => {
@@ -312,13 +480,20 @@ fn port_diff(a: Option<&Known>, b: Option<&Known>, proto: Protocol, port: u16) -
             let (sa, sb) = (&a.side, &b.side);
             // Without version detection on one side, services are not
             // comparable.
-            if sa.service.is_none() || sb.service.is_none() {
-                return None;
-            }
-            if (&sa.service, &sa.version, &sa.cpe) != (&sb.service, &sb.version, &sb.cpe) {
+            let comparable = sa.service.is_some() && sb.service.is_some();
+            if comparable
+                && (&sa.service, &sa.version, &sa.cpe) != (&sb.service, &sb.version, &sb.cpe)
+            {
                 Change::Service
-            } else if sa.cert != sb.cert {
+            } else if comparable && sa.cert != sb.cert {
                 Change::Certificate
+            } else if comparable
+                && let (Some(x), Some(y)) = (&sa.stable_banner, &sb.stable_banner)
+                && x.changed(y)
+            {
+                Change::Banner
+            } else if !scripts.is_empty() {
+                Change::Script
             } else {
                 return None;
             }
@@ -331,6 +506,7 @@ fn port_diff(a: Option<&Known>, b: Option<&Known>, proto: Protocol, port: u16) -
         a: a.map(|k| k.side.clone()),
         b: b.map(|k| k.side.clone()),
         weak: None,
+        scripts,
     })
 }
 
@@ -381,7 +557,9 @@ pub fn diff(
         for (proto, port) in specs {
             let ka = ux.and_then(|h| known(h, proto, port));
             let kb = uy.and_then(|h| known(h, proto, port));
-            let Some(mut d) = port_diff(ka.as_ref(), kb.as_ref(), proto, port) else {
+            let spec = Some((proto, port));
+            let scripts = script_diffs(&scripts_of(ux, spec), &scripts_of(uy, spec));
+            let Some(mut d) = port_diff(ka.as_ref(), kb.as_ref(), proto, port, scripts) else {
                 continue;
             };
             if let (Some(ka), Some(kb)) = (&ka, &kb)
@@ -397,7 +575,18 @@ pub fn diff(
         }
         let a_status = x.map(|h| status(h).to_string());
         let b_status = y.map(|h| status(h).to_string());
-        if a_status == b_status && ports.is_empty() {
+        let went_down = y.is_some() && uy.is_none();
+        let os = Sides {
+            a: os_names(ux),
+            b: os_names(uy),
+        };
+        let os = (os.changed() && !went_down).then_some(os);
+        let scripts = if went_down {
+            Vec::new()
+        } else {
+            script_diffs(&scripts_of(ux, None), &scripts_of(uy, None))
+        };
+        if a_status == b_status && ports.is_empty() && os.is_none() && scripts.is_empty() {
             continue;
         }
         // A host down on both sides, or absent on one and down on the
@@ -419,6 +608,12 @@ pub fn diff(
             a_status,
             b_status,
             ports,
+            extraports: Sides {
+                a: extraports(ux),
+                b: extraports(uy),
+            },
+            os,
+            scripts,
         });
     }
     let mut expiring = Vec::new();

@@ -9,7 +9,8 @@
 //! - [`record`]: a scan recorded as it runs, one transaction per host.
 //! - [`import`]: nmap XML, Portolan JSON lines, masscan `-oL` and JSON.
 //! - [`diff`]: two scans compared, with the confirmation rule for weak
-//!   evidence; [`render`] writes a diff as text, JSON or ndiff's XML.
+//!   evidence; [`render`] writes a diff as text, JSON or ndiff's XML;
+//!   [`banner`] says what of a banner is compared.
 //! - [`policy`] and [`audit`]: what may be exposed where, the built-in
 //!   catalogue of risky exposures ([`risky`]), and the violations found.
 //!
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod banner;
 pub mod diff;
 mod error;
 pub mod import;

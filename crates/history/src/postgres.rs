@@ -24,43 +24,70 @@ pub struct PostgresBackend {
 }
 
 /// `text` with the password of any PostgreSQL URL in it removed (a
-/// command line holding `--db postgres://user:secret@host/db`), for what
-/// is stored or shown.
+/// command line holding `--db postgres://user:secret@host/db`, or
+/// `--db=postgresql:///db?password=secret`), for what is stored or shown.
 pub fn redact_passwords(text: &str) -> String {
     text.split(' ')
         .map(|word| {
-            if word.starts_with("postgres://") || word.starts_with("postgresql://") {
-                redact(word)
-            } else {
-                word.to_string()
+            match word
+                .find("postgres://")
+                .or_else(|| word.find("postgresql://"))
+            {
+                Some(i) => format!("{}{}", &word[..i], redact(&word[i..])),
+                None => word.to_string(),
             }
         })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (in the user part or the query), for
+/// messages.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
-        Some((user, host)) => {
-            let user = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{host}")
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) =
+        before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{host}", user.split(':').next().unwrap_or("")),
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.to_ascii_lowercase().starts_with("password="))
+            .collect();
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
         }
-        None => url.to_string(),
     }
+    out
 }
 
 impl PostgresBackend {
-    /// Connects to `url`, waiting up to `wait` for locks.
+    /// Connects to `url`, waiting up to `wait` for locks. A URL without a
+    /// password takes `$PGPASSWORD`'s, as libpq does (output files keep
+    /// command lines without passwords, so a resumed scan needs it).
     pub fn open(url: &str, wait: Duration) -> Result<PostgresBackend, StoreError> {
         let location = redact(url);
-        let client = Client::connect(url, NoTls).map_err(|e| StoreError::Open {
+        let open_error = |message: String| StoreError::Open {
             location: location.clone(),
-            message: message(&e),
-        })?;
+            message,
+        };
+        let mut config: postgres::Config = url.parse().map_err(|e| open_error(message(&e)))?;
+        if config.get_password().is_none()
+            && let Some(password) = std::env::var_os("PGPASSWORD")
+        {
+            config.password(password.as_encoded_bytes());
+        }
+        let client = config.connect(NoTls).map_err(|e| open_error(message(&e)))?;
         let mut backend = PostgresBackend {
             client,
             location,
@@ -218,6 +245,18 @@ mod tests {
         assert_eq!(
             redact_passwords("portolan --db postgresql://a:b@h/db -p 22 x"),
             "portolan --db postgresql://a@h/db -p 22 x"
+        );
+        assert_eq!(
+            redact_passwords("--db=postgres://a:b@h:5432/db"),
+            "--db=postgres://a@h:5432/db"
+        );
+        assert_eq!(
+            redact("postgresql:///db?user=a&password=s3cret&host=/run/pg"),
+            "postgresql:///db?user=a&host=/run/pg"
+        );
+        assert_eq!(
+            redact("postgresql://u:p@[fd00::1]:5432/db?password=x"),
+            "postgresql://u@[fd00::1]:5432/db"
         );
     }
 }

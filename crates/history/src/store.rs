@@ -10,7 +10,8 @@
 //! the same facts as the latest run extends it (`last_seen`); different
 //! facts start a new run. `sightings` links every scan to the runs it saw
 //! with its own evidence, so any scan reads back exactly as it was
-//! recorded (banners aside: a run keeps its first scan's), and a port's
+//! recorded (banners aside: a run keeps its first scan's, and banners are
+//! compared by their stable form, see [`crate::banner`]), and a port's
 //! history is its runs in order.
 
 use std::collections::HashMap;
@@ -191,21 +192,28 @@ struct Facts {
     detail: Option<String>,
 }
 
-/// Whether two services (as stored) are the same facts. Banners are left
-/// out: a TLS service's first bytes differ at every handshake, and many
-/// greetings carry the time; what they say lands in the service, product,
-/// version and extra information, which are compared. A run keeps the
-/// banner of its first scan.
+/// Whether two services (as stored) are the same facts. Banners are
+/// compared by their stable form ([`crate::banner::stable`]): a TLS
+/// handshake's randoms, a greeting's date or a counter do not start a new
+/// run, a greeting that says something else does. A run keeps the banner
+/// of its first scan.
 fn same_service(a: Option<&str>, b: Option<&str>) -> bool {
     let read = |d: &str| {
         serde_json::from_str::<ServiceInfo>(d).ok().map(|mut s| {
+            let banner = crate::banner::stable(&s.banner);
             s.banner.clear();
-            s
+            (s, banner)
         })
     };
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => a == b || read(a).is_some_and(|x| Some(x) == read(b)),
+        (Some(a), Some(b)) => {
+            a == b
+                || match (read(a), read(b)) {
+                    (Some((x, bx)), Some((y, by))) => x == y && !bx.changed(&by),
+                    _ => false,
+                }
+        }
         _ => false,
     }
 }

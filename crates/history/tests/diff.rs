@@ -321,6 +321,130 @@ fn certificates_changed_and_expiring_are_reported() {
     assert_eq!(same.expiring.len(), 1);
 }
 
+fn bannered(at: u64, port: u16, banner: &[u8]) -> ScanResults {
+    let mut h = host(
+        "198.18.0.1",
+        t(at),
+        &[P(port, PortState::Open, Some(("smtp", "1.0")))],
+    );
+    h.services[0].info.banner = banner.to_vec();
+    scan(t(at), TARGETS, vec![h])
+}
+
+#[test]
+fn a_banner_that_says_something_else_is_a_change() {
+    let a = bannered(0, 25, b"220 mx ESMTP Postfix (Debian/GNU)\r\n");
+    let b = bannered(100, 25, b"220 mx ESMTP Postfix (Ubuntu)\r\n");
+    let d = files(&a, &b);
+    assert_eq!(changes(&d), [(25, Change::Banner)]);
+    let text = render::text(&d);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('+') && l.contains("banner")),
+        "{text}"
+    );
+    assert!(
+        text.contains("(Ubuntu)") && text.contains("(Debian/GNU)"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render::json(&d)).unwrap();
+    assert_eq!(json["hosts"][0]["ports"][0]["change"], "banner");
+    assert_eq!(
+        json["hosts"][0]["ports"][0]["b"]["banner"],
+        "220 mx ESMTP Postfix (Ubuntu)\r\n"
+    );
+    let xml = render::xml(&d);
+    assert!(
+        xml.contains("<script id=\"banner\" output=\"220 mx ESMTP Postfix (Ubuntu)&#13;&#10;\"/>"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn volatile_banners_are_no_change() {
+    // Dates, times, counters, nonces: different at every connection.
+    let a = bannered(
+        0,
+        25,
+        b"220 mx ESMTP Exim 4.96 Fri, 04 Dec 2026 22:01:39 +0000 id 1a2b3c4d5e6f\r\n",
+    );
+    let b = bannered(
+        100,
+        25,
+        b"220 mx ESMTP Exim 4.96 Sat, 05 Dec 2026 07:00:12 +0100 id 9f8e7d6c5b4a\r\n",
+    );
+    assert!(!files(&a, &b).differs());
+    // A TLS handshake's bytes (randoms in them) are binary: not compared.
+    let a = bannered(
+        0,
+        443,
+        &[
+            0x16, 0x03, 0x03, 0x00, 0x5a, 0x02, 0x00, 0x00, 0x56, 0x11, 0x22,
+        ],
+    );
+    let b = bannered(
+        100,
+        443,
+        &[
+            0x16, 0x03, 0x03, 0x00, 0x5a, 0x02, 0x00, 0x00, 0x56, 0x98, 0x07,
+        ],
+    );
+    assert!(!files(&a, &b).differs());
+}
+
+#[test]
+fn os_and_script_changes_differ_and_counted_ports_alone_do_not() {
+    use portolan_model::{OsMatch, ScriptOutput};
+    let with = |at: u64, os: &str, title: &str, closed: u64| {
+        let mut h = host("198.18.0.1", t(at), &[open(80)]);
+        h.extra.os = vec![OsMatch {
+            name: os.into(),
+            accuracy: 100,
+            cpe: Vec::new(),
+            line: 0,
+            classes: Vec::new(),
+        }];
+        h.extra.scripts = vec![ScriptOutput {
+            id: "http-title".into(),
+            port: Some((portolan_targets::Protocol::Tcp, 80)),
+            output: title.into(),
+        }];
+        h.extra.counted = vec![CountedPorts {
+            state: PortState::Closed,
+            count: closed,
+        }];
+        scan(t(at), TARGETS, vec![h])
+    };
+    let base = with(0, "Linux 6.1", "Lab", 999);
+    // Only the counted ports moved: shown nowhere, no difference.
+    assert!(!files(&base, &with(100, "Linux 6.1", "Lab", 998)).differs());
+    let d = files(&base, &with(100, "Linux 6.8", "Lab (new)", 998));
+    assert!(d.differs());
+    let h = &d.hosts[0];
+    let os = h.os.as_ref().expect("the OS change");
+    assert_eq!(
+        (os.a.as_slice(), os.b.as_slice()),
+        (
+            &["Linux 6.1".to_string()][..],
+            &["Linux 6.8".to_string()][..]
+        )
+    );
+    assert_eq!(changes(&d), [(80, Change::Script)]);
+    assert_eq!(h.ports[0].scripts[0].b.as_deref(), Some("Lab (new)"));
+    assert!(h.extraports.changed());
+    let xml = render::xml(&d);
+    assert!(
+        xml.contains("<a><extraports state=\"closed\" count=\"999\"/></a>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "<os><a><osmatch name=\"Linux 6.1\"/></a><b><osmatch name=\"Linux 6.8\"/></b></os>"
+        ),
+        "{xml}"
+    );
+}
+
 #[test]
 fn xml_escapes_what_came_from_the_network() {
     let a = scan(

@@ -368,6 +368,63 @@ pub fn a_host_with_many_ports_reads_back_whole(loc: &Location) {
     assert_eq!(h.sightings().unwrap(), 1400);
 }
 
+/// `host` with a banner on its port 21 service.
+fn with_banner(mut h: portolan_model::HostReport, banner: &str) -> portolan_model::HostReport {
+    h.services[0].info.banner = banner.as_bytes().to_vec();
+    h
+}
+
+pub fn a_banner_change_splits_a_run_and_a_volatile_banner_does_not(loc: &Location) {
+    let mut h = open_history(loc);
+    let a = "198.18.0.1";
+    let ftp = [P(21, PortState::Open, Some(("ftp", "1.0")))];
+    let banners = [
+        "220 lab FTP ready at Fri, 04 Dec 2026 22:01:39 +0000 (pid 4242)\r\n",
+        "220 lab FTP ready at Sat, 05 Dec 2026 03:10:00 +0000 (pid 5151)\r\n",
+        "220 lab FTP ready; anonymous login allowed\r\n",
+    ];
+    let mut scans = Vec::new();
+    for (i, banner) in banners.iter().enumerate() {
+        let at = t(1000 * i as u64);
+        let s = scan(at, TARGETS, vec![with_banner(host(a, at, &ftp), banner)]);
+        record(&mut h, &s, TARGETS);
+        scans.push(s);
+    }
+    let history = h.host(a.parse::<IpAddr>().unwrap()).unwrap();
+    let runs: Vec<u64> = history.runs.iter().map(|r| r.scans).collect();
+    assert_eq!(
+        runs,
+        [2, 1],
+        "the date and pid do not split the run; the new words do"
+    );
+    let rows: Vec<_> = scans
+        .iter()
+        .map(|s| h.find(&s.id.to_string()).unwrap())
+        .collect();
+    let loaded: Vec<_> = rows.iter().map(|r| h.load(r).unwrap()).collect();
+    let options = portolan_history::diff::DiffOptions::default();
+    let d = |x: usize, y: usize| {
+        portolan_history::diff::diff(&loaded[x], &loaded[y], &options, &mut |_, _, _| false)
+    };
+    assert!(!d(0, 1).differs(), "a volatile banner is no change");
+    let changed = d(1, 2);
+    assert!(changed.differs());
+    assert_eq!(
+        changed.hosts[0].ports[0].change,
+        portolan_history::diff::Change::Banner
+    );
+    assert!(
+        changed.hosts[0].ports[0]
+            .b
+            .as_ref()
+            .unwrap()
+            .banner
+            .as_deref()
+            == Some(banners[2]),
+        "the later banner is shown as received"
+    );
+}
+
 macro_rules! storage_suite {
     ($name:ident, $fresh:expr) => {
         mod $name {
@@ -389,6 +446,7 @@ macro_rules! storage_suite {
                 a_locked_database_is_waited_on_then_reported,
                 reopening_keeps_the_schema_and_the_scans,
                 a_host_with_many_ports_reads_back_whole,
+                a_banner_change_splits_a_run_and_a_volatile_banner_does_not,
             );
         }
     };
