@@ -619,6 +619,7 @@ pub fn resolve(
                 if t.max_parallelism == 0 {
                     return Err(bad_value(g, "a positive number"));
                 }
+                t.sweep_parallelism = t.max_parallelism;
             }
             FlagId::ScanDelay => t.scan_delay = time(g)?,
             FlagId::MaxScanDelay => max_scan_delay = Some(time(g)?),

@@ -752,14 +752,17 @@ impl Scheduler {
         } else {
             Permutation::identity(host_count)
         };
+        // A sweep's silent probes each hold a place for a timeout: its
+        // ceiling is its own (see `TimingConfig::sweep_parallelism`).
+        let ceiling = if host_count >= SWEEP_HOSTS {
+            timing.sweep_parallelism
+        } else {
+            timing.max_parallelism
+        };
         Scheduler {
-            window: Window::new(
-                timing.initial_window,
-                timing.min_parallelism,
-                timing.max_parallelism,
-            ),
+            window: Window::new(timing.initial_window, timing.min_parallelism, ceiling),
             rate: RateLimiter::new(now, timing.min_rate, timing.max_rate),
-            max_in_flight: timing.max_parallelism,
+            max_in_flight: ceiling,
             targets: plan.targets,
             ports: plan.ports,
             proto: plan.proto,

@@ -66,6 +66,12 @@ pub struct TimingConfig {
     /// Probes in flight at most (also bounded by the transport, e.g. by
     /// the open-file limit for connect scans).
     pub max_parallelism: u32,
+    /// Probes in flight at most in a sweep (a scan of at least 256
+    /// hosts): there most probes go to addresses that never answer and
+    /// each holds its place for a whole timeout, so the window's ceiling
+    /// bounds the rate (4,096 in flight over 100 ms is 41,000 probes a
+    /// second). `--max-parallelism` sets both.
+    pub sweep_parallelism: u32,
     /// Probes per second at least (overrides the windows).
     pub min_rate: Option<f64>,
     /// Probes per second at most.
@@ -92,6 +98,7 @@ impl TimingConfig {
             scan_delay: Duration::ZERO,
             min_parallelism: 1,
             max_parallelism: 4096,
+            sweep_parallelism: 1 << 14,
             min_rate: None,
             max_rate: None,
             host_timeout: None,
@@ -103,6 +110,7 @@ impl TimingConfig {
                 initial_rtt_timeout: Duration::from_secs(300),
                 scan_delay: Duration::from_secs(300),
                 max_parallelism: 1,
+                sweep_parallelism: 1,
                 initial_window: 1,
                 ..base
             },
@@ -110,12 +118,14 @@ impl TimingConfig {
                 initial_rtt_timeout: Duration::from_secs(15),
                 scan_delay: Duration::from_secs(15),
                 max_parallelism: 1,
+                sweep_parallelism: 1,
                 initial_window: 1,
                 ..base
             },
             TimingTemplate::Polite => TimingConfig {
                 scan_delay: ms(400),
                 max_parallelism: 1,
+                sweep_parallelism: 1,
                 initial_window: 1,
                 ..base
             },
@@ -143,6 +153,7 @@ impl TimingConfig {
     /// Clamps the fields into a consistent whole (min <= max, windows >= 1).
     pub fn normalized(mut self) -> TimingConfig {
         self.max_parallelism = self.max_parallelism.max(1);
+        self.sweep_parallelism = self.sweep_parallelism.max(1);
         self.min_parallelism = self.min_parallelism.clamp(1, self.max_parallelism);
         self.initial_window = self
             .initial_window
