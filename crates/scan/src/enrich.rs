@@ -287,38 +287,78 @@ fn apply(
     }
 }
 
-impl Enricher for Services {
-    fn submit(&mut self, mut report: HostReport, _now: Instant) -> Option<HostReport> {
+// Detection ends by itself: each port is bounded by the version timeout,
+// and the stop token aborts every port within a poll.
+impl TaskWork for Services {
+    fn work(
+        &mut self,
+        mut report: HostReport,
+    ) -> Result<impl std::future::Future<Output = HostReport> + Send + 'static, HostReport> {
         let targets = detection_targets(&report);
         if targets.is_empty() {
-            return Some(report);
+            return Err(report);
         }
         let detector = self.detector.clone();
-        self.tasks.spawn(async move {
+        Ok(async move {
             let list: Vec<DetectTarget> = targets.iter().map(|t| t.1).collect();
             let found = detector.detect(&list).await;
             apply(&mut report, &targets, found);
             report
-        });
-        None
+        })
+    }
+
+    fn tasks(&mut self) -> &mut Tasks {
+        &mut self.tasks
+    }
+
+    fn held(&self) -> usize {
+        self.tasks.pending()
+    }
+}
+
+/// An enricher whose work on a host is one task on a tokio runtime, held
+/// in [`Tasks`]; the work must end by itself (bounded by its own
+/// timeouts, or the scan's stop token).
+pub(crate) trait TaskWork: Send {
+    /// The work for `report`, or `report` back when there is none.
+    // The report moves by value either way; boxing it to return it would
+    // cost an allocation per host for nothing.
+    #[allow(clippy::result_large_err)]
+    fn work(
+        &mut self,
+        report: HostReport,
+    ) -> Result<impl std::future::Future<Output = HostReport> + Send + 'static, HostReport>;
+    /// Where its tasks are held.
+    fn tasks(&mut self) -> &mut Tasks;
+    /// How many hosts its tasks hold.
+    fn held(&self) -> usize;
+}
+
+impl<T: TaskWork> Enricher for T {
+    fn submit(&mut self, report: HostReport, _now: Instant) -> Option<HostReport> {
+        match self.work(report) {
+            Ok(work) => {
+                self.tasks().spawn(work);
+                None
+            }
+            Err(report) => Some(report),
+        }
     }
 
     fn ready(&mut self, _now: Instant, out: &mut Vec<HostReport>) {
-        self.tasks.ready(out);
+        self.tasks().ready(out);
     }
 
     fn pending(&self) -> usize {
-        self.tasks.pending()
+        self.held()
     }
 
     fn ready_within(&mut self, wait: Duration, out: &mut Vec<HostReport>) {
-        self.tasks.ready_within(wait, out);
+        self.tasks().ready_within(wait, out);
     }
 
     fn finish(&mut self, _wait: bool) -> Vec<HostReport> {
-        // Detection ends by itself: each port is bounded by the version
-        // timeout, and the stop token aborts every port within a poll.
-        self.tasks.finish()
+        self.tasks().finish()
     }
 }
 

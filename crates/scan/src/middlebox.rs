@@ -35,7 +35,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portolan_engine::{HostReport, PortState, Reason};
 use portolan_model::{Middlebox, MiddleboxKind, PortOutcome, RangeMiddlebox};
@@ -44,7 +44,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 
-use crate::enrich::{Enricher, Tasks};
+use crate::enrich::{TaskWork, Tasks};
 
 /// Open TCP ports a host needs at least to be suspect by their number...
 const SUSPECT_OPEN: usize = 4;
@@ -345,31 +345,25 @@ impl ProxyCheck {
     }
 }
 
-impl Enricher for ProxyCheck {
-    fn submit(&mut self, report: HostReport, _now: Instant) -> Option<HostReport> {
+// Each check ends by itself: every connection is bounded by CONNECT_MAX
+// and HOLD_MAX, and none starts once stopped.
+impl TaskWork for ProxyCheck {
+    fn work(
+        &mut self,
+        report: HostReport,
+    ) -> Result<impl std::future::Future<Output = HostReport> + Send + 'static, HostReport> {
         if !suspect(&report) {
-            return Some(report);
+            return Err(report);
         }
-        self.tasks.spawn(check(report, self.shared.clone()));
-        None
+        Ok(check(report, self.shared.clone()))
     }
 
-    fn ready(&mut self, _now: Instant, out: &mut Vec<HostReport>) {
-        self.tasks.ready(out);
+    fn tasks(&mut self) -> &mut Tasks {
+        &mut self.tasks
     }
 
-    fn pending(&self) -> usize {
+    fn held(&self) -> usize {
         self.tasks.pending()
-    }
-
-    fn ready_within(&mut self, wait: Duration, out: &mut Vec<HostReport>) {
-        self.tasks.ready_within(wait, out);
-    }
-
-    fn finish(&mut self, _wait: bool) -> Vec<HostReport> {
-        // Each check ends by itself: every connection is bounded by
-        // CONNECT_MAX and HOLD_MAX, and none starts once stopped.
-        self.tasks.finish()
     }
 }
 
