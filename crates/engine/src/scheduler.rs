@@ -754,7 +754,8 @@ impl Scheduler {
         };
         // A sweep's silent probes each hold a place for a timeout: its
         // ceiling is its own (see `TimingConfig::sweep_parallelism`).
-        let ceiling = if host_count >= SWEEP_HOSTS {
+        let sweep = host_count >= SWEEP_HOSTS;
+        let ceiling = if sweep {
             timing.sweep_parallelism
         } else {
             timing.max_parallelism
@@ -802,7 +803,7 @@ impl Scheduler {
             loss_probes: 0,
             loss_due: VecDeque::new(),
             parked: VecDeque::new(),
-            sweep: host_count >= SWEEP_HOSTS,
+            sweep,
             stats: ScanStats::default(),
             events: VecDeque::new(),
             interrupted: false,

@@ -411,9 +411,11 @@ impl<W: Write> Sink for JsonLinesSink<W> {
                 let service = report.service(o.proto, o.port);
                 self.port_line(report.target.addr, o, service)?;
             }
-        } else if let Some(held) = self.held_open.remove(&report.target.addr) {
+        } else if let Some(mut held) = self.held_open.remove(&report.target.addr) {
+            // Sorted once: a host may hold thousands of open ports.
+            held.sort_unstable();
             for o in &report.ports {
-                if o.proto == Protocol::Tcp && held.contains(&o.port) {
+                if o.proto == Protocol::Tcp && held.binary_search(&o.port).is_ok() {
                     self.port_line(report.target.addr, o, None)?;
                 }
             }

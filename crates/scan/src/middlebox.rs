@@ -241,12 +241,13 @@ async fn check(mut report: HostReport, shared: Shared) -> HostReport {
 
 /// Records a proxied host's confirmed ports and its flag.
 fn record(report: &mut HostReport, seen: &[(u16, Confirmed)]) {
-    let syn_ack_ttls: std::collections::BTreeSet<u8> = report
+    let mut syn_ack_ttls = TtlSet::default();
+    report
         .ports
         .iter()
         .filter(|p| p.proto == Protocol::Tcp && p.reason == Reason::SynAck)
         .filter_map(|p| p.reason_ttl)
-        .collect();
+        .for_each(|t| syn_ack_ttls.insert(t));
     let mut services = Vec::new();
     let mut reset = 0u32;
     for &(port, c) in seen {
@@ -267,11 +268,8 @@ fn record(report: &mut HostReport, seen: &[(u16, Confirmed)]) {
     let checked = seen.iter().filter(|s| s.1 != Confirmed::Unknown).count() as u32;
     let listed: Vec<String> = services.iter().take(10).map(u16::to_string).collect();
     let more = if services.len() > 10 { ", ..." } else { "" };
-    let ttl = match syn_ack_ttls.len() {
-        1 => format!(
-            "; every SYN-ACK came with TTL {}",
-            syn_ack_ttls.first().unwrap_or(&0)
-        ),
+    let ttl = match (syn_ack_ttls.len(), syn_ack_ttls.iter().next()) {
+        (1, Some(t)) => format!("; every SYN-ACK came with TTL {t}"),
         _ => String::new(),
     };
     let evidence = format!(
@@ -379,13 +377,45 @@ const DISTINCT_OWN_TTLS: u32 = 2;
 /// Addresses kept as a sample per (port, TTL).
 const SAMPLE_ADDRESSES: usize = 4;
 
+/// A set of TTLs, one bit each.
+#[derive(Clone, Copy, Default)]
+struct TtlSet([u64; 4]);
+
+impl TtlSet {
+    fn insert(&mut self, ttl: u8) {
+        self.0[usize::from(ttl / 64)] |= 1 << (ttl % 64);
+    }
+
+    fn contains(&self, ttl: u8) -> bool {
+        self.0[usize::from(ttl / 64)] & (1 << (ttl % 64)) != 0
+    }
+
+    fn union(&mut self, other: &TtlSet) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+
+    fn len(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(|&t| self.contains(t))
+    }
+}
+
 /// What the scan's hosts showed of one port answered with one TTL.
 #[derive(Default)]
 struct PortTally {
     addresses: u32,
     differing: u32,
-    /// The TTLs of the differing hosts' own answers, as a bit set.
-    own_ttls: [u64; 4],
+    /// The TTLs of the differing hosts' own answers.
+    own_ttls: TtlSet,
     sample: Vec<IpAddr>,
 }
 
@@ -403,22 +433,21 @@ impl RangeProxies {
         let tcp = || report.ports.iter().filter(|p| p.proto == Protocol::Tcp);
         // The host's own answers: resets of closed ports and the answer
         // that proved it up.
-        let own: Vec<u8> = tcp()
+        let mut own = TtlSet::default();
+        tcp()
             .filter(|p| p.reason == Reason::Reset)
             .filter_map(|p| p.reason_ttl)
             .chain(report.reason_ttl)
-            .collect();
+            .for_each(|t| own.insert(t));
         for p in tcp().filter(|p| p.reason == Reason::SynAck) {
             let Some(ttl) = p.reason_ttl else {
                 continue;
             };
             let tally = self.tallies.entry((p.port, ttl)).or_default();
             tally.addresses += 1;
-            if !own.is_empty() && !own.contains(&ttl) {
+            if !own.is_empty() && !own.contains(ttl) {
                 tally.differing += 1;
-                for &t in &own {
-                    tally.own_ttls[usize::from(t / 64)] |= 1 << (t % 64);
-                }
+                tally.own_ttls.union(&own);
                 if tally.sample.len() < SAMPLE_ADDRESSES {
                     tally.sample.push(report.target.addr);
                 }
@@ -432,17 +461,13 @@ impl RangeProxies {
             .tallies
             .iter()
             .filter(|(_, t)| {
-                let distinct: u32 = t.own_ttls.iter().map(|w| w.count_ones()).sum();
                 t.addresses >= PROXIED_ADDRESSES
                     && t.differing >= PROXIED_DIFFERING
                     && 2 * t.differing >= t.addresses
-                    && distinct >= DISTINCT_OWN_TTLS
+                    && t.own_ttls.len() >= DISTINCT_OWN_TTLS
             })
             .map(|(&(port, ttl), t)| {
-                let own: Vec<String> = (0..=255u8)
-                    .filter(|&x| t.own_ttls[usize::from(x / 64)] & (1 << (x % 64)) != 0)
-                    .map(|x| x.to_string())
-                    .collect();
+                let own: Vec<String> = t.own_ttls.iter().map(|x| x.to_string()).collect();
                 RangeMiddlebox {
                     kind: MiddleboxKind::TransparentProxy,
                     proto: Protocol::Tcp,
