@@ -1,0 +1,214 @@
+//! Retries from measured loss: how many tries a port, or a silent
+//! address in a sweep, gets.
+//!
+//! A host that answers gets nmap's adaptive count, raised to what its own
+//! answers' loss calls for ([`HostScan::retry_budget`]). In a sweep most
+//! addresses never answer, so their silence says nothing about loss; the
+//! answers do, and a sample of answered ports is probed once more to
+//! measure it ([`Scheduler::silent_budget`]). The model is a geometric
+//! one: a round trip is lost with a chance `p`, estimated with a weak
+//! prior, and a port gets the fewest tries that bring the chance of
+//! losing it below the target.
+
+use std::time::Instant;
+
+use super::{HostScan, Probe, Queued, Scheduler, Send};
+use portolan_model::Reason;
+
+/// The chance of losing any answerable port of a host to random loss
+/// that the retry count aims below.
+pub(super) const LOST_PORT_CHANCE: f64 = 1e-2;
+
+/// Retransmissions needed so that, of a host's `scanned` ports, any that
+/// would answer is lost with a chance below [`LOST_PORT_CHANCE`], given
+/// that `ports` answered ports took `tries` tries in all.
+///
+/// The chance that one try is lost is estimated with a weak prior of
+/// [`PRIOR_LOST`] lost and answered tries, (tries - ports + p) /
+/// (tries + 2p): a host with few answers yet gets a few more retries, one
+/// that answered many ports at the first try gets nmap's minimum, and one
+/// whose answers needed retransmissions gets what its loss calls for.
+pub(super) fn retries_for_loss(ports: u32, tries: u32, scanned: usize) -> u8 {
+    let tries = tries.max(ports);
+    let lost = (f64::from(tries - ports) + PRIOR_LOST) / (f64::from(tries) + 2.0 * PRIOR_LOST);
+    let per_port = (LOST_PORT_CHANCE / scanned.max(1) as f64).max(1e-12);
+    let needed = (per_port.ln() / lost.ln()).ceil();
+    (needed - 1.0).clamp(0.0, 50.0) as u8
+}
+
+/// Pseudo-counts of one lost and one answered try that the loss estimates
+/// start from (a weak prior: a tenth of a try each).
+pub(super) const PRIOR_LOST: f64 = 0.1;
+
+/// Answers from the scan's hosts before a silent host's budget follows
+/// the measured loss (see [`Scheduler::silent_budget`]).
+pub(super) const OTHERS_ANSWERED: u32 = 16;
+/// The chance a silent address's tries may leave of missing it if it is
+/// live: its tries are enough to bring a live host's every try being lost
+/// below this.
+pub(super) const SILENT_MISS: f64 = 1e-3;
+/// Retries a silent address gets at least once this machine lost answers
+/// (see [`Scheduler::on_local_drops`]), whatever the estimate says: loss
+/// that comes in bursts (the receive ring overflowing at a high rate)
+/// hits a sweep's first tries more than the answered ports and loss
+/// probes that measure it, and one try then loses live hosts (a lab /16
+/// sweep lost 3,039 of 65,536 with one try each, when the ring was 2 MiB
+/// and filled; with 8 MiB it no longer does, and one try found them all).
+/// Measured loss raises it.
+pub(super) const RETRIES_AFTER_LOCAL_DROPS: u8 = 2;
+
+/// Round trips observed before the tries of silent hosts are decided as
+/// they time out: until then (and while the order has first tries to
+/// hand out), their decision waits, so that a sweep's first silent
+/// addresses do not get the budget of a loss nobody measured yet.
+pub(super) const CONFIDENT_TRIALS: u32 = 1000;
+/// Targets from which a scan is a sweep, whose answered ports get loss
+/// probes (smaller scans' hosts answer for themselves).
+pub(super) const SWEEP_HOSTS: u128 = 256;
+/// One answered port in this many gets a loss probe...
+pub(super) const LOSS_SAMPLE: u32 = 4;
+/// ... up to this many in a scan (a loss estimate needs a few hundred
+/// round trips, not more).
+pub(super) const LOSS_PROBES: u32 = 1024;
+
+impl HostScan {
+    /// Retransmissions a port of this host gets at most now: nmap's
+    /// adaptive rule (one more than the most any answered port needed),
+    /// raised to what the measured loss calls for, within `max_retries`.
+    /// Before the host has answered at all, silence may be the path
+    /// warming up (ARP or neighbour discovery dropping the first packets),
+    /// so the full budget applies.
+    pub(super) fn retry_budget(&self, max_retries: u8, scanned: usize, others: Option<u8>) -> u8 {
+        if self.answered_ports == 0 {
+            // Other hosts of the scan answered: this one's silence is
+            // more likely absence than a path warming up (a sweep of
+            // mostly empty space); it gets what they needed, as nmap's
+            // group-wide count.
+            return others.map_or(max_retries, |o| o.min(max_retries));
+        }
+        let adaptive = self
+            .max_successful_try
+            .saturating_add(1)
+            .max(retries_for_loss(
+                self.answered_ports,
+                self.answered_tries,
+                scanned,
+            ));
+        max_retries.min(adaptive)
+    }
+}
+
+impl Scheduler {
+    /// The retries a host that has not answered yet gets once enough
+    /// other hosts have: what the measured loss calls for.
+    ///
+    /// The model (issue 18): in a sweep most addresses never answer, so
+    /// their silence says nothing about loss; the answers do. Each round
+    /// trip to a port that answered is a trial: the tries an answered port
+    /// needed beyond its first were lost, and one answered port in
+    /// [`LOSS_SAMPLE`] is probed once more (a loss probe, resolving
+    /// nothing), whose silence is a loss. With `p` the estimated chance
+    /// that a round trip is lost ((lost + 0.1) / (trials + 0.2)), a silent
+    /// address gets the fewest tries `k` with `p^k` below [`SILENT_MISS`]:
+    /// with 10% lost each way (`p` near 0.19), five; on a clean link,
+    /// one; never fewer than [`RETRIES_AFTER_LOCAL_DROPS`] retries once
+    /// this machine dropped answers. Until
+    /// [`OTHERS_ANSWERED`] ports answered, a silent host keeps the full
+    /// budget (its silence may be the path warming up).
+    pub(super) fn silent_budget(&self) -> Option<u8> {
+        (self.global_answered >= OTHERS_ANSWERED).then(|| {
+            let lost = (f64::from(self.loss_failures) + PRIOR_LOST)
+                / (f64::from(self.loss_trials) + 2.0 * PRIOR_LOST);
+            let tries = (SILENT_MISS.ln() / lost.ln()).ceil().clamp(1.0, 51.0);
+            let floor = if self.local_drops > 0 {
+                RETRIES_AFTER_LOCAL_DROPS
+            } else {
+                0
+            };
+            ((tries - 1.0) as u8).max(floor)
+        })
+    }
+
+    /// Reports answers this machine lost before they could be read (the
+    /// kernel's receive ring was full: `PACKET_STATISTICS`). Such loss
+    /// comes in bursts the loss estimate does not see, so from now on a
+    /// silent address gets at least `RETRIES_AFTER_LOCAL_DROPS`
+    /// retries. The transport reads the counter often enough (every
+    /// few tens of milliseconds) that a drop is known before the probe
+    /// whose answer it was times out.
+    pub fn on_local_drops(&mut self, dropped: u64) {
+        self.local_drops = self.local_drops.saturating_add(dropped);
+    }
+
+    /// Whether the order has handed out its last first try.
+    pub(super) fn fresh_done(&self) -> bool {
+        self.host_cursor >= self.host_order.len()
+            && self.group.as_ref().is_none_or(|g| g.next >= g.len())
+    }
+
+    /// Decides the tries that waited for the loss estimate (see
+    /// [`CONFIDENT_TRIALS`]): each gets a retry if its host's budget
+    /// allows one now, or is resolved as silent.
+    pub(super) fn unpark(&mut self, now: Instant) {
+        let others = self.silent_budget();
+        let max_retries = self.timing.max_retries;
+        let scanned = self.ports.len();
+        while let Some((h, port, try_no)) = self.parked.pop_front() {
+            let Some(host) = self.hosts[h as usize].as_mut() else {
+                continue;
+            };
+            if host.reported || host.timed_out {
+                continue;
+            }
+            if try_no < host.retry_budget(max_retries, scanned, others) {
+                host.queue.push_back(Queued::new(port, try_no + 1));
+                self.queued += 1;
+                self.mark_ready(h);
+            } else {
+                let state = self.silent_state;
+                self.resolve(h, port, state, Reason::NoResponse, None, try_no + 1, now);
+                self.mark_ready_if_queued(h);
+            }
+        }
+    }
+
+    /// A loss probe due, sent past the windows.
+    pub(super) fn poll_loss_probe(&mut self, now: Instant) -> Option<Probe> {
+        while let Some((h, port, try_no)) = self.loss_due.pop_front() {
+            let Some(host) = self.hosts[h as usize].as_mut() else {
+                continue;
+            };
+            host.loss_pending = host.loss_pending.saturating_sub(1);
+            if self.interrupted {
+                self.free_host_if_done(h);
+                continue;
+            }
+            self.loss_probes += 1;
+            return Some(self.send(h, Queued::new(port, try_no), now, Send::LossProbe));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_follow_the_measured_loss() {
+        // One port scanned, 1e-2: nothing known, one try in two may be
+        // lost, so 7 tries.
+        assert_eq!(retries_for_loss(0, 0, 1), 6);
+        // Ten ports answered at the first try: a little cautious.
+        assert_eq!(retries_for_loss(10, 10, 1), 0);
+        assert_eq!(retries_for_loss(10, 10, 1000), 2);
+        // Three of a thousand answered at once (a firewalled host).
+        assert_eq!(retries_for_loss(3, 3, 1000), 3);
+        // A thousand at the first try, of a thousand: nmap's two tries.
+        assert_eq!(retries_for_loss(1000, 1000, 1000), 1);
+        // One try in ten lost, 1000 ports: 1e-5 per port, 6 tries.
+        assert_eq!(retries_for_loss(900, 1000, 1000), 5);
+        // Half lost, 1000 ports: 17 tries.
+        assert_eq!(retries_for_loss(500, 1000, 1000), 16);
+    }
+}
