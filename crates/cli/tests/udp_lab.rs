@@ -171,6 +171,59 @@ fn short_lists_within_the_icmp_burst_are_exact_and_not_paced() {
     }
 }
 
+#[test]
+fn a_target_scanned_again_at_once_is_exact_though_its_error_budget_is_spent() {
+    // Scans right after one that spent the target's burst of ICMP errors
+    // to us, from the same address: they start with no error to draw, so
+    // their closed ports are silent at first. They must still read
+    // closed, not open|filtered, twice in a row.
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let (answering, silent, dropped, closed) = SHORT_LISTS[1];
+    let host = lab.host(0);
+    let _echo = host.listen_udp(answering.iter().copied()).unwrap();
+    let _silent = host.listen_udp_silent(silent.iter().copied()).unwrap();
+    for &port in dropped {
+        host.drop_udp(port).unwrap();
+    }
+    let mut ports: Vec<u16> = [answering, silent, dropped, closed].concat();
+    ports.sort_unstable();
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let addr: IpAddr = host.ipv4().into();
+    // Spends the burst: twenty closed ports at once, without waiting for
+    // the limit.
+    scan(
+        &lab,
+        &[
+            "-sU",
+            "-T4",
+            "--defeat-icmp-ratelimit",
+            "-p",
+            "4000-4019",
+            &addr.to_string(),
+        ],
+    );
+    for round in 0..2 {
+        let run = scan(
+            &lab,
+            &["-sU", "-T4", "-p", &list.join(","), &addr.to_string()],
+        );
+        for &port in &ports {
+            let want = if answering.contains(&port) {
+                "open"
+            } else if closed.contains(&port) {
+                "closed"
+            } else {
+                "open|filtered"
+            };
+            assert_eq!(
+                run.ports[&(addr, port)].state,
+                want,
+                "scan {round}: port {port}"
+            );
+        }
+    }
+}
+
 /// Per-source packet counters on `host`'s input: an nftables table of its
 /// own, one counted rule per source address.
 fn count_per_source(host: &portolan_lab::Host, sources: &[IpAddr]) {

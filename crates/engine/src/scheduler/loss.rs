@@ -165,8 +165,10 @@ impl Scheduler {
                 self.queued += 1;
                 self.mark_ready(h);
             } else {
-                let state = self.silent_state;
-                self.resolve(h, port, state, Reason::NoResponse, None, try_no + 1, now);
+                if !self.wait_for_spent_check(h, port, try_no + 1, now) {
+                    let state = self.silent_state;
+                    self.resolve(h, port, state, Reason::NoResponse, None, try_no + 1, now);
+                }
                 self.mark_ready_if_queued(h);
             }
         }

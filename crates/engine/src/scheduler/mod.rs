@@ -44,7 +44,7 @@ mod pacing;
 mod tests;
 
 use loss::{CONFIDENT_TRIALS, LOSS_PROBES, LOSS_SAMPLE, SWEEP_HOSTS};
-use pacing::{Lane, PACED_RETRIES, SUSPECT_ROUNDS};
+use pacing::{Lane, PACED_RETRIES, SUSPECT_ROUNDS, SpentCheck};
 pub use pacing::{PACING_MAX, PACING_START, UNLIMITED_ERRORS};
 
 use crate::timing::{RateLimiter, RttEstimator, TimingConfig, Window};
@@ -283,6 +283,11 @@ struct HostScan {
     /// Retries that wait for the host's round to end, to go together with
     /// one canary behind them (see [`Scheduler::release_held`]).
     held: Vec<Queued>,
+    /// The check for an error budget spent before the scan (see
+    /// [`SpentCheck`]), and the silent ports that wait for it: (port,
+    /// tries so far).
+    spent_check: SpentCheck,
+    unsure: Vec<(u16, u8)>,
     results: Vec<PortOutcome>,
     timed_out: bool,
     reported: bool,
@@ -884,6 +889,9 @@ impl Scheduler {
         {
             lane.refund_pace(&entry);
         }
+        if limited_error {
+            self.spent_check_answered(entry.host, &entry, now);
+        }
         self.resolve(
             entry.host,
             entry.port,
@@ -1112,16 +1120,18 @@ impl Scheduler {
             }
             self.mark_ready(entry.host);
         } else {
-            let state = self.silent_state;
-            self.resolve(
-                entry.host,
-                entry.port,
-                state,
-                Reason::NoResponse,
-                None,
-                entry.try_no + 1,
-                now,
-            );
+            if !self.wait_for_spent_check(entry.host, entry.port, entry.try_no + 1, now) {
+                let state = self.silent_state;
+                self.resolve(
+                    entry.host,
+                    entry.port,
+                    state,
+                    Reason::NoResponse,
+                    None,
+                    entry.try_no + 1,
+                    now,
+                );
+            }
             self.mark_ready_if_queued(entry.host);
         }
     }
@@ -1208,6 +1218,7 @@ impl Scheduler {
         let dropped = host.queue.len();
         host.queue.clear();
         host.suspects_queued = 0;
+        host.unsure.clear();
         self.queued -= dropped;
         for slot in 0..self.slab.len() {
             let e = self.slab[slot];
@@ -1279,6 +1290,7 @@ impl Scheduler {
     fn mark_ready_if_queued(&mut self, h: u32) {
         if self.hosts[h as usize].is_some() {
             self.release_held(h);
+            self.start_spent_check(h);
             self.mark_ready(h);
         }
     }
@@ -1544,6 +1556,8 @@ impl Scheduler {
             loss_pending: 0,
             fresh_left: (self.ports.len() - self.first.len()) as u32,
             held: Vec::new(),
+            spent_check: SpentCheck::Idle,
+            unsure: Vec::new(),
             results: Vec::new(),
             timed_out: false,
             reported: false,

@@ -91,6 +91,35 @@ pub(super) struct Lane {
     pub(super) pace_check_due: bool,
 }
 
+/// The check for an error budget the target spent before the scan.
+///
+/// A host's silence counts against its ports only if the host sends rate
+/// limited errors at all: behind a firewall that drops, silence is
+/// silence. But a target whose errors to us were all spent just before
+/// the scan (another scan from this address a moment ago) sends none at
+/// first, and its closed ports would read `open|filtered`. So when a host
+/// that answered some probe but drew no ICMP error has silent ports left
+/// at the end of their tries, they wait; once the host's round is over,
+/// and [`PACING_MAX`] after the last of them fell silent (its bucket has
+/// a token again, whatever it held before), they are all tried once more
+/// together. An error proves the limit: the lane is paced, and the ports
+/// whose check went unanswered are tried again at that pace (see
+/// `Scheduler::on_timeout`). Silence settles them. The cost, for a host
+/// that drops rather than errs: one more try per silent port, a second
+/// later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SpentCheck {
+    /// No silent port needed it yet.
+    Idle,
+    /// Silent ports wait; the check goes once the host's round is over,
+    /// not before this.
+    Waiting(Instant),
+    /// The check's probes are queued or in flight: the host's only ones.
+    Flying,
+    /// An error proved the limit.
+    Done,
+}
+
 impl Lane {
     /// At the settled pace each probe waits for the token a rate-limited
     /// ICMP error would cost; a probe answered otherwise (a UDP answer)
@@ -338,5 +367,76 @@ impl Scheduler {
             lane.canary_port = None;
         }
         self.after_canary(h);
+    }
+
+    /// Whether silent `port` of host `h`, at the end of its tries (`tries`
+    /// sent), waits for the host's [`SpentCheck`] instead of being
+    /// resolved now.
+    pub(super) fn wait_for_spent_check(
+        &mut self,
+        h: u32,
+        port: u16,
+        tries: u8,
+        now: Instant,
+    ) -> bool {
+        let pace = self.pace_to_answers;
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        if !pace || host.timed_out || host.error_port.is_some() || host.answered_ports == 0 {
+            return false;
+        }
+        match host.spent_check {
+            SpentCheck::Flying | SpentCheck::Done => false,
+            SpentCheck::Idle | SpentCheck::Waiting(_) => {
+                host.unsure.push((port, tries));
+                host.spent_check = SpentCheck::Waiting(now + PACING_MAX);
+                true
+            }
+        }
+    }
+
+    /// Sends host `h`'s [`SpentCheck`] once its round is over (every
+    /// first try handed out, nothing in flight, queued or held), not
+    /// before its time.
+    pub(super) fn start_spent_check(&mut self, h: u32) {
+        let Some(host) = self.hosts[h as usize].as_mut() else {
+            return;
+        };
+        let SpentCheck::Waiting(not_before) = host.spent_check else {
+            return;
+        };
+        if host.fresh_left > 0
+            || host.outstanding > 0
+            || !host.queue.is_empty()
+            || !host.held.is_empty()
+            || host.timed_out
+        {
+            return;
+        }
+        host.spent_check = SpentCheck::Flying;
+        host.next_allowed = Some(host.next_allowed.map_or(not_before, |t| t.max(not_before)));
+        let unsure = std::mem::take(&mut host.unsure);
+        self.queued += unsure.len();
+        host.queue.extend(
+            unsure
+                .into_iter()
+                .map(|(port, tries)| Queued::new(port, tries)),
+        );
+        self.mark_ready(h);
+    }
+
+    /// A probe of host `h` drew a rate-limited error during its
+    /// [`SpentCheck`]: the limit is proven, and the lane is paced from
+    /// now on.
+    pub(super) fn spent_check_answered(&mut self, h: u32, entry: &InFlight, now: Instant) {
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        if host.spent_check != SpentCheck::Flying {
+            return;
+        }
+        host.spent_check = SpentCheck::Done;
+        let most = host.settled_pace();
+        let lane = &mut host.lanes[usize::from(entry.lane)];
+        lane.limited = true;
+        lane.settle(now, most);
+        self.stats.pacing_increases += 1;
     }
 }

@@ -621,11 +621,22 @@ fn paced_hosts_get_every_answer_of_a_rate_limiting_target() {
 }
 
 /// A Linux-like ICMP limit per host: a bucket of six, one a second.
-struct Buckets(BTreeMap<IpAddr, (f64, Instant)>);
+/// Linux-like ICMP error limits per target: a token bucket of six, one
+/// more a second, full at the scan's start unless `spent`.
+struct Buckets(BTreeMap<IpAddr, (f64, Instant)>, f64);
 
 impl Buckets {
+    fn full() -> Buckets {
+        Buckets(BTreeMap::new(), 6.0)
+    }
+
+    /// Spent by an earlier scan just before this one.
+    fn spent() -> Buckets {
+        Buckets(BTreeMap::new(), 0.0)
+    }
+
     fn take(&mut self, host: IpAddr, now: Instant) -> bool {
-        let (tokens, last) = self.0.entry(host).or_insert((6.0, now));
+        let (tokens, last) = self.0.entry(host).or_insert((self.1, now));
         *tokens = (*tokens + (now - *last).as_secs_f64()).min(6.0);
         *last = now;
         if *tokens < 1.0 {
@@ -640,7 +651,7 @@ fn rate_limited_run(targets: &[&str]) -> Run {
     let mut p = plan(targets, &[], (1..=30).collect(), fast());
     p.silent_state = PortState::OpenFiltered;
     p.pace_to_answers = true;
-    let mut buckets = Buckets(BTreeMap::new());
+    let mut buckets = Buckets::full();
     simulate_full(
         p,
         |probe, now| {
@@ -662,7 +673,7 @@ fn silence_at_the_settled_pace_costs_no_pace_interval() {
     let mut p = plan(&["198.18.0.2"], &[], (1..=50).collect(), fast());
     p.silent_state = PortState::OpenFiltered;
     p.pace_to_answers = true;
-    let mut buckets = Buckets(BTreeMap::new());
+    let mut buckets = Buckets::full();
     let run = simulate_full(
         p,
         |probe, now| {
@@ -693,11 +704,20 @@ fn silence_at_the_settled_pace_costs_no_pace_interval() {
 /// second): `answering` ports answer, `silent` ones never do (dropped,
 /// or open without an answer), the rest are closed.
 fn short_list_run(ports: &[u16], answering: &[u16], silent: &[u16], seed: u64) -> Run {
+    short_list_run_with(ports, answering, silent, seed, Buckets::full())
+}
+
+fn short_list_run_with(
+    ports: &[u16],
+    answering: &[u16],
+    silent: &[u16],
+    seed: u64,
+    mut buckets: Buckets,
+) -> Run {
     let mut p = plan(&["198.18.0.2"], &[], ports.to_vec(), fast());
     p.seed = seed;
     p.silent_state = PortState::OpenFiltered;
     p.pace_to_answers = true;
-    let mut buckets = Buckets(BTreeMap::new());
     let run = simulate_full(
         p,
         |probe, now| {
@@ -775,7 +795,7 @@ fn a_short_list_under_random_loss_loses_no_port_to_the_limit() {
         p.seed = seed;
         p.silent_state = PortState::OpenFiltered;
         p.pace_to_answers = true;
-        let mut buckets = Buckets(BTreeMap::new());
+        let mut buckets = Buckets::full();
         let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         let mut lost = move || {
             dice ^= dice << 13;
@@ -838,7 +858,7 @@ fn a_short_list_on_a_whole_segment_takes_as_long_as_on_one_host() {
     let mut p = plan(&["198.18.0.2-251"], &[], ports.to_vec(), fast());
     p.silent_state = PortState::OpenFiltered;
     p.pace_to_answers = true;
-    let mut buckets = Buckets(BTreeMap::new());
+    let mut buckets = Buckets::full();
     let run = simulate_full(
         p,
         |probe, now| {
@@ -874,6 +894,71 @@ fn a_short_list_on_a_whole_segment_takes_as_long_as_on_one_host() {
         "{:?}",
         run.elapsed
     );
+}
+
+#[test]
+fn a_target_whose_error_budget_was_spent_before_the_scan_is_still_exact() {
+    // A second scan right after a first: the target's bucket of errors
+    // to us is empty, so no closed port draws an error at first. The
+    // host answered some ports, so its silence is checked once its
+    // bucket has a token again, and the closed ports are found at the
+    // limit's pace.
+    let ports = [7, 9, 53, 123, 161, 1, 2, 3, 4, 5];
+    for seed in 0..10 {
+        let run = short_list_run_with(&ports, &[53, 123, 161], &[7, 9], seed, Buckets::spent());
+        assert!(run.stats.pacing_increases > 0, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_host_that_drops_instead_of_erring_costs_one_round_and_no_pace() {
+    // Answers on some ports, silence on the others and never an ICMP
+    // error (a firewall that drops): after their tries, the silent ports
+    // get one more, together, a second later; its silence settles them,
+    // and nothing is paced.
+    let ports: Vec<u16> = (1..=20).collect();
+    let mut p = plan(&["198.18.0.2"], &[], ports.clone(), fast());
+    p.silent_state = PortState::OpenFiltered;
+    p.pace_to_answers = true;
+    let run = simulate(
+        p,
+        |probe| {
+            (probe.port <= 2)
+                .then(|| answer(PortState::Open, Reason::UdpResponse))
+                .flatten()
+        },
+        None,
+    );
+    for (&(_, port), outcome) in &run.ports {
+        let want = if port <= 2 {
+            PortState::Open
+        } else {
+            PortState::OpenFiltered
+        };
+        assert_eq!(outcome.state, want, "port {port}");
+    }
+    assert_eq!(run.ports.len(), ports.len());
+    assert_eq!(run.stats.pacing_increases, 0);
+    let tries: HashSet<u8> = run
+        .ports
+        .values()
+        .filter(|o| o.port > 2)
+        .map(|o| o.tries)
+        .collect();
+    assert_eq!(
+        tries.len(),
+        1,
+        "the same tries for every silent port: {tries:?}"
+    );
+    let checks: Vec<Instant> = run.probes.iter().rev().take(18).map(|(t, _)| *t).collect();
+    assert!(
+        checks.iter().all(|&t| t == checks[0]),
+        "the check goes as one round"
+    );
+    let before = run.probes[run.probes.len() - 19].0;
+    assert!(checks[0] - before >= PACING_MAX, "and waits for a token");
+    let all: u64 = run.ports.values().map(|o| u64::from(o.tries)).sum();
+    assert_eq!(run.stats.probes_sent, all);
 }
 
 #[test]
