@@ -8,8 +8,6 @@
 //!   layout.
 //! - [`db`] and [`expr`]: the nmap-os-db format (MatchPoints, Fingerprint,
 //!   Class, CPE, test lines with ranges, bounds and alternatives).
-//! - [`schedule`]: when each probe leaves, hosts side by side, tries,
-//!   as a sans-IO schedule tested in virtual time.
 //! - [`score`]: matching as nmap scores it, missing tests left out.
 //! - [`passive`]: p0f-style hints from answers a port scan already has.
 //! - [`error`]: why a database was refused, with the line.
@@ -33,7 +31,6 @@ pub mod expr;
 pub mod fingerprint;
 pub mod passive;
 pub mod probes;
-pub mod schedule;
 pub mod score;
 
 pub use compute::{Answers, fingerprint as compute_fingerprint};

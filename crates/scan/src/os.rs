@@ -6,21 +6,33 @@
 //! and the first closed UDP port the scan found; without a closed port a
 //! likely-closed one is picked, as nmap does, and the report says so.
 //! With `--osscan-limit`, hosts without an open and a closed TCP port
-//! are skipped. Pure choices here; the sending is
-//! `portolan_transport::os`, the tests and the matching `portolan-os`.
+//! are skipped.
+//!
+//! The probes run on the scan engine, as a scan whose "ports" are the
+//! probes' indexes (`portolan_transport::probe::os`): keyed numbers,
+//! windows, retries (`--max-os-tries`), `--max-rate` and `--host-timeout`
+//! as for any scan. Two runs: the six SEQ SYNs, [`SEQ_SPACING`] apart per
+//! host (the scheduler's per-host delay; every host side by side), then
+//! the other ten probes at once. The answers' packets are kept by an
+//! observer; the tests and the matching are `portolan-os`'s.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use portolan_engine::{HostReport, HostStatus, PortState};
-use portolan_model::{OsClass, OsDetection, OsHint, OsMatch, OsPortUsed};
-use portolan_os::{Database, passive, score};
-use portolan_targets::Protocol;
+use portolan_engine::{
+    HostReport, HostStatus, PortState, Probe, Reply, ScanPlan, Scheduler, TimingConfig,
+};
+use portolan_model::{OsClass, OsDetection, OsHint, OsMatch, OsPortUsed, WallClock};
+use portolan_os::probes::PROBE_COUNT;
+use portolan_os::{Database, ProbeSet, passive, score};
+use portolan_targets::{Protocol, Target, TargetList};
 use portolan_transport::context::RawContext;
-use portolan_transport::os::{OsOptions, OsTarget};
-use portolan_transport::raw::RawStats;
+use portolan_transport::cookie::CookieJar;
+use portolan_transport::probe::os::OsProbes;
+use portolan_transport::raw::{self, RawError, RawOptions, RawProbes, RawStats};
+use portolan_transport::{Control, Observer};
 
 use crate::{OsConfig, ScanConfig, ScanError};
 
@@ -29,10 +41,151 @@ use crate::{OsConfig, ScanConfig, ScanError};
 const LIKELY_CLOSED_TCP: u16 = 31_337;
 /// The closed UDP port tried when the scan found none.
 const LIKELY_CLOSED_UDP: u16 = 40_125;
-/// Hosts fingerprinted side by side at most.
-const OS_BATCH: usize = 256;
-/// How long to wait for the last answers of a try.
-const ANSWER_WAIT: Duration = Duration::from_millis(800);
+/// The time between a host's SEQ probes (nmap's: the ISN and timestamp
+/// rates are measured over it).
+pub const SEQ_SPACING: Duration = Duration::from_millis(100);
+
+/// One host to fingerprint.
+struct OsTarget {
+    addr: Ipv4Addr,
+    open: Option<u16>,
+    closed: u16,
+    closed_udp: u16,
+}
+
+/// What one host answered.
+struct HostAnswers {
+    /// The probes sent.
+    set: ProbeSet,
+    /// When each SYN left, from the phase's start.
+    seq_sent: [Duration; 6],
+    /// The answer to each probe, as an IPv4 packet.
+    replies: [Option<Vec<u8>>; PROBE_COUNT],
+}
+
+impl HostAnswers {
+    /// The answers as `portolan-os` reads them.
+    fn answers(&self) -> portolan_os::Answers<'_> {
+        portolan_os::Answers {
+            set: self.set,
+            seq_sent: self.seq_sent,
+            replies: std::array::from_fn(|i| self.replies[i].as_deref()),
+        }
+    }
+}
+
+/// Keeps the OS probes' answers while the engine runs them, and stops
+/// the run when asked.
+struct OsWatch<'a> {
+    hosts: Vec<HostAnswers>,
+    by_addr: HashMap<Ipv4Addr, usize>,
+    start: Instant,
+    stop: &'a dyn Fn() -> bool,
+}
+
+impl OsWatch<'_> {
+    fn host(&mut self, addr: IpAddr) -> Option<&mut HostAnswers> {
+        let IpAddr::V4(addr) = addr else {
+            return None;
+        };
+        let &h = self.by_addr.get(&addr)?;
+        self.hosts.get_mut(h)
+    }
+}
+
+impl Observer for OsWatch<'_> {
+    fn tick(&mut self, _: &Scheduler, _: Instant) -> Control {
+        if (self.stop)() {
+            Control::Interrupt
+        } else {
+            Control::Continue
+        }
+    }
+
+    fn answered(&mut self, target: IpAddr, port: u16, _: &Reply, packet: &[u8]) {
+        if let Some(host) = self.host(target)
+            && let Some(slot) = host.replies.get_mut(usize::from(port))
+        {
+            // A probe is answered once: the engine stops at its first
+            // answer.
+            slot.get_or_insert_with(|| packet.to_vec());
+        }
+    }
+
+    fn sent(&mut self, probe: &Probe, now: Instant) {
+        let since = now.saturating_duration_since(self.start);
+        if let Some(host) = self.host(probe.addr)
+            && let Some(at) = host.seq_sent.get_mut(usize::from(probe.port))
+        {
+            *at = since;
+        }
+    }
+}
+
+/// What the OS phase's runs share.
+struct OsRun<'a> {
+    config: &'a ScanConfig,
+    context: &'a Arc<RawContext>,
+    probes: OsProbes,
+    key: u64,
+}
+
+impl OsRun<'_> {
+    /// Runs probes `ports` (indexes) to `targets` on the engine, `spacing`
+    /// at least between a host's probes.
+    fn probes(
+        &self,
+        targets: &[Target],
+        ports: std::ops::Range<u16>,
+        spacing: Duration,
+        watch: &mut OsWatch<'_>,
+    ) -> Result<RawStats, RawError> {
+        let (config, key) = (self.config, self.key);
+        if targets.is_empty() {
+            return Ok(RawStats::default());
+        }
+        let timing = TimingConfig {
+            max_retries: config.os.tries.max(1) - 1,
+            scan_delay: config.timing.scan_delay.max(spacing),
+            ..config.timing.clone()
+        };
+        let plan = ScanPlan {
+            targets: TargetList::from_targets(targets),
+            ports: ports.collect(),
+            proto: Protocol::Tcp,
+            silent_state: PortState::Filtered,
+            seed: key,
+            // Each probe to every host in turn: the SYNs of all hosts go in
+            // rounds.
+            randomize: false,
+            max_hostgroup: None,
+            first_ports: Vec::new(),
+            timing,
+            pace_to_answers: false,
+            sources: 1,
+            discovery: false,
+            clock: WallClock::now(),
+        };
+        let mut scheduler = Scheduler::new(plan, Instant::now());
+        let options = RawOptions {
+            probes: RawProbes::Os(self.probes.clone()),
+            decoys: Vec::new(),
+            // One source per host (the probe set's): `-S`'s first.
+            sources: config
+                .sources
+                .iter()
+                .copied()
+                .filter(IpAddr::is_ipv4)
+                .take(1)
+                .collect(),
+            source_port: None,
+            device: config.interface.clone(),
+            send_ip: config.send_ip,
+            key: (key, key.rotate_left(29)),
+        };
+        raw::run(&mut scheduler, &options, self.context, watch, &mut |_| {})
+    }
+}
 
 /// Passive hints from the port scan: each host's first SYN-ACK (else its
 /// first RST), read as p0f reads them. One map lookup per TCP answer; the
@@ -171,35 +324,64 @@ pub(crate) fn run(
     if targets.is_empty() {
         return Ok(RawStats::default());
     }
-    let options = OsOptions {
-        device: config.interface.clone(),
-        // `-S` with one address: that one. With several (claimed only
-        // while a port scan runs), the routing table's own.
-        source: match config.sources[..] {
-            [IpAddr::V4(a)] => Some(a),
-            _ => None,
-        },
-        tries: config.os.tries.max(1),
-        timeout: ANSWER_WAIT.max(config.timing.initial_rtt_timeout),
-        key: config.seed.unwrap_or_else(crate::run::random_seed),
-        max_rate: config.timing.max_rate,
+    let key = config.seed.unwrap_or_else(crate::run::random_seed);
+    let jar = CookieJar::new(key, key.rotate_left(29));
+    let sets: Vec<ProbeSet> = targets
+        .iter()
+        .map(|t| OsProbes::keyed_set(&jar, t.addr, t.open.unwrap_or(0), t.closed, t.closed_udp))
+        .collect();
+    let probes = OsProbes::new(
+        sets.clone(),
+        targets.iter().map(|t| t.open.is_some()).collect(),
+    );
+    let mut watch = OsWatch {
+        by_addr: targets
+            .iter()
+            .enumerate()
+            .map(|(n, t)| (t.addr, n))
+            .collect(),
+        hosts: sets
+            .into_iter()
+            .map(|set| HostAnswers {
+                set,
+                seq_sent: [Duration::ZERO; 6],
+                replies: Default::default(),
+            })
+            .collect(),
+        start: Instant::now(),
+        stop,
     };
-    // Side by side in batches: a batch's answers (up to 15 per host)
-    // must fit the receive ring while the schedule waits.
-    let mut answers = Vec::with_capacity(targets.len());
-    let mut stats = RawStats::default();
-    for batch in targets.chunks(OS_BATCH) {
-        if stop() {
-            break;
-        }
-        let (found, sent) =
-            portolan_transport::os::run(context, &options, batch, stop).map_err(ScanError::Os)?;
-        answers.extend(found);
-        stats.sent += sent.sent;
-        stats.received += sent.received;
-        stats.matched += sent.matched;
-        stats.ignored += sent.ignored;
+    let with_open: Vec<Target> = targets
+        .iter()
+        .filter(|t| t.open.is_some())
+        .map(|t| Target::from_addr(t.addr.into()))
+        .collect();
+    let every: Vec<Target> = targets
+        .iter()
+        .map(|t| Target::from_addr(t.addr.into()))
+        .collect();
+    let seq = portolan_os::probes::SEQ as u16;
+    let ie = portolan_os::probes::IE as u16;
+    let run = OsRun {
+        config,
+        context,
+        probes,
+        key,
+    };
+    let mut stats = run
+        .probes(&with_open, seq..ie, SEQ_SPACING, &mut watch)
+        .map_err(ScanError::Os)?;
+    if !stop() {
+        let rest = run
+            .probes(&every, ie..PROBE_COUNT as u16, Duration::ZERO, &mut watch)
+            .map_err(ScanError::Os)?;
+        stats.sent += rest.sent;
+        stats.received += rest.received;
+        stats.matched += rest.matched;
+        stats.ignored += rest.ignored;
+        stats.dropped += rest.dropped;
     }
+    let answers = watch.hosts;
     let threshold = if config.os.guess {
         0.0
     } else {

@@ -778,7 +778,13 @@ impl Observer for Watch<'_, '_> {
         });
     }
 
-    fn answered(&mut self, target: IpAddr, reply: &portolan_engine::Reply, packet: &[u8]) {
+    fn answered(
+        &mut self,
+        target: IpAddr,
+        _port: u16,
+        reply: &portolan_engine::Reply,
+        packet: &[u8],
+    ) {
         if let Some(hints) = self.hints
             && matches!(reply.reason, Reason::SynAck | Reason::Reset)
         {

@@ -13,10 +13,8 @@
 //!   zombie's IP ID, on the raw engine's paths and sockets.
 //! - [`offline`]: a raw scan's whole engine with no socket (`--offline`),
 //!   in virtual time, to measure the engine alone.
-//! - [`os`]: OS detection (`-O`), nmap's probe set to many hosts side by
-//!   side, the answers filed by probe for `portolan-os`.
 //! - [`probe`]: the probe modules, pure code per technique (TCP, UDP,
-//!   SCTP): templates, stamping, validation by cookie, what an answer
+//!   SCTP, discovery, OS detection): templates, stamping, validation by cookie, what an answer
 //!   proves and what silence means.
 //! - [`raw`]: the raw-packet engine on packet sockets, pumping the
 //!   modules' probes and answers, with [`route`] (the kernel's routes,
@@ -40,7 +38,6 @@ pub mod context;
 pub mod cookie;
 pub mod idle;
 pub mod offline;
-pub mod os;
 mod paths;
 pub mod probe;
 pub mod raw;
@@ -88,15 +85,21 @@ pub trait Observer {
     /// [`Observer::tick`].
     fn packets(&mut self, _stats: &raw::RawStats) {}
 
-    /// Sees each valid answer of a raw TCP scan with its packet (from
-    /// the IP header on), for passive OS hints; the default ignores it.
+    /// Sees each valid answer of a raw TCP scan or of OS detection with
+    /// its port (the OS probe's index) and its packet (from the IP header
+    /// on), for passive OS hints and fingerprints; the default ignores it.
     fn answered(
         &mut self,
         _target: std::net::IpAddr,
+        _port: u16,
         _reply: &portolan_engine::Reply,
         _packet: &[u8],
     ) {
     }
+
+    /// Sees each OS detection probe as it leaves (the SEQ tests read the
+    /// times between the SYNs); the default ignores it.
+    fn sent(&mut self, _probe: &portolan_engine::Probe, _now: Instant) {}
 }
 
 impl<F: FnMut(&Scheduler, Instant) -> Control> Observer for F {

@@ -39,6 +39,7 @@ use crate::cookie::CookieJar;
 use crate::paths::{ETHERNET_HEADER, Paths, Via};
 use crate::probe::discovery::DiscoveryProbes;
 use crate::probe::ip_protocol::IpProtocolProbes;
+use crate::probe::os::OsProbes;
 use crate::probe::sctp::SctpProbes;
 use crate::probe::tcp::TcpProbes;
 use crate::probe::udp::UdpProbes;
@@ -100,6 +101,12 @@ pub enum RawProbes {
     /// Host discovery: the scheduler's "ports" are indexes into this list
     /// (a discovery plan).
     Discovery(Vec<PingProbe>),
+    /// OS detection (`-O`): the scheduler's "ports" are the indexes of
+    /// nmap's sixteen probes, each host's from its own keyed probe set.
+    /// Every answer is shown to the observer with its packet
+    /// ([`Observer::answered`]), and every probe as it leaves
+    /// ([`Observer::sent`]).
+    Os(OsProbes),
 }
 
 impl Default for RawProbes {
@@ -628,6 +635,11 @@ pub fn run(
                         let shot = shot(probe, source, probe.port);
                         stage(modules.tcp(scan), shot, &keys, path.via, id, batch)?;
                     }
+                    RawProbes::Os(_) => {
+                        let shot = shot(probe, source, probe.port);
+                        stage(&mut modules.os, shot, &keys, path.via, id, batch)?;
+                        observer.sent(&probe, now);
+                    }
                     // Discovery sends no decoys' copies (filtered above).
                     RawProbes::Discovery(_) => {}
                 }
@@ -873,6 +885,7 @@ pub(crate) struct Modules {
     sctp: Vec<SctpProbes>,
     ip_protocol: IpProtocolProbes,
     discovery: DiscoveryProbes,
+    os: OsProbes,
 }
 
 impl Modules {
@@ -896,6 +909,10 @@ impl Modules {
             ],
             ip_protocol: IpProtocolProbes::default(),
             discovery: DiscoveryProbes::new(probes.pings().to_vec()),
+            os: match probes {
+                RawProbes::Os(os) => os.clone(),
+                _ => OsProbes::new(Vec::new(), Vec::new()),
+            },
         }
     }
 
@@ -908,6 +925,7 @@ impl Modules {
             RawProbes::Sctp(kind) => SctpProbes::new(*kind).answer_protocols(),
             RawProbes::IpProtocols => IpProtocolProbes::default().answer_protocols(),
             RawProbes::Discovery(pings) => DiscoveryProbes::new(pings.clone()).answer_protocols(),
+            RawProbes::Os(os) => os.answer_protocols(),
         }
         .to_vec()
     }
@@ -962,6 +980,7 @@ pub(crate) fn stamp_offline(
             Some(PingProbe::Neighbour) | None => Ok(0),
             Some(_) => modules.discovery.stamp(shot, keys, buffer),
         },
+        RawProbes::Os(_) => modules.os.stamp(shot, keys, buffer),
     };
     stamped.map(drop).map_err(build_error)
 }
@@ -1135,6 +1154,13 @@ impl Judge<'_> {
         }
         match *self.probes {
             RawProbes::Discovery(_) => return self.ping_answer(bytes),
+            RawProbes::Os(_) => {
+                let judged = self.modules.os.judge(bytes, &self.keys());
+                if let Judged::Answer(a) = &judged {
+                    self.observer.answered(a.target, a.port, &a.reply, bytes);
+                }
+                return self.judged(judged, false);
+            }
             RawProbes::IpProtocols => {
                 let judged = self.modules.ip_protocol.judge(bytes, &self.keys());
                 return self.judged(judged, false);
@@ -1155,13 +1181,15 @@ impl Judge<'_> {
                 Some(module) => {
                     let judged = module.judge_parsed(packet, &keys);
                     if let Judged::Answer(a) = &judged {
-                        self.observer.answered(a.target, &a.reply, bytes);
+                        self.observer.answered(a.target, a.port, &a.reply, bytes);
                     }
                     return self.judged(judged, true);
                 }
                 None => Judged::Unrelated,
             },
-            RawProbes::Discovery(_) | RawProbes::IpProtocols => Judged::Unrelated,
+            RawProbes::Discovery(_) | RawProbes::IpProtocols | RawProbes::Os(_) => {
+                Judged::Unrelated
+            }
         };
         self.judged(judged, false);
     }

@@ -21,6 +21,8 @@
 //!   address mask; TCP, UDP and SCTP through the modules above). ARP and
 //!   Neighbor Discovery are link-layer frames, which the raw engine
 //!   writes.
+//! - [`os`]: nmap's sixteen OS detection probes (`-O`), whose answers'
+//!   packets the OS phase keeps.
 //! - [`zombie`]: the idle scan's reading of a zombie's IP ID.
 //!
 //! Contract: no I/O, no panic on any packet (answers are parsed by
@@ -45,6 +47,7 @@ use crate::cookie::CookieJar;
 
 pub mod discovery;
 pub mod ip_protocol;
+pub mod os;
 pub mod sctp;
 pub mod tcp;
 pub mod udp;
