@@ -152,7 +152,14 @@ print(m.name, m.accuracy, m.osclasses[0].osfamily, len(h.os.fingerprints))
     assert!(!families.is_empty(), "{h}");
     assert_eq!(families[0], "Linux", "{h}");
     let d = &h["os_detection"];
-    assert!(d["fingerprint"].as_str().unwrap().contains("SEQ("), "{d}");
+    let fp = d["fingerprint"].as_str().unwrap();
+    assert!(
+        fp.starts_with("SCAN(V=portolan-") && fp.contains("\nSEQ("),
+        "{d}"
+    );
+    // The kernel quotes U1 intact: its returned checksum is ours (a
+    // mismatch here means the tests read the probe with a wrong source).
+    assert!(fp.contains("RUCK=G%RUD=G"), "{d}");
     // The real kernel answers every probe but T2 and T3 (a null and a
     // SYN-FIN-URG-PSH segment to the open port, which Linux drops).
     let missing: Vec<&str> = d["missing"]

@@ -132,6 +132,12 @@ pub fn ctime_utc(t: SystemTime) -> String {
     )
 }
 
+/// The month (1-12) and the day of the month of `t`, in UTC.
+pub fn month_day_utc(t: SystemTime) -> (u32, u32) {
+    let (_, m, d, ..) = civil(t);
+    (m, d)
+}
+
 /// Seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

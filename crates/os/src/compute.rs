@@ -480,6 +480,12 @@ pub fn fingerprint(a: &Answers<'_>) -> Fingerprint {
     fp
 }
 
+/// The host's distance in hops (1 for a neighbour), from U1's quote;
+/// `None` without U1's answer.
+pub fn distance(a: &Answers<'_>) -> Option<u8> {
+    a.replies[U1].and_then(u1_hops).map(|h| h.saturating_add(1))
+}
+
 /// The distance U1's quote gives: the TTL we sent less the TTL the host
 /// received.
 fn u1_hops(packet: &[u8]) -> Option<u8> {

@@ -11,6 +11,67 @@ use crate::db::TESTS;
 /// The values of one test, attribute by attribute, in nmap's order.
 pub type TestValues = Vec<(&'static str, String)>;
 
+/// The `SCAN(...)` line nmap writes before a subject fingerprint: how it
+/// was taken (by whom, when, over which ports, from how far), so that a
+/// reader can judge it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanLine {
+    /// The scanner and its version (`V`).
+    pub version: String,
+    /// Month and day (`D`).
+    pub month_day: (u32, u32),
+    /// The open TCP port used, if any (`OT`), the closed TCP port (`CT`)
+    /// and the closed UDP port (`CU`).
+    pub open: Option<u16>,
+    /// See `open`.
+    pub closed: u16,
+    /// See `open`.
+    pub closed_udp: u16,
+    /// The target's address is private (`PV`).
+    pub private: bool,
+    /// Its distance in hops (`DS`), if U1 gave it; a neighbour is 1.
+    pub distance: Option<u8>,
+    /// Good enough to compare (`G`): an open and a closed port were
+    /// found, and no test is missing.
+    pub good: bool,
+    /// Unix time, written in hexadecimal (`TM`).
+    pub unix_time: u64,
+    /// The platform the scanner ran on (`P`).
+    pub platform: String,
+}
+
+impl std::fmt::Display for ScanLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let yn = |b: bool| if b { "Y" } else { "N" };
+        write!(
+            f,
+            "SCAN(V={}%E=4%D={}/{}",
+            self.version, self.month_day.0, self.month_day.1
+        )?;
+        if let Some(open) = self.open {
+            write!(f, "%OT={open}")?;
+        }
+        write!(
+            f,
+            "%CT={}%CU={}%PV={}",
+            self.closed,
+            self.closed_udp,
+            yn(self.private)
+        )?;
+        if let Some(d) = self.distance {
+            // Direct (`D`) for a neighbour, else found by the ICMP quote.
+            write!(f, "%DS={d}%DC={}", if d == 1 { "D" } else { "I" })?;
+        }
+        write!(
+            f,
+            "%G={}%TM={:X}%P={})",
+            yn(self.good),
+            self.unix_time,
+            self.platform
+        )
+    }
+}
+
 /// What one host's answers gave.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fingerprint {
@@ -104,6 +165,35 @@ impl std::fmt::Display for Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scan_line_is_nmaps_and_is_skipped_when_read_back() {
+        let line = ScanLine {
+            version: "portolan-0.1.0".into(),
+            month_day: (12, 5),
+            open: Some(22),
+            closed: 1,
+            closed_udp: 40_125,
+            private: false,
+            distance: Some(1),
+            good: true,
+            unix_time: 0x6932_0000,
+            platform: "x86_64-linux".into(),
+        };
+        let text = line.to_string();
+        assert_eq!(
+            text,
+            "SCAN(V=portolan-0.1.0%E=4%D=12/5%OT=22%CT=1%CU=40125%PV=N%DS=1%DC=D%G=Y%TM=69320000%P=x86_64-linux)"
+        );
+        let no_open = ScanLine {
+            open: None,
+            distance: None,
+            good: false,
+            ..line
+        };
+        assert!(!no_open.to_string().contains("%OT=") && !no_open.to_string().contains("%DS="));
+        assert_eq!(Fingerprint::parse(&text), Fingerprint::default());
+    }
 
     #[test]
     fn written_fingerprints_read_back_and_list_what_is_missing() {

@@ -103,9 +103,15 @@ impl Observer for OsWatch<'_> {
     }
 
     fn answered(&mut self, target: IpAddr, port: u16, _: &Reply, packet: &[u8]) {
-        if let Some(host) = self.host(target)
-            && let Some(slot) = host.replies.get_mut(usize::from(port))
-        {
+        let Some(host) = self.host(target) else {
+            return;
+        };
+        // Our address, as the host answered it: the route's choice, which
+        // the tests need (U1's returned checksum covers it).
+        if let Some(&[a, b, c, d]) = packet.get(16..20) {
+            host.set.source = Ipv4Addr::new(a, b, c, d);
+        }
+        if let Some(slot) = host.replies.get_mut(usize::from(port)) {
             // A probe is answered once: the engine stops at its first
             // answer.
             slot.get_or_insert_with(|| packet.to_vec());
@@ -442,7 +448,20 @@ pub(crate) fn run(
             }
             d.perfect = c.perfect;
             d.missing = c.missing.iter().map(|s| s.to_string()).collect();
-            d.fingerprint = observed.to_string();
+            let now = std::time::SystemTime::now();
+            let scan = portolan_os::fingerprint::ScanLine {
+                version: concat!("portolan-", env!("CARGO_PKG_VERSION")).to_string(),
+                month_day: portolan_model::time::month_day_utc(now),
+                open: (host.set.open != 0).then_some(host.set.open),
+                closed: host.set.closed,
+                closed_udp: host.set.closed_udp,
+                private: host.set.target.is_private(),
+                distance: portolan_os::compute::distance(&host.answers()),
+                good: d.warnings.is_empty() && c.missing.is_empty(),
+                unix_time: portolan_model::time::unix_seconds(now),
+                platform: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+            };
+            d.fingerprint = format!("{scan}\n{observed}");
             // The OS probes' SYN-ACK answers a SYN with every option, so
             // it tells more than the port scan's (MSS only).
             d.hint = hint.or(d.hint.take());
