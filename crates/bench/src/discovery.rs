@@ -221,6 +221,32 @@ fn routed_parts(runs: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The sparse /16 alone, for quick turns on the sweep engine: Portolan's
+/// `-sn` and its one-port sweep, masscan's and ZMap's, at maximal rates
+/// (`portolan-bench sparse`; `discovery` runs it with nmap and the
+/// segment too).
+pub fn sparse_bench(runs: usize) -> Result<(), String> {
+    let sweep = Sweep::scattered(LIVE, SEED)?;
+    let target = sweep.range(16);
+    let dir = Scratch::new("sparse")?;
+    println!(
+        "Sparse {target} behind a lab gateway, {LIVE} live addresses scattered in it, maximal rates; median of {runs} run(s)"
+    );
+    let mut rows = vec![median(runs, || {
+        Pinger::portolan().ping(sweep.lab().scanner(), &dir, &target, &[], sweep.live())
+    })];
+    rows.push(median(runs, || sweep.portolan(16, &[])));
+    if let Some(binary) = peer("masscan", "apt-get install masscan") {
+        rows.push(median(runs, || sweep.masscan(&binary, UNBOUNDED_RATE)));
+    }
+    if let Some(binary) = peer("zmap", "apt-get install zmap") {
+        rows.push(median(runs, || sweep.zmap(&binary, UNBOUNDED_RATE)));
+    }
+    print_table(&rows);
+    println!("pkt/s: packets sent / wall time; pkt/cpu-s: packets sent / CPU time (user + system)");
+    Ok(())
+}
+
 /// Runs the discovery scenario.
 pub fn discovery_bench(runs: usize) -> Result<(), String> {
     segment_part(runs)?;

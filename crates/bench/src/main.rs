@@ -318,11 +318,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "connect" | "syn" | "sweep" | "discovery" | "udp" | "sv" | "svwide" | "history"
-            | "os" | "detect" => scenario = Some(a.clone()),
+            "connect" | "syn" | "sweep" | "discovery" | "sparse" | "udp" | "sv" | "svwide"
+            | "history" | "os" | "detect" => scenario = Some(a.clone()),
             other => {
                 eprintln!(
-                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, udp, sv, svwide, history, os, detect)"
+                    "portolan-bench: unknown argument {other:?} (scenarios: connect, syn, sweep, discovery, sparse, udp, sv, svwide, history, os, detect)"
                 );
                 return ExitCode::from(2);
             }
@@ -333,6 +333,7 @@ fn main() -> ExitCode {
         "syn" => syn_bench(runs),
         "sweep" => sweep::sweep_bench(runs),
         "discovery" => discovery::discovery_bench(runs),
+        "sparse" => discovery::sparse_bench(runs),
         "udp" => udp::udp_bench(runs, short),
         "sv" => versions::versions_bench(runs),
         "svwide" => sweep::sv_memory_bench(runs),

@@ -65,6 +65,11 @@ pub(super) const CONFIDENT_TRIALS: u32 = 1000;
 /// Targets from which a scan is a sweep, whose answered ports get loss
 /// probes (smaller scans' hosts answer for themselves).
 pub(super) const SWEEP_HOSTS: u128 = 256;
+/// A sweep's first window (within its ceiling): a thousand probes to a
+/// thousand hosts cost each target one packet and our path 60 KB, and
+/// find the first live hosts, whose answers measure the path, at once
+/// rather than after seconds of doubling from nmap's ten.
+pub(super) const SWEEP_INITIAL_WINDOW: u32 = 1024;
 /// One answered port in this many gets a loss probe...
 pub(super) const LOSS_SAMPLE: u32 = 4;
 /// ... up to this many in a scan (a loss estimate needs a few hundred

@@ -43,7 +43,7 @@ mod pacing;
 #[cfg(test)]
 mod tests;
 
-use loss::{CONFIDENT_TRIALS, LOSS_PROBES, LOSS_SAMPLE, SWEEP_HOSTS};
+use loss::{CONFIDENT_TRIALS, LOSS_PROBES, LOSS_SAMPLE, SWEEP_HOSTS, SWEEP_INITIAL_WINDOW};
 use pacing::{Lane, PACED_RETRIES, SUSPECT_ROUNDS, SpentCheck};
 pub use pacing::{PACING_MAX, PACING_START, UNLIMITED_ERRORS};
 
@@ -466,8 +466,15 @@ impl Scheduler {
         } else {
             timing.max_parallelism
         };
+        // Its probes go to different hosts, so a first burst loads no
+        // target, only our own path.
+        let initial = if sweep {
+            timing.initial_window.max(SWEEP_INITIAL_WINDOW)
+        } else {
+            timing.initial_window
+        };
         Scheduler {
-            window: Window::new(timing.initial_window, timing.min_parallelism, ceiling),
+            window: Window::new(initial, timing.min_parallelism, ceiling),
             rate: RateLimiter::new(now, timing.min_rate, timing.max_rate),
             max_in_flight: ceiling,
             targets: plan.targets,
@@ -789,7 +796,11 @@ impl Scheduler {
         self.release(id.slot() as u32);
         self.stats.replies += 1;
         let rtt = now.saturating_duration_since(entry.sent_at);
+        let first_round_trip = self.global_rtt.srtt().is_none();
         self.global_rtt.sample(rtt);
+        if first_round_trip && self.sweep {
+            self.retime_unmeasured(now);
+        }
         let limited_error = matches!(
             reply.reason,
             Reason::PortUnreach | Reason::ProtoUnreach | Reason::ParamProblem
@@ -1174,6 +1185,35 @@ impl Scheduler {
                     self.on_timeout(slot as u32, now);
                     self.cancels.push(ProbeId::new(slot as u32, e.generation));
                 }
+            }
+        }
+    }
+
+    /// A sweep's first round trip was just measured: the probes in flight
+    /// to hosts that have not answered were given the initial timeout (a
+    /// second at nmap's default timing), for want of any measure. They
+    /// are given what the measure calls for instead, at least the full
+    /// minimum from when they left, as if sent now. Without this, a sparse
+    /// range's first window holds its places for a whole second, and the
+    /// window, which grows as probes end, opens a second at a time. Once,
+    /// over the probes in flight.
+    fn retime_unmeasured(&mut self, now: Instant) {
+        let initial = self.timing.initial_rtt_timeout;
+        let wait =
+            self.global_rtt
+                .timeout_with_floor(&self.timing, self.timing.min_rtt_timeout, initial);
+        for slot in 0..self.slab.len() {
+            let e = self.slab[slot];
+            if !e.live || e.is_canary() || e.how == Send::LossProbe {
+                continue;
+            }
+            let unmeasured = self.hosts[e.host as usize]
+                .as_ref()
+                .is_some_and(|h| h.rtt.srtt().is_none());
+            if unmeasured {
+                let deadline = (e.sent_at + wait).max(now);
+                self.timeouts
+                    .push(Reverse((deadline, slot as u32, e.generation)));
             }
         }
     }

@@ -1319,3 +1319,47 @@ fn many_hosts_one_port_keeps_groups_bounded() {
         65536 / 16
     );
 }
+
+#[test]
+fn a_sparse_sweep_opens_its_window_without_waiting_seconds_for_its_first_answer() {
+    // Issue 18: a /16 with one live address in 218, at nmap's default
+    // timing. With a first window of ten and a second's timeout for want
+    // of a round trip, the first thousand probes took 4.7 s of virtual
+    // time (the window doubled once a second until a live host answered).
+    // The sweep's first window finds live hosts at once, and their round
+    // trip re-times the probes in flight: the whole range goes in well
+    // under a second and a half, every live host found.
+    let timing = TimingConfig::from_template(TimingTemplate::Normal);
+    let mut p = plan(&["198.18.0.0/16"], &[], vec![80], timing);
+    p.seed = 3;
+    let live = |a: IpAddr| {
+        let IpAddr::V4(a) = a else { unreachable!() };
+        (u32::from(a).wrapping_mul(2_654_435_761) >> 8) % 218 == 0
+    };
+    let run = simulate(
+        p,
+        |probe| {
+            live(probe.addr)
+                .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_micros(300)))
+        },
+        None,
+    );
+    let live_count = run.ports.keys().filter(|(a, _)| live(*a)).count();
+    let found = run
+        .ports
+        .values()
+        .filter(|o| o.state == PortState::Open)
+        .count();
+    assert!(live_count > 200);
+    assert_eq!(found, live_count);
+    let first_thousand = run.probes[1000].0 - run.probes[0].0;
+    assert!(
+        first_thousand < Duration::from_millis(200),
+        "{first_thousand:?}"
+    );
+    assert!(
+        run.elapsed < Duration::from_millis(1500),
+        "{:?}",
+        run.elapsed
+    );
+}
