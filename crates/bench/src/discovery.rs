@@ -241,9 +241,13 @@ pub fn sparse_bench(runs: usize) -> Result<(), String> {
     }
     if let Some(binary) = peer("zmap", "apt-get install zmap") {
         rows.push(median(runs, || sweep.zmap(&binary, UNBOUNDED_RATE)));
+        rows.push(median(runs, || sweep.zmap_icmp(&binary, UNBOUNDED_RATE)));
     }
     print_table(&rows);
     println!("pkt/s: packets sent / wall time; pkt/cpu-s: packets sent / CPU time (user + system)");
+    println!();
+    println!("The engine alone (--offline, nothing sent): probes per second and peak memory");
+    print_table(&[median(runs, || sweep.portolan_offline())]);
     Ok(())
 }
 

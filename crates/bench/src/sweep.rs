@@ -324,6 +324,38 @@ impl Sweep {
         run(&label, cmd, reading, &self.live_in(len), LIMIT)
     }
 
+    /// Portolan's whole engine with no socket (`--offline`) on a one-port
+    /// sweep of `fd00:18::/104`, 16,777,216 lab addresses (a /8's worth),
+    /// one try each: probes per second and peak memory. In the scanner's
+    /// namespace, which has no route out, though nothing is sent.
+    pub fn portolan_offline(&self) -> Row {
+        let out = self.file("portolan-offline.jsonl");
+        let mut cmd = self.lab.scanner().command(sibling_binary("portolan"));
+        cmd.args([
+            "--offline",
+            "-sS",
+            "-Pn",
+            "-n",
+            "--max-retries",
+            "0",
+            "--no-progress",
+            "--no-db",
+            "-p",
+            &PORT.to_string(),
+            "-oJ",
+        ])
+        .arg(&out)
+        .arg("fd00:18::/104");
+        let reading = Reading::portolan(out);
+        run(
+            "portolan --offline fd00:18::/104 (2^24)",
+            cmd,
+            reading,
+            &Live::Only(BTreeSet::new()),
+            LIMIT,
+        )
+    }
+
     /// masscan's sweep of the /16 at `rate` packets/s ([`UNBOUNDED_RATE`]:
     /// as fast as it can). masscan sends from its own user-space stack, so
     /// it is given the scanner's interface, address and MAC and the
@@ -360,6 +392,16 @@ impl Sweep {
     /// ZMap's sweep of the /16 at `rate` packets/s ([`UNBOUNDED_RATE`]: as
     /// fast as it can).
     pub fn zmap(&self, binary: &Path, rate: u32) -> Row {
+        self.zmap_module(binary, rate, None)
+    }
+
+    /// ZMap's sweep with its ICMP echo module (`-M icmp_echoscan`): its
+    /// host discovery, against `portolan -sn`.
+    pub fn zmap_icmp(&self, binary: &Path, rate: u32) -> Row {
+        self.zmap_module(binary, rate, Some("icmp_echoscan"))
+    }
+
+    fn zmap_module(&self, binary: &Path, rate: u32, module: Option<&str>) -> Row {
         let out = self.file("zmap.txt");
         // ZMap's default blocklist excludes 198.18.0.0/15, the lab's
         // range: give it an empty one.
@@ -367,7 +409,11 @@ impl Sweep {
         let _ = std::fs::write(&blocklist, "");
         let host = self.host();
         let mut cmd = self.lab.scanner().command(binary);
-        cmd.args(["-p", &PORT.to_string(), "-r", &rate.to_string()])
+        match module {
+            Some(module) => cmd.args(["-M", module]),
+            None => cmd.args(["-p", &PORT.to_string()]),
+        };
+        cmd.args(["-r", &rate.to_string()])
             .args(["-i", host.scanner_interface()])
             .args(["-S", &host.scanner_ipv4().to_string()])
             .args(["-G", &self.macs.1])
@@ -383,13 +429,11 @@ impl Sweep {
             found: parse::address_lines,
             wait: PEER_WAIT,
         };
-        run(
-            &peer_label("zmap -r", rate),
-            cmd,
-            reading,
-            &self.live,
-            LIMIT,
-        )
+        let label = match module {
+            Some(module) => format!("{} -M {module}", peer_label("zmap -r", rate)),
+            None => peer_label("zmap -r", rate),
+        };
+        run(&label, cmd, reading, &self.live, LIMIT)
     }
 }
 
