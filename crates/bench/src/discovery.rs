@@ -236,6 +236,8 @@ pub fn sparse_bench(runs: usize) -> Result<(), String> {
         Pinger::portolan().ping(sweep.lab().scanner(), &dir, &target, &[], sweep.live())
     })];
     rows.push(median(runs, || sweep.portolan(16, &[])));
+    let equal = EQUAL_RATE.to_string();
+    rows.push(median(runs, || sweep.portolan(16, &["--max-rate", &equal])));
     if let Some(binary) = peer("masscan", "apt-get install masscan") {
         rows.push(median(runs, || sweep.masscan(&binary, UNBOUNDED_RATE)));
     }
