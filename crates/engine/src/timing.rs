@@ -237,25 +237,14 @@ impl RttEstimator {
 /// once per probe timeout, and only while backing off helps:
 ///
 /// - it keeps a moving average of the share of answers that needed a
-///   retransmission (the loss level);
-/// - the first loss above [`Window::MARGIN`] halves the window at once;
+///   retransmission (the loss level) and a baseline of the level that
+///   does not depend on the sending rate;
+/// - it decreases only when the level is above the baseline;
 /// - if a decrease did not bring the level down by the next chance to
 ///   decrease, the loss is not caused by our rate (a lossy link, not a
-///   congested one): that level becomes the baseline, the decrease is
-///   undone and the window grows again;
-/// - from then on, the loss is judged over whole periods of a probe
-///   timeout (at least [`Window::PERIOD_ANSWERS`] answers): the window
-///   halves only when a period's share of lost tries is above the
-///   baseline by more than chance explains (three standard deviations of
-///   that many coin flips, at least [`Window::MARGIN`]). A moving average
-///   over answers could not tell: retries go out together after a timeout
-///   and their answers come back together, so under 10% random loss each
-///   way the average swung past any margin, and the window halved every
-///   few tenths of a second (a full port range took 3.5 times its clean
-///   time).
-///
-/// Under random loss of any amount the scan keeps its speed; under
-/// congestion, loss rises with the rate and the window follows.
+///   congested one): the level becomes the baseline and the window grows
+///   again. Under random loss of any amount the scan keeps its speed;
+///   under congestion, loss rises with the rate and the window follows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
     cwnd: f64,
@@ -266,14 +255,6 @@ pub struct Window {
     loss_level: f64,
     baseline: f64,
     level_at_decrease: Option<f64>,
-    /// The window and threshold before the last decrease, restored when
-    /// it turns out not to have helped.
-    before_decrease: (f64, f64),
-    /// The current period once a baseline is known: when it began, its
-    /// answers and those that needed a retransmission.
-    period_start: Option<Instant>,
-    period_answers: u32,
-    period_lost: u32,
 }
 
 impl Window {
@@ -283,8 +264,6 @@ impl Window {
     const MARGIN: f64 = 0.05;
     /// How much a decrease must lower the loss level to count as helping.
     const HELPED: f64 = 0.8;
-    /// Answers a period needs before it is judged.
-    pub const PERIOD_ANSWERS: u32 = 32;
 
     /// A window starting at `initial`, never below `floor` nor above
     /// `ceiling`; slow start runs until the first decrease.
@@ -300,10 +279,6 @@ impl Window {
             loss_level: 0.0,
             baseline: 0.0,
             level_at_decrease: None,
-            before_decrease: (0.0, 0.0),
-            period_start: None,
-            period_answers: 0,
-            period_lost: 0,
         }
     }
 
@@ -315,13 +290,6 @@ impl Window {
     /// The share of recent answers that needed a retransmission.
     pub fn loss_level(&self) -> f64 {
         self.loss_level
-    }
-
-    /// How far above `baseline` a share of `n` coin flips may land by
-    /// chance.
-    fn noise_margin(baseline: f64, n: u32) -> f64 {
-        let variance = baseline * (1.0 - baseline) / f64::from(n.max(1));
-        (3.0 * variance.sqrt()).max(Self::MARGIN)
     }
 
     fn grow(&mut self, aggressive: bool) {
@@ -346,9 +314,6 @@ impl Window {
     ) -> bool {
         let sample = if lost { 1.0 } else { 0.0 };
         self.loss_level += (sample - self.loss_level) * Self::LEVEL_WEIGHT;
-        if self.baseline > 0.0 {
-            return self.judge_period(lost, now, interval, aggressive);
-        }
         if !lost {
             self.grow(aggressive);
             return false;
@@ -359,7 +324,7 @@ impl Window {
         {
             return false;
         }
-        if self.loss_level <= Self::MARGIN {
+        if self.loss_level <= self.baseline + Self::MARGIN {
             self.grow(aggressive);
             return false;
         }
@@ -369,69 +334,14 @@ impl Window {
             // Backing off did not lower the loss: it does not come from
             // our rate.
             self.baseline = self.loss_level;
-            self.period_start = Some(now);
-            self.undo_decrease();
             self.grow(aggressive);
             return false;
         }
-        self.decrease(now, self.loss_level);
-        true
-    }
-
-    /// With a baseline known: counts the answer into the period, and at
-    /// the period's end decides on its share of lost tries.
-    fn judge_period(
-        &mut self,
-        lost: bool,
-        now: Instant,
-        interval: Duration,
-        aggressive: bool,
-    ) -> bool {
-        self.period_answers += 1;
-        self.period_lost += u32::from(lost);
-        let start = *self.period_start.get_or_insert(now);
-        let over = now.saturating_duration_since(start) >= interval
-            && self.period_answers >= Self::PERIOD_ANSWERS;
-        if !over {
-            self.grow(aggressive);
-            return false;
-        }
-        let n = self.period_answers;
-        let level = f64::from(self.period_lost) / f64::from(n);
-        self.period_start = Some(now);
-        self.period_answers = 0;
-        self.period_lost = 0;
-        if level <= self.baseline + Self::noise_margin(self.baseline, n) {
-            self.level_at_decrease = None;
-            self.grow(aggressive);
-            return false;
-        }
-        if let Some(before) = self.level_at_decrease.take()
-            && level > before * Self::HELPED
-        {
-            self.baseline = level;
-            self.undo_decrease();
-            self.grow(aggressive);
-            return false;
-        }
-        self.decrease(now, level);
-        true
-    }
-
-    /// The last decrease did not lower the loss: the window it cost is
-    /// given back (slow start included), as TCP undoes a spurious one.
-    fn undo_decrease(&mut self) {
-        let (cwnd, ssthresh) = self.before_decrease;
-        self.cwnd = self.cwnd.max(cwnd).min(self.ceiling);
-        self.ssthresh = self.ssthresh.max(ssthresh);
-    }
-
-    fn decrease(&mut self, now: Instant, level: f64) {
-        self.before_decrease = (self.cwnd, self.ssthresh);
         self.ssthresh = (self.cwnd / 2.0).max(self.floor).max(2.0);
         self.cwnd = (self.cwnd / 2.0).max(self.floor);
         self.last_decrease = Some(now);
-        self.level_at_decrease = Some(level);
+        self.level_at_decrease = Some(self.loss_level);
+        true
     }
 
     /// A probe timed out. Silence alone is no sign of congestion (a
@@ -576,31 +486,6 @@ mod tests {
     }
 
     #[test]
-    fn random_loss_whose_retries_answer_together_does_not_collapse_the_window() {
-        // 19% of tries lost (10% each way), at 100,000 answers a second;
-        // the retries of each 10 ms go out together after a timeout, so
-        // their answers come back as one clump of lost-flagged answers.
-        let t0 = Instant::now();
-        let timeout = Duration::from_millis(10);
-        let mut w = Window::new(10, 1, 4096);
-        let mut decreases = 0;
-        for tick in 0..200u64 {
-            let at = t0 + Duration::from_millis(tick * 10);
-            for i in 0..810u64 {
-                let now = at + Duration::from_nanos(i * 10_000);
-                decreases += usize::from(w.on_answer(false, now, timeout, false));
-            }
-            for i in 0..190u64 {
-                let now = at + Duration::from_micros(8_100) + Duration::from_nanos(i * 10_000);
-                decreases += usize::from(w.on_answer(true, now, timeout, false));
-            }
-        }
-        assert!(decreases <= 2, "{decreases} decreases");
-        // (Congestion avoidance grows it by one per window of answers.)
-        assert!(w.allowed() >= 500, "window {}", w.allowed());
-    }
-
-    #[test]
     fn congestion_after_random_loss_still_decreases() {
         let t0 = Instant::now();
         let timeout = Duration::from_millis(100);
@@ -613,10 +498,8 @@ mod tests {
         // Now every answer shows loss: well above the 10% baseline.
         let later = t0 + Duration::from_secs(10);
         let mut decreased = false;
-        // (over a whole probe timeout: a short clump of lost answers is
-        // how retries come back, not congestion).
         for i in 0..200u64 {
-            decreased |= w.on_answer(true, later + Duration::from_millis(i), timeout, false);
+            decreased |= w.on_answer(true, later + Duration::from_micros(i), timeout, false);
         }
         assert!(decreased);
         assert!(w.allowed() < before);
