@@ -120,3 +120,42 @@ fn broken_pipe_is_not_an_error() {
     assert!(status.success(), "{status}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_min_rate_that_a_small_scan_cannot_reach_is_reported_with_why() {
+    // Three ports at a million probes a second: the scan is over long
+    // before, with nothing left to send; the summary says so rather than
+    // letting the user believe the rate held.
+    let open = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = open.local_addr().unwrap().port();
+    let closed = closed_port(Ipv4Addr::LOCALHOST.into());
+    let json = scratch_dir().join("min-rate.jsonl");
+    let spec = format!(
+        "{port},{closed},{}",
+        closed_port(Ipv4Addr::LOCALHOST.into())
+    );
+    let out = crate::util::portolan(&[
+        "-sT",
+        "--min-rate",
+        "1000000",
+        "-p",
+        &spec,
+        "-oJ",
+        json.to_str().unwrap(),
+        "127.0.0.1",
+    ]);
+    let stdout = assert_success(&out);
+    assert!(
+        stdout.contains("--min-rate 1000000 was not reached")
+            && stdout.contains("nothing more to send"),
+        "{stdout}"
+    );
+    let run = read_jsonl(&json);
+    let missed = &run.summary.expect("summary line")["min_rate_missed"];
+    assert_eq!(missed["asked"], 1_000_000.0);
+    assert_eq!(missed["reason"], "nothing-to-send");
+    // Without --min-rate, nothing is said.
+    let plain = crate::util::portolan(&["-sT", "-p", &spec, "127.0.0.1"]);
+    assert!(!assert_success(&plain).contains("--min-rate"));
+    drop(open);
+}

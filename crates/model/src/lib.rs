@@ -34,8 +34,8 @@ pub use result::{
     Reason, Reply, ScanStats, ScriptOutput,
 };
 pub use scan::{
-    PacketStats, RateSample, SCHEMA_VERSION, ScanId, ScanInfo, ScanResults, ScanSummary, ScanType,
-    WallClock,
+    MinRateMissed, MinRateShortfall, PacketStats, RateSample, SCHEMA_VERSION, ScanId, ScanInfo,
+    ScanResults, ScanSummary, ScanType, WallClock,
 };
 pub use service::{PortService, ServiceInfo, ServiceMethod, TlsInfo};
 

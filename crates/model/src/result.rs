@@ -683,4 +683,8 @@ pub struct ScanStats {
     /// per source, bounded the scan.
     #[serde(default)]
     pub hosts_paced_globally: u64,
+    /// Times sending was behind `--min-rate` with nothing to send (every
+    /// probe left waited for its answer or its timeout).
+    #[serde(default)]
+    pub min_rate_starved: u64,
 }

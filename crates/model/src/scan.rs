@@ -167,6 +167,68 @@ pub struct ScanSummary {
     pub packets: Option<PacketStats>,
     /// Middleboxes told from the whole range (a transparent proxy).
     pub middleboxes: Vec<crate::RangeMiddlebox>,
+    /// `--min-rate` was asked and not reached, and why.
+    pub min_rate_missed: Option<MinRateMissed>,
+}
+
+/// `--min-rate` not reached: the rate asked, the rate over the scan, and
+/// why.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MinRateMissed {
+    /// Probes per second asked.
+    pub asked: f64,
+    /// Probes per second over the whole scan.
+    pub reached: f64,
+    /// Why.
+    pub reason: MinRateShortfall,
+}
+
+/// Why `--min-rate` was not reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum MinRateShortfall {
+    /// The scan had nothing more to send while behind: every probe left
+    /// was waiting for its answer or its timeout (a scan too small for the
+    /// rate, or its last retries).
+    NothingToSend,
+    /// There was work, and this machine did not send it fast enough.
+    SendingBound,
+}
+
+impl MinRateShortfall {
+    /// Says it in a sentence.
+    pub fn description(self) -> &'static str {
+        match self {
+            MinRateShortfall::NothingToSend => {
+                "the scan had nothing more to send at times (every probe left was waiting for its answer or its timeout)"
+            }
+            MinRateShortfall::SendingBound => "this machine did not send faster",
+        }
+    }
+}
+
+impl MinRateMissed {
+    /// The shortfall of a scan that asked for `asked` probes a second and
+    /// sent `sent` in `elapsed`, `starved` times with nothing to send;
+    /// `None` when it reached at least 95% of the rate.
+    pub fn judge(asked: Option<f64>, sent: u64, elapsed: Duration, starved: u64) -> Option<Self> {
+        let asked = asked.filter(|r| r.is_finite() && *r > 0.0)?;
+        let secs = elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            return None;
+        }
+        let reached = sent as f64 / secs;
+        (reached < asked * 0.95).then_some(MinRateMissed {
+            asked,
+            reached,
+            reason: if starved > 0 {
+                MinRateShortfall::NothingToSend
+            } else {
+                MinRateShortfall::SendingBound
+            },
+        })
+    }
 }
 
 /// Packet counters of a raw-packet scan.
@@ -371,6 +433,30 @@ impl ScanResults {
             interrupted: self.interrupted,
             packets: None,
             middleboxes: Vec::new(),
+            min_rate_missed: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_min_rate_shortfall_is_judged_with_its_reason() {
+        let second = Duration::from_secs(1);
+        assert_eq!(MinRateMissed::judge(None, 10, second, 0), None);
+        assert_eq!(MinRateMissed::judge(Some(1000.0), 990, second, 5), None);
+        let starved = MinRateMissed::judge(Some(1000.0), 10, second, 5).unwrap();
+        assert_eq!(
+            (starved.reached, starved.reason),
+            (10.0, MinRateShortfall::NothingToSend)
+        );
+        let bound = MinRateMissed::judge(Some(1000.0), 500, second, 0).unwrap();
+        assert_eq!(bound.reason, MinRateShortfall::SendingBound);
+        assert_eq!(
+            MinRateMissed::judge(Some(1000.0), 0, Duration::ZERO, 0),
+            None
+        );
     }
 }

@@ -34,13 +34,15 @@
 //!   `middlebox`, when one was found answering for the host:
 //!   `{"kind":"syn-proxy","services":[port...],"reset","checked","evidence"}`
 //!   (its `reset` ports read `closed`, reason `proxy-reset`);
-//! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?,"hosts_paced_globally"?,"middleboxes"?}`
+//! - `{"type":"summary","schema":3,"hosts":{"scanned","up"},"ports":{state: count},"elapsed_s","probes_sent","retransmissions","replies","late_replies","probes_per_s","interrupted","packets"?,"hosts_paced"?,"hosts_paced_globally"?,"middleboxes"?,"min_rate_missed"?}`
 //!   last (`hosts_paced`: hosts whose ICMP rate limit slowed their scan;
 //!   `hosts_paced_globally`: of those, scanned from several source
 //!   addresses, the hosts whose limit over all their errors, not the limit
 //!   per source, was the bound; `middleboxes`, when some were told from
 //!   the whole range:
 //!   `[{"kind":"transparent-proxy","proto","port","ttl","addresses","differing","sample":[addr...],"evidence"}]`;
+//!   `min_rate_missed`, when `--min-rate` was asked and not reached:
+//!   `{"asked","reached","reason":"nothing-to-send"|"sending-bound"}`;
 //!   `packets`:
 //!   `{"sent","received","ignored","dropped","sent_per_s"}`, `dropped`
 //!   counting the answers the kernel dropped for want of room in the
@@ -281,6 +283,8 @@ struct Summary<'a> {
     hosts_paced_globally: u64,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     middleboxes: &'a [portolan_model::RangeMiddlebox],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_rate_missed: Option<portolan_model::MinRateMissed>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -481,6 +485,7 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             hosts_paced: s.hosts_paced,
             hosts_paced_globally: s.hosts_paced_globally,
             middleboxes: &summary.middleboxes,
+            min_rate_missed: summary.min_rate_missed,
             packets: summary.packets.map(|p| Packets {
                 sent: p.sent,
                 received: p.received,

@@ -430,6 +430,15 @@ impl<W: Write> Sink for NormalSink<W> {
                 }
             )?;
         }
+        if let Some(m) = summary.min_rate_missed {
+            writeln!(
+                self.out,
+                "--min-rate {:.0} was not reached ({:.0} probes/s over the scan): {}",
+                m.asked,
+                m.reached,
+                m.reason.description()
+            )?;
+        }
         if self.file {
             writeln!(self.out, "{}", crate::done_trailer(summary))?;
         }
@@ -541,6 +550,7 @@ mod tests {
                     dropped,
                 }),
                 middleboxes: Vec::new(),
+                min_rate_missed: None,
             };
             let mut sink = NormalSink::new(Vec::new(), OutputOptions::default());
             sink.end(&summary).unwrap();

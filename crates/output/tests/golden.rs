@@ -151,6 +151,7 @@ fn scan() -> Scan {
             interrupted: false,
             packets: None,
             middleboxes: Vec::new(),
+            min_rate_missed: None,
         },
     }
 }

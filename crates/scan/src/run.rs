@@ -301,13 +301,26 @@ pub(crate) fn run(
     for (count, delta) in stats.ports_by_state.iter_mut().zip(emitter.delta) {
         *count = count.saturating_add_signed(delta);
     }
+    let elapsed = start.elapsed();
+    let interrupted = stop.is_stopped();
+    let min_rate_missed = if interrupted {
+        None
+    } else {
+        portolan_model::MinRateMissed::judge(
+            config.timing.min_rate,
+            stats.probes_sent,
+            elapsed,
+            stats.min_rate_starved,
+        )
+    };
     let summary = ScanSummary {
         stats,
-        elapsed: start.elapsed(),
+        elapsed,
         end: SystemTime::now(),
-        interrupted: stop.is_stopped(),
+        interrupted,
         packets,
         middleboxes: emitter.ranges.findings(),
+        min_rate_missed,
     };
     emitter.sink.event(Event::Finished(&summary));
     if let Some(rt) = own_runtime {

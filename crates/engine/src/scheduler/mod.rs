@@ -690,6 +690,17 @@ impl Scheduler {
         if !forced && self.in_flight >= self.window.allowed() {
             return None;
         }
+        let probe = self.poll_fresh_or_queued(now, forced);
+        if probe.is_none() && forced && !self.interrupted {
+            self.stats.min_rate_starved += 1;
+        }
+        probe
+    }
+
+    /// The next retry, deferred first try or first try the order hands
+    /// out, if one may go now (`forced`: past the windows, behind
+    /// `--min-rate`).
+    fn poll_fresh_or_queued(&mut self, now: Instant, forced: bool) -> Option<Probe> {
         while let Some(&Reverse((due, h))) = self.delayed.peek() {
             if due > now {
                 break;
