@@ -233,69 +233,36 @@ impl RttEstimator {
 ///
 /// Grows by one per answer in slow start and by one (two when aggressive)
 /// per window in congestion avoidance. Answers that needed a
-/// retransmission are evidence of loss, judged over periods of a probe
-/// timeout (at least [`Window::PERIOD_ANSWERS`] answers; retries go out
-/// together after a timeout and come back together, so a moving average
-/// over answers swings past any margin under plain random loss). A
-/// period whose share of lost tries is above the baseline by more than
-/// chance explains (three standard deviations of that many coin flips, at
-/// least [`Window::MARGIN`]) starts a trial: the window halves, and keeps
-/// halving each period while the loss stays, until our send rate has
-/// really dropped (when the machine, not the window, bounds the rate,
-/// halving changes nothing yet). Then the answers tell:
+/// retransmission are evidence of loss; the window halves on it at most
+/// once per probe timeout, and only while backing off helps:
 ///
-/// - if they fell with the sends and the share of lost tries stayed, the
-///   loss is the path's at any rate (a lossy link): that share becomes
-///   the baseline, the window is given back as it was before the trial,
-///   and the scan keeps its speed;
-/// - if they held up while the sends fell, or the share of lost tries
-///   fell with the rate, we were sending past what the path or the
-///   target carries (a bottleneck, a target that limits its resets): the
-///   window stays down, and keeps following the loss.
+/// - it keeps a moving average of the share of answers that needed a
+///   retransmission (the loss level) and a baseline of the level that
+///   does not depend on the sending rate;
+/// - it decreases only when the level is above the baseline;
+/// - if a decrease did not bring the level down by the next chance to
+///   decrease, the loss is not caused by our rate (a lossy link, not a
+///   congested one): the level becomes the baseline and the window grows
+///   again. Under random loss of any amount the scan keeps its speed;
+///   under congestion, loss rises with the rate and the window follows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
     cwnd: f64,
     ssthresh: f64,
     floor: f64,
     ceiling: f64,
+    last_decrease: Option<Instant>,
     loss_level: f64,
-    /// The share of lost tries known to be the path's, at any rate.
     baseline: f64,
-    period: Period,
-    trial: Option<Trial>,
-}
-
-/// What one period saw.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Period {
-    start: Option<Instant>,
-    sent: u32,
-    answers: u32,
-    lost: u32,
-}
-
-/// A backing-off in progress: the window before it, and the rates of the
-/// period that started it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Trial {
-    window: (f64, f64),
-    send_rate: f64,
-    answer_rate: f64,
-    level: f64,
+    level_at_decrease: Option<f64>,
 }
 
 impl Window {
-    /// Weight of one answer in the reported loss level's moving average.
+    /// Weight of one answer in the loss level's moving average.
     const LEVEL_WEIGHT: f64 = 1.0 / 32.0;
-    /// How far above the baseline a period's loss must be, at least.
+    /// How far above the baseline the loss level must be to decrease.
     const MARGIN: f64 = 0.05;
-    /// Answers a period needs before it is judged.
-    pub const PERIOD_ANSWERS: u32 = 32;
-    /// A trial's send rate must fall below this share of where it started
-    /// before the answers are read.
-    const RATE_DROPPED: f64 = 0.75;
-    /// A loss share that falls below this share of where a trial started
-    /// came from our rate.
+    /// How much a decrease must lower the loss level to count as helping.
     const HELPED: f64 = 0.8;
 
     /// A window starting at `initial`, never below `floor` nor above
@@ -308,10 +275,10 @@ impl Window {
             ssthresh: ceiling,
             floor,
             ceiling,
+            last_decrease: None,
             loss_level: 0.0,
             baseline: 0.0,
-            period: Period::default(),
-            trial: None,
+            level_at_decrease: None,
         }
     }
 
@@ -320,22 +287,9 @@ impl Window {
         self.cwnd as u32
     }
 
-    /// Whether a trial showed the losses seen to be the path's, at any
-    /// rate.
-    pub fn loss_is_random(&self) -> bool {
-        self.baseline > 0.0
-    }
-
     /// The share of recent answers that needed a retransmission.
     pub fn loss_level(&self) -> f64 {
         self.loss_level
-    }
-
-    /// How far above `baseline` a share of `n` coin flips may land by
-    /// chance.
-    fn noise_margin(baseline: f64, n: u32) -> f64 {
-        let variance = baseline * (1.0 - baseline) / f64::from(n.max(1));
-        (3.0 * variance.sqrt()).max(Self::MARGIN)
     }
 
     fn grow(&mut self, aggressive: bool) {
@@ -348,19 +302,9 @@ impl Window {
         self.cwnd = self.cwnd.min(self.ceiling);
     }
 
-    fn halve(&mut self) {
-        self.ssthresh = (self.cwnd / 2.0).max(self.floor).max(2.0);
-        self.cwnd = (self.cwnd / 2.0).max(self.floor);
-    }
-
-    /// A probe left (the trials compare send rates).
-    pub fn on_sent(&mut self) {
-        self.period.sent = self.period.sent.saturating_add(1);
-    }
-
     /// An answer arrived; `lost` says an earlier try of the same probe
-    /// went unanswered. `interval` is the probe timeout, the shortest
-    /// period. Returns whether the window decreased.
+    /// went unanswered. `interval` is the probe timeout. Returns whether
+    /// the window decreased.
     pub fn on_answer(
         &mut self,
         lost: bool,
@@ -370,64 +314,34 @@ impl Window {
     ) -> bool {
         let sample = if lost { 1.0 } else { 0.0 };
         self.loss_level += (sample - self.loss_level) * Self::LEVEL_WEIGHT;
-        self.period.answers = self.period.answers.saturating_add(1);
-        self.period.lost += u32::from(lost);
-        if !lost || (self.trial.is_none() && self.loss_is_random()) {
+        if !lost {
             self.grow(aggressive);
-        }
-        let start = *self.period.start.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed < interval || self.period.answers < Self::PERIOD_ANSWERS {
             return false;
         }
-        let p = std::mem::take(&mut self.period);
-        self.period.start = Some(now);
-        let secs = elapsed.as_secs_f64().max(1e-6);
-        let level = f64::from(p.lost) / f64::from(p.answers);
-        let send_rate = f64::from(p.sent) / secs;
-        let answer_rate = f64::from(p.answers) / secs;
-        let above = level > self.baseline + Self::noise_margin(self.baseline, p.answers);
-        let now_rates = Trial {
-            window: (self.cwnd, self.ssthresh),
-            send_rate,
-            answer_rate,
-            level,
-        };
-        let Some(trial) = self.trial.take() else {
-            if above {
-                self.trial = Some(now_rates);
-                self.halve();
-            }
-            return above;
-        };
-        if send_rate > trial.send_rate * Self::RATE_DROPPED {
-            // The window does not bind the rate yet: back off further
-            // while the loss stays.
-            if above {
-                self.trial = Some(trial);
-                self.halve();
-            }
-            return above;
-        }
-        // Answers that fell with the sends would now come at this rate,
-        // and as many of them would need a retransmission.
-        let if_random = trial.answer_rate * send_rate / trial.send_rate;
-        let fell_with_sends = answer_rate < (trial.answer_rate + if_random) / 2.0;
-        let loss_held = level > trial.level * Self::HELPED;
-        if fell_with_sends && loss_held {
-            // They did: the loss is the path's, whatever we send.
-            self.baseline = self.baseline.max(level);
-            self.cwnd = self.cwnd.max(trial.window.0).min(self.ceiling);
-            self.ssthresh = self.ssthresh.max(trial.window.1);
+        if self
+            .last_decrease
+            .is_some_and(|last| now.saturating_duration_since(last) < interval)
+        {
             return false;
         }
-        // They held up: we sent past what the path or the target
-        // carries. The window stays down, and follows the loss.
-        if above {
-            self.trial = Some(now_rates);
-            self.halve();
+        if self.loss_level <= self.baseline + Self::MARGIN {
+            self.grow(aggressive);
+            return false;
         }
-        above
+        if let Some(before) = self.level_at_decrease.take()
+            && self.loss_level > before * Self::HELPED
+        {
+            // Backing off did not lower the loss: it does not come from
+            // our rate.
+            self.baseline = self.loss_level;
+            self.grow(aggressive);
+            return false;
+        }
+        self.ssthresh = (self.cwnd / 2.0).max(self.floor).max(2.0);
+        self.cwnd = (self.cwnd / 2.0).max(self.floor);
+        self.last_decrease = Some(now);
+        self.level_at_decrease = Some(self.loss_level);
+        true
     }
 
     /// A probe timed out. Silence alone is no sign of congestion (a
@@ -532,120 +446,63 @@ mod tests {
         );
     }
 
-    /// A link for the window's tests, in steps of a millisecond: the
-    /// scanner sends what the window allows (in-flight probes are held
-    /// `hold` on average) up to `cpu` probes a second; `lost` of the
-    /// tries are lost at random, and the target answers at most `limit`
-    /// a second (what it cuts is retried, and its answer needs a
-    /// retransmission). Returns the decreases.
-    struct Link {
-        cpu: f64,
-        hold: Duration,
-        lost: f64,
-        limit: f64,
-    }
-
-    impl Link {
-        fn drive(&self, w: &mut Window, from: Instant, millis: u64) -> usize {
-            let timeout = Duration::from_millis(100);
-            let mut decreases = 0;
-            let mut carry = (0.0, 0.0);
-            let mut pending = 0u64;
-            for ms in 0..millis {
-                let now = from + Duration::from_millis(ms);
-                let rate = self
-                    .cpu
-                    .min(f64::from(w.allowed()) / self.hold.as_secs_f64());
-                let sends = rate / 1000.0 + carry.0;
-                carry.0 = sends.fract();
-                for _ in 0..sends as u64 {
-                    w.on_sent();
-                }
-                let reaching = (sends.trunc() * (1.0 - self.lost)).min(self.limit / 1000.0);
-                let answers = reaching + carry.1;
-                carry.1 = answers.fract();
-                let n = answers as u64;
-                // The share of answers that needed a retransmission: what
-                // the loss and the limit cut. Retries go out together
-                // after a timeout, so those answers come back in a clump
-                // every 10 ms.
-                let cut = 1.0 - reaching / sends.trunc().max(1.0);
-                let retried = (n as f64 * cut).round() as u64;
-                for _ in retried..n {
-                    decreases += usize::from(w.on_answer(false, now, timeout, false));
-                }
-                pending += retried;
-                if ms % 10 == 9 {
-                    for _ in 0..std::mem::take(&mut pending) {
-                        decreases += usize::from(w.on_answer(true, now, timeout, false));
-                    }
-                }
-            }
-            decreases
+    #[test]
+    fn window_halves_once_per_timeout_while_it_helps() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(100);
+        let mut w = Window::new(10, 1, 1000);
+        for _ in 0..90 {
+            w.on_answer(false, t0, timeout, false);
         }
+        assert_eq!(w.allowed(), 100);
+        // A burst of losses: one decrease per timeout.
+        let mut decreases = 0;
+        for i in 0..10 {
+            decreases +=
+                usize::from(w.on_answer(true, t0 + Duration::from_millis(i), timeout, false));
+        }
+        assert_eq!((decreases, w.allowed()), (1, 50));
+        // The losses stop (the decrease helped): the window grows again.
+        for _ in 0..200 {
+            w.on_answer(false, t0 + Duration::from_millis(50), timeout, false);
+        }
+        assert!(w.allowed() > 50);
+        assert!(w.loss_level() < 0.01);
     }
 
     #[test]
-    fn random_loss_is_told_from_a_limit_and_the_window_given_back() {
-        // 19% of tries lost (10% each way), the machine sending 150,000
-        // a second: backing off lowers the answers as much as the sends,
-        // so the loss is the path's and the window comes back.
+    fn random_loss_does_not_collapse_the_window() {
+        // Half of all answers needed a retransmission, whatever the rate.
         let t0 = Instant::now();
-        let link = Link {
-            cpu: 150_000.0,
-            hold: Duration::from_millis(5),
-            lost: 0.19,
-            limit: f64::INFINITY,
-        };
-        let mut w = Window::new(4096, 1, 4096);
-        let decreases = link.drive(&mut w, t0, 3000);
-        assert!(w.loss_is_random());
-        assert!(decreases <= 4, "{decreases} decreases");
-        assert!(w.allowed() >= 2048, "window {}", w.allowed());
+        let timeout = Duration::from_millis(100);
+        let mut w = Window::new(10, 1, 4096);
+        let mut decreases = 0;
+        for i in 0..20_000u64 {
+            let now = t0 + Duration::from_micros(i * 100);
+            decreases += usize::from(w.on_answer(i % 2 == 0, now, timeout, false));
+        }
+        assert!(decreases <= 3, "{decreases} decreases");
+        assert!(w.allowed() >= 100, "window {}", w.allowed());
     }
 
     #[test]
-    fn a_target_that_limits_its_answers_keeps_the_window_down() {
-        // A target that resets at most 2,000 ports a second: backing off
-        // does not lower the answers, so the window follows the loss down.
+    fn congestion_after_random_loss_still_decreases() {
         let t0 = Instant::now();
-        let link = Link {
-            cpu: 150_000.0,
-            hold: Duration::from_millis(5),
-            lost: 0.0,
-            limit: 2_000.0,
-        };
-        let mut w = Window::new(4096, 1, 4096);
-        let decreases = link.drive(&mut w, t0, 3000);
-        assert!(!w.loss_is_random());
-        assert!(decreases >= 5, "{decreases} decreases");
-        assert!(w.allowed() <= 64, "window {}", w.allowed());
-    }
-
-    #[test]
-    fn a_limit_behind_random_loss_still_brings_the_window_down() {
-        let t0 = Instant::now();
-        let mut w = Window::new(4096, 1, 4096);
-        let lossy = Link {
-            cpu: 150_000.0,
-            hold: Duration::from_millis(5),
-            lost: 0.19,
-            limit: f64::INFINITY,
-        };
-        lossy.drive(&mut w, t0, 2000);
-        assert!(w.loss_is_random());
+        let timeout = Duration::from_millis(100);
+        let mut w = Window::new(10, 1, 4096);
+        for i in 0..20_000u64 {
+            let now = t0 + Duration::from_micros(i * 100);
+            w.on_answer(i % 10 == 0, now, timeout, false);
+        }
         let before = w.allowed();
-        let limited = Link {
-            limit: 2_000.0,
-            ..lossy
-        };
-        let decreases = limited.drive(&mut w, t0 + Duration::from_secs(2), 3000);
-        assert!(decreases >= 3, "{decreases} decreases");
-        assert!(
-            w.allowed() < before / 8,
-            "window {} from {before}",
-            w.allowed()
-        );
+        // Now every answer shows loss: well above the 10% baseline.
+        let later = t0 + Duration::from_secs(10);
+        let mut decreased = false;
+        for i in 0..200u64 {
+            decreased |= w.on_answer(true, later + Duration::from_micros(i), timeout, false);
+        }
+        assert!(decreased);
+        assert!(w.allowed() < before);
     }
 
     #[test]

@@ -857,20 +857,11 @@ impl Scheduler {
             self.rechecks
                 .push(Reverse((now + early, entry.host, host.serial, now)));
         }
+        let host_timeout = host.rtt.timeout(&self.timing, global_timeout);
         // An answer to a retransmission shows an earlier try was lost.
         let lost = entry.try_no > 0;
-        // The windows judge loss over periods of an early try's timeout:
-        // a target that limits its answers must be met within a port's
-        // tries, not after them.
-        let early = self.timing.early_rtt_timeout;
-        let host_period = host
-            .rtt
-            .timeout_with_floor(&self.timing, early, global_timeout);
-        let global_period = self
-            .global_rtt
-            .timeout_with_floor(&self.timing, early, initial);
-        let a = host.window.on_answer(lost, now, host_period, aggressive);
-        let b = self.window.on_answer(lost, now, global_period, aggressive);
+        let a = host.window.on_answer(lost, now, host_timeout, aggressive);
+        let b = self.window.on_answer(lost, now, global_timeout, aggressive);
         if a || b {
             self.stats.window_decreases += 1;
         }
@@ -1480,10 +1471,6 @@ impl Scheduler {
             self.stats.retransmissions += 1;
         }
         self.rate.on_sent();
-        self.window.on_sent();
-        if let Some(host) = self.hosts[h as usize].as_mut() {
-            host.window.on_sent();
-        }
         Probe {
             id,
             addr,

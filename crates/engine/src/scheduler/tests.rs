@@ -219,7 +219,7 @@ fn every_pair_is_resolved_once_with_its_evidence() {
 }
 
 #[test]
-fn lost_first_tries_are_recovered() {
+fn lost_first_tries_are_recovered_and_slow_the_window() {
     // Every port's first try is lost once for ports divisible by 7.
     let mut seen: HashSet<(IpAddr, u16)> = HashSet::new();
     let run = simulate(
@@ -239,6 +239,7 @@ fn lost_first_tries_are_recovered() {
             .iter()
             .all(|((_, p), o)| o.tries == if p % 7 == 0 { 2 } else { 1 })
     );
+    assert!(run.stats.window_decreases >= 1);
 }
 
 #[test]
