@@ -236,7 +236,13 @@ fn read_files(
     out: &mut dyn Write,
 ) -> Result<(), Stopped> {
     for path in paths {
-        let read = read_capture(path, |p| session.packet(p.linktype, p.ts_ns, p.data));
+        let read = read_capture(path, |p| {
+            session.packet(p.linktype, p.ts_ns, p.data);
+            // Written as decided: a long capture's alerts are not held.
+            if session.detector.has_alerts() {
+                session.emit(out);
+            }
+        });
         let stats = match read {
             Ok(stats) => stats,
             Err(e) => {

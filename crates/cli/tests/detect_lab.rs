@@ -745,3 +745,259 @@ fn lab_sweep_split_over_four_sources_is_one_distributed_alert_with_all_four() {
         );
     }
 }
+
+/// Starts tcpdump in every host of `hosts`, files named `prefix`N.pcap.
+fn capture_each(
+    hosts: &[portolan_lab::Host],
+    dir: &Path,
+    prefix: &str,
+) -> (Vec<PathBuf>, Vec<portolan_lab::Daemon>) {
+    let pcaps: Vec<PathBuf> = (0..hosts.len())
+        .map(|i| dir.join(format!("{prefix}{i}.pcap")))
+        .collect();
+    let daemons = hosts
+        .iter()
+        .zip(&pcaps)
+        .map(|(h, f)| capture(h.namespace(), f))
+        .collect();
+    (pcaps, daemons)
+}
+
+/// Stops the captures and runs the detector on them.
+fn detect_captures(
+    pcaps: &[PathBuf],
+    tcpdumps: Vec<portolan_lab::Daemon>,
+) -> (Output, Vec<serde_json::Value>) {
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdumps);
+    let files: Vec<&Path> = pcaps.iter().map(PathBuf::as_path).collect();
+    detect(&files)
+}
+
+#[test]
+fn lab_ping_sweeps_of_live_hosts_by_nmap_and_portolan_are_horizontal_over_icmp() {
+    let lab = lab_or_skip!(Lab::builder().segment(12).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let hosts = segment.hosts();
+    let targets: Vec<String> = hosts.iter().map(|h| h.ipv4().to_string()).collect();
+    let dir = scratch_dir();
+    // Echo requests only (no ARP discovery, which the detector does not
+    // read), every host alive and answering.
+    let sweeps: [(&str, Vec<&str>); 2] = [
+        ("nmap", vec!["-sn", "-PE", "--disable-arp-ping", "-n"]),
+        (
+            portolan_bin().to_str().unwrap(),
+            vec!["-sn", "-PE", "--disable-arp-ping", "--no-progress"],
+        ),
+    ];
+    for (i, (tool, args)) in sweeps.iter().enumerate() {
+        let (pcaps, tcpdumps) = capture_each(hosts, &dir, &format!("ping{i}-"));
+        let out = lab
+            .scanner()
+            .command(tool)
+            .args(args)
+            .args(&targets)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sweep: Vec<&serde_json::Value> = alerts
+            .iter()
+            .filter(|a| a["source"] == segment.scanner_ipv4().to_string())
+            .collect();
+        assert_eq!(sweep.len(), 1, "{tool}: {alerts:?}");
+        let a = sweep[0];
+        assert_eq!(a["kind"], "horizontal", "{tool}: {a}");
+        assert_eq!(a["proto"], "icmp", "{tool}: {a}");
+        assert_eq!(a["decided_by"], "echo-sweep", "{tool}: {a}");
+        assert_eq!(a["failures"], 0, "{tool}: every host answered: {a}");
+        assert_eq!(a["targets"], 10, "{tool}: decided at the tenth host: {a}");
+        assert!(alerts.len() == 1, "{tool}: {alerts:?}");
+    }
+}
+
+/// Rewrites `input`'s timestamps as if `scanner`'s probes had left
+/// `gap_us` apart (nmap `-T0`: 5 minutes, `-T1`: 15 s): every packet keeps
+/// its offset from the latest probe before it. Returns the new file.
+fn stretch(input: &Path, output: &Path, scanner: std::net::IpAddr, gap_us: u64) -> PathBuf {
+    use portolan_detect::write::{pcap_header, pcap_record};
+    let mut records: Vec<(u32, u64, Vec<u8>)> = Vec::new();
+    portolan_detect::read_capture(input, |p| {
+        records.push((p.linktype, p.ts_ns / 1000, p.data.to_vec()));
+    })
+    .expect("read the fast capture");
+    let link = records
+        .first()
+        .map_or(portolan_detect::decode::linktype::RAW, |r| r.0);
+    let mut buf = Vec::new();
+    pcap_header(&mut buf, link);
+    let (mut slot, mut probe_ts, mut first) = (None::<u64>, 0u64, None::<u64>);
+    for (linktype, ts, data) in &records {
+        let probe = portolan_detect::decode(*linktype, *ts * 1000, data)
+            .is_some_and(|e| e.src == scanner && e.kind == portolan_detect::EventKind::Attempt);
+        if probe {
+            slot = Some(slot.map_or(0, |k| k + 1));
+            probe_ts = *ts;
+        }
+        let start = *first.get_or_insert(*ts);
+        let at = match slot {
+            Some(k) => start + k * gap_us + ts.saturating_sub(probe_ts),
+            None => *ts,
+        };
+        pcap_record(&mut buf, at, data);
+    }
+    std::fs::write(output, buf).expect("write the stretched capture");
+    output.to_path_buf()
+}
+
+#[test]
+fn lab_nmap_t0_and_t1_paces_rewritten_from_a_fast_capture_are_still_vertical_with_their_decision_time()
+ {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let target = lab.host(0);
+    let _open = target.listen_tcp([29]).unwrap();
+    let dir = scratch_dir();
+    let fast = dir.join("fast.pcap");
+    let tcpdump = capture(target.namespace(), &fast);
+    // One probe at a time, as -T0 and -T1 send them, only faster: ports
+    // 20-28 closed, 29 open.
+    let scan = lab
+        .scanner()
+        .command("nmap")
+        .args(["-sS", "-Pn", "-n", "-T4", "--max-parallelism", "1"])
+        .args(["--max-retries", "0", "-p", "20-29"])
+        .arg(target.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&scan);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdump);
+    let scanner = std::net::IpAddr::V4(target.scanner_ipv4());
+    for (pace, gap_s) in [("T0", 300u64), ("T1", 15)] {
+        let slow = stretch(
+            &fast,
+            &dir.join(format!("{pace}.pcap")),
+            scanner,
+            gap_s * 1_000_000,
+        );
+        let (out, alerts) = detect(&[&slow]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{pace}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let a = alerts
+            .iter()
+            .find(|a| a["kind"] == "vertical" && a["source"] == scanner.to_string())
+            .unwrap_or_else(|| panic!("{pace} not flagged: {alerts:?}"));
+        assert_eq!(a["target"], target.ipv4().to_string());
+        // The fifth refused port: four gaps after the first probe.
+        let took = a["decided_at"].as_f64().unwrap() - a["first_seen"].as_f64().unwrap();
+        let want = 4.0 * gap_s as f64;
+        assert!(
+            took >= want && took < want + 2.0,
+            "{pace}: decided {took:.1} s after the first probe, {want} s expected: {a}"
+        );
+        assert_eq!(a["probes"], 5, "{pace}: {a}");
+    }
+}
+
+/// A DNS query for `name` (type A, class IN) with id `id`, as printf
+/// escapes.
+fn dns_query(id: u16, name: &str) -> String {
+    let mut bytes = vec![(id >> 8) as u8, id as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        bytes.push(label.len() as u8);
+        bytes.extend_from_slice(label.as_bytes());
+    }
+    bytes.extend_from_slice(&[0, 0, 1, 0, 1]);
+    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+}
+
+#[test]
+fn lab_benign_dns_ssh_and_peer_to_peer_clients_are_not_flagged() {
+    let lab = lab_or_skip!(Lab::builder().segment(12).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let hosts = segment.hosts();
+    let dir = scratch_dir();
+    let (resolver, ssh_server, dns_client, ssh_client, peer) =
+        (&hosts[0], &hosts[1], &hosts[2], &hosts[3], &hosts[4]);
+    let _dnsmasq = portolan_lab::daemons::dnsmasq(resolver, &dir).unwrap();
+    let _sshd = portolan_lab::daemons::sshd(ssh_server, &dir).unwrap();
+    // The peers: most hosts take connections on 6881; two do not.
+    let listeners: Vec<_> = hosts[5..]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i % 4 != 1)
+        .map(|(_, h)| h.listen_tcp([6881]).unwrap())
+        .collect();
+    let (pcaps, tcpdumps) = capture_each(hosts, &dir, "benign");
+    // 200 DNS queries to the one resolver, each from a new socket.
+    let queries: String = (0..200u16)
+        .map(|i| {
+            format!(
+                "exec 3<>/dev/udp/{}/53; printf '{}' >&3; read -t 1 -N 1 _ <&3; exec 3<&-\n",
+                resolver.ipv4(),
+                dns_query(i, &format!("host{i}.lab.test"))
+            )
+        })
+        .collect();
+    let out = dns_client
+        .command("bash")
+        .arg("-c")
+        .arg(&queries)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    // Ten SSH logins refused (no key): full TCP sessions with banners.
+    for _ in 0..10 {
+        let _ = ssh_client
+            .command("timeout")
+            .args(["-k", "2", "10", "ssh", "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .arg(format!("nobody@{}", ssh_server.ipv4()))
+            .arg("true")
+            .output()
+            .unwrap();
+    }
+    // A peer-to-peer client: every other host's 6881, most answer.
+    let contacts: String = hosts[5..]
+        .iter()
+        .map(|h| {
+            format!(
+                "(exec 3<>/dev/tcp/{}/6881 && exec 3>&-) 2>/dev/null; ",
+                h.ipv4()
+            )
+        })
+        .collect();
+    let out = peer
+        .command("bash")
+        .arg("-c")
+        .arg(format!("for round in 1 2 3; do {contacts} done; true"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    drop(listeners);
+    let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "benign traffic flagged: {alerts:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The traffic was seen: the DNS client's 200 queries were read.
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(!summary.contains(" 0 packets read"), "{summary}");
+}

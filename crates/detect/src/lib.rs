@@ -1,8 +1,9 @@
 //! Portolan's scan detector: capture readers ([`capture`]), a packet →
 //! flow-event decoder sharing `portolan-wire`'s parsers ([`decode`](mod@decode)), and
 //! sans-IO detectors driven by packet timestamps ([`detector`], with
-//! [`trw`] for Threshold Random Walk and [`group`] for distributed and
-//! decoy scans). The library never prints: it
+//! [`trw`] for Threshold Random Walk, [`pairs`] for what each source did
+//! to each host in fixed memory, and [`group`] for distributed and decoy
+//! scans). The library never prints: it
 //! returns [`Alert`]s and a summary; the binary writes them.
 
 pub mod alert;
@@ -11,6 +12,7 @@ pub mod decode;
 pub mod detector;
 mod error;
 pub mod group;
+pub mod pairs;
 pub mod traits;
 pub mod trw;
 pub mod watch;
