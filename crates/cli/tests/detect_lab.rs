@@ -6,7 +6,8 @@
 //! exit codes on synthetic and broken files; live capture; split and
 //! decoy scans; ping sweeps of live hosts (nmap and Portolan `-sn -PE`);
 //! nmap `-T0`/`-T1`, made by stretching a fast one-probe-at-a-time
-//! capture's timestamps to their pace; and benign DNS, SSH and
+//! capture's timestamps to their pace; masscan, ZMap, Portolan `-sU` and
+//! `-sY` sweeps of a routed range; and benign DNS, SSH and
 //! peer-to-peer clients on a segment, never flagged.
 
 use std::net::Ipv4Addr;
@@ -1021,4 +1022,146 @@ fn lab_benign_dns_ssh_and_peer_to_peer_clients_are_not_flagged() {
     );
     // The traffic was there: the resolver answered every query.
     assert_eq!(dns_answers(&pcaps[0], resolver.ipv4()), 200);
+}
+
+/// The MAC address of `interface` in `namespace`.
+fn mac_of(namespace: &portolan_lab::Namespace, interface: &str) -> String {
+    let text = namespace.ip(&["-o", "link", "show", interface]).unwrap();
+    text.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC address: {text}"))
+        .to_string()
+}
+
+#[test]
+fn lab_masscan_zmap_udp_and_sctp_sweeps_of_a_routed_range_are_horizontal_with_their_protocol() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let gateway = lab.host(0);
+    // A /26 of the half of the lab's /15 without the scanner's link,
+    // routed to the host, which takes every address in it as its own:
+    // 64 live machines with nothing listening (RST, port and protocol
+    // unreachables).
+    let link = gateway.ipv4().octets()[1];
+    let range = format!("198.{}.77.0/26", if link == 18 { 19 } else { 18 });
+    lab.route_range_to(gateway, &range).unwrap();
+    let dir = scratch_dir();
+    let scanner_ip = gateway.scanner_ipv4().to_string();
+    let scanner_mac = mac_of(lab.scanner(), gateway.scanner_interface());
+    let gateway_mac = mac_of(gateway.namespace(), gateway.interface());
+    let blocklist = dir.join("empty-blocklist");
+    std::fs::write(&blocklist, "").unwrap();
+    let blocklist = blocklist.to_str().unwrap().to_string();
+    // masscan and ZMap send from their own stacks (given the link's
+    // addresses); they may wait for late answers, so a timeout ends them.
+    let sweeps: Vec<(&str, &str, Vec<String>)> = vec![
+        (
+            "masscan",
+            "tcp",
+            [
+                "timeout", "-k", "2", "20", "masscan", "-p", "80", "--rate", "2000", "-e",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                gateway.scanner_interface().to_string(),
+                "--adapter-ip".into(),
+                scanner_ip.clone(),
+                "--adapter-mac".into(),
+                scanner_mac.clone(),
+                "--router-mac".into(),
+                gateway_mac.clone(),
+                "--wait".into(),
+                "1".into(),
+                range.clone(),
+            ])
+            .collect(),
+        ),
+        (
+            "zmap",
+            "tcp",
+            [
+                "timeout", "-k", "2", "20", "zmap", "-p", "80", "-r", "2000", "-i",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                gateway.scanner_interface().to_string(),
+                "-S".into(),
+                scanner_ip.clone(),
+                "-G".into(),
+                gateway_mac.clone(),
+                "-b".into(),
+                blocklist.clone(),
+                "-c".into(),
+                "1".into(),
+                "-q".into(),
+                "--disable-syslog".into(),
+                "-o".into(),
+                "/dev/null".into(),
+                range.clone(),
+            ])
+            .collect(),
+        ),
+        (
+            "portolan -sU",
+            "udp",
+            [portolan_bin(), "-sU", "-Pn", "-p", "161", "--no-progress"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([range.clone()])
+                .collect(),
+        ),
+        (
+            "portolan -sY",
+            "sctp",
+            [portolan_bin(), "-sY", "-Pn", "-p", "38412", "--no-progress"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([range.clone()])
+                .collect(),
+        ),
+    ];
+    for (i, (tool, proto, argv)) in sweeps.iter().enumerate() {
+        let (pcaps, tcpdumps) =
+            capture_each(std::slice::from_ref(gateway), &dir, &format!("sweep{i}-"));
+        let out = lab
+            .scanner()
+            .command(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap();
+        // masscan and ZMap may be ended by the timeout (124) once sent.
+        assert!(
+            matches!(out.status.code(), Some(0 | 124)),
+            "{tool}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let a = alerts
+            .iter()
+            .find(|a| a["source"] == scanner_ip)
+            .unwrap_or_else(|| panic!("{tool} not flagged: {alerts:?}"));
+        assert_eq!(a["kind"], "horizontal", "{tool}: {a}");
+        assert_eq!(a["proto"], *proto, "{tool}: {a}");
+        assert_eq!(a["decided_by"], "trw", "{tool}: {a}");
+        assert!(a["decision_step"].as_u64() <= Some(5), "{tool}: {a}");
+        if *tool == "masscan" {
+            assert!(
+                a["traits"].to_string().contains("masscan-syn"),
+                "{tool}: {a}"
+            );
+        }
+        assert!(
+            alerts.iter().all(|a| a["source"] == scanner_ip),
+            "{tool}: {alerts:?}"
+        );
+    }
 }
