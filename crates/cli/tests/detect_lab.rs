@@ -1165,3 +1165,46 @@ fn lab_masscan_zmap_udp_and_sctp_sweeps_of_a_routed_range_are_horizontal_with_th
         );
     }
 }
+
+#[test]
+fn an_allowlist_file_labels_its_scanners_and_a_bad_line_is_a_usage_error_naming_it() {
+    let dir = scratch_dir();
+    let sweep: Vec<_> = (1..=10)
+        .map(|h| tcp4([198, 18, 0, 1], [198, 18, 1, h], 23, 0x02))
+        .collect();
+    let scanned = write_pcap(&dir, "sweep.pcap", &sweep);
+    let run = |list: &str| {
+        let file = dir.join("allow.txt");
+        std::fs::write(&file, list).unwrap();
+        Command::new(portolan_bin())
+            .args(["detect", "--allowlist-file"])
+            .arg(&file)
+            .arg("--pcap")
+            .arg(&scanned)
+            .output()
+            .unwrap()
+    };
+    let out = run("# our audit scanners\n\n198.18.0.0/29   # audit\nfd00::5\n");
+    assert_eq!(out.status.code(), Some(1), "labelled, still reported");
+    let alert: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(alert["allowlisted"], true);
+    let out = run("198.18.0.9\n");
+    let alert: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(alert["allowlisted"], false, "not on the list");
+    let out = run("198.18.0.0/29\nscanner\u{1b}[31m.example\n");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!err.contains('\u{1b}'), "escaped: {err}");
+    let missing = Command::new(portolan_bin())
+        .args(["detect", "--allowlist-file"])
+        .arg(dir.join("absent.txt"))
+        .arg("--pcap")
+        .arg(&scanned)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("absent.txt"));
+}

@@ -30,6 +30,7 @@ use std::net::IpAddr;
 
 use crate::alert::{Alert, GroupEvidence, ScanKind, SourceSummary};
 use crate::decode::{EventKind, FlowEvent, Proto};
+use crate::error::AllowlistError;
 use crate::group::{Finding, GroupConfig, GroupKind, Groups, Space, host_item};
 use crate::pairs::PairTable;
 use crate::traits::{TraitSet, scanner_traits};
@@ -83,6 +84,33 @@ impl Allowlist {
     /// Whether `addr` is on the list.
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.0.iter().any(|n| n.contains(&addr))
+    }
+
+    /// Reads a published list: one address or network (CIDR) per line;
+    /// `#` starts a comment; blank lines are skipped. The first line that
+    /// is neither is an error naming it.
+    pub fn parse(text: &str) -> Result<Self, AllowlistError> {
+        let mut networks = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let item = raw.split('#').next().unwrap_or("").trim();
+            if item.is_empty() {
+                continue;
+            }
+            let net = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| AllowlistError {
+                    line: i + 1,
+                    text: item.to_string(),
+                })?;
+            networks.push(net);
+        }
+        Ok(Self(networks))
+    }
+
+    /// Adds `other`'s networks.
+    pub fn extend(&mut self, other: Allowlist) {
+        self.0.extend(other.0);
     }
 }
 
@@ -775,6 +803,20 @@ mod tests {
         assert_eq!(alerts.len(), 2, "{alerts:?}");
         assert_eq!((alerts[0].source, alerts[0].allowlisted), (ip(1), true));
         assert_eq!((alerts[1].source, alerts[1].allowlisted), (ip(9), false));
+    }
+
+    #[test]
+    fn a_published_allowlist_takes_addresses_networks_and_comments_and_names_a_bad_line() {
+        let list = Allowlist::parse(
+            "# scanners we run\n198.18.0.0/30  # the audit box\n\n  fd00::7\n198.19.1.1\n",
+        )
+        .unwrap();
+        assert!(list.contains(ip(2)));
+        assert!(!list.contains(ip(9)));
+        assert!(list.contains("fd00::7".parse().unwrap()));
+        assert!(list.contains("198.19.1.1".parse().unwrap()));
+        let err = Allowlist::parse("198.18.0.1\nscanner.example # no names\n").unwrap_err();
+        assert_eq!((err.line, err.text.as_str()), (2, "scanner.example"));
     }
 
     #[test]

@@ -22,5 +22,5 @@ pub use alert::{Alert, GroupEvidence, ScanKind, SourceSummary};
 pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
 pub use decode::{EventKind, FlowEvent, Proto, decode};
 pub use detector::{Allowlist, Detector, DetectorConfig};
-pub use error::CaptureError;
+pub use error::{AllowlistError, CaptureError};
 pub use watch::{PortWatch, WatchRow};
