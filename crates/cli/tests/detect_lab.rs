@@ -8,7 +8,8 @@
 //! nmap `-T0`/`-T1`, made by stretching a fast one-probe-at-a-time
 //! capture's timestamps to their pace; masscan, ZMap, Portolan `-sU` and
 //! `-sY` sweeps of a routed range; and benign DNS, SSH and
-//! peer-to-peer clients on a segment, never flagged.
+//! peer-to-peer clients on a segment, a NAT gateway with four clients
+//! behind it and a busy proxy, never flagged; an allowlist file.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -1207,4 +1208,118 @@ fn an_allowlist_file_labels_its_scanners_and_a_bad_line_is_a_usage_error_naming_
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("absent.txt"));
+}
+
+#[test]
+fn lab_a_nat_gateway_with_many_clients_behind_it_and_a_busy_proxy_are_not_flagged() {
+    let lab = lab_or_skip!(
+        Lab::builder()
+            .hosts(4)
+            .segment(6)
+            .without_icmp_rate_limits()
+    );
+    let segment = lab.segment(0);
+    let servers = &segment.hosts()[..4];
+    let proxy = &segment.hosts()[4];
+    // The scanner's namespace is the NAT gateway: the four point-to-point
+    // hosts are its clients, masqueraded behind its segment address.
+    lab.scanner().sysctl("net.ipv4.ip_forward", "1").unwrap();
+    lab.scanner()
+        .nft(&format!(
+            "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority 100; policy accept;\n    oifname \"{}\" masquerade\n  }}\n}}\n",
+            segment.scanner_interface()
+        ))
+        .unwrap();
+    let network = format!("{}/24", segment.subnet().ipv4(0));
+    for client in lab.hosts() {
+        client
+            .ip(&[
+                "route",
+                "add",
+                &network,
+                "via",
+                &client.scanner_ipv4().to_string(),
+            ])
+            .unwrap();
+    }
+    // Web servers on 80 (and, on two of them, 443); 8080 is closed.
+    let _web: Vec<_> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i < 2 {
+                s.listen_tcp([80, 443]).unwrap()
+            } else {
+                s.listen_tcp([80]).unwrap()
+            }
+        })
+        .collect();
+    let dir = scratch_dir();
+    let (pcaps, tcpdumps) = capture_each(servers, &dir, "nat");
+    // Each client: 15 page loads over the four servers, a stale bookmark
+    // to 8080 now and then, and 443 where it is served.
+    let page_loads = |client: usize| -> String {
+        (0..15)
+            .map(|n| {
+                let server = servers[(client + n) % servers.len()].ipv4();
+                let port = match n % 5 {
+                    4 => 8080,
+                    2 if (client + n) % servers.len() < 2 => 443,
+                    _ => 80,
+                };
+                format!("(exec 3<>/dev/tcp/{server}/{port} && exec 3>&-) 2>/dev/null; ")
+            })
+            .collect()
+    };
+    for (i, client) in lab.hosts().iter().enumerate() {
+        let out = client
+            .command("bash")
+            .arg("-c")
+            .arg(format!("{} true", page_loads(i)))
+            .output()
+            .unwrap();
+        assert_success(&out);
+    }
+    // A busy proxy: 60 upstream connections over the servers' 80 and 443,
+    // a few refused.
+    let upstream: String = (0..60)
+        .map(|n| {
+            let server = servers[n % servers.len()].ipv4();
+            let port = if n % 2 == 0 { 80 } else { 443 };
+            format!("(exec 3<>/dev/tcp/{server}/{port} && exec 3>&-) 2>/dev/null; ")
+        })
+        .collect();
+    let out = proxy
+        .command("bash")
+        .arg("-c")
+        .arg(format!("{upstream} true"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "NAT gateway or proxy flagged: {alerts:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The servers saw the clients only as the gateway's address.
+    let nat = std::net::IpAddr::V4(segment.scanner_ipv4());
+    let mut from_nat = 0;
+    for pcap in &pcaps {
+        portolan_detect::read_capture(pcap, |p| {
+            if let Some(e) = portolan_detect::decode(p.linktype, p.ts_ns, p.data)
+                && e.src == nat
+                && e.kind == portolan_detect::EventKind::Attempt
+            {
+                from_nat += 1;
+            }
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        from_nat,
+        4 * 15,
+        "every client connection came through the NAT"
+    );
 }
