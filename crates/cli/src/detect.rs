@@ -1,5 +1,6 @@
 //! `portolan detect --pcap FILE...` and `portolan detect --iface IFACE`:
-//! reads capture files (pcap, pcapng, gzip'd or not) or live traffic on
+//! reads capture files (pcap, pcapng, gzip'd or not; several at once,
+//! merged by time) or live traffic on
 //! one interface (the scanner's receive ring, with a kernel filter)
 //! through `portolan-detect`, writes each alert as one JSON line on
 //! standard output (or `-o FILE`) as soon as it is decided, a summary
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use portolan_detect::decode::linktype;
-use portolan_detect::{Allowlist, Detector, DetectorConfig, PortWatch, decode, read_capture};
+use portolan_detect::{
+    Allowlist, Detector, DetectorConfig, PortWatch, decode, read_captures_merged,
+};
 use portolan_transport::capture::Capture;
 
 use crate::args::UsageError;
@@ -30,7 +33,8 @@ const USAGE: &str = "usage: portolan detect (--pcap FILE... | --iface IFACE [--d
        [--watch WATCH.jsonl]\n\
        [--watch-window SECONDS] [--no-summary]\n\
 \n\
-Reads capture files (pcap or pcapng, gzip'd or not), or live traffic on one\n\
+Reads capture files (pcap or pcapng, gzip'd or not; several are merged by\n\
+time), or live traffic on one\n\
 interface (-i/--iface; needs CAP_NET_RAW; runs until SIGINT or SIGTERM, or\n\
 for --duration seconds), and reports port scans: Threshold Random Walk\n\
 over first contacts (horizontal and strobe sweeps) and refused ports per\n\
@@ -247,34 +251,39 @@ enum Stopped {
     Unreadable,
 }
 
-/// Reads the capture files one after another.
+/// Reads the capture files, several at once merged by time (a probe in
+/// one file meets its answer in another before the answer timeout).
 fn read_files(
     paths: &[PathBuf],
     session: &mut Session,
     out: &mut dyn Write,
 ) -> Result<(), Stopped> {
-    for path in paths {
-        let read = read_capture(path, |p| {
-            session.packet(p.linktype, p.ts_ns, p.data);
-            // Written as decided: a long capture's alerts are not held.
-            if session.detector.has_alerts() {
-                session.emit(out);
-            }
-        });
-        let stats = match read {
-            Ok(stats) => stats,
-            Err(e) => {
-                // Not "detected" (1) nor usage (2): the input is bad.
-                let _ = out.flush();
-                eprintln!("portolan: error: {e}");
-                return Err(Stopped::Unreadable);
-            }
-        };
-        session.emit(out);
+    let read = read_captures_merged(paths, |p| {
+        session.packet(p.linktype, p.ts_ns, p.data);
+        // Written as decided: a long capture's alerts are not held.
+        if session.detector.has_alerts() {
+            session.emit(out);
+        }
+    });
+    let stats = match read {
+        Ok(stats) => stats,
+        Err(e) => {
+            // Not "detected" (1) nor usage (2): the input is bad.
+            session.emit(out);
+            let _ = out.flush();
+            eprintln!(
+                "portolan: error: {}",
+                portolan_output::escape::for_terminal(&e.to_string())
+            );
+            return Err(Stopped::Unreadable);
+        }
+    };
+    session.emit(out);
+    for (path, stats) in paths.iter().zip(stats) {
         if stats.truncated {
             eprintln!(
                 "portolan: warning: {} ends in the middle of a record (read up to there)",
-                path.display()
+                portolan_output::escape::for_terminal(&path.display().to_string())
             );
         }
     }

@@ -9,7 +9,8 @@
 //! capture's timestamps to their pace; masscan, ZMap, Portolan `-sU` and
 //! `-sY` sweeps of a routed range; and benign DNS, SSH and
 //! peer-to-peer clients on a segment, a NAT gateway with four clients
-//! behind it and a busy proxy, never flagged; an allowlist file.
+//! behind it and a busy proxy, never flagged; an allowlist file; two
+//! vantage points' captures merged by time.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -1322,4 +1323,55 @@ fn lab_a_nat_gateway_with_many_clients_behind_it_and_a_busy_proxy_are_not_flagge
         4 * 15,
         "every client connection came through the NAT"
     );
+}
+
+/// A pcap of raw IPv4 `packets` at their times (µs since the epoch).
+fn write_timed_pcap(dir: &Path, name: &str, packets: &[(u64, Vec<u8>)]) -> PathBuf {
+    let mut out = Vec::new();
+    portolan_detect::write::pcap_header(&mut out, 101);
+    for (ts_us, p) in packets {
+        portolan_detect::write::pcap_record(&mut out, *ts_us, p);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn captures_from_two_vantage_points_are_merged_by_time_so_answers_meet_their_probes() {
+    let dir = scratch_dir();
+    let t0 = 1_700_000_000_000_000u64;
+    let (client, scanner) = ([198, 18, 0, 2], [198, 18, 0, 1]);
+    // The client's side holds its SYNs to ten servers, a second apart; the
+    // servers' side holds their SYN+ACKs, a millisecond after each. Read
+    // one file after the other, every SYN would be silence past the
+    // answer timeout before its answer was read.
+    let mut client_side = Vec::new();
+    let mut server_side = Vec::new();
+    for h in 1..=10u8 {
+        let t = t0 + u64::from(h) * 1_000_000;
+        let server = [198, 18, 2, h];
+        client_side.push((t, tcp4(client, server, 443, 0x02)));
+        let mut answer = tcp4(server, client, 40000, 0x12);
+        answer[20..22].copy_from_slice(&443u16.to_be_bytes());
+        server_side.push((t + 1_000, answer));
+        // A scanner's SYNs to the same servers' port 23, refused: seen
+        // only on the servers' side, with their RSTs.
+        server_side.push((t + 2_000, tcp4(scanner, server, 23, 0x02)));
+        let mut refused = tcp4(server, scanner, 40000, 0x14);
+        refused[20..22].copy_from_slice(&23u16.to_be_bytes());
+        server_side.push((t + 2_100, refused));
+    }
+    let a = write_timed_pcap(&dir, "client-side.pcap", &client_side);
+    let b = write_timed_pcap(&dir, "server-side.pcap", &server_side);
+    let (out, alerts) = detect(&[&a, &b]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(alerts.len(), 1, "only the scanner: {alerts:?}");
+    assert_eq!(alerts[0]["source"], "198.18.0.1");
+    assert_eq!(alerts[0]["kind"], "horizontal");
 }

@@ -1,4 +1,5 @@
-//! Portolan's scan detector: capture readers ([`capture`]), a packet →
+//! Portolan's scan detector: capture readers ([`capture`], several files
+//! merged by time in [`merge`]), a packet →
 //! flow-event decoder sharing `portolan-wire`'s parsers ([`decode`](mod@decode)), and
 //! sans-IO detectors driven by packet timestamps ([`detector`], with
 //! [`trw`] for Threshold Random Walk, [`pairs`] for what each source did
@@ -12,6 +13,7 @@ pub mod decode;
 pub mod detector;
 mod error;
 pub mod group;
+pub mod merge;
 pub mod pairs;
 pub mod traits;
 pub mod trw;
@@ -23,4 +25,5 @@ pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
 pub use decode::{EventKind, FlowEvent, Proto, decode};
 pub use detector::{Allowlist, Detector, DetectorConfig};
 pub use error::{AllowlistError, CaptureError};
+pub use merge::read_captures_merged;
 pub use watch::{PortWatch, WatchRow};

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use portolan_detect::{
-    CaptureError, Detector, DetectorConfig, ScanKind, decode, read_capture, read_stream,
+    CaptureError, Detector, DetectorConfig, ScanKind, decode, read_capture, read_captures_merged,
+    read_stream,
 };
 use proptest::prelude::*;
 
@@ -57,6 +58,40 @@ fn pcap_pcapng_and_gzip_give_the_same_alerts() {
         assert_eq!(alerts[0].source.to_string(), "198.18.0.1");
         assert_eq!(alerts[0].ports, vec![445]);
     }
+}
+
+#[test]
+fn files_are_merged_by_time_across_batches_and_a_bad_one_is_named() {
+    let packets = sweep_and_client();
+    // Split the capture in two files, alternate packets in each, one of
+    // them gzip'd pcapng; repeat it past a batch's 4,096 packets.
+    let mut many = Vec::new();
+    for round in 0..300u64 {
+        for (ts, bytes) in &packets {
+            many.push((ts + round * 1_000_000_000, bytes.clone()));
+        }
+    }
+    let (odd, even): (Vec<_>, Vec<_>) = many
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 1);
+    let strip = |v: Vec<(usize, (u64, Vec<u8>))>| v.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+    let files = [
+        temp("odd.pcap", &pcap(&strip(odd))),
+        temp("even.pcapng.gz", &gzip(&pcapng(&strip(even)))),
+    ];
+    let mut seen = Vec::new();
+    let stats = read_captures_merged(&files, |p| seen.push((p.ts_ns, p.data.to_vec()))).unwrap();
+    assert_eq!(stats.len(), 2);
+    assert_eq!(stats[0].packets + stats[1].packets, many.len() as u64);
+    let want: Vec<(u64, Vec<u8>)> = many.iter().map(|(t, b)| (t * 1000, b.clone())).collect();
+    assert_eq!(seen.len(), want.len());
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "in time order");
+    assert!(seen == want, "the same packets, merged");
+    let junk = temp("junk.txt", b"not a capture at all, only words");
+    let err = read_captures_merged(&[files[0].clone(), junk], |_| {}).unwrap_err();
+    assert!(err.to_string().contains("junk.txt"), "{err}");
 }
 
 #[test]
