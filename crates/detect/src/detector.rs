@@ -63,6 +63,11 @@ pub struct DetectorConfig {
     /// past it the least recently seen eighth is evicted (counted in
     /// [`Detector::evictions`]).
     pub max_sources: usize,
+    /// When the source budget evicts, a source with failures counts as
+    /// seen this much later than it was (ns): a slow scanner, quiet for
+    /// minutes between probes, outlives the one-off clients that came
+    /// after it (nmap `-T0` reaches 5 refused ports in 20 minutes).
+    pub suspect_hold_ns: u64,
     /// Most (initiator, responder) pairs remembered (the table is
     /// allocated up front, 16 bytes a pair); a full bucket pushes its
     /// least recently touched pair out (counted).
@@ -124,6 +129,7 @@ impl Default for DetectorConfig {
             ping_sweep_hosts: 10,
             ping_sweep_ns: 600_000_000_000,
             max_sources: 100_000,
+            suspect_hold_ns: 3_600_000_000_000,
             max_pairs: 1_000_000,
             groups: GroupConfig::default(),
         }
@@ -295,7 +301,14 @@ impl Detector {
                 if !self.sources.contains_key(&e.src)
                     && self.sources.len() >= self.config.max_sources
                 {
-                    self.evictions += evict_oldest(&mut self.sources, |s| s.last_ns);
+                    let hold = self.config.suspect_hold_ns;
+                    self.evictions += evict_oldest(&mut self.sources, |s| {
+                        if s.failures > 0 {
+                            s.last_ns.saturating_add(hold)
+                        } else {
+                            s.last_ns
+                        }
+                    });
                 }
                 let key = (e.src, e.dst, e.proto, e.dport);
                 let src = self.sources.entry(e.src).or_default();
@@ -842,6 +855,53 @@ mod tests {
         let alerts = d.drain_alerts();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].source, scanner);
+    }
+
+    #[test]
+    fn slow_scans_outlive_a_flood_of_one_off_clients_under_the_budgets() {
+        let config = DetectorConfig {
+            max_sources: 64,
+            max_pairs: 256,
+            ..DetectorConfig::default()
+        };
+        let mut d = Detector::new(config);
+        // At nmap -T0's pace: a vertical scan of one host, and a sweep of
+        // port 23 (a new host each time), both refused.
+        let (scanner, sweeper, target) = (ip(1), ip(2), ip(200));
+        let mut client = 0u32;
+        for (i, port) in [21u16, 22, 23, 25, 80, 110].into_iter().enumerate() {
+            let t = i as u64 * 300 * SEC;
+            d.observe(&syn(t, scanner, target, port));
+            d.observe(&rst(t + SEC / 100, target, scanner, port));
+            let host = ip(100 + i as u8);
+            d.observe(&syn(t + SEC / 50, sweeper, host, 23));
+            d.observe(&rst(t + SEC / 40, host, sweeper, 23));
+            // Between probes, 500 clients each make one answered
+            // connection to the target's web port, and go.
+            for _ in 0..500 {
+                client += 1;
+                let c = IpAddr::V4(Ipv4Addr::from(0xc613_0000 + client));
+                let at = t + SEC + u64::from(client) * 1000;
+                d.observe(&syn(at, c, target, 443));
+                d.observe(&synack(at + 1, target, c, 443));
+            }
+        }
+        d.finish(1800 * SEC);
+        assert!(d.evictions() > 2000, "{}", d.evictions());
+        let mut alerts = d.drain_alerts();
+        alerts.sort_by_key(|a| a.source);
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert_eq!(
+            (alerts[0].kind, alerts[0].source),
+            (ScanKind::Vertical, scanner)
+        );
+        assert_eq!(alerts[0].ports, vec![21, 22, 23, 25, 80]);
+        assert_eq!(alerts[0].probes, 5, "the source was kept throughout");
+        assert_eq!(
+            (alerts[1].kind, alerts[1].source),
+            (ScanKind::Horizontal, sweeper)
+        );
+        assert_eq!(alerts[1].decision_step, 4);
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //!
 //! The table is set-associative, like a CPU cache: `2^k` buckets of
 //! [`WAYS`] entries, 64 bytes a bucket, most recently touched first. A new
-//! pair enters its bucket at the front and pushes the least recently
-//! touched one out (counted). The memory is allocated once, zeroed by the
+//! pair enters its bucket at the front and pushes out (counted) the least
+//! recently touched pair that holds no refused port, or the least recently
+//! touched of all when each holds some: a slow scan's refused ports
+//! outlive the one-off contacts that share its bucket. The memory is allocated once, zeroed by the
 //! allocator and touched as it fills; nothing is allocated per packet. A
 //! pair is known by a keyed 64-bit hash ([`RandomState`]: no one can
 //! choose addresses whose pairs collide): the low bits choose the bucket,
@@ -155,10 +157,16 @@ impl PairTable {
                 bucket[..2 * (w + 1)].rotate_right(2);
             }
             None => {
-                bucket.rotate_right(2);
-                if bucket[0] != 0 {
+                // The victim: the oldest entry without refused ports (an
+                // empty one has none), else the oldest.
+                let victim = (0..WAYS)
+                    .rev()
+                    .find(|&w| bucket[2 * w] & COUNT == 0)
+                    .unwrap_or(WAYS - 1);
+                if bucket[2 * victim] != 0 {
                     self.evictions += 1;
                 }
+                bucket[..2 * (victim + 1)].rotate_right(2);
                 bucket[0] = Self::tag(key);
                 bucket[1] = 0;
             }
@@ -255,6 +263,31 @@ mod tests {
         assert!(!t.contains(keys[2]));
         assert_eq!(t.evictions(), 2);
         assert!(keys[3..].iter().all(|&k| t.contains(k)));
+    }
+
+    #[test]
+    fn a_pair_with_refused_ports_outlives_newer_pairs_without() {
+        let mut t = PairTable::new(WAYS);
+        let keys: Vec<PairKey> = (0..20).map(|i| t.key(ip(i), ip(100))).collect();
+        // The oldest pair is a slow scan's: refused twice.
+        let mut scan = t.touch(keys[0]);
+        scan.refuse(22);
+        scan.refuse(23);
+        t.put(keys[0], scan);
+        for &k in &keys[1..] {
+            t.touch(k);
+        }
+        assert_eq!(t.get(keys[0]).map(|p| p.refused), Some(2), "kept");
+        assert_eq!(t.evictions(), 19 - (WAYS as u64 - 1));
+        assert!(keys[17..].iter().all(|&k| t.contains(k)));
+        // Each pair refused: the oldest goes after all.
+        for &k in &keys[17..] {
+            let mut p = t.touch(k);
+            p.refuse(80);
+            t.put(k, p);
+        }
+        t.touch(t.key(ip(50), ip(100)));
+        assert!(!t.contains(keys[0]));
     }
 
     #[test]
