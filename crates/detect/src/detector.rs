@@ -21,8 +21,12 @@
 //! [`DetectorConfig::max_sources`] sources. Past the budgets the least
 //! recently seen are evicted and counted.
 //!
-//! Contract: no panic; the hot path allocates only when a probe key is
-//! first seen (the pending-probe map's growth) or an alert is made.
+//! Probes awaiting their answer are capped too
+//! ([`DetectorConfig::max_pending`]): past it the oldest is judged silent
+//! at once.
+//!
+//! Contract: no panic; the hot path allocates only when the pending-probe
+//! map grows (up to its budget) or an alert is made.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -72,6 +76,11 @@ pub struct DetectorConfig {
     /// allocated up front, 16 bytes a pair); a full bucket pushes its
     /// least recently touched pair out (counted).
     pub max_pairs: usize,
+    /// Most probes awaiting their answer at once; past it the oldest is
+    /// judged silent at once (a failure, counted in
+    /// [`Detector::evictions`]): a scanner at line rate puts millions of
+    /// probes in flight within one answer timeout.
+    pub max_pending: usize,
     /// The distributed and decoy tests.
     pub groups: GroupConfig,
 }
@@ -131,6 +140,7 @@ impl Default for DetectorConfig {
             max_sources: 100_000,
             suspect_hold_ns: 3_600_000_000_000,
             max_pairs: 1_000_000,
+            max_pending: 1_000_000,
             groups: GroupConfig::default(),
         }
     }
@@ -325,6 +335,16 @@ impl Detector {
                 if let std::collections::hash_map::Entry::Vacant(v) = self.pending.entry(key) {
                     v.insert(e.ts_ns);
                     self.order.push_back((e.ts_ns, key));
+                    if self.pending.len() > self.config.max_pending {
+                        self.judge_oldest_silent(e.ts_ns);
+                    }
+                    // Answered probes leave their place in the time order
+                    // behind: drop those places when they outnumber the
+                    // pending probes (amortised over as many probes).
+                    if self.order.len() > 2 * self.config.max_pending.max(self.pending.len()) {
+                        let pending = &self.pending;
+                        self.order.retain(|(ts, k)| pending.get(k) == Some(ts));
+                    }
                 }
             }
             EventKind::Accept => {
@@ -421,6 +441,18 @@ impl Detector {
             .collect();
         rows.sort_by_key(|r| r.source);
         rows
+    }
+
+    /// The pending budget is full: the oldest probe still awaiting its
+    /// answer is judged silent now.
+    fn judge_oldest_silent(&mut self, now_ns: u64) {
+        while let Some((ts, key)) = self.order.pop_front() {
+            if self.pending.get(&key) == Some(&ts) {
+                self.evictions += 1;
+                self.resolve(key, false, now_ns);
+                return;
+            }
+        }
     }
 
     fn expire(&mut self, now_ns: u64) {
@@ -902,6 +934,42 @@ mod tests {
             (ScanKind::Horizontal, sweeper)
         );
         assert_eq!(alerts[1].decision_step, 4);
+    }
+
+    #[test]
+    fn the_pending_budget_judges_the_oldest_probes_silent_and_counts_them() {
+        let config = DetectorConfig {
+            max_pending: 16,
+            ..DetectorConfig::default()
+        };
+        let mut d = Detector::new(config);
+        let scanner = ip(1);
+        // 100 SYNs within a millisecond, none answered yet.
+        for h in 0..100u32 {
+            let host = IpAddr::V4(Ipv4Addr::from(0xc613_0000 + h));
+            d.observe(&syn(u64::from(h) * 10_000, scanner, host, 23));
+        }
+        assert!(d.pending.len() <= 16, "{}", d.pending.len());
+        assert_eq!(d.evictions(), 84);
+        // Answered probes do not pile up in the time order either.
+        let client = ip(2);
+        for h in 0..200u32 {
+            let host = IpAddr::V4(Ipv4Addr::from(0xc614_0000 + h));
+            let t = SEC + u64::from(h) * 10_000;
+            d.observe(&syn(t, client, host, 443));
+            d.observe(&synack(t + 1, host, client, 443));
+        }
+        assert!(d.order.len() <= 32, "{}", d.order.len());
+        let alerts = d.drain_alerts();
+        assert_eq!(
+            alerts.len(),
+            1,
+            "decided before the answer timeout: {alerts:?}"
+        );
+        assert_eq!(
+            (alerts[0].kind, alerts[0].decision_step),
+            (ScanKind::Horizontal, 4)
+        );
     }
 
     #[test]
