@@ -10,7 +10,8 @@
 //! `-sY` sweeps of a routed range; and benign DNS, SSH and
 //! peer-to-peer clients on a segment, a NAT gateway with four clients
 //! behind it and a busy proxy, never flagged; an allowlist file; two
-//! vantage points' captures merged by time.
+//! vantage points' captures merged by time; Portolan's idle scan as its
+//! target sees it.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -1374,4 +1375,49 @@ fn captures_from_two_vantage_points_are_merged_by_time_so_answers_meet_their_pro
     assert_eq!(alerts.len(), 1, "only the scanner: {alerts:?}");
     assert_eq!(alerts[0]["source"], "198.18.0.1");
     assert_eq!(alerts[0]["kind"], "horizontal");
+}
+
+#[test]
+fn lab_portolan_idle_scan_is_vertical_from_the_zombie_as_the_target_sees_it() {
+    let lab = lab_or_skip!(Lab::builder().segment(2).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    let _responder = zombie
+        .respond_zombie(zombie.ipv4(), portolan_lab::ZombieIpId::Incremental)
+        .unwrap();
+    let _open = target.listen_tcp([22, 80]).unwrap();
+    let dir = scratch_dir();
+    let pcap = dir.join("idle-target.pcap");
+    let tcpdump = capture(target.namespace(), &pcap);
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-n", "--no-progress", "-Pn", "-p", "20-40", "-sI"])
+        .arg(format!("{}:443", zombie.ipv4()))
+        .arg(target.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let (out, alerts) = detect_captures(&[pcap], vec![tcpdump]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The target only ever sees the zombie's address: its refused ports
+    // make a vertical scan from there. (The real scanner shows only at
+    // the zombie, in its SYN+ACKs that read the IP ID.)
+    let a = alerts
+        .iter()
+        .find(|a| a["kind"] == "vertical")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    assert_eq!(a["source"], zombie.ipv4().to_string(), "{a}");
+    assert_eq!(a["target"], target.ipv4().to_string(), "{a}");
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["source"] != segment.scanner_ipv4().to_string()),
+        "the scanner sent the target nothing of its own: {alerts:?}"
+    );
 }
