@@ -1,5 +1,6 @@
 //! `portolan detect --pcap FILE...` and `portolan detect --iface IFACE`:
-//! reads capture files (pcap, pcapng, gzip'd or not) or live traffic on
+//! reads capture files (pcap, pcapng, gzip'd or not; several at once,
+//! merged by time) or live traffic on
 //! one interface (the scanner's receive ring, with a kernel filter)
 //! through `portolan-detect`, writes each alert as one JSON line on
 //! standard output (or `-o FILE`) as soon as it is decided, a summary
@@ -20,16 +21,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use portolan_detect::decode::linktype;
-use portolan_detect::{Allowlist, Detector, DetectorConfig, PortWatch, decode, read_capture};
+use portolan_detect::{
+    Allowlist, Detector, DetectorConfig, PortWatch, decode, read_captures_merged,
+};
 use portolan_transport::capture::Capture;
 
 use crate::args::UsageError;
 
 const USAGE: &str = "usage: portolan detect (--pcap FILE... | --iface IFACE [--duration SECONDS])\n\
-       [-o ALERTS.jsonl] [--allow CIDR,...] [--watch WATCH.jsonl]\n\
+       [-o ALERTS.jsonl] [--allow CIDR,...] [--allowlist-file FILE]\n\
+       [--watch WATCH.jsonl]\n\
        [--watch-window SECONDS] [--no-summary]\n\
 \n\
-Reads capture files (pcap or pcapng, gzip'd or not), or live traffic on one\n\
+Reads capture files (pcap or pcapng, gzip'd or not; several are merged by\n\
+time), or live traffic on one\n\
 interface (-i/--iface; needs CAP_NET_RAW; runs until SIGINT or SIGTERM, or\n\
 for --duration seconds), and reports port scans: Threshold Random Walk\n\
 over first contacts (horizontal and strobe sweeps) and refused ports per\n\
@@ -38,7 +43,9 @@ copied from spoofed ones (decoy, naming the real source when the evidence\n\
 does), for TCP, UDP, SCTP and ICMP. Alerts are JSON lines\n\
 with their evidence on standard output (or -o FILE), written as they are\n\
 decided; a summary table goes to standard error. --allow labels authorised\n\
-scanners' alerts (\"allowlisted\":true); they are never hidden. --watch\n\
+scanners' alerts (\"allowlisted\":true); they are never hidden.\n\
+--allowlist-file reads a published list of them: one address or network\n\
+per line, # comments. --watch\n\
 writes the exploitable-port watch (probes and sources per risky port per\n\
 window, default 3600 s) as JSON lines; the summary shows it too. Exit status: 1 if a scan was\n\
 detected, 0 if none, 2 on bad usage, 3 when a capture or the interface\n\
@@ -68,7 +75,7 @@ enum Input {
 struct DetectArgs {
     input: Input,
     output: Option<PathBuf>,
-    allow: Vec<ipnet::IpNet>,
+    allow: Allowlist,
     watch: Option<PathBuf>,
     watch_window: u64,
     summary: bool,
@@ -77,7 +84,7 @@ struct DetectArgs {
 fn parse(args: &[String]) -> Result<Option<DetectArgs>, UsageError> {
     let (mut pcaps, mut interface, mut duration) = (Vec::new(), None, None);
     let mut output = None;
-    let mut allow = Vec::new();
+    let mut allow = Allowlist::default();
     let mut watch = None;
     let (mut watch_window, mut summary) = (3600, true);
     let mut rest = args.iter().peekable();
@@ -145,8 +152,23 @@ fn parse(args: &[String]) -> Result<Option<DetectArgs>, UsageError> {
                                 "detect: --allow: {item:?} is not an address or network"
                             ))
                         })?;
-                    allow.push(net);
+                    allow.extend(Allowlist::new(vec![net]));
                 }
+            }
+            "--allowlist-file" => {
+                let path = rest.next().ok_or_else(|| {
+                    UsageError("detect: --allowlist-file needs a file name".into())
+                })?;
+                // The file's text reaches the terminal only escaped.
+                let usage = |what: String| {
+                    UsageError(portolan_output::escape::for_terminal(&what).into_owned())
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    usage(format!("detect: --allowlist-file: cannot read {path}: {e}"))
+                })?;
+                let list = Allowlist::parse(&text)
+                    .map_err(|e| usage(format!("detect: --allowlist-file: {path}: {e}")))?;
+                allow.extend(list);
             }
             other => {
                 return Err(UsageError(format!(
@@ -229,28 +251,39 @@ enum Stopped {
     Unreadable,
 }
 
-/// Reads the capture files one after another.
+/// Reads the capture files, several at once merged by time (a probe in
+/// one file meets its answer in another before the answer timeout).
 fn read_files(
     paths: &[PathBuf],
     session: &mut Session,
     out: &mut dyn Write,
 ) -> Result<(), Stopped> {
-    for path in paths {
-        let read = read_capture(path, |p| session.packet(p.linktype, p.ts_ns, p.data));
-        let stats = match read {
-            Ok(stats) => stats,
-            Err(e) => {
-                // Not "detected" (1) nor usage (2): the input is bad.
-                let _ = out.flush();
-                eprintln!("portolan: error: {e}");
-                return Err(Stopped::Unreadable);
-            }
-        };
-        session.emit(out);
+    let read = read_captures_merged(paths, |p| {
+        session.packet(p.linktype, p.ts_ns, p.data);
+        // Written as decided: a long capture's alerts are not held.
+        if session.detector.has_alerts() {
+            session.emit(out);
+        }
+    });
+    let stats = match read {
+        Ok(stats) => stats,
+        Err(e) => {
+            // Not "detected" (1) nor usage (2): the input is bad.
+            session.emit(out);
+            let _ = out.flush();
+            eprintln!(
+                "portolan: error: {}",
+                portolan_output::escape::for_terminal(&e.to_string())
+            );
+            return Err(Stopped::Unreadable);
+        }
+    };
+    session.emit(out);
+    for (path, stats) in paths.iter().zip(stats) {
         if stats.truncated {
             eprintln!(
                 "portolan: warning: {} ends in the middle of a record (read up to there)",
-                path.display()
+                portolan_output::escape::for_terminal(&path.display().to_string())
             );
         }
     }
@@ -337,8 +370,7 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
     let mut session = Session {
-        detector: Detector::new(DetectorConfig::default())
-            .with_allowlist(Allowlist::new(args.allow.clone())),
+        detector: Detector::new(DetectorConfig::default()).with_allowlist(args.allow.clone()),
         watch: PortWatch::new(args.watch_window),
         packets: 0,
         undecoded: 0,
@@ -468,7 +500,8 @@ mod tests {
         let a = p(&["--allow", "198.18.0.0/15,fd00::1", "--pcap", "a"])
             .unwrap()
             .unwrap();
-        assert_eq!(a.allow.len(), 2);
+        assert!(a.allow.contains("fd00::1".parse().unwrap()));
+        assert!(a.allow.contains("198.19.0.1".parse().unwrap()));
         assert!(p(&["--allow", "scanner.example", "--pcap", "a"]).is_err());
     }
 

@@ -3,7 +3,15 @@
 //! scan and a benign client's many HTTP connections; the detector must
 //! flag every scanner (vertical, right source and protocol: Portolan -sS,
 //! nmap -sS at -T3 and -T4, nmap -sU at -T5) and not the client. Plus the
-//! exit codes on synthetic and broken files.
+//! exit codes on synthetic and broken files; live capture; split and
+//! decoy scans; ping sweeps of live hosts (nmap and Portolan `-sn -PE`);
+//! nmap `-T0`/`-T1`, made by stretching a fast one-probe-at-a-time
+//! capture's timestamps to their pace; masscan, ZMap, Portolan `-sU` and
+//! `-sY` sweeps of a routed range; and benign DNS, SSH and
+//! peer-to-peer clients on a segment, a NAT gateway with four clients
+//! behind it and a busy proxy, never flagged; an allowlist file; two
+//! vantage points' captures merged by time; Portolan's idle scan as its
+//! target sees it.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -744,4 +752,672 @@ fn lab_sweep_split_over_four_sources_is_one_distributed_alert_with_all_four() {
             "{source} not in the summary:\n{summary}"
         );
     }
+}
+
+/// Starts tcpdump in every host of `hosts`, files named `prefix`N.pcap.
+fn capture_each(
+    hosts: &[portolan_lab::Host],
+    dir: &Path,
+    prefix: &str,
+) -> (Vec<PathBuf>, Vec<portolan_lab::Daemon>) {
+    let pcaps: Vec<PathBuf> = (0..hosts.len())
+        .map(|i| dir.join(format!("{prefix}{i}.pcap")))
+        .collect();
+    let daemons = hosts
+        .iter()
+        .zip(&pcaps)
+        .map(|(h, f)| capture(h.namespace(), f))
+        .collect();
+    (pcaps, daemons)
+}
+
+/// Stops the captures and runs the detector on them.
+fn detect_captures(
+    pcaps: &[PathBuf],
+    tcpdumps: Vec<portolan_lab::Daemon>,
+) -> (Output, Vec<serde_json::Value>) {
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdumps);
+    let files: Vec<&Path> = pcaps.iter().map(PathBuf::as_path).collect();
+    detect(&files)
+}
+
+#[test]
+fn lab_ping_sweeps_of_live_hosts_by_nmap_and_portolan_are_horizontal_over_icmp() {
+    let lab = lab_or_skip!(Lab::builder().segment(12).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let hosts = segment.hosts();
+    let targets: Vec<String> = hosts.iter().map(|h| h.ipv4().to_string()).collect();
+    let dir = scratch_dir();
+    // Echo requests only (no ARP discovery, which the detector does not
+    // read), every host alive and answering.
+    let sweeps: [(&str, Vec<&str>); 2] = [
+        ("nmap", vec!["-sn", "-PE", "--disable-arp-ping", "-n"]),
+        (
+            portolan_bin(),
+            vec!["-sn", "-PE", "--disable-arp-ping", "--no-progress"],
+        ),
+    ];
+    for (i, (tool, args)) in sweeps.iter().enumerate() {
+        let (pcaps, tcpdumps) = capture_each(hosts, &dir, &format!("ping{i}-"));
+        let out = lab
+            .scanner()
+            .command(tool)
+            .args(args)
+            .args(&targets)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sweep: Vec<&serde_json::Value> = alerts
+            .iter()
+            .filter(|a| a["source"] == segment.scanner_ipv4().to_string())
+            .collect();
+        assert_eq!(sweep.len(), 1, "{tool}: {alerts:?}");
+        let a = sweep[0];
+        assert_eq!(a["kind"], "horizontal", "{tool}: {a}");
+        assert_eq!(a["proto"], "icmp", "{tool}: {a}");
+        assert_eq!(a["decided_by"], "echo-sweep", "{tool}: {a}");
+        assert_eq!(a["failures"], 0, "{tool}: every host answered: {a}");
+        assert_eq!(a["targets"], 10, "{tool}: decided at the tenth host: {a}");
+        assert!(alerts.len() == 1, "{tool}: {alerts:?}");
+    }
+}
+
+/// Rewrites `input`'s timestamps as if `scanner`'s probes had left
+/// `gap_us` apart (nmap `-T0`: 5 minutes, `-T1`: 15 s): every packet keeps
+/// its offset from the latest probe before it. Returns the new file.
+fn stretch(input: &Path, output: &Path, scanner: std::net::IpAddr, gap_us: u64) -> PathBuf {
+    use portolan_detect::write::{pcap_header, pcap_record};
+    let mut records: Vec<(u32, u64, Vec<u8>)> = Vec::new();
+    portolan_detect::read_capture(input, |p| {
+        records.push((p.linktype, p.ts_ns / 1000, p.data.to_vec()));
+    })
+    .expect("read the fast capture");
+    let link = records
+        .first()
+        .map_or(portolan_detect::decode::linktype::RAW, |r| r.0);
+    let mut buf = Vec::new();
+    pcap_header(&mut buf, link);
+    let (mut slot, mut probe_ts, mut first) = (None::<u64>, 0u64, None::<u64>);
+    for (linktype, ts, data) in &records {
+        let probe = portolan_detect::decode(*linktype, *ts * 1000, data)
+            .is_some_and(|e| e.src == scanner && e.kind == portolan_detect::EventKind::Attempt);
+        if probe {
+            slot = Some(slot.map_or(0, |k| k + 1));
+            probe_ts = *ts;
+        }
+        let start = *first.get_or_insert(*ts);
+        let at = match slot {
+            Some(k) => start + k * gap_us + ts.saturating_sub(probe_ts),
+            None => *ts,
+        };
+        pcap_record(&mut buf, at, data);
+    }
+    std::fs::write(output, buf).expect("write the stretched capture");
+    output.to_path_buf()
+}
+
+#[test]
+fn lab_nmap_t0_and_t1_paces_rewritten_from_a_fast_capture_are_still_vertical_with_their_decision_time()
+ {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let target = lab.host(0);
+    let _open = target.listen_tcp([29]).unwrap();
+    let dir = scratch_dir();
+    let fast = dir.join("fast.pcap");
+    let tcpdump = capture(target.namespace(), &fast);
+    // One probe at a time, as -T0 and -T1 send them, only faster, in
+    // order (-r): ports 20-28 closed, 29 open.
+    let scan = lab
+        .scanner()
+        .command("nmap")
+        .args(["-sS", "-Pn", "-n", "-r", "-T4", "--max-parallelism", "1"])
+        .args(["--max-retries", "0", "-p", "20-29"])
+        .arg(target.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&scan);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdump);
+    let scanner = std::net::IpAddr::V4(target.scanner_ipv4());
+    for (pace, gap_s) in [("T0", 300u64), ("T1", 15)] {
+        let slow = stretch(
+            &fast,
+            &dir.join(format!("{pace}.pcap")),
+            scanner,
+            gap_s * 1_000_000,
+        );
+        let (out, alerts) = detect(&[&slow]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{pace}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let a = alerts
+            .iter()
+            .find(|a| a["kind"] == "vertical" && a["source"] == scanner.to_string())
+            .unwrap_or_else(|| panic!("{pace} not flagged: {alerts:?}"));
+        assert_eq!(a["target"], target.ipv4().to_string());
+        // The fifth refused port: four gaps after the first probe.
+        let took = a["decided_at"].as_f64().unwrap() - a["first_seen"].as_f64().unwrap();
+        let want = 4.0 * gap_s as f64;
+        assert!(
+            took >= want && took < want + 2.0,
+            "{pace}: decided {took:.1} s after the first probe, {want} s expected: {a}"
+        );
+        assert_eq!(a["probes"], 5, "{pace}: {a}");
+    }
+}
+
+/// A DNS query with id `id` for `version.bind` (TXT, class CHAOS: the one
+/// name the lab's dnsmasq answers), as printf escapes. The id's first
+/// byte is never 0: bash's `read` skips NUL bytes and would wait on.
+fn dns_query(id: u16) -> String {
+    let id = id | 0x4100;
+    let mut bytes = vec![(id >> 8) as u8, id as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["version", "bind"] {
+        bytes.push(label.len() as u8);
+        bytes.extend_from_slice(label.as_bytes());
+    }
+    bytes.extend_from_slice(&[0, 0, 16, 0, 3]);
+    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+}
+
+/// UDP datagrams from `from`:53 in `pcap`.
+fn dns_answers(pcap: &Path, from: Ipv4Addr) -> usize {
+    let mut n = 0;
+    portolan_detect::read_capture(pcap, |p| {
+        if let Some(e) = portolan_detect::decode(p.linktype, p.ts_ns, p.data)
+            && e.src == std::net::IpAddr::V4(from)
+            && e.proto == portolan_detect::Proto::Udp
+            && e.sport == 53
+        {
+            n += 1;
+        }
+    })
+    .expect("read the resolver's capture");
+    n
+}
+
+#[test]
+fn lab_benign_dns_ssh_and_peer_to_peer_clients_are_not_flagged() {
+    let lab = lab_or_skip!(Lab::builder().segment(12).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let hosts = segment.hosts();
+    let dir = scratch_dir();
+    let (resolver, ssh_server, dns_client, ssh_client, peer) =
+        (&hosts[0], &hosts[1], &hosts[2], &hosts[3], &hosts[4]);
+    let _dnsmasq = portolan_lab::daemons::dnsmasq(resolver, &dir).unwrap();
+    let _sshd = portolan_lab::daemons::sshd(ssh_server, &dir).unwrap();
+    // The peers: most hosts take connections on 6881; two do not.
+    let listeners: Vec<_> = hosts[5..]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i % 4 != 1)
+        .map(|(_, h)| h.listen_tcp([6881]).unwrap())
+        .collect();
+    let (pcaps, tcpdumps) = capture_each(hosts, &dir, "benign");
+    // 200 DNS queries to the one resolver, each from a new socket.
+    let queries: String = (0..200u16)
+        .map(|i| {
+            format!(
+                "exec 3<>/dev/udp/{}/53; printf '{}' >&3; read -t 2 -N 1 _ <&3; exec 3<&-\n",
+                resolver.ipv4(),
+                dns_query(i)
+            )
+        })
+        .collect();
+    let out = dns_client
+        .command("bash")
+        .arg("-c")
+        .arg(&queries)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    // Ten SSH logins refused (no key): full TCP sessions with banners.
+    for _ in 0..10 {
+        let _ = ssh_client
+            .command("timeout")
+            .args(["-k", "2", "10", "ssh", "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .arg(format!("nobody@{}", ssh_server.ipv4()))
+            .arg("true")
+            .output()
+            .unwrap();
+    }
+    // A peer-to-peer client: every other host's 6881, most answer.
+    let contacts: String = hosts[5..]
+        .iter()
+        .map(|h| {
+            format!(
+                "(exec 3<>/dev/tcp/{}/6881 && exec 3>&-) 2>/dev/null; ",
+                h.ipv4()
+            )
+        })
+        .collect();
+    let out = peer
+        .command("bash")
+        .arg("-c")
+        .arg(format!("for round in 1 2 3; do {contacts} done; true"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    drop(listeners);
+    let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "benign traffic flagged: {alerts:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The traffic was there: the resolver answered every query.
+    assert_eq!(dns_answers(&pcaps[0], resolver.ipv4()), 200);
+}
+
+/// The MAC address of `interface` in `namespace`.
+fn mac_of(namespace: &portolan_lab::Namespace, interface: &str) -> String {
+    let text = namespace.ip(&["-o", "link", "show", interface]).unwrap();
+    text.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC address: {text}"))
+        .to_string()
+}
+
+#[test]
+fn lab_masscan_zmap_udp_and_sctp_sweeps_of_a_routed_range_are_horizontal_with_their_protocol() {
+    let lab = lab_or_skip!(Lab::builder().hosts(1).without_icmp_rate_limits());
+    let gateway = lab.host(0);
+    // A /26 of the half of the lab's /15 without the scanner's link,
+    // routed to the host, which takes every address in it as its own:
+    // 64 live machines with nothing listening (RST, port and protocol
+    // unreachables).
+    let link = gateway.ipv4().octets()[1];
+    let range = format!("198.{}.77.0/26", if link == 18 { 19 } else { 18 });
+    lab.route_range_to(gateway, &range).unwrap();
+    let dir = scratch_dir();
+    let scanner_ip = gateway.scanner_ipv4().to_string();
+    let scanner_mac = mac_of(lab.scanner(), gateway.scanner_interface());
+    let gateway_mac = mac_of(gateway.namespace(), gateway.interface());
+    let blocklist = dir.join("empty-blocklist");
+    std::fs::write(&blocklist, "").unwrap();
+    let blocklist = blocklist.to_str().unwrap().to_string();
+    // masscan and ZMap send from their own stacks (given the link's
+    // addresses); they may wait for late answers, so a timeout ends them.
+    let sweeps: Vec<(&str, &str, Vec<String>)> = vec![
+        (
+            "masscan",
+            "tcp",
+            [
+                "timeout", "-k", "2", "20", "masscan", "-p", "80", "--rate", "2000", "-e",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                gateway.scanner_interface().to_string(),
+                "--adapter-ip".into(),
+                scanner_ip.clone(),
+                "--adapter-mac".into(),
+                scanner_mac.clone(),
+                "--router-mac".into(),
+                gateway_mac.clone(),
+                "--wait".into(),
+                "1".into(),
+                range.clone(),
+            ])
+            .collect(),
+        ),
+        (
+            "zmap",
+            "tcp",
+            [
+                "timeout", "-k", "2", "20", "zmap", "-p", "80", "-r", "2000", "-i",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                gateway.scanner_interface().to_string(),
+                "-S".into(),
+                scanner_ip.clone(),
+                "-G".into(),
+                gateway_mac.clone(),
+                "-b".into(),
+                blocklist.clone(),
+                "-c".into(),
+                "1".into(),
+                "-q".into(),
+                "--disable-syslog".into(),
+                "-o".into(),
+                "/dev/null".into(),
+                range.clone(),
+            ])
+            .collect(),
+        ),
+        (
+            "portolan -sU",
+            "udp",
+            [portolan_bin(), "-sU", "-Pn", "-p", "161", "--no-progress"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([range.clone()])
+                .collect(),
+        ),
+        (
+            "portolan -sY",
+            "sctp",
+            [portolan_bin(), "-sY", "-Pn", "-p", "38412", "--no-progress"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([range.clone()])
+                .collect(),
+        ),
+    ];
+    for (i, (tool, proto, argv)) in sweeps.iter().enumerate() {
+        let (pcaps, tcpdumps) =
+            capture_each(std::slice::from_ref(gateway), &dir, &format!("sweep{i}-"));
+        let out = lab
+            .scanner()
+            .command(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap();
+        // masscan and ZMap may be ended by the timeout (124) once sent.
+        assert!(
+            matches!(out.status.code(), Some(0 | 124)),
+            "{tool}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let a = alerts
+            .iter()
+            .find(|a| a["source"] == scanner_ip)
+            .unwrap_or_else(|| panic!("{tool} not flagged: {alerts:?}"));
+        assert_eq!(a["kind"], "horizontal", "{tool}: {a}");
+        assert_eq!(a["proto"], *proto, "{tool}: {a}");
+        assert_eq!(a["decided_by"], "trw", "{tool}: {a}");
+        assert!(a["decision_step"].as_u64() <= Some(5), "{tool}: {a}");
+        if *tool == "masscan" {
+            assert!(
+                a["traits"].to_string().contains("masscan-syn"),
+                "{tool}: {a}"
+            );
+        }
+        assert!(
+            alerts.iter().all(|a| a["source"] == scanner_ip),
+            "{tool}: {alerts:?}"
+        );
+    }
+}
+
+#[test]
+fn an_allowlist_file_labels_its_scanners_and_a_bad_line_is_a_usage_error_naming_it() {
+    let dir = scratch_dir();
+    let sweep: Vec<_> = (1..=10)
+        .map(|h| tcp4([198, 18, 0, 1], [198, 18, 1, h], 23, 0x02))
+        .collect();
+    let scanned = write_pcap(&dir, "sweep.pcap", &sweep);
+    let run = |list: &str| {
+        let file = dir.join("allow.txt");
+        std::fs::write(&file, list).unwrap();
+        Command::new(portolan_bin())
+            .args(["detect", "--allowlist-file"])
+            .arg(&file)
+            .arg("--pcap")
+            .arg(&scanned)
+            .output()
+            .unwrap()
+    };
+    let out = run("# our audit scanners\n\n198.18.0.0/29   # audit\nfd00::5\n");
+    assert_eq!(out.status.code(), Some(1), "labelled, still reported");
+    let alert: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(alert["allowlisted"], true);
+    let out = run("198.18.0.9\n");
+    let alert: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(alert["allowlisted"], false, "not on the list");
+    let out = run("198.18.0.0/29\nscanner\u{1b}[31m.example\n");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!err.contains('\u{1b}'), "escaped: {err}");
+    let missing = Command::new(portolan_bin())
+        .args(["detect", "--allowlist-file"])
+        .arg(dir.join("absent.txt"))
+        .arg("--pcap")
+        .arg(&scanned)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("absent.txt"));
+}
+
+#[test]
+fn lab_a_nat_gateway_with_many_clients_behind_it_and_a_busy_proxy_are_not_flagged() {
+    let lab = lab_or_skip!(
+        Lab::builder()
+            .hosts(4)
+            .segment(6)
+            .without_icmp_rate_limits()
+    );
+    let segment = lab.segment(0);
+    let servers = &segment.hosts()[..4];
+    let proxy = &segment.hosts()[4];
+    // The scanner's namespace is the NAT gateway: the four point-to-point
+    // hosts are its clients, masqueraded behind its segment address.
+    lab.scanner().sysctl("net.ipv4.ip_forward", "1").unwrap();
+    lab.scanner()
+        .nft(&format!(
+            "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority 100; policy accept;\n    oifname \"{}\" masquerade\n  }}\n}}\n",
+            segment.scanner_interface()
+        ))
+        .unwrap();
+    let network = format!("{}/24", segment.subnet().ipv4(0));
+    for client in lab.hosts() {
+        client
+            .ip(&[
+                "route",
+                "add",
+                &network,
+                "via",
+                &client.scanner_ipv4().to_string(),
+            ])
+            .unwrap();
+    }
+    // Web servers on 80 (and, on two of them, 443); 8080 is closed.
+    let _web: Vec<_> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i < 2 {
+                s.listen_tcp([80, 443]).unwrap()
+            } else {
+                s.listen_tcp([80]).unwrap()
+            }
+        })
+        .collect();
+    let dir = scratch_dir();
+    let (pcaps, tcpdumps) = capture_each(servers, &dir, "nat");
+    // Each client: 15 page loads over the four servers, a stale bookmark
+    // to 8080 now and then, and 443 where it is served.
+    let page_loads = |client: usize| -> String {
+        (0..15)
+            .map(|n| {
+                let server = servers[(client + n) % servers.len()].ipv4();
+                let port = match n % 5 {
+                    4 => 8080,
+                    2 if (client + n) % servers.len() < 2 => 443,
+                    _ => 80,
+                };
+                format!("(exec 3<>/dev/tcp/{server}/{port} && exec 3>&-) 2>/dev/null; ")
+            })
+            .collect()
+    };
+    for (i, client) in lab.hosts().iter().enumerate() {
+        let out = client
+            .command("bash")
+            .arg("-c")
+            .arg(format!("{} true", page_loads(i)))
+            .output()
+            .unwrap();
+        assert_success(&out);
+    }
+    // A busy proxy: 60 upstream connections over the servers' 80 and 443,
+    // a few refused.
+    let upstream: String = (0..60)
+        .map(|n| {
+            let server = servers[n % servers.len()].ipv4();
+            let port = if n % 2 == 0 { 80 } else { 443 };
+            format!("(exec 3<>/dev/tcp/{server}/{port} && exec 3>&-) 2>/dev/null; ")
+        })
+        .collect();
+    let out = proxy
+        .command("bash")
+        .arg("-c")
+        .arg(format!("{upstream} true"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let (out, alerts) = detect_captures(&pcaps, tcpdumps);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "NAT gateway or proxy flagged: {alerts:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The servers saw the clients only as the gateway's address.
+    let nat = std::net::IpAddr::V4(segment.scanner_ipv4());
+    let mut from_nat = 0;
+    for pcap in &pcaps {
+        portolan_detect::read_capture(pcap, |p| {
+            if let Some(e) = portolan_detect::decode(p.linktype, p.ts_ns, p.data)
+                && e.src == nat
+                && e.kind == portolan_detect::EventKind::Attempt
+            {
+                from_nat += 1;
+            }
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        from_nat,
+        4 * 15,
+        "every client connection came through the NAT"
+    );
+}
+
+/// A pcap of raw IPv4 `packets` at their times (µs since the epoch).
+fn write_timed_pcap(dir: &Path, name: &str, packets: &[(u64, Vec<u8>)]) -> PathBuf {
+    let mut out = Vec::new();
+    portolan_detect::write::pcap_header(&mut out, 101);
+    for (ts_us, p) in packets {
+        portolan_detect::write::pcap_record(&mut out, *ts_us, p);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn captures_from_two_vantage_points_are_merged_by_time_so_answers_meet_their_probes() {
+    let dir = scratch_dir();
+    let t0 = 1_700_000_000_000_000u64;
+    let (client, scanner) = ([198, 18, 0, 2], [198, 18, 0, 1]);
+    // The client's side holds its SYNs to ten servers, a second apart; the
+    // servers' side holds their SYN+ACKs, a millisecond after each. Read
+    // one file after the other, every SYN would be silence past the
+    // answer timeout before its answer was read.
+    let mut client_side = Vec::new();
+    let mut server_side = Vec::new();
+    for h in 1..=10u8 {
+        let t = t0 + u64::from(h) * 1_000_000;
+        let server = [198, 18, 2, h];
+        client_side.push((t, tcp4(client, server, 443, 0x02)));
+        let mut answer = tcp4(server, client, 40000, 0x12);
+        answer[20..22].copy_from_slice(&443u16.to_be_bytes());
+        server_side.push((t + 1_000, answer));
+        // A scanner's SYNs to the same servers' port 23, refused: seen
+        // only on the servers' side, with their RSTs.
+        server_side.push((t + 2_000, tcp4(scanner, server, 23, 0x02)));
+        let mut refused = tcp4(server, scanner, 40000, 0x14);
+        refused[20..22].copy_from_slice(&23u16.to_be_bytes());
+        server_side.push((t + 2_100, refused));
+    }
+    let a = write_timed_pcap(&dir, "client-side.pcap", &client_side);
+    let b = write_timed_pcap(&dir, "server-side.pcap", &server_side);
+    let (out, alerts) = detect(&[&a, &b]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(alerts.len(), 1, "only the scanner: {alerts:?}");
+    assert_eq!(alerts[0]["source"], "198.18.0.1");
+    assert_eq!(alerts[0]["kind"], "horizontal");
+}
+
+#[test]
+fn lab_portolan_idle_scan_is_vertical_from_the_zombie_as_the_target_sees_it() {
+    let lab = lab_or_skip!(Lab::builder().segment(2).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let (zombie, target) = (segment.host(0), segment.host(1));
+    let _responder = zombie
+        .respond_zombie(zombie.ipv4(), portolan_lab::ZombieIpId::Incremental)
+        .unwrap();
+    let _open = target.listen_tcp([22, 80]).unwrap();
+    let dir = scratch_dir();
+    let pcap = dir.join("idle-target.pcap");
+    let tcpdump = capture(target.namespace(), &pcap);
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-n", "--no-progress", "-Pn", "-p", "20-40", "-sI"])
+        .arg(format!("{}:443", zombie.ipv4()))
+        .arg(target.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let (out, alerts) = detect_captures(&[pcap], vec![tcpdump]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The target only ever sees the zombie's address: its refused ports
+    // make a vertical scan from there. (The real scanner shows only at
+    // the zombie, in its SYN+ACKs that read the IP ID.)
+    let a = alerts
+        .iter()
+        .find(|a| a["kind"] == "vertical")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    assert_eq!(a["source"], zombie.ipv4().to_string(), "{a}");
+    assert_eq!(a["target"], target.ipv4().to_string(), "{a}");
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["source"] != segment.scanner_ipv4().to_string()),
+        "the scanner sent the target nothing of its own: {alerts:?}"
+    );
 }

@@ -78,7 +78,9 @@ pub struct Alert {
     pub targets: u32,
     /// For a vertical scan: the host scanned.
     pub target: Option<IpAddr>,
-    /// Distinct ports touched (the first 32 kept).
+    /// Failed ports: a vertical scan's on its target, a sweep's first
+    /// failed ports (up to [`crate::detector::SOURCE_PORTS`]), a group's
+    /// covered ports (up to 32).
     pub ports: Vec<u16>,
     /// TRW's log-likelihood ratio at the decision (0 for vertical).
     pub trw_llr: f32,
@@ -90,6 +92,10 @@ pub struct Alert {
     /// The source is on the allowlist (an authorised scanner): labelled,
     /// never hidden.
     pub allowlisted: bool,
+    /// The test that decided: `"trw"` (failed first contacts), `"echo-sweep"`
+    /// (echo requests to many hosts, answered or not), `"vertical"`,
+    /// `"distributed"` or `"decoy"`.
+    pub decided_by: &'static str,
     /// Distributed and decoy scans: the group of sources. For a decoy
     /// scan whose real source is unknown, `source` is the largest share.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,13 @@
 //! Capture readers: pcap and pcapng (through `pcap-parser`), gzip'd or
 //! not (through `flate2`), detected by their magic numbers, not their
 //! names. Each packet is handed to a callback as a borrowed slice with its
-//! timestamp in nanoseconds and its link type: nothing is copied per
-//! packet here (pcap-parser's pcapng blocks carry an options `Vec`, empty
-//! for packets without options).
+//! timestamp in nanoseconds and its link type: nothing is copied or
+//! allocated per packet here. pcapng's Enhanced Packet Blocks, nearly
+//! every block of a pcapng file, are read straight from the reader's
+//! buffer ([`epb_at`]; hand-written because pcap-parser collects each
+//! block's options into a `Vec`, an allocation per packet when a writer
+//! adds options); any other block, and any EPB this cannot vouch for,
+//! goes through pcap-parser.
 //!
 //! Contract: a truncated last record ends the file with
 //! [`CaptureStats::truncated`] set; any other malformed block is an
@@ -94,8 +98,26 @@ pub fn read_stream(
     // Legacy pcap: one link type and a precision; pcapng: per interface.
     let mut legacy = (1u32, 1_000u64);
     let mut interfaces: Vec<(u32, u64, i64)> = Vec::new();
+    // pcapng: the current section's byte order, once its header is read.
+    let mut section_big_endian: Option<bool> = None;
     let mut offset: u64 = 0;
     loop {
+        if let Some(big) = section_big_endian
+            && let Some(epb) = epb_at(reader.data(), big)
+        {
+            let data = reader.data().get(epb.data.clone()).unwrap_or_default();
+            enhanced_packet(
+                &interfaces,
+                epb.if_id,
+                epb.ticks,
+                data,
+                &mut stats,
+                &mut on_packet,
+            );
+            offset += epb.len as u64;
+            reader.consume(epb.len);
+            continue;
+        }
         let step = match reader.next() {
             Ok((size, block)) => {
                 match block {
@@ -119,8 +141,9 @@ pub fn read_stream(
                             data: &b.data[..len],
                         });
                     }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                         interfaces.clear();
+                        section_big_endian = Some(shb.big_endian());
                         stats.other_blocks += 1;
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
@@ -129,21 +152,16 @@ pub fn read_stream(
                         stats.other_blocks += 1;
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        match interfaces.get(epb.if_id as usize) {
-                            Some(&(linktype, per_sec, ts_offset)) => {
-                                let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                let ts_ns = ticks_to_ns(ticks, per_sec)
-                                    .saturating_add_signed(ts_offset.saturating_mul(1_000_000_000));
-                                let len = (epb.caplen as usize).min(epb.data.len());
-                                stats.packets += 1;
-                                on_packet(CapturedPacket {
-                                    ts_ns,
-                                    linktype,
-                                    data: &epb.data[..len],
-                                });
-                            }
-                            None => stats.skipped += 1,
-                        }
+                        let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                        let len = (epb.caplen as usize).min(epb.data.len());
+                        enhanced_packet(
+                            &interfaces,
+                            epb.if_id,
+                            ticks,
+                            &epb.data[..len],
+                            &mut stats,
+                            &mut on_packet,
+                        );
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => match interfaces.first() {
                         Some(&(linktype, _, _)) => {
@@ -180,6 +198,77 @@ pub fn read_stream(
             Err(Next::Fail(reason)) => return Err(malformed(path, offset, &reason)),
         }
     }
+}
+
+/// Hands one Enhanced Packet Block's packet over, timed by its interface
+/// (or counts it skipped when the file never described the interface).
+fn enhanced_packet(
+    interfaces: &[(u32, u64, i64)],
+    if_id: u32,
+    ticks: u64,
+    data: &[u8],
+    stats: &mut CaptureStats,
+    on_packet: &mut impl FnMut(CapturedPacket<'_>),
+) {
+    match interfaces.get(if_id as usize) {
+        Some(&(linktype, per_sec, ts_offset)) => {
+            let ts_ns = ticks_to_ns(ticks, per_sec)
+                .saturating_add_signed(ts_offset.saturating_mul(1_000_000_000));
+            stats.packets += 1;
+            on_packet(CapturedPacket {
+                ts_ns,
+                linktype,
+                data,
+            });
+        }
+        None => stats.skipped += 1,
+    }
+}
+
+/// An Enhanced Packet Block at the start of a buffer, read in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Epb {
+    /// The whole block's length.
+    len: usize,
+    if_id: u32,
+    ticks: u64,
+    /// Where the captured bytes are in the buffer.
+    data: std::ops::Range<usize>,
+}
+
+/// Reads the Enhanced Packet Block (type 6) that `buf` starts with, in
+/// the section's byte order: `None` when `buf` starts with another block,
+/// holds only part of it, or any length disagrees (pcap-parser then reads
+/// it, and names what is wrong). Its options are skipped unread.
+/// pcapng: draft-ietf-opsawg-pcapng §4.3.
+fn epb_at(buf: &[u8], big_endian: bool) -> Option<Epb> {
+    let word = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    if word(0)? != 6 {
+        return None;
+    }
+    let len = word(4)? as usize;
+    if len < 32 || !len.is_multiple_of(4) || buf.len() < len || word(len - 4)? as usize != len {
+        return None;
+    }
+    let caplen = word(20)? as usize;
+    // Type, length, interface, two timestamp words, two lengths (28
+    // bytes), the data, then at least the trailing length.
+    if caplen > len - 32 {
+        return None;
+    }
+    Some(Epb {
+        len,
+        if_id: word(8)?,
+        ticks: (u64::from(word(12)?) << 32) | u64::from(word(16)?),
+        data: 28..28 + caplen,
+    })
 }
 
 enum Next {

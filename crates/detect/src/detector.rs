@@ -1,35 +1,48 @@
 //! The detector: a sans-IO state machine driven by packet timestamps. It
 //! pairs each probe with its answer (SYN → SYN+ACK or RST, UDP → ICMP port
-//! unreachable, INIT → INIT-ACK or ABORT, silence past `answer_timeout`
-//! is a failure), feeds first contacts with distinct hosts to TRW per
-//! source (horizontal and strobe sweeps) and failed distinct ports per
-//! (source, host) to the vertical test, and every failure to the group
-//! tests of [`crate::group`] (distributed and decoy scans, judged at the
-//! scanned host and port). Remotes that a host contacted first are never
-//! counted against that host's answers. A decoy group's real source is the
-//! one member that followed a positive answer up (the RST or ACK a real
-//! stack sends after a SYN+ACK), else the one member whose TTL differs
-//! from all the others'.
+//! unreachable, INIT → INIT-ACK or ABORT, echo request → echo reply,
+//! silence past `answer_timeout` is a failure), feeds first contacts with
+//! distinct hosts to TRW per source (horizontal and strobe sweeps),
+//! counts echo requests to distinct hosts per source (ping sweeps, which
+//! TRW cannot see when the hosts answer), counts failed distinct ports
+//! per (source, host) for the vertical test, and files every failure with
+//! the group tests of [`crate::group`] (distributed and decoy scans,
+//! judged at the scanned host and port). Remotes that a host contacted
+//! first are never counted against that host's answers. A decoy group's
+//! real source is the one member that followed a positive answer up (the
+//! RST or ACK a real stack sends after a SYN+ACK), else the one member
+//! whose TTL differs from all the others'.
 //!
-//! Contract: no panic; per-source state is capped (`MAX_PORTS`,
-//! `MAX_HOST_PORTS`); the hot path allocates only when a new source, host
-//! pair or probe key is first seen (hash-map growth).
+//! Memory: what is kept per (source, host) lives in the fixed-size
+//! [`PairTable`] (who spoke first, TRW's first contacts, refused ports);
+//! a source's own state is a fixed 72 bytes ([`Source`]: counters, the
+//! walk, the first [`SOURCE_PORTS`] failed ports as evidence, bit sets
+//! for kinds and traits), in a table reserved once for
+//! [`DetectorConfig::max_sources`] sources. Past the budgets the least
+//! recently seen are evicted and counted.
+//!
+//! Probes awaiting their answer are capped too
+//! ([`DetectorConfig::max_pending`]): past it the oldest is judged silent
+//! at once.
+//!
+//! Contract: no panic; the hot path allocates only when the pending-probe
+//! map grows (up to its budget) or an alert is made.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use crate::alert::{Alert, GroupEvidence, ScanKind, SourceSummary};
 use crate::decode::{EventKind, FlowEvent, Proto};
+use crate::error::AllowlistError;
 use crate::group::{Finding, GroupConfig, GroupKind, Groups, Space, host_item};
-use crate::traits::scanner_traits;
+use crate::pairs::PairTable;
+use crate::traits::{TraitSet, scanner_traits};
 use crate::trw::{Trw, TrwParams, Verdict};
 
-/// Ports kept per source for the evidence.
-const MAX_PORTS: usize = 32;
-/// Distinct failed ports kept per (source, host).
-const MAX_HOST_PORTS: usize = 64;
+/// Failed ports kept per source for the evidence (and to tell a sweep of
+/// one port from a strobe).
+pub const SOURCE_PORTS: usize = 8;
 
 /// The detector's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,15 +51,36 @@ pub struct DetectorConfig {
     pub trw: TrwParams,
     /// Silence after a probe longer than this is a failure (ns).
     pub answer_timeout_ns: u64,
-    /// Distinct failed ports on one host that make a vertical scan.
+    /// Distinct failed ports on one host that make a vertical scan
+    /// (exact up to [`crate::pairs::KEPT_PORTS`] + 1; above, repeats of
+    /// the ports past the kept ones count again).
     pub vertical_ports: u32,
     /// Most distinct ports a sweep may touch and still be "horizontal".
     pub horizontal_ports: usize,
-    /// Most sources tracked at once; past it the least recently seen
-    /// eighth is evicted (counted in [`Detector::evictions`]).
+    /// Distinct hosts sent echo requests within [`Self::ping_sweep_ns`]
+    /// that make a ping sweep, whether they answer or not (Snort 3's
+    /// `icmp_hi_sweep` counts 10).
+    pub ping_sweep_hosts: u16,
+    /// The ping sweep's window (ns; Snort 3's `icmp_window` is 600 s).
+    pub ping_sweep_ns: u64,
+    /// Most sources tracked at once (their table is reserved up front);
+    /// past it the least recently seen eighth is evicted (counted in
+    /// [`Detector::evictions`]).
     pub max_sources: usize,
-    /// Most (initiator, responder) pairs remembered; same eviction.
+    /// When the source budget evicts, a source with failures counts as
+    /// seen this much later than it was (ns): a slow scanner, quiet for
+    /// minutes between probes, outlives the one-off clients that came
+    /// after it (nmap `-T0` reaches 5 refused ports in 20 minutes).
+    pub suspect_hold_ns: u64,
+    /// Most (initiator, responder) pairs remembered (the table is
+    /// allocated up front, 16 bytes a pair); a full bucket pushes its
+    /// least recently touched pair out (counted).
     pub max_pairs: usize,
+    /// Most probes awaiting their answer at once; past it the oldest is
+    /// judged silent at once (a failure, counted in
+    /// [`Detector::evictions`]): a scanner at line rate puts millions of
+    /// probes in flight within one answer timeout.
+    pub max_pending: usize,
     /// The distributed and decoy tests.
     pub groups: GroupConfig,
 }
@@ -65,6 +99,33 @@ impl Allowlist {
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.0.iter().any(|n| n.contains(&addr))
     }
+
+    /// Reads a published list: one address or network (CIDR) per line;
+    /// `#` starts a comment; blank lines are skipped. The first line that
+    /// is neither is an error naming it.
+    pub fn parse(text: &str) -> Result<Self, AllowlistError> {
+        let mut networks = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let item = raw.split('#').next().unwrap_or("").trim();
+            if item.is_empty() {
+                continue;
+            }
+            let net = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| AllowlistError {
+                    line: i + 1,
+                    text: item.to_string(),
+                })?;
+            networks.push(net);
+        }
+        Ok(Self(networks))
+    }
+
+    /// Adds `other`'s networks.
+    pub fn extend(&mut self, other: Allowlist) {
+        self.0.extend(other.0);
+    }
 }
 
 impl Default for DetectorConfig {
@@ -74,8 +135,12 @@ impl Default for DetectorConfig {
             answer_timeout_ns: 3_000_000_000,
             vertical_ports: 5,
             horizontal_ports: 1,
+            ping_sweep_hosts: 10,
+            ping_sweep_ns: 600_000_000_000,
             max_sources: 100_000,
+            suspect_hold_ns: 3_600_000_000_000,
             max_pairs: 1_000_000,
+            max_pending: 1_000_000,
             groups: GroupConfig::default(),
         }
     }
@@ -83,7 +148,43 @@ impl Default for DetectorConfig {
 
 type ProbeKey = (IpAddr, IpAddr, Proto, u16);
 
-#[derive(Debug, Default)]
+/// Scan kinds as a bit set (a source's kinds reported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct KindSet(u8);
+
+const KINDS: [ScanKind; 5] = [
+    ScanKind::Vertical,
+    ScanKind::Horizontal,
+    ScanKind::Strobe,
+    ScanKind::Distributed,
+    ScanKind::Decoy,
+];
+
+impl KindSet {
+    fn bit(kind: ScanKind) -> u8 {
+        let i = KINDS.iter().position(|&k| k == kind).unwrap_or(0);
+        1 << i
+    }
+
+    fn contains(self, kind: ScanKind) -> bool {
+        self.0 & Self::bit(kind) != 0
+    }
+
+    /// Adds `kind`; false if it was there.
+    fn insert(&mut self, kind: ScanKind) -> bool {
+        let had = self.contains(kind);
+        self.0 |= Self::bit(kind);
+        !had
+    }
+
+    fn kinds(self) -> Vec<ScanKind> {
+        KINDS.into_iter().filter(|&k| self.contains(k)).collect()
+    }
+}
+
+/// What one source did: fixed-size (72 bytes); what it did to each host
+/// is in the pair table.
+#[derive(Debug, Default, Clone, Copy)]
 struct Source {
     first_ns: u64,
     last_ns: u64,
@@ -91,27 +192,47 @@ struct Source {
     failures: u64,
     llr: f32,
     steps: u32,
-    hosts: HashSet<IpAddr>,
-    failed_ports: Vec<u16>,
-    host_ports: HashMap<IpAddr, Vec<u16>>,
-    reported: Vec<ScanKind>,
-    traits: Vec<&'static str>,
+    /// Distinct hosts whose first contact was resolved.
+    hosts: u32,
+    /// The ping sweep's window: its start (s) and the distinct hosts sent
+    /// echo requests in it.
+    echo_since_s: u32,
+    echo_hosts: u16,
+    /// The first distinct failed ports (`n_ports` of them, saturating).
+    failed_ports: [u16; SOURCE_PORTS],
+    n_ports: u8,
+    reported: KindSet,
+    traits: TraitSet,
     proto: Option<Proto>,
     /// TTL (hop limit) of the first probe.
     ttl: u8,
-    /// The last few (host, port) that answered a probe positively.
-    accepted: [Option<(IpAddr, u16)>; 4],
-    accepted_next: usize,
     /// An answer was followed up (RST or ACK after a SYN+ACK).
     followed_up: bool,
 }
 
 impl Source {
-    fn note_accepted(&mut self, host: IpAddr, port: u16) {
-        self.accepted[self.accepted_next % self.accepted.len()] = Some((host, port));
-        self.accepted_next = self.accepted_next.wrapping_add(1);
+    fn failed_ports(&self) -> &[u16] {
+        &self.failed_ports[..usize::from(self.n_ports).min(SOURCE_PORTS)]
+    }
+
+    /// Files a failed port (distinct ports counted; the first kept).
+    fn fail_port(&mut self, port: u16) {
+        if self.failed_ports().contains(&port) {
+            return;
+        }
+        if usize::from(self.n_ports) >= SOURCE_PORTS {
+            // Past the kept ones: counted as many (a strobe), not listed.
+            self.n_ports = self.n_ports.saturating_add(1).max(SOURCE_PORTS as u8 + 1);
+            return;
+        }
+        self.failed_ports[usize::from(self.n_ports)] = port;
+        self.n_ports += 1;
     }
 }
+
+/// Group reports remembered (to report each group once), at most; past
+/// it the memory is cleared and a group may be reported again.
+const MAX_REPORTED_GROUPS: usize = 65_536;
 
 /// Scan detection over a stream of flow events.
 #[derive(Debug)]
@@ -120,23 +241,24 @@ pub struct Detector {
     trw: Trw,
     pending: HashMap<ProbeKey, u64>,
     order: VecDeque<(u64, ProbeKey)>,
-    /// Who spoke first: (initiator, responder) pairs, keyed by
-    /// [`Detector::pair`], with the time last seen.
-    initiated: HashMap<u64, u64, BuildHasherDefault<PairKeyHasher>>,
-    /// The keys of [`Detector::pair`]'s hash, random per detector (so that
-    /// no one can choose addresses whose pairs collide).
-    pair_keys: RandomState,
+    /// What each initiator did to each responder, in fixed memory.
+    pairs: PairTable,
     sources: HashMap<IpAddr, Source>,
     alerts: Vec<Alert>,
     allowlist: Allowlist,
     evictions: u64,
     groups: Groups,
-    /// Groups reported, by kind, sorted members and real source.
-    reported_groups: HashSet<(ScanKind, Vec<IpAddr>, Option<IpAddr>)>,
+    /// Groups reported: a keyed hash of kind, sorted members and real
+    /// source (a repeat is skipped).
+    reported_groups: HashSet<u64>,
+    reported_keys: std::collections::hash_map::RandomState,
     /// Decoy groups reported before their real source was known: one is
     /// reported again when a member follows an answer up.
     unresolved: VecDeque<Finding>,
 }
+
+/// Ports (or hosts) a group alert lists at most.
+const GROUP_PORTS: usize = 32;
 
 /// Decoy groups awaiting their real source, at most.
 const MAX_UNRESOLVED: usize = 64;
@@ -149,27 +271,18 @@ impl Detector {
             trw: Trw::new(config.trw),
             pending: HashMap::new(),
             order: VecDeque::new(),
-            initiated: HashMap::default(),
-            pair_keys: RandomState::new(),
-            sources: HashMap::new(),
+            pairs: PairTable::new(config.max_pairs),
+            // Reserved once: a table that doubles holds its old and new
+            // storage at once, and peak memory would count both.
+            sources: HashMap::with_capacity(config.max_sources.min(1 << 24)),
             alerts: Vec::new(),
             allowlist: Allowlist::default(),
             evictions: 0,
             groups: Groups::new(config.groups),
             reported_groups: HashSet::new(),
+            reported_keys: std::collections::hash_map::RandomState::new(),
             unresolved: VecDeque::new(),
         }
-    }
-
-    /// The key of the pair (`a` spoke to `b`): a keyed 64-bit hash, so an
-    /// entry of the pair table is 16 bytes instead of two addresses (with
-    /// a million pairs, about 100 MiB less at peak); two pairs share a
-    /// key with odds of about n²/2⁶⁵.
-    fn pair(&self, a: IpAddr, b: IpAddr) -> u64 {
-        let mut h = self.pair_keys.build_hasher();
-        a.hash(&mut h);
-        b.hash(&mut h);
-        h.finish()
     }
 
     /// Labels alerts from `allowlist`'s sources.
@@ -189,22 +302,23 @@ impl Detector {
                     self.resolve(reverse, true, e.ts_ns);
                     return;
                 }
-                if e.proto == Proto::Icmp {
-                    // Echo requests: one probe per host.
-                }
                 // The other side spoke first: a reply path. (A host
                 // talking to itself over loopback has no other side.)
-                if e.src != e.dst && self.initiated.contains_key(&self.pair(e.dst, e.src)) {
+                if e.src != e.dst && self.pairs.contains(self.pairs.key(e.dst, e.src)) {
                     return;
                 }
-                self.initiated.insert(self.pair(e.src, e.dst), e.ts_ns);
-                if self.initiated.len() > self.config.max_pairs {
-                    self.evictions += evict_oldest(&mut self.initiated, |t| *t);
-                }
+                self.pairs.touch(self.pairs.key(e.src, e.dst));
                 if !self.sources.contains_key(&e.src)
                     && self.sources.len() >= self.config.max_sources
                 {
-                    self.evictions += evict_oldest(&mut self.sources, |s| s.last_ns);
+                    let hold = self.config.suspect_hold_ns;
+                    self.evictions += evict_oldest(&mut self.sources, |s| {
+                        if s.failures > 0 {
+                            s.last_ns.saturating_add(hold)
+                        } else {
+                            s.last_ns
+                        }
+                    });
                 }
                 let key = (e.src, e.dst, e.proto, e.dport);
                 let src = self.sources.entry(e.src).or_default();
@@ -217,19 +331,31 @@ impl Detector {
                 if src.proto.is_none() {
                     src.proto = Some(e.proto);
                 }
-                for t in scanner_traits(e) {
-                    if !src.traits.contains(&t) {
-                        src.traits.push(t);
-                    }
-                }
+                src.traits.add(scanner_traits(e));
                 if let std::collections::hash_map::Entry::Vacant(v) = self.pending.entry(key) {
                     v.insert(e.ts_ns);
                     self.order.push_back((e.ts_ns, key));
+                    if self.pending.len() > self.config.max_pending {
+                        self.judge_oldest_silent(e.ts_ns);
+                    }
+                    // Answered probes leave their place in the time order
+                    // behind: drop those places when they outnumber the
+                    // pending probes (amortised over as many probes).
+                    if self.order.len() > 2 * self.config.max_pending.max(self.pending.len()) {
+                        let pending = &self.pending;
+                        self.order.retain(|(ts, k)| pending.get(k) == Some(ts));
+                    }
                 }
             }
             EventKind::Accept => {
-                if let Some(prober) = self.sources.get_mut(&e.dst) {
-                    prober.note_accepted(e.src, e.sport);
+                // The prober's stack saw this answer: a follow-up of it
+                // proves the prober's address is its own.
+                let pair = self.pairs.key(e.dst, e.src);
+                if let Some(mut p) = self.pairs.get(pair)
+                    && !p.answered
+                {
+                    p.answered = true;
+                    self.pairs.put(pair, p);
                 }
                 let key = (e.dst, e.src, e.proto, e.sport);
                 self.resolve(key, true, e.ts_ns);
@@ -247,13 +373,17 @@ impl Detector {
         }
     }
 
-    /// A prober's RST or ACK to a port that answered it positively: its
+    /// A prober's RST or ACK to a host that answered it positively: its
     /// stack saw the answer, so its address is its own.
     fn follow_up(&mut self, e: &FlowEvent) {
+        let answered = self
+            .pairs
+            .get(self.pairs.key(e.src, e.dst))
+            .is_some_and(|p| p.answered);
         let Some(prober) = self.sources.get_mut(&e.src) else {
             return;
         };
-        if prober.followed_up || !prober.accepted.contains(&Some((e.dst, e.dport))) {
+        if prober.followed_up || !answered {
             return;
         }
         prober.followed_up = true;
@@ -271,7 +401,12 @@ impl Detector {
     /// Trackers evicted by the memory budget so far (sources, pairs and
     /// group spaces).
     pub fn evictions(&self) -> u64 {
-        self.evictions + self.groups.evictions()
+        self.evictions + self.pairs.evictions() + self.groups.evictions()
+    }
+
+    /// Whether alerts wait in the queue.
+    pub fn has_alerts(&self) -> bool {
+        !self.alerts.is_empty()
     }
 
     /// Takes the alerts decided so far.
@@ -300,12 +435,24 @@ impl Detector {
                 source: *ip,
                 probes: s.probes,
                 failures: s.failures,
-                targets: s.hosts.len() as u32,
-                kinds: s.reported.clone(),
+                targets: s.hosts,
+                kinds: s.reported.kinds(),
             })
             .collect();
         rows.sort_by_key(|r| r.source);
         rows
+    }
+
+    /// The pending budget is full: the oldest probe still awaiting its
+    /// answer is judged silent now.
+    fn judge_oldest_silent(&mut self, now_ns: u64) {
+        while let Some((ts, key)) = self.order.pop_front() {
+            if self.pending.get(&key) == Some(&ts) {
+                self.evictions += 1;
+                self.resolve(key, false, now_ns);
+                return;
+            }
+        }
     }
 
     fn expire(&mut self, now_ns: u64) {
@@ -331,50 +478,75 @@ impl Detector {
         if !success {
             src.failures += 1;
         }
-        let mut decided = Vec::new();
+        // What this source did to this host: first contact, refused ports.
+        let pair_key = self.pairs.key(src_ip, dst);
+        let mut pair = self.pairs.touch(pair_key);
+        let first_contact = !pair.counted;
+        pair.counted = true;
+        let mut vertical = None;
+        if !success
+            && proto != Proto::Icmp
+            && pair.refuse(port)
+            && u32::from(pair.refused) == self.config.vertical_ports
+        {
+            let mut ports = pair.kept_ports().to_vec();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+            vertical = Some(ports);
+        }
+        self.pairs.put(pair_key, pair);
+        let mut decided: Vec<(ScanKind, &'static str)> = Vec::new();
         // TRW over first contacts with distinct hosts.
-        if src.hosts.insert(dst) {
+        if first_contact {
+            src.hosts = src.hosts.saturating_add(1);
             let (llr, verdict) = self.trw.step(src.llr, success);
             src.llr = llr;
             src.steps += 1;
-            if !success && src.failed_ports.len() < MAX_PORTS && !src.failed_ports.contains(&port) {
-                src.failed_ports.push(port);
+            if !success {
+                src.fail_port(port);
             }
+            let sweep_kind = if usize::from(src.n_ports) <= self.config.horizontal_ports {
+                ScanKind::Horizontal
+            } else {
+                ScanKind::Strobe
+            };
             if verdict == Verdict::Scanner {
-                let kind = if src.failed_ports.len() <= self.config.horizontal_ports {
-                    ScanKind::Horizontal
-                } else {
-                    ScanKind::Strobe
-                };
-                decided.push((kind, None));
+                decided.push((sweep_kind, "trw"));
             }
-        } else if !success
-            && src.failed_ports.len() < MAX_PORTS
-            && !src.failed_ports.contains(&port)
-        {
-            src.failed_ports.push(port);
-        }
-        // Vertical: distinct failed ports on one host.
-        if !success && proto != Proto::Icmp {
-            let ports = src.host_ports.entry(dst).or_default();
-            if ports.len() < MAX_HOST_PORTS && !ports.contains(&port) {
-                ports.push(port);
-                if ports.len() as u32 == self.config.vertical_ports {
-                    decided.push((ScanKind::Vertical, Some(dst)));
+            // Ping sweeps: echo requests to distinct hosts, answered or
+            // not, within the window.
+            if proto == Proto::Icmp {
+                let now_s = (now_ns / 1_000_000_000) as u32;
+                let window_s = (self.config.ping_sweep_ns / 1_000_000_000) as u32;
+                if src.echo_hosts == 0 || now_s.saturating_sub(src.echo_since_s) > window_s {
+                    src.echo_since_s = now_s;
+                    src.echo_hosts = 0;
+                }
+                src.echo_hosts = src.echo_hosts.saturating_add(1);
+                if src.echo_hosts == self.config.ping_sweep_hosts {
+                    decided.push((ScanKind::Horizontal, "echo-sweep"));
                 }
             }
+        } else if !success {
+            src.fail_port(port);
         }
-        for (kind, target) in decided {
-            if src.reported.contains(&kind) {
+        if vertical.is_some() {
+            decided.push((ScanKind::Vertical, "vertical"));
+        }
+        for (kind, by) in decided {
+            if !src.reported.insert(kind) {
                 continue;
             }
-            src.reported.push(kind);
-            let ports = match target {
-                Some(t) => src.host_ports.get(&t).cloned().unwrap_or_default(),
-                None => src.failed_ports.clone(),
+            let (target, ports) = match (kind, &vertical) {
+                (ScanKind::Vertical, Some(ports)) => (Some(dst), ports.clone()),
+                _ => (None, src.failed_ports().to_vec()),
             };
-            let confidence = match kind {
-                ScanKind::Vertical => 1.0,
+            let confidence = match by {
+                "vertical" => 1.0,
+                // The share of the source's first contacts that were echo
+                // requests in the window.
+                "echo-sweep" => f32::from(src.echo_hosts) / src.hosts.max(1) as f32,
                 _ => (1.0 - self.config.trw.p_f) as f32,
             };
             self.alerts.push(Alert {
@@ -390,13 +562,14 @@ impl Detector {
                 } else {
                     src.steps
                 },
-                targets: src.hosts.len() as u32,
+                targets: src.hosts,
                 target,
                 ports,
                 trw_llr: if target.is_some() { 0.0 } else { src.llr },
-                confidence,
-                traits: src.traits.clone(),
+                confidence: confidence.min(1.0),
+                traits: src.traits.names().collect(),
                 allowlisted: self.allowlist.contains(src_ip),
+                decided_by: by,
                 group: None,
             });
         }
@@ -410,9 +583,7 @@ impl Detector {
         let sources = &self.sources;
         let sweeper = |ip: IpAddr| {
             sources.get(&ip).is_some_and(|s| {
-                s.reported
-                    .iter()
-                    .any(|k| matches!(k, ScanKind::Horizontal | ScanKind::Strobe))
+                s.reported.contains(ScanKind::Horizontal) || s.reported.contains(ScanKind::Strobe)
             })
         };
         let mut findings: Vec<Finding> = Vec::new();
@@ -462,10 +633,11 @@ impl Detector {
         };
         let mut key: Vec<IpAddr> = f.members.iter().map(|m| m.source).collect();
         key.sort_unstable();
-        if !self
-            .reported_groups
-            .insert((kind, key.clone(), real_source))
-        {
+        let reported = self.reported_keys.hash_one((kind, &key, real_source));
+        if self.reported_groups.len() >= MAX_REPORTED_GROUPS {
+            self.reported_groups.clear();
+        }
+        if !self.reported_groups.insert(reported) {
             return;
         }
         let source = real_source.unwrap_or(f.members[0].source);
@@ -474,7 +646,7 @@ impl Detector {
                 Some(host),
                 f.covered
                     .iter()
-                    .take(MAX_PORTS)
+                    .take(GROUP_PORTS)
                     .map(|&p| p as u16)
                     .collect(),
                 1,
@@ -488,7 +660,7 @@ impl Detector {
         let traits = self
             .sources
             .get(&source)
-            .map(|s| s.traits.clone())
+            .map(|s| s.traits.names().collect())
             .unwrap_or_default();
         self.alerts.push(Alert {
             kind,
@@ -509,6 +681,10 @@ impl Detector {
             },
             traits,
             allowlisted: self.allowlist.contains(source),
+            decided_by: match kind {
+                ScanKind::Decoy => "decoy",
+                _ => "distributed",
+            },
             group: Some(GroupEvidence {
                 sources: members,
                 shares,
@@ -528,10 +704,8 @@ impl Detector {
             _ => std::slice::from_ref(&source),
         };
         for member in labelled {
-            if let Some(s) = self.sources.get_mut(member)
-                && !s.reported.contains(&kind)
-            {
-                s.reported.push(kind);
+            if let Some(s) = self.sources.get_mut(member) {
+                s.reported.insert(kind);
             }
         }
         if kind == ScanKind::Decoy && real_source.is_none() {
@@ -567,29 +741,6 @@ fn odd_one_out(ttls: &[u8]) -> Option<usize> {
     match odd.as_slice() {
         [i] if rest_agree(*i) => Some(*i),
         _ => None,
-    }
-}
-
-/// The pair table's hasher: its keys are already keyed hashes
-/// ([`Detector::pair`]), so hashing them again would only cost time on
-/// every probe. Hand-written for that reason; it takes the one `u64` it is
-/// given.
-#[derive(Debug, Default)]
-pub(crate) struct PairKeyHasher(u64);
-
-impl Hasher for PairKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -700,6 +851,20 @@ mod tests {
     }
 
     #[test]
+    fn a_published_allowlist_takes_addresses_networks_and_comments_and_names_a_bad_line() {
+        let list = Allowlist::parse(
+            "# scanners we run\n198.18.0.0/30  # the audit box\n\n  fd00::7\n198.19.1.1\n",
+        )
+        .unwrap();
+        assert!(list.contains(ip(2)));
+        assert!(!list.contains(ip(9)));
+        assert!(list.contains("fd00::7".parse().unwrap()));
+        assert!(list.contains("198.19.1.1".parse().unwrap()));
+        let err = Allowlist::parse("198.18.0.1\nscanner.example # no names\n").unwrap_err();
+        assert_eq!((err.line, err.text.as_str()), (2, "scanner.example"));
+    }
+
+    #[test]
     fn memory_budget_evicts_least_recently_seen_sources_and_counts_them() {
         let config = DetectorConfig {
             max_sources: 16,
@@ -725,22 +890,110 @@ mod tests {
     }
 
     #[test]
+    fn slow_scans_outlive_a_flood_of_one_off_clients_under_the_budgets() {
+        let config = DetectorConfig {
+            max_sources: 64,
+            max_pairs: 256,
+            ..DetectorConfig::default()
+        };
+        let mut d = Detector::new(config);
+        // At nmap -T0's pace: a vertical scan of one host, and a sweep of
+        // port 23 (a new host each time), both refused.
+        let (scanner, sweeper, target) = (ip(1), ip(2), ip(200));
+        let mut client = 0u32;
+        for (i, port) in [21u16, 22, 23, 25, 80, 110].into_iter().enumerate() {
+            let t = i as u64 * 300 * SEC;
+            d.observe(&syn(t, scanner, target, port));
+            d.observe(&rst(t + SEC / 100, target, scanner, port));
+            let host = ip(100 + i as u8);
+            d.observe(&syn(t + SEC / 50, sweeper, host, 23));
+            d.observe(&rst(t + SEC / 40, host, sweeper, 23));
+            // Between probes, 500 clients each make one answered
+            // connection to the target's web port, and go.
+            for _ in 0..500 {
+                client += 1;
+                let c = IpAddr::V4(Ipv4Addr::from(0xc613_0000 + client));
+                let at = t + SEC + u64::from(client) * 1000;
+                d.observe(&syn(at, c, target, 443));
+                d.observe(&synack(at + 1, target, c, 443));
+            }
+        }
+        d.finish(1800 * SEC);
+        assert!(d.evictions() > 2000, "{}", d.evictions());
+        let mut alerts = d.drain_alerts();
+        alerts.sort_by_key(|a| a.source);
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert_eq!(
+            (alerts[0].kind, alerts[0].source),
+            (ScanKind::Vertical, scanner)
+        );
+        assert_eq!(alerts[0].ports, vec![21, 22, 23, 25, 80]);
+        assert_eq!(alerts[0].probes, 5, "the source was kept throughout");
+        assert_eq!(
+            (alerts[1].kind, alerts[1].source),
+            (ScanKind::Horizontal, sweeper)
+        );
+        assert_eq!(alerts[1].decision_step, 4);
+    }
+
+    #[test]
+    fn the_pending_budget_judges_the_oldest_probes_silent_and_counts_them() {
+        let config = DetectorConfig {
+            max_pending: 16,
+            ..DetectorConfig::default()
+        };
+        let mut d = Detector::new(config);
+        let scanner = ip(1);
+        // 100 SYNs within a millisecond, none answered yet.
+        for h in 0..100u32 {
+            let host = IpAddr::V4(Ipv4Addr::from(0xc613_0000 + h));
+            d.observe(&syn(u64::from(h) * 10_000, scanner, host, 23));
+        }
+        assert!(d.pending.len() <= 16, "{}", d.pending.len());
+        assert_eq!(d.evictions(), 84);
+        // Answered probes do not pile up in the time order either.
+        let client = ip(2);
+        for h in 0..200u32 {
+            let host = IpAddr::V4(Ipv4Addr::from(0xc614_0000 + h));
+            let t = SEC + u64::from(h) * 10_000;
+            d.observe(&syn(t, client, host, 443));
+            d.observe(&synack(t + 1, host, client, 443));
+        }
+        assert!(d.order.len() <= 32, "{}", d.order.len());
+        let alerts = d.drain_alerts();
+        assert_eq!(
+            alerts.len(),
+            1,
+            "decided before the answer timeout: {alerts:?}"
+        );
+        assert_eq!(
+            (alerts[0].kind, alerts[0].decision_step),
+            (ScanKind::Horizontal, 4)
+        );
+    }
+
+    #[test]
     fn the_pair_budget_evicts_and_counts_and_who_spoke_first_still_holds() {
         let config = DetectorConfig {
             max_pairs: 16,
             ..DetectorConfig::default()
         };
         let mut d = Detector::new(config);
+        assert_eq!(d.pairs.capacity(), 16);
         for i in 0..100u32 {
             let client = IpAddr::V4(Ipv4Addr::from(0xc612_1000 + i));
             d.observe(&syn(u64::from(i), client, ip(1), 443));
         }
-        assert!(d.initiated.len() <= 17, "{}", d.initiated.len());
-        assert!(d.evictions() >= 80, "{}", d.evictions());
+        assert_eq!(
+            d.evictions(),
+            100 - 16,
+            "every bucket full, the rest pushed out"
+        );
         // A server answering its latest clients' connections is not
-        // probing them.
+        // probing them: each bucket keeps its four most recent pairs, so
+        // the last four clients are all still known.
         let server = ip(1);
-        for i in 95..100u32 {
+        for i in 96..100u32 {
             let client = IpAddr::V4(Ipv4Addr::from(0xc612_1000 + i));
             d.observe(&ev(
                 200,
@@ -757,6 +1010,77 @@ mod tests {
             d.drain_alerts().iter().all(|a| a.source != server),
             "the server was flagged"
         );
+    }
+
+    #[test]
+    fn a_source_is_a_fixed_72_bytes_whatever_it_touches() {
+        assert!(
+            std::mem::size_of::<Source>() <= 72,
+            "{}",
+            std::mem::size_of::<Source>()
+        );
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        for h in 0..2000u32 {
+            let host = IpAddr::V4(Ipv4Addr::from(0xc613_0000 + h));
+            d.observe(&syn(
+                u64::from(h) * 1000,
+                scanner,
+                host,
+                1 + (h % 700) as u16,
+            ));
+        }
+        d.finish(10 * SEC);
+        let s = d.sources[&scanner];
+        assert_eq!(s.hosts, 2000);
+        assert_eq!(s.failed_ports().len(), SOURCE_PORTS);
+    }
+
+    fn echo(ts: u64, src: IpAddr, dst: IpAddr) -> FlowEvent {
+        ev(ts, src, dst, Proto::Icmp, 0, 0, EventKind::Attempt)
+    }
+
+    fn echo_reply(ts: u64, from: IpAddr, to: IpAddr) -> FlowEvent {
+        ev(ts, from, to, Proto::Icmp, 0, 0, EventKind::Accept)
+    }
+
+    #[test]
+    fn a_ping_sweep_of_live_hosts_is_horizontal_at_its_tenth_host() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        for h in 0..30u8 {
+            let t = u64::from(h) * SEC / 100;
+            d.observe(&echo(t, scanner, ip(100 + h)));
+            d.observe(&echo_reply(t + 1000, ip(100 + h), scanner));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(
+            (a.kind, a.proto, a.source),
+            (ScanKind::Horizontal, Proto::Icmp, scanner)
+        );
+        assert_eq!(a.decided_by, "echo-sweep");
+        assert_eq!((a.decision_step, a.targets, a.failures), (10, 10, 0));
+        assert_eq!(a.confidence, 1.0);
+    }
+
+    #[test]
+    fn a_few_pings_or_pings_spread_past_the_window_are_no_sweep() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (admin, monitor) = (ip(1), ip(2));
+        // Pings to nine hosts at once; one host every 2 minutes.
+        for h in 0..9u8 {
+            d.observe(&echo(u64::from(h), admin, ip(100 + h)));
+            d.observe(&echo_reply(u64::from(h) + 1000, ip(100 + h), admin));
+        }
+        for h in 0..20u8 {
+            let t = u64::from(h) * 120 * SEC;
+            d.observe(&echo(t, monitor, ip(150 + h)));
+            d.observe(&echo_reply(t + 1000, ip(150 + h), monitor));
+        }
+        d.finish(3000 * SEC);
+        assert!(d.drain_alerts().is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Errors of the capture readers: each names the file and, where the
-//! parser stopped, the byte offset into the (decompressed) stream.
+//! Errors of the capture readers (each names the file and, where the
+//! parser stopped, the byte offset into the (decompressed) stream) and of
+//! the allowlist reader (the line and its text).
 
 use std::path::PathBuf;
 
@@ -31,4 +32,15 @@ pub enum CaptureError {
         /// What the parser said.
         reason: String,
     },
+}
+
+/// A line of an allowlist is neither an address nor a network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error("line {line}: {text:?} is not an address or network")]
+pub struct AllowlistError {
+    /// The line number, from 1.
+    pub line: usize,
+    /// The line's text, comment and blanks removed.
+    pub text: String,
 }

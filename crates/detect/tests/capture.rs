@@ -6,11 +6,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use portolan_detect::{
-    CaptureError, Detector, DetectorConfig, ScanKind, decode, read_capture, read_stream,
+    CaptureError, Detector, DetectorConfig, ScanKind, decode, read_capture, read_captures_merged,
+    read_stream,
 };
 use proptest::prelude::*;
 
-use crate::pcap_writer::{pcap, pcapng, sweep_and_client};
+use crate::counting::allocations_during;
+use crate::pcap_writer::{pcap, pcapng, pcapng_as, sweep_and_client};
 
 fn temp(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portolan-detect-{}", std::process::id()));
@@ -56,6 +58,100 @@ fn pcap_pcapng_and_gzip_give_the_same_alerts() {
         assert_eq!(alerts[0].kind, ScanKind::Horizontal);
         assert_eq!(alerts[0].source.to_string(), "198.18.0.1");
         assert_eq!(alerts[0].ports, vec![445]);
+    }
+}
+
+#[test]
+fn files_are_merged_by_time_across_batches_and_a_bad_one_is_named() {
+    let packets = sweep_and_client();
+    // Split the capture in two files, alternate packets in each, one of
+    // them gzip'd pcapng; repeat it past a batch's 4,096 packets.
+    let mut many = Vec::new();
+    for round in 0..300u64 {
+        for (ts, bytes) in &packets {
+            many.push((ts + round * 1_000_000_000, bytes.clone()));
+        }
+    }
+    let (odd, even): (Vec<_>, Vec<_>) = many
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 1);
+    let strip = |v: Vec<(usize, (u64, Vec<u8>))>| v.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+    let files = [
+        temp("odd.pcap", &pcap(&strip(odd))),
+        temp("even.pcapng.gz", &gzip(&pcapng(&strip(even)))),
+    ];
+    let mut seen = Vec::new();
+    let stats = read_captures_merged(&files, |p| seen.push((p.ts_ns, p.data.to_vec()))).unwrap();
+    assert_eq!(stats.len(), 2);
+    assert_eq!(stats[0].packets + stats[1].packets, many.len() as u64);
+    let want: Vec<(u64, Vec<u8>)> = many.iter().map(|(t, b)| (t * 1000, b.clone())).collect();
+    assert_eq!(seen.len(), want.len());
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "in time order");
+    assert!(seen == want, "the same packets, merged");
+    let junk = temp("junk.txt", b"not a capture at all, only words");
+    let err = read_captures_merged(&[files[0].clone(), junk], |_| {}).unwrap_err();
+    assert!(err.to_string().contains("junk.txt"), "{err}");
+}
+
+#[test]
+fn pcapng_blocks_with_options_or_big_endian_give_the_same_packets_as_pcap() {
+    let packets = sweep_and_client();
+    let read = |bytes: &[u8]| {
+        let mut seen = Vec::new();
+        let stats = read_stream(Path::new("t"), bytes, |p| {
+            seen.push((p.ts_ns, p.linktype, p.data.to_vec()))
+        })
+        .unwrap();
+        assert_eq!(stats.packets, packets.len() as u64);
+        seen
+    };
+    let want = read(&pcap(&packets));
+    for (big, comments) in [(false, true), (true, false), (true, true)] {
+        assert_eq!(
+            read(&pcapng_as(&packets, big, comments)),
+            want,
+            "big-endian {big}, comments {comments}"
+        );
+    }
+}
+
+#[test]
+fn reading_a_capture_allocates_nothing_per_packet() {
+    let mut many = Vec::new();
+    for round in 0..500u64 {
+        for (ts, bytes) in sweep_and_client() {
+            many.push((ts + round * 1_000_000, bytes));
+        }
+    }
+    let few = &many[..80];
+    for (name, file) in [
+        ("pcap", pcap as fn(&[(u64, Vec<u8>)]) -> Vec<u8>),
+        ("pcapng", pcapng),
+        ("pcapng with options", |p: &[(u64, Vec<u8>)]| {
+            pcapng_as(p, false, true)
+        }),
+        ("big-endian pcapng", |p: &[(u64, Vec<u8>)]| {
+            pcapng_as(p, true, true)
+        }),
+    ] {
+        let (small, large) = (file(few), file(&many));
+        let mut n = 0u64;
+        let few_allocs = allocations_during(|| {
+            read_stream(Path::new("few"), &small[..], |_| n += 1).unwrap();
+        });
+        let many_allocs = allocations_during(|| {
+            read_stream(Path::new("many"), &large[..], |_| n += 1).unwrap();
+        });
+        assert_eq!(n, (few.len() + many.len()) as u64);
+        assert_eq!(
+            few_allocs,
+            many_allocs,
+            "{name}: {} packets, {few_allocs} allocations; {} packets, {many_allocs}",
+            few.len(),
+            many.len()
+        );
     }
 }
 

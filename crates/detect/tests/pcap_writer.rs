@@ -31,35 +31,62 @@ pub fn pcap(packets: &[(u64, Vec<u8>)]) -> Vec<u8> {
 
 /// A pcapng file (one section, one LINKTYPE_RAW interface, microseconds).
 pub fn pcapng(packets: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    pcapng_as(packets, false, false)
+}
+
+/// A pcapng file as [`pcapng`], its section big-endian if `big_endian`,
+/// and each packet block carrying an `opt_comment` if `comments`.
+pub fn pcapng_as(packets: &[(u64, Vec<u8>)], big_endian: bool, comments: bool) -> Vec<u8> {
+    let u32b = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u16b = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut out = Vec::new();
     let block = |out: &mut Vec<u8>, kind: u32, body: &[u8]| {
         let len = (12 + body.len()).div_ceil(4) * 4;
-        out.extend_from_slice(&kind.to_le_bytes());
-        out.extend_from_slice(&(len as u32).to_le_bytes());
+        out.extend_from_slice(&u32b(kind));
+        out.extend_from_slice(&u32b(len as u32));
         out.extend_from_slice(body);
         out.resize(out.len() + (len - 12 - body.len()), 0);
-        out.extend_from_slice(&(len as u32).to_le_bytes());
+        out.extend_from_slice(&u32b(len as u32));
     };
     let mut shb = Vec::new();
-    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
-    shb.extend_from_slice(&1u16.to_le_bytes());
-    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&u32b(0x1a2b_3c4d));
+    shb.extend_from_slice(&u16b(1));
+    shb.extend_from_slice(&u16b(0));
     shb.extend_from_slice(&(-1i64).to_le_bytes());
     block(&mut out, 0x0a0d_0d0a, &shb);
     let mut idb = Vec::new();
-    idb.extend_from_slice(&101u16.to_le_bytes());
-    idb.extend_from_slice(&0u16.to_le_bytes());
-    idb.extend_from_slice(&65535u32.to_le_bytes());
+    idb.extend_from_slice(&u16b(101));
+    idb.extend_from_slice(&u16b(0));
+    idb.extend_from_slice(&u32b(65535));
     block(&mut out, 1, &idb);
     for (ts, p) in packets {
         let mut epb = Vec::new();
-        epb.extend_from_slice(&0u32.to_le_bytes());
-        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
-        epb.extend_from_slice(&(*ts as u32).to_le_bytes());
-        epb.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&u32b(0));
+        epb.extend_from_slice(&u32b((ts >> 32) as u32));
+        epb.extend_from_slice(&u32b(*ts as u32));
+        epb.extend_from_slice(&u32b(p.len() as u32));
+        epb.extend_from_slice(&u32b(p.len() as u32));
         epb.extend_from_slice(p);
         epb.resize(epb.len().div_ceil(4) * 4, 0);
+        if comments {
+            // opt_comment "seen", then opt_endofopt.
+            epb.extend_from_slice(&u16b(1));
+            epb.extend_from_slice(&u16b(4));
+            epb.extend_from_slice(b"seen");
+            epb.extend_from_slice(&[0; 4]);
+        }
         block(&mut out, 6, &epb);
     }
     out
