@@ -742,13 +742,7 @@ impl Scheduler {
             // --scan-delay, nor by a full window).
             let paced_only = matches!(blocked, Some(Some(_))) && self.timing.scan_delay.is_zero();
             if paced_only && let Some(i) = host.queue.iter().position(|q| q.quiet) {
-                let next = host.queue.remove(i).expect("found");
-                if host.queue.is_empty() {
-                    host.in_ready = false;
-                } else {
-                    self.ready.push_back(h);
-                }
-                self.queued -= 1;
+                let next = self.take_queued(h, i);
                 return Some(self.dispatch_queued(h, next, now, false));
             }
             if let Some(until) = blocked {
@@ -759,13 +753,7 @@ impl Scheduler {
                 }
                 continue;
             }
-            let next = host.queue.pop_front().expect("queue is not empty");
-            if host.queue.is_empty() {
-                host.in_ready = false;
-            } else {
-                self.ready.push_back(h);
-            }
-            self.queued -= 1;
+            let next = self.take_queued(h, 0);
             return Some(self.dispatch_queued(h, next, now, true));
         }
         // Then the next first tries in the order.
@@ -1326,6 +1314,20 @@ impl Scheduler {
             Some(_) => None,
             None => Some(host.lanes_free_at()),
         }
+    }
+
+    /// Takes the try at `i` off ready host `h`'s queue; the host stays
+    /// in the ready queue while it has more.
+    fn take_queued(&mut self, h: u32, i: usize) -> Queued {
+        let host = self.hosts[h as usize].as_mut().expect("ready host is live");
+        let next = host.queue.remove(i).expect("a queued try");
+        if host.queue.is_empty() {
+            host.in_ready = false;
+        } else {
+            self.ready.push_back(h);
+        }
+        self.queued -= 1;
+        next
     }
 
     fn mark_ready(&mut self, h: u32) {
