@@ -24,7 +24,8 @@ pub(super) const LOST_PORT_CHANCE: f64 = 1e-2;
 /// all lost): one run in a hundred was not exact. A lossy port now gets
 /// one to a few more tries; a clean scan's count, and the short UDP
 /// lists' (whose extra tries would cost their target's ICMP burst), are
-/// unchanged.
+/// unchanged, and so are hosts whose rate-limited ICMP errors are what
+/// went unanswered.
 pub(super) const LOST_PORT_CHANCE_UNDER_LOSS: f64 = 1e-3;
 
 /// Retransmissions needed so that, of a host's `scanned` ports, any that
@@ -37,10 +38,14 @@ pub(super) const LOST_PORT_CHANCE_UNDER_LOSS: f64 = 1e-3;
 /// (tries + 2p): a host with few answers yet gets a few more retries, one
 /// that answered many ports at the first try gets nmap's minimum, and one
 /// whose answers needed retransmissions gets what its loss calls for.
-pub(super) fn retries_for_loss(ports: u32, tries: u32, scanned: usize) -> u8 {
+///
+/// `limited`: the host's answers are ICMP errors it rate-limits, so its
+/// lost tries are the limit's, which pacing answers for; the stricter
+/// chance is for the path's loss.
+pub(super) fn retries_for_loss(ports: u32, tries: u32, scanned: usize, limited: bool) -> u8 {
     let tries = tries.max(ports);
     let lost = (f64::from(tries - ports) + PRIOR_LOST) / (f64::from(tries) + 2.0 * PRIOR_LOST);
-    let chance = if tries > ports {
+    let chance = if tries > ports && !limited {
         LOST_PORT_CHANCE_UNDER_LOSS
     } else {
         LOST_PORT_CHANCE
@@ -112,6 +117,7 @@ impl HostScan {
                 self.answered_ports,
                 self.answered_tries,
                 scanned,
+                self.error_port.is_some(),
             ));
         max_retries.min(adaptive)
     }
@@ -219,17 +225,20 @@ mod tests {
     fn retries_follow_the_measured_loss() {
         // One port scanned, 1e-2: nothing known, one try in two may be
         // lost, so 7 tries.
-        assert_eq!(retries_for_loss(0, 0, 1), 6);
+        assert_eq!(retries_for_loss(0, 0, 1, false), 6);
         // Ten ports answered at the first try: a little cautious.
-        assert_eq!(retries_for_loss(10, 10, 1), 0);
-        assert_eq!(retries_for_loss(10, 10, 1000), 2);
+        assert_eq!(retries_for_loss(10, 10, 1, false), 0);
+        assert_eq!(retries_for_loss(10, 10, 1000, false), 2);
         // Three of a thousand answered at once (a firewalled host).
-        assert_eq!(retries_for_loss(3, 3, 1000), 3);
+        assert_eq!(retries_for_loss(3, 3, 1000, false), 3);
         // A thousand at the first try, of a thousand: nmap's two tries.
-        assert_eq!(retries_for_loss(1000, 1000, 1000), 1);
+        assert_eq!(retries_for_loss(1000, 1000, 1000, false), 1);
         // One try in ten lost, 1000 ports, 1e-3: 1e-6 per port, 7 tries.
-        assert_eq!(retries_for_loss(900, 1000, 1000), 6);
+        assert_eq!(retries_for_loss(900, 1000, 1000, false), 6);
+        // The same from a host whose rate-limited errors went unanswered:
+        // the limit's doing, paced for, at 1e-2: 6 tries.
+        assert_eq!(retries_for_loss(900, 1000, 1000, true), 5);
         // Half lost, 1000 ports: 20 tries.
-        assert_eq!(retries_for_loss(500, 1000, 1000), 19);
+        assert_eq!(retries_for_loss(500, 1000, 1000, false), 19);
     }
 }
