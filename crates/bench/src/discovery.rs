@@ -37,7 +37,7 @@ use portolan_lab::{Lab, Namespace};
 
 use crate::harness::{Row, median, peer, print_table, sibling_binary};
 use crate::parse;
-use crate::sweep::{self, Live, Reading, Scratch, Sweep, UNBOUNDED_RATE};
+use crate::sweep::{self, Live, Reading, SIXTEEN_PORTS, Scratch, Sweep, UNBOUNDED_RATE};
 
 /// Hosts on the bridged segment.
 pub const SEGMENT_HOSTS: usize = 30;
@@ -88,11 +88,12 @@ impl Pinger {
         }
     }
 
-    /// Runs from `scanner` against `target` with `flags` added, and
-    /// compares the hosts found up with `live`.
+    /// Runs from `scanner` (whose send rate is sampled on `interface`)
+    /// against `target` with `flags` added, and compares the hosts found
+    /// up with `live`.
     fn ping(
         &self,
-        scanner: &Namespace,
+        (scanner, interface): (&Namespace, &str),
         dir: &Scratch,
         target: &str,
         flags: &[&str],
@@ -116,7 +117,14 @@ impl Pinger {
             label.push(' ');
             label.push_str(flag);
         }
-        sweep::run(&label, cmd, reading, live, LIMIT)
+        sweep::run(
+            &label,
+            cmd,
+            reading,
+            live,
+            LIMIT,
+            Some((scanner.name(), interface)),
+        )
     }
 }
 
@@ -168,7 +176,13 @@ fn segment_part(runs: usize) -> Result<(), String> {
         .iter()
         .map(|(pinger, flags)| {
             median(runs, || {
-                pinger.ping(lab.scanner(), &dir, &target, flags, &live)
+                pinger.ping(
+                    (lab.scanner(), segment.scanner_interface()),
+                    &dir,
+                    &target,
+                    flags,
+                    &live,
+                )
             })
         })
         .collect();
@@ -187,7 +201,7 @@ fn routed_parts(runs: usize) -> Result<(), String> {
         .iter()
         .map(|(pinger, flags)| {
             median(runs, || {
-                pinger.ping(sweep.lab().scanner(), &dir, &target, flags, sweep.live())
+                pinger.ping(sweep.scanner(), &dir, &target, flags, sweep.live())
             })
         })
         .collect();
@@ -233,13 +247,19 @@ pub fn sparse_bench(runs: usize) -> Result<(), String> {
         "Sparse {target} behind a lab gateway, {LIVE} live addresses scattered in it, maximal rates; median of {runs} run(s)"
     );
     let mut rows = vec![median(runs, || {
-        Pinger::portolan().ping(sweep.lab().scanner(), &dir, &target, &[], sweep.live())
+        Pinger::portolan().ping(sweep.scanner(), &dir, &target, &[], sweep.live())
     })];
     rows.push(median(runs, || sweep.portolan(16, &[])));
     let equal = EQUAL_RATE.to_string();
     rows.push(median(runs, || sweep.portolan(16, &["--max-rate", &equal])));
+    rows.push(median(runs, || {
+        sweep.portolan_ports(16, SIXTEEN_PORTS, &[])
+    }));
     if let Some(binary) = peer("masscan", "apt-get install masscan") {
         rows.push(median(runs, || sweep.masscan(&binary, UNBOUNDED_RATE)));
+        rows.push(median(runs, || {
+            sweep.masscan_ports(&binary, UNBOUNDED_RATE, Some(SIXTEEN_PORTS))
+        }));
     }
     if let Some(binary) = peer("zmap", "apt-get install zmap") {
         rows.push(median(runs, || sweep.zmap(&binary, UNBOUNDED_RATE)));

@@ -58,6 +58,7 @@ mod measure;
 mod os;
 mod parse;
 mod sweep;
+mod txrate;
 mod udp;
 mod versions;
 

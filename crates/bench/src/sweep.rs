@@ -24,11 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use portolan_lab::{Host, Lab, TcpService};
+use portolan_lab::{Host, Lab, Namespace, TcpService};
 
 use crate::harness::{Heartbeat, Row, median, peer, print_table, sibling_binary};
 use crate::measure::{Cost, run_measured};
 use crate::parse;
+use crate::txrate::TxSampler;
 
 /// The swept port.
 pub const PORT: u16 = 80;
@@ -37,6 +38,11 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// How long masscan and ZMap wait for late answers after sending (their
 /// `--wait` and `--cooldown-time`).
 const PEER_WAIT: Duration = Duration::from_secs(2);
+/// Sixteen ports with [`PORT`] among them (the issue's `-p1-16` sweep,
+/// moved so that the live hosts' one open port is in it): the cost of a
+/// probe when each address gets several.
+pub const SIXTEEN_PORTS: &str = "65-80";
+
 /// The rate masscan and ZMap are asked for to send as fast as they can:
 /// more than one core can send.
 pub const UNBOUNDED_RATE: u32 = 20_000_000;
@@ -80,10 +86,21 @@ pub struct Reading {
     pub wait: Duration,
 }
 
-/// Runs `command` under `limit` and compares what it found with `live`.
-pub fn run(label: &str, command: Command, reading: Reading, live: &Live, limit: Duration) -> Row {
+/// Runs `command` under `limit` and compares what it found with `live`;
+/// with `sampled` (namespace, interface), the interface's peak send rate
+/// is added (see [`TxSampler`]).
+pub fn run(
+    label: &str,
+    command: Command,
+    reading: Reading,
+    live: &Live,
+    limit: Duration,
+    sampled: Option<(&str, &str)>,
+) -> Row {
     let _ = std::fs::remove_file(&reading.path);
+    let sampler = sampled.map(|(namespace, interface)| TxSampler::start(namespace, interface));
     let cost = run_measured(command, limit, Stdio::null());
+    let peak = sampler.and_then(TxSampler::stop);
     let text = std::fs::read_to_string(&reading.path).unwrap_or_default();
     let found = (reading.found)(&text);
     let hits = found
@@ -102,6 +119,9 @@ pub fn run(label: &str, command: Command, reading: Reading, live: &Live, limit: 
     // Answers lost on this machine, not on the path (Portolan says).
     if let Some(dropped) = parse::portolan_kernel_drops(&text).filter(|&n| n > 0) {
         accuracy.push_str(&format!("; {dropped} dropped by the kernel"));
+    }
+    if let Some(peak) = peak {
+        accuracy.push_str(&format!(", peak {peak:.0} pkt/s"));
     }
     Row::new(
         label.to_string(),
@@ -226,14 +246,21 @@ impl Sweep {
         Sweep::with(lab, listener, network, Live::Only(live))
     }
 
-    /// The lab (its scanner namespace runs the tools).
-    pub fn lab(&self) -> &Lab {
-        &self.lab
-    }
-
     /// The gateway.
     pub fn host(&self) -> &Host {
         self.lab.host(0)
+    }
+
+    /// The scanner's namespace and interface, whose send rate
+    /// [`TxSampler`] samples.
+    fn sampled(&self) -> Option<(&str, &str)> {
+        let (scanner, interface) = self.scanner();
+        Some((scanner.name(), interface))
+    }
+
+    /// The scanner's namespace and its interface towards the gateway.
+    pub fn scanner(&self) -> (&Namespace, &str) {
+        (self.lab.scanner(), self.host().scanner_interface())
     }
 
     /// Who answers in the /16.
@@ -294,34 +321,43 @@ impl Sweep {
             reading,
             &self.live_in(len),
             Duration::from_secs(600),
+            None,
         )
     }
 
     /// Portolan's SYN sweep of port [`PORT`] over the range of prefix
     /// length `len`, without discovery, with `flags` added (e.g. a rate).
     pub fn portolan(&self, len: u8, flags: &[&str]) -> Row {
+        self.portolan_ports(len, &PORT.to_string(), flags)
+    }
+
+    /// Portolan's SYN sweep of `ports` (which include [`PORT`], the one
+    /// that is open) over the range of prefix length `len`.
+    pub fn portolan_ports(&self, len: u8, ports: &str, flags: &[&str]) -> Row {
         let out = self.file("portolan.jsonl");
         let mut cmd = self.lab.scanner().command(sibling_binary("portolan"));
-        cmd.args([
-            "-sS",
-            "-Pn",
-            "-n",
-            "--no-progress",
-            "--no-db",
-            "-p",
-            &PORT.to_string(),
-        ])
-        .args(flags)
-        .arg("-oJ")
-        .arg(&out)
-        .arg(self.range(len));
+        cmd.args(["-sS", "-Pn", "-n", "--no-progress", "--no-db", "-p", ports])
+            .args(flags)
+            .arg("-oJ")
+            .arg(&out)
+            .arg(self.range(len));
         let reading = Reading::portolan(out);
         let mut label = format!("portolan -sS /{len}");
+        if ports != PORT.to_string() {
+            label.push_str(&format!(" -p{ports}"));
+        }
         for flag in flags {
             label.push(' ');
             label.push_str(flag);
         }
-        run(&label, cmd, reading, &self.live_in(len), LIMIT)
+        run(
+            &label,
+            cmd,
+            reading,
+            &self.live_in(len),
+            LIMIT,
+            self.sampled(),
+        )
     }
 
     /// Portolan's whole engine with no socket (`--offline`) on a one-port
@@ -365,6 +401,8 @@ impl Sweep {
             reading,
             &Live::Only(BTreeSet::new()),
             LIMIT,
+            // Nothing is sent.
+            None,
         )
     }
 
@@ -374,10 +412,16 @@ impl Sweep {
     /// gateway's MAC as the next hop; it runs with the host's heartbeat
     /// (see [`crate::harness`]).
     pub fn masscan(&self, binary: &Path, rate: u32) -> Row {
+        self.masscan_ports(binary, rate, None)
+    }
+
+    /// masscan's sweep of [`SIXTEEN_PORTS`] (`sixteen`) or of [`PORT`].
+    pub fn masscan_ports(&self, binary: &Path, rate: u32, sixteen: Option<&str>) -> Row {
         let out = self.file("masscan.txt");
         let host = self.host();
+        let ports = sixteen.map_or(PORT.to_string(), str::to_owned);
         let mut cmd = self.lab.scanner().command(binary);
-        cmd.args(["-p", &PORT.to_string(), "--rate", &rate.to_string()])
+        cmd.args(["-p", &ports, "--rate", &rate.to_string()])
             .args(["-e", host.scanner_interface()])
             .args(["--adapter-ip", &host.scanner_ipv4().to_string()])
             .args(["--adapter-mac", &self.macs.0])
@@ -385,20 +429,23 @@ impl Sweep {
             .args(["--wait", &PEER_WAIT.as_secs().to_string(), "-oL"])
             .arg(&out)
             .arg(self.range(16));
+        // One SYN per address and port.
+        let sent: fn(&str) -> Option<u64> = match sixteen {
+            Some(_) => |_| Some(16 << 16),
+            None => |_| Some(1 << 16),
+        };
         let reading = Reading {
             path: out,
-            sent: |_| Some(1 << 16),
+            sent,
             found: parse::masscan_open_addresses,
             wait: PEER_WAIT,
         };
+        let mut label = peer_label("masscan --rate", rate);
+        if let Some(ports) = sixteen {
+            label.push_str(&format!(" -p{ports}"));
+        }
         let _heartbeat = Heartbeat::start(host);
-        run(
-            &peer_label("masscan --rate", rate),
-            cmd,
-            reading,
-            &self.live,
-            LIMIT,
-        )
+        run(&label, cmd, reading, &self.live, LIMIT, self.sampled())
     }
 
     /// ZMap's sweep of the /16 at `rate` packets/s ([`UNBOUNDED_RATE`]: as
@@ -445,7 +492,7 @@ impl Sweep {
             Some(module) => format!("{} -M {module}", peer_label("zmap -r", rate)),
             None => peer_label("zmap -r", rate),
         };
-        run(&label, cmd, reading, &self.live, LIMIT)
+        run(&label, cmd, reading, &self.live, LIMIT, self.sampled())
     }
 }
 
