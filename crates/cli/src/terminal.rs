@@ -143,6 +143,16 @@ impl EventSink for Terminal<'_> {
                     );
                 }
                 self.outputs.tick(&progress.stats, progress.at);
+                // Hosts written since the last flush (see `Outputs`),
+                // with the bar out of the way as when they were written.
+                if self.outputs.flush_is_due(progress.at) {
+                    let outputs = self.outputs;
+                    let flush = || outputs.flush_due(progress.at);
+                    match self.progress.as_ref().and_then(Progress::bar) {
+                        Some(bar) => bar.suspend(flush),
+                        None => flush(),
+                    }
+                }
                 self.check();
             }
             Event::PhaseFinished => {

@@ -16,7 +16,8 @@
 //!   a second: the scan's cumulative counters `t_s` seconds after its start
 //!   (rates are the differences between two lines);
 //! - `{"type":"host","addr","name"?,"rdns"?,"status","reason"?,"reason_ttl"?,"mac"?,"srtt_us"?,"rttvar_us"?,"timeout_us","paced_us"?,"ports":{state: count},"services"?}`
-//!   when a host is done (`name`: the name typed, else the reverse-DNS
+//!   when a host is done, except with `--open` when it has no port to
+//!   show (`name`: the name typed, else the reverse-DNS
 //!   name; `rdns`: the reverse-DNS name, when one was found; `paced_us`:
 //!   the longest delay between probes the host's ICMP rate limit forced,
 //!   when it slowed its scan); with `-sV`,
@@ -410,6 +411,13 @@ impl<W: Write> Sink for JsonLinesSink<W> {
     }
 
     fn host(&mut self, report: &HostReport) -> io::Result<()> {
+        if crate::hidden_with_open_only(report, &self.options) {
+            // `--open` and nothing of the host to show: no line, as in
+            // the other formats (a sweep's silent millions would be
+            // gigabytes of them; the summary counts them).
+            self.held_open.remove(&report.target.addr);
+            return Ok(());
+        }
         if self.hold_ports {
             for o in &report.ports {
                 let service = report.service(o.proto, o.port);
@@ -449,6 +457,10 @@ impl<W: Write> Sink for JsonLinesSink<W> {
             os_detection: report.extra.os_detection.as_ref(),
             middlebox: report.extra.middlebox.as_ref(),
         })?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 

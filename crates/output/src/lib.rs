@@ -49,8 +49,13 @@ pub trait Sink {
         let _ = result;
         Ok(())
     }
-    /// A host is done.
+    /// A host is done. Neither this nor [`Sink::port`] flushes: a sweep
+    /// finishes hosts by the hundred thousand a second, and a flush is a
+    /// system call. The caller calls [`Sink::flush`] as often as it wants
+    /// the output current; [`Sink::begin`] and [`Sink::end`] flush.
     fn host(&mut self, report: &HostReport) -> io::Result<()>;
+    /// Writes what is buffered through.
+    fn flush(&mut self) -> io::Result<()>;
     /// The scan's counters, sampled about once a second. Formats without
     /// a timeline ignore it.
     fn rate(&mut self, sample: &RateSample) -> io::Result<()> {

@@ -349,7 +349,10 @@ impl<W: Write> Sink for NormalSink<W> {
     }
 
     fn host(&mut self, report: &HostReport) -> io::Result<()> {
-        self.write_host(report)?;
+        self.write_host(report)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 

@@ -529,7 +529,10 @@ impl<W: Write> Sink for XmlSink<W> {
         // One write per host, so a killed scan leaves whole hosts only.
         let mut element = Vec::with_capacity(4096);
         self.render_host(&mut element, report)?;
-        self.out.write_all(&element)?;
+        self.out.write_all(&element)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
