@@ -56,6 +56,13 @@ pub const MAX_IDLE: Duration = Duration::from_millis(50);
 /// How long a transport loop may wait for answers before its next turn:
 /// not at all if it stopped sending only because its per-turn budget ran
 /// out, else until the scheduler's next deadline, at most [`MAX_IDLE`].
+/// Timeouts handled per turn at most, before the turn sends and hands
+/// on the events they made. In a sweep, thousands of silent probes fall
+/// due together (in `--offline`'s virtual time, a whole window at once),
+/// and each finishes its host: handled all at once, their reports would
+/// pile up before the first is written (about half a kilobyte each).
+pub(crate) const CANCEL_BUDGET: usize = 4096;
+
 fn turn_wait(scheduler: &Scheduler, now: Instant, budget_spent: bool) -> Duration {
     if budget_spent {
         return Duration::ZERO;

@@ -65,7 +65,10 @@ pub fn run(
         if observer.tick(scheduler, now) == Control::Interrupt {
             scheduler.interrupt(now);
         }
-        while scheduler.poll_cancel(now).is_some() {}
+        let mut cancelled = 0;
+        while cancelled < crate::CANCEL_BUDGET && scheduler.poll_cancel(now).is_some() {
+            cancelled += 1;
+        }
         let mut handed = 0;
         while handed < TURN {
             let Some(probe) = scheduler.poll_probe(now) else {
@@ -93,7 +96,7 @@ pub fn run(
         if scheduler.is_finished() {
             return Ok(stats);
         }
-        if handed == 0 {
+        if handed == 0 && cancelled < crate::CANCEL_BUDGET {
             // Nothing to send before the next timeout or pacing slot:
             // jump there.
             now = scheduler

@@ -458,8 +458,8 @@ pub fn run(
         .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
         .map_err(socket_error("polling the packet socket"))?;
     let mut events = Events::with_capacity(4);
-    let mut sender =
-        SendThread::spawn(sockets).map_err(socket_error("starting the sending thread"))?;
+    let mut sender = SendThread::spawn(sockets, crate::sender::sender_count())
+        .map_err(socket_error("starting the sending threads"))?;
     let mut flights = FlightTable::default();
     let mut stats = RawStats::default();
     let mut fatal: Option<RawError> = None;
@@ -514,8 +514,13 @@ pub fn run(
                 }
             }
         }
-        while let Some(id) = scheduler.poll_cancel(now) {
+        let mut cancelled = 0;
+        while cancelled < crate::CANCEL_BUDGET {
+            let Some(id) = scheduler.poll_cancel(now) else {
+                break;
+            };
             flights.remove_slot(id);
+            cancelled += 1;
         }
         sender.collect(false, &mut |b| {
             account(b, scheduler, &mut flights, &mut stats, &mut fatal, now)
@@ -670,7 +675,11 @@ pub fn run(
             stats.dropped += receiver.take_drops();
             return Ok(stats);
         }
-        let wait = crate::turn_wait(scheduler, now, handed == SEND_BUDGET);
+        let wait = crate::turn_wait(
+            scheduler,
+            now,
+            handed == SEND_BUDGET || cancelled == crate::CANCEL_BUDGET,
+        );
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
