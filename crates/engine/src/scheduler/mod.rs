@@ -298,9 +298,30 @@ struct HostScan {
 /// A group of hosts whose (host, port) pairs are being handed out.
 #[derive(Debug)]
 struct Group {
-    hosts: Vec<u32>,
+    hosts: Vec<Member>,
     order: PairOrder,
     next: u128,
+    /// With first ports (see [`ScanPlan::first_ports`]): the members
+    /// made so far, in order, each with its first ports handed out before
+    /// any pair of the order.
+    first_made: usize,
+}
+
+/// A host of a group.
+///
+/// A host's scan state (several hundred bytes) is made when the order
+/// hands out its first pair, not when its group is built: in a one-port
+/// sweep, a group's hosts then hold state only while their probe is in
+/// flight, which is what lets a sweep's window hold tens of thousands of
+/// probes in bounded memory. Hosts with ports to probe first (see
+/// [`ScanPlan::first_ports`]) are made with the group, their first ports
+/// queued at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Member {
+    /// Not made yet: its index in the target list.
+    Waiting(u128),
+    /// Its slot in the scheduler's hosts.
+    Host(u32),
 }
 
 /// The order a group's (host, port) pairs are handed out in.
@@ -1085,8 +1106,15 @@ impl Scheduler {
             pacing && (!lane.verified || lane.paced_at.is_none_or(|t| entry.sent_at < t));
         let mut settled_silent = entry.settled_silent;
         // A host silent so far, while the scan has too few round trips to
-        // know the path's loss: its decision waits (see `park`).
-        if !pacing && !canary_after && host.answered_ports == 0 && !host.timed_out && loss_unknown {
+        // know the path's loss: its decision waits (see `park`), unless
+        // no retry is allowed anyway.
+        if !pacing
+            && !canary_after
+            && host.answered_ports == 0
+            && !host.timed_out
+            && loss_unknown
+            && entry.try_no < max_retries
+        {
             self.parked
                 .push_back((entry.host, entry.port, entry.try_no));
             return;
@@ -1284,7 +1312,7 @@ impl Scheduler {
         let Some(group) = &self.group else {
             return 0;
         };
-        let Some(local) = group.hosts.iter().position(|&x| x == h) else {
+        let Some(local) = group.hosts.iter().position(|&x| x == Member::Host(h)) else {
             return 0;
         };
         let mut left = 0;
@@ -1488,14 +1516,28 @@ impl Scheduler {
     fn next_fresh_pair(&mut self) -> Option<(u32, u16)> {
         loop {
             if let Some(group) = self.group.as_mut() {
+                if !self.first.is_empty() && group.first_made < group.hosts.len() {
+                    // Host by host, its first ports: the first goes now,
+                    // the others wait in its queue.
+                    let local = group.first_made;
+                    group.first_made += 1;
+                    let h = self.member_host(local);
+                    let host = self.hosts[h as usize].as_mut().expect("member is live");
+                    for &i in &self.first[1..] {
+                        host.queue.push_back(Queued::new(self.ports[i], 0));
+                    }
+                    self.queued += self.first.len() - 1;
+                    self.mark_ready(h);
+                    return Some((h, self.ports[self.first[0]]));
+                }
                 if group.next < group.len() {
                     let (local, index) = group.pair(group.next);
                     group.next += 1;
-                    let h = group.hosts[local];
                     if self.is_first[index] {
-                        // Queued when the host was created.
+                        // Handed out when the host was made.
                         continue;
                     }
+                    let h = self.member_host(local);
                     let port = self.ports[index];
                     let host = self.hosts[h as usize].as_mut().expect("group host is live");
                     host.fresh_left = host.fresh_left.saturating_sub(1);
@@ -1521,13 +1563,26 @@ impl Scheduler {
                 self.more_now = true;
                 return None;
             }
-            if self.group.is_some() && !self.first.is_empty() {
-                // The new hosts' first ports are queued: serve them before
-                // the random order.
-                self.more_now = true;
-                return None;
-            }
         }
+    }
+
+    /// The slot of the current group's `local`-th member, made now if it
+    /// is still waiting (see [`Member`]).
+    fn member_host(&mut self, local: usize) -> u32 {
+        let group = self.group.as_ref().expect("a current group");
+        let index = match group.hosts[local] {
+            Member::Host(h) => return h,
+            Member::Waiting(index) => index,
+        };
+        let target = self
+            .targets
+            .host_at(index)
+            .expect("a waiting member was a target when its group was built");
+        let h = self.new_host(target);
+        if let Some(group) = self.group.as_mut() {
+            group.hosts[local] = Member::Host(h);
+        }
+        h
     }
 
     fn build_group(&mut self) {
@@ -1541,15 +1596,9 @@ impl Scheduler {
             let index = self.host_order.apply(self.host_cursor);
             self.host_cursor += 1;
             examined += 1;
-            if let Some(target) = self.targets.host_at(index) {
-                let h = self.new_host(target);
-                let host = self.hosts[h as usize].as_mut().expect("new host");
-                for &i in &self.first {
-                    host.queue.push_back(Queued::new(self.ports[i], 0));
-                }
-                self.queued += self.first.len();
-                self.mark_ready(h);
-                members.push(h);
+            // Made when its first probe comes (see `Member`).
+            if self.targets.host_at(index).is_some() {
+                members.push(Member::Waiting(index));
             }
         }
         if members.is_empty() {
@@ -1577,6 +1626,7 @@ impl Scheduler {
             hosts: members,
             order,
             next: 0,
+            first_made: 0,
         });
     }
 

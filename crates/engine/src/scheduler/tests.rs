@@ -1300,6 +1300,43 @@ fn host_timeout_deadlines_do_not_grow_with_the_targets() {
 }
 
 #[test]
+fn a_sweep_holds_scan_state_only_for_hosts_whose_probes_went() {
+    // Issue 18: a host's scan state (several hundred bytes) is made when
+    // its first probe goes, not when its group of 16,384 is built, so a
+    // one-port sweep's window, not its group, bounds the hosts held.
+    // With first ports (the CLI's default) and without.
+    for (ports, first) in [(vec![80], vec![80]), (vec![80], vec![])] {
+        let mut timing = fast();
+        timing.max_retries = 0;
+        timing.sweep_parallelism = 1024;
+        let t0 = Instant::now();
+        let mut p = plan(&["fd00:18::/112"], &[], ports.clone(), timing);
+        p.first_ports = first.clone();
+        let mut s = Scheduler::new(p, t0);
+        let mut now = t0;
+        let (mut most, mut probes) = (0, 0u64);
+        for _ in 0..1_000_000 {
+            while s.poll_cancel(now).is_some() {}
+            while s.poll_probe(now).is_some() {
+                probes += 1;
+                most = most.max(s.active_hosts);
+            }
+            while s.poll_event().is_some() {}
+            if s.is_finished() {
+                break;
+            }
+            now = s.next_wakeup(now).expect("a wakeup").max(now);
+        }
+        assert!(s.is_finished(), "{ports:?} first {first:?}");
+        assert_eq!(probes, 65_536 * ports.len() as u64);
+        assert!(
+            most <= 1024 + 64,
+            "{ports:?} first {first:?}: {most} hosts held at once"
+        );
+    }
+}
+
+#[test]
 fn many_hosts_one_port_keeps_groups_bounded() {
     let run = simulate(
         plan(&["198.18.0.0/16"], &[], vec![443], fast()),
