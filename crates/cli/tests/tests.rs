@@ -31,6 +31,7 @@ mod privilege_lab;
 mod resume_lab;
 mod scope_lab;
 mod sctp_lab;
+mod sweep_lab;
 mod syn_lab;
 mod tcp_flags_lab;
 mod udp_lab;
