@@ -127,9 +127,14 @@ impl Outputs {
     /// Flushes the hosts written if [`Outputs::flush_is_due`]. The
     /// terminal calls it with its progress bar out of the way.
     pub fn flush_due(&self, now: Instant) {
-        if !self.flush_is_due(now) {
-            return;
+        if self.flush_is_due(now) {
+            self.flush_now(now);
         }
+    }
+
+    /// Flushes the hosts written now (something else is about to write to
+    /// the terminal after them).
+    pub fn flush_now(&self, now: Instant) {
         self.each(|s| s.flush());
         self.flushed_at.set(Some(now));
         self.unflushed.set(false);

@@ -117,8 +117,10 @@ impl EventSink for Terminal<'_> {
                 let audit = &mut self.audit;
                 let mut write = || {
                     outputs.hosts(std::slice::from_ref(host));
-                    // The host's violations right after it.
+                    // The host's violations right after it (its report
+                    // flushed first: the audit writes on its own).
                     if let Some(a) = audit {
+                        outputs.flush_now(std::time::Instant::now());
                         a.host(host);
                     }
                 };
