@@ -246,9 +246,18 @@ impl RttEstimator {
 /// - it decreases only when the level is above the baseline;
 /// - if a decrease did not bring the level down by the next chance to
 ///   decrease, the loss is not caused by our rate (a lossy link, not a
-///   congested one): the level becomes the baseline and the window grows
-///   again. Under random loss of any amount the scan keeps its speed;
-///   under congestion, loss rises with the rate and the window follows.
+///   congested one): the level becomes the baseline, and the decrease
+///   that did not help is undone (the window and threshold go back to
+///   where they were before it, as TCP undoes its response to a
+///   spurious loss signal). Under random loss of any
+///   amount the scan keeps its speed; under congestion, loss rises with
+///   the rate and the window follows.
+///
+/// Without the undo, a sweep under 10% random loss each way lost most of
+/// its speed: its few answers halved the window a few times before the
+/// level settled, and growing back past the threshold, one probe per
+/// window's worth of answers or timeouts, took seconds (16 s instead of
+/// 1.7 s for a /16 with 300 live hosts, in virtual time).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
     cwnd: f64,
@@ -259,6 +268,8 @@ pub struct Window {
     loss_level: f64,
     baseline: f64,
     level_at_decrease: Option<f64>,
+    /// The window and threshold before the last decrease, not judged yet.
+    before_decreases: Option<(f64, f64)>,
 }
 
 impl Window {
@@ -283,6 +294,7 @@ impl Window {
             loss_level: 0.0,
             baseline: 0.0,
             level_at_decrease: None,
+            before_decreases: None,
         }
     }
 
@@ -336,11 +348,18 @@ impl Window {
             && self.loss_level > before * Self::HELPED
         {
             // Backing off did not lower the loss: it does not come from
-            // our rate.
+            // our rate. Undo it.
             self.baseline = self.loss_level;
+            if let Some((cwnd, ssthresh)) = self.before_decreases.take() {
+                self.cwnd = self.cwnd.max(cwnd);
+                self.ssthresh = self.ssthresh.max(ssthresh);
+            }
             self.grow(aggressive);
             return false;
         }
+        // Helped, or the first: the window before this decrease is the
+        // one to go back to if the next does not help.
+        self.before_decreases = Some((self.cwnd, self.ssthresh));
         self.ssthresh = (self.cwnd / 2.0).max(self.floor).max(2.0);
         self.cwnd = (self.cwnd / 2.0).max(self.floor);
         self.last_decrease = Some(now);
