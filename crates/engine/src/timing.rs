@@ -433,8 +433,20 @@ impl RateLimiter {
         Some(self.start + Duration::from_secs_f64((self.sent as f64 + 1.0) / rate))
     }
 
-    /// Counts one probe sent.
-    pub fn on_sent(&mut self) {
+    /// Counts one probe sent at `now`.
+    ///
+    /// Time spent not sending (the windows full, nothing to send) earns
+    /// no credit beyond the burst: without this, a sweep whose window
+    /// held sending back for 70 ms then let 7,000 probes out at once at
+    /// `--max-rate 100000` (500,000 a second over 10 ms).
+    pub fn on_sent(&mut self, now: Instant) {
+        if let Some(rate) = self.max_rate {
+            let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+            let floor = elapsed * rate;
+            if (self.sent as f64) < floor {
+                self.sent = floor as u64;
+            }
+        }
         self.sent += 1;
     }
 }
@@ -534,7 +546,7 @@ mod tests {
         let mut r = RateLimiter::new(t0, None, Some(1000.0));
         let mut sent_at_start = 0;
         while r.next_allowed(t0).is_none() {
-            r.on_sent();
+            r.on_sent(t0);
             sent_at_start += 1;
         }
         assert_eq!(sent_at_start, 5, "5 ms of burst at 1000/s");
@@ -544,13 +556,29 @@ mod tests {
     }
 
     #[test]
+    fn max_rate_gives_no_credit_for_time_spent_not_sending() {
+        // 100,000 a second, 5 ms of burst; 70 ms without a send (a full
+        // window): then 500 may go at once, not 7,500.
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(t0, None, Some(100_000.0));
+        r.on_sent(t0);
+        let later = t0 + Duration::from_millis(70);
+        let mut at_once = 0;
+        while r.next_allowed(later).is_none() && at_once < 100_000 {
+            r.on_sent(later);
+            at_once += 1;
+        }
+        assert!((499..=501).contains(&at_once), "{at_once} at once");
+    }
+
+    #[test]
     fn min_rate_reports_falling_behind() {
         let t0 = Instant::now();
         let mut r = RateLimiter::new(t0, Some(100.0), None);
         assert!(!r.behind_min_rate(t0));
         assert!(r.behind_min_rate(t0 + Duration::from_millis(20)));
-        r.on_sent();
-        r.on_sent();
+        r.on_sent(t0);
+        r.on_sent(t0);
         assert!(!r.behind_min_rate(t0 + Duration::from_millis(20)));
         assert_eq!(r.min_rate_due(), Some(t0 + Duration::from_millis(30)));
     }

@@ -613,7 +613,7 @@ impl IdleScan {
         if !self.options.timing.scan_delay.is_zero() {
             std::thread::sleep(self.options.timing.scan_delay);
         }
-        self.limiter.on_sent();
+        self.limiter.on_sent(Instant::now());
     }
 
     /// One reading of the zombie's counter, with retransmissions; `None`

@@ -1583,7 +1583,7 @@ impl Scheduler {
         if try_no > 0 && how != Send::LossProbe {
             self.stats.retransmissions += 1;
         }
-        self.rate.on_sent();
+        self.rate.on_sent(now);
         Probe {
             id,
             addr,
