@@ -110,3 +110,34 @@ fn a_lossy_sparse_sweep_finds_the_live_addresses_with_the_tries_its_loss_calls_f
         "{per_address:.3} probes per address"
     );
 }
+
+#[test]
+fn a_ping_sweep_of_the_sparse_range_finds_every_live_address_and_ends() {
+    // nmap's default discovery probes on every address (echo, SYN to
+    // 443, ACK to 80, timestamp): each live address ends at its first
+    // answer, its slot reused by the next address while the order still
+    // holds its other probes (this hung once, with twice the probes).
+    let (lab, _listener, range, live) = sparse_lab(lab_or_skip!(Lab::builder().hosts(1)));
+    let json = scratch_dir().join("ping.jsonl");
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sn", "-n", "--no-db", "--no-progress", "-oJ"])
+        .arg(&json)
+        .arg(&range)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let run = read_jsonl(&json);
+    let up: BTreeSet<IpAddr> = run
+        .hosts
+        .iter()
+        .filter(|h| h["status"] == "up")
+        .map(|h| h["addr"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(up, live, "the live addresses, exactly");
+    let probes = run.summary.expect("a summary line")["probes_sent"]
+        .as_u64()
+        .unwrap();
+    assert!(probes <= 4 * 65536, "{probes} probes");
+}

@@ -204,11 +204,11 @@ impl Scheduler {
         let others = self.silent_budget();
         let max_retries = self.timing.max_retries;
         let scanned = self.ports.len();
-        while let Some((h, port, try_no)) = self.parked.pop_front() {
+        while let Some((h, serial, port, try_no)) = self.parked.pop_front() {
             let Some(host) = self.hosts[h as usize].as_mut() else {
                 continue;
             };
-            if host.reported || host.timed_out {
+            if host.serial != serial || host.reported || host.timed_out {
                 continue;
             }
             if try_no < host.retry_budget(max_retries, scanned, others) {

@@ -302,11 +302,18 @@ struct HostScan {
     reported: bool,
     /// Unique per host of the scan (slots are reused).
     serial: u64,
+    /// (group number, index among its members) of the group that made
+    /// it, so that its member is found without a search and marked gone
+    /// when it is freed: slots are reused within a group, so a slot
+    /// number alone does not tell members apart.
+    member: Option<(u64, u32)>,
 }
 
 /// A group of hosts whose (host, port) pairs are being handed out.
 #[derive(Debug)]
 struct Group {
+    /// The group's number in the scan (see [`HostScan::member`]).
+    id: u64,
     hosts: Vec<Member>,
     order: PairOrder,
     next: u128,
@@ -331,6 +338,9 @@ enum Member {
     Waiting(u128),
     /// Its slot in the scheduler's hosts.
     Host(u32),
+    /// Made and freed: the slot may hold another host now (a host is
+    /// freed only once the order has handed out all its pairs).
+    Gone,
 }
 
 /// The order a group's (host, port) pairs are handed out in.
@@ -455,9 +465,12 @@ pub struct Scheduler {
     /// Many targets (at least [`SWEEP_HOSTS`]): answered ports get loss
     /// probes (see [`Scheduler::silent_budget`]).
     sweep: bool,
-    /// Silent tries whose retry waits for the loss estimate: (host, port,
-    /// try).
-    parked: VecDeque<(u32, u16, u8)>,
+    /// Silent tries whose retry waits for the loss estimate: (host, its
+    /// serial, port, try). The serial tells a stale entry from one of
+    /// another host in the same slot: a host ended early (discovery's
+    /// first answer, its host timeout) leaves its entries behind, and its
+    /// slot is reused.
+    parked: VecDeque<(u32, u64, u16, u8)>,
     rate: RateLimiter,
     stats: ScanStats,
     events: VecDeque<ScanEvent>,
@@ -1182,7 +1195,7 @@ impl Scheduler {
             && entry.try_no < max_retries
         {
             self.parked
-                .push_back((entry.host, entry.port, entry.try_no));
+                .push_back((entry.host, host.serial, entry.port, entry.try_no));
             return;
         }
         let retry = if unsettled {
@@ -1378,7 +1391,9 @@ impl Scheduler {
         let Some(group) = &self.group else {
             return 0;
         };
-        let Some(local) = group.hosts.iter().position(|&x| x == Member::Host(h)) else {
+        let member = self.hosts[h as usize].as_ref().and_then(|host| host.member);
+        let Some(local) = member.and_then(|(id, local)| (id == group.id).then_some(local as usize))
+        else {
             return 0;
         };
         let mut left = 0;
@@ -1604,7 +1619,9 @@ impl Scheduler {
                     // the others wait in its queue.
                     let local = group.first_made;
                     group.first_made += 1;
-                    let h = self.member_host(local);
+                    let Some(h) = self.member_host(local) else {
+                        continue;
+                    };
                     let host = self.hosts[h as usize].as_mut().expect("member is live");
                     for &i in &self.first[1..] {
                         host.queue.push_back(Queued::new(self.ports[i], 0));
@@ -1620,7 +1637,9 @@ impl Scheduler {
                         // Handed out when the host was made.
                         continue;
                     }
-                    let h = self.member_host(local);
+                    let Some(h) = self.member_host(local) else {
+                        continue;
+                    };
                     let port = self.ports[index];
                     let host = self.hosts[h as usize].as_mut().expect("group host is live");
                     host.fresh_left = host.fresh_left.saturating_sub(1);
@@ -1651,21 +1670,23 @@ impl Scheduler {
 
     /// The slot of the current group's `local`-th member, made now if it
     /// is still waiting (see [`Member`]).
-    fn member_host(&mut self, local: usize) -> u32 {
+    fn member_host(&mut self, local: usize) -> Option<u32> {
         let group = self.group.as_ref().expect("a current group");
+        let id = group.id;
         let index = match group.hosts[local] {
-            Member::Host(h) => return h,
+            Member::Host(h) => return Some(h),
+            Member::Gone => return None,
             Member::Waiting(index) => index,
         };
-        let target = self
-            .targets
-            .host_at(index)
-            .expect("a waiting member was a target when its group was built");
+        let target = self.targets.host_at(index)?;
         let h = self.new_host(target);
+        if let Some(host) = self.hosts[h as usize].as_mut() {
+            host.member = Some((id, local as u32));
+        }
         if let Some(group) = self.group.as_mut() {
             group.hosts[local] = Member::Host(h);
         }
-        h
+        Some(h)
     }
 
     fn build_group(&mut self) {
@@ -1706,6 +1727,7 @@ impl Scheduler {
             PairOrder::Spread(keyed(pairs, key))
         };
         self.group = Some(Group {
+            id: self.groups_built - 1,
             hosts: members,
             order,
             next: 0,
@@ -1751,6 +1773,7 @@ impl Scheduler {
             timed_out: false,
             reported: false,
             serial: self.hosts_created,
+            member: None,
         };
         self.hosts_created += 1;
         self.active_hosts += 1;
@@ -1874,6 +1897,12 @@ impl Scheduler {
         };
         if host.reported && host.unresolved == 0 && host.outstanding == 0 && host.loss_pending == 0
         {
+            if let Some((id, local)) = host.member
+                && let Some(group) = self.group.as_mut()
+                && group.id == id
+            {
+                group.hosts[local as usize] = Member::Gone;
+            }
             self.hosts[h as usize] = None;
             self.free_hosts.push(h);
             self.active_hosts -= 1;

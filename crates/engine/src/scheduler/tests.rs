@@ -1337,6 +1337,43 @@ fn a_sweep_holds_scan_state_only_for_hosts_whose_probes_went() {
 }
 
 #[test]
+fn a_discovery_sweep_whose_hosts_end_early_reuses_their_slots_safely() {
+    // Hosts are made as their first probe goes, and freed slots are
+    // reused within the same group. A discovery host ends at its first
+    // answer with its other probes still to come in the order; its slot
+    // must not be taken for another member's (the lab's sparse /16 `-sn`
+    // hung with twice the probes when it was).
+    let mut p = plan(&["198.18.0.0/18"], &[], vec![0, 1, 2, 3], fast());
+    p.discovery = true;
+    p.silent_state = PortState::Filtered;
+    let up = |a: IpAddr| {
+        let IpAddr::V4(a) = a else { unreachable!() };
+        u32::from(a) % 7 == 3
+    };
+    let run = simulate(
+        p,
+        |probe| {
+            (up(probe.addr) && probe.port == 1)
+                .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_micros(300)))
+        },
+        None,
+    );
+    assert_eq!(run.hosts.len(), 16384);
+    let reported: HashSet<IpAddr> = run.hosts.iter().map(|h| h.target.addr).collect();
+    assert_eq!(reported.len(), 16384, "every host reported once");
+    for h in &run.hosts {
+        let want_up = up(h.target.addr);
+        assert_eq!(
+            matches!(h.status, HostStatus::Up(_)),
+            want_up,
+            "{}",
+            h.target.addr
+        );
+    }
+    assert!(run.probes.len() <= 4 * 16384, "{} probes", run.probes.len());
+}
+
+#[test]
 fn many_hosts_one_port_keeps_groups_bounded() {
     let run = simulate(
         plan(&["198.18.0.0/16"], &[], vec![443], fast()),
