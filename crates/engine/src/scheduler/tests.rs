@@ -1242,6 +1242,36 @@ fn a_clean_sweep_gives_silent_addresses_one_try() {
 }
 
 #[test]
+fn a_clean_sweep_of_a_million_addresses_gives_each_silent_one_one_try() {
+    // Issue 18's test: a million targets, a few live (one in 1,024), a
+    // clean path: every live one found, and the probes per target
+    // within the goal of 1.1.
+    let mut p = plan(&["198.16.0.0/12"], &[], vec![80], fast());
+    p.seed = 3;
+    let live = |a: IpAddr| {
+        let IpAddr::V4(a) = a else { unreachable!() };
+        u32::from(a) % 1024 == 7
+    };
+    let run = simulate(
+        p,
+        |probe| {
+            live(probe.addr)
+                .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_micros(500)))
+        },
+        None,
+    );
+    assert_eq!(run.ports.len(), 1 << 20);
+    let found = run
+        .ports
+        .iter()
+        .filter(|((a, _), o)| live(*a) && o.state == PortState::Open)
+        .count();
+    assert_eq!(found, 1024, "every live target found");
+    let per_target = run.probes.len() as f64 / f64::from(1u32 << 20);
+    assert!(per_target <= 1.1, "{per_target:.4} probes per target");
+}
+
+#[test]
 fn answers_dropped_on_this_machine_give_silent_addresses_two_retries() {
     // The ring overflowed: burst loss the estimate does not see. The
     // silent addresses get three tries, as before there was an
