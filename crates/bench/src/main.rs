@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|udp|sv|svwide|history|os|detect] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|sparse|udp|sv|svwide|history|os|detect] [--runs N]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -22,6 +22,12 @@
 //!   scattered addresses exist, then a `-Pn` sweep of port 80 over that
 //!   /16 by Portolan, masscan and ZMap at an equal and at maximal rates
 //!   (see [`discovery`]).
+//! - `sparse`: the routed /16 of `discovery` alone, at maximal rates:
+//!   Portolan's `-sn`, its one-port and 16-port sweeps (`--open`),
+//!   masscan's and ZMap's (and ZMap's ICMP module), with the peak send
+//!   rate of each (the scanner interface's transmit counter, sampled
+//!   every 50 ms), and Portolan's `--offline` engine over 2^24 lab
+//!   addresses (probes per second and peak memory).
 //! - `udp`: `portolan -sU` and `nmap -sU` on a host behind Linux's
 //!   default ICMP rate limit, on the top 100 UDP ports and a fixed list,
 //!   exact and with `--defeat-icmp-ratelimit` (see [`udp`]).
