@@ -830,6 +830,56 @@ fn lab_ping_sweeps_of_live_hosts_by_nmap_and_portolan_are_horizontal_over_icmp()
     }
 }
 
+#[test]
+fn lab_ping_sweep_of_live_hosts_rewritten_to_nmap_t0_pace_is_a_slow_echo_sweep() {
+    // Every host alive and answering, one echo request every 5 minutes
+    // (a fast capture rewritten): no 600 s window holds ten, and TRW
+    // sees only successes; the slow sweep counts distinct hosts at any
+    // pace and decides at the 20th.
+    let lab = lab_or_skip!(Lab::builder().segment(22).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let targets: Vec<String> = segment
+        .hosts()
+        .iter()
+        .map(|h| h.ipv4().to_string())
+        .collect();
+    let dir = scratch_dir();
+    let fast = dir.join("ping-fast.pcap");
+    let tcpdump = capture(lab.scanner(), &fast);
+    let out = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sn", "-PE", "--disable-arp-ping", "--no-progress", "-n"])
+        .args(["--max-parallelism", "1", "--max-retries", "0"])
+        .args(&targets)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdump);
+    let scanner = std::net::IpAddr::V4(segment.scanner_ipv4());
+    let slow = stretch(&fast, &dir.join("ping-t0.pcap"), scanner, 300 * 1_000_000);
+    let (out, alerts) = detect(&[&slow]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["source"], scanner.to_string(), "{a}");
+    assert_eq!(a["kind"], "horizontal", "{a}");
+    assert_eq!(a["proto"], "icmp", "{a}");
+    assert_eq!(a["decided_by"], "slow-echo-sweep", "{a}");
+    assert_eq!(a["targets"], 20, "{a}");
+    let took = a["decided_at"].as_f64().unwrap() - a["first_seen"].as_f64().unwrap();
+    assert!(
+        (took - 19.0 * 300.0).abs() < 5.0,
+        "decided {took} s after the first: {a}"
+    );
+}
+
 /// Rewrites `input`'s timestamps as if `scanner`'s probes had left
 /// `gap_us` apart (nmap `-T0`: 5 minutes, `-T1`: 15 s): every packet keeps
 /// its offset from the latest probe before it. Returns the new file.

@@ -93,7 +93,8 @@ pub struct Alert {
     /// never hidden.
     pub allowlisted: bool,
     /// The test that decided: `"trw"` (failed first contacts), `"echo-sweep"`
-    /// (echo requests to many hosts, answered or not), `"vertical"`,
+    /// (echo requests to many hosts, answered or not, within a window),
+    /// `"slow-echo-sweep"` (to more hosts, at any pace), `"vertical"`,
     /// `"distributed"` or `"decoy"`.
     pub decided_by: &'static str,
     /// Distributed and decoy scans: the group of sources. For a decoy

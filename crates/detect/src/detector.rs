@@ -4,7 +4,8 @@
 //! silence past `answer_timeout` is a failure), feeds first contacts with
 //! distinct hosts to TRW per source (horizontal and strobe sweeps),
 //! counts echo requests to distinct hosts per source (ping sweeps, which
-//! TRW cannot see when the hosts answer), counts failed distinct ports
+//! TRW cannot see when the hosts answer: many within a window, or more at
+//! any pace, as nmap `-T0` sends them), counts failed distinct ports
 //! per (source, host) for the vertical test, and files every failure with
 //! the group tests of [`crate::group`] (distributed and decoy scans,
 //! judged at the scanned host and port). Remotes that a host contacted
@@ -63,6 +64,13 @@ pub struct DetectorConfig {
     pub ping_sweep_hosts: u16,
     /// The ping sweep's window (ns; Snort 3's `icmp_window` is 600 s).
     pub ping_sweep_ns: u64,
+    /// Distinct hosts sent echo requests, at any pace, that make a slow
+    /// ping sweep: nmap `-T0 -sn` pings one host every 5 minutes, which
+    /// no window of [`Self::ping_sweep_ns`] catches when the hosts
+    /// answer (TRW sees only successes). Each host counts once (the pair
+    /// table's first contact), so a monitor pinging the same few hosts
+    /// for days never gets there.
+    pub slow_ping_sweep_hosts: u16,
     /// Most sources tracked at once (their table is reserved up front);
     /// past it the least recently seen eighth is evicted (counted in
     /// [`Detector::evictions`]).
@@ -137,6 +145,7 @@ impl Default for DetectorConfig {
             horizontal_ports: 1,
             ping_sweep_hosts: 10,
             ping_sweep_ns: 600_000_000_000,
+            slow_ping_sweep_hosts: 20,
             max_sources: 100_000,
             suspect_hold_ns: 3_600_000_000_000,
             max_pairs: 1_000_000,
@@ -189,7 +198,7 @@ struct Source {
     first_ns: u64,
     last_ns: u64,
     probes: u64,
-    failures: u64,
+    failures: u32,
     llr: f32,
     steps: u32,
     /// Distinct hosts whose first contact was resolved.
@@ -198,6 +207,8 @@ struct Source {
     /// echo requests in it.
     echo_since_s: u32,
     echo_hosts: u16,
+    /// Distinct hosts sent echo requests, ever (the slow ping sweep).
+    echo_hosts_ever: u16,
     /// The first distinct failed ports (`n_ports` of them, saturating).
     failed_ports: [u16; SOURCE_PORTS],
     n_ports: u8,
@@ -434,7 +445,7 @@ impl Detector {
             .map(|(ip, s)| SourceSummary {
                 source: *ip,
                 probes: s.probes,
-                failures: s.failures,
+                failures: u64::from(s.failures),
                 targets: s.hosts,
                 kinds: s.reported.kinds(),
             })
@@ -524,8 +535,11 @@ impl Detector {
                     src.echo_hosts = 0;
                 }
                 src.echo_hosts = src.echo_hosts.saturating_add(1);
+                src.echo_hosts_ever = src.echo_hosts_ever.saturating_add(1);
                 if src.echo_hosts == self.config.ping_sweep_hosts {
                     decided.push((ScanKind::Horizontal, "echo-sweep"));
+                } else if src.echo_hosts_ever == self.config.slow_ping_sweep_hosts {
+                    decided.push((ScanKind::Horizontal, "slow-echo-sweep"));
                 }
             }
         } else if !success {
@@ -547,6 +561,7 @@ impl Detector {
                 // The share of the source's first contacts that were echo
                 // requests in the window.
                 "echo-sweep" => f32::from(src.echo_hosts) / src.hosts.max(1) as f32,
+                "slow-echo-sweep" => f32::from(src.echo_hosts_ever) / src.hosts.max(1) as f32,
                 _ => (1.0 - self.config.trw.p_f) as f32,
             };
             self.alerts.push(Alert {
@@ -556,7 +571,7 @@ impl Detector {
                 first_seen: src.first_ns as f64 / 1e9,
                 decided_at: now_ns as f64 / 1e9,
                 probes: src.probes,
-                failures: src.failures,
+                failures: u64::from(src.failures),
                 decision_step: if target.is_some() {
                     self.config.vertical_ports
                 } else {
@@ -1066,21 +1081,53 @@ mod tests {
     }
 
     #[test]
-    fn a_few_pings_or_pings_spread_past_the_window_are_no_sweep() {
+    fn a_few_pings_or_a_monitor_pinging_its_hosts_for_hours_are_no_sweep() {
         let mut d = Detector::new(DetectorConfig::default());
-        let (admin, monitor) = (ip(1), ip(2));
-        // Pings to nine hosts at once; one host every 2 minutes.
+        let (admin, monitor, slow) = (ip(1), ip(2), ip(3));
+        // Pings to nine hosts at once; a monitor pinging the same nine
+        // hosts every minute for five hours; 19 hosts, one every 5
+        // minutes (below the slow sweep's 20).
         for h in 0..9u8 {
             d.observe(&echo(u64::from(h), admin, ip(100 + h)));
             d.observe(&echo_reply(u64::from(h) + 1000, ip(100 + h), admin));
         }
-        for h in 0..20u8 {
-            let t = u64::from(h) * 120 * SEC;
-            d.observe(&echo(t, monitor, ip(150 + h)));
-            d.observe(&echo_reply(t + 1000, ip(150 + h), monitor));
+        for round in 0..300u64 {
+            for h in 0..9u8 {
+                let t = round * 60 * SEC + u64::from(h) * SEC;
+                d.observe(&echo(t, monitor, ip(150 + h)));
+                d.observe(&echo_reply(t + 1000, ip(150 + h), monitor));
+            }
         }
-        d.finish(3000 * SEC);
+        for h in 0..19u8 {
+            let t = u64::from(h) * 300 * SEC;
+            d.observe(&echo(t, slow, ip(180 + h)));
+            d.observe(&echo_reply(t + 1000, ip(180 + h), slow));
+        }
+        d.finish(20_000 * SEC);
         assert!(d.drain_alerts().is_empty());
+    }
+
+    #[test]
+    fn a_ping_sweep_of_live_hosts_at_nmap_t0_pace_is_flagged_at_its_20th_host() {
+        // One echo request every 5 minutes, every host answering: no
+        // 600 s window holds ten, and TRW sees only successes.
+        let mut d = Detector::new(DetectorConfig::default());
+        let scanner = ip(1);
+        for h in 0..30u8 {
+            let t = u64::from(h) * 300 * SEC;
+            d.observe(&echo(t, scanner, ip(100 + h)));
+            d.observe(&echo_reply(t + SEC / 100, ip(100 + h), scanner));
+        }
+        d.finish(10_000 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!((a.kind, a.source), (ScanKind::Horizontal, scanner));
+        assert_eq!(a.decided_by, "slow-echo-sweep");
+        // Decided at the 20th host's answer, 95 minutes after the first.
+        assert_eq!(a.targets, 20);
+        let took = a.decided_at - a.first_seen;
+        assert!((took - 19.0 * 300.0).abs() < 1.0, "{took} s");
     }
 
     #[test]
