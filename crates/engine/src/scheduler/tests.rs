@@ -156,6 +156,18 @@ fn simulate_scheduler(
     panic!("simulation did not finish");
 }
 
+/// A path that loses `percent`% of what crosses it, reproducibly from
+/// `seed` (xorshift): call once per crossing.
+fn random_loss(seed: u64, percent: u64) -> impl FnMut() -> bool {
+    let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    move || {
+        dice ^= dice << 13;
+        dice ^= dice >> 7;
+        dice ^= dice << 17;
+        dice % 100 < percent
+    }
+}
+
 /// A reply proving `state` with `reason`, arriving after `delay`.
 fn reply_in(state: PortState, reason: Reason, delay: Duration) -> (Reply, Duration) {
     (
@@ -796,13 +808,7 @@ fn a_short_list_under_random_loss_loses_no_port_to_the_limit() {
         p.silent_state = PortState::OpenFiltered;
         p.pace_to_answers = true;
         let mut buckets = Buckets::full();
-        let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut lost = move || {
-            dice ^= dice << 13;
-            dice ^= dice >> 7;
-            dice ^= dice << 17;
-            dice % 20 == 0
-        };
+        let mut lost = random_loss(seed, 5);
         let run = simulate_full(
             p,
             |probe, now| {
@@ -1200,13 +1206,7 @@ fn sweep_run(targets: &str, loss: u64, seed: u64, drops: bool) -> (usize, usize,
         let IpAddr::V4(a) = a else { unreachable!() };
         u32::from(a) % 200 == 7
     };
-    let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut lost = move || {
-        dice ^= dice << 13;
-        dice ^= dice >> 7;
-        dice ^= dice << 17;
-        dice % 100 < loss
-    };
+    let mut lost = random_loss(seed, loss);
     let t0 = Instant::now();
     let mut s = Scheduler::new(p, t0);
     if drops {
@@ -1483,13 +1483,7 @@ fn a_sweep_under_random_loss_keeps_its_speed() {
             let IpAddr::V4(a) = a else { unreachable!() };
             u32::from(a) % 218 == 7
         };
-        let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut lost = move || {
-            dice ^= dice << 13;
-            dice ^= dice >> 7;
-            dice ^= dice << 17;
-            dice % 100 < 10
-        };
+        let mut lost = random_loss(seed, 10);
         let run = simulate(
             p,
             |probe| {
@@ -1531,13 +1525,7 @@ fn a_host_under_random_loss_finishes_near_its_clean_time_and_exact() {
             TimingConfig::from_template(TimingTemplate::Normal),
         );
         p.seed = seed;
-        let mut dice = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut lost = move || {
-            dice ^= dice << 13;
-            dice ^= dice >> 7;
-            dice ^= dice << 17;
-            dice % 100 < 10
-        };
+        let mut lost = random_loss(seed, 10);
         let run = simulate(
             p,
             |probe| {
