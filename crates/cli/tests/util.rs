@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
@@ -49,23 +50,37 @@ pub fn as_nobody(mut command: Command) -> Command {
 
 /// Where the binary keeps its default history during the tests (also
 /// set for every binary cargo runs by `.cargo/config.toml`): never the
-/// real home.
+/// real home, and made fresh once per test process.
 pub fn test_data_home() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("portolan-test-data-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create the test data directory");
-    dir
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| fresh_dir("portolan-test-data")).clone()
 }
 
 /// A fresh scratch directory for one test.
 pub fn scratch_dir() -> PathBuf {
+    fresh_dir("portolan-test")
+}
+
+/// A directory under the system's temporary one that did not exist
+/// before. Process ids are reused over a long test run, so a name made
+/// from the id alone can find an earlier process's files (a history with
+/// two scans more than the test made): `create_dir` refuses a name
+/// already taken, and the next one is tried.
+fn fresh_dir(prefix: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "portolan-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+    for _ in 0..100_000 {
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return dir,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("create {}: {e}", dir.display()),
+        }
+    }
+    panic!("no fresh {prefix} directory in 100,000 names");
 }
 
 /// One `"type":"port"` line.
