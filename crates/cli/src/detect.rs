@@ -422,7 +422,7 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         });
         writeln!(
             err,
-            "{packets} packets read ({undecoded} not IP/TCP/UDP/ICMP/SCTP){dropped}, {alerts} alerts, {} trackers evicted by the memory budget",
+            "{packets} packets read ({undecoded} not IP/TCP/UDP/ICMP/SCTP or ARP){dropped}, {alerts} alerts, {} trackers evicted by the memory budget",
             detector.evictions()
         )?;
         let rows: Vec<_> = detector

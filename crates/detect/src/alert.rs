@@ -25,6 +25,12 @@ pub enum ScanKind {
     /// spoofed (the group, and the real source when the evidence names
     /// it, are in [`Alert::group`]).
     Decoy,
+    /// An idle scan's reading of a zombie's IP IDs: unsolicited SYN+ACKs
+    /// to one port of the zombie, each answered by its RST (the source is
+    /// the real scanner, the target the zombie; the evidence is in
+    /// [`Alert::zombie`]). The scanned host never sees the scanner: there
+    /// the zombie's address makes a vertical scan.
+    Idle,
 }
 
 /// The sources of a distributed or decoy scan, and the evidence.
@@ -42,8 +48,10 @@ pub struct GroupEvidence {
     pub followed_up: Vec<IpAddr>,
     /// Decoys: the real source, when the evidence names exactly one.
     pub real_source: Option<IpAddr>,
-    /// What named it: `"follow-up"` or `"ttl"` (the one TTL that differs
-    /// from all the others').
+    /// What named it: `"follow-up"`, `"ttl"` (the one TTL that differs
+    /// from all the others') or `"arp"` (every member's frames came from
+    /// one link-layer address, and ARP ties that address to one member
+    /// alone: spoofed copies leave the real sender's card).
     pub real_by: Option<&'static str>,
     /// Distinct items (ports or hosts) the group covered.
     pub covered: u32,
@@ -53,6 +61,20 @@ pub struct GroupEvidence {
     /// Covered items over the range they span (Gates: a split scan covers
     /// a contiguous space).
     pub coverage: f32,
+}
+
+/// An idle scan's probes of its zombie, as the zombie's capture shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZombieEvidence {
+    /// Unsolicited SYN+ACKs to the probed port, retransmissions counted
+    /// once.
+    pub probes: u32,
+    /// The zombie's RSTs answering them (each carries the IP ID read).
+    pub answered: u32,
+    /// The first steps between the IP IDs of consecutive answers (small
+    /// and positive from a zombie with a global counter, which is what
+    /// makes it usable).
+    pub ip_id_steps: Vec<u16>,
 }
 
 /// One detection, with the evidence that proved it.
@@ -95,12 +117,15 @@ pub struct Alert {
     /// The test that decided: `"trw"` (failed first contacts), `"echo-sweep"`
     /// (echo requests to many hosts, answered or not, within a window),
     /// `"slow-echo-sweep"` (to more hosts, at any pace), `"vertical"`,
-    /// `"distributed"` or `"decoy"`.
+    /// `"distributed"`, `"decoy"` or `"zombie-probe"`.
     pub decided_by: &'static str,
     /// Distributed and decoy scans: the group of sources. For a decoy
     /// scan whose real source is unknown, `source` is the largest share.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupEvidence>,
+    /// Idle scans: the probes of the zombie and its answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zombie: Option<ZombieEvidence>,
 }
 
 /// One source's totals at the end of the input.

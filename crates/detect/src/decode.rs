@@ -1,10 +1,13 @@
 //! Packet → flow event: the link layer (Ethernet with VLAN tags, Linux
-//! cooked, raw IP) is stripped here, the IP and transport headers are read
-//! through `portolan-wire`'s checked views, and one small `Copy` value
-//! comes out. Nothing is allocated; a packet this cannot read returns
+//! cooked, raw IP) is stripped here (its source address kept, when it has
+//! one), the IP and transport headers are read through `portolan-wire`'s
+//! checked views, and one small `Copy` value comes out. ARP requests and
+//! replies (through `portolan-wire`'s neighbour parsers) are events too: a
+//! request is an attempt on the address it asks for, a reply its answer,
+//! so an ARP sweep of a segment is read as any other sweep. Nothing is allocated; a packet this cannot read returns
 //! `None` (the caller counts it). Never a panic.
 //!
-//! Specs: RFC 791, RFC 8200, RFC 9293 (TCP flags), RFC 792 and RFC 4443
+//! Specs: RFC 826 (ARP), RFC 791, RFC 8200, RFC 9293 (TCP flags), RFC 792 and RFC 4443
 //! (unreachables quote the offending header), RFC 9260 (SCTP chunks).
 
 use std::net::IpAddr;
@@ -13,6 +16,7 @@ use portolan_wire::icmp::{v4, v6};
 use portolan_wire::sctp::chunk;
 use portolan_wire::{
     IcmpPacket, Ipv4Packet, Ipv6Packet, SctpPacket, TcpFlags, TcpPacket, UdpPacket,
+    parse_neighbour_reply, parse_neighbour_request,
 };
 
 /// LINKTYPE numbers this decoder reads (tcpdump.org/linktypes.html).
@@ -45,16 +49,20 @@ pub enum Proto {
     Icmp,
     /// SCTP.
     Sctp,
+    /// ARP (IPv4 over Ethernet; ports are 0).
+    Arp,
 }
 
 /// What a packet means for the detectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     /// A connection attempt: TCP SYN without ACK, SCTP INIT, a UDP
-    /// datagram or an ICMP echo request (a probe of `dst`:`dport`).
+    /// datagram, an ICMP echo request or an ARP request (a probe of
+    /// `dst`:`dport`).
     Attempt,
-    /// A positive answer: TCP SYN+ACK, SCTP INIT-ACK, ICMP echo reply, a
-    /// UDP datagram (an attempt too: the detector tells which by order).
+    /// A positive answer: TCP SYN+ACK, SCTP INIT-ACK, ICMP echo reply, an
+    /// ARP reply, a UDP datagram (an attempt too: the detector tells which
+    /// by order).
     Accept,
     /// A negative answer from `src` to `dst` about `src`:`sport`: TCP RST,
     /// SCTP ABORT.
@@ -104,12 +112,20 @@ pub struct FlowEvent {
     pub kind: EventKind,
     /// Fixed fields for scanner fingerprints.
     pub traits: Traits,
+    /// The frame's source link-layer address, when the capture has one
+    /// (Ethernet, Linux cooked); for ARP, the sender's hardware address.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Decodes one captured packet of link type `linktype`.
 pub fn decode(linktype: u32, ts_ns: u64, data: &[u8]) -> Option<FlowEvent> {
-    let ip = strip_link(linktype, data)?;
-    match ip.first()? >> 4 {
+    let frame = strip_link(linktype, data)?;
+    let ip = match frame.ethertype {
+        Some(ETHERTYPE_ARP) => return arp(ts_ns, frame.payload, frame.mac),
+        None | Some(ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => frame.payload,
+        Some(_) => return None,
+    };
+    let event = match ip.first()? >> 4 {
         4 => {
             let p = Ipv4Packet::new_truncated(ip).ok()?;
             if p.frag_offset() != 0 {
@@ -148,29 +164,105 @@ pub fn decode(linktype: u32, ts_ns: u64, data: &[u8]) -> Option<FlowEvent> {
             )
         }
         _ => None,
-    }
+    }?;
+    Some(FlowEvent {
+        mac: frame.mac,
+        ..event
+    })
 }
 
-/// Returns the IP packet inside a link-layer frame.
-fn strip_link(linktype: u32, data: &[u8]) -> Option<&[u8]> {
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_ARP: u16 = 0x0806;
+
+/// A frame with its link layer read.
+struct Frame<'a> {
+    /// The EtherType, when the link layer names one (raw IP names none).
+    ethertype: Option<u16>,
+    /// The source link-layer address, when it is an Ethernet one.
+    mac: Option<[u8; 6]>,
+    /// What follows the link-layer header.
+    payload: &'a [u8],
+}
+
+/// Reads the link-layer header of a frame.
+fn strip_link(linktype: u32, data: &[u8]) -> Option<Frame<'_>> {
+    let be16 = |at: usize| Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]));
+    // Linux cooked headers carry the sender's address and its length.
+    let cooked_mac = |len_at: usize, addr_at: usize| {
+        let len = be16(len_at)?;
+        let addr = data.get(addr_at..addr_at + 6)?;
+        (len == 6).then(|| addr.try_into().ok()).flatten()
+    };
+    let frame = |ethertype, mac, at: usize| {
+        Some(Frame {
+            ethertype,
+            mac,
+            payload: data.get(at..)?,
+        })
+    };
     match linktype {
-        linktype::RAW | linktype::IPV4 | linktype::IPV6 => Some(data),
-        linktype::NULL => data.get(4..),
+        linktype::RAW | linktype::IPV4 | linktype::IPV6 => frame(None, None, 0),
+        linktype::NULL => frame(None, None, 4),
         linktype::ETHERNET => {
+            let mac = data.get(6..12).and_then(|m| m.try_into().ok());
             let mut at = 12;
             loop {
-                let ethertype = u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]);
-                match ethertype {
+                match be16(at)? {
                     0x8100 | 0x88a8 => at += 4,
-                    0x0800 | 0x86dd => return data.get(at + 2..),
-                    _ => return None,
+                    ethertype => return frame(Some(ethertype), mac, at + 2),
                 }
             }
         }
-        linktype::LINUX_SLL => data.get(16..),
-        linktype::LINUX_SLL2 => data.get(20..),
+        // pkttype, hatype, address length (at 4), address (8 bytes),
+        // protocol (at 14).
+        linktype::LINUX_SLL => frame(be16(14), cooked_mac(4, 6), 16),
+        // protocol (at 0), reserved, ifindex, hatype, pkttype, address
+        // length (one byte, at 11), address (at 12).
+        linktype::LINUX_SLL2 => {
+            let len = *data.get(11)?;
+            let mac = if len == 6 {
+                data.get(12..18).and_then(|m| m.try_into().ok())
+            } else {
+                None
+            };
+            frame(be16(0), mac, 20)
+        }
         _ => None,
     }
+}
+
+/// An ARP request or reply (IPv4 over Ethernet) as an event: a request
+/// from its sender to the address it asks for, a reply from the address
+/// answered for to the one who asked. Gratuitous ARP (an address asking
+/// for itself) and duplicate address probes (no sender address) probe no
+/// one.
+fn arp(ts_ns: u64, packet: &[u8], frame_mac: Option<[u8; 6]>) -> Option<FlowEvent> {
+    let (src, dst, kind, mac) = if let Some(request) = parse_neighbour_request(packet) {
+        (
+            request.asker,
+            request.target,
+            EventKind::Attempt,
+            Some(request.asker_mac),
+        )
+    } else {
+        let reply = parse_neighbour_reply(packet)?;
+        (reply.addr, reply.to, EventKind::Accept, reply.mac)
+    };
+    if src == dst || !src.is_ipv4() || src.is_unspecified() {
+        return None;
+    }
+    Some(FlowEvent {
+        ts_ns,
+        src,
+        dst,
+        proto: Proto::Arp,
+        sport: 0,
+        dport: 0,
+        kind,
+        traits: Traits::default(),
+        mac: mac.or(frame_mac),
+    })
 }
 
 fn transport(
@@ -191,6 +283,7 @@ fn transport(
         dport,
         kind,
         traits,
+        mac: None,
     };
     match protocol {
         6 => {
@@ -279,4 +372,118 @@ fn quoted(bytes: &[u8], v6: bool) -> Option<(IpAddr, Proto, u16, u16)> {
     let sport = u16::from_be_bytes([*rest.first()?, *rest.get(1)?]);
     let dport = u16::from_be_bytes([*rest.get(2)?, *rest.get(3)?]);
     Some((dst, proto, sport, dport))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use portolan_wire::{NeighbourRequest, write_neighbour_answer, write_solicitation};
+
+    use super::*;
+
+    const ASKER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const OWNER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn v4(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
+    }
+
+    fn request(asker: IpAddr, target: IpAddr) -> Vec<u8> {
+        let mut frame = vec![0; 64];
+        let n = write_solicitation(&mut frame, ASKER_MAC, asker, target).unwrap();
+        frame.truncate(n);
+        frame
+    }
+
+    /// The same frame as Linux cooked v1 and v2 captures show it: the
+    /// sender's address and the protocol in the cooked header.
+    fn cooked(frame: &[u8], v2: bool) -> Vec<u8> {
+        let (mac, ethertype, payload) = (&frame[6..12], &frame[12..14], &frame[14..]);
+        let mut out = if v2 {
+            let mut h = vec![0; 20];
+            h[0..2].copy_from_slice(ethertype);
+            h[8..10].copy_from_slice(&1u16.to_be_bytes());
+            h[11] = 6;
+            h[12..18].copy_from_slice(mac);
+            h
+        } else {
+            let mut h = vec![0; 16];
+            h[2..4].copy_from_slice(&1u16.to_be_bytes());
+            h[4..6].copy_from_slice(&6u16.to_be_bytes());
+            h[6..12].copy_from_slice(mac);
+            h[14..16].copy_from_slice(ethertype);
+            h
+        };
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn an_arp_request_and_its_reply_are_an_attempt_and_its_answer_on_every_link_type() {
+        let ask = request(v4(1), v4(9));
+        let mut answer = vec![0; 64];
+        let asked = NeighbourRequest {
+            target: v4(9),
+            asker: v4(1),
+            asker_mac: ASKER_MAC,
+        };
+        let n = write_neighbour_answer(&mut answer, OWNER_MAC, &asked).unwrap();
+        answer.truncate(n);
+        for (link, ask, answer) in [
+            (linktype::ETHERNET, ask.clone(), answer.clone()),
+            (
+                linktype::LINUX_SLL,
+                cooked(&ask, false),
+                cooked(&answer, false),
+            ),
+            (
+                linktype::LINUX_SLL2,
+                cooked(&ask, true),
+                cooked(&answer, true),
+            ),
+        ] {
+            let e = decode(link, 7, &ask).expect("the request");
+            assert_eq!((e.src, e.dst, e.proto), (v4(1), v4(9), Proto::Arp));
+            assert_eq!((e.kind, e.mac), (EventKind::Attempt, Some(ASKER_MAC)));
+            let e = decode(link, 8, &answer).expect("the reply");
+            assert_eq!((e.src, e.dst, e.kind), (v4(9), v4(1), EventKind::Accept));
+            assert_eq!(e.mac, Some(OWNER_MAC));
+        }
+    }
+
+    #[test]
+    fn gratuitous_arp_probes_no_one() {
+        assert_eq!(decode(linktype::ETHERNET, 0, &request(v4(1), v4(1))), None);
+    }
+
+    #[test]
+    fn an_ip_packet_s_frame_source_is_kept_and_raw_ip_has_none() {
+        // IPv4 + TCP SYN, 198.18.0.1 → 198.18.0.2:22 (checksums unread).
+        let mut ip = vec![0u8; 40];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
+        ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
+        ip[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&22u16.to_be_bytes());
+        ip[32] = 5 << 4;
+        ip[33] = 0x02;
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&ASKER_MAC);
+        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        for (link, bytes) in [
+            (linktype::ETHERNET, frame.clone()),
+            (linktype::LINUX_SLL, cooked(&frame, false)),
+            (linktype::LINUX_SLL2, cooked(&frame, true)),
+        ] {
+            let e = decode(link, 0, &bytes).expect("a SYN");
+            assert_eq!((e.kind, e.mac), (EventKind::Attempt, Some(ASKER_MAC)));
+        }
+        let e = decode(linktype::RAW, 0, &ip).expect("a SYN");
+        assert_eq!(e.mac, None);
+    }
 }

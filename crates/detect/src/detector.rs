@@ -12,15 +12,39 @@
 //! first are never counted against that host's answers. A decoy group's
 //! real source is the one member that followed a positive answer up (the
 //! RST or ACK a real stack sends after a SYN+ACK), else the one member
-//! whose TTL differs from all the others'.
+//! whose TTL differs from all the others', else, on a segment, the one
+//! member that ARP ties to the link-layer address all the copies came
+//! from.
+//!
+//! ARP requests are probes like any other (a request is an attempt on
+//! the address asked for, its reply the answer): a sweep of a sparse
+//! segment's addresses fails TRW as a sweep of one port does, and is
+//! reported over protocol `arp`. A host asking for a peer that spoke to
+//! it first is answering, as with IP. (A router resolving the addresses
+//! an outside scanner sweeps does sweep the segment, and is reported as
+//! the source there; the outside scanner is seen on the router's other
+//! side.)
+//!
+//! Idle scans, at the zombie: unsolicited SYN+ACKs (no SYN went the other
+//! way) from one source to one port of a host, each answered by a RST
+//! that carries the host's IP ID. [`DetectorConfig::zombie_probes`] of
+//! them, retransmissions counted once, from a source that sent the host
+//! no RST of its own, name the source as an idle scanner reading a
+//! zombie. The scanned host's answers to the spoofed probes reach the
+//! zombie too, but as SYN+ACKs from its open ports among RSTs from its
+//! closed ones; backscatter of a SYN flood spoofing the host's address
+//! goes to ports at random.
 //!
 //! Memory: what is kept per (source, host) lives in the fixed-size
 //! [`PairTable`] (who spoke first, TRW's first contacts, refused ports);
-//! a source's own state is a fixed 72 bytes ([`Source`]: counters, the
+//! a source's own state is a fixed 80 bytes ([`Source`]: counters, the
 //! walk, the first [`SOURCE_PORTS`] failed ports as evidence, bit sets
-//! for kinds and traits), in a table reserved once for
-//! [`DetectorConfig::max_sources`] sources. Past the budgets the least
-//! recently seen are evicted and counted.
+//! for kinds and traits, its link-layer address), in a table reserved
+//! once for [`DetectorConfig::max_sources`] sources. ARP's bindings of
+//! link-layer addresses ([`MAX_ARP_BINDINGS`]) and the sources sending
+//! unsolicited SYN+ACKs or RSTs ([`MAX_ZOMBIE_PAIRS`]) have budgets of
+//! their own. Past the budgets the least recently seen are evicted and
+//! counted.
 //!
 //! Probes awaiting their answer are capped too
 //! ([`DetectorConfig::max_pending`]): past it the oldest is judged silent
@@ -33,7 +57,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use crate::alert::{Alert, GroupEvidence, ScanKind, SourceSummary};
+use crate::alert::{Alert, GroupEvidence, ScanKind, SourceSummary, ZombieEvidence};
 use crate::decode::{EventKind, FlowEvent, Proto};
 use crate::error::AllowlistError;
 use crate::group::{Finding, GroupConfig, GroupKind, Groups, Space, host_item};
@@ -91,6 +115,10 @@ pub struct DetectorConfig {
     pub max_pending: usize,
     /// The distributed and decoy tests.
     pub groups: GroupConfig,
+    /// Unsolicited SYN+ACKs to one port of one host, answered by its
+    /// RSTs, that make an idle scan's zombie probing (nmap reads the
+    /// zombie's IP ID about four times to test it, then once per round).
+    pub zombie_probes: u16,
 }
 
 /// Authorised scanners: networks whose alerts are labelled `allowlisted`.
@@ -151,6 +179,7 @@ impl Default for DetectorConfig {
             max_pairs: 1_000_000,
             max_pending: 1_000_000,
             groups: GroupConfig::default(),
+            zombie_probes: 5,
         }
     }
 }
@@ -161,12 +190,13 @@ type ProbeKey = (IpAddr, IpAddr, Proto, u16);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct KindSet(u8);
 
-const KINDS: [ScanKind; 5] = [
+const KINDS: [ScanKind; 6] = [
     ScanKind::Vertical,
     ScanKind::Horizontal,
     ScanKind::Strobe,
     ScanKind::Distributed,
     ScanKind::Decoy,
+    ScanKind::Idle,
 ];
 
 impl KindSet {
@@ -191,7 +221,7 @@ impl KindSet {
     }
 }
 
-/// What one source did: fixed-size (72 bytes); what it did to each host
+/// What one source did: fixed-size (80 bytes); what it did to each host
 /// is in the pair table.
 #[derive(Debug, Default, Clone, Copy)]
 struct Source {
@@ -219,6 +249,9 @@ struct Source {
     ttl: u8,
     /// An answer was followed up (RST or ACK after a SYN+ACK).
     followed_up: bool,
+    /// The link-layer source of its first probe (zeros when the capture
+    /// has none).
+    mac: [u8; 6],
 }
 
 impl Source {
@@ -245,6 +278,50 @@ impl Source {
 /// it the memory is cleared and a group may be reported again.
 const MAX_REPORTED_GROUPS: usize = 65_536;
 
+/// Link-layer addresses whose ARP sender address is remembered, at most
+/// (the least recently seen eighth is evicted past it, counted).
+pub const MAX_ARP_BINDINGS: usize = 65_536;
+
+/// (sender, host) pairs of unsolicited SYN+ACKs or RSTs followed, at most
+/// (the least recently seen eighth is evicted past it, counted).
+pub const MAX_ZOMBIE_PAIRS: usize = 4_096;
+
+/// What ARP says a link-layer address is.
+#[derive(Debug, Clone, Copy)]
+struct ArpBinding {
+    /// The one IPv4 address it sent ARP for; `None` once it has sent
+    /// for two (a router answering for others, a host with several
+    /// addresses): then it names no one.
+    owner: Option<IpAddr>,
+    last_ns: u64,
+}
+
+/// Steps between a zombie's IP IDs kept as evidence.
+const IP_ID_STEPS: usize = 8;
+
+/// Unsolicited SYN+ACKs and RSTs from one sender to one host: an idle
+/// scanner's readings of a zombie, or a scanned host's answers to spoofed
+/// probes, or backscatter.
+#[derive(Debug, Clone, Copy, Default)]
+struct ZombieProbes {
+    first_ns: u64,
+    last_ns: u64,
+    /// The port of the host the first SYN+ACK went to; only SYN+ACKs to
+    /// it count.
+    port: u16,
+    /// Distinct SYN+ACKs to `port` (a retransmission repeats the
+    /// previous sequence number).
+    synacks: u16,
+    last_seq: u32,
+    /// RSTs the sender sent the host: a scanned host's, not a prober's.
+    rsts_sent: u16,
+    /// The host's RSTs answering the sender.
+    answered: u16,
+    last_ip_id: Option<u16>,
+    ip_id_steps: [u16; IP_ID_STEPS],
+    reported: bool,
+}
+
 /// Scan detection over a stream of flow events.
 #[derive(Debug)]
 pub struct Detector {
@@ -264,8 +341,13 @@ pub struct Detector {
     reported_groups: HashSet<u64>,
     reported_keys: std::collections::hash_map::RandomState,
     /// Decoy groups reported before their real source was known: one is
-    /// reported again when a member follows an answer up.
+    /// reported again when a member follows an answer up, or ARP names
+    /// one.
     unresolved: VecDeque<Finding>,
+    /// ARP's bindings: link-layer address → the address it sends for.
+    arp: HashMap<[u8; 6], ArpBinding>,
+    /// Unsolicited SYN+ACKs and RSTs, per (sender, host).
+    zombie_probes: HashMap<(IpAddr, IpAddr), ZombieProbes>,
 }
 
 /// Ports (or hosts) a group alert lists at most.
@@ -293,6 +375,8 @@ impl Detector {
             reported_groups: HashSet::new(),
             reported_keys: std::collections::hash_map::RandomState::new(),
             unresolved: VecDeque::new(),
+            arp: HashMap::new(),
+            zombie_probes: HashMap::new(),
         }
     }
 
@@ -305,6 +389,9 @@ impl Detector {
     /// Feeds one event; alerts it causes are queued for [`Self::drain_alerts`].
     pub fn observe(&mut self, e: &FlowEvent) {
         self.expire(e.ts_ns);
+        if e.proto == Proto::Arp {
+            self.arp_binding(e);
+        }
         match e.kind {
             EventKind::Attempt => {
                 // A datagram answering a probe is an answer, not a probe.
@@ -319,23 +406,18 @@ impl Detector {
                     return;
                 }
                 self.pairs.touch(self.pairs.key(e.src, e.dst));
-                if !self.sources.contains_key(&e.src)
-                    && self.sources.len() >= self.config.max_sources
-                {
-                    let hold = self.config.suspect_hold_ns;
-                    self.evictions += evict_oldest(&mut self.sources, |s| {
-                        if s.failures > 0 {
-                            s.last_ns.saturating_add(hold)
-                        } else {
-                            s.last_ns
-                        }
-                    });
-                }
                 let key = (e.src, e.dst, e.proto, e.dport);
-                let src = self.sources.entry(e.src).or_default();
+                let src = self.source(e.src);
                 if src.probes == 0 {
                     src.first_ns = e.ts_ns;
+                }
+                // The first IP probe's TTL (ARP has none), and the first
+                // frame's link-layer source.
+                if src.ttl == 0 && e.proto != Proto::Arp {
                     src.ttl = e.traits.ttl;
+                }
+                if src.mac == [0; 6] {
+                    src.mac = e.mac.unwrap_or_default();
                 }
                 src.last_ns = e.ts_ns;
                 src.probes += 1;
@@ -362,17 +444,23 @@ impl Detector {
                 // The prober's stack saw this answer: a follow-up of it
                 // proves the prober's address is its own.
                 let pair = self.pairs.key(e.dst, e.src);
-                if let Some(mut p) = self.pairs.get(pair)
-                    && !p.answered
-                {
-                    p.answered = true;
-                    self.pairs.put(pair, p);
+                match self.pairs.get(pair) {
+                    Some(mut p) if !p.answered && e.proto != Proto::Arp => {
+                        p.answered = true;
+                        self.pairs.put(pair, p);
+                    }
+                    Some(_) => {}
+                    None if e.proto == Proto::Tcp => self.unsolicited(e),
+                    None => {}
                 }
                 let key = (e.dst, e.src, e.proto, e.sport);
                 self.resolve(key, true, e.ts_ns);
             }
             EventKind::Reject => {
                 self.follow_up(e);
+                if e.proto == Proto::Tcp && !self.pairs.contains(self.pairs.key(e.dst, e.src)) {
+                    self.unsolicited(e);
+                }
                 let key = (e.dst, e.src, e.proto, e.sport);
                 self.resolve(key, false, e.ts_ns);
             }
@@ -398,15 +486,144 @@ impl Detector {
             return;
         }
         prober.followed_up = true;
-        // Decoy groups it belongs to now have their real source.
+        self.reconsider_decoys(e.src, e.ts_ns);
+    }
+
+    /// New evidence on `member`: the decoy groups it belongs to that had
+    /// no real source are judged again (and reported if one is named).
+    fn reconsider_decoys(&mut self, member: IpAddr, now_ns: u64) {
         let (named, rest): (Vec<Finding>, Vec<Finding>) = self
             .unresolved
             .drain(..)
-            .partition(|f| f.members.iter().any(|m| m.source == e.src));
+            .partition(|f| f.members.iter().any(|m| m.source == member));
         self.unresolved = rest.into();
         for finding in named {
-            self.group_alert(finding, e.ts_ns);
+            self.group_alert(finding, now_ns);
         }
+    }
+
+    /// The source's state, made (within the budget) if it is new.
+    fn source(&mut self, ip: IpAddr) -> &mut Source {
+        if !self.sources.contains_key(&ip) && self.sources.len() >= self.config.max_sources {
+            let hold = self.config.suspect_hold_ns;
+            self.evictions += evict_oldest(&mut self.sources, |s| {
+                if s.failures > 0 {
+                    s.last_ns.saturating_add(hold)
+                } else {
+                    s.last_ns
+                }
+            });
+        }
+        self.sources.entry(ip).or_default()
+    }
+
+    /// Learns which address an ARP packet's sender claims; a binding that
+    /// is new may name the real source of a decoy group.
+    fn arp_binding(&mut self, e: &FlowEvent) {
+        let Some(mac) = e.mac else {
+            return;
+        };
+        if let Some(b) = self.arp.get_mut(&mac) {
+            b.last_ns = e.ts_ns;
+            if b.owner.is_some_and(|o| o != e.src) {
+                b.owner = None;
+            }
+            return;
+        }
+        if self.arp.len() >= MAX_ARP_BINDINGS {
+            self.evictions += evict_oldest(&mut self.arp, |b| b.last_ns);
+        }
+        self.arp.insert(
+            mac,
+            ArpBinding {
+                owner: Some(e.src),
+                last_ns: e.ts_ns,
+            },
+        );
+        self.reconsider_decoys(e.src, e.ts_ns);
+    }
+
+    /// A SYN+ACK or RST from a sender the host never contacted: an idle
+    /// scanner reading a zombie's IP ID, the zombie's answer to it, a
+    /// scanned host answering probes spoofed with the zombie's address,
+    /// or backscatter.
+    fn unsolicited(&mut self, e: &FlowEvent) {
+        let rst = e.kind != EventKind::Accept;
+        // The host's RST answering a prober's SYN+ACK: its IP ID.
+        if rst && let Some(z) = self.zombie_probes.get_mut(&(e.dst, e.src)) {
+            if z.answered < u16::MAX {
+                if let Some(last) = z.last_ip_id {
+                    let i = usize::from(z.answered) - 1;
+                    if let Some(step) = z.ip_id_steps.get_mut(i) {
+                        *step = e.traits.ip_id.wrapping_sub(last);
+                    }
+                }
+                z.answered += 1;
+            }
+            z.last_ip_id = Some(e.traits.ip_id);
+            return;
+        }
+        if !self.zombie_probes.contains_key(&(e.src, e.dst))
+            && self.zombie_probes.len() >= MAX_ZOMBIE_PAIRS
+        {
+            self.evictions += evict_oldest(&mut self.zombie_probes, |z| z.last_ns);
+        }
+        let z = self.zombie_probes.entry((e.src, e.dst)).or_default();
+        if z.first_ns == 0 {
+            z.first_ns = e.ts_ns;
+        }
+        z.last_ns = e.ts_ns;
+        if rst {
+            z.rsts_sent = z.rsts_sent.saturating_add(1);
+            return;
+        }
+        if z.synacks == 0 {
+            z.port = e.dport;
+        } else if e.dport != z.port || e.traits.seq == z.last_seq {
+            return;
+        }
+        z.synacks = z.synacks.saturating_add(1);
+        z.last_seq = e.traits.seq;
+        if z.reported || z.rsts_sent > 0 || z.synacks < self.config.zombie_probes {
+            return;
+        }
+        z.reported = true;
+        let z = *z;
+        let steps = usize::from(z.answered.saturating_sub(1)).min(IP_ID_STEPS);
+        let evidence = ZombieEvidence {
+            probes: u32::from(z.synacks),
+            answered: u32::from(z.answered),
+            ip_id_steps: z.ip_id_steps[..steps].to_vec(),
+        };
+        let allowlisted = self.allowlist.contains(e.src);
+        let source = self.source(e.src);
+        if source.first_ns == 0 {
+            source.first_ns = z.first_ns;
+        }
+        source.last_ns = e.ts_ns;
+        source.reported.insert(ScanKind::Idle);
+        let traits = source.traits.names().collect();
+        self.alerts.push(Alert {
+            kind: ScanKind::Idle,
+            source: e.src,
+            proto: Proto::Tcp,
+            first_seen: z.first_ns as f64 / 1e9,
+            decided_at: e.ts_ns as f64 / 1e9,
+            probes: u64::from(z.synacks),
+            failures: 0,
+            decision_step: u32::from(z.synacks),
+            targets: 1,
+            target: Some(e.dst),
+            ports: vec![z.port],
+            trw_llr: 0.0,
+            // The share of the readings the zombie answered.
+            confidence: (f32::from(z.answered) / f32::from(z.synacks)).min(1.0),
+            traits,
+            allowlisted,
+            decided_by: "zombie-probe",
+            group: None,
+            zombie: Some(evidence),
+        });
     }
 
     /// Trackers evicted by the memory budget so far (sources, pairs and
@@ -496,7 +713,7 @@ impl Detector {
         pair.counted = true;
         let mut vertical = None;
         if !success
-            && proto != Proto::Icmp
+            && !matches!(proto, Proto::Icmp | Proto::Arp)
             && pair.refuse(port)
             && u32::from(pair.refused) == self.config.vertical_ports
         {
@@ -586,6 +803,7 @@ impl Detector {
                 allowlisted: self.allowlist.contains(src_ip),
                 decided_by: by,
                 group: None,
+                zombie: None,
             });
         }
         if !success {
@@ -602,7 +820,7 @@ impl Detector {
             })
         };
         let mut findings: Vec<Finding> = Vec::new();
-        if proto != Proto::Icmp {
+        if !matches!(proto, Proto::Icmp | Proto::Arp) {
             let space = Space::Ports { host: dst, proto };
             findings.extend(
                 self.groups
@@ -642,7 +860,10 @@ impl Detector {
             ScanKind::Decoy if followed_up.len() == 1 => (Some(followed_up[0]), Some("follow-up")),
             ScanKind::Decoy => match odd_one_out(&ttls) {
                 Some(i) => (Some(f.members[i].source), Some("ttl")),
-                None => (None, None),
+                None => match self.arp_names(&facts, &f) {
+                    Some(real) => (Some(real), Some("arp")),
+                    None => (None, None),
+                },
             },
             _ => (None, None),
         };
@@ -711,6 +932,7 @@ impl Detector {
                 overlap: f.overlap,
                 coverage: f.coverage,
             }),
+            zombie: None,
         });
         // The summary lists the kinds per source: every member of a split
         // scan, and a decoy scan's named (or first) source.
@@ -732,6 +954,21 @@ impl Detector {
             }
             self.unresolved.push_back(f);
         }
+    }
+}
+
+impl Detector {
+    /// The member of a group that ARP names: every member's first probe
+    /// came from one link-layer address, and ARP ties that address to
+    /// exactly one address, a member's.
+    fn arp_names(&self, facts: &[Option<&Source>], f: &Finding) -> Option<IpAddr> {
+        let mut macs = facts.iter().map(|s| s.map(|s| s.mac));
+        let mac = macs.next()??;
+        if mac == [0; 6] || !macs.all(|m| m == Some(mac)) {
+            return None;
+        }
+        let owner = self.arp.get(&mac)?.owner?;
+        f.members.iter().any(|m| m.source == owner).then_some(owner)
     }
 }
 
@@ -816,6 +1053,7 @@ mod tests {
             dport,
             kind,
             traits: Traits::default(),
+            mac: None,
         }
     }
 
@@ -1028,9 +1266,9 @@ mod tests {
     }
 
     #[test]
-    fn a_source_is_a_fixed_72_bytes_whatever_it_touches() {
+    fn a_source_is_a_fixed_80_bytes_whatever_it_touches() {
         assert!(
-            std::mem::size_of::<Source>() <= 72,
+            std::mem::size_of::<Source>() <= 80,
             "{}",
             std::mem::size_of::<Source>()
         );
@@ -1480,5 +1718,286 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].kind, ScanKind::Vertical);
         assert_eq!(alerts[0].proto, Proto::Udp);
+    }
+
+    fn with_seq(mut e: FlowEvent, seq: u32) -> FlowEvent {
+        e.traits.seq = seq;
+        e
+    }
+
+    fn with_ip_id(mut e: FlowEvent, id: u16) -> FlowEvent {
+        e.traits.ip_id = id;
+        e
+    }
+
+    fn with_mac(mut e: FlowEvent, last: u8) -> FlowEvent {
+        e.mac = Some([2, 0, 0, 0, 0, last]);
+        e
+    }
+
+    /// What the zombie's capture shows of an idle scan: the scanner's
+    /// SYN+ACKs to port 443, each answered by a RST whose IP ID rises by
+    /// two (one for the answer itself, one for the zombie's RST to the
+    /// target's SYN+ACK in between, for an open port), and the target's
+    /// own packets: a SYN+ACK from each open port and a RST from each
+    /// closed one, all to the port the spoofed probes came from.
+    fn idle_scan_at_the_zombie(d: &mut Detector, scanner: IpAddr, zombie: IpAddr, target: IpAddr) {
+        let mut ip_id = 1000u16;
+        for round in 0..8u32 {
+            let t = u64::from(round) * SEC;
+            d.observe(&with_seq(
+                ev(
+                    t,
+                    scanner,
+                    zombie,
+                    Proto::Tcp,
+                    40000 + round as u16,
+                    443,
+                    EventKind::Accept,
+                ),
+                0x5eed_0000 + round,
+            ));
+            d.observe(&with_ip_id(
+                ev(
+                    t + 1000,
+                    zombie,
+                    scanner,
+                    Proto::Tcp,
+                    443,
+                    40000 + round as u16,
+                    EventKind::Reject,
+                ),
+                ip_id,
+            ));
+            ip_id += 2;
+            let open = round % 3 == 0;
+            let kind = if open {
+                EventKind::Accept
+            } else {
+                EventKind::Reject
+            };
+            d.observe(&with_seq(
+                ev(
+                    t + 2000,
+                    target,
+                    zombie,
+                    Proto::Tcp,
+                    20 + round as u16,
+                    61000,
+                    kind,
+                ),
+                round,
+            ));
+        }
+    }
+
+    #[test]
+    fn an_idle_scan_s_readings_of_the_zombie_name_the_real_scanner_there() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (scanner, zombie, target) = (ip(1), ip(50), ip(200));
+        idle_scan_at_the_zombie(&mut d, scanner, zombie, target);
+        d.finish(20 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(a.kind, ScanKind::Idle);
+        assert_eq!(a.source, scanner);
+        assert_eq!(a.target, Some(zombie));
+        assert_eq!(a.ports, vec![443]);
+        assert_eq!(a.decided_by, "zombie-probe");
+        assert_eq!(a.decision_step, 5);
+        let z = a.zombie.as_ref().unwrap();
+        assert_eq!((z.probes, z.answered), (5, 4), "{z:?}");
+        assert_eq!(z.ip_id_steps, vec![2, 2, 2]);
+        let kinds: Vec<_> = d
+            .summary()
+            .into_iter()
+            .filter(|r| !r.kinds.is_empty())
+            .map(|r| (r.source, r.kinds))
+            .collect();
+        assert_eq!(kinds, vec![(scanner, vec![ScanKind::Idle])]);
+    }
+
+    #[test]
+    fn backscatter_retransmitted_syn_acks_and_a_client_s_answers_are_no_zombie_probing() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (victim, us, server, client) = (ip(7), ip(50), ip(8), ip(9));
+        // Backscatter: a flooded server answers SYNs spoofed with our
+        // address, to random ports, each SYN+ACK sent five times.
+        for n in 0..40u32 {
+            for again in 0..5u64 {
+                d.observe(&with_seq(
+                    ev(
+                        u64::from(n) * SEC + again * SEC / 8,
+                        victim,
+                        us,
+                        Proto::Tcp,
+                        80,
+                        1024 + (n * 7919 % 60000) as u16,
+                        EventKind::Accept,
+                    ),
+                    n * 1_000_003,
+                ));
+            }
+        }
+        // One SYN+ACK retransmitted many times to one port.
+        for again in 0..10u64 {
+            d.observe(&with_seq(
+                ev(
+                    100 * SEC + again * SEC,
+                    server,
+                    us,
+                    Proto::Tcp,
+                    443,
+                    5555,
+                    EventKind::Accept,
+                ),
+                42,
+            ));
+        }
+        // Our own connections: their answers are solicited.
+        for n in 0..10u16 {
+            let t = 200 * SEC + u64::from(n) * SEC;
+            d.observe(&ev(
+                t,
+                us,
+                client,
+                Proto::Tcp,
+                50000 + n,
+                22,
+                EventKind::Attempt,
+            ));
+            d.observe(&ev(
+                t + 1,
+                client,
+                us,
+                Proto::Tcp,
+                22,
+                50000 + n,
+                EventKind::Accept,
+            ));
+        }
+        d.finish(300 * SEC);
+        let alerts = d.drain_alerts();
+        assert!(alerts.is_empty(), "{alerts:?}");
+    }
+
+    /// ARP requests from `asker` for each of `hosts`, answered by those
+    /// in `live`.
+    fn arp_requests(d: &mut Detector, asker: IpAddr, hosts: &[IpAddr], live: &[IpAddr], t0: u64) {
+        for (i, &host) in hosts.iter().enumerate() {
+            let t = t0 + i as u64 * SEC / 100;
+            d.observe(&with_mac(
+                ev(t, asker, host, Proto::Arp, 0, 0, EventKind::Attempt),
+                1,
+            ));
+            if live.contains(&host) {
+                d.observe(&with_mac(
+                    ev(t + 1000, host, asker, Proto::Arp, 0, 0, EventKind::Accept),
+                    2,
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn an_arp_sweep_of_a_sparse_segment_is_horizontal_over_arp() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let hosts: Vec<IpAddr> = (100..160).map(ip).collect();
+        arp_requests(&mut d, ip(1), &hosts, &[ip(150), ip(155)], 0);
+        d.finish(10 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(
+            (a.kind, a.proto, a.source),
+            (ScanKind::Horizontal, Proto::Arp, ip(1))
+        );
+        // The two answers (half a second in) are counted before the
+        // silences (at the 3 s timeout): one more failure makes up for each.
+        assert!(a.decision_step <= 8 && a.failures <= 6, "{a:?}");
+    }
+
+    #[test]
+    fn a_host_resolving_its_gateway_and_the_peers_that_called_it_is_no_arp_sweep() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (host, gateway) = (ip(2), ip(254));
+        // Its gateway, again and again, answered.
+        for n in 0..20u64 {
+            arp_requests(&mut d, host, &[gateway], &[gateway], n * 60 * SEC);
+        }
+        // Peers on the segment that connected to it first; it resolves
+        // each to answer, and none of them answers ARP (they left).
+        for n in 0..20u8 {
+            let (peer, t) = (ip(100 + n), 2000 * SEC + u64::from(n) * SEC);
+            d.observe(&ev(
+                t,
+                peer,
+                host,
+                Proto::Tcp,
+                40000,
+                22,
+                EventKind::Attempt,
+            ));
+            d.observe(&with_mac(
+                ev(t + 1, host, peer, Proto::Arp, 0, 0, EventKind::Attempt),
+                1,
+            ));
+        }
+        d.finish(3000 * SEC);
+        let alerts = d.drain_alerts();
+        assert!(alerts.iter().all(|a| a.source != host), "{alerts:?}");
+    }
+
+    #[test]
+    fn a_decoy_scan_on_a_segment_names_the_member_arp_ties_to_the_sending_card() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (real, target) = (ip(10), ip(200));
+        // The scanner resolves the target, and the target resolves the
+        // real source to answer it (the decoys' addresses answer no one).
+        arp_requests(&mut d, real, &[target], &[target], 0);
+        // Every copy leaves the scanner's card; equal TTLs; every port
+        // refused, so no SYN+ACK to follow up.
+        let sources = [ip(11), real, ip(12), ip(13)];
+        let mut t = SEC;
+        for port in [21u16, 22, 23, 25, 110, 139, 443, 445, 3389] {
+            for &source in &sources {
+                t += 1000;
+                d.observe(&with_mac(with_ttl(syn(t, source, target, port), 64), 1));
+                d.observe(&with_mac(rst(t + 1, target, source, port), 2));
+            }
+        }
+        let alerts = decoy_alerts(&mut d);
+        let named = alerts
+            .iter()
+            .find(|a| a.group.as_ref().unwrap().real_source.is_some())
+            .unwrap_or_else(|| panic!("{alerts:?}"));
+        let group = named.group.as_ref().unwrap();
+        assert_eq!(
+            (group.real_source, group.real_by),
+            (Some(real), Some("arp"))
+        );
+        assert_eq!(named.source, real);
+        assert!(group.followed_up.is_empty());
+        // A card that claims two addresses (a router answering for
+        // others) names no one.
+        let mut d = Detector::new(DetectorConfig::default());
+        arp_requests(&mut d, real, &[target], &[target], 0);
+        arp_requests(&mut d, ip(11), &[target], &[target], SEC / 2);
+        for port in [21u16, 22, 23, 25, 110, 139, 443, 445, 3389] {
+            for &source in &sources {
+                t += 1000;
+                d.observe(&with_mac(with_ttl(syn(t, source, target, port), 64), 1));
+                d.observe(&with_mac(rst(t + 1, target, source, port), 2));
+            }
+        }
+        let alerts = decoy_alerts(&mut d);
+        assert!(!alerts.is_empty());
+        assert!(
+            alerts
+                .iter()
+                .all(|a| a.group.as_ref().unwrap().real_source.is_none()),
+            "{alerts:?}"
+        );
     }
 }

@@ -20,7 +20,7 @@ pub mod trw;
 pub mod watch;
 pub mod write;
 
-pub use alert::{Alert, GroupEvidence, ScanKind, SourceSummary};
+pub use alert::{Alert, GroupEvidence, ScanKind, SourceSummary, ZombieEvidence};
 pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
 pub use decode::{EventKind, FlowEvent, Proto, decode};
 pub use detector::{Allowlist, Detector, DetectorConfig};

@@ -122,6 +122,7 @@ mod tests {
             dport,
             kind: EventKind::Attempt,
             traits: Traits::default(),
+            mac: None,
         }
     }
 

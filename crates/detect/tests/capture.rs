@@ -214,4 +214,24 @@ proptest! {
     fn random_packets_never_panic_the_decoder(linktype in prop_oneof![Just(0u32), Just(1), Just(101), Just(113), Just(228), Just(229), Just(276)], bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
         let _ = decode(linktype, 0, &bytes);
     }
+
+    /// ARP bodies of any bytes and length, behind an Ethernet header and
+    /// both Linux cooked ones that name ARP.
+    #[test]
+    fn random_arp_bodies_never_panic_the_decoder(body in proptest::collection::vec(any::<u8>(), 0..64), op in 0u8..4) {
+        let mut arp = vec![0, 1, 8, 0, 6, 4, 0, op];
+        arp.extend_from_slice(&body);
+        let mut ethernet = vec![0u8; 12];
+        ethernet.extend_from_slice(&[8, 6]);
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[8, 6]);
+        let mut sll2 = vec![8u8, 6];
+        sll2.resize(20, 6);
+        for (linktype, mut frame) in [(1u32, ethernet), (113, sll), (276, sll2)] {
+            frame.extend_from_slice(&arp);
+            for cut in [frame.len(), frame.len() / 2, 15] {
+                let _ = decode(linktype, 0, &frame[..cut.min(frame.len())]);
+            }
+        }
+    }
 }
