@@ -20,9 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use portolan_detect::decode::linktype;
 use portolan_detect::{
-    Allowlist, Detector, DetectorConfig, PortWatch, decode, read_captures_merged,
+    Allowlist, Detector, DetectorConfig, PortWatch, decode, decode_network, read_captures_merged,
 };
 use portolan_transport::capture::Capture;
 
@@ -221,10 +220,21 @@ struct Session {
 }
 
 impl Session {
+    /// A captured frame of link type `link`.
     fn packet(&mut self, link: u32, ts_ns: u64, data: &[u8]) {
+        self.event(ts_ns, decode(link, ts_ns, data));
+    }
+
+    /// A live packet, from its network header on, and its link-layer
+    /// source.
+    fn network_packet(&mut self, ts_ns: u64, data: &[u8], mac: Option<[u8; 6]>) {
+        self.event(ts_ns, decode_network(ts_ns, data, mac));
+    }
+
+    fn event(&mut self, ts_ns: u64, event: Option<portolan_detect::FlowEvent>) {
         self.packets += 1;
         self.last_ts = self.last_ts.max(ts_ns);
-        match decode(link, ts_ns, data) {
+        match event {
             Some(e) => {
                 self.detector.observe(&e);
                 self.watch.observe(&e);
@@ -336,12 +346,12 @@ fn read_live(
             None => LIVE_TURN,
         };
         capture.wait(wait)?;
-        capture.drain(LIVE_BUDGET, |packet, _, stamp| {
+        capture.drain(LIVE_BUDGET, |packet, _, mac, stamp| {
             let ts = stamp.map_or_else(
                 || epoch_ns(SystemTime::now()),
                 |s| u64::try_from(s.as_nanos()).unwrap_or(u64::MAX),
             );
-            session.packet(linktype::RAW, ts, packet);
+            session.network_packet(ts, packet, mac);
         })?;
         dropped += capture.take_drops();
         session.detector.advance(epoch_ns(SystemTime::now()));

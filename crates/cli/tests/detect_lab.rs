@@ -11,7 +11,9 @@
 //! peer-to-peer clients on a segment, a NAT gateway with four clients
 //! behind it and a busy proxy, never flagged; an allowlist file; two
 //! vantage points' captures merged by time; Portolan's idle scan as its
-//! target sees it.
+//! target and its zombie see it; ARP sweeps by Portolan and nmap on a
+//! segment; decoy scans of closed ports whose real source only ARP
+//! names.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,15 @@ fn http_client(namespace: &portolan_lab::Namespace, server: Ipv4Addr, connection
 
 /// Starts tcpdump in `namespace` and waits until it writes.
 fn capture(namespace: &portolan_lab::Namespace, file: &Path) -> portolan_lab::Daemon {
+    capture_filtered(namespace, file, "tcp or udp or icmp or icmp6 or sctp")
+}
+
+/// [`capture`] with `filter` (tcpdump's syntax).
+fn capture_filtered(
+    namespace: &portolan_lab::Namespace,
+    file: &Path,
+    filter: &str,
+) -> portolan_lab::Daemon {
     let mut cmd = Command::new("tcpdump");
     cmd.args([
         "-i",
@@ -64,7 +75,7 @@ fn capture(namespace: &portolan_lab::Namespace, file: &Path) -> portolan_lab::Da
         "-w",
     ])
     .arg(file)
-    .arg("tcp or udp or icmp or icmp6 or sctp")
+    .arg(filter)
     .stdout(std::process::Stdio::null())
     .stderr(std::fs::File::create(file.with_extension("log")).expect("tcpdump log"));
     let daemon = namespace.spawn(cmd).expect("start tcpdump");
@@ -681,6 +692,51 @@ fn live_capture_names_the_sources_of_a_split_scan_and_the_real_source_behind_dec
         let (_, log) = files(name);
         assert_eq!(interrupt(detector, &log), Some(1), "{name}");
     }
+}
+
+#[test]
+fn live_capture_on_a_segment_names_a_decoy_scan_s_real_source_by_arp_and_sees_an_arp_sweep() {
+    let lab = lab_or_skip!(Lab::builder().segment(2).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let target = segment.host(0);
+    let dir = scratch_dir();
+    let (alerts, log) = (dir.join("live.jsonl"), dir.join("live.log"));
+    let detector = live_detector(target.namespace(), target.interface(), &alerts, &log);
+    let real = segment.scanner_ipv4().to_string();
+    // Copies of a scan of closed ports: no SYN+ACK to follow up, one TTL.
+    let (a, b) = (segment.subnet().ipv4(77), segment.subnet().ipv4(78));
+    let decoys = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sS", "-Pn", "-T4", "--no-progress", "-p", "20-40", "-D"])
+        .arg(format!("{a},ME,{b}"))
+        .arg(target.ipv4().to_string())
+        .output()
+        .unwrap();
+    assert_success(&decoys);
+    let mut want = vec![real.clone(), a.to_string(), b.to_string()];
+    want.sort();
+    let decoy = wait_for_alert(&alerts, &log, "decoy", |x| {
+        x["kind"] == "decoy" && group_of(x) == want
+    });
+    assert_eq!(decoy["source"], real, "{decoy}");
+    assert_eq!(decoy["group"]["real_by"], "arp", "{decoy}");
+    // An ARP sweep of the segment's /24.
+    let sweep = lab
+        .scanner()
+        .command(portolan_bin())
+        .args(["-sn", "-n", "--no-progress"])
+        .arg(format!("{}/24", segment.subnet().ipv4(0)))
+        .output()
+        .unwrap();
+    assert_success(&sweep);
+    let arp = wait_for_alert(&alerts, &log, "ARP sweep", |x| x["proto"] == "arp");
+    assert_eq!(
+        (&arp["source"], &arp["kind"]),
+        (&real.clone().into(), &"horizontal".into()),
+        "{arp}"
+    );
+    assert_eq!(interrupt(detector, &log), Some(1));
 }
 
 #[test]
@@ -1428,7 +1484,8 @@ fn captures_from_two_vantage_points_are_merged_by_time_so_answers_meet_their_pro
 }
 
 #[test]
-fn lab_portolan_idle_scan_is_vertical_from_the_zombie_as_the_target_sees_it() {
+fn lab_idle_scan_is_vertical_from_the_zombie_at_the_target_and_idle_from_the_scanner_at_the_zombie()
+{
     let lab = lab_or_skip!(Lab::builder().segment(2).without_icmp_rate_limits());
     let segment = lab.segment(0);
     let (zombie, target) = (segment.host(0), segment.host(1));
@@ -1437,37 +1494,190 @@ fn lab_portolan_idle_scan_is_vertical_from_the_zombie_as_the_target_sees_it() {
         .unwrap();
     let _open = target.listen_tcp([22, 80]).unwrap();
     let dir = scratch_dir();
-    let pcap = dir.join("idle-target.pcap");
-    let tcpdump = capture(target.namespace(), &pcap);
-    let out = lab
-        .scanner()
-        .command(portolan_bin())
-        .args(["-n", "--no-progress", "-Pn", "-p", "20-40", "-sI"])
-        .arg(format!("{}:443", zombie.ipv4()))
-        .arg(target.ipv4().to_string())
-        .output()
-        .unwrap();
-    assert_success(&out);
-    let (out, alerts) = detect_captures(&[pcap], vec![tcpdump]);
+    let scanner = segment.scanner_ipv4().to_string();
+    for (name, program, args) in [
+        ("portolan", portolan_bin(), vec!["-n", "--no-progress"]),
+        ("nmap", "nmap", vec!["-n", "--max-retries", "1"]),
+    ] {
+        let (at_target, at_zombie) = (
+            dir.join(format!("{name}-target.pcap")),
+            dir.join(format!("{name}-zombie.pcap")),
+        );
+        // ARP too: the zombie resolves the scanner after its first
+        // reading, which must not make the next ones look solicited.
+        let tcpdumps = vec![
+            capture_filtered(target.namespace(), &at_target, "arp or tcp"),
+            capture_filtered(zombie.namespace(), &at_zombie, "arp or tcp"),
+        ];
+        let out = lab
+            .scanner()
+            .command(program)
+            .args(&args)
+            .args(["-Pn", "-p", "20-40", "-sI"])
+            .arg(format!("{}:443", zombie.ipv4()))
+            .arg(target.ipv4().to_string())
+            .output()
+            .unwrap();
+        assert_success(&out);
+        std::thread::sleep(Duration::from_millis(300));
+        drop(tcpdumps);
+        idle_scan_seen_from_both_ends(name, &at_target, &at_zombie, &scanner, zombie, target);
+    }
+}
+
+/// The detector's reading of an idle scan's captures at its target and
+/// at its zombie.
+fn idle_scan_seen_from_both_ends(
+    name: &str,
+    at_target: &Path,
+    at_zombie: &Path,
+    scanner: &str,
+    zombie: &portolan_lab::Host,
+    target: &portolan_lab::Host,
+) {
+    // The target only ever sees the zombie's address: its refused ports
+    // make a vertical scan from there.
+    let (out, alerts) = detect(&[at_target]);
     assert_eq!(
         out.status.code(),
         Some(1),
-        "{}",
+        "{name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The target only ever sees the zombie's address: its refused ports
-    // make a vertical scan from there. (The real scanner shows only at
-    // the zombie, in its SYN+ACKs that read the IP ID.)
     let a = alerts
         .iter()
         .find(|a| a["kind"] == "vertical")
-        .unwrap_or_else(|| panic!("{alerts:?}"));
-    assert_eq!(a["source"], zombie.ipv4().to_string(), "{a}");
-    assert_eq!(a["target"], target.ipv4().to_string(), "{a}");
+        .unwrap_or_else(|| panic!("{name}: {alerts:?}"));
+    assert_eq!(a["source"], zombie.ipv4().to_string(), "{name}: {a}");
+    assert_eq!(a["target"], target.ipv4().to_string(), "{name}: {a}");
+    assert!(
+        alerts.iter().all(|a| a["source"] != scanner),
+        "{name}: the scanner sent the target nothing of its own: {alerts:?}"
+    );
+
+    // The zombie sees the real scanner read its IP ID: SYN+ACKs to port
+    // 443, each answered by a RST whose ID has moved by the zombie's own
+    // packets since. The target's answers to the spoofed probes reach it
+    // too, and name no one.
+    let (out, alerts) = detect(&[at_zombie]);
+    assert_eq!(out.status.code(), Some(1), "{name}: {alerts:?}");
+    let idle: Vec<_> = alerts.iter().filter(|a| a["kind"] == "idle").collect();
+    assert_eq!(idle.len(), 1, "{name}: {alerts:?}");
+    let a = idle[0];
+    assert_eq!(a["source"], scanner, "{name}: {a}");
+    assert_eq!(a["target"], zombie.ipv4().to_string(), "{name}: {a}");
+    assert_eq!(a["ports"], serde_json::json!([443]), "{name}: {a}");
+    assert_eq!(a["decided_by"], "zombie-probe", "{name}: {a}");
+    let steps = a["zombie"]["ip_id_steps"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{name}: {a}");
+    assert!(
+        steps
+            .iter()
+            .all(|s| (1..1000).contains(&s.as_u64().unwrap())),
+        "{name}: an incremental zombie's IDs step forward: {a}"
+    );
     assert!(
         alerts
             .iter()
-            .all(|a| a["source"] != segment.scanner_ipv4().to_string()),
-        "the scanner sent the target nothing of its own: {alerts:?}"
+            .all(|a| a["source"] != target.ipv4().to_string()),
+        "{name}: {alerts:?}"
     );
+}
+
+#[test]
+fn lab_arp_sweeps_by_portolan_and_nmap_are_horizontal_over_arp_and_neighbours_talking_are_not() {
+    let lab = lab_or_skip!(Lab::builder().segment(3).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let (watcher, client, server) = (segment.host(0), segment.host(1), segment.host(2));
+    let _web = server.listen_tcp([80]).unwrap();
+    let dir = scratch_dir();
+    let range = format!("{}/24", segment.subnet().ipv4(0));
+    let scanner = segment.scanner_ipv4().to_string();
+    for (name, program, args) in [
+        (
+            "portolan",
+            portolan_bin(),
+            vec!["-sn", "-n", "--no-progress"],
+        ),
+        ("nmap", "nmap", vec!["-sn", "-n"]),
+    ] {
+        let pcap = dir.join(format!("arp-{name}.pcap"));
+        let tcpdump = capture_filtered(watcher.namespace(), &pcap, "arp or tcp");
+        // Neighbours talking: each resolves the other, and is answered.
+        http_client(client.namespace(), server.ipv4(), 5);
+        let out = lab
+            .scanner()
+            .command(program)
+            .args(&args)
+            .arg(&range)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let (out, alerts) = detect_captures(&[pcap], vec![tcpdump]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {alerts:?}");
+        assert_eq!(alerts.len(), 1, "{name}: only the scanner: {alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(a["source"], scanner, "{name}: {a}");
+        assert_eq!(
+            (&a["kind"], &a["proto"]),
+            (&"horizontal".into(), &"arp".into()),
+            "{name}: {a}"
+        );
+        assert!(a["failures"].as_u64().unwrap() <= 6, "{name}: {a}");
+    }
+}
+
+#[test]
+fn lab_decoy_scans_of_closed_ports_on_a_segment_name_their_real_source_by_arp() {
+    let lab = lab_or_skip!(Lab::builder().segment(1).without_icmp_rate_limits());
+    let segment = lab.segment(0);
+    let target = segment.host(0);
+    let dir = scratch_dir();
+    let (a, b) = (segment.subnet().ipv4(77), segment.subnet().ipv4(78));
+    let real = segment.scanner_ipv4().to_string();
+    let mut want = vec![real.clone(), a.to_string(), b.to_string()];
+    want.sort();
+    for (name, program, args) in [
+        (
+            "portolan",
+            portolan_bin(),
+            vec!["-sS", "-Pn", "-T4", "--no-progress"],
+        ),
+        (
+            "nmap",
+            "nmap",
+            vec!["-sS", "-Pn", "-n", "-T4", "--max-retries", "1"],
+        ),
+    ] {
+        let pcap = dir.join(format!("decoy-{name}.pcap"));
+        let tcpdump = capture_filtered(target.namespace(), &pcap, "arp or tcp");
+        // Nothing listens on 20-40: every probe is refused, so no copy
+        // is answered with a SYN+ACK to follow up.
+        let out = lab
+            .scanner()
+            .command(program)
+            .args(&args)
+            .args(["-p", "20-40", "-D"])
+            .arg(format!("{a},ME,{b}"))
+            .arg(target.ipv4().to_string())
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let (out, alerts) = detect_captures(&[pcap], vec![tcpdump]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {alerts:?}");
+        // The decoys' probes fail at the answer timeout, the real one's
+        // at its RSTs: the group is reported as it grows.
+        let named = alerts
+            .iter()
+            .find(|x| x["kind"] == "decoy" && group_of(x) == want)
+            .unwrap_or_else(|| panic!("{name}: no decoy alert of all three: {alerts:?}"));
+        assert_eq!(named["source"], real, "{name}: {named}");
+        assert_eq!(named["group"]["real_by"], "arp", "{name}: {named}");
+        assert!(
+            alerts
+                .iter()
+                .all(|x| x["group"]["real_source"].is_null() || x["group"]["real_source"] == real),
+            "{name}: {alerts:?}"
+        );
+    }
 }

@@ -120,11 +120,27 @@ pub struct FlowEvent {
 /// Decodes one captured packet of link type `linktype`.
 pub fn decode(linktype: u32, ts_ns: u64, data: &[u8]) -> Option<FlowEvent> {
     let frame = strip_link(linktype, data)?;
-    let ip = match frame.ethertype {
-        Some(ETHERTYPE_ARP) => return arp(ts_ns, frame.payload, frame.mac),
-        None | Some(ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => frame.payload,
-        Some(_) => return None,
-    };
+    match frame.ethertype {
+        Some(ETHERTYPE_ARP) => arp(ts_ns, frame.payload, frame.mac),
+        None | Some(ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => ip(ts_ns, frame.payload, frame.mac),
+        Some(_) => None,
+    }
+}
+
+/// Decodes a packet as a Linux packet socket of type `SOCK_DGRAM` hands
+/// it over (live capture): from its network header on, with the
+/// link-layer source the socket reported. ARP is told from IP by its
+/// first byte (ARP's hardware type starts with a zero byte; an IP header
+/// starts with its version, 4 or 6).
+pub fn decode_network(ts_ns: u64, packet: &[u8], mac: Option<[u8; 6]>) -> Option<FlowEvent> {
+    match packet.first()? >> 4 {
+        4 | 6 => ip(ts_ns, packet, mac),
+        _ => arp(ts_ns, packet, mac),
+    }
+}
+
+/// An IPv4 or IPv6 packet, from its header on.
+fn ip(ts_ns: u64, ip: &[u8], mac: Option<[u8; 6]>) -> Option<FlowEvent> {
     let event = match ip.first()? >> 4 {
         4 => {
             let p = Ipv4Packet::new_truncated(ip).ok()?;
@@ -165,10 +181,7 @@ pub fn decode(linktype: u32, ts_ns: u64, data: &[u8]) -> Option<FlowEvent> {
         }
         _ => None,
     }?;
-    Some(FlowEvent {
-        mac: frame.mac,
-        ..event
-    })
+    Some(FlowEvent { mac, ..event })
 }
 
 const ETHERTYPE_IPV4: u16 = 0x0800;

@@ -61,7 +61,7 @@ use crate::alert::{Alert, GroupEvidence, ScanKind, SourceSummary, ZombieEvidence
 use crate::decode::{EventKind, FlowEvent, Proto};
 use crate::error::AllowlistError;
 use crate::group::{Finding, GroupConfig, GroupKind, Groups, Space, host_item};
-use crate::pairs::PairTable;
+use crate::pairs::{PairKey, PairTable};
 use crate::traits::{TraitSet, scanner_traits};
 use crate::trw::{Trw, TrwParams, Verdict};
 
@@ -320,6 +320,8 @@ struct ZombieProbes {
     last_ip_id: Option<u16>,
     ip_id_steps: [u16; IP_ID_STEPS],
     reported: bool,
+    /// The link-layer source of the first SYN+ACK (zeros when unknown).
+    mac: [u8; 6],
 }
 
 /// Scan detection over a stream of flow events.
@@ -401,11 +403,17 @@ impl Detector {
                     return;
                 }
                 // The other side spoke first: a reply path. (A host
-                // talking to itself over loopback has no other side.)
-                if e.src != e.dst && self.pairs.contains(self.pairs.key(e.dst, e.src)) {
+                // talking to itself over loopback has no other side.) An
+                // ARP request answers a peer that spoke first over IP or
+                // ARP; ARP never makes IP a reply path.
+                let spoke_first = self.pairs.contains(self.pairs.key(e.dst, e.src))
+                    || (e.proto == Proto::Arp
+                        && self.pairs.contains(self.pairs.arp_key(e.dst, e.src)));
+                if e.src != e.dst && spoke_first {
                     return;
                 }
-                self.pairs.touch(self.pairs.key(e.src, e.dst));
+                self.pairs
+                    .touch(pair_key(&self.pairs, e.src, e.dst, e.proto));
                 let key = (e.src, e.dst, e.proto, e.dport);
                 let src = self.source(e.src);
                 if src.probes == 0 {
@@ -421,7 +429,9 @@ impl Detector {
                 }
                 src.last_ns = e.ts_ns;
                 src.probes += 1;
-                if src.proto.is_none() {
+                // The first IP probe's protocol: the ARP request that
+                // finds a host is not how it is scanned.
+                if src.proto.is_none() && e.proto != Proto::Arp {
                     src.proto = Some(e.proto);
                 }
                 src.traits.add(scanner_traits(e));
@@ -502,6 +512,25 @@ impl Detector {
         }
     }
 
+    /// Readings of `host` claimed by `claimed` but sent from a card that
+    /// ARP ties to another address which reads `host` itself: nmap tests
+    /// its zombie with SYN+ACKs spoofed from the target's address, and the
+    /// real reader is reported already. (Behind a router every frame
+    /// carries the router's card, and the router reads nothing.)
+    fn spoofed_reading(&self, claimed: IpAddr, host: IpAddr, mac: [u8; 6]) -> bool {
+        if mac == [0; 6] {
+            return false;
+        }
+        let Some(owner) = self.arp.get(&mac).and_then(|b| b.owner) else {
+            return false;
+        };
+        owner != claimed
+            && self
+                .zombie_probes
+                .get(&(owner, host))
+                .is_some_and(|z| z.synacks > 0)
+    }
+
     /// The source's state, made (within the budget) if it is new.
     fn source(&mut self, ip: IpAddr) -> &mut Source {
         if !self.sources.contains_key(&ip) && self.sources.len() >= self.config.max_sources {
@@ -579,6 +608,7 @@ impl Detector {
         }
         if z.synacks == 0 {
             z.port = e.dport;
+            z.mac = e.mac.unwrap_or_default();
         } else if e.dport != z.port || e.traits.seq == z.last_seq {
             return;
         }
@@ -589,6 +619,9 @@ impl Detector {
         }
         z.reported = true;
         let z = *z;
+        if self.spoofed_reading(e.src, e.dst, z.mac) {
+            return;
+        }
         let steps = usize::from(z.answered.saturating_sub(1)).min(IP_ID_STEPS);
         let evidence = ZombieEvidence {
             probes: u32::from(z.synacks),
@@ -707,7 +740,7 @@ impl Detector {
             src.failures += 1;
         }
         // What this source did to this host: first contact, refused ports.
-        let pair_key = self.pairs.key(src_ip, dst);
+        let pair_key = pair_key(&self.pairs, src_ip, dst, proto);
         let mut pair = self.pairs.touch(pair_key);
         let first_contact = !pair.counted;
         pair.counted = true;
@@ -731,10 +764,13 @@ impl Detector {
             let (llr, verdict) = self.trw.step(src.llr, success);
             src.llr = llr;
             src.steps += 1;
-            if !success {
+            // ARP has no ports: its failures are no failed port, and an
+            // ARP sweep is horizontal whatever ports the source tried.
+            let arp = proto == Proto::Arp;
+            if !success && !arp {
                 src.fail_port(port);
             }
-            let sweep_kind = if usize::from(src.n_ports) <= self.config.horizontal_ports {
+            let sweep_kind = if arp || usize::from(src.n_ports) <= self.config.horizontal_ports {
                 ScanKind::Horizontal
             } else {
                 ScanKind::Strobe
@@ -759,7 +795,7 @@ impl Detector {
                     decided.push((ScanKind::Horizontal, "slow-echo-sweep"));
                 }
             }
-        } else if !success {
+        } else if !success && proto != Proto::Arp {
             src.fail_port(port);
         }
         if vertical.is_some() {
@@ -771,6 +807,7 @@ impl Detector {
             }
             let (target, ports) = match (kind, &vertical) {
                 (ScanKind::Vertical, Some(ports)) => (Some(dst), ports.clone()),
+                _ if proto == Proto::Arp => (None, Vec::new()),
                 _ => (None, src.failed_ports().to_vec()),
             };
             let confidence = match by {
@@ -784,7 +821,11 @@ impl Detector {
             self.alerts.push(Alert {
                 kind,
                 source: src_ip,
-                proto: src.proto.unwrap_or(proto),
+                // The source's first protocol (an ARP sweep's is ARP).
+                proto: match proto {
+                    Proto::Arp => proto,
+                    _ => src.proto.unwrap_or(proto),
+                },
                 first_seen: src.first_ns as f64 / 1e9,
                 decided_at: now_ns as f64 / 1e9,
                 probes: src.probes,
@@ -969,6 +1010,15 @@ impl Detector {
         }
         let owner = self.arp.get(&mac)?.owner?;
         f.members.iter().any(|m| m.source == owner).then_some(owner)
+    }
+}
+
+/// Where `pairs` keeps what `initiator` did to `responder` over `proto`:
+/// ARP apart from IP.
+fn pair_key(pairs: &PairTable, initiator: IpAddr, responder: IpAddr, proto: Proto) -> PairKey {
+    match proto {
+        Proto::Arp => pairs.arp_key(initiator, responder),
+        _ => pairs.key(initiator, responder),
     }
 }
 
@@ -1818,6 +1868,65 @@ mod tests {
         assert_eq!(kinds, vec![(scanner, vec![ScanKind::Idle])]);
     }
 
+    /// Five SYN+ACKs from `from`'s address, out of the card `mac`, to
+    /// port 443 of `zombie`, each answered.
+    fn readings(d: &mut Detector, from: IpAddr, zombie: IpAddr, mac: u8, t0: u64) {
+        for n in 0..5u16 {
+            let t = t0 + u64::from(n) * SEC / 10;
+            let probe = ev(
+                t,
+                from,
+                zombie,
+                Proto::Tcp,
+                40000 + n,
+                443,
+                EventKind::Accept,
+            );
+            d.observe(&with_mac(with_seq(probe, u32::from(n) + 7), mac));
+            d.observe(&rst(t + 1000, zombie, from, 443));
+        }
+    }
+
+    #[test]
+    fn readings_spoofed_from_the_target_out_of_the_reader_s_card_name_only_the_reader() {
+        let (scanner, zombie, target, router) = (ip(1), ip(50), ip(200), ip(254));
+        let mut d = Detector::new(DetectorConfig::default());
+        // The zombie resolves the scanner and the target to answer them.
+        d.observe(&with_mac(
+            ev(0, zombie, scanner, Proto::Arp, 0, 0, EventKind::Attempt),
+            5,
+        ));
+        d.observe(&with_mac(
+            ev(1000, scanner, zombie, Proto::Arp, 0, 0, EventKind::Accept),
+            1,
+        ));
+        d.observe(&with_mac(
+            ev(2000, target, zombie, Proto::Arp, 0, 0, EventKind::Accept),
+            3,
+        ));
+        readings(&mut d, scanner, zombie, 1, SEC);
+        // nmap's test of the zombie: readings claimed by the target, sent
+        // from the scanner's card.
+        readings(&mut d, target, zombie, 1, 2 * SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(
+            (alerts[0].kind, alerts[0].source),
+            (ScanKind::Idle, scanner)
+        );
+        // Behind a router every frame comes from its card, and the router
+        // reads nothing: the scanner is named.
+        let mut d = Detector::new(DetectorConfig::default());
+        d.observe(&with_mac(
+            ev(1000, router, zombie, Proto::Arp, 0, 0, EventKind::Accept),
+            9,
+        ));
+        readings(&mut d, scanner, zombie, 9, SEC);
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].source, scanner);
+    }
+
     #[test]
     fn backscatter_retransmitted_syn_acks_and_a_client_s_answers_are_no_zombie_probing() {
         let mut d = Detector::new(DetectorConfig::default());
@@ -1947,6 +2056,23 @@ mod tests {
         d.finish(3000 * SEC);
         let alerts = d.drain_alerts();
         assert!(alerts.iter().all(|a| a.source != host), "{alerts:?}");
+    }
+
+    #[test]
+    fn a_scan_that_first_resolves_its_target_is_reported_over_its_own_protocol() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let (scanner, target) = (ip(1), ip(2));
+        arp_requests(&mut d, scanner, &[target], &[target], 0);
+        for port in 1..=6 {
+            d.observe(&syn(SEC + u64::from(port), scanner, target, port));
+            d.observe(&rst(SEC + u64::from(port) + 1, target, scanner, port));
+        }
+        let alerts = d.drain_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(
+            (alerts[0].kind, alerts[0].proto),
+            (ScanKind::Vertical, Proto::Tcp)
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod write;
 
 pub use alert::{Alert, GroupEvidence, ScanKind, SourceSummary, ZombieEvidence};
 pub use capture::{CaptureStats, CapturedPacket, read_capture, read_stream};
-pub use decode::{EventKind, FlowEvent, Proto, decode};
+pub use decode::{EventKind, FlowEvent, Proto, decode, decode_network};
 pub use detector::{Allowlist, Detector, DetectorConfig};
 pub use error::{AllowlistError, CaptureError};
 pub use merge::read_captures_merged;

@@ -43,6 +43,9 @@ const ANSWERED: u64 = 1 << 13;
 const COUNT: u64 = 0xff;
 const META: u64 = 0xffff;
 
+/// Mixed into [`PairTable::arp_key`]'s hash (ARP's EtherType).
+const ARP_PAIR: u16 = 0x0806;
+
 /// A pair's hash: the bucket and the tag come from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PairKey(u64);
@@ -120,6 +123,18 @@ impl PairTable {
         let mut h = self.keys.build_hasher();
         initiator.hash(&mut h);
         responder.hash(&mut h);
+        PairKey(h.finish())
+    }
+
+    /// The key of what `initiator` did to `responder` over ARP, apart from
+    /// what it did over IP: a host resolving a peer that wrote to it is
+    /// answering, and must not make the peer's next packets look like
+    /// answers in turn.
+    pub fn arp_key(&self, initiator: IpAddr, responder: IpAddr) -> PairKey {
+        let mut h = self.keys.build_hasher();
+        initiator.hash(&mut h);
+        responder.hash(&mut h);
+        ARP_PAIR.hash(&mut h);
         PairKey(h.finish())
     }
 

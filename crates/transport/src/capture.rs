@@ -1,9 +1,9 @@
 //! Live capture for readers that are not a scan (`portolan detect
 //! --iface`): a packet socket bound to one interface, with the scanner's
 //! receive ring (`TPACKET_V3`, [`crate::ring`]) and a kernel filter that
-//! lets through only IPv4 and IPv6 packets of the protocols asked for
-//! (ICMP and ICMPv6 always), in both directions, cut to their headers
-//! ([`crate::sys::attach_capture_filter`]).
+//! lets through only ARP and the IPv4 and IPv6 packets of the protocols
+//! asked for (ICMP and ICMPv6 always), in both directions, cut to their
+//! headers ([`crate::sys::attach_capture_filter`]).
 //!
 //! Contract: opening needs `CAP_NET_RAW` (nothing after it, so a caller
 //! may drop its capabilities once a capture is open); [`Capture::wait`]
@@ -170,8 +170,10 @@ impl Capture {
     }
 
     /// Hands the waiting packets, about `budget` at most, to `each`: the
-    /// packet from its IP header on (cut to [`sys::CAPTURE_SNAP`] bytes),
-    /// its direction, and the kernel's receive time since the Unix epoch
+    /// packet from its network header on (IP or ARP, cut to
+    /// [`sys::CAPTURE_SNAP`] bytes), its direction, its link-layer source
+    /// (when it is an Ethernet address), and the kernel's receive time
+    /// since the Unix epoch
     /// (`None` when the kernel offered no ring and packets are read one
     /// by one). Returns how many were handed over; never blocks.
     ///
@@ -180,16 +182,16 @@ impl Capture {
     pub fn drain(
         &mut self,
         budget: usize,
-        mut each: impl FnMut(&[u8], Direction, Option<Duration>),
+        mut each: impl FnMut(&[u8], Direction, Option<[u8; 6]>, Option<Duration>),
     ) -> Result<usize, CaptureError> {
         self.receiver
-            .drain(budget, |packet, kind, stamp| {
-                let direction = if kind == libc::PACKET_OUTGOING {
+            .drain(budget, |packet, arrival, stamp| {
+                let direction = if arrival.kind == libc::PACKET_OUTGOING {
                     Direction::Out
                 } else {
                     Direction::In
                 };
-                each(packet, direction, stamp)
+                each(packet, direction, arrival.mac, stamp)
             })
             .map_err(|source| CaptureError::Socket {
                 what: "reading the packet socket",

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::raw::RawError;
-use crate::ring::RxRing;
+use crate::ring::{Arrival, RxRing};
 use crate::sys;
 
 /// Reads of 4,096 packets at most to clear a lent receiver (the ring
@@ -212,24 +212,24 @@ impl Receiver {
     }
 
     /// Hands up to `budget` waiting packets to `each`, with their packet
-    /// type and, from the ring, the kernel's receive time (since the Unix
-    /// epoch); how many.
+    /// type and link-layer source and, from the ring, the kernel's receive
+    /// time (since the Unix epoch); how many.
     pub(crate) fn drain(
         &mut self,
         budget: usize,
-        mut each: impl FnMut(&[u8], u8, Option<Duration>),
+        mut each: impl FnMut(&[u8], Arrival, Option<Duration>),
     ) -> io::Result<usize> {
         if let Some(ring) = &mut self.ring {
-            return Ok(ring.drain(budget, |packet, kind, stamp| {
-                each(packet, kind, Some(stamp))
+            return Ok(ring.drain(budget, |packet, arrival, stamp| {
+                each(packet, arrival, Some(stamp))
             }));
         }
         let fd = self.socket.as_raw_fd();
         for n in 0..budget {
-            let Some((len, kind)) = sys::recv_packet(fd, &mut self.buf)? else {
+            let Some((len, arrival)) = sys::recv_packet(fd, &mut self.buf)? else {
                 return Ok(n);
             };
-            each(&self.buf[..len], kind, None);
+            each(&self.buf[..len], arrival, None);
         }
         Ok(budget)
     }

@@ -837,8 +837,8 @@ fn claim_sources(
         while Instant::now() < until {
             let mut taken = None;
             receiver
-                .drain(RECV_BUDGET, |packet, kind, _| {
-                    if kind != sys::PACKET_OUTGOING && taken.is_none() {
+                .drain(RECV_BUDGET, |packet, arrival, _| {
+                    if arrival.kind != sys::PACKET_OUTGOING && taken.is_none() {
                         taken = claims.conflict(packet);
                     }
                 })
@@ -1108,12 +1108,12 @@ fn receive(receiver: &mut Receiver, judge: &mut Judge) -> Result<(), RawError> {
         .unwrap_or_default();
     let now = judge.now;
     receiver
-        .drain(RECV_BUDGET, |packet, kind, stamp| {
+        .drain(RECV_BUDGET, |packet, arrival, stamp| {
             judge.now = stamp
                 .and_then(|stamp| wall.checked_sub(stamp))
                 .and_then(|waited| now.checked_sub(waited))
                 .unwrap_or(now);
-            judge.packet(packet, kind);
+            judge.packet(packet, arrival.kind);
         })
         .map_err(socket_error("reading the packet socket"))?;
     judge.now = now;

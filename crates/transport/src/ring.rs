@@ -35,8 +35,33 @@ const FRAME_SIZE: usize = 1 << 11;
 pub const RETIRE_MS: u32 = 1;
 
 /// Where a packet's `sockaddr_ll` starts, from its `tpacket3_hdr`: right
-/// after the header, aligned to 16; its packet type is at offset 10.
+/// after the header, aligned to 16; its packet type is at offset 10, the
+/// length of its link-layer address at 11, the address at 12.
 const SOCKADDR_AT: usize = std::mem::size_of::<libc::tpacket3_hdr>().next_multiple_of(16);
+
+/// What the kernel's `sockaddr_ll` says of a received packet besides its
+/// bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The packet type (`PACKET_HOST`, `PACKET_OUTGOING`, ...).
+    pub kind: u8,
+    /// The link-layer source address, when it is six bytes long
+    /// (Ethernet).
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Arrival {
+    /// Reads a `sockaddr_ll` from its packet type on (`bytes` starts at
+    /// offset 10): type, address length, address.
+    pub(crate) fn read(bytes: &[u8]) -> Option<Arrival> {
+        let kind = *bytes.first()?;
+        let mac = match bytes.get(1) {
+            Some(6) => bytes.get(2..8).and_then(|m| m.try_into().ok()),
+            _ => None,
+        };
+        Some(Arrival { kind, mac })
+    }
+}
 
 /// A packet socket's receive ring, mapped into this process.
 pub struct RxRing {
@@ -100,11 +125,15 @@ impl RxRing {
     }
 
     /// Hands the packets of the blocks the kernel has filled to `each`
-    /// (packet from its IP header on, packet type, and the kernel's receive
-    /// time since the Unix epoch), block by block, until at least `budget`
-    /// packets were read or no full block is left. Returns how many
-    /// packets were read.
-    pub fn drain(&mut self, budget: usize, mut each: impl FnMut(&[u8], u8, Duration)) -> usize {
+    /// (packet from its network header on, packet type and link-layer
+    /// source, and the kernel's receive time since the Unix epoch), block
+    /// by block, until at least `budget` packets were read or no full
+    /// block is left. Returns how many packets were read.
+    pub fn drain(
+        &mut self,
+        budget: usize,
+        mut each: impl FnMut(&[u8], Arrival, Duration),
+    ) -> usize {
         let mut read = 0;
         while read < budget {
             let index = self.next;
@@ -152,7 +181,7 @@ pub fn take_drops(fd: RawFd) -> io::Result<u32> {
 
 /// Reads the packets of one block, checking every offset; returns how
 /// many were handed over.
-fn read_block(block: &[u8], each: &mut impl FnMut(&[u8], u8, Duration)) -> usize {
+fn read_block(block: &[u8], each: &mut impl FnMut(&[u8], Arrival, Duration)) -> usize {
     let u32_at = |at: usize| -> Option<u32> {
         block
             .get(at..at + 4)
@@ -182,9 +211,10 @@ fn read_block(block: &[u8], each: &mut impl FnMut(&[u8], u8, Duration)) -> usize
             u32_at(at + 8).unwrap_or(0).min(999_999_999),
         );
         let start = at + net as usize;
-        let kind = block.get(at + SOCKADDR_AT + 10).copied();
-        if let (Some(packet), Some(kind)) = (block.get(start..start + snaplen as usize), kind) {
-            each(packet, kind, stamp);
+        let arrival = block.get(at + SOCKADDR_AT + 10..).and_then(Arrival::read);
+        if let (Some(packet), Some(arrival)) = (block.get(start..start + snaplen as usize), arrival)
+        {
+            each(packet, arrival, stamp);
             handed += 1;
         }
         if next == 0 {
@@ -259,12 +289,21 @@ mod tests {
             block[at + 26..at + 28].copy_from_slice(&100u16.to_ne_bytes());
             block[at + 100..at + 103].copy_from_slice(&payload);
             block[at + SOCKADDR_AT + 10] = kind;
+            block[at + SOCKADDR_AT + 11] = 6;
+            block[at + SOCKADDR_AT + 12..at + SOCKADDR_AT + 18].fill(kind + 1);
         }
         let mut seen = Vec::new();
         assert_eq!(
-            read_block(&block, &mut |p, k, _| seen.push((p.to_vec(), k))),
+            read_block(&block, &mut |p, a, _| seen.push((p.to_vec(), a))),
             2
         );
-        assert_eq!(seen, vec![(vec![1, 2, 3], 0), (vec![4, 5, 6], 4)]);
+        let arrival = |kind: u8| Arrival {
+            kind,
+            mac: Some([kind + 1; 6]),
+        };
+        assert_eq!(
+            seen,
+            vec![(vec![1, 2, 3], arrival(0)), (vec![4, 5, 6], arrival(4))]
+        );
     }
 }

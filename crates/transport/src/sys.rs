@@ -15,6 +15,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
+use crate::ring::Arrival;
+
 /// Where a queued socket error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpFamily {
@@ -246,21 +248,28 @@ pub fn attach_reply_filter(socket: &socket2::Socket, answers: &[u8]) -> io::Resu
 
 /// Replaces the kernel filter of a packet socket with one for watching
 /// traffic (`portolan detect --iface`): IPv4 and IPv6 packets of ICMP,
-/// ICMPv6 and the IP protocols in `protocols`, both those the interface
-/// receives and, with `outgoing`, those it sends (a host's answers to a
-/// scan are what prove it one); cut to [`CAPTURE_SNAP`] bytes, as the
-/// headers are all a watcher reads. No ARP.
+/// ICMPv6 and the IP protocols in `protocols`, and ARP, both those the
+/// interface receives and, with `outgoing`, those it sends (a host's
+/// answers to a scan are what prove it one); cut to [`CAPTURE_SNAP`]
+/// bytes, as the headers are all a watcher reads.
 pub fn attach_capture_filter(
     socket: &socket2::Socket,
     protocols: &[u8],
     outgoing: bool,
 ) -> io::Result<()> {
-    let spec = FilterSpec {
+    socket.attach_filter(&to_socket_filter(program(
+        protocols,
+        capture_spec(outgoing),
+    )))
+}
+
+/// What [`attach_capture_filter`] lets through besides its protocols.
+fn capture_spec(outgoing: bool) -> FilterSpec {
+    FilterSpec {
         outgoing,
-        arp: false,
+        arp: true,
         snap: CAPTURE_SNAP,
-    };
-    socket.attach_filter(&to_socket_filter(program(protocols, spec)))
+    }
 }
 
 /// Bytes of each packet a capture filter keeps: the IP and transport
@@ -405,7 +414,7 @@ fn program(protocols: &[u8], spec: FilterSpec) -> Vec<Bpf> {
 /// Reads one packet from a packet socket without blocking: its length
 /// and packet type (`PACKET_HOST`, `PACKET_OUTGOING`, ...), or `None` when
 /// nothing is waiting.
-pub fn recv_packet(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, u8)>> {
+pub fn recv_packet(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Arrival)>> {
     // SAFETY: a zeroed sockaddr_ll is valid; recvfrom writes at most `len`
     // bytes into it and at most `buf.len()` bytes into `buf`.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -429,7 +438,15 @@ pub fn recv_packet(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, u8)>>
             _ => Err(e),
         };
     }
-    Ok(Some(((n as usize).min(buf.len()), addr.sll_pkttype)))
+    let mac = (addr.sll_halen == 6).then(|| {
+        let a = addr.sll_addr;
+        [a[0], a[1], a[2], a[3], a[4], a[5]]
+    });
+    let arrival = Arrival {
+        kind: addr.sll_pkttype,
+        mac,
+    };
+    Ok(Some(((n as usize).min(buf.len()), arrival)))
 }
 
 /// A batch of packets for one `sendmmsg(2)` call: buffers, addresses and
@@ -753,15 +770,11 @@ mod tests {
     }
 
     #[test]
-    fn the_capture_filter_passes_both_directions_of_the_watched_protocols_and_no_arp() {
+    fn the_capture_filter_passes_both_directions_of_the_watched_protocols_and_arp() {
         const IPV4: u16 = libc::ETH_P_IP as u16;
         const IPV6: u16 = libc::ETH_P_IPV6 as u16;
         let (host, outgoing) = (libc::PACKET_HOST, libc::PACKET_OUTGOING);
-        let spec = |outgoing| FilterSpec {
-            outgoing,
-            arp: false,
-            snap: CAPTURE_SNAP,
-        };
+        let spec = capture_spec;
         let both = program(&[6, 17, 132], spec(true));
         for kind in [host, outgoing] {
             for protocol in [1, 6, 17, 132] {
@@ -773,7 +786,8 @@ mod tests {
             for next in [6, 17, 58, 132] {
                 assert!(passes(&both, IPV6, kind, &v6(next)), "{kind} {next}");
             }
-            assert!(!passes(&both, libc::ETH_P_ARP as u16, kind, &[]), "no ARP");
+            assert!(passes(&both, libc::ETH_P_ARP as u16, kind, &[]), "ARP");
+            assert!(!passes(&both, libc::ETH_P_RARP as u16, kind, &[]));
             assert!(!passes(&both, IPV4, kind, &v4(47)));
         }
         let inbound = program(&[6], spec(false));
