@@ -5,15 +5,17 @@
 //! benign source was flagged.
 //!
 //! The capture is one block of traffic replicated with shifted addresses
-//! and times (raw IPv4, linktype 101): 60 benign clients making 20 HTTPS
-//! connections each (one in twenty refused), and one scan of each kind: a
-//! vertical SYN scan of 1,000 ports, a sweep of port 23 over 256 hosts, a
-//! strobe of three ports over 100 hosts, a vertical scan of 16 ports
-//! split over four sources (four each: no source alone crosses a
-//! threshold), a decoy scan of 100 ports from a real source and three
-//! spoofed copies, and a slow scan (nmap `-T0`'s pace: one probe every
-//! five minutes). Sources come from 198.18.0.0/15, the scanned hosts from
-//! 198.19.255.0/24. Nothing is sent on any network.
+//! and times (Ethernet frames, each from its sender's own card): 58 benign
+//! clients making 20 HTTPS connections each (one in twenty refused), and
+//! one scan of each kind: a vertical SYN scan of 1,000 ports, a sweep of
+//! port 23 over 256 hosts, a strobe of three ports over 100 hosts, a
+//! vertical scan of 16 ports split over four sources (four each: no
+//! source alone crosses a threshold), a decoy scan of 100 ports from a
+//! real source and three spoofed copies, a slow scan (nmap `-T0`'s pace:
+//! one probe every five minutes), an idle scanner reading its zombie's IP
+//! ID twelve times (SYN+ACKs answered by RSTs), and an ARP sweep of 100
+//! addresses of which two answer. Sources come from 198.18.0.0/15, the
+//! scanned hosts from 198.19.255.0/24. Nothing is sent on any network.
 //!
 //! No peer runs: Zeek, Snort and Suricata are not packaged for this
 //! machine. Instead, each planted scan is set against the thresholds Zeek's
@@ -52,13 +54,15 @@ const ACK: u8 = 0x10;
 const PSH_ACK: u8 = 0x18;
 
 /// The planted kinds, in the order of the table.
-const KINDS: [Planted; 7] = [
+const KINDS: [Planted; 9] = [
     Planted::Vertical,
     Planted::Horizontal,
     Planted::Strobe,
     Planted::Distributed,
     Planted::Decoy,
     Planted::Slow,
+    Planted::Idle,
+    Planted::ArpSweep,
     Planted::Benign,
 ];
 
@@ -70,8 +74,13 @@ enum Planted {
     Distributed,
     Decoy,
     Slow,
+    Idle,
+    ArpSweep,
     Benign,
 }
+
+/// The first benign source of a block.
+const FIRST_BENIGN: u32 = 14;
 
 impl Planted {
     fn label(self) -> &'static str {
@@ -82,7 +91,9 @@ impl Planted {
             Planted::Distributed => "split (16 ports, 4 sources)",
             Planted::Decoy => "decoy (100 ports, 3 decoys)",
             Planted::Slow => "slow (1 probe / 5 min)",
-            Planted::Benign => "benign clients (60)",
+            Planted::Idle => "idle (12 zombie readings)",
+            Planted::ArpSweep => "ARP sweep (100 addresses)",
+            Planted::Benign => "benign clients (58)",
         }
     }
 
@@ -94,6 +105,8 @@ impl Planted {
             Planted::Strobe => "strobe",
             Planted::Distributed => "distributed",
             Planted::Decoy => "decoy",
+            Planted::Idle => "idle",
+            Planted::ArpSweep => "horizontal",
             Planted::Benign => "-",
         }
     }
@@ -109,6 +122,8 @@ impl Planted {
             Planted::Distributed => "no (4 ports per source)",
             Planted::Decoy => "yes, on all 4 sources (cannot tell the real one)",
             Planted::Slow => "no (1 port per 5 min)",
+            Planted::Idle => "no (no connection attempt: SYN+ACKs to the zombie)",
+            Planted::ArpSweep => "no (reads no ARP)",
             Planted::Benign => "no",
         }
     }
@@ -122,22 +137,68 @@ struct Pkt {
     dst: u32,
     sport: u16,
     dport: u16,
+    /// TCP flags, or [`ARP_REQUEST`] / [`ARP_REPLY`].
     flags: u8,
+    /// The IPv4 identification (TCP only).
+    ip_id: u16,
 }
 
-fn tcp4(p: &Pkt, out: &mut [u8; 40]) {
-    *out = [0; 40];
-    out[0] = 0x45;
-    out[2..4].copy_from_slice(&40u16.to_be_bytes());
-    out[8] = 64;
-    out[9] = 6;
-    out[12..16].copy_from_slice(&p.src.to_be_bytes());
-    out[16..20].copy_from_slice(&p.dst.to_be_bytes());
-    out[20..22].copy_from_slice(&p.sport.to_be_bytes());
-    out[22..24].copy_from_slice(&p.dport.to_be_bytes());
-    out[32] = 5 << 4;
-    out[33] = p.flags;
-    out[34..36].copy_from_slice(&1024u16.to_be_bytes());
+/// [`Pkt::flags`] values for ARP (no TCP packet has all of SYN, RST and
+/// FIN set).
+const ARP_REQUEST: u8 = 0xff;
+const ARP_REPLY: u8 = 0xfe;
+
+/// A frame's length: Ethernet and IPv4 + TCP (ARP's 28 bytes fit).
+const FRAME: usize = 54;
+
+/// The card of the host with address `ip`.
+fn mac_of(ip: u32) -> [u8; 6] {
+    let [a, b, c, d] = ip.to_be_bytes();
+    [2, 0, a, b, c, d]
+}
+
+/// Writes `p` as an Ethernet frame into `out`; returns its length.
+fn frame(p: &Pkt, out: &mut [u8; FRAME]) -> usize {
+    *out = [0; FRAME];
+    let arp = matches!(p.flags, ARP_REQUEST | ARP_REPLY);
+    let dst_mac = if p.flags == ARP_REQUEST {
+        [0xff; 6]
+    } else {
+        mac_of(p.dst)
+    };
+    out[0..6].copy_from_slice(&dst_mac);
+    out[6..12].copy_from_slice(&mac_of(p.src));
+    if arp {
+        out[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        let body = &mut out[14..];
+        body[0..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        if p.flags == ARP_REPLY {
+            body[7] = 2;
+            body[18..24].copy_from_slice(&mac_of(p.dst));
+        }
+        body[8..14].copy_from_slice(&mac_of(p.src));
+        body[14..18].copy_from_slice(&p.src.to_be_bytes());
+        body[24..28].copy_from_slice(&p.dst.to_be_bytes());
+        return 14 + 28;
+    }
+    out[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let body = &mut out[14..];
+    body[0] = 0x45;
+    body[2..4].copy_from_slice(&40u16.to_be_bytes());
+    body[4..6].copy_from_slice(&p.ip_id.to_be_bytes());
+    body[8] = 64;
+    body[9] = 6;
+    body[12..16].copy_from_slice(&p.src.to_be_bytes());
+    body[16..20].copy_from_slice(&p.dst.to_be_bytes());
+    body[20..22].copy_from_slice(&p.sport.to_be_bytes());
+    body[22..24].copy_from_slice(&p.dport.to_be_bytes());
+    // The sequence number: distinct per probe (the zombie test counts a
+    // repeated one as a retransmission).
+    body[24..28].copy_from_slice(&(p.ts_us as u32).to_be_bytes());
+    body[32] = 5 << 4;
+    body[33] = p.flags;
+    body[34..36].copy_from_slice(&1024u16.to_be_bytes());
+    FRAME
 }
 
 /// A scanned host.
@@ -159,6 +220,8 @@ fn planted(k: u32) -> Planted {
         3..=6 => Planted::Distributed,
         7..=10 => Planted::Decoy,
         11 => Planted::Slow,
+        12 => Planted::Idle,
+        13 => Planted::ArpSweep,
         _ => Planted::Benign,
     }
 }
@@ -184,6 +247,7 @@ fn probe(
         sport,
         dport,
         flags,
+        ip_id: 0,
     };
     out.push(pkt(t, src, dst, sport, dport, SYN));
     match answer {
@@ -267,9 +331,35 @@ fn block(b: u32, out: &mut Vec<Pkt>) {
         let t = t0 + i as u64 * 300_000_000;
         probe(out, t, s(11), local(9), port, Some(open), true);
     }
-    // Benign: 60 clients, 20 connections each to 16 servers' port 443
+    let pkt = |ts_us, src, dst, sport, dport, flags, ip_id| Pkt {
+        ts_us,
+        src,
+        dst,
+        sport,
+        dport,
+        flags,
+        ip_id,
+    };
+    // Idle: twelve readings of host 20's IP ID, through port 443, 1 ms
+    // apart; each RST's ID two past the last (the zombie answered the
+    // target in between).
+    for n in 0..12u16 {
+        let t = t0 + 20_000 + u64::from(n) * 1000;
+        let sport = 50_000 + n;
+        out.push(pkt(t, s(12), local(20), sport, 443, SYN_ACK, 0));
+        out.push(pkt(t + 60, local(20), s(12), 443, sport, RST, 1000 + 2 * n));
+    }
+    // ARP sweep of hosts 150-249, 200 µs apart; 200 and 210 answer.
+    for h in 150..250u32 {
+        let t = t0 + 30_000 + u64::from(h - 150) * 200;
+        out.push(pkt(t, s(13), local(h), 0, 0, ARP_REQUEST, 0));
+        if h == 200 || h == 210 {
+            out.push(pkt(t + 40, local(h), s(13), 0, 0, ARP_REPLY, 0));
+        }
+    }
+    // Benign: 58 clients, 20 connections each to 16 servers' port 443
     // (one in twenty refused), over the first 10 s.
-    for c in 12..SOURCES_PER_BLOCK {
+    for c in FIRST_BENIGN..SOURCES_PER_BLOCK {
         let client = s(c);
         for n in 0..20u64 {
             let r = mix(u64::from(b) << 32 | u64::from(c) << 8 | n);
@@ -283,6 +373,7 @@ fn block(b: u32, out: &mut Vec<Pkt>) {
                 sport,
                 dport,
                 flags,
+                ip_id: 0,
             };
             out.push(pkt(0, client, server, sport, 443, SYN));
             if n == 7 {
@@ -301,15 +392,15 @@ fn block(b: u32, out: &mut Vec<Pkt>) {
 fn write_capture(path: &Path, blocks: u32) -> std::io::Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut buf = Vec::with_capacity(64);
-    pcap_header(&mut buf, 101);
+    pcap_header(&mut buf, 1);
     w.write_all(&buf)?;
-    let (mut pkts, mut bytes, mut written) = (Vec::new(), [0u8; 40], 0u64);
+    let (mut pkts, mut bytes, mut written) = (Vec::new(), [0u8; FRAME], 0u64);
     for b in 0..blocks {
         block(b, &mut pkts);
         for p in &pkts {
-            tcp4(p, &mut bytes);
+            let len = frame(p, &mut bytes);
             buf.clear();
-            pcap_record(&mut buf, p.ts_us, &bytes);
+            pcap_record(&mut buf, p.ts_us, &bytes[..len]);
             w.write_all(&buf)?;
         }
         written += pkts.len() as u64;
@@ -333,6 +424,7 @@ fn run_detector(capture: &Path, alerts: &Path) -> Cost {
 struct Verdicts {
     found: [u32; KINDS.len()],
     probes: [Vec<u64>; KINDS.len()],
+    failures: [Vec<u64>; KINDS.len()],
     flagged_benign: u32,
     /// Split scans found whose group also took in another scanner's
     /// failures on the same host (the strobe's, at the same time).
@@ -343,6 +435,7 @@ fn verdicts(alerts: &str, blocks: u32) -> Verdicts {
     let mut v = Verdicts {
         found: [0; KINDS.len()],
         probes: Default::default(),
+        failures: Default::default(),
         flagged_benign: 0,
         split_with_extra: 0,
     };
@@ -379,6 +472,7 @@ fn verdicts(alerts: &str, blocks: u32) -> Verdicts {
                 // The whole group, and the real source named.
                 Planted::Distributed => (3..=6).all(|k| group.contains(&k)),
                 Planted::Decoy => a["group"]["real_source"] == a["source"] && k == 7,
+                Planted::ArpSweep => a["proto"] == "arp",
                 _ => true,
             };
         if right && !slot[i] {
@@ -388,6 +482,7 @@ fn verdicts(alerts: &str, blocks: u32) -> Verdicts {
             }
             v.found[i] += 1;
             v.probes[i].push(a["probes"].as_u64().unwrap_or(0));
+            v.failures[i].push(a["failures"].as_u64().unwrap_or(0));
         }
     }
     v
@@ -473,15 +568,16 @@ fn bench_in(dir: &Path, runs: usize) -> Result<(), String> {
     let text = std::fs::read_to_string(&alerts).map_err(|e| e.to_string())?;
     let mut v = verdicts(&text, blocks);
     println!(
-        "\n{:<30} {:>12} {:>16}  {:<12} ZEEK SCAN.ZEEK WOULD FIRE",
-        "PLANTED (PER BLOCK)", "FOUND", "PROBES TO DECIDE", "KIND"
+        "\n{:<30} {:>12} {:>16} {:>8}  {:<12} ZEEK SCAN.ZEEK WOULD FIRE",
+        "PLANTED (PER BLOCK)", "FOUND", "PROBES TO DECIDE", "FAILED", "KIND"
     );
     for (i, kind) in KINDS.iter().enumerate() {
         if *kind == Planted::Benign {
             println!(
-                "{:<30} {:>12} {:>16}  {:<12} {}",
+                "{:<30} {:>12} {:>16} {:>8}  {:<12} {}",
                 kind.label(),
                 format!("{} flagged", v.flagged_benign),
+                "-",
                 "-",
                 "-",
                 kind.zeek()
@@ -489,17 +585,19 @@ fn bench_in(dir: &Path, runs: usize) -> Result<(), String> {
             continue;
         }
         let probes = median(&mut v.probes[i]).map_or("-".into(), |p| p.to_string());
+        let failed = median(&mut v.failures[i]).map_or("-".into(), |p| p.to_string());
         println!(
-            "{:<30} {:>12} {:>16}  {:<12} {}",
+            "{:<30} {:>12} {:>16} {:>8}  {:<12} {}",
             kind.label(),
             format!("{}/{blocks}", v.found[i]),
             probes,
+            failed,
             kind.kind(),
             kind.zeek()
         );
     }
     println!(
-        "\nPROBES TO DECIDE: the alert's probe count (median over blocks); split and decoy: the group's failed probes into the scanned host."
+        "\nPROBES TO DECIDE: the alert's probe count (median over blocks); split and decoy: the group's failed probes into the scanned host. FAILED: the failures counted at the decision (a silence counts at the 3 s answer timeout, so a fast sweep has sent more by then)."
     );
     println!(
         "split scans whose group also took in the strobe's failures on the same host at the same time: {}/{}",
