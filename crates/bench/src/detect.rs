@@ -143,6 +143,21 @@ struct Pkt {
     ip_id: u16,
 }
 
+impl Pkt {
+    /// A packet with IP ID 0.
+    fn new(ts_us: u64, src: u32, dst: u32, sport: u16, dport: u16, flags: u8) -> Pkt {
+        Pkt {
+            ts_us,
+            src,
+            dst,
+            sport,
+            dport,
+            flags,
+            ip_id: 0,
+        }
+    }
+}
+
 /// [`Pkt::flags`] values for ARP (no TCP packet has all of SYN, RST and
 /// FIN set).
 const ARP_REQUEST: u8 = 0xff;
@@ -240,15 +255,7 @@ fn probe(
     follow: bool,
 ) {
     let sport = 40_000 + (src & 0x3ff) as u16;
-    let pkt = |ts_us, src, dst, sport, dport, flags| Pkt {
-        ts_us,
-        src,
-        dst,
-        sport,
-        dport,
-        flags,
-        ip_id: 0,
-    };
+    let pkt = Pkt::new;
     out.push(pkt(t, src, dst, sport, dport, SYN));
     match answer {
         Some(true) => {
@@ -332,13 +339,8 @@ fn block(b: u32, out: &mut Vec<Pkt>) {
         probe(out, t, s(11), local(9), port, Some(open), true);
     }
     let pkt = |ts_us, src, dst, sport, dport, flags, ip_id| Pkt {
-        ts_us,
-        src,
-        dst,
-        sport,
-        dport,
-        flags,
         ip_id,
+        ..Pkt::new(ts_us, src, dst, sport, dport, flags)
     };
     // Idle: twelve readings of host 20's IP ID, through port 443, 1 ms
     // apart; each RST's ID two past the last (the zombie answered the
@@ -366,15 +368,8 @@ fn block(b: u32, out: &mut Vec<Pkt>) {
             let server = local(100 + (r % 16) as u32);
             let t = t0 + (r >> 8) % 10_000_000;
             let sport = 50_000 + n as u16;
-            let pkt = |dt, src, dst, sport, dport, flags| Pkt {
-                ts_us: t + dt,
-                src,
-                dst,
-                sport,
-                dport,
-                flags,
-                ip_id: 0,
-            };
+            let pkt =
+                |dt, src, dst, sport, dport, flags| Pkt::new(t + dt, src, dst, sport, dport, flags);
             out.push(pkt(0, client, server, sport, 443, SYN));
             if n == 7 {
                 out.push(pkt(200, server, client, 443, sport, RST_ACK));
