@@ -43,7 +43,9 @@ mod pacing;
 #[cfg(test)]
 mod tests;
 
-use loss::{CONFIDENT_TRIALS, LOSS_PROBES, LOSS_SAMPLE, SWEEP_HOSTS, SWEEP_INITIAL_WINDOW};
+use loss::{
+    CONFIDENT_TRIALS, LOSS_PROBE_EVERY, LOSS_PROBES, LOSS_SAMPLE, SWEEP_HOSTS, SWEEP_INITIAL_WINDOW,
+};
 use pacing::{Lane, PACED_RETRIES, SUSPECT_ROUNDS, SpentCheck};
 pub use pacing::{PACING_MAX, PACING_START, UNLIMITED_ERRORS};
 
@@ -448,6 +450,15 @@ pub struct Scheduler {
     /// each way with 3,000 filtered ports filled its window of 4,096 with
     /// tries waiting out 100 ms, and the scan of its 65,535 ports took
     /// 2.4 times its clean time in virtual time (1.5 times with it).
+    ///
+    /// In a sweep the same holds for every try to an address that has not
+    /// answered, once the sweep's answers give a round trip: past what
+    /// those answers take (srtt + 4·rttvar, at least
+    /// `early_rtt_timeout`), it is lost or to no one. Without this each
+    /// silent address held its window place for the full 100 ms, and the
+    /// window, not the sending threads, bounded a sparse sweep's rate
+    /// (4,096 places: 41,000 probes a second, doubling per 100 ms; the
+    /// lab's sparse /16 peaked at 341,000 a second, now 447,000).
     unloads: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     cancels: Vec<ProbeId>,
 
@@ -459,6 +470,10 @@ pub struct Scheduler {
     /// those lost, for the loss estimate of [`Scheduler::silent_budget`].
     loss_trials: u32,
     loss_failures: u32,
+    /// The loss probes' own round trips and losses: a sample no answer's
+    /// timing biases (see [`Scheduler::silent_budget`]).
+    loss_probe_trials: u32,
+    loss_probe_failures: u32,
     /// Loss probes sent, and those due (host, port, try).
     loss_probes: u32,
     loss_due: VecDeque<(u32, u16, u8)>,
@@ -535,8 +550,10 @@ impl Scheduler {
             window: Window::new(initial, timing.min_parallelism, ceiling),
             rate: RateLimiter::new(now, timing.min_rate, timing.max_rate),
             // Tries that no longer count against the windows are still
-            // in flight (see `unloads`): room for them, where there can be
-            // any (not in a sweep, whose one-port hosts never unload).
+            // in flight (see `unloads`): room for them. A sweep's stay
+            // within its ceiling, as each holds a host's scan state (about
+            // 600 bytes): 65,536 silent tries of 100 ms are 655,000
+            // probes a second.
             max_in_flight: if sweep {
                 ceiling
             } else {
@@ -580,6 +597,8 @@ impl Scheduler {
             global_answered: 0,
             loss_trials: 0,
             loss_failures: 0,
+            loss_probe_trials: 0,
+            loss_probe_failures: 0,
             loss_probes: 0,
             loss_due: VecDeque::new(),
             parked: VecDeque::new(),
@@ -840,9 +859,10 @@ impl Scheduler {
         // Then the next first tries in the order.
         while self.queued < MAX_QUEUED {
             let Some((h, port)) = self.next_fresh_pair() else {
-                if !self.parked.is_empty() {
+                if !self.parked.is_empty() && self.loss_probes_settled() {
                     // No first try to hand out now (the order is done, or
-                    // its groups are full): the waiting decisions are due.
+                    // its groups are full), and no loss probe is still
+                    // out: the waiting decisions are due.
                     self.unpark(now);
                     self.more_now = true;
                 }
@@ -887,6 +907,7 @@ impl Scheduler {
         );
         if entry.how == Send::LossProbe {
             self.loss_trials = self.loss_trials.saturating_add(1);
+            self.loss_probe_trials = self.loss_probe_trials.saturating_add(1);
             self.free_host_if_done(entry.host);
             return true;
         }
@@ -946,7 +967,7 @@ impl Scheduler {
         // the host a token).
         if self.sweep
             && !self.pace_to_answers
-            && self.global_answered % LOSS_SAMPLE == 1
+            && (self.global_answered <= LOSS_PROBE_EVERY || self.global_answered % LOSS_SAMPLE == 1)
             && self.loss_probes + (self.loss_due.len() as u32) < LOSS_PROBES
             && host.loss_pending < u8::MAX
         {
@@ -1104,7 +1125,11 @@ impl Scheduler {
 
     fn on_timeout(&mut self, slot: u32, now: Instant) {
         let others = self.silent_budget();
-        let loss_unknown = self.loss_trials < CONFIDENT_TRIALS && !self.fresh_done();
+        // The estimate is known once enough round trips were seen, or
+        // once the order is done and no loss probe is out (their sample
+        // whole; see `Scheduler::silent_budget`).
+        let loss_unknown = self.loss_trials < CONFIDENT_TRIALS
+            && !(self.fresh_done() && self.loss_probes_settled());
         let entry = self.slab[slot as usize];
         self.release(slot);
         let max_retries = self.timing.max_retries;
@@ -1113,6 +1138,8 @@ impl Scheduler {
         if entry.how == Send::LossProbe {
             self.loss_trials = self.loss_trials.saturating_add(1);
             self.loss_failures = self.loss_failures.saturating_add(1);
+            self.loss_probe_trials = self.loss_probe_trials.saturating_add(1);
+            self.loss_probe_failures = self.loss_probe_failures.saturating_add(1);
             self.free_host_if_done(entry.host);
             return;
         }
@@ -1301,13 +1328,19 @@ impl Scheduler {
     /// are given what the measure calls for instead, at least the full
     /// minimum from when they left, as if sent now. Without this, a sparse
     /// range's first window holds its places for a whole second, and the
-    /// window, which grows as probes end, opens a second at a time. Once,
-    /// over the probes in flight.
+    /// window, which grows as probes end, opens a second at a time. They
+    /// also leave the window where a try sent now would (see `unloads`).
+    /// Once, over the probes in flight.
     fn retime_unmeasured(&mut self, now: Instant) {
         let initial = self.timing.initial_rtt_timeout;
         let wait =
             self.global_rtt
                 .timeout_with_floor(&self.timing, self.timing.min_rtt_timeout, initial);
+        let unload = self.global_rtt.timeout_with_floor(
+            &self.timing,
+            self.timing.early_rtt_timeout,
+            initial,
+        );
         for slot in 0..self.slab.len() {
             let e = self.slab[slot];
             if !e.live || e.is_canary() || e.how == Send::LossProbe {
@@ -1320,6 +1353,10 @@ impl Scheduler {
                 let deadline = (e.sent_at + wait).max(now);
                 self.timeouts
                     .push(Reverse((deadline, slot as u32, e.generation)));
+                if unload < wait {
+                    let due = (e.sent_at + unload).max(now);
+                    self.unloads.push(Reverse((due, slot as u32, e.generation)));
+                }
             }
         }
     }
@@ -1518,6 +1555,10 @@ impl Scheduler {
         // trips justify; the last try waits at least the full
         // --min-rtt-timeout, so a slow answer is not lost for good.
         let others = self.silent_budget();
+        let sweep_unload = self.global_rtt.srtt().map(|_| {
+            self.global_rtt
+                .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial)
+        });
         let host = self.hosts[h as usize].as_mut().expect("live host");
         // A canary waits as long as a last try: its silence slows the
         // host down to one probe a second, so a late answer (a loaded
@@ -1549,7 +1590,13 @@ impl Scheduler {
         };
         // A last try's full wait holds no window place past `base` on a
         // host that answers most first tries (see `Scheduler::unloads`).
-        let unload_after = (last_try && !spread && !canary && timeout > base).then_some(base);
+        // In a sweep, a try to an address that never answered holds one
+        // only as long as the sweep's answers take to come.
+        let unload_after = if self.sweep && host.rtt.srtt().is_none() && !canary {
+            sweep_unload.filter(|&u| u < timeout)
+        } else {
+            (last_try && !spread && !canary && timeout > base).then_some(base)
+        };
         let addr = host.target.addr;
         let slot = match self.free_slots.pop() {
             Some(s) => s,

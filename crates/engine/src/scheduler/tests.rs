@@ -1288,15 +1288,24 @@ fn answers_dropped_on_this_machine_give_silent_addresses_two_retries() {
 fn a_lossy_sweep_retries_as_the_loss_calls_for_and_finds_every_host() {
     // 10% of probes and of answers lost: the loss shows in the answers
     // to retries and to re-probes of answered hosts, and silent
-    // addresses get the tries it calls for.
-    for seed in 1..4 {
+    // addresses get the tries it calls for: five, each live address
+    // missed with a chance near 1e-3 (`SILENT_MISS`), so one of the 327
+    // in some sweeps (four seeds of 23 miss one, before and after the
+    // sweep's early unloading), two in about one in 300.
+    let mut missed = 0;
+    for seed in 1..9 {
         let (found, all, per_address) = sweep_run("198.18.0.0/16", 10, seed, false);
-        assert_eq!(found, all, "seed {seed}: {found} of {all} live hosts found");
+        assert!(
+            found + 1 >= all,
+            "seed {seed}: {found} of {all} live hosts found"
+        );
+        missed += all - found;
         assert!(
             per_address < 7.0,
             "seed {seed}: {per_address} probes per address"
         );
     }
+    assert!(missed <= 2, "{missed} live hosts missed over eight sweeps");
 }
 
 #[test]
@@ -1421,6 +1430,49 @@ fn many_hosts_one_port_keeps_groups_bounded() {
     assert_eq!(
         run.stats.ports_by_state[PortState::Open.index()],
         65536 / 16
+    );
+}
+
+#[test]
+fn a_sparse_sweep_s_silent_tries_leave_the_window_once_answers_show_the_round_trip() {
+    // Issue 18: a silent address held its window place for the full
+    // 100 ms, so the first window of 4,096 let 41,000 probes a second go
+    // (doubling per timeout), whatever the sending threads could do. Past
+    // what the sweep's answers take (1 ms here; the early timeout of
+    // 10 ms at least) a silent try is lost or to no one, and leaves the
+    // window: the first window turns over every 10 ms, not every 100
+    // (42,249 first tries in the first 100 ms; 4,462 before).
+    let mut p = plan(&["198.18.0.0/16"], &[], vec![80], fast());
+    p.seed = 4;
+    let live = |a: IpAddr| {
+        let IpAddr::V4(a) = a else { unreachable!() };
+        u32::from(a) % 200 == 7
+    };
+    let run = simulate(
+        p,
+        |probe| {
+            live(probe.addr)
+                .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_millis(1)))
+        },
+        None,
+    );
+    let t0 = run.probes[0].0;
+    let first_tries_by = |limit: Duration| {
+        run.probes
+            .iter()
+            .filter(|(t, p)| p.try_no == 0 && *t - t0 < limit)
+            .count()
+    };
+    let found = run
+        .ports
+        .iter()
+        .filter(|((a, _), o)| live(*a) && o.state == PortState::Open)
+        .count();
+    assert_eq!(found, run.ports.keys().filter(|(a, _)| live(*a)).count());
+    assert!(
+        first_tries_by(Duration::from_millis(100)) >= 30_000,
+        "{} first tries in the first 100 ms",
+        first_tries_by(Duration::from_millis(100))
     );
 }
 
