@@ -99,7 +99,7 @@ fn a_lossy_sparse_sweep_finds_the_live_addresses_with_the_tries_its_loss_calls_f
     // 350 by chance).
     assert!(
         found.len() + 1 >= live.len(),
-        "{} of {} live addresses found",
+        "{} of {} live addresses found, {per_address:.3} probes per address",
         found.len(),
         live.len()
     );
