@@ -51,7 +51,8 @@
 //! at once.
 //!
 //! Contract: no panic; the hot path allocates only when the pending-probe
-//! map grows (up to its budget) or an alert is made.
+//! map, the ARP bindings or the unsolicited SYN+ACK and RST followers
+//! grow (each up to its budget) or an alert is made.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -510,6 +511,19 @@ impl Detector {
         for finding in named {
             self.group_alert(finding, now_ns);
         }
+    }
+
+    /// The member of a group that ARP names: every member's first probe
+    /// came from one link-layer address, and ARP ties that address to
+    /// exactly one address, a member's.
+    fn arp_names(&self, facts: &[Option<&Source>], f: &Finding) -> Option<IpAddr> {
+        let mut macs = facts.iter().map(|s| s.map(|s| s.mac));
+        let mac = macs.next()??;
+        if mac == [0; 6] || !macs.all(|m| m == Some(mac)) {
+            return None;
+        }
+        let owner = self.arp.get(&mac)?.owner?;
+        f.members.iter().any(|m| m.source == owner).then_some(owner)
     }
 
     /// Readings of `host` claimed by `claimed` but sent from a card that
@@ -995,21 +1009,6 @@ impl Detector {
             }
             self.unresolved.push_back(f);
         }
-    }
-}
-
-impl Detector {
-    /// The member of a group that ARP names: every member's first probe
-    /// came from one link-layer address, and ARP ties that address to
-    /// exactly one address, a member's.
-    fn arp_names(&self, facts: &[Option<&Source>], f: &Finding) -> Option<IpAddr> {
-        let mut macs = facts.iter().map(|s| s.map(|s| s.mac));
-        let mac = macs.next()??;
-        if mac == [0; 6] || !macs.all(|m| m == Some(mac)) {
-            return None;
-        }
-        let owner = self.arp.get(&mac)?.owner?;
-        f.members.iter().any(|m| m.source == owner).then_some(owner)
     }
 }
 

@@ -1555,10 +1555,6 @@ impl Scheduler {
         // trips justify; the last try waits at least the full
         // --min-rtt-timeout, so a slow answer is not lost for good.
         let others = self.silent_budget();
-        let sweep_unload = self.global_rtt.srtt().map(|_| {
-            self.global_rtt
-                .timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial)
-        });
         let host = self.hosts[h as usize].as_mut().expect("live host");
         // A canary waits as long as a last try: its silence slows the
         // host down to one probe a second, so a late answer (a loaded
@@ -1593,7 +1589,13 @@ impl Scheduler {
         // In a sweep, a try to an address that never answered holds one
         // only as long as the sweep's answers take to come.
         let unload_after = if self.sweep && host.rtt.srtt().is_none() && !canary {
-            sweep_unload.filter(|&u| u < timeout)
+            let global = &self.global_rtt;
+            global
+                .srtt()
+                .map(|_| {
+                    global.timeout_with_floor(&self.timing, self.timing.early_rtt_timeout, initial)
+                })
+                .filter(|&u| u < timeout)
         } else {
             (last_try && !spread && !canary && timeout > base).then_some(base)
         };
