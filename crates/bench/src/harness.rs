@@ -159,6 +159,20 @@ impl Drop for Heartbeat {
     }
 }
 
+/// The label prefix `--only` keeps (the rows of other tools are not run),
+/// for a quick A/B of one tool between builds.
+static ONLY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Keeps only the tools whose label starts with `prefix` (`--only`).
+pub fn keep_only(prefix: String) {
+    let _ = ONLY.set(prefix);
+}
+
+/// Whether the tool labelled `label` is run (see [`keep_only`]).
+pub fn wanted(label: &str) -> bool {
+    ONLY.get().is_none_or(|p| label.starts_with(p.as_str()))
+}
+
 /// One table row: a tool's median run.
 pub struct Row {
     tool: String,

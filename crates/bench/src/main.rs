@@ -1,7 +1,7 @@
 //! `portolan-bench`: Portolan against its peers on the same lab targets in
 //! the same run, printed as ratios.
 //!
-//! Usage: `portolan-bench [connect|syn|sweep|discovery|sparse|udp|sv|svwide|history|os|detect] [--runs N]` (run as root;
+//! Usage: `portolan-bench [connect|syn|sweep|discovery|sparse|udp|sv|svwide|history|os|detect] [--runs N] [--only LABEL-PREFIX]` (run as root;
 //! `scripts/bench` builds everything and runs it). Each scenario builds a
 //! lab host in a network namespace, scans all its TCP ports with every tool
 //! that is installed, and prints wall time, CPU time and peak memory, the
@@ -168,7 +168,11 @@ fn connect_bench(runs: usize) -> Result<(), String> {
     if let Some(binary) = peer("rustscan", "cargo install rustscan") {
         tools.push(rustscan(&bench, &binary));
     }
-    let rows: Vec<_> = tools.iter().map(|t| bench.measure(t)).collect();
+    let rows: Vec<_> = tools
+        .iter()
+        .filter(|t| harness::wanted(&t.label))
+        .map(|t| bench.measure(t))
+        .collect();
     print_table(&rows);
     Ok(())
 }
@@ -303,7 +307,11 @@ fn syn_tools(bench: &Bench) -> Result<(), String> {
             tools.push(masscan(bench, &binary, rate, &macs));
         }
     }
-    let rows: Vec<_> = tools.iter().map(|t| bench.measure(t)).collect();
+    let rows: Vec<_> = tools
+        .iter()
+        .filter(|t| harness::wanted(&t.label))
+        .map(|t| bench.measure(t))
+        .collect();
     print_table(&rows);
     Ok(())
 }
@@ -318,6 +326,15 @@ fn main() -> ExitCode {
         match a.as_str() {
             // Skips the cases that take many minutes (udp's top 1000).
             "--short" => short = true,
+            // Runs only the tools whose label starts with this (`syn` and
+            // `connect`), e.g. `--only portolan` for an A/B of two builds.
+            "--only" => match it.next() {
+                Some(prefix) => harness::keep_only(prefix.clone()),
+                None => {
+                    eprintln!("portolan-bench: --only needs a label prefix");
+                    return ExitCode::from(2);
+                }
+            },
             "--runs" => match it.next().and_then(|v| v.parse().ok()) {
                 Some(n) if n > 0 => runs = n,
                 _ => {
