@@ -20,4 +20,4 @@ pub use portolan_model::{
 };
 pub use portolan_model::{PortService, ServiceInfo, ServiceMethod, TlsInfo};
 pub use scheduler::{Probe, ProbeId, ScanEvent, ScanPlan, Scheduler};
-pub use timing::{RateLimiter, RttEstimator, TimingConfig, TimingTemplate, Window};
+pub use timing::{RateLimiter, RttEstimator, Ticks, TimingConfig, TimingTemplate, Window};

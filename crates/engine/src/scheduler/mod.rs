@@ -49,7 +49,7 @@ use loss::{
 use pacing::{Lane, PACED_RETRIES, SUSPECT_ROUNDS, SpentCheck};
 pub use pacing::{PACING_MAX, PACING_START, UNLIMITED_ERRORS};
 
-use crate::timing::{RateLimiter, RttEstimator, TimingConfig, Window};
+use crate::timing::{RateLimiter, RttEstimator, Ticks, TimingConfig, Window};
 use portolan_model::{
     HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, Reply,
     ScanStats, WallClock,
@@ -207,6 +207,9 @@ struct Queued {
     canary_after: bool,
     /// Tries of the port that went unanswered at its lane's settled pace.
     settled_silent: u8,
+    /// When the port's first try went, for a retry (see
+    /// [`InFlight::first_sent`]).
+    first_sent: Option<Instant>,
 }
 
 impl Queued {
@@ -217,6 +220,7 @@ impl Queued {
             quiet: false,
             canary_after: false,
             settled_silent: 0,
+            first_sent: None,
         }
     }
 }
@@ -228,6 +232,9 @@ struct InFlight {
     port: u16,
     try_no: u8,
     sent_at: Instant,
+    /// When the port's first try went (`None` for a retry whose first try
+    /// is not known): the windows read loss by it (see [`Window`]).
+    first_sent: Option<Instant>,
     /// Order of sending over the whole scan (probes sent in the same
     /// instant still have an order).
     seq: u64,
@@ -464,6 +471,8 @@ pub struct Scheduler {
 
     window: Window,
     global_rtt: RttEstimator,
+    /// The clock the windows read first tries' sending times by.
+    ticks: Ticks,
     /// Ports answered over all hosts.
     global_answered: u32,
     /// Round trips observed (tries of answered ports, loss probes) and
@@ -594,6 +603,7 @@ impl Scheduler {
             unloads: BinaryHeap::new(),
             cancels: Vec::new(),
             global_rtt: RttEstimator::default(),
+            ticks: Ticks::new(now),
             global_answered: 0,
             loss_trials: 0,
             loss_failures: 0,
@@ -929,7 +939,15 @@ impl Scheduler {
         }
         let aggressive = self.timing.aggressive_growth;
         let initial = self.timing.initial_rtt_timeout;
-        let global_timeout = self.global_rtt.timeout(&self.timing, initial);
+        // Loss is read in buckets of first tries by sending time (see
+        // `Window`), two of the early timeouts that space retries wide
+        // (srtt + 4·rttvar, at least `early_rtt_timeout`): a lost try's
+        // retry and its answer come within about that.
+        let early = self.timing.early_rtt_timeout;
+        let global_timeout = self
+            .global_rtt
+            .timeout_with_floor(&self.timing, early, initial)
+            * 2;
         let host = self.hosts[entry.host as usize]
             .as_mut()
             .expect("probe's host is live");
@@ -947,14 +965,24 @@ impl Scheduler {
             self.rechecks
                 .push(Reverse((now + early, entry.host, host.serial, now)));
         }
-        let host_timeout = host.rtt.timeout(&self.timing, global_timeout);
+        let host_timeout = host
+            .rtt
+            .timeout_with_floor(&self.timing, early, global_timeout)
+            * 2;
         // An answer to a retransmission shows an earlier try was lost.
         let lost = entry.try_no > 0;
         if !lost {
             host.first_answered = host.first_answered.saturating_add(1);
         }
-        let a = host.window.on_answer(lost, now, host_timeout, aggressive);
-        let b = self.window.on_answer(lost, now, global_timeout, aggressive);
+        let first_sent = entry.first_sent.map(|t| self.ticks.at(t));
+        let at = self.ticks.at(now);
+        let (host_width, global_width) = (Ticks::span(host_timeout), Ticks::span(global_timeout));
+        let a = host
+            .window
+            .on_answer(lost, first_sent, at, host_width, aggressive);
+        let b = self
+            .window
+            .on_answer(lost, first_sent, at, global_width, aggressive);
         if a || b {
             self.stats.window_decreases += 1;
         }
@@ -1074,7 +1102,10 @@ impl Scheduler {
             return;
         }
         let host = self.hosts[entry.host as usize].as_mut().expect("live host");
-        host.queue.push_front(Queued::new(entry.port, entry.try_no));
+        host.queue.push_front(Queued {
+            first_sent: entry.first_sent,
+            ..Queued::new(entry.port, entry.try_no)
+        });
         self.queued += 1;
         self.mark_ready(entry.host);
         let _ = now;
@@ -1190,6 +1221,7 @@ impl Scheduler {
                     quiet: false,
                     canary_after: true,
                     settled_silent: entry.settled_silent,
+                    first_sent: entry.first_sent,
                 });
                 self.mark_ready_if_queued(entry.host);
                 return;
@@ -1249,6 +1281,7 @@ impl Scheduler {
                 quiet,
                 canary_after,
                 settled_silent,
+                first_sent: entry.first_sent,
             };
             if canary_after {
                 host.held.push(retry);
@@ -1507,8 +1540,10 @@ impl Scheduler {
             port,
             try_no,
             settled_silent,
+            first_sent,
             ..
         } = q;
+        let first_sent = if try_no == 0 { Some(now) } else { first_sent };
         let paced = how == Send::Paced;
         let canary = matches!(how, Send::Canary(_) | Send::PaceCheck(_));
         let scan_delay = self.timing.scan_delay;
@@ -1608,6 +1643,7 @@ impl Scheduler {
                     port,
                     try_no,
                     sent_at: now,
+                    first_sent: None,
                     seq: 0,
                     how: Send::Paced,
                     lane: 0,
@@ -1626,6 +1662,7 @@ impl Scheduler {
             port,
             try_no,
             sent_at: now,
+            first_sent,
             seq: self.send_seq,
             how,
             lane,

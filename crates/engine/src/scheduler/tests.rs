@@ -231,8 +231,10 @@ fn every_pair_is_resolved_once_with_its_evidence() {
 }
 
 #[test]
-fn lost_first_tries_are_recovered_and_slow_the_window() {
-    // Every port's first try is lost once for ports divisible by 7.
+fn lost_first_tries_are_recovered() {
+    // Every port's first try is lost once for ports divisible by 7. (Loss
+    // that does not follow the rate: the window's part is in `timing`'s
+    // tests and `a_bottleneck_on_the_answers_...`.)
     let mut seen: HashSet<(IpAddr, u16)> = HashSet::new();
     let run = simulate(
         plan(&["198.18.0.1"], &[], (1..=1000).collect(), fast()),
@@ -251,7 +253,6 @@ fn lost_first_tries_are_recovered_and_slow_the_window() {
             .iter()
             .all(|((_, p), o)| o.tries == if p % 7 == 0 { 2 } else { 1 })
     );
-    assert!(run.stats.window_decreases >= 1);
 }
 
 #[test]
@@ -1550,7 +1551,12 @@ fn a_sweep_under_random_loss_keeps_its_speed() {
             .filter(|((a, _), o)| live(*a) && o.state == PortState::Open)
             .count();
         let all = run.ports.keys().filter(|(a, _)| live(*a)).count();
-        assert_eq!(found, all, "seed {seed}: every live host found");
+        // One miss allowed, as in the lossy sweep's test: a live address
+        // is missed with a chance near 1e-3 (`SILENT_MISS`).
+        assert!(
+            found + 1 >= all,
+            "seed {seed}: {found} of {all} live hosts found"
+        );
         assert!(
             run.elapsed < Duration::from_secs(4),
             "seed {seed}: {:?} of virtual time",
