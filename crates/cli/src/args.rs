@@ -601,7 +601,9 @@ pub fn resolve(
         match g.id {
             FlagId::MinRate => t.min_rate = Some(rate(g)?),
             FlagId::MaxRate => t.max_rate = Some(rate(g)?),
-            FlagId::MaxRetries => t.max_retries = number(g, "a number from 0 to 50")?,
+            FlagId::MaxRetries => {
+                t = t.with_max_retries(number(g, "a number from 0 to 50")?);
+            }
             FlagId::HostTimeout => {
                 let d = time(g)?;
                 t.host_timeout = (!d.is_zero()).then_some(d);
@@ -978,7 +980,13 @@ mod tests {
     fn template_then_overrides_in_any_order() {
         let c = cfg(&["--max-retries", "3", "-T4", "198.18.0.1"]).unwrap();
         assert_eq!(c.scan.timing.max_retries, 3);
+        // The user's cap holds under loss too.
+        assert_eq!(c.scan.timing.max_retries_under_loss, 3);
         assert_eq!(c.scan.timing.max_rtt_timeout, Duration::from_millis(1250));
+        // -T4's own cap yields to measured loss, up to nmap's default.
+        let c = cfg(&["-T4", "198.18.0.1"]).unwrap();
+        assert_eq!(c.scan.timing.max_retries, 6);
+        assert_eq!(c.scan.timing.max_retries_under_loss, 10);
         let c = cfg(&["-T5", "--min-rate", "1000", "--host-timeout", "0", "x"]).unwrap();
         assert_eq!(c.scan.timing.min_rate, Some(1000.0));
         assert_eq!(c.scan.timing.host_timeout, None);

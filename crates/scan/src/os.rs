@@ -151,10 +151,10 @@ impl OsRun<'_> {
             return Ok(RawStats::default());
         }
         let timing = TimingConfig {
-            max_retries: config.os.tries.max(1) - 1,
             scan_delay: config.timing.scan_delay.max(spacing),
             ..config.timing.clone()
-        };
+        }
+        .with_max_retries(config.os.tries.max(1) - 1);
         let plan = ScanPlan {
             targets: TargetList::from_targets(targets),
             ports: ports.collect(),

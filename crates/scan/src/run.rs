@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use portolan_engine::{
     HostReport, HostStatus, HostTimes, PortOutcome, PortResult, PortState, Reason, ScanEvent,
-    ScanPlan, ScanStats, Scheduler, TimingConfig,
+    ScanPlan, ScanStats, Scheduler,
 };
 use portolan_model::{PacketStats, ScanId, ScanInfo, ScanSummary, WallClock};
 use portolan_targets::{Permutation, Protocol, Target, TargetList};
@@ -440,13 +440,13 @@ impl Runner<'_, '_> {
             first_ports: Vec::new(),
             pace_to_answers: false,
             sources: config.source_lanes(self.discovery_technique),
-            timing: TimingConfig {
-                // A host is up if any of several probes is answered: two
-                // retransmissions of each are plenty (nmap's discovery
-                // retransmits little too), and absent hosts end sooner.
-                max_retries: config.timing.max_retries.min(DISCOVERY_RETRIES),
-                ..config.timing.clone()
-            },
+            // A host is up if any of several probes is answered: two
+            // retransmissions of each are plenty (nmap's discovery
+            // retransmits little too), and absent hosts end sooner.
+            timing: config
+                .timing
+                .clone()
+                .with_max_retries(config.timing.max_retries.min(DISCOVERY_RETRIES)),
             discovery: true,
             clock,
         };

@@ -13,6 +13,7 @@
 use std::time::Instant;
 
 use super::{HostScan, Probe, Queued, Scheduler, Send};
+use crate::timing::TimingConfig;
 use portolan_model::Reason;
 
 /// The chance of losing any answerable port of a host to random loss
@@ -113,12 +114,14 @@ pub(super) const LOSS_PROBES: u32 = 1024;
 
 impl HostScan {
     /// Retransmissions a port of this host gets at most now: nmap's
-    /// adaptive rule (one more than the most any answered port needed),
-    /// raised to what the measured loss calls for, within `max_retries`.
-    /// Before the host has answered at all, silence may be the path
-    /// warming up (ARP or neighbour discovery dropping the first packets),
-    /// so the full budget applies.
-    pub(super) fn retry_budget(&self, max_retries: u8, scanned: usize, others: Option<u8>) -> u8 {
+    /// adaptive rule (one more than the most any answered port needed)
+    /// within `caps.max_retries`, raised to what the measured loss calls
+    /// for within `caps.max_retries_under_loss`. Before the host has
+    /// answered at all, silence may be the path warming up (ARP or
+    /// neighbour discovery dropping the first packets), so the full
+    /// budget applies.
+    pub(super) fn retry_budget(&self, caps: RetryCaps, scanned: usize, others: Option<u8>) -> u8 {
+        let max_retries = caps.max_retries;
         if self.answered_ports == 0 {
             // Other hosts of the scan answered: this one's silence is
             // more likely absence than a path warming up (a sweep of
@@ -126,16 +129,14 @@ impl HostScan {
             // group-wide count.
             return others.map_or(max_retries, |o| o.min(max_retries));
         }
-        let adaptive = self
-            .max_successful_try
-            .saturating_add(1)
-            .max(retries_for_loss(
-                self.answered_ports,
-                self.answered_tries,
-                scanned,
-                self.error_port.is_some(),
-            ));
-        max_retries.min(adaptive)
+        let adaptive = self.max_successful_try.saturating_add(1).min(max_retries);
+        let for_loss = retries_for_loss(
+            self.answered_ports,
+            self.answered_tries,
+            scanned,
+            self.error_port.is_some(),
+        );
+        adaptive.max(for_loss.min(caps.max_retries_under_loss))
     }
 
     /// Whether this host's retries wait twice as long as the try before
@@ -154,6 +155,23 @@ impl HostScan {
         pace_to_answers
             || self.first_answered < RANDOM_LOSS_EVIDENCE
             || self.first_answered < self.first_silent
+    }
+}
+
+/// The retry counts a scan's timing allows (see
+/// [`HostScan::retry_budget`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RetryCaps {
+    pub(super) max_retries: u8,
+    pub(super) max_retries_under_loss: u8,
+}
+
+impl RetryCaps {
+    pub(super) fn of(timing: &TimingConfig) -> RetryCaps {
+        RetryCaps {
+            max_retries: timing.max_retries,
+            max_retries_under_loss: timing.max_retries_under_loss,
+        }
     }
 }
 
@@ -237,7 +255,7 @@ impl Scheduler {
     /// allows one now, or is resolved as silent.
     pub(super) fn unpark(&mut self, now: Instant) {
         let others = self.silent_budget();
-        let max_retries = self.timing.max_retries;
+        let caps = RetryCaps::of(&self.timing);
         let scanned = self.ports.len();
         while let Some((h, serial, port, try_no)) = self.parked.pop_front() {
             let Some(host) = self.hosts[h as usize].as_mut() else {
@@ -246,7 +264,7 @@ impl Scheduler {
             if host.serial != serial || host.reported || host.timed_out {
                 continue;
             }
-            if try_no < host.retry_budget(max_retries, scanned, others) {
+            if try_no < host.retry_budget(caps, scanned, others) {
                 host.queue.push_back(Queued::new(port, try_no + 1));
                 self.queued += 1;
                 self.mark_ready(h);

@@ -44,7 +44,8 @@ mod pacing;
 mod tests;
 
 use loss::{
-    CONFIDENT_TRIALS, LOSS_PROBE_EVERY, LOSS_PROBES, LOSS_SAMPLE, SWEEP_HOSTS, SWEEP_INITIAL_WINDOW,
+    CONFIDENT_TRIALS, LOSS_PROBE_EVERY, LOSS_PROBES, LOSS_SAMPLE, RetryCaps, SWEEP_HOSTS,
+    SWEEP_INITIAL_WINDOW,
 };
 use pacing::{Lane, PACED_RETRIES, SUSPECT_ROUNDS, SpentCheck};
 pub use pacing::{PACING_MAX, PACING_START, UNLIMITED_ERRORS};
@@ -1164,6 +1165,7 @@ impl Scheduler {
         let entry = self.slab[slot as usize];
         self.release(slot);
         let max_retries = self.timing.max_retries;
+        let caps = RetryCaps::of(&self.timing);
         let scanned = self.ports.len();
         let aggressive = self.timing.aggressive_growth;
         if entry.how == Send::LossProbe {
@@ -1213,7 +1215,7 @@ impl Scheduler {
         let limit_possible = self.pace_to_answers && host.error_port.is_some() && !lane.unlimited;
         let canary_after = limit_possible && !lane.limited;
         if canary_after && !lane.silence_is_its_own(&entry) {
-            let budget = host.retry_budget(max_retries, scanned, others);
+            let budget = host.retry_budget(caps, scanned, others);
             if entry.try_no < budget.saturating_add(SUSPECT_ROUNDS) && !host.timed_out {
                 host.held.push(Queued {
                     port: entry.port,
@@ -1268,7 +1270,7 @@ impl Scheduler {
             settled_silent = settled_silent.saturating_add(1);
             settled_silent <= PACED_RETRIES.min(max_retries)
         } else {
-            entry.try_no < host.retry_budget(max_retries, scanned, others)
+            entry.try_no < host.retry_budget(caps, scanned, others)
         };
         let next_try = if unsettled { 1 } else { entry.try_no + 1 };
         if retry && !host.timed_out {
@@ -1333,7 +1335,7 @@ impl Scheduler {
                 continue;
             }
             let others = self.silent_budget();
-            let budget = host.retry_budget(self.timing.max_retries, self.ports.len(), others);
+            let budget = host.retry_budget(RetryCaps::of(&self.timing), self.ports.len(), others);
             let floor = self.timing.min_rtt_timeout;
             let last_wait = host
                 .rtt
@@ -1595,7 +1597,7 @@ impl Scheduler {
         // host down to one probe a second, so a late answer (a loaded
         // machine, a slow path) must not pass for one.
         let last_try = canary
-            || try_no >= host.retry_budget(self.timing.max_retries, self.ports.len(), others);
+            || try_no >= host.retry_budget(RetryCaps::of(&self.timing), self.ports.len(), others);
         // Scans paced to ICMP errors wait the full minimum from the first
         // try: a target's kernel sends its errors later than its first
         // answers came when many probes arrive at once, and an error that
