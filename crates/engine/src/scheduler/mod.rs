@@ -17,7 +17,9 @@
 //! timeouts, a rate limiter, and nmap's adaptive retry count (a port is
 //! tried at most one time more than the most tries any answered port of
 //! the host needed, and never more than `max_retries + 1` times; until the
-//! host has answered at all, the full `max_retries + 1`).
+//! host has answered at all, the full `max_retries + 1`), raised to what
+//! the host's measured loss calls for within `max_retries_under_loss`
+//! (see `loss.rs`).
 //!
 //! Pacing to ICMP rate limits (UDP and IP protocol scans, see
 //! [`ScanPlan::pace_to_answers`]): per (host, source address) lane, since
