@@ -40,11 +40,13 @@ use std::time::Instant;
 
 use portolan_targets::{Permutation, Protocol, Target, TargetList};
 
+mod deadlines;
 mod loss;
 mod pacing;
 #[cfg(test)]
 mod tests;
 
+use deadlines::Deadlines;
 use loss::{
     CONFIDENT_TRIALS, LOSS_PROBE_EVERY, LOSS_PROBES, LOSS_SAMPLE, RetryCaps, SWEEP_HOSTS,
     SWEEP_INITIAL_WINDOW,
@@ -445,7 +447,7 @@ pub struct Scheduler {
     free_slots: Vec<u32>,
     in_flight: u32,
     max_in_flight: u32,
-    timeouts: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    timeouts: Deadlines<Instant, (u32, u32)>,
     /// Probes in flight that count against the windows.
     window_load: u32,
     /// When a probe stops counting against the windows though it is
@@ -469,7 +471,7 @@ pub struct Scheduler {
     /// window, not the sending threads, bounded a sparse sweep's rate
     /// (4,096 places: 41,000 probes a second, doubling per 100 ms; the
     /// lab's sparse /16 peaked at 341,000 a second, now 447,000).
-    unloads: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    unloads: Deadlines<Instant, (u32, u32)>,
     cancels: Vec<ProbeId>,
 
     window: Window,
@@ -601,9 +603,9 @@ impl Scheduler {
             slab: Vec::new(),
             free_slots: Vec::new(),
             in_flight: 0,
-            timeouts: BinaryHeap::new(),
+            timeouts: Deadlines::new(),
             window_load: 0,
-            unloads: BinaryHeap::new(),
+            unloads: Deadlines::new(),
             cancels: Vec::new(),
             global_rtt: RttEstimator::default(),
             ticks: Ticks::new(now),
@@ -717,11 +719,11 @@ impl Scheduler {
         }
         let mut t: Option<Instant> = None;
         let mut consider = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
-        if let Some(Reverse((d, _, _))) = self.timeouts.peek() {
-            consider(*d);
+        if let Some((d, _)) = self.timeouts.peek() {
+            consider(d);
         }
-        if let Some(Reverse((d, _, _))) = self.unloads.peek() {
-            consider(*d);
+        if let Some((d, _)) = self.unloads.peek() {
+            consider(d);
         }
         if let Some((d, _, _)) = self.host_deadlines.front() {
             consider(*d);
@@ -752,7 +754,7 @@ impl Scheduler {
         }
         self.expire_hosts(now);
         self.recheck_early_probes(now);
-        while let Some(&Reverse((due, slot, generation))) = self.unloads.peek() {
+        while let Some((due, (slot, generation))) = self.unloads.peek() {
             if due > now {
                 break;
             }
@@ -765,7 +767,7 @@ impl Scheduler {
         if let Some(id) = self.cancels.pop() {
             return Some(id);
         }
-        while let Some(&Reverse((deadline, slot, generation))) = self.timeouts.peek() {
+        while let Some((deadline, (slot, generation))) = self.timeouts.peek() {
             if deadline > now {
                 break;
             }
@@ -1350,7 +1352,7 @@ impl Scheduler {
                 }
                 if e.try_no >= budget {
                     self.timeouts
-                        .push(Reverse((measured + last_wait, slot as u32, e.generation)));
+                        .push(measured + last_wait, (slot as u32, e.generation));
                 } else {
                     self.on_timeout(slot as u32, now);
                     self.cancels.push(ProbeId::new(slot as u32, e.generation));
@@ -1388,11 +1390,10 @@ impl Scheduler {
                 .is_some_and(|h| h.rtt.srtt().is_none());
             if unmeasured {
                 let deadline = (e.sent_at + wait).max(now);
-                self.timeouts
-                    .push(Reverse((deadline, slot as u32, e.generation)));
+                self.timeouts.push(deadline, (slot as u32, e.generation));
                 if unload < wait {
                     let due = (e.sent_at + unload).max(now);
-                    self.unloads.push(Reverse((due, slot as u32, e.generation)));
+                    self.unloads.push(due, (slot as u32, e.generation));
                 }
             }
         }
@@ -1676,11 +1677,9 @@ impl Scheduler {
             loaded: true,
         };
         let id = ProbeId::new(slot, entry.generation);
-        self.timeouts
-            .push(Reverse((now + timeout, slot, entry.generation)));
+        self.timeouts.push(now + timeout, (slot, entry.generation));
         if let Some(early) = unload_after {
-            self.unloads
-                .push(Reverse((now + early, slot, entry.generation)));
+            self.unloads.push(now + early, (slot, entry.generation));
         }
         self.in_flight += 1;
         self.window_load += 1;
