@@ -115,13 +115,18 @@ pub(super) const LOSS_PROBES: u32 = 1024;
 impl HostScan {
     /// Retransmissions a port of this host gets at most now: nmap's
     /// adaptive rule (one more than the most any answered port needed)
-    /// within `caps.max_retries`, raised to what the measured loss calls
-    /// for within `caps.max_retries_under_loss`. Before the host has
+    /// within `timing.max_retries`, raised to what the measured loss calls
+    /// for within `timing.max_retries_under_loss`. Before the host has
     /// answered at all, silence may be the path warming up (ARP or
     /// neighbour discovery dropping the first packets), so the full
     /// budget applies.
-    pub(super) fn retry_budget(&self, caps: RetryCaps, scanned: usize, others: Option<u8>) -> u8 {
-        let max_retries = caps.max_retries;
+    pub(super) fn retry_budget(
+        &self,
+        timing: &TimingConfig,
+        scanned: usize,
+        others: Option<u8>,
+    ) -> u8 {
+        let max_retries = timing.max_retries;
         if self.answered_ports == 0 {
             // Other hosts of the scan answered: this one's silence is
             // more likely absence than a path warming up (a sweep of
@@ -136,7 +141,7 @@ impl HostScan {
             scanned,
             self.error_port.is_some(),
         );
-        adaptive.max(for_loss.min(caps.max_retries_under_loss))
+        adaptive.max(for_loss.min(timing.max_retries_under_loss))
     }
 
     /// Whether this host's retries wait twice as long as the try before
@@ -155,23 +160,6 @@ impl HostScan {
         pace_to_answers
             || self.first_answered < RANDOM_LOSS_EVIDENCE
             || self.first_answered < self.first_silent
-    }
-}
-
-/// The retry counts a scan's timing allows (see
-/// [`HostScan::retry_budget`]).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct RetryCaps {
-    pub(super) max_retries: u8,
-    pub(super) max_retries_under_loss: u8,
-}
-
-impl RetryCaps {
-    pub(super) fn of(timing: &TimingConfig) -> RetryCaps {
-        RetryCaps {
-            max_retries: timing.max_retries,
-            max_retries_under_loss: timing.max_retries_under_loss,
-        }
     }
 }
 
@@ -255,7 +243,6 @@ impl Scheduler {
     /// allows one now, or is resolved as silent.
     pub(super) fn unpark(&mut self, now: Instant) {
         let others = self.silent_budget();
-        let caps = RetryCaps::of(&self.timing);
         let scanned = self.ports.len();
         while let Some((h, serial, port, try_no)) = self.parked.pop_front() {
             let Some(host) = self.hosts[h as usize].as_mut() else {
@@ -264,7 +251,7 @@ impl Scheduler {
             if host.serial != serial || host.reported || host.timed_out {
                 continue;
             }
-            if try_no < host.retry_budget(caps, scanned, others) {
+            if try_no < host.retry_budget(&self.timing, scanned, others) {
                 host.queue.push_back(Queued::new(port, try_no + 1));
                 self.queued += 1;
                 self.mark_ready(h);
