@@ -248,6 +248,10 @@ struct Source {
     proto: Option<Proto>,
     /// TTL (hop limit) of the first probe.
     ttl: u8,
+    /// A later IP probe had another TTL: nmap draws one per probe for all
+    /// its decoy copies, so a member's first TTL tells nothing about the
+    /// others' (see [`odd_one_out`]).
+    ttl_varies: bool,
     /// An answer was followed up (RST or ACK after a SYN+ACK).
     followed_up: bool,
     /// The link-layer source of its first probe (zeros when the capture
@@ -422,8 +426,12 @@ impl Detector {
                 }
                 // The first IP probe's TTL (ARP has none), and the first
                 // frame's link-layer source.
-                if src.ttl == 0 && e.proto != Proto::Arp {
-                    src.ttl = e.traits.ttl;
+                if e.proto != Proto::Arp {
+                    if src.ttl == 0 {
+                        src.ttl = e.traits.ttl;
+                    } else if src.ttl != e.traits.ttl {
+                        src.ttl_varies = true;
+                    }
                 }
                 if src.mac == [0; 6] {
                     src.mac = e.mac.unwrap_or_default();
@@ -904,6 +912,8 @@ impl Detector {
             .map(|m| self.sources.get(&m.source))
             .collect();
         let ttls: Vec<u8> = facts.iter().map(|s| s.map_or(0, |s| s.ttl)).collect();
+        // Each member kept one TTL throughout, or the odd one out is chance.
+        let ttls_steady = facts.iter().all(|s| s.is_some_and(|s| !s.ttl_varies));
         let followed_up: Vec<IpAddr> = f
             .members
             .iter()
@@ -913,7 +923,7 @@ impl Detector {
             .collect();
         let (real_source, real_by) = match kind {
             ScanKind::Decoy if followed_up.len() == 1 => (Some(followed_up[0]), Some("follow-up")),
-            ScanKind::Decoy => match odd_one_out(&ttls) {
+            ScanKind::Decoy => match ttls_steady.then(|| odd_one_out(&ttls)).flatten() {
                 Some(i) => (Some(f.members[i].source), Some("ttl")),
                 None => match self.arp_names(&facts, &f) {
                     Some(real) => (Some(real), Some("arp")),
@@ -1654,6 +1664,40 @@ mod tests {
             (Some(ip(10)), Some("ttl"))
         );
         assert_eq!(last.source, ip(10));
+    }
+
+    #[test]
+    fn a_decoy_scan_whose_ttl_changes_per_probe_is_not_named_by_ttl() {
+        // nmap draws a TTL per probe for all its copies: the first probe
+        // seen from one source (its first copy lost, or the capture began
+        // between copies) is another probe than the others', and its TTL
+        // differs by chance.
+        let mut d = Detector::new(DetectorConfig::default());
+        let target = ip(200);
+        let sources = [ip(10), ip(11), ip(12)];
+        let mut t = 0;
+        for (i, port) in [21u16, 22, 23, 25, 110, 139, 443, 445, 3389, 8080]
+            .into_iter()
+            .enumerate()
+        {
+            let ttl = 40 + i as u8;
+            for (j, &source) in sources.iter().enumerate() {
+                if i == 0 && j == 2 {
+                    continue;
+                }
+                t += 1000;
+                d.observe(&with_ttl(syn(t, source, target, port), ttl));
+                d.observe(&rst(t + 1, target, source, port));
+            }
+        }
+        let alerts = decoy_alerts(&mut d);
+        assert!(!alerts.is_empty());
+        assert!(
+            alerts
+                .iter()
+                .all(|a| a.group.as_ref().unwrap().real_by != Some("ttl")),
+            "{alerts:?}"
+        );
     }
 
     #[test]
