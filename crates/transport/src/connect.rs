@@ -145,8 +145,8 @@ pub fn run(
         if observer.tick(scheduler, now) == Control::Interrupt {
             scheduler.interrupt(now);
         }
-        while let Some(id) = scheduler.poll_cancel(now) {
-            release(&mut conns, id);
+        while let Some(cancelled) = scheduler.poll_cancel(now) {
+            release(&mut conns, cancelled.id);
         }
         let mut sent = 0;
         while sent < SEND_BATCH {

@@ -22,6 +22,7 @@
 //! stateless validation.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -339,47 +340,33 @@ pub(crate) fn reserve_ports(wanted: Option<u16>, seed: u64) -> Result<PortReserv
     })
 }
 
-/// Where a probe in flight went, by slot.
-#[derive(Clone, Copy)]
-struct Flight {
-    id: ProbeId,
-    dst: IpAddr,
-    port: u16,
-}
-
-/// The table of probes in flight: by (target, port) for answers, by slot
-/// for cancellations.
+/// The probes in flight by (target, port), to match answers with.
 ///
-/// Hashed with foldhash, seeded at random per table, not std's SipHash:
-/// each probe inserts and removes an entry, and SipHash made the table
-/// about 7% of a sparse sweep's CPU. A random seed keeps answers an
-/// outsider crafts from choosing their buckets.
+/// No two probes of a scan are in flight to one port of one target (the
+/// scheduler's contract), so the pair names one probe. A cancelled or
+/// unsent probe is removed by its pair too, if the entry is still its
+/// own (a retry to the port may have taken its place): one hash lookup,
+/// where a second table by slot cost a random access more per probe
+/// (with SipHash, the two tables were about 7% of a sparse sweep's CPU).
+///
+/// Hashed with foldhash, seeded at random per table: a random seed keeps
+/// answers an outsider crafts from choosing their buckets.
 #[derive(Default)]
 struct FlightTable {
     by_target: HashMap<(IpAddr, u16), ProbeId, foldhash::fast::RandomState>,
-    by_slot: Vec<Option<Flight>>,
 }
 
 impl FlightTable {
-    fn insert(&mut self, f: Flight) {
-        let slot = f.id.slot();
-        if self.by_slot.len() <= slot {
-            self.by_slot.resize(slot + 1, None);
-        }
-        if let Some(old) = self.by_slot[slot].replace(f) {
-            self.by_target.remove(&(old.dst, old.port));
-        }
-        self.by_target.insert((f.dst, f.port), f.id);
+    fn insert(&mut self, probe: &Probe) {
+        self.by_target.insert((probe.addr, probe.port), probe.id);
     }
 
-    fn remove_slot(&mut self, id: ProbeId) {
-        if let Some(slot) = self.by_slot.get_mut(id.slot())
-            && slot.is_some_and(|f| f.id == id)
+    /// Removes `probe`'s entry if it is still its own.
+    fn remove(&mut self, probe: &Probe) {
+        if let Entry::Occupied(entry) = self.by_target.entry((probe.addr, probe.port))
+            && *entry.get() == probe.id
         {
-            let f = slot.take().expect("checked above");
-            if self.by_target.get(&(f.dst, f.port)) == Some(&id) {
-                self.by_target.remove(&(f.dst, f.port));
-            }
+            entry.remove();
         }
     }
 
@@ -388,11 +375,7 @@ impl FlightTable {
     }
 
     fn take(&mut self, dst: IpAddr, port: u16) -> Option<ProbeId> {
-        let id = self.by_target.remove(&(dst, port))?;
-        if let Some(slot) = self.by_slot.get_mut(id.slot()) {
-            *slot = None;
-        }
-        Some(id)
+        self.by_target.remove(&(dst, port))
     }
 }
 
@@ -512,7 +495,7 @@ pub fn run(
                 if let Some(buffer) = batch.packets.next_buffer() {
                     buffer[..len].copy_from_slice(&frame[..len]);
                     batch.packets.commit_frame(len, claims.ifindex());
-                    batch.ids.push(None);
+                    batch.probes.push(None);
                 }
                 if batch.packets.is_full() {
                     sender.submit(Outlet::Frame);
@@ -521,10 +504,10 @@ pub fn run(
         }
         let mut cancelled = 0;
         while cancelled < crate::CANCEL_BUDGET {
-            let Some(id) = scheduler.poll_cancel(now) else {
+            let Some(probe) = scheduler.poll_cancel(now) else {
                 break;
             };
-            flights.remove_slot(id);
+            flights.remove(&probe);
             cancelled += 1;
         }
         sender.collect(false, &mut |b| {
@@ -579,6 +562,9 @@ pub fn run(
             } else {
                 &options.decoys[..]
             };
+            // In the table before a packet of it can go (and come back
+            // unsent: see `account`).
+            flights.insert(&probe);
             if let Some(&ping) = pings.get(usize::from(probe.port)) {
                 // On a directly attached segment the neighbour solicitation
                 // is the one probe, as nmap's ARP ping; elsewhere it has no
@@ -593,6 +579,7 @@ pub fn run(
                     _ => segment.is_none(),
                 };
                 if !applies {
+                    flights.remove(&probe);
                     scheduler.on_skipped(probe.id, now);
                     continue;
                 }
@@ -611,7 +598,7 @@ pub fn run(
                     _ => {
                         let shot = shot(probe, own_source, probe.port);
                         let module = &mut modules.discovery;
-                        stage(module, shot, &keys, path.via, Some(probe.id), batch)
+                        stage(module, shot, &keys, path.via, Some(probe), batch)
                     }
                 };
                 staged?;
@@ -621,7 +608,7 @@ pub fn run(
             }
             for decoy in sources.iter().filter(|_| pings.is_empty()) {
                 let (source, id) = match *decoy {
-                    Decoy::Me => (own_source, Some(probe.id)),
+                    Decoy::Me => (own_source, Some(probe)),
                     Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
                     Decoy::Addr(_) => continue,
                 };
@@ -657,11 +644,6 @@ pub fn run(
                     sender.submit(outlet);
                 }
             }
-            flights.insert(Flight {
-                id: probe.id,
-                dst: probe.addr,
-                port: probe.port,
-            });
         }
         sender.submit_all();
         if let Some(e) = fatal.take() {
@@ -869,11 +851,17 @@ fn account(
     now: Instant,
 ) {
     stats.sent += batch.sent as u64;
-    for &id in batch.ids.get(batch.sent..).unwrap_or(&[]).iter().flatten() {
-        flights.remove_slot(id);
-        scheduler.on_not_sent(id, now);
+    for probe in batch
+        .probes
+        .get(batch.sent..)
+        .unwrap_or(&[])
+        .iter()
+        .flatten()
+    {
+        flights.remove(probe);
+        scheduler.on_not_sent(probe.id, now);
     }
-    batch.ids.clear();
+    batch.probes.clear();
     match batch.error.take() {
         None => {}
         Some(e)
@@ -1016,7 +1004,7 @@ fn stage(
     shot: Shot,
     keys: &Keys<'_>,
     via: Via,
-    id: Option<ProbeId>,
+    probe: Option<Probe>,
     batch: &mut Batch,
 ) -> Result<(), RawError> {
     let Some(buffer) = batch.packets.next_buffer() else {
@@ -1029,7 +1017,7 @@ fn stage(
     // Nothing to send (a ping without a form in this IP version): as if
     // it went unanswered.
     if len > 0 {
-        commit(batch, via, offset + len, shot.target, id);
+        commit(batch, via, offset + len, shot.target, probe);
     }
     Ok(())
 }
@@ -1048,12 +1036,12 @@ fn frame_header(buffer: &mut [u8], via: Via) -> usize {
 
 /// Commits a packet of `len` bytes (from the start of the buffer) to the
 /// batch, for probe `id`.
-fn commit(batch: &mut Batch, via: Via, len: usize, dst: IpAddr, id: Option<ProbeId>) {
+fn commit(batch: &mut Batch, via: Via, len: usize, dst: IpAddr, probe: Option<Probe>) {
     match via {
         Via::Frame { ifindex, .. } => batch.packets.commit_frame(len, ifindex),
         Via::Ip => batch.packets.commit(len, dst),
     }
-    batch.ids.push(id);
+    batch.probes.push(probe);
 }
 
 /// Builds a neighbour solicitation (ARP request or ICMPv6 Neighbor
@@ -1068,7 +1056,7 @@ fn stage_solicitation(
     };
     let len = write_solicitation(buffer, mac, source, probe.addr).map_err(build_error)?;
     batch.packets.commit_frame(len, ifindex);
-    batch.ids.push(Some(probe.id));
+    batch.probes.push(Some(probe));
     Ok(())
 }
 

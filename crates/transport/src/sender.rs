@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, channel, sync_channel};
 use std::thread::JoinHandle;
 
-use portolan_engine::ProbeId;
+use portolan_engine::Probe;
 
 use crate::sys::SendBatch;
 
@@ -61,7 +61,7 @@ pub(crate) fn sender_count() -> usize {
 pub(crate) struct Batch {
     pub(crate) packets: SendBatch,
     /// The probe of each packet; `None` for a decoy's copy.
-    pub(crate) ids: Vec<Option<ProbeId>>,
+    pub(crate) probes: Vec<Option<Probe>>,
     outlet: Outlet,
     /// How many packets went, from the first.
     pub(crate) sent: usize,
@@ -73,7 +73,7 @@ impl Batch {
     fn new() -> Batch {
         Batch {
             packets: SendBatch::new(),
-            ids: Vec::with_capacity(SendBatch::CAPACITY),
+            probes: Vec::with_capacity(SendBatch::CAPACITY),
             outlet: Outlet::Frame,
             sent: 0,
             error: None,
@@ -151,7 +151,7 @@ impl SendThread {
                 }
             };
             batch.outlet = outlet;
-            batch.ids.clear();
+            batch.probes.clear();
             batch.sent = 0;
             batch.error = None;
             self.filling[slot] = Some(batch);

@@ -471,7 +471,8 @@ pub struct Scheduler {
     /// (4,096 places: 41,000 probes a second, doubling per 100 ms; the
     /// lab's sparse /16 peaked at 341,000 a second, now 447,000).
     unloads: Deadlines<Instant, (u32, u32)>,
-    cancels: Vec<ProbeId>,
+    /// Probes given up on, for the transport to release.
+    cancels: Vec<Probe>,
 
     window: Window,
     global_rtt: RttEstimator,
@@ -684,9 +685,9 @@ impl Scheduler {
         self.interrupted = true;
         for slot in 0..self.slab.len() {
             if self.slab[slot].live {
-                let id = ProbeId::new(slot as u32, self.slab[slot].generation);
+                let probe = self.probe_in(slot as u32);
                 self.release(slot as u32);
-                self.cancels.push(id);
+                self.cancels.push(probe);
             }
         }
         for h in 0..self.hosts.len() as u32 {
@@ -746,10 +747,11 @@ impl Scheduler {
 
     /// Handles timeouts and host deadlines due at `now`, and returns one
     /// probe whose transport resources must be released (its socket
-    /// closed). Call until it returns `None`.
-    pub fn poll_cancel(&mut self, now: Instant) -> Option<ProbeId> {
-        if let Some(id) = self.cancels.pop() {
-            return Some(id);
+    /// closed, its entry in a table of probes by target removed), as
+    /// [`Scheduler::poll_probe`] gave it. Call until it returns `None`.
+    pub fn poll_cancel(&mut self, now: Instant) -> Option<Probe> {
+        if let Some(probe) = self.cancels.pop() {
+            return Some(probe);
         }
         self.expire_hosts(now);
         self.recheck_early_probes(now);
@@ -763,8 +765,8 @@ impl Scheduler {
                 self.unload(slot);
             }
         }
-        if let Some(id) = self.cancels.pop() {
-            return Some(id);
+        if let Some(probe) = self.cancels.pop() {
+            return Some(probe);
         }
         while let Some((deadline, (slot, generation))) = self.timeouts.peek() {
             if deadline > now {
@@ -775,10 +777,27 @@ impl Scheduler {
             if !entry.live || entry.generation != generation {
                 continue;
             }
+            let probe = self.probe_in(slot);
             self.on_timeout(slot, now);
-            return Some(ProbeId::new(slot, generation));
+            return Some(probe);
         }
         None
+    }
+
+    /// The probe in live `slot`, as [`Scheduler::poll_probe`] gave it.
+    fn probe_in(&self, slot: u32) -> Probe {
+        let e = self.slab[slot as usize];
+        let host = self.hosts[e.host as usize]
+            .as_ref()
+            .expect("a host is kept while it has probes in flight");
+        Probe {
+            id: ProbeId::new(slot, e.generation),
+            addr: host.target.addr,
+            port: e.port,
+            proto: self.proto,
+            try_no: e.try_no,
+            source: e.lane,
+        }
     }
 
     /// The next probe to send, if the windows, the rate and the order
@@ -1347,8 +1366,9 @@ impl Scheduler {
                     self.timeouts
                         .push(measured + last_wait, (slot as u32, e.generation));
                 } else {
+                    let probe = self.probe_in(slot as u32);
                     self.on_timeout(slot as u32, now);
-                    self.cancels.push(ProbeId::new(slot as u32, e.generation));
+                    self.cancels.push(probe);
                 }
             }
         }
@@ -1437,8 +1457,9 @@ impl Scheduler {
         for slot in 0..self.slab.len() {
             let e = self.slab[slot];
             if e.live && e.host == h {
+                let probe = self.probe_in(slot as u32);
                 self.release(slot as u32);
-                self.cancels.push(ProbeId::new(slot as u32, e.generation));
+                self.cancels.push(probe);
             }
         }
         self.report_host(h, status, now);

@@ -79,7 +79,7 @@ fn simulate_scheduler(
     let mut now = t0;
     let mut pending: BinaryHeap<Reverse<(Instant, u64, PortState, Reason)>> = BinaryHeap::new();
     let mut flying: HashMap<(IpAddr, u16), ProbeId> = HashMap::new();
-    let mut flying_ids: HashMap<u64, (IpAddr, u16)> = HashMap::new();
+    let mut flying_ids: HashMap<u64, Probe> = HashMap::new();
     let mut run = Run {
         ports: BTreeMap::new(),
         hosts: Vec::new(),
@@ -92,10 +92,15 @@ fn simulate_scheduler(
             s.interrupt(now);
             interrupt_at = None;
         }
-        while let Some(id) = s.poll_cancel(now) {
-            if let Some(key) = flying_ids.remove(&id.as_u64()) {
-                flying.remove(&key);
-            }
+        while let Some(cancelled) = s.poll_cancel(now) {
+            // A cancellation names the probe as it was given.
+            let given = flying_ids.remove(&cancelled.id.as_u64());
+            assert_eq!(
+                given,
+                Some(cancelled),
+                "a cancelled probe was not in flight"
+            );
+            flying.remove(&(cancelled.addr, cancelled.port));
         }
         while let Some(p) = s.poll_probe(now) {
             run.probes.push((now, p));
@@ -103,7 +108,7 @@ fn simulate_scheduler(
             // in flight to the same port could not be told apart.
             let before = flying.insert((p.addr, p.port), p.id);
             assert!(before.is_none(), "two probes in flight to one port: {p:?}");
-            flying_ids.insert(p.id.as_u64(), (p.addr, p.port));
+            flying_ids.insert(p.id.as_u64(), p);
             if let Some((reply, delay)) = network(&p, now) {
                 pending.push(Reverse((
                     now + delay,
@@ -139,8 +144,8 @@ fn simulate_scheduler(
                 break;
             }
             pending.pop();
-            if let Some(key) = flying_ids.remove(&id) {
-                flying.remove(&key);
+            if let Some(p) = flying_ids.remove(&id) {
+                flying.remove(&(p.addr, p.port));
             }
             s.on_reply(
                 ProbeId::from_u64(id),
