@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use super::{HostScan, Probe, Queued, Scheduler, Send};
+use super::{HostScan, InFlight, Probe, Queued, Scheduler, Send};
 use crate::timing::TimingConfig;
 use portolan_model::Reason;
 
@@ -111,15 +111,30 @@ pub(super) const LOSS_SAMPLE: u32 = 4;
 /// ... up to this many in a scan (a loss estimate needs a few hundred
 /// round trips, not more).
 pub(super) const LOSS_PROBES: u32 = 1024;
+/// The try number a port's loss probes stop at while decisions wait for
+/// the estimate (see [`Scheduler::chain_loss_probe`]): up to eight
+/// round trips per answered port.
+pub(super) const LOSS_CHAIN: u8 = 8;
+
+/// Retransmissions of a port whose host has not answered, while the
+/// scan's loss is not known: nmap's (see [`HostScan::retry_budget`]).
+pub(super) const NO_ANSWER_RETRIES: u8 = 1;
 
 impl HostScan {
     /// Retransmissions a port of this host gets at most now: nmap's
     /// adaptive rule (one more than the most any answered port needed)
     /// within `timing.max_retries`, raised to what the measured loss calls
-    /// for within `timing.max_retries_under_loss`. Before the host has
-    /// answered at all, silence may be the path warming up (ARP or
-    /// neighbour discovery dropping the first packets), so the full
-    /// budget applies.
+    /// for within `timing.max_retries_under_loss`. A host that has not
+    /// answered at all gets what the scan's measured loss calls for once
+    /// it is known ([`Scheduler::silent_budget`]), and until then nmap's
+    /// count for a host with no answer: one retransmission (nmap's
+    /// `allowedTryno` is at least 1). It had the whole `max_retries`
+    /// before (eleven tries at the default timing), for fear of a path
+    /// warming up; but the kernel queues the probes while it resolves a
+    /// neighbour (see `Paths`), and a sweep of mostly empty space, or of
+    /// a range where the port is rare, sent each dead address eleven
+    /// probes until sixteen hosts had answered: 2.8 probes per address
+    /// over a million with one live in 16,384.
     pub(super) fn retry_budget(
         &self,
         timing: &TimingConfig,
@@ -128,11 +143,7 @@ impl HostScan {
     ) -> u8 {
         let max_retries = timing.max_retries;
         if self.answered_ports == 0 {
-            // Other hosts of the scan answered: this one's silence is
-            // more likely absence than a path warming up (a sweep of
-            // mostly empty space); it gets what they needed, as nmap's
-            // group-wide count.
-            return others.map_or(max_retries, |o| o.min(max_retries));
+            return others.unwrap_or(NO_ANSWER_RETRIES).min(max_retries);
         }
         let adaptive = self.max_successful_try.saturating_add(1).min(max_retries);
         let for_loss = retries_for_loss(
@@ -181,9 +192,10 @@ impl Scheduler {
     /// address gets the fewest tries `k` with `p^k` below [`SILENT_MISS`]:
     /// with 10% lost each way (`p` near 0.19), five; on a clean link,
     /// one; never fewer than [`RETRIES_AFTER_LOCAL_DROPS`] retries once
-    /// this machine dropped answers. Until
-    /// [`OTHERS_ANSWERED`] ports answered, a silent host keeps the full
-    /// budget (its silence may be the path warming up).
+    /// this machine dropped answers. Until [`OTHERS_ANSWERED`] ports
+    /// answered, a silent host gets nmap's count for a host with no
+    /// answer ([`NO_ANSWER_RETRIES`]): a handful of hosts says little
+    /// about the path.
     ///
     /// The answered ports' count is biased low while a sweep runs: a port
     /// answered at its first try counts at once, one whose first try was
@@ -263,6 +275,36 @@ impl Scheduler {
                 self.mark_ready_if_queued(h);
             }
         }
+    }
+
+    /// Probes the port of the loss probe that just ended once more while
+    /// decisions wait for the estimate: fewer than [`CONFIDENT_TRIALS`]
+    /// round trips seen, and silent tries parked. Where live hosts are
+    /// rare, one round trip per answered port and one loss probe came too
+    /// slowly: a million addresses with one live in 4,096 decided their
+    /// first quarter million with fewer than a hundred trials (two tries
+    /// each); a port probed up to [`LOSS_CHAIN`] times gives sixteen
+    /// answered hosts the round trips to decide one try. The probes go
+    /// one after another (one probe in flight per port), each a round
+    /// trip to a host that answered.
+    pub(super) fn chain_loss_probe(&mut self, ended: &InFlight) {
+        if self.loss_trials >= CONFIDENT_TRIALS
+            || self.parked.is_empty()
+            || ended.try_no >= LOSS_CHAIN
+            || self.loss_probes + self.loss_due.len() as u32 >= LOSS_PROBES
+            || self.interrupted
+        {
+            return;
+        }
+        let Some(host) = self.hosts[ended.host as usize].as_mut() else {
+            return;
+        };
+        if host.timed_out || host.loss_pending == u8::MAX {
+            return;
+        }
+        host.loss_pending += 1;
+        self.loss_due
+            .push_back((ended.host, ended.port, ended.try_no + 1));
     }
 
     /// A loss probe due, sent past the windows.

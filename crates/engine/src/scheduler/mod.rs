@@ -941,6 +941,7 @@ impl Scheduler {
         if entry.how == Send::LossProbe {
             self.loss_trials = self.loss_trials.saturating_add(1);
             self.loss_probe_trials = self.loss_probe_trials.saturating_add(1);
+            self.chain_loss_probe(&entry);
             self.free_host_if_done(entry.host);
             return true;
         }
@@ -1189,6 +1190,7 @@ impl Scheduler {
             self.loss_failures = self.loss_failures.saturating_add(1);
             self.loss_probe_trials = self.loss_probe_trials.saturating_add(1);
             self.loss_probe_failures = self.loss_probe_failures.saturating_add(1);
+            self.chain_loss_probe(&entry);
             self.free_host_if_done(entry.host);
             return;
         }
