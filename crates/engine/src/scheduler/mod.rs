@@ -253,7 +253,14 @@ struct InFlight {
     live: bool,
     /// It counts against the windows (see [`Scheduler::unloads`]).
     loaded: bool,
+    /// The host's other probes in flight, a list through the slab (see
+    /// [`HostScan::slots`]); [`NO_SLOT`] ends it.
+    host_prev: u32,
+    host_next: u32,
 }
+
+/// No slot: the end of a host's list of probes in flight.
+const NO_SLOT: u32 = u32::MAX;
 
 /// The scan state of one host.
 #[derive(Debug)]
@@ -263,6 +270,11 @@ struct HostScan {
     unresolved: u32,
     /// Probes in flight.
     outstanding: u32,
+    /// The first of them in the slab ([`NO_SLOT`] if none), the rest
+    /// linked from it: a host's end and its early probes' recheck visit
+    /// its own probes, not the whole slab (a dense ping sweep spent four
+    /// fifths of its time walking the slab at each host's first answer).
+    slots: u32,
     /// Of those, the ones that count against the windows (see
     /// [`Scheduler::unloads`]).
     window_load: u32,
@@ -1153,11 +1165,22 @@ impl Scheduler {
         let entry = &mut self.slab[slot as usize];
         entry.live = false;
         entry.generation = entry.generation.wrapping_add(1);
-        let host = entry.host;
+        let (host, prev, next) = (entry.host, entry.host_prev, entry.host_next);
         self.free_slots.push(slot);
         self.in_flight -= 1;
+        // Out of its host's list.
+        if next != NO_SLOT {
+            self.slab[next as usize].host_prev = prev;
+        }
+        if prev != NO_SLOT {
+            self.slab[prev as usize].host_next = next;
+        }
         if let Some(h) = self.hosts[host as usize].as_mut() {
             h.outstanding = h.outstanding.saturating_sub(1);
+            if prev == NO_SLOT {
+                debug_assert_eq!(h.slots, slot, "a host's first probe in flight");
+                h.slots = next;
+            }
         }
     }
 
@@ -1359,19 +1382,32 @@ impl Scheduler {
                 .rtt
                 .timeout_with_floor(&self.timing, floor, floor)
                 .max(floor);
-            for slot in 0..self.slab.len() {
-                let e = self.slab[slot];
-                if !e.live || e.host != h || e.is_canary() || e.sent_at >= measured {
+            let mut slot = host.slots;
+            while slot != NO_SLOT {
+                let e = self.slab[slot as usize];
+                // Read before the probe's timeout unlinks it.
+                let next = e.host_next;
+                if e.is_canary() || e.sent_at >= measured {
+                    slot = next;
                     continue;
                 }
                 if e.try_no >= budget {
                     self.timeouts
-                        .push(measured + last_wait, (slot as u32, e.generation));
+                        .push(measured + last_wait, (slot, e.generation));
                 } else {
-                    let probe = self.probe_in(slot as u32);
-                    self.on_timeout(slot as u32, now);
+                    let probe = self.probe_in(slot);
+                    self.on_timeout(slot, now);
                     self.cancels.push(probe);
+                    // A timeout may end the host (its host timeout): its
+                    // other probes are then cancelled already.
+                    if self.hosts[h as usize]
+                        .as_ref()
+                        .is_none_or(|host| host.serial != serial || host.timed_out)
+                    {
+                        break;
+                    }
                 }
+                slot = next;
             }
         }
     }
@@ -1456,45 +1492,25 @@ impl Scheduler {
         host.suspects_queued = 0;
         host.unsure.clear();
         self.queued -= dropped;
-        for slot in 0..self.slab.len() {
-            let e = self.slab[slot];
-            if e.live && e.host == h {
-                let probe = self.probe_in(slot as u32);
-                self.release(slot as u32);
-                self.cancels.push(probe);
-            }
+        let mut slot = host.slots;
+        while slot != NO_SLOT {
+            let next = self.slab[slot as usize].host_next;
+            let probe = self.probe_in(slot);
+            self.release(slot);
+            self.cancels.push(probe);
+            slot = next;
         }
         self.report_host(h, status, now);
         // Queued and in-flight ports are given up with the host; the
         // ports the order has yet to hand out are skipped as they come
         // up, and the host is freed after the last of them.
-        let left = self.pairs_left_for(h);
-        self.hosts[h as usize]
-            .as_mut()
-            .expect("live host")
-            .unresolved = left;
+        // (Counted per host as the order hands its pairs out: a walk over
+        // the group's pairs left, a keyed permutation step each, took a
+        // quarter of a ping sweep's CPU, and would grow with the live
+        // hosts times the group.)
+        let host = self.hosts[h as usize].as_mut().expect("live host");
+        host.unresolved = host.fresh_left;
         self.free_host_if_done(h);
-    }
-
-    /// How many first tries the current group has yet to hand out for
-    /// host `h`.
-    fn pairs_left_for(&self, h: u32) -> u32 {
-        let Some(group) = &self.group else {
-            return 0;
-        };
-        let member = self.hosts[h as usize].as_ref().and_then(|host| host.member);
-        let Some(local) = member.and_then(|(id, local)| (id == group.id).then_some(local as usize))
-        else {
-            return 0;
-        };
-        let mut left = 0;
-        for i in group.next..group.len() {
-            let (host, index) = group.pair(i);
-            if host == local && !self.is_first[index] {
-                left += 1;
-            }
-        }
-        left
     }
 
     /// Whether host `h` may not get a probe now: `None` if it may;
@@ -1672,6 +1688,8 @@ impl Scheduler {
                     generation: 0,
                     live: false,
                     loaded: false,
+                    host_prev: NO_SLOT,
+                    host_next: NO_SLOT,
                 });
                 (self.slab.len() - 1) as u32
             }
@@ -1691,11 +1709,18 @@ impl Scheduler {
             generation: entry.generation,
             live: true,
             loaded: true,
+            host_prev: NO_SLOT,
+            host_next: host.slots,
         };
-        let id = ProbeId::new(slot, entry.generation);
-        self.timeouts.push(now + timeout, (slot, entry.generation));
+        let generation = entry.generation;
+        let id = ProbeId::new(slot, generation);
+        let next = std::mem::replace(&mut host.slots, slot);
+        if next != NO_SLOT {
+            self.slab[next as usize].host_prev = slot;
+        }
+        self.timeouts.push(now + timeout, (slot, generation));
         if let Some(early) = unload_after {
-            self.unloads.push(now + early, (slot, entry.generation));
+            self.unloads.push(now + early, (slot, generation));
         }
         self.in_flight += 1;
         self.window_load += 1;
@@ -1846,6 +1871,7 @@ impl Scheduler {
             target,
             unresolved: self.ports.len() as u32,
             outstanding: 0,
+            slots: NO_SLOT,
             window_load: 0,
             queue: VecDeque::new(),
             in_ready: false,
