@@ -41,6 +41,8 @@ struct Run {
     probes: Vec<(Instant, Probe)>,
     stats: ScanStats,
     elapsed: Duration,
+    /// The most events the scheduler held for the caller at once.
+    most_events: usize,
 }
 
 /// Runs a scan in virtual time against a simulated network that
@@ -86,13 +88,20 @@ fn simulate_scheduler(
         probes: Vec::new(),
         stats: ScanStats::default(),
         elapsed: Duration::ZERO,
+        most_events: 0,
     };
     for _ in 0..10_000_000 {
         if interrupt_at.is_some_and(|t| now >= t) {
             s.interrupt(now);
             interrupt_at = None;
         }
-        while let Some(cancelled) = s.poll_cancel(now) {
+        // At most a transport's turn of cancellations (its
+        // `CANCEL_BUDGET`) before the events are taken.
+        let mut turn = 0;
+        while turn < 4096
+            && let Some(cancelled) = s.poll_cancel(now)
+        {
+            turn += 1;
             // A cancellation names the probe as it was given.
             let given = flying_ids.remove(&cancelled.id.as_u64());
             assert_eq!(
@@ -118,6 +127,7 @@ fn simulate_scheduler(
                 )));
             }
         }
+        run.most_events = run.most_events.max(s.events.len());
         while let Some(e) = s.poll_event() {
             match e {
                 ScanEvent::Port(r) => {
@@ -1331,6 +1341,43 @@ fn a_host_that_never_answers_gets_nmaps_two_tries_per_port() {
         None,
     );
     assert_eq!(run.probes.len(), 100);
+}
+
+#[test]
+fn parked_decisions_wait_while_the_caller_has_events_to_take() {
+    // A ping sweep's silent addresses are parked while too few round
+    // trips are known; once they are, the decisions (no retry on this
+    // clean path) came in one call, each with its events.
+    let mut p = plan(&["198.18.0.0/16"], &[], vec![0, 1, 2, 3], fast());
+    p.discovery = true;
+    p.silent_state = PortState::Filtered;
+    let live = |a: IpAddr| {
+        let IpAddr::V4(a) = a else { unreachable!() };
+        u32::from(a) % 200 == 7
+    };
+    let run = simulate(
+        p,
+        |probe| {
+            (live(probe.addr) && probe.port == 1)
+                .then(|| reply_in(PortState::Open, Reason::SynAck, Duration::from_micros(500)))
+        },
+        None,
+    );
+    assert_eq!(run.hosts.len(), 65536);
+    let up = run
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.status, HostStatus::Up(_)))
+        .count();
+    let all = (0..1u32 << 16)
+        .filter(|i| live(IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 + i))))
+        .count();
+    assert_eq!(up, all, "every live host up");
+    assert!(
+        run.most_events <= 2 * super::loss::UNPARK_EVENTS,
+        "{} events held at once",
+        run.most_events
+    );
 }
 
 #[test]
