@@ -269,7 +269,7 @@ impl RttEstimator {
 ///
 /// - The window halves when a bucket's level is above the baseline, the
 ///   level that does not depend on the sending rate, by more than
-///   [`Window::MARGIN`] and four standard deviations of a bucket's noise
+///   `Window::MARGIN` (0.05) and four standard deviations of a bucket's noise
 ///   at the baseline (a binomial share of its ports).
 /// - The first bucket of tries sent after a decrease judges it: if the
 ///   level did not fall by more than the two buckets' noise, the loss is
