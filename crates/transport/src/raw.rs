@@ -607,7 +607,8 @@ pub fn run(
                 }
             }
             for decoy in sources.iter().filter(|_| pings.is_empty()) {
-                let (source, id) = match *decoy {
+                // Our copy carries the probe, a decoy's none.
+                let (source, ours) = match *decoy {
                     Decoy::Me => (own_source, Some(probe)),
                     Decoy::Addr(a) if a.is_ipv4() == probe.addr.is_ipv4() => (a, None),
                     Decoy::Addr(_) => continue,
@@ -618,23 +619,23 @@ pub fn run(
                 match options.probes {
                     RawProbes::IpProtocols => {
                         let shot = shot(probe, source, probe.port);
-                        stage(&mut modules.ip_protocol, shot, &keys, path.via, id, batch)?;
+                        stage(&mut modules.ip_protocol, shot, &keys, path.via, ours, batch)?;
                     }
                     RawProbes::Sctp(kind) => {
                         let shot = shot(probe, source, probe.port);
-                        stage(modules.sctp(kind), shot, &keys, path.via, id, batch)?;
+                        stage(modules.sctp(kind), shot, &keys, path.via, ours, batch)?;
                     }
                     RawProbes::Udp => {
                         let shot = shot(probe, source, probe.port);
-                        stage(&mut modules.udp, shot, &keys, path.via, id, batch)?;
+                        stage(&mut modules.udp, shot, &keys, path.via, ours, batch)?;
                     }
                     RawProbes::Tcp { scan, .. } => {
                         let shot = shot(probe, source, probe.port);
-                        stage(modules.tcp(scan), shot, &keys, path.via, id, batch)?;
+                        stage(modules.tcp(scan), shot, &keys, path.via, ours, batch)?;
                     }
                     RawProbes::Os(_) => {
                         let shot = shot(probe, source, probe.port);
-                        stage(&mut modules.os, shot, &keys, path.via, id, batch)?;
+                        stage(&mut modules.os, shot, &keys, path.via, ours, batch)?;
                         observer.sent(&probe, now);
                     }
                     // Discovery sends no decoys' copies (filtered above).
@@ -1035,7 +1036,7 @@ fn frame_header(buffer: &mut [u8], via: Via) -> usize {
 }
 
 /// Commits a packet of `len` bytes (from the start of the buffer) to the
-/// batch, for probe `id`.
+/// batch, for `probe` (`None` for a decoy's copy).
 fn commit(batch: &mut Batch, via: Via, len: usize, dst: IpAddr, probe: Option<Probe>) {
     match via {
         Via::Frame { ifindex, .. } => batch.packets.commit_frame(len, ifindex),
