@@ -597,3 +597,32 @@ fn decoys_send_a_copy_of_every_probe_from_each_decoy() {
         assert!(seen >= 10, "decoy {decoy}: {seen} SYNs seen");
     }
 }
+
+#[test]
+fn a_host_that_drops_every_probe_gets_nmaps_two_tries_per_port() {
+    // A host that never answers gets nmap's one retransmission per port
+    // (nmap's allowedTryno is at least 1), not all of -T4's six; the
+    // kernel queues the first probes while it resolves the neighbour, so
+    // none is lost to the path warming up. --max-retries 0 holds.
+    let lab = lab_or_skip!(Lab::builder().hosts(1));
+    let host = lab.host(0);
+    host.drop_tcp(1..=200).unwrap();
+    let addr = host.ipv4().to_string();
+    for (retries, tries) in [(None, 2), (Some("0"), 1)] {
+        let mut args = vec!["-Pn", "-n", "-T4", "-p", "1-200", &addr];
+        if let Some(n) = retries {
+            args.extend(["--max-retries", n]);
+        }
+        let run = syn_scan(&lab, &args);
+        let filtered = run
+            .ports
+            .values()
+            .filter(|p| p.state == "filtered" && p.reason == "no-response")
+            .count();
+        assert_eq!(filtered, 200, "every port filtered (no-response)");
+        let probes = run.summary.as_ref().expect("a summary line")["probes_sent"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(probes, 200 * tries, "probes sent with {retries:?} retries");
+    }
+}
