@@ -4,7 +4,7 @@
 //! timestamp in nanoseconds and its link type: nothing is copied or
 //! allocated per packet here. pcapng's Enhanced Packet Blocks, nearly
 //! every block of a pcapng file, are read straight from the reader's
-//! buffer ([`epb_at`]; hand-written because pcap-parser collects each
+//! buffer (`epb_at`; hand-written because pcap-parser collects each
 //! block's options into a `Vec`, an allocation per packet when a writer
 //! adds options); any other block, and any EPB this cannot vouch for,
 //! goes through pcap-parser.

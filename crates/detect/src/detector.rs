@@ -37,7 +37,7 @@
 //!
 //! Memory: what is kept per (source, host) lives in the fixed-size
 //! [`PairTable`] (who spoke first, TRW's first contacts, refused ports);
-//! a source's own state is a fixed 80 bytes ([`Source`]: counters, the
+//! a source's own state is a fixed 80 bytes (`Source`: counters, the
 //! walk, the first [`SOURCE_PORTS`] failed ports as evidence, bit sets
 //! for kinds and traits, its link-layer address), in a table reserved
 //! once for [`DetectorConfig::max_sources`] sources. ARP's bindings of

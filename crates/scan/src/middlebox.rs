@@ -100,7 +100,7 @@ pub fn suspect(report: &HostReport) -> bool {
 }
 
 /// Whether a sample's outcomes show a proxy: at least
-/// [`PROXIED_RESETS`] resets, and at least as many as services.
+/// `PROXIED_RESETS` (2) resets, and at least as many as services.
 pub fn is_proxied(sample: &[Confirmed]) -> bool {
     let resets = sample.iter().filter(|&&c| c == Confirmed::Reset).count();
     let services = sample.iter().filter(|&&c| c == Confirmed::Service).count();
