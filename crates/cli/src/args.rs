@@ -568,6 +568,7 @@ pub fn resolve(
             FlagId::MinRate
             | FlagId::MaxRate
             | FlagId::MaxRetries
+            | FlagId::SweepConfidence
             | FlagId::HostTimeout
             | FlagId::MinRttTimeout
             | FlagId::MaxRttTimeout
@@ -603,6 +604,16 @@ pub fn resolve(
             FlagId::MaxRate => t.max_rate = Some(rate(g)?),
             FlagId::MaxRetries => {
                 t = t.with_max_retries(number(g, "a number from 0 to 50")?);
+            }
+            FlagId::SweepConfidence => {
+                const EXPECTED: &str = "a chance between 0 and 1, such as 0.999";
+                let c: f64 = number(g, EXPECTED)?;
+                // Within 1e-12 of 1 the tries it calls for pass the cap
+                // anyway (the loss model's floor).
+                if !(c > 0.0 && c <= 1.0 - 1e-12) {
+                    return Err(bad_value(g, EXPECTED));
+                }
+                t.sweep_miss = 1.0 - c;
             }
             FlagId::HostTimeout => {
                 let d = time(g)?;
@@ -974,6 +985,20 @@ mod tests {
         assert_eq!(parse_time("5x"), None);
         assert_eq!(parse_time(""), None);
         assert_eq!(parse_time("-1"), None);
+    }
+
+    #[test]
+    fn sweep_confidence_is_a_chance_below_one() {
+        let c = cfg(&["198.18.0.1"]).unwrap();
+        assert_eq!(c.scan.timing.sweep_miss, 1e-3);
+        let c = cfg(&["--sweep-confidence", "0.99", "-T4", "198.18.0.1"]).unwrap();
+        assert!((c.scan.timing.sweep_miss - 0.01).abs() < 1e-9);
+        for bad in ["1", "0", "-0.5", "1.5", "x", "NaN", ""] {
+            let err = cfg(&["--sweep-confidence", bad, "198.18.0.1"])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--sweep-confidence"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub enum FlagId {
     MinRate,
     MaxRate,
     MaxRetries,
+    SweepConfidence,
     DefeatIcmpRatelimit,
     HostTimeout,
     MinRttTimeout,
@@ -456,6 +457,14 @@ pub static FLAGS: &[FlagDef] = &[
         Timing,
         "--max-retries <tries>",
         "Retransmissions per port at most"
+    ),
+    flag!(
+        SweepConfidence,
+        ["sweep-confidence"],
+        Value,
+        Timing,
+        "--sweep-confidence <p>",
+        "In a sweep, find a live host with this chance despite loss (0.999)"
     ),
     flag!(
         HostTimeout,

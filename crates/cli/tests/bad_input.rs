@@ -59,6 +59,10 @@ fn bad_values_are_named() {
     assert_usage_error(&["--min-rate", "fast", "127.0.0.1"], "fast");
     assert_usage_error(&["--host-timeout", "5y", "127.0.0.1"], "5y");
     assert_usage_error(&["--max-retries", "-1", "127.0.0.1"], "-1");
+    assert_usage_error(
+        &["--sweep-confidence", "1", "127.0.0.1"],
+        "--sweep-confidence",
+    );
     assert_usage_error(&["-p"], "-p");
 }
 

@@ -51,8 +51,9 @@ fn sparse_lab(lab: Lab) -> (Lab, TcpService, String, BTreeSet<IpAddr>) {
     (lab, listener, range, live)
 }
 
-/// Sweeps the range: (addresses found open, probes per address).
-fn sweep(lab: &Lab, range: &str, name: &str) -> (BTreeSet<IpAddr>, f64) {
+/// Sweeps the range with `extra` flags: (addresses found open, probes
+/// per address).
+fn sweep(lab: &Lab, range: &str, name: &str, extra: &[&str]) -> (BTreeSet<IpAddr>, f64) {
     let json = scratch_dir().join(format!("{name}.jsonl"));
     let out = lab
         .scanner()
@@ -60,6 +61,7 @@ fn sweep(lab: &Lab, range: &str, name: &str) -> (BTreeSet<IpAddr>, f64) {
         .args(["-sS", "-Pn", "-n", "--no-db", "--no-progress", "--open"])
         .args(["-p", &PORT.to_string(), "-oJ"])
         .arg(&json)
+        .args(extra)
         .arg(range)
         .output()
         .unwrap();
@@ -79,7 +81,7 @@ fn sweep(lab: &Lab, range: &str, name: &str) -> (BTreeSet<IpAddr>, f64) {
 #[test]
 fn a_clean_sparse_sweep_finds_every_live_address_at_one_probe_each() {
     let (lab, _listener, range, live) = sparse_lab(lab_or_skip!(Lab::builder().hosts(1)));
-    let (found, per_address) = sweep(&lab, &range, "clean");
+    let (found, per_address) = sweep(&lab, &range, "clean", &[]);
     assert_eq!(found, live, "the live addresses, exactly");
     // The goal: at most 1.1 (loss probes of answered hosts are
     // the only extra).
@@ -90,7 +92,7 @@ fn a_clean_sparse_sweep_finds_every_live_address_at_one_probe_each() {
 fn a_lossy_sparse_sweep_finds_the_live_addresses_with_the_tries_its_loss_calls_for() {
     let (lab, _listener, range, live) = sparse_lab(lab_or_skip!(Lab::builder().hosts(1)));
     lab.host(0).random_loss(10).unwrap();
-    let (found, per_address) = sweep(&lab, &range, "lossy");
+    let (found, per_address) = sweep(&lab, &range, "lossy", &[]);
     assert!(found.is_subset(&live), "no address invented");
     // A round trip is lost about 19% of the time; the model gives a
     // silent address the fewest tries that bring the chance of missing a
@@ -108,6 +110,20 @@ fn a_lossy_sparse_sweep_finds_the_live_addresses_with_the_tries_its_loss_calls_f
     assert!(
         (3.0..=6.0).contains(&per_address),
         "{per_address:.3} probes per address"
+    );
+    // The user asks for less: --sweep-confidence 0.95 gives two tries
+    // (a live address missed with a chance near 0.036, about 11 of 300).
+    let (found, per_address) = sweep(&lab, &range, "lossy-95", &["--sweep-confidence", "0.95"]);
+    assert!(found.is_subset(&live), "no address invented");
+    assert!(
+        found.len() * 10 >= live.len() * 9,
+        "{} of {} live addresses found at 0.95",
+        found.len(),
+        live.len()
+    );
+    assert!(
+        (1.5..=2.6).contains(&per_address),
+        "{per_address:.3} probes per address at 0.95"
     );
 }
 

@@ -70,6 +70,13 @@ pub struct TimingConfig {
     /// retries up to nmap's default of 10; a user's `--max-retries` holds
     /// for both ([`TimingConfig::with_max_retries`]).
     pub max_retries_under_loss: u8,
+    /// In a sweep, the chance a silent address's tries may leave of
+    /// missing it if it is live (`--sweep-confidence` is one minus this):
+    /// its tries bring the chance that every one of them is lost below
+    /// it, at the loss the scan measured (see the scheduler's
+    /// `silent_budget`). 1e-3 by default: five tries under 10% loss each
+    /// way, one on a clean link.
+    pub sweep_miss: f64,
     /// Minimum spacing between probes to one host.
     pub scan_delay: Duration,
     /// Probes in flight at least, whatever the windows say.
@@ -111,6 +118,7 @@ impl TimingConfig {
             max_rtt_timeout: ms(10_000),
             max_retries: 10,
             max_retries_under_loss: 10,
+            sweep_miss: 1e-3,
             scan_delay: Duration::ZERO,
             min_parallelism: 1,
             max_parallelism: 4096,

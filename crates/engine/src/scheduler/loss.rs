@@ -67,10 +67,6 @@ pub(super) const LOSS_PROBE_TRIALS: u32 = 16;
 /// Answers from the scan's hosts before a silent host's budget follows
 /// the measured loss (see [`Scheduler::silent_budget`]).
 pub(super) const OTHERS_ANSWERED: u32 = 16;
-/// The chance a silent address's tries may leave of missing it if it is
-/// live: its tries are enough to bring a live host's every try being lost
-/// below this.
-pub(super) const SILENT_MISS: f64 = 1e-3;
 /// Retries a silent address gets at least once this machine lost answers
 /// (see [`Scheduler::on_local_drops`]), whatever the estimate says: loss
 /// that comes in bursts (the receive ring overflowing at a high rate)
@@ -193,7 +189,8 @@ impl Scheduler {
     /// [`LOSS_SAMPLE`] is probed once more (a loss probe, resolving
     /// nothing), whose silence is a loss. With `p` the estimated chance
     /// that a round trip is lost ((lost + 0.1) / (trials + 0.2)), a silent
-    /// address gets the fewest tries `k` with `p^k` below [`SILENT_MISS`]:
+    /// address gets the fewest tries `k` with `p^k` below
+    /// [`TimingConfig::sweep_miss`] (1e-3 unless `--sweep-confidence`):
     /// with 10% lost each way (`p` near 0.19), five; on a clean link,
     /// one; never fewer than [`RETRIES_AFTER_LOCAL_DROPS`] retries once
     /// this machine dropped answers. Until [`OTHERS_ANSWERED`] ports
@@ -218,7 +215,8 @@ impl Scheduler {
             if self.loss_probe_trials >= LOSS_PROBE_TRIALS {
                 lost = lost.max(estimate(self.loss_probe_failures, self.loss_probe_trials));
             }
-            let tries = (SILENT_MISS.ln() / lost.ln()).ceil().clamp(1.0, 51.0);
+            let miss = self.timing.sweep_miss.clamp(1e-12, 1.0 - 1e-12);
+            let tries = (miss.ln() / lost.ln()).ceil().clamp(1.0, 51.0);
             let floor = if self.local_drops > 0 {
                 RETRIES_AFTER_LOCAL_DROPS
             } else {

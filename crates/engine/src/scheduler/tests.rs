@@ -1216,7 +1216,18 @@ fn a_sweep_of_mostly_empty_space_does_not_retry_the_dead_to_the_full() {
 /// that reported dropped answers before it began when `drops`: (live
 /// hosts found, live hosts in all, probes per address).
 fn sweep_run(targets: &str, loss: u64, seed: u64, drops: bool) -> (usize, usize, f64) {
-    let mut p = plan(&[targets], &[], vec![80], fast());
+    sweep_run_timed(targets, loss, seed, drops, fast())
+}
+
+/// [`sweep_run`] with `timing`.
+fn sweep_run_timed(
+    targets: &str,
+    loss: u64,
+    seed: u64,
+    drops: bool,
+    timing: TimingConfig,
+) -> (usize, usize, f64) {
+    let mut p = plan(&[targets], &[], vec![80], timing);
     p.seed = seed;
     let live = |a: IpAddr| {
         let IpAddr::V4(a) = a else { unreachable!() };
@@ -1398,7 +1409,7 @@ fn a_lossy_sweep_retries_as_the_loss_calls_for_and_finds_every_host() {
     // 10% of probes and of answers lost: the loss shows in the answers
     // to retries and to re-probes of answered hosts, and silent
     // addresses get the tries it calls for: five, each live address
-    // missed with a chance near 1e-3 (`SILENT_MISS`), so one of the 327
+    // missed with a chance near 1e-3 (`sweep_miss`), so one of the 327
     // in some sweeps (four seeds of 23 miss one, before and after the
     // sweep's early unloading), two in about one in 300.
     let mut missed = 0;
@@ -1415,6 +1426,22 @@ fn a_lossy_sweep_retries_as_the_loss_calls_for_and_finds_every_host() {
         );
     }
     assert!(missed <= 2, "{missed} live hosts missed over eight sweeps");
+}
+
+#[test]
+fn a_lower_sweep_confidence_gives_silent_addresses_fewer_tries_under_loss() {
+    // --sweep-confidence 0.95: at 10% loss each way (p near 0.19), two
+    // tries leave a live host missed with a chance near 0.036, where the
+    // default 0.999 gives five.
+    let mut timing = fast();
+    timing.sweep_miss = 0.05;
+    let (found, all, per_address) = sweep_run_timed("198.18.0.0/16", 10, 3, false, timing);
+    assert!(
+        (1.9..=2.3).contains(&per_address),
+        "{per_address} probes per address"
+    );
+    // About 12 of 327 missed on average: most found, not all.
+    assert!(found * 10 >= all * 9, "{found} of {all} live hosts found");
 }
 
 #[test]
@@ -1660,7 +1687,7 @@ fn a_sweep_under_random_loss_keeps_its_speed() {
             .count();
         let all = run.ports.keys().filter(|(a, _)| live(*a)).count();
         // One miss allowed, as in the lossy sweep's test: a live address
-        // is missed with a chance near 1e-3 (`SILENT_MISS`).
+        // is missed with a chance near 1e-3 (`sweep_miss`).
         assert!(
             found + 1 >= all,
             "seed {seed}: {found} of {all} live hosts found"
