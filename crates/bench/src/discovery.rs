@@ -273,9 +273,43 @@ pub fn sparse_bench(runs: usize) -> Result<(), String> {
     print_table(&rows);
     println!("pkt/s: packets sent / wall time; pkt/cpu-s: packets sent / CPU time (user + system)");
     println!();
+    lossy_part(&sweep, runs)?;
+    println!();
     println!("The engine alone (--offline, nothing sent): probes per second and peak memory");
     print_table(&[median(runs, || sweep.portolan_offline())]);
     Ok(())
+}
+
+/// The sparse /16's one-port sweep with 10% of packets lost each way at
+/// the gateway (issue 18's goal 3): Portolan at its default confidence and
+/// at two lower ones (`--sweep-confidence`), masscan's and ZMap's one
+/// probe per address. Found against probes per address.
+fn lossy_part(sweep: &Sweep, runs: usize) -> Result<(), String> {
+    sweep
+        .host()
+        .random_loss(10)
+        .map_err(|e| format!("loss rule: {e}"))?;
+    println!(
+        "The same one-port sweep with 10% random loss each way at the gateway; median of {runs} run(s)"
+    );
+    let mut rows = vec![median(runs, || sweep.portolan(16, &["--open"]))];
+    for confidence in ["0.99", "0.95"] {
+        rows.push(median(runs, || {
+            sweep.portolan(16, &["--open", "--sweep-confidence", confidence])
+        }));
+    }
+    if let Some(binary) = peer("masscan", "apt-get install masscan") {
+        rows.push(median(runs, || sweep.masscan(&binary, UNBOUNDED_RATE)));
+    }
+    if let Some(binary) = peer("zmap", "apt-get install zmap") {
+        rows.push(median(runs, || sweep.zmap(&binary, UNBOUNDED_RATE)));
+    }
+    print_table(&rows);
+    println!("(a live address is missed by k tries with a chance near 0.19^k: 5 tries by default)");
+    sweep
+        .host()
+        .random_loss(0)
+        .map_err(|e| format!("loss rule: {e}"))
 }
 
 /// Runs the discovery scenario.
