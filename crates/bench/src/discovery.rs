@@ -298,12 +298,7 @@ fn lossy_part(sweep: &Sweep, runs: usize) -> Result<(), String> {
             sweep.portolan(16, &["--open", "--sweep-confidence", confidence])
         }));
     }
-    if let Some(binary) = peer("masscan", "apt-get install masscan") {
-        rows.push(median(runs, || sweep.masscan(&binary, UNBOUNDED_RATE)));
-    }
-    if let Some(binary) = peer("zmap", "apt-get install zmap") {
-        rows.push(median(runs, || sweep.zmap(&binary, UNBOUNDED_RATE)));
-    }
+    rows.extend(sweep.peers_one_port(runs));
     print_table(&rows);
     println!("(a live address is missed by k tries with a chance near 0.19^k: 5 tries by default)");
     sweep

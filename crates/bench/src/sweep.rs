@@ -406,6 +406,19 @@ impl Sweep {
         )
     }
 
+    /// masscan's and ZMap's one-port sweeps of the /16 at their maximal
+    /// rates (those installed), each the median of `runs`.
+    pub fn peers_one_port(&self, runs: usize) -> Vec<Row> {
+        let mut rows = Vec::new();
+        if let Some(binary) = peer("masscan", "apt-get install masscan") {
+            rows.push(median(runs, || self.masscan(&binary, UNBOUNDED_RATE)));
+        }
+        if let Some(binary) = peer("zmap", "apt-get install zmap") {
+            rows.push(median(runs, || self.zmap(&binary, UNBOUNDED_RATE)));
+        }
+        rows
+    }
+
     /// masscan's sweep of the /16 at `rate` packets/s ([`UNBOUNDED_RATE`]:
     /// as fast as it can). masscan sends from its own user-space stack, so
     /// it is given the scanner's interface, address and MAC and the
@@ -588,12 +601,7 @@ pub fn sweep_bench(runs: usize) -> Result<(), String> {
         sweep.range(16)
     );
     let mut rows = vec![median(runs, || sweep.portolan(16, &[]))];
-    if let Some(binary) = peer("masscan", "apt-get install masscan") {
-        rows.push(median(runs, || sweep.masscan(&binary, UNBOUNDED_RATE)));
-    }
-    if let Some(binary) = peer("zmap", "apt-get install zmap") {
-        rows.push(median(runs, || sweep.zmap(&binary, UNBOUNDED_RATE)));
-    }
+    rows.extend(sweep.peers_one_port(runs));
     print_table(&rows);
     println!("pkt/s: packets sent / wall time; pkt/cpu-s: packets sent / CPU time (user + system)");
     println!();

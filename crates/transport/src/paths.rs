@@ -75,7 +75,7 @@ enum Neighbour {
 /// three of them, and std's SipHash made those lookups about 1% of a
 /// sparse sweep's CPU. Their keys are the scan's own targets and next
 /// hops, not chosen by the network.
-type Fast = foldhash::fast::RandomState;
+type RouteHasher = foldhash::fast::RandomState;
 
 /// Caches of routes, links and neighbours.
 pub(crate) struct Paths {
@@ -83,12 +83,12 @@ pub(crate) struct Paths {
     oif: Option<u32>,
     fixed_source: Option<IpAddr>,
     frames: bool,
-    hops: HashMap<IpAddr, Hop, Fast>,
-    links: HashMap<u32, Link, Fast>,
-    neighbours: HashMap<(u32, IpAddr), Neighbour, Fast>,
+    hops: HashMap<IpAddr, Hop, RouteHasher>,
+    links: HashMap<u32, Link, RouteHasher>,
+    neighbours: HashMap<(u32, IpAddr), Neighbour, RouteHasher>,
     /// This machine's own addresses: their routes are looked up and cached
     /// one by one, not for their whole /24 or /64.
-    locals: HashSet<IpAddr, Fast>,
+    locals: HashSet<IpAddr, RouteHasher>,
 }
 
 impl Paths {
